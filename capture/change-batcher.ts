@@ -1,0 +1,143 @@
+import { CHANGE_BATCH_VERSION, type Change, type Column } from '../core/change-event';
+
+/**
+ * Packs change events into Kinesis records: one record = one ChangeBatch (one table, one column
+ * layout) of up to `maxRecordBytes`. Pure and synchronous; the capture loop decides when to seal.
+ *
+ * Each change is serialised once, when it is added, and the record text is assembled from the
+ * pieces, so the byte count that drives sealing is exact and no event is encoded twice.
+ */
+
+export interface BatchRecord {
+  partitionKey: string;
+  data: Buffer;
+  table: string;
+  changes: number;
+}
+
+export interface ChangeBatcherLimits {
+  /** Kinesis takes records up to 1 MiB; smaller records keep Firehose transform invocations small. */
+  maxRecordBytes: number;
+  maxChangesPerRecord: number;
+}
+
+export const DEFAULT_BATCHER_LIMITS: ChangeBatcherLimits = {
+  maxRecordBytes: 256 * 1024,
+  maxChangesPerRecord: 2000,
+};
+
+/** Kinesis partition keys are at most 256 Unicode characters. */
+const MAX_PARTITION_KEY_CHARS = 256;
+
+interface OpenBatch {
+  header: string;
+  table: string;
+  partitionKey: string;
+  parts: string[];
+  bytes: number;
+}
+
+export class ChangeBatcher {
+  private readonly open = new Map<string, OpenBatch>();
+  private sealed: BatchRecord[] = [];
+  private sealedBytes = 0;
+  private openBytes = 0;
+  private openChanges = 0;
+
+  constructor(private readonly limits: ChangeBatcherLimits = DEFAULT_BATCHER_LIMITS) {}
+
+  add(schema: string, table: string, columns: readonly Column[], change: Change): void {
+    const layout = JSON.stringify(columns);
+    const slot = `${schema}\u0000${table}\u0000${layout}`;
+    const part = JSON.stringify(change);
+    const partBytes = Buffer.byteLength(part) + 1;
+    let batch = this.open.get(slot);
+    if (
+      batch &&
+      (batch.bytes + partBytes > this.limits.maxRecordBytes ||
+        batch.parts.length >= this.limits.maxChangesPerRecord)
+    ) {
+      this.seal(slot, batch);
+      batch = undefined;
+    }
+    if (!batch) {
+      const header = `{"v":${CHANGE_BATCH_VERSION},"schema":${JSON.stringify(schema)},"table":${JSON.stringify(table)},"columns":${layout},"changes":[`;
+      batch = {
+        header,
+        table,
+        partitionKey: partitionKeyFor(table, columns, change),
+        parts: [],
+        bytes: Buffer.byteLength(header) + 2,
+      };
+      this.open.set(slot, batch);
+      this.openBytes += batch.bytes;
+    }
+    batch.parts.push(part);
+    batch.bytes += partBytes;
+    this.openBytes += partBytes;
+    this.openChanges += 1;
+  }
+
+  /** Bytes of records sealed and not yet taken. */
+  get sealedByteCount(): number {
+    return this.sealedBytes;
+  }
+
+  get sealedRecordCount(): number {
+    return this.sealed.length;
+  }
+
+  /** Bytes held in total, sealed or not: what the capture loop compares with its flush threshold. */
+  get byteCount(): number {
+    return this.sealedBytes + this.openBytes;
+  }
+
+  /** Changes still in open (unsealed) batches. */
+  get openChangeCount(): number {
+    return this.openChanges;
+  }
+
+  get isEmpty(): boolean {
+    return this.sealed.length === 0 && this.open.size === 0;
+  }
+
+  /** Seals every open batch and hands over all sealed records. */
+  drain(): BatchRecord[] {
+    for (const [slot, batch] of this.open) this.seal(slot, batch);
+    return this.takeSealed();
+  }
+
+  /** Hands over only the records already sealed (full ones), leaving open batches to fill. */
+  takeSealed(): BatchRecord[] {
+    const out = this.sealed;
+    this.sealed = [];
+    this.sealedBytes = 0;
+    return out;
+  }
+
+  private seal(slot: string, batch: OpenBatch): void {
+    this.open.delete(slot);
+    this.openBytes -= batch.bytes;
+    this.openChanges -= batch.parts.length;
+    const data = Buffer.from(`${batch.header}${batch.parts.join(',')}]}`, 'utf8');
+    this.sealed.push({
+      partitionKey: batch.partitionKey,
+      data,
+      table: batch.table,
+      changes: batch.parts.length,
+    });
+    this.sealedBytes += data.length;
+  }
+}
+
+/**
+ * Table plus the first change's primary key: spreads a table's records over the shards (ordering
+ * across records is restored downstream from each change's position, so no per-key shard affinity
+ * is needed). Truncates, which have no key, use the table alone.
+ */
+export function partitionKeyFor(table: string, columns: readonly Column[], change: Change): string {
+  const key = columns
+    .flatMap((c, i) => (c.key && change.values[i] != null ? [change.values[i]] : []))
+    .join(',');
+  return (key ? `${table}:${key}` : table).slice(0, MAX_PARTITION_KEY_CHARS);
+}

@@ -1,0 +1,181 @@
+import type { Pgoutput } from 'pg-logical-replication';
+import { microsToIso, type Change, type ChangeOp, type Column } from '../core/change-event';
+import { addToLsn, normaliseLsn, type Lsn } from '../core/lsn';
+
+/**
+ * Turns pgoutput messages (as parsed by pg-logical-replication) into change events. Pure: it keeps
+ * only the state of the transaction being received (its commit LSN, commit time and the ordinal of
+ * the next change), so it is tested with hand-built messages and no database.
+ */
+
+/** What the decoder hands to the capture loop, one item per pgoutput message that matters. */
+export type DecodedItem =
+  | { kind: 'begin'; lsn: Lsn; ts: string }
+  | { kind: 'change'; schema: string; table: string; columns: Column[]; change: Change }
+  | {
+      kind: 'commit';
+      /** Commit record's LSN: the identity every change of the transaction carries. */
+      lsn: Lsn;
+      /** End of the commit record: what to confirm to the slot once the transaction is durable. */
+      endLsn: Lsn;
+      ts: string;
+      changes: number;
+    }
+  | { kind: 'message'; prefix: string; content: string; transactional: boolean };
+
+export class DecodeError extends Error {
+  override readonly name = 'DecodeError';
+}
+
+/**
+ * Names of built-in types by OID (pg_type.typname). pgoutput sends a Type message only for
+ * non-built-in types (enums, domains), so built-ins must be known here; the snapshot reads the same
+ * names from pg_type, keeping both paths' column types equal.
+ * https://github.com/postgres/postgres/blob/master/src/include/catalog/pg_type.dat
+ */
+export const BUILTIN_TYPE_NAMES: Readonly<Record<number, string>> = {
+  16: 'bool',
+  17: 'bytea',
+  18: 'char',
+  19: 'name',
+  20: 'int8',
+  21: 'int2',
+  23: 'int4',
+  25: 'text',
+  26: 'oid',
+  114: 'json',
+  700: 'float4',
+  701: 'float8',
+  1042: 'bpchar',
+  1043: 'varchar',
+  1082: 'date',
+  1083: 'time',
+  1114: 'timestamp',
+  1184: 'timestamptz',
+  1186: 'interval',
+  1266: 'timetz',
+  1700: 'numeric',
+  2950: 'uuid',
+  3802: 'jsonb',
+};
+
+export function columnsOf(relation: Pgoutput.MessageRelation): Column[] {
+  return relation.columns.map((c) => ({
+    name: c.name,
+    type: c.typeName ?? BUILTIN_TYPE_NAMES[c.typeOid] ?? `oid:${c.typeOid}`,
+    // pgoutput flags bit 1 = the column is part of the replica identity key.
+    key: (c.flags & 1) === 1,
+  }));
+}
+
+type Tuple = Record<string, unknown> | null;
+
+/**
+ * Aligns a parsed tuple with the relation's columns. A column missing from the tuple (`undefined`)
+ * is an unchanged TOAST datum in an update, or a non-key column of a key-only delete.
+ */
+function toValues(
+  relation: Pgoutput.MessageRelation,
+  tuple: Tuple,
+): { values: (string | null)[]; unchanged: number[] } {
+  const values: (string | null)[] = [];
+  const unchanged: number[] = [];
+  relation.columns.forEach((column, i) => {
+    const value = tuple ? tuple[column.name] : null;
+    if (value === undefined) {
+      unchanged.push(i);
+      values.push(null);
+    } else if (value === null || typeof value === 'string') {
+      values.push(value);
+    } else {
+      // Binary-format columns are never requested; anything else means the raw-text parser was bypassed.
+      throw new DecodeError(
+        `column ${relation.schema}.${relation.name}.${column.name} arrived as ${typeof value}, expected text`,
+      );
+    }
+  });
+  return { values, unchanged };
+}
+
+export class PgoutputDecoder {
+  private txn: { lsn: Lsn; ts: string; seq: number } | null = null;
+
+  /** True between a BEGIN and its COMMIT. */
+  get inTransaction(): boolean {
+    return this.txn !== null;
+  }
+
+  decode(message: Pgoutput.Message): DecodedItem | DecodedItem[] | null {
+    switch (message.tag) {
+      case 'begin': {
+        if (!message.commitLsn) throw new DecodeError('BEGIN without a final LSN');
+        const ts = microsToIso(message.commitTime as bigint);
+        this.txn = { lsn: normaliseLsn(message.commitLsn), ts, seq: 0 };
+        return { kind: 'begin', lsn: this.txn.lsn, ts };
+      }
+      case 'commit': {
+        const txn = this.requireTxn('COMMIT');
+        if (!message.commitEndLsn) throw new DecodeError('COMMIT without an end LSN');
+        this.txn = null;
+        return {
+          kind: 'commit',
+          lsn: txn.lsn,
+          endLsn: normaliseLsn(message.commitEndLsn),
+          ts: txn.ts,
+          changes: txn.seq,
+        };
+      }
+      case 'insert':
+        return this.change(message.relation, 'insert', message.new);
+      case 'update':
+        return this.change(message.relation, 'update', message.new);
+      case 'delete':
+        return this.change(message.relation, 'delete', message.old ?? message.key);
+      case 'truncate':
+        return message.relations.map((relation) => this.change(relation, 'truncate', null));
+      case 'message':
+        return {
+          kind: 'message',
+          prefix: message.prefix,
+          content: Buffer.from(message.content).toString('utf8'),
+          transactional: message.transactional,
+        };
+      case 'relation':
+      case 'type':
+      case 'origin':
+        // Relation and type messages only update the parser's caches; origins do not affect us.
+        return null;
+      default:
+        message satisfies never;
+        throw new DecodeError(
+          `unknown pgoutput message ${JSON.stringify((message as { tag?: unknown }).tag)}`,
+        );
+    }
+  }
+
+  private requireTxn(what: string): { lsn: Lsn; ts: string; seq: number } {
+    if (!this.txn) throw new DecodeError(`${what} outside a transaction`);
+    return this.txn;
+  }
+
+  private change(relation: Pgoutput.MessageRelation, op: ChangeOp, tuple: Tuple): DecodedItem {
+    const txn = this.requireTxn(op.toUpperCase());
+    const columns = columnsOf(relation);
+    const { values, unchanged } =
+      op === 'truncate' ? { values: [], unchanged: [] } : toValues(relation, tuple);
+    const change: Change = { op, lsn: txn.lsn, seq: txn.seq++, ts: txn.ts, values };
+    // Only an update can leave a TOASTed value unsent; a key-only delete simply lacks the other
+    // columns, which toValues also reports as absent: those are plain nulls.
+    if (unchanged.length > 0 && op === 'update') change.unchanged = unchanged;
+    return { kind: 'change', schema: relation.schema, table: relation.name, columns, change };
+  }
+}
+
+/**
+ * Snapshot rows sort before everything the slot streams: they take the slot's consistent point
+ * minus one. WAL records start at 8-byte aligned positions, so no commit record sits there, and every
+ * transaction the slot delivers commits at or after the consistent point.
+ */
+export function snapshotLsn(consistentPoint: Lsn): Lsn {
+  return addToLsn(consistentPoint, -1n);
+}

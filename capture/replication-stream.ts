@@ -1,0 +1,128 @@
+import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
+import type { Socket } from 'node:net';
+import { addToLsn, type Lsn } from '../core/lsn';
+
+/**
+ * The Postgres side of capture: one replication connection reading pgoutput from our slot through
+ * pg-logical-replication, with everything that library does implicitly turned off or corrected:
+ *
+ * - Acknowledgement is ours alone (`auto: false, timeoutSeconds: 0`): the library's automatic acks
+ *   confirm the last *received* LSN, which loses data on a crash.
+ * - `acknowledge(lsn)` in the library reports lsn + 1 as flushed. Confirming one byte past a commit's
+ *   end can skip a transaction whose commit record starts exactly there, so we pass lsn − 1 and
+ *   the server sees exactly the LSN we mean.
+ * - Values stay the text Postgres sent: the library parses tuples through the process-global `pg`
+ *   type parsers (timestamps into local-time Dates, losing microseconds); we swap every relation
+ *   column's parser for the identity as the relation message arrives, so no global state is touched.
+ * - Messages are handed over synchronously, in stream order, interleaved with keepalives; the
+ *   consumer applies backpressure with pause()/resume() on the socket. (The library's own flow
+ *   control queues data but not keepalives, so a keepalive could overtake data still queued, and
+ *   echoing its WAL position would then confirm changes not yet delivered.)
+ * - One instance per connection: a reconnect builds a new stream that starts from the slot's
+ *   confirmed position, never from the last LSN this process happened to receive.
+ */
+
+export interface ReplicationStreamHandlers {
+  /** Called synchronously for each pgoutput message, in WAL order. */
+  onMessage(message: Pgoutput.Message): void;
+  /** Primary keepalive: the server's WAL end, and whether it wants a status update now. */
+  onKeepalive(walEnd: Lsn, replyRequested: boolean): void;
+}
+
+export interface ReplicationStreamOptions {
+  connectionString: string;
+  slot: string;
+  publication: string;
+  /** Where to start; `0/0` means the slot's confirmed_flush_lsn. */
+  startLsn?: Lsn;
+}
+
+/** pgoutput delivers values as text; keep that text. */
+const identity = (raw: unknown) => raw;
+
+/** A pgoutput plugin that leaves every value as the text Postgres sent. */
+export class RawTextPgoutputPlugin extends PgoutputPlugin {
+  override parse(buffer: Buffer): Pgoutput.Message {
+    const message = super.parse(buffer);
+    if (message.tag === 'relation') for (const column of message.columns) column.parser = identity;
+    return message;
+  }
+}
+
+export class ReplicationStream {
+  private readonly service: LogicalReplicationService;
+  private paused = false;
+
+  constructor(
+    private readonly options: ReplicationStreamOptions,
+    private readonly handlers: ReplicationStreamHandlers,
+  ) {
+    this.service = new LogicalReplicationService(
+      { connectionString: options.connectionString, application_name: `totes-capture:${options.slot}` },
+      { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
+    );
+    this.service.on('data', (_lsn: string, message: Pgoutput.Message) => this.handlers.onMessage(message));
+    this.service.on('heartbeat', (walEnd: string, _timestamp: number, shouldRespond: boolean) =>
+      this.handlers.onKeepalive(walEnd, shouldRespond),
+    );
+  }
+
+  /**
+   * Starts streaming. Resolves when the replication connection ends (after stop()); rejects when it
+   * fails. Errors raised by the handlers surface here too.
+   */
+  run(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const fail = (e: unknown) => {
+        if (settled) return;
+        settled = true;
+        this.service.stop().finally(() => reject(e));
+      };
+      this.service.on('error', fail);
+      const plugin = new RawTextPgoutputPlugin({
+        protoVersion: 1,
+        publicationNames: [this.options.publication],
+        // Logical decoding messages carry our heartbeats (pg_logical_emit_message).
+        messages: true,
+      });
+      this.service.subscribe(plugin, this.options.slot, this.options.startLsn ?? '0/0').then(() => {
+        if (!settled) {
+          settled = true;
+          resolve();
+        }
+      }, fail);
+    });
+  }
+
+  /** Confirms everything up to `lsn` as durably delivered (written, flushed and applied). */
+  async acknowledge(lsn: Lsn): Promise<void> {
+    await this.service.acknowledge(addToLsn(lsn, -1n));
+  }
+
+  /** Stops reading from the socket (backpressure); keepalives wait too, acks can still be sent. */
+  pause(): void {
+    if (this.paused) return;
+    this.paused = true;
+    this.socket()?.pause();
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.socket()?.resume();
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  async stop(): Promise<void> {
+    await this.service.stop();
+  }
+
+  private socket(): Socket | undefined {
+    // The library keeps the pg Connection private; it pauses the same stream for its own flow control.
+    return (this.service as unknown as { _connection?: { stream?: Socket } })._connection?.stream;
+  }
+}

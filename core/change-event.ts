@@ -1,0 +1,143 @@
+import { z } from 'zod';
+import { isLsn, lsnToBigInt } from './lsn';
+
+/**
+ * The change-event contract: what capture writes to Kinesis and every later stage reads.
+ *
+ * One Kinesis record carries one `ChangeBatch`: changes of ONE table that share one column layout,
+ * as JSON. Batching many small events per record is what lifts Kinesis' 1,000 records/s per-shard
+ * ceiling (https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html), and
+ * keeping a batch to one table lets Firehose partition records by table.
+ *
+ * Delivery is at-least-once: a change may arrive more than once and out of order. Its identity is
+ * `(lsn, seq)`; consumers keep, per row, the change with the highest position and drop repeats.
+ */
+
+export const CHANGE_OPS = ['snapshot', 'insert', 'update', 'delete', 'truncate'] as const;
+export type ChangeOp = (typeof CHANGE_OPS)[number];
+
+/** Current version of the ChangeBatch wire format; bump on incompatible change. */
+export const CHANGE_BATCH_VERSION = 1;
+
+const lsnString = z.string().refine(isLsn, { message: 'not an LSN (expected XXXXXXXX/XXXXXXXX)' });
+
+export const ColumnSchema = z.object({
+  /** Column name as in the source table. */
+  name: z.string().min(1),
+  /** Source type name without schema (`int4`, `numeric`, `timestamp`, `PaymentTypeName`, …). */
+  type: z.string().min(1),
+  /** Part of the primary key (the replica identity). */
+  key: z.boolean(),
+});
+export type Column = z.infer<typeof ColumnSchema>;
+
+export const ChangeSchema = z.object({
+  /** `snapshot` rows come from the initial copy; the rest from the replication stream. */
+  op: z.enum(CHANGE_OPS),
+  /**
+   * Commit LSN of the source transaction (pgoutput's final LSN). Snapshot rows carry the slot's
+   * consistent point minus one, which sorts before every transaction the stream delivers after it.
+   */
+  lsn: lsnString,
+  /** Ordinal of this change inside its transaction (or inside the snapshot), from 0. */
+  seq: z.number().int().nonnegative(),
+  /** Commit time, ISO 8601 UTC with microseconds (`2025-02-28T09:15:02.123456Z`). */
+  ts: z.string().min(20),
+  /**
+   * Column values in `columns` order, exactly as Postgres rendered them as text (numerics,
+   * timestamps and enums untouched), `null` for SQL NULL. `insert`/`update`/`snapshot`: the new row.
+   * `delete`: the old row as far as the replica identity carries it (the key columns under the
+   * default identity, every column under REPLICA IDENTITY FULL; the rest `null`). `truncate`: empty.
+   */
+  values: z.array(z.string().nullable()),
+  /**
+   * Indices of columns whose value was NOT sent because it is a TOASTed value the update did not
+   * change. Their `values` entry is `null` but means "keep what you have", never SQL NULL.
+   */
+  unchanged: z.array(z.number().int().nonnegative()).optional(),
+});
+export type Change = z.infer<typeof ChangeSchema>;
+
+export const ChangeBatchSchema = z
+  .object({
+    v: z.literal(CHANGE_BATCH_VERSION),
+    schema: z.string().min(1),
+    table: z.string().min(1),
+    columns: z.array(ColumnSchema).min(1),
+    changes: z.array(ChangeSchema).min(1),
+  })
+  .superRefine((batch, ctx) => {
+    batch.changes.forEach((change, i) => {
+      const expected = change.op === 'truncate' ? 0 : batch.columns.length;
+      if (change.values.length !== expected) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['changes', i, 'values'],
+          message: `has ${change.values.length} values, expected ${expected}`,
+        });
+      }
+      for (const index of change.unchanged ?? []) {
+        if (index >= batch.columns.length) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['changes', i, 'unchanged'],
+            message: `index ${index} out of range`,
+          });
+        }
+      }
+    });
+  });
+export type ChangeBatch = z.infer<typeof ChangeBatchSchema>;
+
+export class InvalidChangeBatchError extends Error {
+  override readonly name = 'InvalidChangeBatchError';
+  constructor(
+    message: string,
+    readonly issues: string[],
+  ) {
+    super(message);
+  }
+}
+
+export function encodeChangeBatch(batch: ChangeBatch): Buffer {
+  return Buffer.from(JSON.stringify(batch), 'utf8');
+}
+
+/** Parses and validates one Kinesis record's data. Throws InvalidChangeBatchError with each issue. */
+export function decodeChangeBatch(data: Uint8Array | string): ChangeBatch {
+  let json: unknown;
+  try {
+    json = JSON.parse(typeof data === 'string' ? data : Buffer.from(data).toString('utf8'));
+  } catch (e) {
+    throw new InvalidChangeBatchError(`not JSON: ${(e as Error).message}`, []);
+  }
+  const parsed = ChangeBatchSchema.safeParse(json);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new InvalidChangeBatchError(`not a change batch: ${issues.slice(0, 3).join('; ')}`, issues);
+  }
+  return parsed.data;
+}
+
+/** Orders changes by source position: commit LSN, then ordinal inside the transaction. */
+export function compareChangePosition(
+  a: Pick<Change, 'lsn' | 'seq'>,
+  b: Pick<Change, 'lsn' | 'seq'>,
+): number {
+  const x = lsnToBigInt(a.lsn);
+  const y = lsnToBigInt(b.lsn);
+  if (x !== y) return x < y ? -1 : 1;
+  return a.seq - b.seq;
+}
+
+/**
+ * Postgres commit timestamps are microseconds since the Unix epoch (pgoutput sends them as
+ * microseconds since 2000-01-01; pg-logical-replication rebases them). JS Dates hold only
+ * milliseconds, so render the text by hand.
+ */
+export function microsToIso(micros: bigint): string {
+  const millis = micros / 1000n;
+  const fraction = (((micros % 1_000_000n) + 1_000_000n) % 1_000_000n).toString().padStart(6, '0');
+  const base = new Date(Number(millis)).toISOString(); // 2025-02-28T09:15:02.123Z
+  return `${base.slice(0, 19)}.${fraction}Z`;
+}
