@@ -96,7 +96,7 @@ export interface CaptureDeps {
   state: StateStore;
   logger: Logger;
   /** Checks to run before starting (totes doctor's): each returned problem blocks the start. */
-  preflight?: (client: Client) => Promise<{ problem: string; fix?: string }[]>;
+  preflight?: () => Promise<{ problem: string; fix?: string }[]>;
   /** Called with every stats sample (metrics publishers, tests). */
   onStats?: (
     stats: CaptureStats & { at: number; changesPerSecond: number; lagSeconds: number | null },
@@ -157,7 +157,7 @@ export class CaptureService {
         (await this.control.query('SHOW server_version_num')).rows[0].server_version_num,
       );
       if (this.deps.preflight) {
-        const problems = await this.deps.preflight(this.control);
+        const problems = await this.deps.preflight();
         if (problems.length > 0) {
           const text = problems.map((p) => `- ${p.problem}${p.fix ? `\n  fix: ${p.fix}` : ''}`).join('\n');
           throw new SourceNotReadyError(`the source is not ready for capture:\n${text}`);

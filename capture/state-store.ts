@@ -70,3 +70,53 @@ export class MemoryStateStore implements StateStore {
     this.state = null;
   }
 }
+
+/** Minimal S3 surface the store needs (the SDK's S3Client satisfies it). */
+export interface S3Like {
+  send(command: unknown): Promise<unknown>;
+}
+
+/**
+ * An object in S3: what capture uses on Fargate, whose disk does not outlive the task. A PutObject
+ * replaces the whole object atomically, so readers see the old state or the new one.
+ */
+export class S3StateStore implements StateStore {
+  readonly location: string;
+
+  constructor(
+    private readonly s3: S3Like,
+    private readonly bucket: string,
+    private readonly key: string,
+    private readonly commands: {
+      get: (input: { Bucket: string; Key: string }) => unknown;
+      put: (input: { Bucket: string; Key: string; Body: string; ContentType: string }) => unknown;
+      del: (input: { Bucket: string; Key: string }) => unknown;
+    },
+  ) {
+    this.location = `s3://${bucket}/${key}`;
+  }
+
+  async load(): Promise<CaptureState | null> {
+    try {
+      const out = (await this.s3.send(this.commands.get({ Bucket: this.bucket, Key: this.key }))) as {
+        Body?: { transformToString(): Promise<string> };
+      };
+      const text = await out.Body!.transformToString();
+      return CaptureStateSchema.parse(JSON.parse(text));
+    } catch (e) {
+      if ((e as Error).name === 'NoSuchKey') return null;
+      throw e;
+    }
+  }
+
+  async save(state: CaptureState): Promise<void> {
+    const body = JSON.stringify(CaptureStateSchema.parse(state), null, 2);
+    await this.s3.send(
+      this.commands.put({ Bucket: this.bucket, Key: this.key, Body: body, ContentType: 'application/json' }),
+    );
+  }
+
+  async clear(): Promise<void> {
+    await this.s3.send(this.commands.del({ Bucket: this.bucket, Key: this.key }));
+  }
+}

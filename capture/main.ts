@@ -1,0 +1,131 @@
+import { KinesisClient } from '@aws-sdk/client-kinesis';
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { Client } from 'pg';
+import { createLogger, redactUrl, type Logger } from '../core/logger';
+import { CaptureService } from './capture-service';
+import { captureSettingsFromEnv, sourceUrlFromSecret, type CaptureSettings } from './config';
+import { KinesisSink } from './kinesis-sink';
+import { checkSource } from './source-checks';
+import { FileStateStore, S3StateStore, type StateStore } from './state-store';
+
+/**
+ * The capture process: environment → settings → service, with SIGTERM/SIGINT draining it (stop
+ * reading, flush, confirm, exit 0). ECS sends SIGTERM and waits stopTimeout before SIGKILL.
+ */
+
+async function resolveSourceUrl(settings: CaptureSettings): Promise<string> {
+  if (settings.sourceUrl) return settings.sourceUrl;
+  const secrets = new SecretsManagerClient({ region: settings.region });
+  try {
+    const out = await secrets.send(new GetSecretValueCommand({ SecretId: settings.sourceSecretArn! }));
+    return sourceUrlFromSecret(out.SecretString ?? '');
+  } finally {
+    secrets.destroy();
+  }
+}
+
+function stateStoreFor(settings: CaptureSettings): StateStore {
+  if (settings.state.kind === 'file') return new FileStateStore(settings.state.path);
+  const s3 = new S3Client({ region: settings.region });
+  return new S3StateStore(s3, settings.state.bucket, settings.state.key, {
+    get: (i) => new GetObjectCommand(i),
+    put: (i) => new PutObjectCommand(i),
+    del: (i) => new DeleteObjectCommand(i),
+  });
+}
+
+export interface BuiltCapture {
+  service: CaptureService;
+  /** Releases the SDK clients (their keep-alive sockets would hold the process open). */
+  close(): void;
+}
+
+export async function buildCaptureService(settings: CaptureSettings, logger: Logger): Promise<BuiltCapture> {
+  const sourceUrl = await resolveSourceUrl(settings);
+  const kinesis = new KinesisClient({
+    region: settings.region,
+    ...(settings.kinesisEndpoint
+      ? {
+          endpoint: settings.kinesisEndpoint,
+          credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+          // kinesalite speaks HTTP/1.1 only.
+          requestHandler: new NodeHttpHandler(),
+        }
+      : {}),
+    // The sink retries with backoff itself; SDK retries underneath would multiply the attempts.
+    maxAttempts: 1,
+  });
+  logger.info('capture configured', {
+    source: redactUrl(sourceUrl),
+    stream: settings.streamName,
+    slot: settings.slot,
+    publication: settings.publication,
+    tables: settings.tables.length,
+  });
+  const service = new CaptureService(
+    {
+      sourceUrl,
+      schema: settings.schema,
+      tables: settings.tables,
+      publication: settings.publication,
+      slot: settings.slot,
+      heartbeatIntervalMs: settings.heartbeatIntervalMs,
+      statsIntervalMs: settings.statsIntervalMs,
+      lingerMs: settings.lingerMs,
+      flushBytes: settings.flushBytes,
+    },
+    {
+      sink: new KinesisSink({ client: kinesis, streamName: settings.streamName, logger }),
+      state: stateStoreFor(settings),
+      logger,
+      preflight: async () => {
+        const client = new Client({ connectionString: sourceUrl });
+        await client.connect();
+        const findings = await checkSource(client, {
+          publication: settings.publication,
+          slot: settings.slot,
+          tables: settings.tables.map((t) => (settings.schema === 'public' ? t : `${settings.schema}.${t}`)),
+        }).finally(() => client.end());
+        for (const f of findings.filter((x) => x.severity === 'warning'))
+          logger.warn(f.problem, { fix: f.fix, check: f.id });
+        return findings.filter((f) => f.severity === 'error');
+      },
+    },
+  );
+  return { service, close: () => kinesis.destroy() };
+}
+
+/** Runs capture until a signal; resolves with the exit code. */
+export async function runCapture(env: Record<string, string | undefined>): Promise<number> {
+  const settings = captureSettingsFromEnv(env);
+  const logger = createLogger({ service: 'capture', level: settings.logLevel });
+  const { service, close } = await buildCaptureService(settings, logger);
+  const onSignal = (signal: string) => {
+    logger.info('signal received, draining', { signal });
+    void service.stop();
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  // Started by `totes up` with an IPC channel: if that parent dies (even by SIGKILL) the channel
+  // closes, and capture drains and exits instead of holding the slot as an orphan.
+  if (process.send) process.once('disconnect', () => onSignal('parent exited'));
+  try {
+    await service.run();
+    return 0;
+  } catch (e) {
+    logger.error(e instanceof Error ? e.message : String(e), { err: e });
+    return 1;
+  } finally {
+    close();
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    // An open IPC channel keeps the process alive; let go of it so capture exits once drained.
+    if (process.connected) process.disconnect();
+  }
+}
+
+if (require.main === module) {
+  runCapture(process.env).then((code) => process.exit(code));
+}

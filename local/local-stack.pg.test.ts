@@ -1,0 +1,80 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { silentLogger } from '../core/logger';
+import { installTotesys } from '../totesys';
+import { StreamCollector } from '../test/support/kinesis';
+import { createTestDatabase, waitFor, withClient } from '../test/support/pg';
+import { kinesisClientFor } from './kinesalite';
+import { startLocalStack } from './local-stack';
+
+// The local stack against an existing Postgres (`totes up --source-url`): kinesalite on disk and
+// the capture process, supervised. The embedded-source variant runs end to end in test/e2e.
+
+it('captures a seeded source into the on-disk stream, restarts capture if it dies, and carries on after a restart', async () => {
+  const url = await createTestDatabase('local_stack');
+  await withClient(url, (c) => installTotesys(c, { scale: 0.02 }));
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-stack-'));
+  const lines: string[] = [];
+  let stack = await startLocalStack({
+    dataDir,
+    sourceUrl: url,
+    logger: silentLogger,
+    onCaptureOutput: (l) => (lines.push(l), process.env.DEBUG_STACK && console.log(Date.now(), l)),
+  });
+  let client = kinesisClientFor(stack.kinesisEndpoint);
+  let collector = new StreamCollector(client, stack.streamName);
+  const sourceRows = await withClient(url, async (c) => {
+    const { rows } = await c.query('SELECT count(*)::int AS n FROM sales_order');
+    return rows[0].n as number;
+  });
+  await waitFor(
+    'the snapshot in the stream',
+    async () => {
+      await collector.poll();
+      return collector.ofTable('sales_order').length === sourceRows ? true : undefined;
+    },
+    60_000,
+  );
+  expect(new Set(collector.changes.map((c) => c.table)).size).toBe(11);
+
+  // The supervisor brings capture back after a crash.
+  const firstPid = stack.capture.pid!;
+  process.kill(firstPid, 'SIGKILL');
+  await waitFor(
+    'capture to be restarted',
+    () => (stack.capture.pid && stack.capture.pid !== firstPid ? true : undefined),
+    30_000,
+  );
+  await withClient(url, (c) => c.query("UPDATE currency SET currency_code = 'CHF' WHERE currency_id = 3"));
+  await waitFor(
+    'the update after the restart',
+    async () => {
+      await collector.poll();
+      return collector.ofTable('currency').some((c) => c.op === 'update') ? true : undefined;
+    },
+    30_000,
+  );
+  expect(stack.capture.restartCount).toBe(1);
+  client.destroy();
+  await stack.stop();
+
+  // A new stack on the same data directory finds the stream on disk and the completed snapshot.
+  stack = await startLocalStack({ dataDir, sourceUrl: url, logger: silentLogger });
+  client = kinesisClientFor(stack.kinesisEndpoint);
+  collector = new StreamCollector(client, stack.streamName);
+  await withClient(url, (c) => c.query("UPDATE currency SET currency_code = 'JPY' WHERE currency_id = 3"));
+  await waitFor(
+    'the second update',
+    async () => {
+      await collector.poll();
+      return collector.ofTable('currency').some((c) => c.row.currency_code === 'JPY') ? true : undefined;
+    },
+    30_000,
+  );
+  expect(collector.ofTable('sales_order').filter((c) => c.op === 'snapshot')).toHaveLength(sourceRows); // not re-snapshotted
+  expect(lines.some((l) => l.includes('"snapshot finished"'))).toBe(true);
+  client.destroy();
+  await stack.stop();
+  fs.rmSync(dataDir, { recursive: true, force: true });
+}, 120_000);
