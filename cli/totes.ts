@@ -25,6 +25,11 @@ export const COMMANDS: Record<string, { summary: string; load: () => Command }> 
     summary: 'Check a source database for everything capture needs, and say how to fix what is missing',
     load: () => load('doctor'),
   },
+  replay: { summary: 'Re-deliver a window of the change stream as CSV', load: () => load('replay') },
+  verify: {
+    summary: 'Compare the warehouse with the source and print the differences',
+    load: () => load('verify'),
+  },
 };
 
 function load(name: string): Command {

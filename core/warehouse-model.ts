@@ -40,6 +40,15 @@ export interface WarehouseColumn {
 
 export type WarehouseTableKind = 'dimension' | 'staging' | 'fact' | 'date';
 
+/**
+ * One warehouse row in canonical in-memory form (see processors/shared/parquet-codec.ts): int →
+ * number, boolean → boolean, everything else text (date `YYYY-MM-DD`, time `HH:MM:SS.mmm`,
+ * numeric(10,2) exactly as Postgres wrote it). Defined here so the pure mapping in core/ and the
+ * Parquet codec in processors/ share one type without core importing from processors.
+ */
+export type WarehouseValue = string | number | boolean | null;
+export type WarehouseRow = Record<string, WarehouseValue>;
+
 export interface WarehouseTable {
   name: WarehouseTableName;
   kind: WarehouseTableKind;

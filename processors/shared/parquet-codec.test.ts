@@ -40,6 +40,13 @@ describe('parquet codec', () => {
     expect(decoded.rows).toEqual(rows);
   });
 
+  it('keeps dates before year 100 and before 1970 (no Date.UTC 19xx shift)', async () => {
+    const dates = ['0099-01-01', '0001-01-01', '1969-12-31', '9999-12-31'];
+    const rows = dates.map((d) => row({ payment_date: d }));
+    const decoded = await decodeParquet(await encodeParquet('fact_payment', rows));
+    expect(decoded.rows.map((r) => r.payment_date)).toEqual(dates);
+  });
+
   it('writes an empty file that reads back empty', async () => {
     expect(await decodeParquet(await encodeParquet('dim_currency', []))).toEqual({
       table: 'dim_currency',

@@ -6,8 +6,14 @@ import {
   SOURCE_POSITION_COLUMNS,
   WAREHOUSE_TABLES,
   type WarehouseColumn,
+  type WarehouseRow,
   type WarehouseTableName,
+  type WarehouseValue,
 } from '../../core/warehouse-model';
+
+// The row types moved to core/warehouse-model.ts (the pure mapping needs them); re-exported here so
+// existing imports keep working.
+export type { WarehouseRow, WarehouseValue } from '../../core/warehouse-model';
 
 /**
  * Parquet files of the processed bucket: one warehouse table per object, the table's columns (see
@@ -21,9 +27,6 @@ import {
  * parquetjs-lite has no DECIMAL type (architecture.md, measured), and text keeps it exact; the load
  * casts it to numeric(10,2).
  */
-
-export type WarehouseValue = string | number | boolean | null;
-export type WarehouseRow = Record<string, WarehouseValue>;
 
 export interface ParquetTable {
   table: WarehouseTableName;
@@ -98,7 +101,10 @@ function toPhysical(type: string, value: WarehouseValue, column: string): unknow
       const m = DATE_TEXT.exec(String(value));
       if (!m)
         throw new ParquetCodecError(`column ${column}: ${JSON.stringify(value)} is not a YYYY-MM-DD date`);
-      return new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])));
+      // Not Date.UTC: it maps years 0–99 to 1900–1999, which would move `0099-01-01` by 1900 years.
+      const date = new Date(0);
+      date.setUTCFullYear(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
+      return date;
     }
     case 'TIME_MILLIS': {
       const m = TIME_TEXT.exec(String(value));

@@ -1,0 +1,206 @@
+import {
+  CopyObjectCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createLogger } from '../core/logger';
+import { waitFor } from '../test/support/pg';
+import {
+  decodeS3EventKey,
+  encodeS3EventKey,
+  listObjectsSince,
+  LocalS3StartError,
+  s3ClientFor,
+  startS3rver,
+  type S3Event,
+} from './s3rver';
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-s3rver-'));
+  dirs.push(dir);
+  return dir;
+}
+
+afterAll(() => {
+  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function withS3<T>(
+  dataDir: string,
+  fn: (client: S3Client, s3: Awaited<ReturnType<typeof startS3rver>>) => Promise<T>,
+  options: { logger?: ReturnType<typeof createLogger> } = {},
+): Promise<T> {
+  const s3 = await startS3rver({ dataDir, buckets: ['ingestion', 'processed'], logger: options.logger });
+  const client = s3ClientFor(s3.endpoint);
+  try {
+    return await fn(client, s3);
+  } finally {
+    client.destroy();
+    await s3.stop();
+  }
+}
+
+describe('startS3rver', () => {
+  it('creates its buckets and keeps objects on disk across a restart', async () => {
+    const dataDir = path.join(tempDir(), 'nested', 's3');
+    await withS3(dataDir, async (client) => {
+      await client.send(new PutObjectCommand({ Bucket: 'ingestion', Key: 'a/b.csv', Body: 'hello' }));
+    });
+    expect(fs.existsSync(path.join(dataDir, 'processed'))).toBe(true);
+    await withS3(dataDir, async (client) => {
+      const res = await client.send(new GetObjectCommand({ Bucket: 'ingestion', Key: 'a/b.csv' }));
+      expect(await res.Body!.transformToString()).toBe('hello');
+      await expect(
+        client.send(new HeadObjectCommand({ Bucket: 'processed', Key: 'none' })),
+      ).rejects.toMatchObject({
+        name: 'NotFound',
+      });
+    });
+  });
+
+  it('emits S3-shaped ObjectCreated events with URL-encoded keys, and none for deletes', async () => {
+    await withS3(tempDir(), async (client, s3) => {
+      const events: S3Event[] = [];
+      const unsubscribe = s3.onObjectCreated((e) => {
+        events.push(e);
+      });
+      const key = 'totesys/staff/schema=0123456789abcdef/2025/02/28/09/a file+x.csv';
+      await client.send(new PutObjectCommand({ Bucket: 'ingestion', Key: key, Body: 'a,b\n' }));
+      // (s3rver decodes CopySource with decodeURI, so copy from a key without reserved characters.)
+      await client.send(new PutObjectCommand({ Bucket: 'processed', Key: 'plain.csv', Body: 'x' }));
+      await client.send(
+        new CopyObjectCommand({ Bucket: 'processed', Key: 'copy.csv', CopySource: 'processed/plain.csv' }),
+      );
+      await client.send(new DeleteObjectCommand({ Bucket: 'ingestion', Key: key }));
+      await waitFor('three events', () => (events.length === 3 ? true : undefined));
+      unsubscribe();
+      await client.send(new PutObjectCommand({ Bucket: 'ingestion', Key: 'after', Body: 'x' }));
+
+      const [put, , copy] = events.map((e) => e.Records[0]);
+      expect(put).toMatchObject({
+        eventSource: 'aws:s3',
+        eventName: 'ObjectCreated:Put',
+        s3: {
+          bucket: { name: 'ingestion', arn: 'arn:aws:s3:::ingestion' },
+          object: {
+            key: 'totesys/staff/schema%3D0123456789abcdef/2025/02/28/09/a+file%2Bx.csv',
+            size: 4,
+          },
+        },
+      });
+      expect(decodeS3EventKey(put.s3.object.key)).toBe(key);
+      expect(copy).toMatchObject({
+        eventName: 'ObjectCreated:Copy',
+        s3: { bucket: { name: 'processed' }, object: { key: 'copy.csv' } },
+      });
+      expect(events).toHaveLength(3);
+    });
+  });
+
+  it('keeps a failing listener from failing the write, and logs it', async () => {
+    const lines: string[] = [];
+    const logger = createLogger({ service: 'test', write: (l) => lines.push(l) });
+    await withS3(
+      tempDir(),
+      async (client, s3) => {
+        let calls = 0;
+        s3.onObjectCreated(() => {
+          throw new Error('listener bug');
+        });
+        s3.onObjectCreated(async () => {
+          calls += 1;
+        });
+        await client.send(new PutObjectCommand({ Bucket: 'ingestion', Key: 'k', Body: 'v' }));
+        await waitFor('the log line and the healthy listener', () =>
+          lines.length === 1 && calls === 1 ? true : undefined,
+        );
+        expect(JSON.parse(lines[0])).toMatchObject({
+          level: 'error',
+          err: { message: 'listener bug' },
+          key: 'k',
+        });
+      },
+      { logger },
+    );
+  });
+
+  it('never shows a partly written object, even to a reader racing the PUT', async () => {
+    await withS3(tempDir(), async (client) => {
+      const body = Buffer.alloc(16 * 1024 * 1024, 'x');
+      const writing = client.send(new PutObjectCommand({ Bucket: 'ingestion', Key: 'big', Body: body }));
+      let done = false;
+      void writing.then(() => (done = true));
+      const seen = new Set<number>();
+      while (!done) {
+        const listed = await listObjectsSince(client, 'ingestion', new Date(0));
+        for (const o of listed) seen.add(o.size);
+      }
+      await writing;
+      seen.add(
+        (await client.send(new HeadObjectCommand({ Bucket: 'ingestion', Key: 'big' }))).ContentLength!,
+      );
+      expect([...seen]).toEqual([body.length]);
+    });
+  });
+
+  it('reports a directory it cannot use', async () => {
+    const file = path.join(tempDir(), 'not-a-dir');
+    fs.writeFileSync(file, '');
+    await expect(startS3rver({ dataDir: path.join(file, 's3'), buckets: ['b'] })).rejects.toThrow();
+    const taken = await startS3rver({ dataDir: tempDir(), buckets: [] });
+    try {
+      await expect(startS3rver({ dataDir: tempDir(), buckets: [], port: taken.port })).rejects.toBeInstanceOf(
+        LocalS3StartError,
+      );
+    } finally {
+      await taken.stop();
+    }
+  });
+});
+
+describe('listObjectsSince', () => {
+  it('lists objects modified from the second `since` falls in, oldest first, under a prefix', async () => {
+    await withS3(tempDir(), async (client) => {
+      await client.send(new PutObjectCommand({ Bucket: 'ingestion', Key: 'p/old', Body: '1' }));
+      await client.send(new PutObjectCommand({ Bucket: 'ingestion', Key: 'q/other', Body: '1' }));
+      const [old] = await listObjectsSince(client, 'ingestion', new Date(0), { prefix: 'p/' });
+      // LastModified has whole seconds: wait into the next one, then write more.
+      await waitFor(
+        'the next second',
+        () => (Date.now() >= old.lastModified.getTime() + 1000 ? true : undefined),
+        3_000,
+      );
+      const since = new Date();
+      await client.send(new PutObjectCommand({ Bucket: 'ingestion', Key: 'p/new-b', Body: '22' }));
+      await client.send(new PutObjectCommand({ Bucket: 'ingestion', Key: 'p/new-a', Body: '1' }));
+
+      const listed = await listObjectsSince(client, 'ingestion', since, { prefix: 'p/' });
+
+      expect(listed.map((o) => o.key).sort()).toEqual(['p/new-a', 'p/new-b']);
+      const all = await listObjectsSince(client, 'ingestion', new Date(0));
+      expect(all).toHaveLength(4);
+      for (const list of [listed, all])
+        for (let i = 1; i < list.length; i++) {
+          const [a, b] = [list[i - 1], list[i]];
+          const order = a.lastModified.getTime() - b.lastModified.getTime() || a.key.localeCompare(b.key);
+          expect(order).toBeLessThan(0);
+        }
+      expect(all.slice(0, 2).map((o) => o.key)).toEqual(['p/old', 'q/other']);
+    });
+  });
+});
+
+describe('event keys', () => {
+  it('encode as S3 does and decode back', () => {
+    for (const key of ['a b', 'x=1/y+z', 'ünï/😀', 'plain/path.csv'])
+      expect(decodeS3EventKey(encodeS3EventKey(key))).toBe(key);
+    expect(encodeS3EventKey('a b/c=d')).toBe('a+b/c%3Dd');
+  });
+});

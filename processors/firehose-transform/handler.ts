@@ -1,0 +1,21 @@
+import { S3Client } from '@aws-sdk/client-s3';
+import { createLogger, type LogLevel } from '../../core/logger';
+import { createHandler, readTransformConfig } from './create-handler';
+
+/**
+ * Lambda entry for the Firehose record transformation. Configuration is read and the S3 client built
+ * once, at cold start: a missing INGESTION_BUCKET fails the first invocation loudly instead of
+ * producing data without schema objects. Everything else lives in create-handler.ts, which the local
+ * delivery stream and the tests call with their own clients.
+ */
+const config = readTransformConfig(process.env);
+
+const LEVELS: readonly string[] = ['debug', 'info', 'warn', 'error'] satisfies LogLevel[];
+const logger = createLogger({
+  service: 'firehose-transform',
+  level: LEVELS.includes(process.env.LOG_LEVEL ?? '') ? (process.env.LOG_LEVEL as LogLevel) : 'info',
+});
+
+const s3 = new S3Client({});
+
+export const handler = createHandler({ s3, bucket: config.ingestionBucket, logger });

@@ -1,0 +1,130 @@
+/**
+ * Metrics as CloudWatch Embedded Metric Format (EMF) log lines: one JSON object per line on stdout,
+ * which CloudWatch Logs turns into metrics without any API call from the function (no latency, no
+ * throttling, no SDK). https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
+ *
+ * Every stage publishes into the `Totes` namespace with one dimension, `Stage`, so a dashboard
+ * shows transform and load side by side and an alarm is one metric name + one stage. Collect a
+ * MetricSet per invocation (not per container: local runs may overlap invocations) and flush it once.
+ */
+
+export const METRICS_NAMESPACE = 'Totes';
+
+/** The CloudWatch units this project uses (the spec allows more). */
+export const METRIC_UNITS = ['Count', 'Milliseconds', 'Bytes', 'Seconds', 'None'] as const;
+export type MetricUnit = (typeof METRIC_UNITS)[number];
+
+/** EMF allows at most 100 metrics per document. */
+const MAX_METRICS_PER_DOCUMENT = 100;
+
+export interface MetricDatum {
+  name: string;
+  unit: MetricUnit;
+  value: number;
+}
+
+/** Base class of every error this module throws. */
+export class MetricsError extends Error {
+  override name = 'MetricsError';
+}
+
+export class InvalidMetricError extends MetricsError {
+  override name = 'InvalidMetricError';
+  constructor(
+    readonly metric: string,
+    readonly reason: string,
+  ) {
+    super(`metric ${JSON.stringify(metric)}: ${reason}`);
+  }
+}
+
+/** Keys a metric must not shadow: the EMF envelope and the dimension. */
+const RESERVED = new Set(['_aws', 'Stage']);
+
+/**
+ * One EMF document (a single line, no trailing newline): the metrics of one stage at one instant,
+ * plus `properties`, which CloudWatch keeps as searchable log fields but not as metrics.
+ */
+export function formatEmf(options: {
+  stage: string;
+  metrics: readonly MetricDatum[];
+  timestamp: Date;
+  properties?: Record<string, string | number | boolean>;
+  namespace?: string;
+}): string {
+  if (options.metrics.length > MAX_METRICS_PER_DOCUMENT)
+    throw new InvalidMetricError('(document)', `more than ${MAX_METRICS_PER_DOCUMENT} metrics`);
+  const document: Record<string, unknown> = {
+    _aws: {
+      Timestamp: options.timestamp.getTime(),
+      CloudWatchMetrics: [
+        {
+          Namespace: options.namespace ?? METRICS_NAMESPACE,
+          Dimensions: [['Stage']],
+          Metrics: options.metrics.map((m) => ({ Name: m.name, Unit: m.unit })),
+        },
+      ],
+    },
+    Stage: options.stage,
+  };
+  for (const [key, value] of Object.entries(options.properties ?? {}))
+    if (!RESERVED.has(key)) document[key] = value;
+  for (const m of options.metrics) document[m.name] = m.value;
+  return JSON.stringify(document);
+}
+
+export interface MetricsOptions {
+  stage: string;
+  /** Where lines go; default stdout, where the Lambda runtime forwards them to CloudWatch Logs. */
+  write?: (line: string) => void;
+  now?: () => Date;
+  namespace?: string;
+}
+
+/** Metrics of one invocation: counters summed by name, written as one EMF line by `flush`. */
+export class MetricSet {
+  private readonly values = new Map<string, MetricDatum>();
+
+  constructor(private readonly options: MetricsOptions) {}
+
+  /** Adds `value` to the metric (creating it at 0, so a counter can be published as 0). */
+  add(name: string, value = 1, unit: MetricUnit = 'Count'): this {
+    if (!/^[A-Za-z][A-Za-z0-9_.-]{0,254}$/.test(name) || RESERVED.has(name))
+      throw new InvalidMetricError(name, 'names are letters, digits, _ . - (and not reserved)');
+    if (!Number.isFinite(value)) throw new InvalidMetricError(name, 'value is not a finite number');
+    const current = this.values.get(name);
+    if (current && current.unit !== unit)
+      throw new InvalidMetricError(name, `unit ${unit} differs from ${current.unit}`);
+    this.values.set(name, { name, unit, value: (current?.value ?? 0) + value });
+    return this;
+  }
+
+  /** Current value of a metric (0 when never added): for tests and log lines. */
+  get(name: string): number {
+    return this.values.get(name)?.value ?? 0;
+  }
+
+  /** Writes the collected metrics as one EMF line (nothing when empty) and starts over. */
+  flush(properties?: Record<string, string | number | boolean>): void {
+    if (this.values.size === 0) return;
+    const metrics = [...this.values.values()];
+    this.values.clear();
+    const write = this.options.write ?? ((line: string) => process.stdout.write(line));
+    const timestamp = (this.options.now ?? (() => new Date()))();
+    for (let i = 0; i < metrics.length; i += MAX_METRICS_PER_DOCUMENT) {
+      const line = formatEmf({
+        stage: this.options.stage,
+        metrics: metrics.slice(i, i + MAX_METRICS_PER_DOCUMENT),
+        timestamp,
+        properties,
+        namespace: this.options.namespace,
+      });
+      write(`${line}\n`);
+    }
+  }
+}
+
+/** A factory bound to one stage: call it once per invocation. */
+export function metricsFor(options: MetricsOptions): () => MetricSet {
+  return () => new MetricSet(options);
+}

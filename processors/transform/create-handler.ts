@@ -1,0 +1,576 @@
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
+import type { Change } from '../../core/change-event';
+import {
+  CsvCodecError,
+  decodeCsvObject,
+  decodeSchemaObject,
+  INGESTION_ROOT,
+  isLayoutSafeTableName,
+  parseDataObjectKey,
+  schemaObjectKey,
+  type SchemaObject,
+} from '../../core/csv-codec';
+import { silentLogger, type Logger } from '../../core/logger';
+import {
+  isMappedSourceTable,
+  StarMappingError,
+  targetTableOf,
+  toWarehouseRows,
+} from '../../core/star-mapping';
+import type { WarehouseTableName } from '../../core/warehouse-model';
+import { encodeParquet, ParquetCodecError } from '../shared/parquet-codec';
+import { metricsFor, type MetricSet } from '../shared/metrics';
+import { decodeS3ObjectKey, isS3TestEvent, S3EventSchema, type S3EventRecord } from './s3-event';
+
+/**
+ * The transform stage: each CSV object Firehose writes to the ingestion bucket becomes ONE Parquet
+ * object of its warehouse table in the processed bucket. Three steps, as in any batch handler: parse
+ * the S3 event, transform each object on its own (a bad object fails alone), report.
+ *
+ * Idempotent, because S3 events are at-least-once and Lambda retries: the output key is a function
+ * of the input key (`outputKeyFor`), an existing output means "done" (skip), and writes are
+ * conditional (`If-None-Match: *`) so two concurrent deliveries of one event cannot both write.
+ * Objects are never overwritten.
+ *
+ * Failure policy (S3-triggered Lambdas are invoked asynchronously and have no per-record failure
+ * response, https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html):
+ * - Changes the mapping rejects (invalid date, `2.0` int, truncate, …) go to a quarantine object
+ *   (`quarantine/transform/<table>/…/<hash>.rejected.jsonl`, one JSON line per change with its
+ *   reason), are logged as errors and counted; the rest of the object is written.
+ * - An object that cannot be read at all (bad CSV, missing or invalid schema object, a layout
+ *   without a needed column, a key outside the layout) is a *permanent* failure: a pointer record
+ *   with the reason goes to `quarantine/transform/<table>/…/<hash>.object.jsonl`, an error is
+ *   logged, the object is reported `quarantined`, and the invocation still succeeds — a retry
+ *   could not fix it. No Parquet is written, so re-driving the key after a fix works.
+ * - S3 errors (throttling, 5xx, network) are *retryable*: after every record was tried, the
+ *   handler throws TransformRetryableError so Lambda's async retries (and then its on-failure
+ *   destination) take over; the records that succeeded are skipped on retry as duplicates.
+ *
+ * Logs name keys, tables, positions and counts, never row values (reasons never quote values).
+ */
+
+/** Base class of every error this module throws. */
+export class TransformError extends Error {
+  override name = 'TransformError';
+}
+
+export class MissingConfigurationError extends TransformError {
+  override name = 'MissingConfigurationError';
+  constructor(readonly variable: string) {
+    super(`environment variable ${variable} is required`);
+  }
+}
+
+/** The invocation payload is not an S3 event: nothing can be attributed to an object. */
+export class InvalidS3EventError extends TransformError {
+  override name = 'InvalidS3EventError';
+  constructor(readonly issues: string[]) {
+    super(`not an S3 event notification: ${issues.slice(0, 3).join('; ')}`);
+  }
+}
+
+/** An object that can never be transformed as it is (permanent: quarantined, not retried). */
+export class UnreadableObjectError extends TransformError {
+  override name = 'UnreadableObjectError';
+  constructor(
+    readonly bucket: string,
+    readonly key: string,
+    /** Safe to log: never quotes object content. */
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`s3://${bucket}/${key}: ${reason}`, options);
+  }
+}
+
+/** An S3 call failed in a way a later attempt may not (throttling, 5xx, network): retryable. */
+export class S3AccessError extends TransformError {
+  override name = 'S3AccessError';
+  constructor(
+    readonly operation: string,
+    readonly bucket: string,
+    readonly key: string,
+    options: { cause: unknown },
+  ) {
+    super(
+      `${operation} s3://${bucket}/${key} failed: ${(options.cause as Error)?.message ?? options.cause}`,
+      options,
+    );
+  }
+}
+
+/** Thrown at the end of an invocation in which some objects failed retryably, so Lambda retries. */
+export class TransformRetryableError extends TransformError {
+  override name = 'TransformRetryableError';
+  constructor(readonly failures: readonly { bucket: string; key: string; reason: string }[]) {
+    super(
+      `${failures.length} object(s) failed and should be retried: ${failures
+        .slice(0, 3)
+        .map((f) => f.key)
+        .join(', ')}`,
+    );
+  }
+}
+
+export interface TransformConfig {
+  /** Where the Parquet and quarantine objects go. */
+  processedBucket: string;
+}
+
+/** Reads the function's configuration; the Lambda entry calls it at cold start so a gap fails loudly. */
+export function readTransformConfig(env: NodeJS.ProcessEnv): TransformConfig {
+  const processedBucket = env.PROCESSED_BUCKET?.trim();
+  if (!processedBucket) throw new MissingConfigurationError('PROCESSED_BUCKET');
+  return { processedBucket };
+}
+
+export interface TransformHandlerDeps {
+  s3: Pick<S3Client, 'send'>;
+  processedBucket: string;
+  logger?: Logger;
+  /** A fresh MetricSet per invocation; default: EMF lines on stdout, stage `transform`. */
+  metrics?: () => MetricSet;
+  now?: () => Date;
+}
+
+/** What happened to one object of the event. */
+export const OBJECT_STATUSES = ['written', 'duplicate', 'ignored', 'quarantined', 'failed'] as const;
+export type ObjectStatus = (typeof OBJECT_STATUSES)[number];
+
+export interface ObjectOutcome {
+  bucket: string;
+  /** Decoded key (the raw one when it could not be decoded). */
+  key: string;
+  status: ObjectStatus;
+  sourceTable?: string;
+  targetTable?: WarehouseTableName;
+  /** The Parquet object (written, or found already written). */
+  outputKey?: string;
+  /** The quarantine object holding rejected changes or the pointer to an unreadable object. */
+  quarantineKey?: string;
+  rows?: number;
+  rejected?: number;
+  ignoredDeletes?: number;
+  /** Why the object was ignored, quarantined or failed. */
+  reason?: string;
+}
+
+/**
+ * The handler's result. AWS ignores the return value of an asynchronous invocation; the local
+ * pipeline and the tests read it.
+ */
+export interface TransformReport {
+  objects: ObjectOutcome[];
+}
+
+export const QUARANTINE_ROOT = 'quarantine/transform';
+
+const sha256Hex = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
+
+/** `yyyy/MM/dd/HH` of a data key (the Firehose delivery hour), or `unpartitioned`. */
+function hourPartitionOf(key: string): string {
+  return parseDataObjectKey(key) ? key.split('/').slice(3, 7).join('/') : 'unpartitioned';
+}
+
+/**
+ * Where the Parquet object of a data object goes: `<target>/<yyyy/MM/dd/HH of the input>/<first
+ * 32 hex digits of SHA-256(input key)>.parquet`. Deterministic, so a redelivered event finds its
+ * output; 128 bits make two input keys sharing one output practically impossible.
+ */
+export function outputKeyFor(targetTable: WarehouseTableName, inputKey: string): string {
+  return `${targetTable}/${hourPartitionOf(inputKey)}/${sha256Hex(inputKey).slice(0, 32)}.parquet`;
+}
+
+/** Quarantine object of an input key: `rejected` changes, or the pointer to an unreadable `object`. */
+export function quarantineKeyFor(sourceTable: string, inputKey: string, kind: 'rejected' | 'object'): string {
+  const table = isLayoutSafeTableName(sourceTable) ? sourceTable : '_unknown';
+  return `${QUARANTINE_ROOT}/${table}/${hourPartitionOf(inputKey)}/${sha256Hex(inputKey).slice(0, 32)}.${kind}.jsonl`;
+}
+
+/**
+ * S3 user metadata travels as HTTP headers, which must be printable ASCII
+ * (https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingMetadata.html#UserMetadata): any
+ * other value is stored URI-encoded, and `encoded-fields` says which ones.
+ */
+function userMetadata(fields: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  const encoded: string[] = [];
+  for (const [name, value] of Object.entries(fields)) {
+    if (/^[\x20-\x7e]*$/.test(value)) out[name] = value;
+    else {
+      out[name] = encodeURIComponent(value);
+      encoded.push(name);
+    }
+  }
+  if (encoded.length) out['encoded-fields'] = encoded.join(',');
+  return out;
+}
+
+function httpStatusOf(e: unknown): number | undefined {
+  const status = (e as { $metadata?: { httpStatusCode?: unknown } })?.$metadata?.httpStatusCode;
+  return typeof status === 'number' ? status : undefined;
+}
+
+function isNotFound(e: unknown): boolean {
+  const name = (e as { name?: unknown })?.name;
+  return name === 'NotFound' || name === 'NoSuchKey' || httpStatusOf(e) === 404;
+}
+
+/** If-None-Match lost: another writer created the object first (S3 answers 412). */
+function isAlreadyExists(e: unknown): boolean {
+  return (e as { name?: unknown })?.name === 'PreconditionFailed' || httpStatusOf(e) === 412;
+}
+
+/** A change as it goes to the quarantine: values included (this is the one place they may go). */
+function quarantineLine(base: Record<string, unknown>, change: Change, reason: string): string {
+  return JSON.stringify({ ...base, reason, change });
+}
+
+const MAX_REJECTIONS_LOGGED_PER_OBJECT = 20;
+
+export function createTransformHandler(
+  deps: TransformHandlerDeps,
+): (event: unknown, context?: { awsRequestId?: string }) => Promise<TransformReport> {
+  const rootLogger = deps.logger ?? silentLogger;
+  const newMetrics = deps.metrics ?? metricsFor({ stage: 'transform' });
+  const now = deps.now ?? (() => new Date());
+  const processed = deps.processedBucket;
+  // Schema objects are content-addressed (the key is the fingerprint of the bytes that matter), so
+  // a warm container reads each one once.
+  const schemas = new Map<string, SchemaObject>();
+
+  async function exists(key: string): Promise<boolean> {
+    try {
+      await deps.s3.send(new HeadObjectCommand({ Bucket: processed, Key: key }));
+      return true;
+    } catch (e) {
+      if (isNotFound(e)) return false;
+      throw new S3AccessError('HeadObject', processed, key, { cause: e });
+    }
+  }
+
+  /** Writes an object unless it exists; false when another writer got there first. */
+  async function putOnce(
+    key: string,
+    body: Buffer | string,
+    contentType: string,
+    metadata: Record<string, string>,
+  ): Promise<boolean> {
+    try {
+      await deps.s3.send(
+        new PutObjectCommand({
+          Bucket: processed,
+          Key: key,
+          Body: body,
+          ContentType: contentType,
+          Metadata: userMetadata(metadata),
+          // Conditional write: objects are never overwritten, even by a concurrent duplicate
+          // delivery that passed the existence check at the same time.
+          // https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html
+          IfNoneMatch: '*',
+        }),
+      );
+      return true;
+    } catch (e) {
+      if (isAlreadyExists(e)) return false;
+      throw new S3AccessError('PutObject', processed, key, { cause: e });
+    }
+  }
+
+  async function read(bucket: string, key: string, what: string): Promise<Buffer> {
+    try {
+      const response = await deps.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      return Buffer.from(await response.Body!.transformToByteArray());
+    } catch (e) {
+      if (isNotFound(e)) throw new UnreadableObjectError(bucket, key, `${what} does not exist`, { cause: e });
+      throw new S3AccessError('GetObject', bucket, key, { cause: e });
+    }
+  }
+
+  async function schemaFor(bucket: string, dataKey: string, table: string, fingerprint: string) {
+    const key = schemaObjectKey(table, fingerprint);
+    const cacheKey = `${bucket}/${key}`;
+    const cached = schemas.get(cacheKey);
+    if (cached) return cached;
+    const bytes = await read(bucket, key, `schema object ${key}`);
+    let schema: SchemaObject;
+    try {
+      schema = decodeSchemaObject(bytes);
+    } catch (e) {
+      throw new UnreadableObjectError(bucket, dataKey, `schema object ${key} is invalid`, { cause: e });
+    }
+    if (schema.table !== table || schema.fingerprint !== fingerprint)
+      throw new UnreadableObjectError(bucket, dataKey, `schema object ${key} describes another layout`);
+    schemas.set(cacheKey, schema);
+    return schema;
+  }
+
+  async function quarantineObject(
+    record: S3EventRecord,
+    key: string,
+    sourceTable: string,
+    error: UnreadableObjectError,
+    logger: Logger,
+  ): Promise<ObjectOutcome> {
+    const bucket = record.s3.bucket.name;
+    const quarantineKey = quarantineKeyFor(sourceTable, key, 'object');
+    const pointer = JSON.stringify({
+      kind: 'unreadable-object',
+      stage: 'transform',
+      reason: error.reason,
+      error: error.cause instanceof Error ? error.cause.name : undefined,
+      source: {
+        bucket,
+        key,
+        size: record.s3.object.size,
+        eTag: record.s3.object.eTag,
+        versionId: record.s3.object.versionId,
+        sequencer: record.s3.object.sequencer,
+        eventTime: record.eventTime,
+      },
+      quarantinedAt: now().toISOString(),
+    });
+    // A redelivery of the same unreadable object finds its pointer and leaves it as it is.
+    if (!(await exists(quarantineKey)))
+      await putOnce(quarantineKey, `${pointer}\n`, 'application/x-ndjson', {
+        'source-bucket': bucket,
+        'source-key': key,
+      });
+    // The cause is not logged: parser messages may quote the object's content.
+    logger.error('object quarantined: it cannot be transformed', {
+      bucket,
+      key,
+      table: sourceTable,
+      reason: error.reason,
+      errorName: error.cause instanceof Error ? error.cause.name : error.name,
+      quarantineKey,
+    });
+    return { bucket, key, status: 'quarantined', sourceTable, quarantineKey, reason: error.reason };
+  }
+
+  async function transformObject(
+    record: S3EventRecord,
+    key: string,
+    sourceTable: string,
+    fingerprint: string,
+    metrics: MetricSet,
+    logger: Logger,
+  ): Promise<ObjectOutcome> {
+    const bucket = record.s3.bucket.name;
+    const targetTable = targetTableOf(sourceTable);
+    const outputKey = outputKeyFor(targetTable, key);
+    const base = { bucket, key, sourceTable, targetTable, outputKey };
+    if (await exists(outputKey)) {
+      logger.info('already transformed; skipped', { key, table: sourceTable, outputKey });
+      return { ...base, status: 'duplicate' };
+    }
+    const schema = await schemaFor(bucket, key, sourceTable, fingerprint);
+    const csv = await read(bucket, key, 'data object');
+    let changes: Change[];
+    let mapped: ReturnType<typeof toWarehouseRows>;
+    let parquet: Buffer;
+    try {
+      changes = decodeCsvObject(csv, schema);
+      mapped = toWarehouseRows(sourceTable, schema.columns, changes);
+      parquet = await encodeParquet(targetTable, mapped.rows);
+    } catch (e) {
+      // CsvDecodeError / MissingSourceColumnError carry value-free messages; a ParquetCodecError
+      // here means the mapping let through a value it should have rejected (a bug), and may quote
+      // it, so only its name is kept.
+      const reason =
+        e instanceof CsvCodecError || e instanceof StarMappingError
+          ? e.message
+          : e instanceof ParquetCodecError
+            ? 'mapped rows could not be encoded as Parquet'
+            : `unexpected ${(e as Error)?.name ?? 'error'} while transforming`;
+      throw new UnreadableObjectError(bucket, key, reason, { cause: e });
+    }
+
+    let quarantineKey: string | undefined;
+    if (mapped.rejected.length) {
+      quarantineKey = quarantineKeyFor(sourceTable, key, 'rejected');
+      const lineBase = { stage: 'transform', sourceBucket: bucket, sourceKey: key, table: sourceTable };
+      const body = mapped.rejected.map((r) => quarantineLine(lineBase, r.change, r.reason)).join('\n');
+      // Before the Parquet object, which marks the input done: a crash in between redoes both.
+      if (!(await exists(quarantineKey)))
+        await putOnce(quarantineKey, `${body}\n`, 'application/x-ndjson', {
+          'source-bucket': bucket,
+          'source-key': key,
+          'rejected-changes': String(mapped.rejected.length),
+        });
+      for (const r of mapped.rejected.slice(0, MAX_REJECTIONS_LOGGED_PER_OBJECT))
+        logger.error('change rejected and quarantined', {
+          key,
+          table: sourceTable,
+          op: r.change.op,
+          lsn: r.change.lsn,
+          seq: r.change.seq,
+          reason: r.reason,
+          quarantineKey,
+        });
+      if (mapped.rejected.length > MAX_REJECTIONS_LOGGED_PER_OBJECT)
+        logger.error('more changes rejected than logged individually', {
+          key,
+          table: sourceTable,
+          rejected: mapped.rejected.length,
+          logged: MAX_REJECTIONS_LOGGED_PER_OBJECT,
+          quarantineKey,
+        });
+    }
+
+    const written = await putOnce(outputKey, parquet, 'application/vnd.apache.parquet', {
+      'source-bucket': bucket,
+      'source-key': key,
+      'source-table': sourceTable,
+      'schema-fingerprint': fingerprint,
+      rows: String(mapped.rows.length),
+      'rejected-changes': String(mapped.rejected.length),
+    });
+    const outcome: ObjectOutcome = {
+      ...base,
+      status: written ? 'written' : 'duplicate',
+      quarantineKey,
+      rows: mapped.rows.length,
+      rejected: mapped.rejected.length,
+      ignoredDeletes: mapped.ignoredDeletes,
+    };
+    if (!written) {
+      logger.info('written concurrently by another invocation; skipped', { key, outputKey });
+      return outcome;
+    }
+    metrics.add('RowsWritten', mapped.rows.length);
+    metrics.add('ChangesRejected', mapped.rejected.length);
+    metrics.add('FactDeletesIgnored', mapped.ignoredDeletes);
+    metrics.add('ParquetBytesWritten', parquet.length, 'Bytes');
+    logger.info('transformed', {
+      key,
+      table: sourceTable,
+      targetTable,
+      outputKey,
+      changes: changes.length,
+      rows: mapped.rows.length,
+      rejected: mapped.rejected.length,
+      ignoredDeletes: mapped.ignoredDeletes,
+      bytesIn: csv.length,
+      bytesOut: parquet.length,
+    });
+    return outcome;
+  }
+
+  async function processRecord(
+    record: S3EventRecord,
+    metrics: MetricSet,
+    logger: Logger,
+  ): Promise<ObjectOutcome> {
+    const bucket = record.s3.bucket.name;
+    const rawKey = record.s3.object.key;
+    const ignore = (key: string, reason: string): ObjectOutcome => {
+      logger.debug('object ignored', { bucket, key, reason });
+      return { bucket, key, status: 'ignored', reason };
+    };
+    if (!record.eventName.startsWith('ObjectCreated:')) return ignore(rawKey, `event ${record.eventName}`);
+    if (bucket === processed) {
+      // Our own output must never trigger us (a recursive invocation loop); say so loudly.
+      logger.warn('event from the processed bucket ignored; check the trigger configuration', { bucket });
+      return ignore(rawKey, 'event from the processed bucket');
+    }
+    let key: string;
+    try {
+      key = decodeS3ObjectKey(rawKey);
+    } catch (e) {
+      return quarantineObject(
+        record,
+        rawKey,
+        '_unknown',
+        new UnreadableObjectError(bucket, rawKey, 'object key is not URL-encoded', { cause: e }),
+        logger,
+      );
+    }
+    if (!key.startsWith(`${INGESTION_ROOT}/`)) return ignore(key, `outside ${INGESTION_ROOT}/`);
+    const layout = parseDataObjectKey(key);
+    if (!layout)
+      return quarantineObject(
+        record,
+        key,
+        key.split('/')[1] || '_unknown',
+        new UnreadableObjectError(bucket, key, 'key does not follow the ingestion layout'),
+        logger,
+      );
+    if (!isMappedSourceTable(layout.table)) {
+      logger.warn('no warehouse table is built from this source table; object ignored', {
+        key,
+        table: layout.table,
+      });
+      return ignore(key, `no warehouse table is built from ${layout.table}`);
+    }
+    try {
+      return await transformObject(record, key, layout.table, layout.fingerprint, metrics, logger);
+    } catch (e) {
+      if (e instanceof UnreadableObjectError) return quarantineObject(record, key, layout.table, e, logger);
+      throw e;
+    }
+  }
+
+  return async (payload, context) => {
+    const logger = context?.awsRequestId ? rootLogger.child({ requestId: context.awsRequestId }) : rootLogger;
+    if (isS3TestEvent(payload)) {
+      logger.info('S3 test event ignored');
+      return { objects: [] };
+    }
+    const parsed = S3EventSchema.safeParse(payload);
+    if (!parsed.success)
+      throw new InvalidS3EventError(
+        parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`),
+      );
+    const started = Date.now();
+    const metrics = newMetrics();
+    // Published on every invocation, zeros included, so alarms on them always have data.
+    for (const name of ['ObjectsWritten', 'ObjectsQuarantined', 'ObjectsFailed', 'ChangesRejected'])
+      metrics.add(name, 0);
+    const objects: ObjectOutcome[] = [];
+    // One object at a time: an event rarely carries more than one, and memory stays one object's.
+    for (const record of parsed.data.Records) {
+      let outcome: ObjectOutcome;
+      try {
+        outcome = await processRecord(record, metrics, logger);
+      } catch (e) {
+        let key = record.s3.object.key;
+        try {
+          key = decodeS3ObjectKey(key);
+        } catch {
+          // Already quarantined as undecodable above; report the raw key.
+        }
+        logger.error('object failed; the invocation will be retried', {
+          bucket: record.s3.bucket.name,
+          key,
+          err: e,
+        });
+        outcome = {
+          bucket: record.s3.bucket.name,
+          key,
+          status: 'failed',
+          reason: (e as Error)?.message ?? String(e),
+        };
+      }
+      metrics.add(
+        {
+          written: 'ObjectsWritten',
+          duplicate: 'ObjectsDuplicate',
+          ignored: 'ObjectsIgnored',
+          quarantined: 'ObjectsQuarantined',
+          failed: 'ObjectsFailed',
+        }[outcome.status],
+      );
+      objects.push(outcome);
+    }
+    metrics.add('TransformDuration', Date.now() - started, 'Milliseconds');
+    metrics.flush(context?.awsRequestId ? { requestId: context.awsRequestId } : undefined);
+    const failures = objects.filter((o) => o.status === 'failed');
+    if (failures.length)
+      throw new TransformRetryableError(
+        failures.map((f) => ({ bucket: f.bucket, key: f.key, reason: f.reason ?? 'unknown' })),
+      );
+    return { objects };
+  };
+}
