@@ -1,0 +1,375 @@
+import { Duration } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import type * as kinesis from 'aws-cdk-lib/aws-kinesis';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
+import { Construct } from 'constructs';
+import type { TotesConfig } from '../config';
+import { EMF_METRICS, LOG_METRICS, METRIC_NAMESPACE, STAGE_DIMENSION, type Stage } from '../pipeline-metrics';
+import type { CaptureService } from './capture-service';
+import type { DeliveryStream } from './delivery-stream';
+import type { PipelineFunction } from './pipeline-function';
+
+export interface ObservabilityProps {
+  alarms: TotesConfig['alarms'];
+  capture: CaptureService;
+  stream: kinesis.IStream;
+  deliveryStream: DeliveryStream;
+  bufferIntervalSeconds: number;
+  firehoseTransform: PipelineFunction;
+  transform: PipelineFunction;
+  load: PipelineFunction;
+}
+
+const { GREATER_THAN_THRESHOLD, GREATER_THAN_OR_EQUAL_TO_THRESHOLD, LESS_THAN_THRESHOLD } =
+  cloudwatch.ComparisonOperator;
+
+/** A metric a Lambda function emits as EMF (see pipeline-metrics.ts). */
+export function emfMetric(
+  stage: Stage,
+  metricName: string,
+  props: cloudwatch.MetricOptions = {},
+): cloudwatch.Metric {
+  return new cloudwatch.Metric({
+    namespace: METRIC_NAMESPACE,
+    metricName,
+    dimensionsMap: { [STAGE_DIMENSION]: stage },
+    period: Duration.minutes(1),
+    ...props,
+  });
+}
+
+/**
+ * Alarms on every stage, each one sent (on alarm and on recovery) to one SNS topic with an email
+ * subscription, and a dashboard that follows a change from the source to the warehouse.
+ *
+ * Missing data is "not breaching" except where silence itself is the failure (no capture task):
+ * an idle source produces no objects and no loads, and that is not an incident.
+ */
+export class Observability extends Construct {
+  readonly topic: sns.Topic;
+  readonly alarms: cloudwatch.Alarm[] = [];
+  readonly dashboard: cloudwatch.Dashboard;
+
+  constructor(scope: Construct, id: string, props: ObservabilityProps) {
+    super(scope, id);
+    const { alarms: limits, capture, deliveryStream } = props;
+
+    this.topic = new sns.Topic(this, 'AlarmTopic', {
+      displayName: 'totes pipeline alarms',
+      enforceSSL: true,
+    });
+    if (limits.email) this.topic.addSubscription(new subscriptions.EmailSubscription(limits.email));
+
+    // ---------------------------------------------------------------- capture
+    const lagSeconds = capture.statsMetric('lagSeconds');
+    const retainedWal = capture.statsMetric('retainedWalBytes');
+    const running = capture.runningTaskCountMetric();
+    this.alarm('CaptureLag', {
+      metric: lagSeconds,
+      threshold: limits.maxCaptureLagSeconds,
+      comparisonOperator: GREATER_THAN_THRESHOLD,
+      // Three minutes in a row: one slow flush is not an incident.
+      evaluationPeriods: 3,
+      alarmDescription: `Capture is more than ${limits.maxCaptureLagSeconds} s behind the source's commits.`,
+    });
+    this.alarm('RetainedWal', {
+      metric: retainedWal,
+      threshold: limits.maxRetainedWalBytes,
+      comparisonOperator: GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 5,
+      alarmDescription:
+        'The replication slot holds more WAL on the source than allowed: capture is stuck or too slow, and the ' +
+        "source's disk is filling. Check the capture logs; drop the slot only as a last resort (full resync).",
+    });
+    this.alarm('CaptureNotRunning', {
+      metric: running,
+      threshold: 1,
+      comparisonOperator: LESS_THAN_THRESHOLD,
+      // Long enough for ECS to replace a task that exited (pull, start, connect).
+      evaluationPeriods: 3,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      alarmDescription:
+        'No capture task is running: nobody reads the slot and WAL accumulates on the source.',
+    });
+    this.alarm('CaptureErrors', {
+      metric: capture.errorsMetric,
+      threshold: 1,
+      comparisonOperator: GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      alarmDescription: 'Capture logged an error (it restarts from its last confirmed position).',
+    });
+
+    // ---------------------------------------------------------------- Kinesis and Firehose
+    const iteratorAge = props.stream.metricGetRecordsIteratorAgeMilliseconds({
+      statistic: cloudwatch.Stats.MAXIMUM,
+      period: Duration.minutes(1),
+    });
+    this.alarm('IteratorAge', {
+      metric: iteratorAge,
+      threshold: limits.maxIteratorAgeMs,
+      comparisonOperator: GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      alarmDescription: 'Firehose is falling behind the change stream (records wait in Kinesis).',
+    });
+    // Dynamic partitioning delivers within about 1.5x the interval, after up to a minute of processor
+    // buffering; three intervals (at least five minutes) is late, not jitter.
+    const maxFreshnessSeconds = Math.max(300, 3 * props.bufferIntervalSeconds);
+    const freshness = deliveryStream.metric('DeliveryToS3.DataFreshness', {
+      statistic: cloudwatch.Stats.MAXIMUM,
+    });
+    this.alarm('DeliveryFreshness', {
+      metric: freshness,
+      threshold: maxFreshnessSeconds,
+      comparisonOperator: GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      alarmDescription: `Firehose holds records older than ${maxFreshnessSeconds} s (S3 delivery is failing or slow).`,
+    });
+    const processingSuccess = deliveryStream.metric('ExecuteProcessing.Success', {
+      statistic: cloudwatch.Stats.AVERAGE,
+      period: Duration.minutes(5),
+    });
+    this.alarm('TransformationInvocationsFailing', {
+      metric: processingSuccess,
+      threshold: 1,
+      comparisonOperator: LESS_THAN_THRESHOLD,
+      // Two of three: a throttled invocation that succeeds on retry does not page anyone.
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      alarmDescription:
+        'Firehose invocations of the transformation function fail; after 3 retries their records go to the ' +
+        'processing-failed error prefix.',
+    });
+    const recordsFailed = new logs.MetricFilter(this, 'RecordsFailedTransformationFilter', {
+      logGroup: props.firehoseTransform.logGroup,
+      // firehose-transform logs each record it answers ProcessingFailed with an `errorCode`.
+      filterPattern: logs.FilterPattern.all(
+        logs.FilterPattern.stringValue('$.level', '=', 'error'),
+        logs.FilterPattern.exists('$.errorCode'),
+      ),
+      metricNamespace: METRIC_NAMESPACE,
+      metricName: LOG_METRICS.recordsFailedTransformation,
+      metricValue: '1',
+      unit: cloudwatch.Unit.COUNT,
+    }).metric({ statistic: cloudwatch.Stats.SUM, period: Duration.minutes(5) });
+    this.alarm('RecordsFailedTransformation', {
+      metric: recordsFailed,
+      threshold: 1,
+      comparisonOperator: GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      alarmDescription: 'Records failed transformation and went to the processing-failed error prefix.',
+    });
+
+    // ---------------------------------------------------------------- functions
+    const functions = [props.firehoseTransform, props.transform, props.load];
+    for (const fn of functions) this.functionAlarms(fn);
+    for (const fn of [props.transform, props.load])
+      this.alarm(`${pascal(fn.stage)}ObjectsQuarantined`, {
+        metric: emfMetric(fn.stage, EMF_METRICS.objectsQuarantined, {
+          statistic: cloudwatch.Stats.SUM,
+          period: Duration.minutes(5),
+        }),
+        threshold: 1,
+        comparisonOperator: GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluationPeriods: 1,
+        alarmDescription: `${fn.stage} moved an object it could not process to the quarantine prefix.`,
+      });
+    this.alarm('TransformChangesRejected', {
+      metric: emfMetric(props.transform.stage, EMF_METRICS.changesRejected, {
+        statistic: cloudwatch.Stats.SUM,
+        period: Duration.minutes(5),
+      }),
+      threshold: 1,
+      comparisonOperator: GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      alarmDescription:
+        'transform rejected changes the warehouse cannot hold exactly (quarantine/transform/…rejected.jsonl); ' +
+        'the rest of their objects loaded.',
+    });
+
+    // ---------------------------------------------------------------- warehouse
+    const warehouseFreshness = emfMetric(props.load.stage, EMF_METRICS.warehouseFreshness, {
+      statistic: cloudwatch.Stats.MAXIMUM,
+    });
+    this.alarm('WarehouseFreshness', {
+      metric: warehouseFreshness,
+      threshold: limits.maxWarehouseFreshnessSeconds,
+      comparisonOperator: GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      alarmDescription: `Changes reach the warehouse more than ${limits.maxWarehouseFreshnessSeconds} s after their commit.`,
+    });
+
+    this.dashboard = this.buildDashboard(props, {
+      lagSeconds,
+      retainedWal,
+      running,
+      iteratorAge,
+      freshness,
+      processingSuccess,
+      recordsFailed,
+      warehouseFreshness,
+    });
+  }
+
+  private alarm(id: string, props: cloudwatch.AlarmProps): cloudwatch.Alarm {
+    const alarm = new cloudwatch.Alarm(this, id, {
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      ...props,
+      alarmDescription: props.alarmDescription,
+    });
+    const action = new actions.SnsAction(this.topic);
+    alarm.addAlarmAction(action);
+    alarm.addOkAction(action);
+    this.alarms.push(alarm);
+    return alarm;
+  }
+
+  private functionAlarms(fn: PipelineFunction): void {
+    const name = pascal(fn.stage);
+    this.alarm(`${name}Errors`, {
+      metric: fn.function.metricErrors({ statistic: cloudwatch.Stats.SUM, period: Duration.minutes(5) }),
+      threshold: 1,
+      comparisonOperator: GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      alarmDescription: `The ${fn.stage} function failed invocations (Lambda retries them).`,
+    });
+    // 80% of the timeout: close enough that the next bigger object will time out.
+    const timeoutMs = fn.function.timeout!.toMilliseconds();
+    this.alarm(`${name}DurationP99`, {
+      metric: fn.function.metricDuration({ statistic: cloudwatch.Stats.p(99), period: Duration.minutes(5) }),
+      threshold: Math.round(timeoutMs * 0.8),
+      comparisonOperator: GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      alarmDescription: `The ${fn.stage} function's p99 duration is above 80% of its ${timeoutMs / 1000} s timeout.`,
+    });
+    if (fn.deadLetterQueue)
+      this.alarm(`${name}DeadLetters`, {
+        metric: fn.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+          statistic: cloudwatch.Stats.MAXIMUM,
+          period: Duration.minutes(5),
+        }),
+        threshold: 1,
+        comparisonOperator: GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluationPeriods: 1,
+        alarmDescription:
+          `S3 events the ${fn.stage} function gave up on wait in its dead-letter queue: fix the cause, then ` +
+          'redrive them (docs/deploy.md).',
+      });
+  }
+
+  private buildDashboard(
+    props: ObservabilityProps,
+    m: Record<
+      | 'lagSeconds'
+      | 'retainedWal'
+      | 'running'
+      | 'iteratorAge'
+      | 'freshness'
+      | 'processingSuccess'
+      | 'recordsFailed'
+      | 'warehouseFreshness',
+      cloudwatch.IMetric
+    >,
+  ): cloudwatch.Dashboard {
+    const { capture, stream, deliveryStream, alarms: limitsLine } = props;
+    const functions = [props.firehoseTransform, props.transform, props.load];
+    const graph = (
+      title: string,
+      left: cloudwatch.IMetric[],
+      extra: Partial<cloudwatch.GraphWidgetProps> = {},
+    ) => new cloudwatch.GraphWidget({ title, left, width: 6, height: 6, ...extra });
+    const perMinute = { statistic: cloudwatch.Stats.SUM, period: Duration.minutes(1) };
+
+    const dashboard = new cloudwatch.Dashboard(this, 'Dashboard', { defaultInterval: Duration.hours(3) });
+    dashboard.addWidgets(
+      new cloudwatch.TextWidget({
+        markdown:
+          '# totes\nsource Postgres → **capture** (Fargate) → **Kinesis** → **Firehose** (CSV) → ingestion bucket → ' +
+          '**transform** → processed bucket (Parquet) → **load** → warehouse',
+        width: 12,
+        height: 3,
+      }),
+      new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 12, height: 3 }),
+    );
+    dashboard.addWidgets(
+      graph('Capture lag (s)', [m.lagSeconds], {
+        leftAnnotations: [{ value: limitsLine.maxCaptureLagSeconds, label: 'alarm' }],
+      }),
+      graph('Slot WAL (bytes)', [m.retainedWal, capture.statsMetric('lagBytes')], {
+        leftAnnotations: [{ value: limitsLine.maxRetainedWalBytes, label: 'alarm' }],
+      }),
+      graph('Changes captured / s', [capture.statsMetric('changesPerSecond')]),
+      graph('Capture tasks running', [m.running], { right: [capture.errorsMetric] }),
+    );
+    dashboard.addWidgets(
+      graph('Kinesis in', [stream.metricIncomingRecords(perMinute)], {
+        right: [stream.metricIncomingBytes(perMinute)],
+      }),
+      graph('Kinesis iterator age (ms)', [m.iteratorAge], {
+        leftAnnotations: [{ value: limitsLine.maxIteratorAgeMs, label: 'alarm' }],
+      }),
+      graph('Kinesis throttling', [
+        stream.metricWriteProvisionedThroughputExceeded(perMinute),
+        stream.metricReadProvisionedThroughputExceeded(perMinute),
+      ]),
+      graph('Firehose delivery freshness (s)', [m.freshness]),
+    );
+    dashboard.addWidgets(
+      graph('Firehose records', [
+        deliveryStream.metric('IncomingRecords', perMinute),
+        deliveryStream.metric('DeliveryToS3.Records', perMinute),
+      ]),
+      graph('Firehose transformation', [m.processingSuccess], { right: [m.recordsFailed] }),
+      graph('Firehose partitions', [
+        deliveryStream.metric('PartitionCount', { statistic: cloudwatch.Stats.MAXIMUM }),
+      ]),
+      graph('Warehouse freshness (s)', [m.warehouseFreshness], {
+        leftAnnotations: [{ value: limitsLine.maxWarehouseFreshnessSeconds, label: 'alarm' }],
+      }),
+    );
+    dashboard.addWidgets(
+      graph(
+        'Function invocations',
+        functions.map((f) => f.function.metricInvocations({ ...perMinute, label: f.stage })),
+      ),
+      graph(
+        'Function errors and throttles',
+        functions.map((f) => f.function.metricErrors({ ...perMinute, label: `${f.stage} errors` })),
+        {
+          right: functions.map((f) =>
+            f.function.metricThrottles({ ...perMinute, label: `${f.stage} throttles` }),
+          ),
+        },
+      ),
+      graph(
+        'Function duration p99 (ms)',
+        functions.map((f) =>
+          f.function.metricDuration({ statistic: cloudwatch.Stats.p(99), label: f.stage }),
+        ),
+      ),
+      graph(
+        'Dead letters and quarantine',
+        functions
+          .filter((f) => f.deadLetterQueue)
+          .map((f) =>
+            f.deadLetterQueue!.metricApproximateNumberOfMessagesVisible({ label: `${f.stage} DLQ` }),
+          ),
+        {
+          right: [props.transform, props.load].map((f) =>
+            emfMetric(f.stage, EMF_METRICS.objectsQuarantined, {
+              ...perMinute,
+              label: `${f.stage} quarantined`,
+            }),
+          ),
+        },
+      ),
+    );
+    return dashboard;
+  }
+}
+
+function pascal(stage: string): string {
+  return stage.replace(/(^|-)([a-z])/g, (_m, _dash, c: string) => c.toUpperCase());
+}

@@ -1,0 +1,523 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { INGESTION_ERROR_PREFIX, INGESTION_PREFIX } from '../core/csv-codec';
+import { HANDLER_ENTRIES } from './stacks/pipeline-stack';
+import {
+  logicalId,
+  missingHandlers,
+  render,
+  roleGrants,
+  synthTotes,
+  type SynthesizedTotes,
+} from './test-support/synth';
+
+// One synthesis of the whole app (as `cdk synth` does it) for the file.
+let synth: SynthesizedTotes;
+let template: Template;
+beforeAll(() => {
+  synth = synthTotes({
+    'totes:sourceCidr': '10.20.0.0/16',
+    'totes:alarmEmail': 'data@example.com',
+    'totes:maxCaptureLagSeconds': 90,
+  });
+  template = synth.pipeline;
+});
+afterAll(() => synth?.cleanup());
+
+const INGESTION = 'arn:<AWS::Partition>:s3:::totes-ingestion-<AWS::AccountId>-<AWS::Region>';
+const PROCESSED = 'arn:<AWS::Partition>:s3:::totes-processed-<AWS::AccountId>-<AWS::Region>';
+const grant = (action: string, resource: string) => `${action} ${resource}`;
+/** A grant on a resource the stateful stack outputs (its output name ends in a hash). */
+const grantOnOutput = (action: string, output: RegExp) =>
+  expect.stringMatching(new RegExp(`^${action} <Totes-Stateful:PublishOutput${output.source}`));
+
+const fnLogicalId = (prefix: string) => logicalId(template, 'AWS::Lambda::Function', `${prefix}Function`);
+const roleOf = (functionPrefix: string) =>
+  template.findResources('AWS::Lambda::Function')[fnLogicalId(functionPrefix)].Properties.Role[
+    'Fn::GetAtt'
+  ][0];
+
+describe('pipeline stack: capture service', () => {
+  it('runs exactly one task, never two at once, and rolls back a failing deployment', () => {
+    template.hasResourceProperties('AWS::ECS::Service', {
+      DesiredCount: 1,
+      LaunchType: 'FARGATE',
+      DeploymentConfiguration: {
+        MaximumPercent: 100,
+        MinimumHealthyPercent: 0,
+        DeploymentCircuitBreaker: { Enable: true, Rollback: true },
+      },
+      NetworkConfiguration: { AwsvpcConfiguration: Match.objectLike({ AssignPublicIp: 'DISABLED' }) },
+    });
+    template.hasResourceProperties('AWS::ECS::Cluster', {
+      ClusterSettings: [{ Name: 'containerInsights', Value: 'enabled' }],
+    });
+  });
+
+  it('runs the image built from capture/Dockerfile with the settings capture/config.ts reads', () => {
+    const task = Object.values(template.findResources('AWS::ECS::TaskDefinition'))[0];
+    const container = task.Properties.ContainerDefinitions[0];
+    const env = Object.fromEntries(
+      container.Environment.map((e: { Name: string; Value: unknown }) => [e.Name, render(e.Value)]),
+    );
+
+    expect(task.Properties).toMatchObject({
+      Cpu: '512',
+      Memory: '1024',
+      RequiresCompatibilities: ['FARGATE'],
+    });
+    expect(env).toEqual({
+      TOTES_SOURCE_SECRET_ARN: expect.stringMatching(/^<Totes-Stateful:PublishOutputRefSourceSecret/),
+      TOTES_STREAM_NAME: expect.stringMatching(/^<Totes-Stateful:PublishOutputRefChangeStream/),
+      TOTES_STATE_S3_URI:
+        's3://totes-ingestion-<AWS::AccountId>-<AWS::Region>/_capture-state/totes_slot.json',
+      TOTES_HEARTBEAT_INTERVAL_MS: '10000',
+      TOTES_TABLES:
+        'address,currency,department,design,payment_type,counterparty,staff,sales_order,purchase_order,transaction,payment',
+      TOTES_SLOT: 'totes_slot',
+      TOTES_PUBLICATION: 'totes_pub',
+      AWS_REGION: '<AWS::Region>',
+      PGSSLMODE: 'verify-full',
+    });
+    expect(container).toMatchObject({ ReadonlyRootFilesystem: true, StopTimeout: 60 });
+    expect(container.Secrets).toBeUndefined();
+    expect(container.LogConfiguration.LogDriver).toBe('awslogs');
+
+    // Staged for `cdk deploy` to build: synthesis itself never runs Docker.
+    const assets = JSON.parse(fs.readFileSync(path.join(synth.outdir, 'Totes-Pipeline.assets.json'), 'utf8'));
+    const [imageAsset] = Object.values(assets.dockerImages);
+    expect(imageAsset).toMatchObject({
+      source: { dockerFile: 'capture/Dockerfile', platform: 'linux/amd64' },
+    });
+  });
+
+  it('reaches only the source database port and HTTPS', () => {
+    const groups = template.findResources('AWS::EC2::SecurityGroup');
+    const capture = Object.values(groups).find((g) => /totes capture/.test(g.Properties.GroupDescription))!;
+
+    expect(capture.Properties.SecurityGroupEgress).toEqual([
+      expect.objectContaining({ CidrIp: '10.20.0.0/16', FromPort: 5432, ToPort: 5432, IpProtocol: 'tcp' }),
+      expect.objectContaining({ CidrIp: '0.0.0.0/0', FromPort: 443, ToPort: 443, IpProtocol: 'tcp' }),
+    ]);
+    expect(capture.Properties.SecurityGroupIngress).toBeUndefined();
+  });
+
+  it('task role: put records on the stream, its own state object, the source secret; nothing else', () => {
+    const role = logicalId(template, 'AWS::IAM::Role', 'CaptureTaskTaskRole');
+
+    expect(roleGrants(template, role)).toEqual([
+      grantOnOutput('kinesis:DescribeStreamSummary', /FnGetAttChangeStream.*Arn/),
+      grantOnOutput('kinesis:PutRecords', /FnGetAttChangeStream.*Arn/),
+      grant('s3:DeleteObject', `${INGESTION}/_capture-state/totes_slot.json`),
+      grant('s3:GetObject', `${INGESTION}/_capture-state/totes_slot.json`),
+      grant('s3:ListBucket', INGESTION),
+      grant('s3:PutObject', `${INGESTION}/_capture-state/totes_slot.json`),
+      grantOnOutput('secretsmanager:DescribeSecret', /RefSourceSecret/),
+      grantOnOutput('secretsmanager:GetSecretValue', /RefSourceSecret/),
+    ]);
+  });
+});
+
+describe('pipeline stack: Firehose delivery stream', () => {
+  it('reads the change stream and writes partitioned CSV with the shared prefixes', () => {
+    template.hasResourceProperties('AWS::KinesisFirehose::DeliveryStream', {
+      DeliveryStreamType: 'KinesisStreamAsSource',
+      ExtendedS3DestinationConfiguration: Match.objectLike({
+        Prefix: INGESTION_PREFIX,
+        ErrorOutputPrefix: INGESTION_ERROR_PREFIX,
+        FileExtension: '.csv',
+        CompressionFormat: 'UNCOMPRESSED',
+        BufferingHints: { IntervalInSeconds: 60, SizeInMBs: 64 },
+        DynamicPartitioningConfiguration: { Enabled: true, RetryOptions: { DurationInSeconds: 300 } },
+        CloudWatchLoggingOptions: Match.objectLike({ Enabled: true }),
+        ProcessingConfiguration: {
+          Enabled: true,
+          Processors: [
+            {
+              Type: 'Lambda',
+              Parameters: Match.arrayWith([
+                {
+                  ParameterName: 'LambdaArn',
+                  ParameterValue: { 'Fn::GetAtt': [fnLogicalId('FirehoseTransform'), 'Arn'] },
+                },
+                { ParameterName: 'BufferSizeInMBs', ParameterValue: '1' },
+              ]),
+            },
+          ],
+        },
+      }),
+    });
+  });
+
+  it('role: read the stream, invoke the transformation, write the data and error prefixes only', () => {
+    const role = logicalId(template, 'AWS::IAM::Role', 'DeliveryStreamRole');
+
+    const logs = Object.keys(template.findResources('AWS::Logs::LogGroup')).find((id) =>
+      id.startsWith('DeliveryStreamLogs'),
+    );
+
+    expect(roleGrants(template, role)).toEqual([
+      grantOnOutput('kinesis:DescribeStream', /FnGetAttChangeStream.*Arn/),
+      grantOnOutput('kinesis:GetRecords', /FnGetAttChangeStream.*Arn/),
+      grantOnOutput('kinesis:GetShardIterator', /FnGetAttChangeStream.*Arn/),
+      grantOnOutput('kinesis:ListShards', /FnGetAttChangeStream.*Arn/),
+      grant('lambda:GetFunctionConfiguration', `<${fnLogicalId('FirehoseTransform')}.Arn>`),
+      grant('lambda:InvokeFunction', `<${fnLogicalId('FirehoseTransform')}.Arn>`),
+      grant('logs:PutLogEvents', `<${logs}.Arn>`),
+      grant('s3:AbortMultipartUpload', `${INGESTION}/errors/*`),
+      grant('s3:AbortMultipartUpload', `${INGESTION}/totesys/*`),
+      grant('s3:GetBucketLocation', INGESTION),
+      grant('s3:GetObject', `${INGESTION}/errors/*`),
+      grant('s3:GetObject', `${INGESTION}/totesys/*`),
+      grant('s3:ListBucket', INGESTION),
+      grant('s3:ListBucketMultipartUploads', INGESTION),
+      grant('s3:PutObject', `${INGESTION}/errors/*`),
+      grant('s3:PutObject', `${INGESTION}/totesys/*`),
+    ]);
+    template.hasResourceProperties('AWS::IAM::Role', {
+      AssumeRolePolicyDocument: {
+        Statement: [
+          Match.objectLike({
+            Principal: { Service: 'firehose.amazonaws.com' },
+            Condition: { StringEquals: { 'sts:ExternalId': { Ref: 'AWS::AccountId' } } },
+          }),
+        ],
+      },
+    });
+  });
+});
+
+describe('pipeline stack: functions', () => {
+  it.each([
+    ['FirehoseTransform', 512, 60],
+    ['Transform', 3008, 900],
+    ['Load', 1024, 300],
+  ])('%s: newest Node runtime, arm64, %i MB, %i s, its own log group', (name, memory, timeout) => {
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'nodejs24.x',
+      Architectures: ['arm64'],
+      MemorySize: memory,
+      Timeout: timeout,
+      Handler: 'index.handler',
+      LoggingConfig: { LogGroup: { Ref: Match.stringLikeRegexp(`^${name}Logs`) } },
+      Role: { 'Fn::GetAtt': [Match.stringLikeRegexp(`^${name}Role`), 'Arn'] },
+    });
+  });
+
+  it('tells each function exactly the resources it may use', () => {
+    const env = (prefix: string) =>
+      template.findResources('AWS::Lambda::Function')[fnLogicalId(prefix)].Properties.Environment.Variables;
+
+    expect(render(env('FirehoseTransform').INGESTION_BUCKET)).toBe(
+      'totes-ingestion-<AWS::AccountId>-<AWS::Region>',
+    );
+    expect(render(env('Transform').PROCESSED_BUCKET)).toBe('totes-processed-<AWS::AccountId>-<AWS::Region>');
+    expect(render(env('Load').WAREHOUSE_SECRET_ARN)).toMatch(/WarehouseInstanceSecret/);
+    expect(env('Load').NODE_EXTRA_CA_CERTS).toBe('/var/runtime/ca-cert.pem');
+    for (const prefix of ['FirehoseTransform', 'Transform', 'Load'])
+      expect(Object.keys(env(prefix)).filter((k) => /BUCKET|SECRET/.test(k))).toHaveLength(1);
+  });
+
+  it('limits load to the configured number of warehouse connections, in the VPC', () => {
+    const load = template.findResources('AWS::Lambda::Function')[fnLogicalId('Load')].Properties;
+    const groups = load.VpcConfig.SecurityGroupIds.map(render);
+
+    expect(load.ReservedConcurrentExecutions).toBe(5);
+    expect(groups).toEqual([
+      expect.stringMatching(/^<Totes-Stateful:PublishOutputFnGetAttWarehouseClientSecurityGroup/),
+      expect.stringMatching(/^<LoadHttpsEgress.*\.GroupId>$/),
+    ]);
+    expect(load.VpcConfig.SubnetIds.map(render)).toEqual([
+      expect.stringMatching(/Vpcprivate/),
+      expect.stringMatching(/Vpcprivate/),
+    ]);
+  });
+
+  it('sends S3 events that failed every retry to a dead-letter queue (transform, load)', () => {
+    for (const name of ['Transform', 'Load'])
+      template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+        FunctionName: { Ref: fnLogicalId(name) },
+        MaximumRetryAttempts: 2,
+        MaximumEventAgeInSeconds: 21600,
+        DestinationConfig: {
+          OnFailure: {
+            Destination: { 'Fn::GetAtt': [Match.stringLikeRegexp(`^${name}DeadLetterQueue`), 'Arn'] },
+          },
+        },
+      });
+    template.resourceCountIs('AWS::SQS::Queue', 2);
+    template.allResourcesProperties('AWS::SQS::Queue', {
+      SqsManagedSseEnabled: true,
+      MessageRetentionPeriod: 1209600,
+    });
+  });
+
+  const logsOf = (name: string) =>
+    `<${Object.keys(template.findResources('AWS::Logs::LogGroup')).find((id) => id.startsWith(`${name}Logs`))}.Arn>`;
+  const dlqOf = (name: string) =>
+    `<${Object.keys(template.findResources('AWS::SQS::Queue')).find((id) => id.startsWith(`${name}DeadLetterQueue`))}.Arn>`;
+
+  it('firehose-transform role: HEAD/PUT schema objects and list the bucket; nothing else', () => {
+    expect(roleGrants(template, roleOf('FirehoseTransform'))).toEqual([
+      grant('logs:CreateLogStream', logsOf('FirehoseTransform')),
+      grant('logs:PutLogEvents', logsOf('FirehoseTransform')),
+      grant('s3:GetObject', `${INGESTION}/_schemas/*`),
+      grant('s3:ListBucket', INGESTION),
+      grant('s3:PutObject', `${INGESTION}/_schemas/*`),
+    ]);
+  });
+
+  it('transform role: read ingested CSV and schemas, HEAD/PUT the processed bucket, its DLQ', () => {
+    expect(roleGrants(template, roleOf('Transform'))).toEqual([
+      grant('logs:CreateLogStream', logsOf('Transform')),
+      grant('logs:PutLogEvents', logsOf('Transform')),
+      grant('s3:GetObject', `${INGESTION}/_schemas/*`),
+      grant('s3:GetObject', `${INGESTION}/totesys/*`),
+      grant('s3:GetObject', `${PROCESSED}/*`),
+      grant('s3:ListBucket', PROCESSED),
+      grant('s3:PutObject', `${PROCESSED}/*`),
+      grant('sqs:GetQueueAttributes', dlqOf('Transform')),
+      grant('sqs:GetQueueUrl', dlqOf('Transform')),
+      grant('sqs:SendMessage', dlqOf('Transform')),
+    ]);
+  });
+
+  it('load role: read processed objects, write its quarantine, read the warehouse secret, join the VPC', () => {
+    expect(roleGrants(template, roleOf('Load'))).toEqual([
+      grant('ec2:AssignPrivateIpAddresses', '*'),
+      grant('ec2:CreateNetworkInterface', '*'),
+      grant('ec2:DeleteNetworkInterface', '*'),
+      grant('ec2:DescribeNetworkInterfaces', '*'),
+      grant('ec2:DescribeSubnets', '*'),
+      grant('ec2:UnassignPrivateIpAddresses', '*'),
+      grant('logs:CreateLogStream', logsOf('Load')),
+      grant('logs:PutLogEvents', logsOf('Load')),
+      grant('s3:GetObject', `${PROCESSED}/*`),
+      grant('s3:ListBucket', PROCESSED),
+      grant('s3:PutObject', `${PROCESSED}/quarantine/load/*`),
+      grantOnOutput('secretsmanager:DescribeSecret', /RefWarehouseInstanceSecret/),
+      grantOnOutput('secretsmanager:GetSecretValue', /RefWarehouseInstanceSecret/),
+      grant('sqs:GetQueueAttributes', dlqOf('Load')),
+      grant('sqs:GetQueueUrl', dlqOf('Load')),
+      grant('sqs:SendMessage', dlqOf('Load')),
+    ]);
+  });
+
+  const present = missingHandlers().length === 0 ? it : it.skip;
+  present(
+    `points every function at a handler module that exists (${Object.values(HANDLER_ENTRIES).join(', ')})`,
+    () => {
+      expect(missingHandlers()).toEqual([]);
+    },
+  );
+});
+
+describe('pipeline stack: IAM as a whole', () => {
+  const policies = () => Object.values(template.findResources('AWS::IAM::Policy'));
+  const statements = () =>
+    policies().flatMap((p) => [p.Properties.PolicyDocument.Statement].flat()) as {
+      Action: string | string[];
+      Resource: unknown;
+    }[];
+
+  it('has no wildcard action anywhere', () => {
+    const actions = statements().flatMap((s) => [s.Action].flat());
+
+    expect(actions.length).toBeGreaterThan(20);
+    expect(actions.filter((a) => a.includes('*'))).toEqual([]);
+  });
+
+  it('uses Resource "*" only for actions that have no resource-level permissions', () => {
+    const onStar = statements()
+      .filter((s) => [s.Resource].flat().includes('*'))
+      .flatMap((s) => [s.Action].flat());
+
+    expect([...new Set(onStar)].sort()).toEqual([
+      'ec2:AssignPrivateIpAddresses',
+      'ec2:CreateNetworkInterface',
+      'ec2:DeleteNetworkInterface',
+      'ec2:DescribeNetworkInterfaces',
+      'ec2:DescribeSubnets',
+      'ec2:UnassignPrivateIpAddresses',
+      'ecr:GetAuthorizationToken',
+    ]);
+  });
+
+  it('grants nothing on the data buckets beyond single object actions, ListBucket and notifications', () => {
+    const onBuckets = statements()
+      .filter((s) => [s.Resource].flat().some((r) => /totes-(ingestion|processed)-/.test(render(r))))
+      .flatMap((s) => [s.Action].flat());
+
+    expect([...new Set(onBuckets)].sort()).toEqual([
+      's3:AbortMultipartUpload',
+      's3:DeleteObject',
+      's3:GetBucketLocation',
+      's3:GetBucketNotification',
+      's3:GetObject',
+      's3:ListBucket',
+      's3:ListBucketMultipartUploads',
+      's3:PutBucketNotification',
+      's3:PutObject',
+    ]);
+  });
+});
+
+describe('pipeline stack: S3 triggers', () => {
+  const notifications = () =>
+    Object.values(template.findResources('Custom::S3BucketNotifications')).map((r) => ({
+      bucket: render(r.Properties.BucketName),
+      configs: r.Properties.NotificationConfiguration.LambdaFunctionConfigurations,
+      managed: r.Properties.Managed,
+    }));
+
+  it('starts transform for objects created under totesys/ in the ingestion bucket', () => {
+    expect(notifications()).toContainEqual({
+      bucket: 'totes-ingestion-<AWS::AccountId>-<AWS::Region>',
+      configs: [
+        {
+          Events: ['s3:ObjectCreated:*'],
+          Filter: { Key: { FilterRules: [{ Name: 'prefix', Value: 'totesys/' }] } },
+          LambdaFunctionArn: { 'Fn::GetAtt': [fnLogicalId('Transform'), 'Arn'] },
+        },
+      ],
+      managed: false,
+    });
+  });
+
+  it('starts load for Parquet objects created in the processed bucket', () => {
+    expect(notifications()).toContainEqual({
+      bucket: 'totes-processed-<AWS::AccountId>-<AWS::Region>',
+      configs: [
+        {
+          Events: ['s3:ObjectCreated:*'],
+          Filter: { Key: { FilterRules: [{ Name: 'suffix', Value: '.parquet' }] } },
+          LambdaFunctionArn: { 'Fn::GetAtt': [fnLogicalId('Load'), 'Arn'] },
+        },
+      ],
+      managed: false,
+    });
+  });
+
+  it('lets only S3 in this account invoke transform and load', () => {
+    for (const name of ['Transform', 'Load'])
+      template.hasResourceProperties('AWS::Lambda::Permission', {
+        FunctionName: { 'Fn::GetAtt': [fnLogicalId(name), 'Arn'] },
+        Principal: 's3.amazonaws.com',
+        SourceAccount: { Ref: 'AWS::AccountId' },
+      });
+  });
+});
+
+describe('pipeline stack: alarms and dashboard', () => {
+  const topic = () => logicalId(template, 'AWS::SNS::Topic', 'ObservabilityAlarmTopic');
+  const alarms = () => template.findResources('AWS::CloudWatch::Alarm');
+
+  it('sends every alarm, and its recovery, to the topic', () => {
+    const all = Object.values(alarms());
+
+    expect(all.length).toBeGreaterThanOrEqual(19);
+    for (const alarm of all) {
+      expect(alarm.Properties.AlarmActions).toEqual([{ Ref: topic() }]);
+      expect(alarm.Properties.OKActions).toEqual([{ Ref: topic() }]);
+      expect(alarm.Properties.AlarmDescription).toEqual(expect.any(String));
+    }
+  });
+
+  it('emails the topic to the configured address, over TLS only', () => {
+    template.hasResourceProperties('AWS::SNS::Subscription', {
+      Protocol: 'email',
+      Endpoint: 'data@example.com',
+      TopicArn: { Ref: topic() },
+    });
+    template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      PolicyDocument: {
+        Statement: [
+          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+        ],
+      },
+    });
+  });
+
+  const alarmOn = (metricName: string, extra: Record<string, unknown> = {}) =>
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: metricName, ...extra });
+
+  it('watches capture: lag (threshold from context), retained WAL, running task, errors', () => {
+    alarmOn('CaptureLagSeconds', { Namespace: 'Totes', Threshold: 90, Statistic: 'Maximum' });
+    alarmOn('RetainedWalBytes', { Namespace: 'Totes', Threshold: 2147483648 });
+    alarmOn('RunningTaskCount', {
+      Namespace: 'ECS/ContainerInsights',
+      ComparisonOperator: 'LessThanThreshold',
+      Threshold: 1,
+      TreatMissingData: 'breaching',
+    });
+    alarmOn('CaptureErrors', { Namespace: 'Totes' });
+  });
+
+  it('makes the capture metrics from the capture.stats log lines', () => {
+    const filters = Object.values(template.findResources('AWS::Logs::MetricFilter')).map((f) => ({
+      pattern: f.Properties.FilterPattern,
+      ...f.Properties.MetricTransformations[0],
+    }));
+
+    expect(filters).toContainEqual(
+      expect.objectContaining({
+        pattern: '{ ($.msg = "capture.stats") && ($.lagSeconds >= 0) }',
+        MetricName: 'CaptureLagSeconds',
+        MetricNamespace: 'Totes',
+        MetricValue: '$.lagSeconds',
+      }),
+    );
+    for (const field of ['retainedWalBytes', 'lagBytes', 'changesPerSecond'])
+      expect(filters).toContainEqual(expect.objectContaining({ MetricValue: `$.${field}` }));
+  });
+
+  it('watches Kinesis, Firehose and every function', () => {
+    alarmOn('GetRecords.IteratorAgeMilliseconds', { Namespace: 'AWS/Kinesis', Threshold: 300000 });
+    alarmOn('DeliveryToS3.DataFreshness', { Namespace: 'AWS/Firehose', Threshold: 300 });
+    alarmOn('ExecuteProcessing.Success', {
+      Namespace: 'AWS/Firehose',
+      ComparisonOperator: 'LessThanThreshold',
+    });
+    alarmOn('RecordsFailedTransformation', { Namespace: 'Totes' });
+    for (const name of ['FirehoseTransform', 'Transform', 'Load']) {
+      const fn = { Name: 'FunctionName', Value: { Ref: fnLogicalId(name) } };
+      alarmOn('Errors', { Namespace: 'AWS/Lambda', Dimensions: [fn] });
+      alarmOn('Duration', { Namespace: 'AWS/Lambda', Dimensions: [fn], ExtendedStatistic: 'p99' });
+    }
+    for (const name of ['Transform', 'Load'])
+      alarmOn('ApproximateNumberOfMessagesVisible', {
+        Namespace: 'AWS/SQS',
+        Dimensions: [
+          {
+            Name: 'QueueName',
+            Value: { 'Fn::GetAtt': [Match.stringLikeRegexp(`^${name}DeadLetterQueue`), 'QueueName'] },
+          },
+        ],
+      });
+  });
+
+  it('watches quarantine and commit-to-warehouse freshness from the functions’ EMF metrics', () => {
+    for (const stage of ['transform', 'load'])
+      alarmOn('ObjectsQuarantined', { Namespace: 'Totes', Dimensions: [{ Name: 'Stage', Value: stage }] });
+    alarmOn('ChangesRejected', { Namespace: 'Totes', Dimensions: [{ Name: 'Stage', Value: 'transform' }] });
+    alarmOn('WarehouseFreshness', {
+      Namespace: 'Totes',
+      Dimensions: [{ Name: 'Stage', Value: 'load' }],
+      Threshold: 600,
+    });
+  });
+
+  it('draws a dashboard of the pipeline', () => {
+    const dashboard = Object.values(template.findResources('AWS::CloudWatch::Dashboard'))[0];
+    const body = JSON.stringify(dashboard.Properties.DashboardBody);
+
+    for (const metric of [
+      'CaptureLagSeconds',
+      'IteratorAgeMilliseconds',
+      'DataFreshness',
+      'WarehouseFreshness',
+    ])
+      expect(body).toContain(metric);
+  });
+});

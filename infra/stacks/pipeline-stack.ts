@@ -1,0 +1,221 @@
+import { CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import type * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
+import type { Construct } from 'constructs';
+import { INGESTION_ROOT, SCHEMA_OBJECT_ROOT } from '../../core/csv-codec';
+import { acknowledge } from '../acknowledge';
+import type { TotesConfig } from '../config';
+import { CaptureService } from '../constructs/capture-service';
+import { DeliveryStream } from '../constructs/delivery-stream';
+import { Observability } from '../constructs/observability';
+import { PipelineFunction } from '../constructs/pipeline-function';
+import { STAGES } from '../pipeline-metrics';
+import { dataBucketName, type StatefulStack } from './stateful-stack';
+
+/** The Lambda handlers, relative to the repository root. */
+export const HANDLER_ENTRIES = {
+  firehoseTransform: 'processors/firehose-transform/handler.ts',
+  transform: 'processors/transform/handler.ts',
+  load: 'processors/load/handler.ts',
+} as const;
+export type HandlerName = keyof typeof HANDLER_ENTRIES;
+
+/** Where transform quarantines what it cannot read, and load what it cannot apply (processed bucket). */
+export const QUARANTINE_PREFIX = 'quarantine/';
+export const LOAD_QUARANTINE_PREFIX = `${QUARANTINE_PREFIX}load/`;
+
+/**
+ * Which processed-bucket objects start a load: Parquet. Transform's quarantine writes `.jsonl`, so it
+ * never starts one; load's own quarantine copies keep their `.parquet` name and do start one, which
+ * load ignores (it skips `quarantine/` keys): one no-op invocation per quarantined object, the price
+ * of S3 filters having no "exclude prefix".
+ */
+export const LOAD_TRIGGER_SUFFIX = '.parquet';
+
+export interface PipelineStackProps extends StackProps {
+  config: TotesConfig;
+  stateful: StatefulStack;
+  /** Handler modules by function (defaults to HANDLER_ENTRIES). */
+  handlerEntries?: Partial<Record<HandlerName, string>>;
+}
+
+/**
+ * The compute: capture on Fargate, the Firehose delivery stream with its transformation function,
+ * the transform and load functions with their S3 triggers, and the alarms and dashboard. Stateless:
+ * it can be destroyed and deployed again without losing anything (capture resumes from the slot).
+ */
+export class PipelineStack extends Stack {
+  readonly capture: CaptureService;
+  readonly deliveryStream: DeliveryStream;
+  readonly firehoseTransform: PipelineFunction;
+  readonly transform: PipelineFunction;
+  readonly load: PipelineFunction;
+  readonly observability: Observability;
+
+  constructor(scope: Construct, id: string, props: PipelineStackProps) {
+    super(scope, id, props);
+    const { config, stateful } = props;
+    const entries = { ...HANDLER_ENTRIES, ...props.handlerEntries };
+    const logRetentionDays = config.logRetentionDays as logs.RetentionDays;
+    const common = { logRetentionDays, tracing: config.tracing };
+    // The data buckets by their fixed names (see dataBucketName): grants, triggers and environment
+    // variables name them without a cross-stack reference, so this stack's templates and the
+    // stateful stack never depend on each other's outputs for them.
+    const ingestion = s3.Bucket.fromBucketName(this, 'IngestionBucket', dataBucketName('ingestion'));
+    const processed = s3.Bucket.fromBucketName(this, 'ProcessedBucket', dataBucketName('processed'));
+
+    this.capture = new CaptureService(this, 'Capture', {
+      vpc: stateful.vpc,
+      stream: stateful.stream,
+      stateBucket: ingestion,
+      stateKey: stateful.captureStateKey,
+      sourceSecret: stateful.sourceSecret,
+      source: config.source,
+      capture: config.capture,
+      logRetentionDays,
+    });
+
+    this.firehoseTransform = new PipelineFunction(this, 'FirehoseTransform', {
+      ...common,
+      entry: entries.firehoseTransform,
+      stage: STAGES.firehoseTransform,
+      description: 'totes: Firehose record transformation (change batch JSON → CSV lines + partition keys)',
+      // Each invocation gets at most 1 MiB of records (the processor's buffer size).
+      memorySizeMiB: 512,
+      // Records plus a HEAD (and at most a PUT) per new column layout: seconds at worst.
+      timeout: Duration.minutes(1),
+    }).bindBucket('INGESTION_BUCKET', ingestion, {
+      // HEAD (needs GetObject) then PUT of `_schemas/<table>/<fingerprint>.json`.
+      get: [`${SCHEMA_OBJECT_ROOT}/*`],
+      put: [`${SCHEMA_OBJECT_ROOT}/*`],
+      // So a schema object that does not exist yet answers 404, not 403.
+      list: true,
+    });
+
+    this.deliveryStream = new DeliveryStream(this, 'DeliveryStream', {
+      source: stateful.stream,
+      bucket: ingestion,
+      processor: this.firehoseTransform.function,
+      bufferIntervalSeconds: config.firehose.bufferIntervalSeconds,
+      bufferSizeMiB: config.firehose.bufferSizeMiB,
+      logRetentionDays,
+    });
+
+    this.transform = new PipelineFunction(this, 'Transform', {
+      ...common,
+      entry: entries.transform,
+      stage: STAGES.transform,
+      description: 'totes: ingestion CSV → star-schema Parquet in the processed bucket',
+      // An object (up to the 64+ MiB Firehose buffer during a snapshot) is decoded, mapped and
+      // encoded in memory, several copies of it at once; memory also buys CPU (a full vCPU at 1,769 MB).
+      memorySizeMiB: 3008,
+      // A 2 MB object took about 9 s on a loaded 2-core machine (processors/transform/README.md): a
+      // snapshot-sized object needs minutes, so the Lambda maximum rather than a timeout and a retry.
+      timeout: Duration.minutes(15),
+      asyncInvocation: true,
+    })
+      // Data objects, and the schema objects that describe their columns.
+      .grantObjects(ingestion, { get: [`${INGESTION_ROOT}/*`, `${SCHEMA_OBJECT_ROOT}/*`] })
+      // Parquet per warehouse table and quarantine/transform/; it HEADs an output before writing it
+      // (GetObject, and ListBucket so a missing one answers 404), then puts with If-None-Match.
+      .bindBucket('PROCESSED_BUCKET', processed, { get: ['*'], put: ['*'], list: true });
+
+    const loadEgress = new ec2.SecurityGroup(this, 'LoadHttpsEgress', {
+      vpc: stateful.vpc,
+      description: 'totes load: HTTPS to S3 and Secrets Manager only',
+      allowAllOutbound: false,
+    });
+    loadEgress.addEgressRule(
+      ec2.Peer.anyIpv4(),
+      ec2.Port.tcp(443),
+      'AWS APIs: S3, Secrets Manager, CloudWatch',
+    );
+    this.load = new PipelineFunction(this, 'Load', {
+      ...common,
+      entry: entries.load,
+      stage: STAGES.load,
+      description: 'totes: processed Parquet → warehouse Postgres, one transaction per object',
+      memorySizeMiB: 1024,
+      timeout: Duration.minutes(5),
+      asyncInvocation: true,
+      environment: {
+        // Amazon's CA bundle (RDS included), which Node 20+ Lambda runtimes no longer load by
+        // default: the warehouse connection verifies the server certificate (WAREHOUSE_SSL=verify).
+        NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
+      },
+      // migrate.ts reads the warehouse DDL from migrations/ beside the bundled handler.
+      bundleFiles: [{ from: 'processors/load/migrations', to: 'migrations' }],
+      // Each invocation holds one warehouse connection and upserts into shared dimension rows: more at
+      // once would add connections and lock waits, not throughput (throttled S3 events wait and retry).
+      reservedConcurrency: config.load.reservedConcurrency,
+      network: {
+        vpc: stateful.vpc,
+        subnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+        securityGroups: [stateful.warehouse.clientSecurityGroup, loadEgress],
+      },
+    })
+      // Reads the Parquet objects; copies what it cannot apply to quarantine/load/ after a HEAD of
+      // its reason object (ListBucket so a missing one answers 404, not 403).
+      .grantObjects(processed, { get: ['*'], put: [`${LOAD_QUARANTINE_PREFIX}*`], list: true })
+      .bindSecret('WAREHOUSE_SECRET_ARN', stateful.warehouse.secret);
+
+    // Configured from here, on the imported buckets, so that the stateful stack never depends on the
+    // functions (a notification there would point at this stack's functions: a dependency cycle).
+    ingestion.addEventNotification(
+      s3.EventType.OBJECT_CREATED,
+      new s3n.LambdaDestination(this.transform.function),
+      {
+        prefix: `${INGESTION_ROOT}/`,
+      },
+    );
+    processed.addEventNotification(
+      s3.EventType.OBJECT_CREATED,
+      new s3n.LambdaDestination(this.load.function),
+      {
+        suffix: LOAD_TRIGGER_SUFFIX,
+      },
+    );
+
+    this.observability = new Observability(this, 'Observability', {
+      alarms: config.alarms,
+      capture: this.capture,
+      stream: stateful.stream,
+      deliveryStream: this.deliveryStream,
+      bufferIntervalSeconds: config.firehose.bufferIntervalSeconds,
+      firehoseTransform: this.firehoseTransform,
+      transform: this.transform,
+      load: this.load,
+    });
+
+    // What an operator needs to find (docs/deploy.md uses them).
+    const outputs: Record<string, string> = {
+      CaptureClusterName: this.capture.cluster.clusterName,
+      CaptureServiceName: this.capture.service.serviceName,
+      CaptureLogGroupName: this.capture.logGroup.logGroupName,
+      DeliveryStreamName: this.deliveryStream.deliveryStreamName,
+      TransformFunctionName: this.transform.function.functionName,
+      LoadFunctionName: this.load.function.functionName,
+      TransformDeadLetterQueueUrl: this.transform.deadLetterQueue!.queueUrl,
+      LoadDeadLetterQueueUrl: this.load.deadLetterQueue!.queueUrl,
+      AlarmTopicArn: this.observability.topic.topicArn,
+      DashboardName: this.observability.dashboard.dashboardName,
+    };
+    for (const [id, value] of Object.entries(outputs)) new CfnOutput(this, id, { value });
+
+    this.suppressCdkInternals();
+  }
+
+  /** Findings on resources the CDK itself adds, each with the reason it is acceptable. */
+  private suppressCdkInternals(): void {
+    const handler = this.node.children.find((c) => c.node.id.startsWith('BucketNotificationsHandler'));
+    if (!handler) return;
+    acknowledge(
+      handler,
+      'AwsSolutions-IAM4',
+      "The CDK's bucket-notification handler logs with AWSLambdaBasicExecutionRole; it runs only during deployment.",
+      ['Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole'],
+    );
+  }
+}
