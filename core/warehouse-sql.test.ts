@@ -1,0 +1,221 @@
+import { WAREHOUSE_TABLES, WAREHOUSE_TABLE_NAMES, type WarehouseTableName } from './warehouse-model';
+import {
+  comparePosition,
+  DERIVED_DIMENSIONS,
+  derivedDimensionsFedBy,
+  derivedLock,
+  derivedRecompute,
+  dimDateInsert,
+  dimensionDelete,
+  dimensionUpsert,
+  factInheritance,
+  factInsert,
+  factLock,
+  isTextType,
+  loadLogInsert,
+  loadLogLookup,
+  pgType,
+  PLACEHOLDER_TEXT,
+  placeholderInsert,
+  progressUpsert,
+  quoteIdent,
+  UnsupportedTableError,
+  WAREHOUSE_LOCK_NAMESPACE,
+  WarehouseSqlError,
+  type SqlStatement,
+  type VersionedRow,
+} from './warehouse-sql';
+
+const HOSTILE = `x'); DROP TABLE "dim_date"; -- $1 \\ "`;
+
+const design = (id: number, lsn: string, overrides: Partial<VersionedRow> = {}): VersionedRow => ({
+  values: { design_id: id, design_name: HOSTILE, file_location: '/usr/local/src', file_name: `${id}.json` },
+  lsn,
+  seq: 0,
+  commitTs: '2025-02-28T09:15:02.123456Z',
+  unchanged: [],
+  ...overrides,
+});
+
+/** Every model column name, so a test can check none appears in SQL text unquoted. */
+const ALL_COLUMNS = [
+  ...new Set(WAREHOUSE_TABLE_NAMES.flatMap((t) => WAREHOUSE_TABLES[t].columns.map((c) => c.name))),
+];
+
+function expectQuotedIdentifiersOnly(statement: SqlStatement): void {
+  const outsideQuotes = statement.text.replace(/"(?:[^"]|"")*"/g, '""');
+  for (const name of [...ALL_COLUMNS, ...WAREHOUSE_TABLE_NAMES])
+    expect(outsideQuotes).not.toMatch(new RegExp(`\\b${name}\\b`));
+}
+
+function expectNoValuesInText(statement: SqlStatement): void {
+  expect(statement.text).not.toContain('DROP');
+  expect(statement.text).not.toContain('.json');
+  expect(statement.text).not.toContain(PLACEHOLDER_TEXT);
+}
+
+describe('warehouse SQL builders', () => {
+  it('quotes identifiers, doubling quotes, and refuses NUL', () => {
+    expect(quoteIdent('dim_date')).toBe('"dim_date"');
+    expect(quoteIdent('we"ird')).toBe('"we""ird"');
+    expect(() => quoteIdent('a\u0000b')).toThrow(WarehouseSqlError);
+  });
+
+  it('maps model types to Postgres types, times with milliseconds', () => {
+    expect(pgType('time')).toBe('time(3)');
+    expect(pgType('numeric(10,2)')).toBe('numeric(10,2)');
+    expect(pgType('int')).toBe('integer');
+    expect(isTextType('varchar')).toBe(true);
+    expect(isTextType('date')).toBe(false);
+  });
+
+  it('compares positions by LSN as numbers, then by ordinal', () => {
+    expect(comparePosition({ lsn: '0/FF', seq: 9 }, { lsn: '0/100', seq: 0 })).toBeLessThan(0);
+    expect(comparePosition({ lsn: '1/0', seq: 0 }, { lsn: '0/FFFFFFFF', seq: 5 })).toBeGreaterThan(0);
+    expect(comparePosition({ lsn: '00000000/00000100', seq: 2 }, { lsn: '0/100', seq: 1 })).toBeGreaterThan(
+      0,
+    );
+    expect(comparePosition({ lsn: '0/100', seq: 1 }, { lsn: '0/100', seq: 1 })).toBe(0);
+  });
+
+  it('upserts a dimension column-wise: values only as array parameters, in key order', () => {
+    const statement = dimensionUpsert('dim_design', [
+      design(2, '0/200'),
+      design(1, '0/300', { unchanged: ['file_name'] }),
+    ]);
+    expectQuotedIdentifiersOnly(statement);
+    expectNoValuesInText(statement);
+    expect(statement.text).toMatch(/^INSERT INTO "dim_design" AS t /);
+    expect(statement.text).toContain(
+      'unnest($1::integer[], $2::text[], $3::text[], $4::text[], $5::pg_lsn[]',
+    );
+    expect(statement.text).toContain('ON CONFLICT ("design_id") DO UPDATE SET');
+    expect(statement.values.slice(0, 9)).toEqual([
+      [1, 2],
+      [HOSTILE, HOSTILE],
+      ['/usr/local/src', '/usr/local/src'],
+      // The unchanged column goes in as the placeholder and is listed as pending.
+      [PLACEHOLDER_TEXT, '2.json'],
+      ['0/300', '0/200'],
+      [0, 0],
+      ['2025-02-28T09:15:02.123456Z', '2025-02-28T09:15:02.123456Z'],
+      ['file_name', ''],
+      ['design_name', 'file_location', 'file_name'],
+    ]);
+  });
+
+  it('records deletes with placeholder values for a row that does not exist yet', () => {
+    const statement = dimensionDelete('stg_staff', [
+      { key: 3, lsn: '0/10', seq: 1 },
+      { key: 1, lsn: '0/20', seq: 0 },
+    ]);
+    expectQuotedIdentifiersOnly(statement);
+    expect(statement.values[0]).toEqual([1, 3]);
+    expect(statement.values).toContain(PLACEHOLDER_TEXT);
+    // The integer reference has no placeholder: NULL, allowed while the row is _inferred.
+    expect(statement.text).toContain('NULL::integer');
+    expect(statement.text).toContain('WHERE t."_deleted_lsn" IS NULL');
+  });
+
+  it('inserts placeholders for distinct keys, ascending, never overwriting', () => {
+    const statement = placeholderInsert('dim_location', [9, 3, 9]);
+    expectQuotedIdentifiersOnly(statement);
+    expect(statement.values[0]).toEqual([3, 9]);
+    expect(statement.text).toContain('ON CONFLICT ("location_id") DO NOTHING');
+    expect(statement.text).toContain('NULL::text'); // address_line_2 and district are nullable
+  });
+
+  it('inserts dim_date rows computed from distinct dates, formats as parameters', () => {
+    const statement = dimDateInsert(['2024-02-29', '2022-11-03', '2024-02-29']);
+    expect(statement.values).toEqual([['2022-11-03', '2024-02-29'], 'FMDay', 'FMMonth']);
+    expect(statement.text).toContain('extract(isodow FROM x."d")');
+    expect(statement.text).toContain('ON CONFLICT ("date_id") DO NOTHING');
+  });
+
+  it('inserts fact versions at most once, keyed by (natural key, _lsn, _seq)', () => {
+    const row = (lsn: string, unchanged: string[] = []): VersionedRow => ({
+      values: Object.fromEntries(WAREHOUSE_TABLES.fact_purchase_order.columns.map((c) => [c.name, HOSTILE])),
+      lsn,
+      seq: 0,
+      commitTs: '2025-02-28T09:15:02Z',
+      unchanged,
+    });
+    const statement = factInsert('fact_purchase_order', [row('0/2', ['item_code']), row('0/1')]);
+    expectQuotedIdentifiersOnly(statement);
+    expect(statement.text).toContain('ON CONFLICT ("purchase_order_id", "_lsn", "_seq") DO NOTHING');
+    expect(statement.text).not.toContain('purchase_record_id');
+    const itemCodes =
+      statement.values[WAREHOUSE_TABLES.fact_purchase_order.columns.findIndex((c) => c.name === 'item_code')];
+    expect(itemCodes).toEqual([HOSTILE, PLACEHOLDER_TEXT]);
+    expect(statement.values.at(-1)).toEqual(['', 'item_code']);
+  });
+
+  it('resolves inherited columns only where a fact has text columns', () => {
+    expect(factInheritance('fact_payment', [1])).toBeNull();
+    expect(factInheritance('fact_sales_order', [1])).toBeNull();
+    const statement = factInheritance('fact_purchase_order', [5, 2, 5])!;
+    expectQuotedIdentifiersOnly(statement);
+    expect(statement.values).toEqual([[2, 5], 'item_code']);
+    expect(statement.text).toContain('ORDER BY p."_lsn" DESC, p."_seq" DESC LIMIT 1');
+  });
+
+  it('refuses statements that do not apply to a table', () => {
+    expect(() => dimensionUpsert('fact_payment', [])).toThrow(UnsupportedTableError);
+    expect(() => dimensionDelete('dim_date', [])).toThrow(UnsupportedTableError);
+    expect(() => placeholderInsert('stg_staff', [1])).toThrow(UnsupportedTableError);
+    expect(() => factInsert('dim_design', [])).toThrow(UnsupportedTableError);
+    expect(() => factInheritance('dim_design', [])).toThrow(UnsupportedTableError);
+    expect(() => factLock('dim_design', true)).toThrow(
+      /factLock does not apply to warehouse table dim_design/,
+    );
+  });
+
+  it('knows which loads recompute which derived dimension', () => {
+    const fed = (t: WarehouseTableName) =>
+      derivedDimensionsFedBy(t).map((d) => `${d.derived.table}:${d.side}`);
+    expect(fed('stg_staff')).toEqual(['dim_staff:base']);
+    expect(fed('stg_department')).toEqual(['dim_staff:part']);
+    expect(fed('stg_counterparty')).toEqual(['dim_counterparty:base']);
+    expect(fed('dim_location')).toEqual(['dim_counterparty:part']);
+    expect(fed('dim_design')).toEqual([]);
+    // Every column of each derived dimension has a source.
+    for (const derived of Object.values(DERIVED_DIMENSIONS))
+      expect(Object.keys(derived.columns)).toEqual(
+        WAREHOUSE_TABLES[derived.table].columns.map((c) => c.name),
+      );
+  });
+
+  it('recomputes derived rows by base keys or by referenced part keys', () => {
+    const byBase = derivedRecompute(DERIVED_DIMENSIONS.dim_staff, 'base', [2, 1]);
+    const byPart = derivedRecompute(DERIVED_DIMENSIONS.dim_counterparty, 'part', [7]);
+    for (const s of [byBase, byPart]) expectQuotedIdentifiersOnly(s);
+    expect(byBase.values[0]).toEqual([1, 2]);
+    expect(byBase.text).toContain('WHERE b."staff_id" = ANY($1::integer[])');
+    expect(byBase.text).toContain('LEFT JOIN "stg_department" AS p ON p."department_id" = b."department_id"');
+    expect(byPart.text).toContain('WHERE b."legal_address_id" = ANY($1::integer[])');
+    expect(byPart.text).toContain('IS DISTINCT FROM');
+  });
+
+  it('names its advisory locks inside the project namespace, one per derived dimension or fact table', () => {
+    const locks = [
+      derivedLock('dim_staff'),
+      derivedLock('dim_counterparty'),
+      factLock('fact_payment', false),
+    ];
+    expect(new Set(locks.map((l) => l.values[1])).size).toBe(3);
+    for (const l of locks) expect(l.values[0]).toBe(WAREHOUSE_LOCK_NAMESPACE);
+    expect(locks[2].text).toContain('pg_advisory_xact_lock_shared');
+    expect(factLock('fact_payment', true).text).toContain('pg_advisory_xact_lock(');
+  });
+
+  it('moves progress forward only, and logs objects once', () => {
+    const progress = progressUpsert('staff', 'stg_staff', { lsn: '0/10', seq: 2 }, '2025-02-28T09:15:02Z');
+    expect(progress.values).toEqual(['staff', 'stg_staff', '0/10', 2, '2025-02-28T09:15:02Z']);
+    expect(progress.text).toContain('greatest(p."newest_commit_ts", EXCLUDED."newest_commit_ts")');
+    expect(loadLogInsert('k', 'dim_design', 3)).toEqual({
+      text: expect.stringContaining('ON CONFLICT ("object_key") DO NOTHING'),
+      values: ['k', 'dim_design', 3],
+    });
+    expect(loadLogLookup('k').values).toEqual(['k']);
+  });
+});

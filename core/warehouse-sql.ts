@@ -1,0 +1,617 @@
+import {
+  WAREHOUSE_TABLES,
+  type WarehouseColumn,
+  type WarehouseRow,
+  type WarehouseTable,
+  type WarehouseTableName,
+  type WarehouseType,
+} from './warehouse-model';
+
+/**
+ * SQL the load stage runs against the warehouse, as pure builders: each returns the statement text
+ * and its parameters; nothing here talks to Postgres. Two rules hold for every statement:
+ * - every identifier is double-quoted (`quoteIdent`), and comes from core/warehouse-model.ts;
+ * - every value is a parameter. Rows go in column-wise, one array parameter per column, expanded by
+ *   `unnest($1::integer[], $2::text[], …)`, so one statement loads a whole object whatever its size
+ *   (a multi-row VALUES list would hit the 65,535-parameter limit) and nothing is spliced into SQL.
+ *   Column names used as data (`'city' = ANY("_toast_pending")`) are parameters too.
+ *
+ * Ordering rules (what makes loads idempotent and order-proof, see the migration's header):
+ * - dimensions and staging tables keep the values of the highest (_lsn, _seq); deletes are kept as
+ *   their own position (`_deleted_lsn`, `_deleted_seq`); `_deleted` says which is newer;
+ * - facts insert a version at most once (ON CONFLICT on (key, _lsn, _seq) DO NOTHING);
+ * - rows are fed in key order so that concurrent loads lock rows in the same order (no deadlocks).
+ *
+ * Row comparisons `(a, b) > (c, d)` compare lexicographically:
+ * https://www.postgresql.org/docs/current/functions-comparisons.html#ROW-WISE-COMPARISON
+ * INSERT … ON CONFLICT: https://www.postgresql.org/docs/current/sql-insert.html#SQL-ON-CONFLICT
+ */
+
+export interface SqlStatement {
+  text: string;
+  values: unknown[];
+}
+
+/** What a NOT NULL text column of a placeholder row reads, until the real row arrives. */
+export const PLACEHOLDER_TEXT = '(unknown)';
+
+/** Position of placeholder rows: lower than any real change, so the real row always replaces it. */
+export const PLACEHOLDER_LSN = '0/0';
+
+/**
+ * First key of every advisory lock the warehouse code takes (the ASCII of "tote"), so they never
+ * collide with another application's locks in the same database.
+ * https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-ADVISORY-LOCKS
+ */
+export const WAREHOUSE_LOCK_NAMESPACE = 0x746f7465;
+
+/**
+ * Second key of each advisory lock. Fixed numbers, never derived from a list's order: during a
+ * rolling deployment old and new code must agree on them.
+ */
+export const WAREHOUSE_LOCK_IDS = {
+  migrations: 0,
+  dim_staff: 1,
+  dim_counterparty: 2,
+  fact_sales_order: 3,
+  fact_purchase_order: 4,
+  fact_payment: 5,
+} as const;
+
+/** Base class of every error this module throws. */
+export class WarehouseSqlError extends Error {
+  override name = 'WarehouseSqlError';
+}
+
+/** A builder was asked for a statement that does not apply to the table (a programming error). */
+export class UnsupportedTableError extends WarehouseSqlError {
+  override name = 'UnsupportedTableError';
+  constructor(
+    readonly table: string,
+    readonly operation: string,
+  ) {
+    super(`${operation} does not apply to warehouse table ${table}`);
+  }
+}
+
+/** Double-quotes an identifier (https://www.postgresql.org/docs/current/sql-syntax-lexical.html). */
+export function quoteIdent(name: string): string {
+  if (name.includes('\u0000')) throw new WarehouseSqlError('identifier contains a NUL byte');
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+const PG_TYPES: Readonly<Record<WarehouseType, string>> = {
+  int: 'integer',
+  text: 'text',
+  varchar: 'varchar',
+  'numeric(10,2)': 'numeric(10,2)',
+  date: 'date',
+  // Times keep their milliseconds, and no more (the source is timestamp(3)).
+  time: 'time(3)',
+  boolean: 'boolean',
+};
+
+/** The Postgres type a model type is stored as. */
+export function pgType(type: WarehouseType): string {
+  return PG_TYPES[type];
+}
+
+/** Text types: the only ones that can arrive as unchanged TOAST values (see load-batch.ts). */
+export function isTextType(type: WarehouseType): boolean {
+  return type === 'text' || type === 'varchar';
+}
+
+/** A source change of one row of a dimension, staging table or fact, ready to be written. */
+export interface VersionedRow {
+  /** The table's columns in canonical form (see core/warehouse-model.ts). */
+  values: WarehouseRow;
+  /** Commit LSN, canonical text. */
+  lsn: string;
+  seq: number;
+  /** Commit time, ISO 8601. */
+  commitTs: string;
+  /** Columns whose value did not come with the change (unchanged TOAST): text columns only. */
+  unchanged: readonly string[];
+}
+
+/** A delete of one row of a dimension or staging table. */
+export interface DeleteMark {
+  key: number;
+  lsn: string;
+  seq: number;
+}
+
+function tableOf(name: WarehouseTableName, kinds: readonly string[], operation: string): WarehouseTable {
+  const table = WAREHOUSE_TABLES[name];
+  if (!kinds.includes(table.kind)) throw new UnsupportedTableError(name, operation);
+  return table;
+}
+
+function valueColumns(table: WarehouseTable): WarehouseColumn[] {
+  return table.columns.filter((c) => c.name !== table.key);
+}
+
+function keyColumn(table: WarehouseTable): WarehouseColumn {
+  return table.columns.find((c) => c.name === table.key)!;
+}
+
+/** What a column of a row whose value is unknown holds: the placeholder text, or NULL. */
+function unknownValue(c: WarehouseColumn): string | null {
+  return !c.nullable && isTextType(c.type) ? PLACEHOLDER_TEXT : null;
+}
+
+/** Collects parameters; `add` returns the `$n` to use in the text. */
+class Params {
+  readonly values: unknown[] = [];
+  add(value: unknown): string {
+    this.values.push(value);
+    return `$${this.values.length}`;
+  }
+}
+
+/** Orders rows by key, then position, so every statement locks rows in the same order. */
+function byKeyThenPosition(key: string) {
+  return (a: VersionedRow, b: VersionedRow): number =>
+    Number(a.values[key]) - Number(b.values[key]) || comparePosition(a, b);
+}
+
+/** Compares canonical LSN text (`XXXXXXXX/XXXXXXXX`) and ordinals. */
+export function comparePosition(a: { lsn: string; seq: number }, b: { lsn: string; seq: number }): number {
+  const [ah, al] = a.lsn.split('/').map((h) => parseInt(h, 16));
+  const [bh, bl] = b.lsn.split('/').map((h) => parseInt(h, 16));
+  return ah - bh || al - bl || a.seq - b.seq;
+}
+
+/** `unnest($1::integer[], …) AS "x"("a", …)` over the given columns plus bookkeeping arrays. */
+function unnestFrom(
+  params: Params,
+  columns: { name: string; pgType: string; values: unknown[] }[],
+  alias = 'x',
+): string {
+  const args = columns.map((c) => `${params.add(c.values)}::${c.pgType}[]`);
+  return `unnest(${args.join(', ')}) AS ${quoteIdent(alias)}(${columns.map((c) => quoteIdent(c.name)).join(', ')})`;
+}
+
+const NEWER = '(EXCLUDED."_lsn", EXCLUDED."_seq") > (t."_lsn", t."_seq")';
+
+/**
+ * Upserts changes (not deletes) of a dimension or staging table, at most one per key (fold them
+ * first: ON CONFLICT cannot touch a row twice in one statement). Per key:
+ * - no row yet: insert it; unchanged columns are unknown (placeholder, listed in _toast_pending);
+ * - the change is newer than the row: take its values; an unchanged column keeps the row's value
+ *   (still pending if the row's value was itself unknown); the row is no longer a placeholder, and
+ *   is deleted only if a newer delete was seen;
+ * - the change is older: ignored, except that it fills columns the row still has pending.
+ */
+export function dimensionUpsert(name: WarehouseTableName, rows: readonly VersionedRow[]): SqlStatement {
+  const table = tableOf(name, ['dimension', 'staging'], 'dimensionUpsert');
+  const params = new Params();
+  const key = keyColumn(table);
+  const values = valueColumns(table);
+  const sorted = [...rows].sort(byKeyThenPosition(table.key));
+  const pending = sorted.map((r) => values.filter((c) => r.unchanged.includes(c.name)).map((c) => c.name));
+  const from = unnestFrom(params, [
+    ...table.columns.map((c) => ({
+      name: c.name,
+      pgType: pgType(c.type),
+      values: sorted.map((r) => (r.unchanged.includes(c.name) ? unknownValue(c) : r.values[c.name])),
+    })),
+    { name: '_lsn', pgType: 'pg_lsn', values: sorted.map((r) => r.lsn) },
+    { name: '_seq', pgType: 'bigint', values: sorted.map((r) => r.seq) },
+    { name: '_commit_ts', pgType: 'timestamptz', values: sorted.map((r) => r.commitTs) },
+    // Comma-joined: unnest cannot take an array of arrays.
+    { name: '_pending', pgType: 'text', values: pending.map((p) => p.join(',')) },
+  ]);
+  const allNames = params.add(values.map((c) => c.name));
+  const nameParam = new Map(values.map((c) => [c.name, params.add(c.name)]));
+  const insertColumns = [
+    ...table.columns.map((c) => c.name),
+    '_lsn',
+    '_seq',
+    '_commit_ts',
+    '_toast_pending',
+    '_inferred',
+    '_deleted',
+  ];
+  const select = [
+    ...table.columns.map((c) => `x.${quoteIdent(c.name)}`),
+    'x."_lsn"',
+    'x."_seq"',
+    'x."_commit_ts"',
+    `coalesce(string_to_array(nullif(x."_pending", ''), ','), '{}')`,
+    'false',
+    'false',
+  ];
+  const tUnknown = `CASE WHEN t."_inferred" THEN ${allNames}::text[] ELSE t."_toast_pending" END`;
+  const sets = values.map((c) => {
+    const n = nameParam.get(c.name)!;
+    const q = quoteIdent(c.name);
+    return (
+      `${q} = CASE WHEN ${NEWER} THEN (CASE WHEN ${n} = ANY(EXCLUDED."_toast_pending") THEN t.${q} ELSE EXCLUDED.${q} END) ` +
+      `WHEN ${n} = ANY(t."_toast_pending") AND NOT ${n} = ANY(EXCLUDED."_toast_pending") THEN EXCLUDED.${q} ` +
+      `ELSE t.${q} END`
+    );
+  });
+  const text = [
+    `INSERT INTO ${quoteIdent(name)} AS t (${insertColumns.map(quoteIdent).join(', ')})`,
+    `SELECT ${select.join(', ')}`,
+    `FROM ${from}`,
+    `ORDER BY x.${quoteIdent(key.name)}`,
+    `ON CONFLICT (${quoteIdent(key.name)}) DO UPDATE SET`,
+    `  ${sets.join(',\n  ')},`,
+    `  "_toast_pending" = CASE WHEN ${NEWER}`,
+    `    THEN ARRAY(SELECT unnest(EXCLUDED."_toast_pending") INTERSECT SELECT unnest(${tUnknown}) ORDER BY 1)`,
+    `    ELSE ARRAY(SELECT unnest(t."_toast_pending") INTERSECT SELECT unnest(EXCLUDED."_toast_pending") ORDER BY 1) END,`,
+    `  "_deleted" = CASE WHEN ${NEWER}`,
+    `    THEN coalesce((t."_deleted_lsn", t."_deleted_seq") > (EXCLUDED."_lsn", EXCLUDED."_seq"), false)`,
+    `    ELSE t."_deleted" END,`,
+    `  "_inferred" = CASE WHEN ${NEWER} THEN false ELSE t."_inferred" END,`,
+    `  "_commit_ts" = CASE WHEN ${NEWER} THEN EXCLUDED."_commit_ts" ELSE t."_commit_ts" END,`,
+    // _lsn and _seq last: every CASE above reads the row's old position (SET sees the old row
+    // anyway, https://www.postgresql.org/docs/current/sql-update.html), this just reads naturally.
+    `  "_lsn" = CASE WHEN ${NEWER} THEN EXCLUDED."_lsn" ELSE t."_lsn" END,`,
+    `  "_seq" = CASE WHEN ${NEWER} THEN EXCLUDED."_seq" ELSE t."_seq" END,`,
+    `  "_loaded_at" = now()`,
+    `WHERE ${NEWER} OR (t."_toast_pending" <> '{}' AND NOT t."_toast_pending" <@ EXCLUDED."_toast_pending")`,
+  ].join('\n');
+  return { text, values: params.values };
+}
+
+/**
+ * Records deletes of a dimension or staging table, one per key. A key with no row yet gets a
+ * placeholder row (values unknown, `_inferred`) holding the delete, so that its older upserts,
+ * arriving later, fill in the values but cannot resurrect it.
+ */
+export function dimensionDelete(name: WarehouseTableName, deletes: readonly DeleteMark[]): SqlStatement {
+  const table = tableOf(name, ['dimension', 'staging'], 'dimensionDelete');
+  const params = new Params();
+  const sorted = [...deletes].sort((a, b) => a.key - b.key || comparePosition(a, b));
+  const key = keyColumn(table);
+  const from = unnestFrom(params, [
+    { name: key.name, pgType: pgType(key.type), values: sorted.map((d) => d.key) },
+    { name: '_lsn', pgType: 'pg_lsn', values: sorted.map((d) => d.lsn) },
+    { name: '_seq', pgType: 'bigint', values: sorted.map((d) => d.seq) },
+  ]);
+  const values = valueColumns(table);
+  const zero = params.add(PLACEHOLDER_LSN);
+  const placeholders = values.map((c) => {
+    const v = unknownValue(c);
+    return v === null ? `NULL::${pgType(c.type)}` : `${params.add(v)}::${pgType(c.type)}`;
+  });
+  const columns = [
+    key.name,
+    ...values.map((c) => c.name),
+    '_lsn',
+    '_seq',
+    '_inferred',
+    '_deleted',
+    '_deleted_lsn',
+    '_deleted_seq',
+  ];
+  const text = [
+    `INSERT INTO ${quoteIdent(name)} AS t (${columns.map(quoteIdent).join(', ')})`,
+    `SELECT x.${quoteIdent(key.name)}, ${placeholders.join(', ')}, ${zero}::pg_lsn, 0, true, true, x."_lsn", x."_seq"`,
+    `FROM ${from}`,
+    `ORDER BY x.${quoteIdent(key.name)}`,
+    `ON CONFLICT (${quoteIdent(key.name)}) DO UPDATE SET`,
+    `  "_deleted_lsn" = EXCLUDED."_deleted_lsn",`,
+    `  "_deleted_seq" = EXCLUDED."_deleted_seq",`,
+    `  "_deleted" = (EXCLUDED."_deleted_lsn", EXCLUDED."_deleted_seq") > (t."_lsn", t."_seq"),`,
+    `  "_loaded_at" = now()`,
+    `WHERE t."_deleted_lsn" IS NULL`,
+    `   OR (EXCLUDED."_deleted_lsn", EXCLUDED."_deleted_seq") > (t."_deleted_lsn", t."_deleted_seq")`,
+  ].join('\n');
+  return { text, values: params.values };
+}
+
+/**
+ * Inserts placeholder rows (`_inferred`, position 0/0, text '(unknown)') for dimension keys a fact
+ * refers to, where no row exists yet; an existing row, real or placeholder, is left alone.
+ */
+export function placeholderInsert(name: WarehouseTableName, keys: readonly number[]): SqlStatement {
+  const table = tableOf(name, ['dimension'], 'placeholderInsert');
+  const params = new Params();
+  const key = keyColumn(table);
+  const values = valueColumns(table);
+  const from = unnestFrom(params, [
+    { name: key.name, pgType: pgType(key.type), values: [...new Set(keys)].sort((a, b) => a - b) },
+  ]);
+  const zero = params.add(PLACEHOLDER_LSN);
+  const placeholders = values.map((c) => {
+    const v = unknownValue(c);
+    return v === null ? `NULL::${pgType(c.type)}` : `${params.add(v)}::${pgType(c.type)}`;
+  });
+  const columns = [key.name, ...values.map((c) => c.name), '_lsn', '_seq', '_inferred'];
+  const text = [
+    `INSERT INTO ${quoteIdent(name)} (${columns.map(quoteIdent).join(', ')})`,
+    `SELECT x.${quoteIdent(key.name)}, ${placeholders.join(', ')}, ${zero}::pg_lsn, 0, true`,
+    `FROM ${from}`,
+    `ORDER BY x.${quoteIdent(key.name)}`,
+    `ON CONFLICT (${quoteIdent(key.name)}) DO NOTHING`,
+  ].join('\n');
+  return { text, values: params.values };
+}
+
+/**
+ * Inserts the dim_date rows of the given dates (`YYYY-MM-DD`) that are missing, each computed from
+ * the date: ISO day of week (1 = Monday … 7 = Sunday), English day and month names (to_char without
+ * the TM prefix is not localised), quarter.
+ * https://www.postgresql.org/docs/current/functions-formatting.html
+ */
+export function dimDateInsert(dates: readonly string[]): SqlStatement {
+  const params = new Params();
+  const from = unnestFrom(params, [{ name: 'd', pgType: 'date', values: [...new Set(dates)].sort() }]);
+  const dayFormat = params.add('FMDay');
+  const monthFormat = params.add('FMMonth');
+  const text = [
+    'INSERT INTO "dim_date" ("date_id", "year", "month", "day", "day_of_week", "day_name", "month_name", "quarter")',
+    'SELECT x."d", extract(year FROM x."d")::integer, extract(month FROM x."d")::integer,',
+    '       extract(day FROM x."d")::integer, extract(isodow FROM x."d")::integer,',
+    `       to_char(x."d", ${dayFormat}), to_char(x."d", ${monthFormat}), extract(quarter FROM x."d")::integer`,
+    `FROM ${from}`,
+    'ORDER BY x."d"',
+    'ON CONFLICT ("date_id") DO NOTHING',
+  ].join('\n');
+  return { text, values: params.values };
+}
+
+/**
+ * Inserts fact versions; a version already present (same key, _lsn, _seq) is skipped. Unchanged
+ * columns go in as unknown (placeholder or NULL) and listed in `_unchanged`; `factInheritance` then
+ * fills them from the previous version.
+ */
+export function factInsert(name: WarehouseTableName, rows: readonly VersionedRow[]): SqlStatement {
+  const table = tableOf(name, ['fact'], 'factInsert');
+  const params = new Params();
+  const sorted = [...rows].sort(byKeyThenPosition(table.key));
+  const from = unnestFrom(params, [
+    ...table.columns.map((c) => ({
+      name: c.name,
+      pgType: pgType(c.type),
+      values: sorted.map((r) => (r.unchanged.includes(c.name) ? unknownValue(c) : r.values[c.name])),
+    })),
+    { name: '_lsn', pgType: 'pg_lsn', values: sorted.map((r) => r.lsn) },
+    { name: '_seq', pgType: 'bigint', values: sorted.map((r) => r.seq) },
+    { name: '_commit_ts', pgType: 'timestamptz', values: sorted.map((r) => r.commitTs) },
+    { name: '_unchanged', pgType: 'text', values: sorted.map((r) => r.unchanged.join(',')) },
+  ]);
+  const columns = [...table.columns.map((c) => c.name), '_lsn', '_seq', '_commit_ts', '_unchanged'];
+  const select = [
+    ...table.columns.map((c) => `x.${quoteIdent(c.name)}`),
+    'x."_lsn"',
+    'x."_seq"',
+    'x."_commit_ts"',
+    `coalesce(string_to_array(nullif(x."_unchanged", ''), ','), '{}')`,
+  ];
+  const k = quoteIdent(table.key);
+  const text = [
+    `INSERT INTO ${quoteIdent(name)} (${columns.map(quoteIdent).join(', ')})`,
+    `SELECT ${select.join(', ')}`,
+    `FROM ${from}`,
+    `ORDER BY x.${k}, x."_lsn", x."_seq"`,
+    `ON CONFLICT (${k}, "_lsn", "_seq") DO NOTHING`,
+  ].join('\n');
+  return { text, values: params.values };
+}
+
+/**
+ * Resolves the inherited (unchanged TOAST) columns of the given keys' versions: each takes the value
+ * of the nearest earlier version that carried it. Run after every fact load, as the earlier version
+ * may arrive after the later one; a value with no earlier version loaded yet stays unknown. The
+ * result depends only on which versions are loaded, never on their arrival order.
+ */
+export function factInheritance(name: WarehouseTableName, keys: readonly number[]): SqlStatement | null {
+  const table = tableOf(name, ['fact'], 'factInheritance');
+  const columns = valueColumns(table).filter((c) => isTextType(c.type));
+  if (columns.length === 0) return null;
+  const params = new Params();
+  const keyParam = params.add([...new Set(keys)].sort((a, b) => a - b));
+  const k = quoteIdent(table.key);
+  const t = quoteIdent(name);
+  const sets = columns.map((c) => {
+    const n = params.add(c.name);
+    const q = quoteIdent(c.name);
+    return (
+      `${q} = CASE WHEN ${n} = ANY(f."_unchanged") THEN coalesce((` +
+      `SELECT p.${q} FROM ${t} AS p WHERE p.${k} = f.${k} AND (p."_lsn", p."_seq") < (f."_lsn", f."_seq") ` +
+      `AND NOT ${n} = ANY(p."_unchanged") ORDER BY p."_lsn" DESC, p."_seq" DESC LIMIT 1), f.${q}) ELSE f.${q} END`
+    );
+  });
+  const text = [
+    `UPDATE ${t} AS f SET`,
+    `  ${sets.join(',\n  ')}`,
+    `WHERE f.${k} = ANY(${keyParam}::integer[]) AND f."_unchanged" <> '{}'`,
+  ].join('\n');
+  return { text, values: params.values };
+}
+
+/** A dimension computed in the warehouse from a staging table and the table its rows reference. */
+export interface DerivedDimension {
+  table: 'dim_staff' | 'dim_counterparty';
+  /** One derived row per row of this table (same key). */
+  base: WarehouseTableName;
+  /** The table the base rows reference through `joinColumn`. */
+  part: WarehouseTableName;
+  joinColumn: string;
+  /** Derived column ← which side and which of its columns. */
+  columns: Readonly<Record<string, readonly ['base' | 'part', string]>>;
+}
+
+export const DERIVED_DIMENSIONS: Readonly<Record<DerivedDimension['table'], DerivedDimension>> = {
+  dim_staff: {
+    table: 'dim_staff',
+    base: 'stg_staff',
+    part: 'stg_department',
+    joinColumn: 'department_id',
+    columns: {
+      staff_id: ['base', 'staff_id'],
+      first_name: ['base', 'first_name'],
+      last_name: ['base', 'last_name'],
+      department_name: ['part', 'department_name'],
+      location: ['part', 'location'],
+      email_address: ['base', 'email_address'],
+    },
+  },
+  dim_counterparty: {
+    table: 'dim_counterparty',
+    base: 'stg_counterparty',
+    part: 'dim_location',
+    joinColumn: 'legal_address_id',
+    columns: {
+      counterparty_id: ['base', 'counterparty_id'],
+      counterparty_legal_name: ['base', 'counterparty_legal_name'],
+      counterparty_legal_address_line_1: ['part', 'address_line_1'],
+      counterparty_legal_address_line_2: ['part', 'address_line_2'],
+      counterparty_legal_district: ['part', 'district'],
+      counterparty_legal_city: ['part', 'city'],
+      counterparty_legal_postal_code: ['part', 'postal_code'],
+      counterparty_legal_country: ['part', 'country'],
+      counterparty_legal_phone_number: ['part', 'phone'],
+    },
+  },
+};
+
+/** The derived dimensions a load of `table` must recompute, and whether `table` is their base or part. */
+export function derivedDimensionsFedBy(
+  table: WarehouseTableName,
+): { derived: DerivedDimension; side: 'base' | 'part' }[] {
+  const fed: { derived: DerivedDimension; side: 'base' | 'part' }[] = [];
+  for (const derived of Object.values(DERIVED_DIMENSIONS)) {
+    if (derived.base === table) fed.push({ derived, side: 'base' });
+    else if (derived.part === table) fed.push({ derived, side: 'part' });
+  }
+  return fed;
+}
+
+/**
+ * Serialises everything that recomputes one derived dimension, until the transaction ends. Run it
+ * as its own statement before `derivedRecompute`: under READ COMMITTED the recompute's snapshot is
+ * then taken after the lock is granted, so it sees every change committed by the load that held
+ * the lock before, whichever side of the join that load changed.
+ * https://www.postgresql.org/docs/current/transaction-iso.html#XACT-READ-COMMITTED
+ */
+export function derivedLock(table: DerivedDimension['table']): SqlStatement {
+  return {
+    text: 'SELECT pg_advisory_xact_lock($1, $2)',
+    values: [WAREHOUSE_LOCK_NAMESPACE, WAREHOUSE_LOCK_IDS[table]],
+  };
+}
+
+/**
+ * Serialises fact loads that could race on inherited (unchanged TOAST) columns, until the
+ * transaction ends. `factInheritance` resolves a version from the versions it can see; two loads
+ * committing at once — one inserting a version that inherits, the other the version it inherits
+ * from — could each miss the other's row. A load holding versions that inherit takes the lock
+ * exclusively; every other fact load of the table takes it shared: so ordinary loads still run side
+ * by side, and one that inherits runs alone and sees every version committed before it.
+ */
+export function factLock(table: WarehouseTableName, exclusive: boolean): SqlStatement {
+  tableOf(table, ['fact'], 'factLock');
+  const id = (WAREHOUSE_LOCK_IDS as Record<string, number>)[table];
+  // A fact table added to the model needs its own fixed lock number first.
+  if (id === undefined) throw new UnsupportedTableError(table, 'factLock (no lock id)');
+  return {
+    text: `SELECT ${exclusive ? 'pg_advisory_xact_lock' : 'pg_advisory_xact_lock_shared'}($1, $2)`,
+    values: [WAREHOUSE_LOCK_NAMESPACE, id],
+  };
+}
+
+/**
+ * Recomputes the derived rows of the base rows with the given keys (`side: 'base'`), or of the base
+ * rows referencing the given part keys (`side: 'part'`), from the current staging rows. A derived
+ * row is a pure function of its two parts: its position is the higher of theirs, it is deleted when
+ * its base row is, and a placeholder (`_inferred`) while either part's values are unknown (the part
+ * missing reads as '(unknown)', like a placeholder). Unchanged rows are not rewritten.
+ */
+export function derivedRecompute(
+  derived: DerivedDimension,
+  side: 'base' | 'part',
+  keys: readonly number[],
+): SqlStatement {
+  const params = new Params();
+  const target = WAREHOUSE_TABLES[derived.table];
+  const base = WAREHOUSE_TABLES[derived.base];
+  const part = WAREHOUSE_TABLES[derived.part];
+  const keyParam = params.add([...new Set(keys)].sort((a, b) => a - b));
+  const pk = `p.${quoteIdent(part.key)}`;
+  // The part wins the position only when it exists and is strictly newer.
+  const partNewer = `(${pk} IS NOT NULL AND (p."_lsn", p."_seq") > (b."_lsn", b."_seq"))`;
+  const columnExprs = target.columns.map((c) => {
+    const [from, source] = derived.columns[c.name];
+    const expr = `${from === 'base' ? 'b' : 'p'}.${quoteIdent(source)}`;
+    const unknown = unknownValue(c);
+    return from === 'part' && unknown !== null ? `coalesce(${expr}, ${params.add(unknown)})` : expr;
+  });
+  const pendingExprs = target.columns.map((c) => {
+    const [from, source] = derived.columns[c.name];
+    const side = from === 'base' ? 'b' : 'p';
+    return `CASE WHEN ${params.add(source)} = ANY(${side}."_toast_pending") THEN ${params.add(c.name)} END`;
+  });
+  const bookkeeping = {
+    _lsn: `CASE WHEN ${partNewer} THEN p."_lsn" ELSE b."_lsn" END`,
+    _seq: `CASE WHEN ${partNewer} THEN p."_seq" ELSE b."_seq" END`,
+    _commit_ts: `CASE WHEN ${partNewer} THEN p."_commit_ts" ELSE b."_commit_ts" END`,
+    _deleted: 'b."_deleted"',
+    _deleted_lsn: 'b."_deleted_lsn"',
+    _deleted_seq: 'b."_deleted_seq"',
+    _inferred: `(b."_inferred" OR ${pk} IS NULL OR p."_inferred")`,
+    _toast_pending: `ARRAY(SELECT n FROM unnest(ARRAY[${pendingExprs.join(', ')}]::text[]) AS n WHERE n IS NOT NULL ORDER BY 1)`,
+  };
+  const columns = [...target.columns.map((c) => c.name), ...Object.keys(bookkeeping)];
+  const filter =
+    side === 'base'
+      ? `b.${quoteIdent(base.key)} = ANY(${keyParam}::integer[])`
+      : `b.${quoteIdent(derived.joinColumn)} = ANY(${keyParam}::integer[])`;
+  const compared = columns.map(quoteIdent);
+  const text = [
+    `INSERT INTO ${quoteIdent(derived.table)} AS t (${columns.map(quoteIdent).join(', ')})`,
+    `SELECT ${[...columnExprs, ...Object.values(bookkeeping)].join(',\n       ')}`,
+    `FROM ${quoteIdent(derived.base)} AS b`,
+    `LEFT JOIN ${quoteIdent(derived.part)} AS p ON ${pk} = b.${quoteIdent(derived.joinColumn)}`,
+    `WHERE ${filter}`,
+    `ORDER BY b.${quoteIdent(base.key)}`,
+    `ON CONFLICT (${quoteIdent(target.key)}) DO UPDATE SET`,
+    `  ${columns
+      .filter((c) => c !== target.key)
+      .map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`)
+      .join(',\n  ')},`,
+    `  "_loaded_at" = now()`,
+    `WHERE (${compared.map((c) => `t.${c}`).join(', ')}) IS DISTINCT FROM (${compared.map((c) => `EXCLUDED.${c}`).join(', ')})`,
+  ].join('\n');
+  return { text, values: params.values };
+}
+
+/** Moves a source table's progress forward (never back) and stamps the load time. */
+export function progressUpsert(
+  sourceTable: string,
+  warehouseTable: WarehouseTableName,
+  position: { lsn: string; seq: number },
+  newestCommitTs: string | null,
+): SqlStatement {
+  const newer = '(EXCLUDED."_lsn", EXCLUDED."_seq") > (p."_lsn", p."_seq")';
+  return {
+    text: [
+      'INSERT INTO "pipeline_progress" AS p ("source_table", "warehouse_table", "_lsn", "_seq", "newest_commit_ts", "last_loaded_at")',
+      'VALUES ($1, $2, $3::pg_lsn, $4::bigint, $5::timestamptz, now())',
+      'ON CONFLICT ("source_table") DO UPDATE SET',
+      `  "_lsn" = CASE WHEN ${newer} THEN EXCLUDED."_lsn" ELSE p."_lsn" END,`,
+      `  "_seq" = CASE WHEN ${newer} THEN EXCLUDED."_seq" ELSE p."_seq" END,`,
+      // greatest() ignores NULLs: https://www.postgresql.org/docs/current/functions-conditional.html
+      '  "newest_commit_ts" = greatest(p."newest_commit_ts", EXCLUDED."newest_commit_ts"),',
+      '  "warehouse_table" = EXCLUDED."warehouse_table",',
+      '  "last_loaded_at" = now()',
+    ].join('\n'),
+    values: [sourceTable, warehouseTable, position.lsn, position.seq, newestCommitTs],
+  };
+}
+
+export function loadLogInsert(objectKey: string, table: WarehouseTableName, rows: number): SqlStatement {
+  return {
+    text: 'INSERT INTO "load_log" ("object_key", "table", "rows") VALUES ($1, $2, $3) ON CONFLICT ("object_key") DO NOTHING',
+    values: [objectKey, table, rows],
+  };
+}
+
+export function loadLogLookup(objectKey: string): SqlStatement {
+  return { text: 'SELECT 1 FROM "load_log" WHERE "object_key" = $1', values: [objectKey] };
+}

@@ -1,0 +1,434 @@
+import { Client } from 'pg';
+import { dimDateRow } from '../../core/star-mapping';
+import {
+  dimDateInsert,
+  factInheritance,
+  factInsert,
+  factLock,
+  placeholderInsert,
+} from '../../core/warehouse-sql';
+import { createTestDatabase, waitFor } from '../../test/support/pg';
+import {
+  at,
+  deleteOf,
+  dumpWarehouse,
+  objectOf,
+  parquetOf,
+  resetWarehouse,
+  rowOf,
+  scenarioObjects,
+  shuffled,
+  type TestObject,
+} from '../../test/support/warehouse-rows';
+import { decodeParquet } from '../shared/parquet-codec';
+import { applyBatch, WarehouseDataError, type ApplyOutcome } from './apply-batch';
+import { prepareBatch } from './load-batch';
+import { migrateWarehouse } from './migrate';
+
+let url: string;
+let client: Client;
+/** Extra connections for the concurrency tests. */
+const others: Client[] = [];
+
+async function connect(): Promise<Client> {
+  const c = new Client({ connectionString: url });
+  await c.connect();
+  return c;
+}
+
+/** Through the real codec, as the handler does. */
+async function load(c: Client, object: TestObject, key = object.key): Promise<ApplyOutcome> {
+  const batch = prepareBatch(await decodeParquet(await parquetOf(object)));
+  return applyBatch(c, batch, { objectKey: key });
+}
+
+async function loadAll(c: Client, objects: readonly TestObject[]): Promise<ApplyOutcome[]> {
+  const outcomes: ApplyOutcome[] = [];
+  for (const object of objects) outcomes.push(await load(c, object));
+  return outcomes;
+}
+
+async function rowsOf(sql: string, values: unknown[] = []): Promise<Record<string, unknown>[]> {
+  return (await client.query(sql, values)).rows;
+}
+
+let inOrder: Record<string, unknown[]>;
+
+beforeAll(async () => {
+  url = await createTestDatabase('apply_batch');
+  client = await connect();
+  await migrateWarehouse(client);
+  for (let i = 0; i < 4; i += 1) others.push(await connect());
+  await loadAll(client, scenarioObjects());
+  inOrder = await dumpWarehouse(client);
+});
+
+afterAll(async () => {
+  await Promise.all([client, ...others].map((c) => c.end()));
+});
+
+describe('applyBatch (real Postgres): the scenario loaded in delivery order', () => {
+  it('follows the department rename and the staff move into dim_staff', () => {
+    const staff = inOrder.dim_staff as Record<string, unknown>[];
+    expect(staff.map((s) => [s.staff_id, s.department_name, s.location, s._inferred])).toEqual([
+      [1, 'Sales & Marketing', 'Manchester', false],
+      [2, 'Purchasing', null, false],
+      [3, 'Purchasing', null, false],
+      [9, '(unknown)', null, true],
+    ]);
+    // Hostile text survives exactly; the derived row's position is the newer of its parts.
+    expect(staff[1]).toMatchObject({ first_name: 'O\'Brien "Bob", Jr.\n\\x', _lsn: '0/E00', _seq: 0 });
+    expect(staff[0]).toMatchObject({ _lsn: '0/A00' }); // the rename (10) is newer than staff 1 (3)
+  });
+
+  it('follows the address change into every dim_counterparty whose legal address it is', () => {
+    const counterparties = inOrder.dim_counterparty as Record<string, unknown>[];
+    expect(
+      counterparties.map((c) => [
+        c.counterparty_id,
+        c.counterparty_legal_name,
+        c.counterparty_legal_address_line_2,
+        c.counterparty_legal_city,
+        c.counterparty_legal_phone_number,
+      ]),
+    ).toEqual([
+      [1, 'Leannon, Predovic & Morar', 'Unit 7', 'Bradford', '0113 496 0000'],
+      [2, 'Kub, Bode and Kertzmann', 'Unit 7', 'Bradford', '0113 496 0000'],
+      [9, '(unknown)', null, '(unknown)', '(unknown)'],
+    ]);
+  });
+
+  it('keeps every fact version once, exact types included, with dim_date rows for every date', async () => {
+    const versions = await rowsOf(
+      `SELECT "sales_order_id", "units_sold", "unit_price"::text, "created_time"::text, "_lsn"::text
+         FROM "fact_sales_order" ORDER BY "sales_order_id", "_lsn"`,
+    );
+    expect(versions).toEqual([
+      {
+        sales_order_id: 1,
+        units_sold: 42_972,
+        unit_price: '3.94',
+        created_time: '14:20:52.186',
+        _lsn: '0/800',
+      },
+      {
+        sales_order_id: 1,
+        units_sold: 50_000,
+        unit_price: '3.94',
+        created_time: '14:20:52.186',
+        _lsn: '0/C00',
+      },
+      {
+        sales_order_id: 2,
+        units_sold: 42_972,
+        unit_price: '3.94',
+        created_time: '14:20:52.186',
+        _lsn: '0/C00',
+      },
+      {
+        sales_order_id: 3,
+        units_sold: 42_972,
+        unit_price: '3.94',
+        created_time: '14:20:52.186',
+        _lsn: '0/1400',
+      },
+    ]);
+    const payments = await rowsOf('SELECT "paid" FROM "fact_payment" ORDER BY "_lsn"');
+    expect(payments).toEqual([{ paid: false }, { paid: true }]);
+    const dates = await rowsOf(
+      `SELECT "date_id"::text, "year", "month", "day", "day_of_week", "day_name", "month_name", "quarter"
+         FROM "dim_date" ORDER BY "date_id"`,
+    );
+    expect(dates.map((d) => d.date_id)).toEqual([
+      '2022-11-03',
+      '2022-11-04',
+      '2022-11-07',
+      '2022-11-08',
+      '2022-11-09',
+      '2022-11-10',
+      '2022-12-25',
+      '2023-01-02',
+    ]);
+    // The warehouse's calendar agrees with the transform's dimDateRow (ISO weekday, English names).
+    for (const d of dates) expect(d).toEqual(dimDateRow(d.date_id as string));
+  });
+
+  it('inserts placeholders for dimension keys facts refer to before (or without) their rows', async () => {
+    const placeholders = await rowsOf(
+      `SELECT 'dim_location' AS t, "location_id" AS id, "address_line_1" AS text, "_lsn"::text FROM "dim_location" WHERE "_inferred"
+       UNION ALL SELECT 'dim_design', "design_id", "design_name", "_lsn"::text FROM "dim_design" WHERE "_inferred"
+       UNION ALL SELECT 'dim_staff', "staff_id", "first_name", "_lsn"::text FROM "dim_staff" WHERE "_inferred"
+       UNION ALL SELECT 'dim_counterparty', "counterparty_id", "counterparty_legal_name", "_lsn"::text FROM "dim_counterparty" WHERE "_inferred"
+       ORDER BY 1`,
+    );
+    expect(placeholders).toEqual([
+      { t: 'dim_counterparty', id: 9, text: '(unknown)', _lsn: '0/0' },
+      { t: 'dim_design', id: 9, text: '(unknown)', _lsn: '0/0' },
+      { t: 'dim_location', id: 9, text: '(unknown)', _lsn: '0/0' },
+      { t: 'dim_staff', id: 9, text: '(unknown)', _lsn: '0/0' },
+    ]);
+  });
+
+  it('keeps unchanged TOAST values: a dimension keeps its value, a fact version inherits it', async () => {
+    expect(
+      await rowsOf(
+        'SELECT "design_name", "file_name", "_toast_pending" FROM "dim_design" WHERE "design_id" = 1',
+      ),
+    ).toEqual([{ design_name: 'Granite', file_name: 'wooden-20220717-1.json', _toast_pending: [] }]);
+    expect(
+      await rowsOf(
+        'SELECT "item_code", "item_quantity", "_unchanged" FROM "fact_purchase_order" ORDER BY "_lsn"',
+      ),
+    ).toEqual([
+      { item_code: 'ITEM-ORIGINAL', item_quantity: 371, _unchanged: [] },
+      { item_code: 'ITEM-ORIGINAL', item_quantity: 999, _unchanged: ['item_code'] },
+    ]);
+  });
+
+  it('marks deletes, never erasing, even when the delete arrives before the row', async () => {
+    expect(
+      await rowsOf('SELECT "design_id", "_deleted", "design_name" FROM "dim_design" WHERE "design_id" = 2'),
+    ).toEqual([{ design_id: 2, _deleted: true, design_name: 'Wooden' }]);
+    expect(
+      await rowsOf(
+        `SELECT "department_name", "_deleted", "_inferred", "_lsn"::text, "_deleted_lsn"::text
+           FROM "stg_department" WHERE "department_id" = 3`,
+      ),
+    ).toEqual([
+      { department_name: 'Closed', _deleted: true, _inferred: false, _lsn: '0/900', _deleted_lsn: '0/1300' },
+    ]);
+  });
+
+  it('records per-table progress (forward only) and every object in load_log', async () => {
+    expect(
+      await rowsOf(
+        `SELECT "warehouse_table", "_lsn"::text, "_seq", "newest_commit_ts" FROM "pipeline_progress"
+          WHERE "source_table" = 'department'`,
+      ),
+    ).toEqual([
+      {
+        warehouse_table: 'stg_department',
+        _lsn: '0/1300',
+        _seq: '0',
+        newest_commit_ts: new Date('2025-02-28T09:00:19.000Z'),
+      },
+    ]);
+    // o21 (position 9) came after o20 (position 19): progress did not move back.
+    expect(inOrder.load_log).toHaveLength(scenarioObjects().length);
+  });
+});
+
+describe('applyBatch (real Postgres): delivery does not matter', () => {
+  beforeEach(() => resetWarehouse(client));
+
+  it('loads the same object twice into the same warehouse (skipped by key, and idempotent without it)', async () => {
+    const objects = scenarioObjects();
+    await loadAll(client, objects);
+    const again = await loadAll(client, objects);
+    expect(again.every((o) => o.duplicate)).toBe(true);
+    expect(await dumpWarehouse(client)).toEqual(inOrder);
+    // Forget the keys: every statement must be idempotent on its own.
+    await client.query('DELETE FROM "load_log"');
+    const replayed = await loadAll(client, objects);
+    expect(replayed.some((o) => o.duplicate)).toBe(false);
+    expect(replayed.filter((o) => o.table.startsWith('fact_')).map((o) => o.written)).toEqual([
+      0, 0, 0, 0, 0, 0, 0,
+    ]);
+    expect(await dumpWarehouse(client)).toEqual(inOrder);
+  });
+
+  it.each([1, 2, 3, 4, 5, 6, 7, 8])(
+    'ends identical to the in-order load when shuffled (seed %i)',
+    async (seed) => {
+      await loadAll(client, shuffled(scenarioObjects(), seed));
+      expect(await dumpWarehouse(client)).toEqual(inOrder);
+    },
+  );
+
+  it('ends identical when delivered in reverse, and when every object is replayed under a new key', async () => {
+    await loadAll(client, [...scenarioObjects()].reverse());
+    expect(await dumpWarehouse(client)).toEqual(inOrder);
+    await resetWarehouse(client);
+    const objects = scenarioObjects();
+    const replays = objects.map((o) => ({ ...o, key: `replay/${o.key}` }));
+    await loadAll(client, shuffled([...objects, ...replays], 99));
+    const { load_log: log, ...dump } = await dumpWarehouse(client);
+    const { load_log: _expectedLog, ...expected } = inOrder;
+    expect(dump).toEqual(expected);
+    expect(log).toHaveLength(2 * objects.length);
+  });
+
+  it('holds the foreign keys when facts arrive first: placeholders, then replaced by the real rows', async () => {
+    const objects = scenarioObjects();
+    const facts = objects.filter((o) => o.table.startsWith('fact_'));
+    await loadAll(client, facts);
+    const before = await rowsOf('SELECT "staff_id", "_inferred", "first_name" FROM "dim_staff" ORDER BY 1');
+    expect(before.every((r) => r._inferred && r.first_name === '(unknown)')).toBe(true);
+    await loadAll(
+      client,
+      objects.filter((o) => !o.table.startsWith('fact_')),
+    );
+    expect(await dumpWarehouse(client)).toEqual(inOrder);
+  });
+
+  it('gives the same result with four loads at a time, without a deadlock', async () => {
+    for (const seed of [11, 12, 13]) {
+      await resetWarehouse(client);
+      const queues: TestObject[][] = [[], [], [], []];
+      shuffled(scenarioObjects(), seed).forEach((o, i) => queues[i % 4].push(o));
+      const outcomes = await Promise.all(queues.map((queue, i) => loadAll(others[i], queue)));
+      expect(outcomes.flat().map((o) => o.attempts)).toEqual(outcomes.flat().map(() => 1));
+      expect(await dumpWarehouse(client)).toEqual(inOrder);
+    }
+  });
+
+  it('races a department rename against new staff of that department: dim_staff always follows', async () => {
+    for (let i = 0; i < 15; i += 1) {
+      await resetWarehouse(client);
+      const department = objectOf('stg_department', [
+        rowOf('stg_department', 1, { department_name: 'Old' }, at(1)),
+      ]);
+      const rename = objectOf('stg_department', [
+        rowOf('stg_department', 1, { department_name: 'New' }, at(3)),
+      ]);
+      const staff = objectOf('stg_staff', [rowOf('stg_staff', 1, { department_id: 1 }, at(2))]);
+      await load(client, department);
+      await Promise.all([load(others[0], rename), load(others[1], staff)]);
+      expect(await rowsOf('SELECT "department_name", "_lsn"::text FROM "dim_staff"')).toEqual([
+        { department_name: 'New', _lsn: '0/300' },
+      ]);
+    }
+  });
+
+  it('makes a version that inherits a TOAST value wait for concurrent loads of that fact table', async () => {
+    // One connection holds a load of the inheriting version open (its lock taken, rows written,
+    // not committed); the load of the version it inherits from must wait, then resolve it.
+    const second = objectOf('fact_purchase_order', [
+      rowOf(
+        'fact_purchase_order',
+        5,
+        // Other dimension keys and dates than `first`: the two loads share no placeholder row, so only
+        // the fact-table lock can make the second wait.
+        {
+          item_quantity: 2,
+          staff_id: 2,
+          counterparty_id: 2,
+          currency_id: 2,
+          agreed_delivery_location_id: 2,
+          created_date: '2023-01-01',
+          last_updated_date: '2023-01-02',
+          agreed_delivery_date: '2023-01-03',
+          agreed_payment_date: '2023-01-04',
+        },
+        at(2),
+        { unchanged: ['item_code'] },
+      ),
+    ]);
+    const first = objectOf('fact_purchase_order', [
+      rowOf('fact_purchase_order', 5, { item_code: 'LONG' }, at(1)),
+    ]);
+    const held = others[0];
+    const batch = prepareBatch({ table: second.table, rows: second.rows });
+    await held.query('BEGIN');
+    for (const table of ['dim_staff', 'dim_counterparty', 'dim_currency', 'dim_location'] as const) {
+      const insert = placeholderInsert(table, batch.references[table]!);
+      await held.query(insert.text, insert.values);
+    }
+    const dates = dimDateInsert(batch.dates);
+    await held.query(dates.text, dates.values);
+    for (const statement of [factLock(batch.table, true), factInsert(batch.table, batch.upserts)])
+      await held.query(statement.text, statement.values);
+    const pid = (await others[1].query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+    const loading = load(others[1], first);
+    await waitFor('the second load to wait on the fact-table lock', async () => {
+      const { rows } = await client.query(
+        `SELECT 1 FROM pg_locks WHERE pid = $1 AND locktype = 'advisory' AND NOT granted`,
+        [pid],
+      );
+      return rows.length ? true : undefined;
+    });
+    const inheritance = factInheritance(batch.table, batch.keys)!;
+    await held.query(inheritance.text, inheritance.values);
+    await held.query('COMMIT');
+    await loading;
+    expect(await rowsOf('SELECT "item_code" FROM "fact_purchase_order" ORDER BY "_lsn"')).toEqual([
+      { item_code: 'LONG' },
+      { item_code: 'LONG' },
+    ]);
+  });
+});
+
+describe('applyBatch (real Postgres): dimension rules in detail', () => {
+  beforeEach(() => resetWarehouse(client));
+
+  const design = (n: number, overrides: Record<string, string>, options = {}) =>
+    objectOf('dim_design', [rowOf('dim_design', 7, overrides, at(n), options)]);
+  const designRow = async () =>
+    (
+      await rowsOf(
+        'SELECT "design_name", "file_name", "_toast_pending", "_deleted", "_lsn"::text FROM "dim_design"',
+      )
+    )[0];
+
+  it('never lets an older change overwrite a newer one', async () => {
+    await load(client, design(5, { design_name: 'Newer' }));
+    await load(client, design(4, { design_name: 'Older' }));
+    expect(await designRow()).toMatchObject({ design_name: 'Newer', _lsn: '0/500' });
+  });
+
+  it('keeps the latest of several changes of one key inside one object, filling its unchanged columns', async () => {
+    await load(
+      client,
+      objectOf('dim_design', [
+        rowOf('dim_design', 7, { design_name: 'C' }, at(3), { unchanged: ['file_name'] }),
+        rowOf('dim_design', 7, { design_name: 'A', file_name: 'a.json' }, at(1)),
+        rowOf('dim_design', 7, { design_name: 'B', file_name: 'b.json' }, at(2)),
+      ]),
+    );
+    expect(await designRow()).toMatchObject({ design_name: 'C', file_name: 'b.json', _toast_pending: [] });
+  });
+
+  it('holds an unchanged TOAST column as pending until an older change supplies it', async () => {
+    await load(client, design(5, { design_name: 'Newer' }, { unchanged: ['file_name'] }));
+    expect(await designRow()).toMatchObject({ file_name: '(unknown)', _toast_pending: ['file_name'] });
+    await load(client, design(4, { design_name: 'Older', file_name: 'real.json' }));
+    expect(await designRow()).toMatchObject({
+      design_name: 'Newer',
+      file_name: 'real.json',
+      _toast_pending: [],
+    });
+  });
+
+  it('resurrects a deleted key only with a change newer than the delete', async () => {
+    await load(client, design(2, { design_name: 'First' }));
+    await load(client, objectOf('dim_design', [deleteOf('dim_design', 7, at(4))]));
+    await load(client, design(3, { design_name: 'Between' }));
+    expect(await designRow()).toMatchObject({ design_name: 'Between', _deleted: true });
+    await load(client, design(6, { design_name: 'Again' }));
+    expect(await designRow()).toMatchObject({ design_name: 'Again', _deleted: false });
+    await load(client, objectOf('dim_design', [deleteOf('dim_design', 7, at(5))]));
+    expect(await designRow()).toMatchObject({ design_name: 'Again', _deleted: false });
+  });
+
+  it('loads dim_date objects and empty objects', async () => {
+    const dates = objectOf('dim_date', [{ date_id: '2024-02-29' }, { date_id: '2024-02-29' }]);
+    expect(await load(client, dates)).toMatchObject({ datesInserted: 1, duplicate: false });
+    expect(await rowsOf('SELECT "day_name", "day_of_week", "quarter" FROM "dim_date"')).toEqual([
+      { day_name: 'Thursday', day_of_week: 4, quarter: 1 },
+    ]);
+    expect(await load(client, objectOf('dim_currency', []))).toMatchObject({ rows: 0, written: 0 });
+  });
+
+  it('turns data Postgres refuses into WarehouseDataError, leaving nothing behind', async () => {
+    // A calendar date to JavaScript, but Postgres has no year 0.
+    const far = objectOf('fact_sales_order', [
+      rowOf('fact_sales_order', 1, { agreed_payment_date: '0000-01-01' }, at(1)),
+    ]);
+    const batch = prepareBatch({ table: far.table, rows: far.rows });
+    await expect(applyBatch(client, batch, { objectKey: far.key })).rejects.toBeInstanceOf(
+      WarehouseDataError,
+    );
+    expect(await rowsOf('SELECT count(*)::int AS n FROM "dim_staff"')).toEqual([{ n: 0 }]);
+    expect(await rowsOf('SELECT count(*)::int AS n FROM "load_log"')).toEqual([{ n: 0 }]);
+  });
+});

@@ -1,0 +1,235 @@
+import type { ClientBase } from 'pg';
+import { silentLogger, type Logger } from '../../core/logger';
+import type { WarehouseTableName } from '../../core/warehouse-model';
+import {
+  derivedDimensionsFedBy,
+  derivedLock,
+  derivedRecompute,
+  dimDateInsert,
+  dimensionDelete,
+  dimensionUpsert,
+  factInheritance,
+  factInsert,
+  factLock,
+  loadLogInsert,
+  loadLogLookup,
+  placeholderInsert,
+  progressUpsert,
+  type SqlStatement,
+} from '../../core/warehouse-sql';
+import type { Position, PreparedBatch } from './load-batch';
+
+/**
+ * Writes one prepared object into the warehouse in ONE transaction (READ COMMITTED), so an object
+ * is either wholly loaded, with its bookkeeping, or not at all.
+ *
+ * Order inside the transaction, the same for every load, so that concurrent loads take row locks in
+ * one global order and cannot deadlock: dim_date → base dimensions (placeholders or upserts, keys
+ * ascending) → staging → derived-dimension advisory lock → derived dimensions → fact-table
+ * advisory lock → facts → pipeline_progress → load_log. A deadlock or serialization failure (which the order should
+ * prevent) is retried a few times all the same; `attempts` says when it happened.
+ */
+
+/** Base class of every error this module throws. */
+export class ApplyBatchError extends Error {
+  override name = 'ApplyBatchError';
+}
+
+/**
+ * Postgres refused the object's data (SQLSTATE class 22 data exception or 23 integrity violation):
+ * retrying cannot help, so the object is quarantined. `detail` is safe to log (no values).
+ * https://www.postgresql.org/docs/current/errcodes-appendix.html
+ */
+export class WarehouseDataError extends ApplyBatchError {
+  override name = 'WarehouseDataError';
+  readonly detail: string;
+  constructor(
+    readonly table: WarehouseTableName,
+    readonly sqlState: string,
+    options: { cause: unknown },
+  ) {
+    const e = options.cause as { constraint?: string; column?: string };
+    const detail = [
+      `SQLSTATE ${sqlState}`,
+      e?.constraint ? `constraint ${e.constraint}` : '',
+      e?.column ? `column ${e.column}` : '',
+    ]
+      .filter(Boolean)
+      .join(', ');
+    super(`warehouse refused the ${table} object: ${detail}`, options);
+    this.detail = detail;
+  }
+}
+
+/** The load failed for a reason a later attempt may not have (connection, lock, server): retry. */
+export class WarehouseUnavailableError extends ApplyBatchError {
+  override name = 'WarehouseUnavailableError';
+  constructor(
+    readonly table: WarehouseTableName,
+    readonly attempts: number,
+    options: { cause: unknown },
+  ) {
+    super(
+      `loading the ${table} object failed after ${attempts} attempt(s): ${(options.cause as Error)?.message ?? options.cause}`,
+      options,
+    );
+  }
+}
+
+export interface ApplyOptions {
+  /** The processed-bucket key, recorded in load_log (a key found there is not loaded again). */
+  objectKey: string;
+  logger?: Logger;
+  /** Attempts on deadlock / serialization failure; default 3. */
+  maxAttempts?: number;
+}
+
+export interface ApplyOutcome {
+  objectKey: string;
+  table: WarehouseTableName;
+  /** True when load_log already had the key: nothing was written. */
+  duplicate: boolean;
+  rows: number;
+  /** Dimension/staging rows inserted or changed; fact versions inserted (repeats excluded). */
+  written: number;
+  deletes: number;
+  ignoredFactDeletes: number;
+  datesInserted: number;
+  placeholdersInserted: number;
+  /** Derived dimension → rows rewritten. */
+  derived: Partial<Record<WarehouseTableName, number>>;
+  attempts: number;
+  durationMs: number;
+  maxPosition: Position | null;
+  newestCommitTs: string | null;
+}
+
+/** Deadlock detected, serialization failure: the transaction may succeed if run again. */
+const RETRY_IN_PLACE = new Set(['40P01', '40001']);
+
+function sqlStateOf(e: unknown): string | undefined {
+  const code = (e as { code?: unknown })?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+/** Class 22 (data exception) and 23 (integrity constraint violation): the data, not the moment. */
+export function isDataError(e: unknown): boolean {
+  const state = sqlStateOf(e);
+  return state !== undefined && (state.startsWith('22') || state.startsWith('23'));
+}
+
+async function run(client: ClientBase, statement: SqlStatement | null): Promise<number> {
+  if (!statement) return 0;
+  const result = await client.query(statement.text, statement.values);
+  return result.rowCount ?? 0;
+}
+
+/** Placeholder order: base dimensions first, derived ones last (the global lock order above). */
+const PLACEHOLDER_ORDER: readonly WarehouseTableName[] = [
+  'dim_location',
+  'dim_currency',
+  'dim_design',
+  'dim_payment_type',
+  'dim_transaction',
+  'dim_staff',
+  'dim_counterparty',
+];
+
+async function applyOnce(
+  client: ClientBase,
+  batch: PreparedBatch,
+  objectKey: string,
+  outcome: ApplyOutcome,
+): Promise<void> {
+  const found = await client.query(loadLogLookup(objectKey).text, loadLogLookup(objectKey).values);
+  if (found.rowCount) {
+    outcome.duplicate = true;
+    return;
+  }
+  outcome.datesInserted = batch.dates.length ? await run(client, dimDateInsert(batch.dates)) : 0;
+  if (batch.kind === 'fact') {
+    for (const table of PLACEHOLDER_ORDER) {
+      const keys = batch.references[table];
+      if (keys?.length) outcome.placeholdersInserted += await run(client, placeholderInsert(table, keys));
+    }
+    if (batch.upserts.length) {
+      const inherits = batch.upserts.some((u) => u.unchanged.length > 0);
+      await run(client, factLock(batch.table, inherits));
+      outcome.written = await run(client, factInsert(batch.table, batch.upserts));
+      await run(client, factInheritance(batch.table, batch.keys));
+    }
+  } else if (batch.kind !== 'date') {
+    if (batch.upserts.length)
+      outcome.written = await run(client, dimensionUpsert(batch.table, batch.upserts));
+    if (batch.deletes.length)
+      outcome.deletes = await run(client, dimensionDelete(batch.table, batch.deletes));
+    for (const { derived, side } of derivedDimensionsFedBy(batch.table)) {
+      if (!batch.keys.length) continue;
+      await run(client, derivedLock(derived.table));
+      outcome.derived[derived.table] = await run(client, derivedRecompute(derived, side, batch.keys));
+    }
+  }
+  if (batch.sourceTable && batch.maxPosition)
+    await run(
+      client,
+      progressUpsert(batch.sourceTable, batch.table, batch.maxPosition, batch.newestCommitTs),
+    );
+  await run(client, loadLogInsert(objectKey, batch.table, batch.rowCount));
+}
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Loads one prepared object. Throws WarehouseDataError (quarantine the object) or
+ * WarehouseUnavailableError (retry later); the transaction is rolled back either way.
+ */
+export async function applyBatch(
+  client: ClientBase,
+  batch: PreparedBatch,
+  options: ApplyOptions,
+): Promise<ApplyOutcome> {
+  const logger = options.logger ?? silentLogger;
+  const maxAttempts = options.maxAttempts ?? 3;
+  const started = Date.now();
+  for (let attempt = 1; ; attempt += 1) {
+    const outcome: ApplyOutcome = {
+      objectKey: options.objectKey,
+      table: batch.table,
+      duplicate: false,
+      rows: batch.rowCount,
+      written: 0,
+      deletes: 0,
+      ignoredFactDeletes: batch.ignoredFactDeletes,
+      datesInserted: 0,
+      placeholdersInserted: 0,
+      derived: {},
+      attempts: attempt,
+      durationMs: 0,
+      maxPosition: batch.maxPosition,
+      newestCommitTs: batch.newestCommitTs,
+    };
+    try {
+      await client.query('BEGIN');
+      await applyOnce(client, batch, options.objectKey, outcome);
+      await client.query('COMMIT');
+      outcome.durationMs = Date.now() - started;
+      return outcome;
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      const state = sqlStateOf(e);
+      if (isDataError(e)) throw new WarehouseDataError(batch.table, state!, { cause: e });
+      if (state && RETRY_IN_PLACE.has(state) && attempt < maxAttempts) {
+        logger.warn('load transaction conflicted; retrying', {
+          objectKey: options.objectKey,
+          table: batch.table,
+          sqlState: state,
+          attempt,
+        });
+        // Jittered, growing: two loads that collided should not collide again.
+        await pause(20 * 2 ** attempt + Math.floor(Math.random() * 50));
+        continue;
+      }
+      throw new WarehouseUnavailableError(batch.table, attempt, { cause: e });
+    }
+  }
+}

@@ -1,0 +1,279 @@
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Pool } from 'pg';
+import { createLogger } from '../../core/logger';
+import { s3ClientFor, startS3rver, type LocalS3 } from '../../local/s3rver';
+import { createTestDatabase, waitFor } from '../../test/support/pg';
+import { s3EventFactory, type S3ObjectSpec } from '../../test/support/s3-events';
+import {
+  at,
+  dumpWarehouse,
+  objectOf,
+  parquetOf,
+  rowOf,
+  scenarioObjects,
+  type TestObject,
+} from '../../test/support/warehouse-rows';
+import { metricsFor } from '../shared/metrics';
+import {
+  createLoadHandler,
+  InvalidS3EventError,
+  loadQuarantineKeyFor,
+  LoadRetryableError,
+  type LoadHandlerDeps,
+} from './create-handler';
+import { migrateWarehouse } from './migrate';
+
+/** A real s3rver (the processed bucket) and a real warehouse database. */
+const BUCKET = 'processed';
+
+let s3: LocalS3;
+let client: S3Client;
+let dataDir: string;
+let pool: Pool;
+
+beforeAll(async () => {
+  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-load-s3-'));
+  s3 = await startS3rver({ dataDir, buckets: [BUCKET] });
+  client = s3ClientFor(s3.endpoint);
+  pool = new Pool({ connectionString: await createTestDatabase('load_handler'), max: 3 });
+  const c = await pool.connect();
+  await migrateWarehouse(c);
+  c.release();
+});
+
+afterAll(async () => {
+  client.destroy();
+  await s3.stop();
+  await pool.end();
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+interface Harness {
+  handler: ReturnType<typeof createLoadHandler>;
+  logs: Record<string, unknown>[];
+  logText: () => string;
+  metrics: Record<string, unknown>[];
+}
+
+function harness(overrides: Partial<LoadHandlerDeps> = {}): Harness {
+  const lines: string[] = [];
+  const logs: Record<string, unknown>[] = [];
+  const metrics: Record<string, unknown>[] = [];
+  const handler = createLoadHandler({
+    s3: client,
+    warehouse: pool,
+    logger: createLogger({
+      service: 'load',
+      level: 'debug',
+      write: (line) => {
+        lines.push(line);
+        logs.push(JSON.parse(line));
+      },
+    }),
+    metrics: metricsFor({ stage: 'load', write: (line) => metrics.push(JSON.parse(line)) }),
+    now: () => new Date('2025-02-28T09:01:00.000Z'),
+    ...overrides,
+  });
+  return { handler, logs, logText: () => lines.join(''), metrics };
+}
+
+async function put(key: string, body: Buffer | string): Promise<S3ObjectSpec> {
+  await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body }));
+  return { bucket: BUCKET, key, size: Buffer.byteLength(body) };
+}
+
+async function putObject(object: TestObject): Promise<S3ObjectSpec> {
+  return put(object.key, await parquetOf(object));
+}
+
+async function read(key: string): Promise<Buffer> {
+  const response = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+  return Buffer.from(await response.Body!.transformToByteArray());
+}
+
+async function count(table: string): Promise<number> {
+  return (await pool.query(`SELECT count(*)::int AS n FROM "${table}"`)).rows[0].n;
+}
+
+describe('load handler (s3rver + real Postgres)', () => {
+  it('loads good objects and quarantines bad ones from the same event, the rest flowing', async () => {
+    const good = objectOf('dim_design', [rowOf('dim_design', 1, { design_name: 'SECRET-DESIGN' }, at(1))]);
+    // A space and a plus in the key make the event's URL encoding matter.
+    good.key = 'dim_design/2025/02/28/09/a b+c.parquet';
+    const facts = objectOf('fact_payment', [rowOf('fact_payment', 1, {}, at(2))]);
+    const invalidRow = objectOf('fact_payment', [rowOf('fact_payment', 2, { paid: null }, at(3))]);
+    const refused = objectOf('fact_payment', [
+      rowOf('fact_payment', 3, { payment_date: '0000-01-01' }, at(4)),
+    ]);
+    // A real Parquet file with damaged pages: the reader fails with its own error types.
+    const damaged = await parquetOf(objectOf('dim_design', [rowOf('dim_design', 9, {}, at(5))]));
+    damaged.fill(0, 10, 30);
+    const specs = [
+      await putObject(good),
+      await put('fact_payment/2025/02/28/09/not-parquet.parquet', 'PAR1 this is not parquet'),
+      await putObject(facts),
+      await putObject(invalidRow),
+      await putObject(refused),
+      await put('dim_design/2025/02/28/09/damaged.parquet', damaged),
+      await put('quarantine/transform/x.object.jsonl', '{}'),
+      await put('dim_design/_manifest.json', '{}'),
+      { bucket: BUCKET, key: 'dim_design/2025/02/28/09/vanished.parquet' },
+    ];
+    const { handler, logs, logText, metrics } = harness();
+
+    const report = await handler(s3EventFactory(specs), { awsRequestId: 'req-1' });
+
+    expect(report.objects.map((o) => [o.key, o.status])).toEqual([
+      [good.key, 'loaded'],
+      ['fact_payment/2025/02/28/09/not-parquet.parquet', 'quarantined'],
+      [facts.key, 'loaded'],
+      [invalidRow.key, 'quarantined'],
+      [refused.key, 'quarantined'],
+      ['dim_design/2025/02/28/09/damaged.parquet', 'quarantined'],
+      ['quarantine/transform/x.object.jsonl', 'ignored'],
+      ['dim_design/_manifest.json', 'ignored'],
+      ['dim_design/2025/02/28/09/vanished.parquet', 'ignored'],
+    ]);
+    expect(await count('fact_payment')).toBe(1);
+    expect((await pool.query('SELECT "design_name" FROM "dim_design"')).rows).toEqual([
+      { design_name: 'SECRET-DESIGN' },
+    ]);
+    // The quarantine holds a copy and the reason; the original stays.
+    expect(await read(loadQuarantineKeyFor(invalidRow.key))).toEqual(await read(invalidRow.key));
+    const reason = JSON.parse((await read(`${loadQuarantineKeyFor(invalidRow.key)}.reason.json`)).toString());
+    expect(reason).toMatchObject({
+      stage: 'load',
+      error: 'MalformedObjectError',
+      table: 'fact_payment',
+      issues: ['row 0: paid is NULL but NOT NULL in the warehouse'],
+      source: { bucket: BUCKET, key: invalidRow.key },
+    });
+    const refusedReason = JSON.parse(
+      (await read(`${loadQuarantineKeyFor(refused.key)}.reason.json`)).toString(),
+    );
+    expect(refusedReason).toMatchObject({ error: 'WarehouseDataError', sqlState: '22008' });
+    // Errors are logged with the key; row values never are.
+    const errors = logs.filter((l) => l.level === 'error');
+    expect(errors.map((e) => e.key)).toEqual([
+      'fact_payment/2025/02/28/09/not-parquet.parquet',
+      invalidRow.key,
+      refused.key,
+      'dim_design/2025/02/28/09/damaged.parquet',
+    ]);
+    expect(errors.every((e) => e.requestId === 'req-1')).toBe(true);
+    expect(logText()).not.toContain('SECRET-DESIGN');
+    expect(logText()).not.toContain('0000-01-01');
+    // Metrics: per object (freshness is a gauge), then the invocation's counters.
+    const invocation = metrics.at(-1)!;
+    expect(invocation).toMatchObject({
+      Stage: 'load',
+      ObjectsLoaded: 2,
+      ObjectsQuarantined: 4,
+      ObjectsIgnored: 3,
+      ObjectsFailed: 0,
+      requestId: 'req-1',
+    });
+    const perObject = metrics.find((m) => m.table === 'fact_payment')!;
+    expect(perObject).toMatchObject({
+      RowsLoaded: 1,
+      'RowsLoaded.fact_payment': 1,
+      // Committed at 09:00:02.000123, loaded at 09:01:00 (measured to the millisecond).
+      WarehouseFreshness: 58,
+      'WarehouseFreshness.fact_payment': 58,
+    });
+  });
+
+  it('skips objects already loaded and quarantines only once when an event is redelivered', async () => {
+    const object = objectOf('dim_currency', [rowOf('dim_currency', 1, {}, at(1))]);
+    const broken = 'dim_currency/2025/02/28/09/broken.parquet';
+    const specs = [await putObject(object), await put(broken, 'nope')];
+    const { handler } = harness();
+    await handler(s3EventFactory(specs));
+    const reasonBefore = await read(`${loadQuarantineKeyFor(broken)}.reason.json`);
+    const again = await handler(s3EventFactory(specs));
+    expect(again.objects.map((o) => o.status)).toEqual(['duplicate', 'quarantined']);
+    expect(await read(`${loadQuarantineKeyFor(broken)}.reason.json`)).toEqual(reasonBefore);
+  });
+
+  it('throws LoadRetryableError after trying every record when the warehouse is unavailable', async () => {
+    const object = objectOf('dim_currency', [rowOf('dim_currency', 2, {}, at(1))]);
+    const specs = [await putObject(object), await put('dim_currency/2025/02/28/09/junk.parquet', 'junk')];
+    const { handler, metrics, logs } = harness({
+      warehouse: { connect: () => Promise.reject(new Error('connect ECONNREFUSED 10.0.0.1:5432')) },
+    });
+    const failure = await handler(s3EventFactory(specs)).catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(LoadRetryableError);
+    expect((failure as LoadRetryableError).failures).toEqual([
+      { bucket: BUCKET, key: object.key, reason: 'connect ECONNREFUSED 10.0.0.1:5432' },
+    ]);
+    // The unloadable object was still quarantined; the metrics still went out.
+    expect(
+      await read(`${loadQuarantineKeyFor('dim_currency/2025/02/28/09/junk.parquet')}.reason.json`),
+    ).toBeTruthy();
+    expect(metrics.at(-1)).toMatchObject({ ObjectsFailed: 1, ObjectsQuarantined: 1 });
+    expect(logs.find((l) => l.msg === 'object failed; the invocation will be retried')).toMatchObject({
+      key: object.key,
+    });
+  });
+
+  it('treats a missing bucket as retryable, not as a vanished object', async () => {
+    const { handler } = harness();
+    await expect(
+      handler(s3EventFactory({ bucket: 'no-such-bucket', key: 'dim_design/x.parquet' })),
+    ).rejects.toBeInstanceOf(LoadRetryableError);
+  });
+
+  it('accepts S3 test events, ignores removals and undecodable keys, refuses what is not an S3 event', async () => {
+    const { handler, logs } = harness();
+    expect(await handler({ Service: 'Amazon S3', Event: 's3:TestEvent' })).toEqual({ objects: [] });
+    const removed = s3EventFactory({ bucket: BUCKET, key: 'x.parquet', eventName: 'ObjectRemoved:Delete' });
+    const undecodable = s3EventFactory({ bucket: BUCKET, key: 'x.parquet' });
+    undecodable.Records[0].s3.object.key = '%E0%A4%A.parquet';
+    expect((await handler(removed)).objects[0]).toMatchObject({
+      status: 'ignored',
+      reason: 'event ObjectRemoved:Delete',
+    });
+    expect((await handler(undecodable)).objects[0]).toMatchObject({ status: 'ignored' });
+    expect(logs.some((l) => l.level === 'error' && l.key === '%E0%A4%A.parquet')).toBe(true);
+    await expect(handler({ Records: [{ nope: true }] })).rejects.toBeInstanceOf(InvalidS3EventError);
+  });
+
+  it("loads the whole scenario from s3rver's own notifications, ignoring its quarantine copies", async () => {
+    const database = await createTestDatabase('load_handler_events');
+    const warehouse = new Pool({ connectionString: database, max: 2 });
+    const c = await warehouse.connect();
+    await migrateWarehouse(c);
+    c.release();
+    const { handler } = harness({ warehouse });
+    const reports: string[] = [];
+    const unsubscribe = s3.onObjectCreated(async (event) => {
+      const report = await handler(event);
+      reports.push(...report.objects.map((o) => `${o.status} ${o.key}`));
+    });
+    try {
+      const objects = scenarioObjects().map((o) => ({ ...o, key: `events/${o.key}` }));
+      for (const object of objects) await putObject(object);
+      await put('events/broken.parquet', 'nope');
+      await waitFor('every object loaded and the quarantine copies ignored', () =>
+        reports.filter((r) => r.startsWith('loaded ')).length === objects.length &&
+        reports.filter((r) => r.startsWith('ignored quarantine/load/events/broken.parquet')).length === 2
+          ? true
+          : undefined,
+      );
+      expect(reports).toContain('quarantined events/broken.parquet');
+      const reader = await warehouse.connect();
+      const dump = await dumpWarehouse(reader);
+      reader.release();
+      expect(dump.load_log).toHaveLength(objects.length);
+      expect((dump.dim_staff as { department_name: string }[]).map((s) => s.department_name)).toContain(
+        'Sales & Marketing',
+      );
+    } finally {
+      unsubscribe();
+      await warehouse.end();
+    }
+  });
+});

@@ -1,0 +1,371 @@
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { PoolClient } from 'pg';
+import { silentLogger, type Logger } from '../../core/logger';
+import type { WarehouseTableName } from '../../core/warehouse-model';
+import { metricsFor, type MetricSet } from '../shared/metrics';
+import { decodeParquet, ParquetCodecError } from '../shared/parquet-codec';
+import { decodeS3ObjectKey, isS3TestEvent, S3EventSchema, type S3EventRecord } from '../transform/s3-event';
+import { applyBatch, WarehouseDataError, type ApplyOutcome } from './apply-batch';
+import { MalformedObjectError, prepareBatch } from './load-batch';
+
+/**
+ * The load stage: each Parquet object the transform writes to the processed bucket is applied to
+ * the warehouse in one transaction (apply-batch.ts). Parse the S3 event, load each object on its
+ * own (a bad object fails alone), report.
+ *
+ * Idempotent, because S3 events are at-least-once and Lambda retries: every write is idempotent on
+ * the source position (see core/warehouse-sql.ts), and a key already in `load_log` is skipped.
+ *
+ * Failure policy (S3 invokes the function asynchronously: no per-record failure response,
+ * https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html):
+ * - An object that can never load as it is (not Parquet, a table the load does not accept, a row
+ *   breaking the contract, data Postgres refuses: SQLSTATE class 22/23) is copied to
+ *   `quarantine/load/<key>` with `<key>.reason.json` beside it; an error is logged with its key,
+ *   `ObjectsQuarantined` is incremented (the alarm metric), and the invocation goes on. The
+ *   original stays where it is (the processed bucket is immutable), so re-driving it after a fix
+ *   is one event away.
+ * - Anything else (S3 or warehouse unavailable, a lock timeout) is retryable: after every record
+ *   was tried the handler throws LoadRetryableError, so Lambda's async retries, then its on-failure
+ *   destination, take over; objects loaded meanwhile are skipped on retry (load_log).
+ * Logs carry keys, tables, positions and counts; never row values or connection secrets.
+ */
+
+/** Base class of every error this module throws. */
+export class LoadHandlerError extends Error {
+  override name = 'LoadHandlerError';
+}
+
+export class InvalidS3EventError extends LoadHandlerError {
+  override name = 'InvalidS3EventError';
+  constructor(readonly issues: string[]) {
+    super(`not an S3 event notification: ${issues.slice(0, 3).join('; ')}`);
+  }
+}
+
+/** Thrown at the end of an invocation in which some objects failed retryably, so Lambda retries. */
+export class LoadRetryableError extends LoadHandlerError {
+  override name = 'LoadRetryableError';
+  constructor(readonly failures: readonly { bucket: string; key: string; reason: string }[]) {
+    super(
+      `${failures.length} object(s) failed and should be retried: ${failures
+        .slice(0, 3)
+        .map((f) => f.key)
+        .join(', ')}`,
+    );
+  }
+}
+
+export interface LoadHandlerDeps {
+  s3: Pick<S3Client, 'send'>;
+  /** Hands out the connection one object's transaction runs on: a pg Pool, or a lazy wrapper. */
+  warehouse: { connect(): Promise<PoolClient> };
+  logger?: Logger;
+  /** A fresh MetricSet per use; default: EMF lines on stdout, stage `load`. */
+  metrics?: () => MetricSet;
+  now?: () => Date;
+}
+
+export const LOAD_OBJECT_STATUSES = ['loaded', 'duplicate', 'ignored', 'quarantined', 'failed'] as const;
+export type LoadObjectStatus = (typeof LOAD_OBJECT_STATUSES)[number];
+
+export interface LoadObjectOutcome {
+  bucket: string;
+  key: string;
+  status: LoadObjectStatus;
+  table?: WarehouseTableName;
+  rows?: number;
+  quarantineKey?: string;
+  /** Why the object was ignored, quarantined or failed (safe to log). */
+  reason?: string;
+  load?: ApplyOutcome;
+}
+
+export interface LoadReport {
+  objects: LoadObjectOutcome[];
+}
+
+export const LOAD_QUARANTINE_ROOT = 'quarantine/load';
+
+/** Where a quarantined object's copy goes; its reason is `<that>.reason.json`. */
+export function loadQuarantineKeyFor(key: string): string {
+  return `${LOAD_QUARANTINE_ROOT}/${key}`;
+}
+
+/** A failure that quarantines the object: `reason` is safe to log. */
+class Unloadable {
+  constructor(
+    readonly reason: string,
+    readonly details: Record<string, unknown>,
+  ) {}
+}
+
+function httpStatusOf(e: unknown): number | undefined {
+  const status = (e as { $metadata?: { httpStatusCode?: unknown } })?.$metadata?.httpStatusCode;
+  return typeof status === 'number' ? status : undefined;
+}
+
+/** The object is gone (a missing bucket is a configuration problem: retry, and alarm). */
+function isNotFound(e: unknown): boolean {
+  const name = (e as { name?: unknown })?.name;
+  if (name === 'NoSuchBucket') return false;
+  return name === 'NotFound' || name === 'NoSuchKey' || httpStatusOf(e) === 404;
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Why an object cannot load, from what decoding, checking or the warehouse said. */
+function unloadableFrom(e: unknown): Unloadable | null {
+  if (e instanceof ParquetCodecError) return new Unloadable(e.message, { error: e.name });
+  if (e instanceof MalformedObjectError)
+    return new Unloadable(e.message, { error: e.name, table: e.table, issues: e.issues });
+  if (e instanceof WarehouseDataError)
+    return new Unloadable(e.message, { error: e.name, table: e.table, sqlState: e.sqlState });
+  return null;
+}
+
+export function createLoadHandler(
+  deps: LoadHandlerDeps,
+): (event: unknown, context?: { awsRequestId?: string }) => Promise<LoadReport> {
+  const rootLogger = deps.logger ?? silentLogger;
+  const newMetrics = deps.metrics ?? metricsFor({ stage: 'load' });
+  const now = deps.now ?? (() => new Date());
+
+  async function quarantine(
+    record: S3EventRecord,
+    key: string,
+    body: Buffer,
+    why: Unloadable,
+    logger: Logger,
+  ): Promise<LoadObjectOutcome> {
+    const bucket = record.s3.bucket.name;
+    const quarantineKey = loadQuarantineKeyFor(key);
+    const reasonKey = `${quarantineKey}.reason.json`;
+    let done = false;
+    try {
+      await deps.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: reasonKey }));
+      done = true;
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
+    if (!done) {
+      await deps.s3.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: quarantineKey,
+          Body: body,
+          ContentType: 'application/octet-stream',
+        }),
+      );
+      // The reason goes last: its presence says the quarantine is complete.
+      const reason = {
+        stage: 'load',
+        reason: why.reason,
+        ...why.details,
+        quarantinedAt: now().toISOString(),
+        source: {
+          bucket,
+          key,
+          size: record.s3.object.size,
+          eTag: record.s3.object.eTag,
+          sequencer: record.s3.object.sequencer,
+          eventTime: record.eventTime,
+        },
+      };
+      await deps.s3.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: reasonKey,
+          Body: `${JSON.stringify(reason, null, 2)}\n`,
+          ContentType: 'application/json',
+        }),
+      );
+    }
+    logger.error('object quarantined: it cannot be loaded', {
+      bucket,
+      key,
+      quarantineKey,
+      reason: why.reason,
+      ...why.details,
+    });
+    return {
+      bucket,
+      key,
+      status: 'quarantined',
+      table: why.details.table as WarehouseTableName | undefined,
+      quarantineKey,
+      reason: why.reason,
+    };
+  }
+
+  function recordLoadMetrics(outcome: ApplyOutcome): number | undefined {
+    const perObject = newMetrics();
+    const table = outcome.table;
+    perObject.add('RowsLoaded', outcome.rows).add(`RowsLoaded.${table}`, outcome.rows);
+    perObject
+      .add('LoadDuration', outcome.durationMs, 'Milliseconds')
+      .add(`LoadDuration.${table}`, outcome.durationMs, 'Milliseconds');
+    let freshnessSeconds: number | undefined;
+    if (outcome.newestCommitTs) {
+      // Commit on the source → committed in the warehouse, for the newest change of the object.
+      freshnessSeconds = Math.max(0, (now().getTime() - Date.parse(outcome.newestCommitTs)) / 1000);
+      perObject
+        .add('WarehouseFreshness', freshnessSeconds, 'Seconds')
+        .add(`WarehouseFreshness.${table}`, freshnessSeconds, 'Seconds');
+    }
+    if (outcome.attempts > 1) perObject.add('LoadConflictRetries', outcome.attempts - 1);
+    // One document per object: freshness is a gauge, which a per-invocation sum would distort.
+    perObject.flush({ table });
+    return freshnessSeconds;
+  }
+
+  async function loadObject(record: S3EventRecord, key: string, logger: Logger): Promise<LoadObjectOutcome> {
+    const bucket = record.s3.bucket.name;
+    let body: Buffer;
+    try {
+      const response = await deps.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      body = Buffer.from(await response.Body!.transformToByteArray());
+    } catch (e) {
+      if (isNotFound(e)) {
+        logger.warn('object no longer exists; nothing to load', { bucket, key });
+        return { bucket, key, status: 'ignored', reason: 'object does not exist' };
+      }
+      throw e;
+    }
+    let parquet;
+    try {
+      parquet = await decodeParquet(body);
+    } catch (e) {
+      // Whatever decoding throws is a property of these bytes, so retrying cannot help. parquetjs-lite
+      // throws its own errors (TProtocolException, TypeError) from damaged pages: name them only.
+      const why =
+        unloadableFrom(e) ??
+        new Unloadable('not a readable Parquet file', { error: (e as Error)?.name ?? 'unknown' });
+      return quarantine(record, key, body, why, logger);
+    }
+    let batch;
+    try {
+      batch = prepareBatch(parquet);
+    } catch (e) {
+      const why = unloadableFrom(e);
+      if (!why) throw e;
+      return quarantine(record, key, body, why, logger);
+    }
+    const client = await deps.warehouse.connect();
+    let outcome: ApplyOutcome;
+    try {
+      outcome = await applyBatch(client, batch, { objectKey: key, logger });
+      client.release();
+    } catch (e) {
+      const why = unloadableFrom(e);
+      // A failed connection must not go back to the pool; a data error leaves it healthy.
+      client.release(why ? undefined : (e as Error));
+      if (!why) throw e;
+      return quarantine(record, key, body, why, logger);
+    }
+    if (outcome.duplicate) {
+      logger.info('object already loaded; skipped', { key, table: outcome.table });
+      return { bucket, key, status: 'duplicate', table: outcome.table, rows: outcome.rows, load: outcome };
+    }
+    const freshnessSeconds = recordLoadMetrics(outcome);
+    logger.info('object loaded', {
+      key,
+      table: outcome.table,
+      rows: outcome.rows,
+      written: outcome.written,
+      deletes: outcome.deletes,
+      ignoredFactDeletes: outcome.ignoredFactDeletes,
+      datesInserted: outcome.datesInserted,
+      placeholdersInserted: outcome.placeholdersInserted,
+      derived: outcome.derived,
+      attempts: outcome.attempts,
+      durationMs: outcome.durationMs,
+      lsn: outcome.maxPosition?.lsn,
+      seq: outcome.maxPosition?.seq,
+      freshnessSeconds,
+    });
+    return { bucket, key, status: 'loaded', table: outcome.table, rows: outcome.rows, load: outcome };
+  }
+
+  async function processRecord(record: S3EventRecord, logger: Logger): Promise<LoadObjectOutcome> {
+    const bucket = record.s3.bucket.name;
+    const ignore = (key: string, reason: string): LoadObjectOutcome => {
+      logger.debug('object ignored', { bucket, key, reason });
+      return { bucket, key, status: 'ignored', reason };
+    };
+    const rawKey = record.s3.object.key;
+    if (!record.eventName.startsWith('ObjectCreated:')) return ignore(rawKey, `event ${record.eventName}`);
+    let key: string;
+    try {
+      key = decodeS3ObjectKey(rawKey);
+    } catch {
+      logger.error('object key is not URL-encoded; S3 never sends that', { bucket, key: rawKey });
+      return ignore(rawKey, 'object key is not URL-encoded');
+    }
+    // Our own quarantine copies, and the transform's, land in this bucket too.
+    if (key.startsWith('quarantine/')) return ignore(key, 'quarantine object');
+    if (!key.endsWith('.parquet')) {
+      logger.warn('not a Parquet object; ignored', { bucket, key });
+      return ignore(key, 'not a .parquet object');
+    }
+    return loadObject(record, key, logger);
+  }
+
+  return async (payload, context) => {
+    const logger = context?.awsRequestId ? rootLogger.child({ requestId: context.awsRequestId }) : rootLogger;
+    if (isS3TestEvent(payload)) {
+      logger.info('S3 test event ignored');
+      return { objects: [] };
+    }
+    const parsed = S3EventSchema.safeParse(payload);
+    if (!parsed.success)
+      throw new InvalidS3EventError(
+        parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`),
+      );
+    const started = Date.now();
+    const metrics = newMetrics();
+    // Published on every invocation, zeros included, so alarms on them always have data.
+    for (const name of ['ObjectsLoaded', 'ObjectsQuarantined', 'ObjectsFailed']) metrics.add(name, 0);
+    const objects: LoadObjectOutcome[] = [];
+    // One object at a time: one warehouse connection per function instance, and objects of one
+    // event load in the order S3 listed them.
+    for (const record of parsed.data.Records) {
+      let outcome: LoadObjectOutcome;
+      try {
+        outcome = await processRecord(record, logger);
+      } catch (e) {
+        let key = record.s3.object.key;
+        try {
+          key = decodeS3ObjectKey(key);
+        } catch {
+          // Reported with the raw key.
+        }
+        logger.error('object failed; the invocation will be retried', {
+          bucket: record.s3.bucket.name,
+          key,
+          err: e,
+        });
+        outcome = { bucket: record.s3.bucket.name, key, status: 'failed', reason: messageOf(e) };
+      }
+      metrics.add(
+        {
+          loaded: 'ObjectsLoaded',
+          duplicate: 'ObjectsDuplicate',
+          ignored: 'ObjectsIgnored',
+          quarantined: 'ObjectsQuarantined',
+          failed: 'ObjectsFailed',
+        }[outcome.status],
+      );
+      objects.push(outcome);
+    }
+    metrics.add('InvocationDuration', Date.now() - started, 'Milliseconds');
+    metrics.flush(context?.awsRequestId ? { requestId: context.awsRequestId } : undefined);
+    const failures = objects.filter((o) => o.status === 'failed');
+    if (failures.length)
+      throw new LoadRetryableError(
+        failures.map((f) => ({ bucket: f.bucket, key: f.key, reason: f.reason ?? 'unknown' })),
+      );
+    return { objects };
+  };
+}

@@ -1,0 +1,186 @@
+import type { WarehouseRow } from '../../core/warehouse-model';
+import { at, deleteOf, rowOf, warehouseRow } from '../../test/support/warehouse-rows';
+import { MalformedObjectError, prepareBatch } from './load-batch';
+
+function issuesOf(fn: () => unknown): readonly string[] {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof MalformedObjectError) return e.issues;
+    throw e;
+  }
+  throw new Error('expected MalformedObjectError');
+}
+
+describe('prepareBatch', () => {
+  it('folds a dimension object to one upsert and one delete per key, with its extent', () => {
+    const batch = prepareBatch({
+      table: 'dim_design',
+      rows: [
+        rowOf('dim_design', 2, { design_name: 'B1' }, at(1)),
+        rowOf('dim_design', 1, { design_name: 'A2' }, at(3)),
+        rowOf('dim_design', 1, { design_name: 'A1' }, at(2)),
+        deleteOf('dim_design', 2, at(4)),
+        deleteOf('dim_design', 2, at(2, 7)),
+      ],
+    });
+    expect(batch).toMatchObject({
+      kind: 'dimension',
+      sourceTable: 'design',
+      rowCount: 5,
+      keys: [1, 2],
+      deletes: [{ key: 2, lsn: '00000000/00000400', seq: 0 }],
+      maxPosition: { lsn: '00000000/00000400', seq: 0 },
+      newestCommitTs: '2025-02-28T09:00:04.000123Z',
+    });
+    expect(batch.upserts.map((u) => [u.values.design_id, u.values.design_name])).toEqual([
+      [2, 'B1'],
+      [1, 'A2'],
+    ]);
+  });
+
+  it('fills unchanged columns of the latest upsert from earlier upserts of the same object only', () => {
+    const batch = prepareBatch({
+      table: 'stg_department',
+      rows: [
+        rowOf('stg_department', 1, { manager: 'M1', location: 'L1' }, at(1)),
+        rowOf('stg_department', 1, { location: 'L2' }, at(2), { unchanged: ['manager'] }),
+        rowOf('stg_department', 1, { department_name: 'D3' }, at(3), { unchanged: ['manager', 'location'] }),
+        rowOf('stg_department', 2, {}, at(3), { unchanged: ['manager'] }),
+      ],
+    });
+    expect(batch.upserts.map((u) => [u.values.manager, u.values.location, u.unchanged])).toEqual([
+      ['M1', 'L2', []],
+      [null, 'Manchester', ['manager']],
+    ]);
+  });
+
+  it('keeps every distinct fact version, ignores fact deletes, and lists what the facts refer to', () => {
+    const v1 = rowOf('fact_payment', 1, {}, at(1));
+    const batch = prepareBatch({
+      table: 'fact_payment',
+      rows: [
+        v1,
+        { ...v1 },
+        rowOf('fact_payment', 1, { paid: true, payment_type_id: 3, payment_date: '2022-12-01' }, at(2)),
+        deleteOf('fact_payment', 1, at(3)),
+      ],
+    });
+    expect(batch.upserts).toHaveLength(2);
+    expect(batch.ignoredFactDeletes).toBe(1);
+    expect(batch.dates).toEqual(['2022-11-03', '2022-11-07', '2022-12-01']);
+    expect(batch.references).toEqual({
+      dim_transaction: [1],
+      dim_counterparty: [1],
+      dim_currency: [1],
+      dim_payment_type: [1, 3],
+    });
+    expect(batch.maxPosition).toEqual({ lsn: '00000000/00000300', seq: 0 });
+  });
+
+  it('takes only the dates of a dim_date object', () => {
+    expect(
+      prepareBatch({ table: 'dim_date', rows: [{ date_id: '2024-02-29' }, { date_id: '2022-11-03' }] }),
+    ).toMatchObject({
+      kind: 'date',
+      dates: ['2022-11-03', '2024-02-29'],
+      sourceTable: null,
+      maxPosition: null,
+    });
+    expect(issuesOf(() => prepareBatch({ table: 'dim_date', rows: [{ date_id: '2023-02-29' }] }))).toEqual([
+      'row 0: date_id is not a YYYY-MM-DD calendar date',
+    ]);
+  });
+
+  it('refuses objects of derived dimensions', () => {
+    expect(issuesOf(() => prepareBatch({ table: 'dim_staff', rows: [] }))).toEqual([
+      'dim_staff is computed in the warehouse, never loaded from objects',
+    ]);
+  });
+
+  it('refuses rows that break the contract, naming row and column but never the value', () => {
+    const good = rowOf('fact_sales_order', 1, {}, at(1));
+    const bad: WarehouseRow[] = [
+      { ...good, _op: 'merge' },
+      { ...good, _lsn: 'nope' },
+      { ...good, _seq: -1 },
+      { ...good, _commit_ts: 'yesterday' },
+      { ...good, sales_order_id: null },
+      { ...good, units_sold: null },
+      { ...good, units_sold: 2 ** 31 },
+      { ...good, unit_price: '1.005' },
+      { ...good, unit_price: 'SECRET-VALUE' },
+      { ...good, created_time: '24:00:00.000' },
+      { ...good, _unchanged: 'unit_price' },
+      { ...good, _unchanged: 'sales_order_id' },
+      { ...good, _unchanged: 'no_such_column' },
+      { ...good, _unchanged: 7 as unknown as string },
+    ];
+    const issues = issuesOf(() => prepareBatch({ table: 'fact_sales_order', rows: bad }));
+    expect(issues).toEqual([
+      'row 0: _op is not upsert or delete',
+      'row 1: _lsn is not an LSN',
+      'row 2: _seq is not a non-negative integer',
+      'row 3: _commit_ts is not an ISO 8601 timestamp',
+      'row 4: key sales_order_id is NULL',
+      'row 5: units_sold is NULL but NOT NULL in the warehouse',
+      'row 6: units_sold is not a 32-bit integer',
+      'row 7: unit_price is not a numeric(10,2) (at most 8 integer digits and 2 decimals)',
+      'row 8: unit_price is not a numeric(10,2) (at most 8 integer digits and 2 decimals)',
+      'row 9: created_time is not an HH:MM:SS.mmm time',
+      'row 10: _unchanged names unit_price, a numeric(10,2) column (never TOASTed)',
+      'row 11: _unchanged names the key sales_order_id',
+      'row 12: _unchanged names "no_such_column", not a column of fact_sales_order',
+      'row 13: _unchanged is not text',
+    ]);
+    expect(issues.join('\n')).not.toContain('SECRET-VALUE');
+  });
+
+  it('checks every type, and stops collecting after twenty issues', () => {
+    const good = rowOf('fact_payment', 1, {}, at(1));
+    expect(
+      issuesOf(() =>
+        prepareBatch({
+          table: 'fact_payment',
+          rows: [
+            { ...good, paid: 'yes' },
+            { ...good, payment_date: '2022-02-30' },
+            { ...good, transaction_id: 1.5 },
+          ],
+        }),
+      ),
+    ).toEqual([
+      'row 0: paid is not a boolean',
+      'row 1: payment_date is not a YYYY-MM-DD calendar date',
+      'row 2: transaction_id is not a 32-bit integer',
+    ]);
+    const text = rowOf('dim_design', 1, {}, at(1));
+    expect(
+      issuesOf(() =>
+        prepareBatch({
+          table: 'dim_design',
+          rows: [
+            { ...text, design_name: 5 },
+            { ...text, file_name: 'a\u0000b' },
+          ],
+        }),
+      ),
+    ).toEqual(['row 0: design_name is not text', 'row 1: file_name is text with a NUL byte']);
+    const many = Array.from({ length: 50 }, () => ({ ...good, _op: 'merge' }));
+    const error = (() => {
+      try {
+        prepareBatch({ table: 'fact_payment', rows: many });
+      } catch (e) {
+        return e as MalformedObjectError;
+      }
+    })()!;
+    expect(error.issues).toHaveLength(20);
+    expect(error.message).toMatch(/^fact_payment object is malformed: row 0: .*\(\+17 more\)$/);
+  });
+
+  it('ignores whatever else a delete carries beyond its key', () => {
+    const full = warehouseRow('dim_location', { location_id: 4, city: 12 as unknown as string }, at(1));
+    const batch = prepareBatch({ table: 'dim_location', rows: [{ ...full, _op: 'delete' }] });
+    expect(batch.deletes).toEqual([{ key: 4, lsn: '00000000/00000100', seq: 0 }]);
+  });
+});

@@ -1,0 +1,329 @@
+import { isLsn, normaliseLsn } from '../../core/lsn';
+import {
+  WAREHOUSE_TABLES,
+  type WarehouseColumn,
+  type WarehouseRow,
+  type WarehouseTableKind,
+  type WarehouseTableName,
+} from '../../core/warehouse-model';
+import { comparePosition, isTextType, type DeleteMark, type VersionedRow } from '../../core/warehouse-sql';
+import type { ParquetTable } from '../shared/parquet-codec';
+
+/**
+ * One decoded Parquet object → what the load writes: checked row by row, then folded. Pure (no I/O).
+ *
+ * Checks (a failure makes the whole object malformed: it is quarantined, never half-loaded):
+ * - `_op` is `upsert` or `delete`; `_lsn` an LSN; `_seq` a non-negative integer; `_commit_ts` ISO 8601;
+ * - the key is a 32-bit integer; every NOT NULL column of an upsert has a value unless unchanged;
+ * - values are canonical for their type (the codec guarantees dates and times; money has at most
+ *   two decimals and eight integer digits, ints fit int4, text has no NUL byte, which Postgres text
+ *   cannot hold);
+ * - `_unchanged` names only text columns of the table, never the key. Postgres moves a value out of
+ *   line (TOAST) only when it is larger than a TOAST pointer, so an int, a date or a numeric(10,2)
+ *   can never arrive "unchanged"; such a mark is a bug upstream, not something to guess around.
+ *   https://www.postgresql.org/docs/current/storage-toast.html
+ *
+ * Folding (dimensions and staging tables): one upsert and one delete per key, as ON CONFLICT cannot
+ * touch a row twice in one statement. The latest upsert wins; a column it carried as unchanged takes
+ * the value of the nearest earlier upsert of the same object that had it. Facts are not folded:
+ * every version is a row; only exact repeats (same key and position) are dropped.
+ * Fact deletes are ignored and counted: the fact history is never erased (as the transform does).
+ */
+
+/** Base class of every error this module throws. */
+export class LoadBatchError extends Error {
+  override name = 'LoadBatchError';
+}
+
+/** The object cannot be loaded as it is: quarantine it. `issues` never quote values (safe to log). */
+export class MalformedObjectError extends LoadBatchError {
+  override name = 'MalformedObjectError';
+  constructor(
+    readonly table: WarehouseTableName,
+    readonly issues: readonly string[],
+  ) {
+    super(
+      `${table} object is malformed: ${issues.slice(0, 3).join('; ')}${issues.length > 3 ? ` (+${issues.length - 3} more)` : ''}`,
+    );
+  }
+}
+
+export interface Position {
+  lsn: string;
+  seq: number;
+}
+
+export interface PreparedBatch {
+  table: WarehouseTableName;
+  kind: WarehouseTableKind;
+  /** The totesys table the rows come from (null for dim_date). */
+  sourceTable: string | null;
+  /** Rows in the object. */
+  rowCount: number;
+  /** Dimension/staging: one per key, folded. Fact: every distinct version. */
+  upserts: VersionedRow[];
+  /** Dimension/staging: the newest delete per key. */
+  deletes: DeleteMark[];
+  ignoredFactDeletes: number;
+  /** Keys of every row (upserts and deletes), distinct, ascending. */
+  keys: number[];
+  /** Fact: dates its rows reference (dim_date); dim_date object: its dates. Ascending. */
+  dates: string[];
+  /** Fact: dimension keys its rows reference, per dimension, distinct, ascending. */
+  references: Partial<Record<WarehouseTableName, number[]>>;
+  /** Highest position in the object (null for dim_date or an empty object). */
+  maxPosition: Position | null;
+  /** Newest `_commit_ts` in the object, as written there. */
+  newestCommitTs: string | null;
+}
+
+/** Issues collected per object before giving up: enough to diagnose, bounded for logs. */
+const MAX_ISSUES = 20;
+
+const INT4_MIN = -2_147_483_648;
+const INT4_MAX = 2_147_483_647;
+const NUMERIC_10_2 = /^-?\d{1,8}(\.\d{1,2})?$/;
+const DATE = /^\d{4}-\d{2}-\d{2}$/;
+const TIME_3 = /^([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}$/;
+/** RFC 3339 / ISO 8601 with a zone; up to microseconds (what capture writes). */
+const TIMESTAMP = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}(:?\d{2})?)$/;
+
+function valueIssue(c: WarehouseColumn, value: unknown): string | null {
+  switch (c.type) {
+    case 'int':
+      return typeof value === 'number' && Number.isInteger(value) && value >= INT4_MIN && value <= INT4_MAX
+        ? null
+        : 'not a 32-bit integer';
+    case 'boolean':
+      return typeof value === 'boolean' ? null : 'not a boolean';
+    case 'numeric(10,2)':
+      return typeof value === 'string' && NUMERIC_10_2.test(value)
+        ? null
+        : 'not a numeric(10,2) (at most 8 integer digits and 2 decimals)';
+    case 'date':
+      return typeof value === 'string' && DATE.test(value) && isCalendarDate(value)
+        ? null
+        : 'not a YYYY-MM-DD calendar date';
+    case 'time':
+      return typeof value === 'string' && TIME_3.test(value) ? null : 'not an HH:MM:SS.mmm time';
+    case 'text':
+    case 'varchar':
+      return typeof value !== 'string'
+        ? 'not text'
+        : value.includes('\u0000')
+          ? 'text with a NUL byte'
+          : null;
+  }
+}
+
+function isCalendarDate(text: string): boolean {
+  const [y, m, d] = text.split('-').map(Number);
+  const at = new Date(0);
+  at.setUTCFullYear(y, m - 1, d);
+  return at.getUTCFullYear() === y && at.getUTCMonth() === m - 1 && at.getUTCDate() === d;
+}
+
+function newestTimestamp(a: string | null, b: string): string {
+  return a === null || Date.parse(b) > Date.parse(a) ? b : a;
+}
+
+interface CheckedRow {
+  op: 'upsert' | 'delete';
+  row: VersionedRow;
+  key: number;
+}
+
+function checkRow(
+  table: WarehouseTableName,
+  row: WarehouseRow,
+  index: number,
+  issues: string[],
+): CheckedRow | null {
+  const spec = WAREHOUSE_TABLES[table];
+  const at = `row ${index}`;
+  const start = issues.length;
+  const op = row._op;
+  if (op !== 'upsert' && op !== 'delete') issues.push(`${at}: _op is not upsert or delete`);
+  const lsn = row._lsn;
+  if (typeof lsn !== 'string' || !isLsn(lsn)) issues.push(`${at}: _lsn is not an LSN`);
+  const seq = row._seq;
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0)
+    issues.push(`${at}: _seq is not a non-negative integer`);
+  const commitTs = row._commit_ts;
+  if (typeof commitTs !== 'string' || !TIMESTAMP.test(commitTs) || Number.isNaN(Date.parse(commitTs)))
+    issues.push(`${at}: _commit_ts is not an ISO 8601 timestamp`);
+  const unchangedText = row._unchanged ?? '';
+  const unchanged = typeof unchangedText === 'string' && unchangedText !== '' ? unchangedText.split(',') : [];
+  if (typeof unchangedText !== 'string') issues.push(`${at}: _unchanged is not text`);
+  for (const name of unchanged) {
+    const c = spec.columns.find((col) => col.name === name);
+    if (!c) issues.push(`${at}: _unchanged names ${JSON.stringify(name)}, not a column of ${table}`);
+    else if (name === spec.key) issues.push(`${at}: _unchanged names the key ${name}`);
+    else if (!isTextType(c.type))
+      issues.push(`${at}: _unchanged names ${name}, a ${c.type} column (never TOASTed)`);
+  }
+  for (const c of spec.columns) {
+    const value = row[c.name];
+    const isKey = c.name === spec.key;
+    if (value === null || value === undefined) {
+      if (isKey) issues.push(`${at}: key ${c.name} is NULL`);
+      else if (op === 'upsert' && !c.nullable && !unchanged.includes(c.name))
+        issues.push(`${at}: ${c.name} is NULL but NOT NULL in the warehouse`);
+      continue;
+    }
+    // A delete carries the key; anything else it carries (REPLICA IDENTITY FULL) is not used.
+    if (op === 'delete' && !isKey) continue;
+    const problem = valueIssue(c, value);
+    if (problem) issues.push(`${at}: ${c.name} is ${problem}`);
+  }
+  if (issues.length > start) return null;
+  const values: WarehouseRow = {};
+  for (const c of spec.columns) values[c.name] = row[c.name] ?? null;
+  return {
+    op: op as 'upsert' | 'delete',
+    key: row[spec.key] as number,
+    row: {
+      values,
+      lsn: normaliseLsn(lsn as string),
+      seq: seq as number,
+      commitTs: commitTs as string,
+      unchanged,
+    },
+  };
+}
+
+/** The latest upsert of one key, its unchanged columns filled from earlier upserts where possible. */
+function foldUpserts(versions: VersionedRow[]): VersionedRow {
+  const sorted = [...versions].sort(comparePosition);
+  const latest = sorted[sorted.length - 1];
+  if (latest.unchanged.length === 0) return latest;
+  const values = { ...latest.values };
+  const stillUnchanged = latest.unchanged.filter((name) => {
+    for (let i = sorted.length - 2; i >= 0; i -= 1) {
+      if (!sorted[i].unchanged.includes(name)) {
+        values[name] = sorted[i].values[name];
+        return false;
+      }
+    }
+    return true;
+  });
+  return { ...latest, values, unchanged: stillUnchanged };
+}
+
+const ascending = (a: number, b: number) => a - b;
+
+function prepareDates(parquet: ParquetTable): PreparedBatch {
+  const issues: string[] = [];
+  const dates = new Set<string>();
+  parquet.rows.forEach((row, i) => {
+    const value = row.date_id;
+    if (typeof value !== 'string' || !DATE.test(value) || !isCalendarDate(value))
+      issues.push(`row ${i}: date_id is not a YYYY-MM-DD calendar date`);
+    else dates.add(value);
+  });
+  if (issues.length) throw new MalformedObjectError('dim_date', issues.slice(0, MAX_ISSUES));
+  return {
+    table: 'dim_date',
+    kind: 'date',
+    sourceTable: null,
+    rowCount: parquet.rows.length,
+    upserts: [],
+    deletes: [],
+    ignoredFactDeletes: 0,
+    keys: [],
+    dates: [...dates].sort(),
+    references: {},
+    maxPosition: null,
+    newestCommitTs: null,
+  };
+}
+
+/** Checks and folds one decoded object. Throws MalformedObjectError. */
+export function prepareBatch(parquet: ParquetTable): PreparedBatch {
+  const { table } = parquet;
+  const spec = WAREHOUSE_TABLES[table];
+  if (spec.kind === 'date') return prepareDates(parquet);
+  if (spec.source === null)
+    throw new MalformedObjectError(table, [
+      `${table} is computed in the warehouse, never loaded from objects`,
+    ]);
+
+  const issues: string[] = [];
+  const checked: CheckedRow[] = [];
+  for (const [i, row] of parquet.rows.entries()) {
+    const ok = checkRow(table, row, i, issues);
+    if (ok) checked.push(ok);
+    if (issues.length >= MAX_ISSUES) break;
+  }
+  if (issues.length) throw new MalformedObjectError(table, issues.slice(0, MAX_ISSUES));
+
+  let maxPosition: Position | null = null;
+  let newestCommitTs: string | null = null;
+  for (const { row } of checked) {
+    if (!maxPosition || comparePosition(row, maxPosition) > 0) maxPosition = { lsn: row.lsn, seq: row.seq };
+    newestCommitTs = newestTimestamp(newestCommitTs, row.commitTs);
+  }
+  const keys = [...new Set(checked.map((c) => c.key))].sort(ascending);
+  const base = {
+    table,
+    kind: spec.kind,
+    sourceTable: spec.source,
+    rowCount: parquet.rows.length,
+    keys,
+    maxPosition,
+    newestCommitTs,
+  };
+
+  if (spec.kind === 'fact') {
+    const versions = new Map<string, VersionedRow>();
+    let ignoredFactDeletes = 0;
+    for (const c of checked) {
+      if (c.op === 'delete') ignoredFactDeletes += 1;
+      else versions.set(`${c.key}@${c.row.lsn}#${c.row.seq}`, c.row);
+    }
+    const upserts = [...versions.values()];
+    const dates = new Set<string>();
+    const references: Partial<Record<WarehouseTableName, Set<number>>> = {};
+    for (const c of spec.columns) {
+      if (!c.references) continue;
+      for (const row of upserts) {
+        const value = row.values[c.name];
+        if (value === null) continue;
+        if (c.references === 'dim_date') dates.add(value as string);
+        else (references[c.references] ??= new Set()).add(value as number);
+      }
+    }
+    return {
+      ...base,
+      upserts,
+      deletes: [],
+      ignoredFactDeletes,
+      dates: [...dates].sort(),
+      references: Object.fromEntries(
+        Object.entries(references).map(([t, set]) => [t, [...set].sort(ascending)]),
+      ),
+    };
+  }
+
+  const upsertsByKey = new Map<number, VersionedRow[]>();
+  const deletesByKey = new Map<number, DeleteMark>();
+  for (const c of checked) {
+    if (c.op === 'upsert') {
+      const list = upsertsByKey.get(c.key) ?? [];
+      list.push(c.row);
+      upsertsByKey.set(c.key, list);
+    } else {
+      const mark = { key: c.key, lsn: c.row.lsn, seq: c.row.seq };
+      const current = deletesByKey.get(c.key);
+      if (!current || comparePosition(mark, current) > 0) deletesByKey.set(c.key, mark);
+    }
+  }
+  return {
+    ...base,
+    upserts: [...upsertsByKey.values()].map(foldUpserts),
+    deletes: [...deletesByKey.values()],
+    ignoredFactDeletes: 0,
+    dates: [],
+    references: {},
+  };
+}

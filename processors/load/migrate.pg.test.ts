@@ -1,0 +1,224 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client } from 'pg';
+import { createLogger } from '../../core/logger';
+import { WAREHOUSE_TABLES, WAREHOUSE_TABLE_NAMES, type WarehouseType } from '../../core/warehouse-model';
+import { createTestDatabase } from '../../test/support/pg';
+import {
+  checksumOf,
+  InvalidMigrationFileError,
+  migrateWarehouse,
+  MigrationChecksumMismatchError,
+  MigrationFailedError,
+  readMigrations,
+  type Migration,
+} from './migrate';
+
+let url: string;
+let client: Client;
+
+async function connect(schema?: string): Promise<Client> {
+  const c = new Client({ connectionString: url, options: schema ? `-c search_path=${schema}` : undefined });
+  await c.connect();
+  return c;
+}
+
+beforeAll(async () => {
+  url = await createTestDatabase('migrate');
+  client = await connect();
+});
+
+afterAll(() => client.end());
+
+/** information_schema's name for each model type (with its modifiers). */
+const INFORMATION_SCHEMA_TYPE: Record<WarehouseType, string> = {
+  int: 'integer',
+  text: 'text',
+  varchar: 'character varying',
+  'numeric(10,2)': 'numeric(10,2)',
+  date: 'date',
+  time: 'time without time zone(3)',
+  boolean: 'boolean',
+};
+
+describe('migrateWarehouse (real Postgres)', () => {
+  it('applies the migrations once, recording their checksums', async () => {
+    const first = await migrateWarehouse(client);
+    expect(first).toEqual({ applied: ['001_warehouse'], alreadyApplied: [] });
+    expect(await migrateWarehouse(client)).toEqual({ applied: [], alreadyApplied: ['001_warehouse'] });
+    const { rows } = await client.query('SELECT "id", "name", "checksum" FROM "totes_migrations"');
+    expect(rows).toEqual([{ id: 1, name: '001_warehouse', checksum: readMigrations()[0].checksum }]);
+  });
+
+  it('creates every model table with exactly the model columns, types and nullability', async () => {
+    const { rows } = await client.query<{
+      table_name: string;
+      column_name: string;
+      type: string;
+      is_nullable: 'YES' | 'NO';
+      column_default: string | null;
+    }>(
+      `SELECT table_name, column_name, is_nullable, column_default,
+              data_type || CASE
+                WHEN data_type = 'numeric' THEN '(' || numeric_precision || ',' || numeric_scale || ')'
+                WHEN data_type LIKE 'time%' THEN '(' || datetime_precision || ')'
+                ELSE '' END AS type
+         FROM information_schema.columns WHERE table_schema = 'public'`,
+    );
+    for (const name of WAREHOUSE_TABLE_NAMES) {
+      const table = WAREHOUSE_TABLES[name];
+      const actual = rows.filter((r) => r.table_name === name);
+      const business = actual.filter(
+        (r) => !r.column_name.startsWith('_') && r.column_name !== table.surrogateKey,
+      );
+      expect(business.map((r) => r.column_name).sort()).toEqual(table.columns.map((c) => c.name).sort());
+      for (const c of table.columns) {
+        const column = actual.find((r) => r.column_name === c.name)!;
+        expect(`${name}.${c.name} ${column.type}`).toBe(
+          `${name}.${c.name} ${INFORMATION_SCHEMA_TYPE[c.type]}`,
+        );
+        // Staging integer references are nullable only for _inferred rows, by a CHECK constraint.
+        const relaxed = table.kind === 'staging' && c.type === 'int' && c.name !== table.key;
+        expect(`${name}.${c.name} ${column.is_nullable}`).toBe(
+          `${name}.${c.name} ${c.nullable || relaxed ? 'YES' : 'NO'}`,
+        );
+      }
+      const bookkeeping = actual
+        .filter((r) => r.column_name.startsWith('_'))
+        .map((r) => r.column_name)
+        .sort();
+      if (table.kind === 'date') expect(bookkeeping).toEqual([]);
+      else if (table.kind === 'fact') {
+        expect(bookkeeping).toEqual(['_commit_ts', '_loaded_at', '_lsn', '_seq', '_unchanged']);
+        const surrogate = actual.find((r) => r.column_name === table.surrogateKey)!;
+        expect(surrogate.column_default).toMatch(/^nextval\(/);
+      } else
+        expect(bookkeeping).toEqual([
+          '_commit_ts',
+          '_deleted',
+          '_deleted_lsn',
+          '_deleted_seq',
+          '_inferred',
+          '_loaded_at',
+          '_lsn',
+          '_seq',
+          '_toast_pending',
+        ]);
+    }
+  });
+
+  it('keys dimensions by their natural key and facts by a surrogate, unique per version, with the FKs', async () => {
+    const { rows } = await client.query<{
+      table: string;
+      type: string;
+      columns: string[];
+      references: string | null;
+    }>(
+      `SELECT c.conrelid::regclass::text AS "table", c.contype::text AS type,
+              array(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
+                      JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i) AS columns,
+              c.confrelid::regclass::text AS "references"
+         FROM pg_constraint c WHERE c.connamespace = 'public'::regnamespace AND c.contype IN ('p', 'u', 'f')`,
+    );
+    for (const name of WAREHOUSE_TABLE_NAMES) {
+      const table = WAREHOUSE_TABLES[name];
+      const mine = rows.filter((r) => r.table === name);
+      const primary = mine.find((r) => r.type === 'p')!;
+      if (table.kind === 'fact') {
+        expect(primary.columns).toEqual([table.surrogateKey]);
+        expect(mine.filter((r) => r.type === 'u').map((r) => r.columns)).toEqual([
+          [table.key, '_lsn', '_seq'],
+        ]);
+      } else expect(primary.columns).toEqual([table.key]);
+      const foreign = mine
+        .filter((r) => r.type === 'f')
+        .map((r) => `${r.columns[0]}→${r.references}`)
+        .sort();
+      const expected = table.columns
+        .filter((c) => c.references)
+        .map((c) => `${c.name}→${c.references}`)
+        .sort();
+      expect(foreign).toEqual(expected);
+    }
+  });
+
+  it('refuses to run when an applied migration changed', async () => {
+    const [m] = readMigrations();
+    const edited: Migration = {
+      ...m,
+      sql: `${m.sql}\n-- edited`,
+      checksum: checksumOf(`${m.sql}\n-- edited`),
+    };
+    await expect(migrateWarehouse(client, { migrations: [edited] })).rejects.toBeInstanceOf(
+      MigrationChecksumMismatchError,
+    );
+    await expect(migrateWarehouse(client, { migrations: [edited] })).rejects.toThrow(
+      /never edit an applied migration/,
+    );
+  });
+
+  it('rolls a failing migration back entirely and records nothing', async () => {
+    const broken: Migration = {
+      id: 2,
+      name: '002_broken',
+      sql: 'CREATE TABLE "half_done" (x int); SELECT no_such_function();',
+      checksum: checksumOf('x'),
+    };
+    await expect(
+      migrateWarehouse(client, { migrations: [...readMigrations(), broken] }),
+    ).rejects.toBeInstanceOf(MigrationFailedError);
+    const { rows } = await client.query(
+      `SELECT to_regclass('half_done') AS t, count(*)::int AS n FROM "totes_migrations"`,
+    );
+    expect(rows).toEqual([{ t: null, n: 1 }]);
+  });
+
+  it('leaves migrations it does not know alone, saying so', async () => {
+    await client.query(
+      `INSERT INTO "totes_migrations" ("id", "name", "checksum") VALUES (99, '099_future', 'x')`,
+    );
+    const lines: string[] = [];
+    const logger = createLogger({ service: 'test', write: (l) => lines.push(l) });
+    expect(await migrateWarehouse(client, { logger })).toEqual({
+      applied: [],
+      alreadyApplied: ['001_warehouse'],
+    });
+    expect(JSON.parse(lines[0])).toMatchObject({ level: 'warn', unknown: ['099_future'] });
+    await client.query('DELETE FROM "totes_migrations" WHERE "id" = 99');
+  });
+
+  it('serialises concurrent runners: one applies, the others find it done', async () => {
+    await client.query('CREATE SCHEMA "race"');
+    const runners = await Promise.all([connect('race'), connect('race'), connect('race')]);
+    try {
+      const results = await Promise.all(runners.map((c) => migrateWarehouse(c)));
+      expect(results.map((r) => r.applied.length).sort()).toEqual([0, 0, 1]);
+      const { rows } = await client.query(`SELECT count(*)::int AS n FROM "race"."totes_migrations"`);
+      expect(rows).toEqual([{ n: 1 }]);
+    } finally {
+      await Promise.all(runners.map((c) => c.end()));
+    }
+  });
+});
+
+describe('readMigrations', () => {
+  const dirWith = (files: Record<string, string>) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-migrations-'));
+    for (const [name, sql] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), sql);
+    return dir;
+  };
+
+  it('orders NNN_name.sql files by number and ignores other files', () => {
+    const dir = dirWith({ '010_b.sql': 'B', '002_a.sql': 'A', 'README.md': 'x' });
+    expect(readMigrations(dir).map((m) => [m.id, m.name, m.checksum])).toEqual([
+      [2, '002_a', checksumOf('A')],
+      [10, '010_b', checksumOf('B')],
+    ]);
+  });
+
+  it('refuses badly named or duplicate-numbered files', () => {
+    expect(() => readMigrations(dirWith({ '1_a.sql': '' }))).toThrow(InvalidMigrationFileError);
+    expect(() => readMigrations(dirWith({ '001_a.sql': '', '001_b.sql': '' }))).toThrow(/used twice/);
+  });
+});
