@@ -1,12 +1,22 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Client } from 'pg';
+import { Client, Pool } from 'pg';
+import { INGESTION_ROOT } from '../core/csv-codec';
 import type { Logger } from '../core/logger';
 import { redactUrl } from '../core/logger';
+import { createHandler as createFirehoseTransform } from '../processors/firehose-transform/create-handler';
+import { createLoadHandler } from '../processors/load/create-handler';
+import { migrateWarehouse } from '../processors/load/migrate';
+import { metricsFor } from '../processors/shared/metrics';
+import { createTransformHandler } from '../processors/transform/create-handler';
 import { inspectTotesys, installTotesys } from '../totesys';
+import { DeliveryStream } from './delivery-stream';
 import { startEmbeddedCluster, type EmbeddedCluster } from './embedded-postgres';
 import { ensureStream, kinesisClientFor, startKinesalite, type LocalKinesis } from './kinesalite';
+import { removeRuntimeInfo, writeRuntimeInfo } from './runtime-info';
+import { S3Trigger } from './s3-trigger';
+import { s3ClientFor, startS3rver } from './s3rver';
 import { Supervisor } from './supervisor';
 
 /**
@@ -17,8 +27,14 @@ import { Supervisor } from './supervisor';
  *   source-password     its superuser password, generated once (mode 0600)
  *   kinesis/            kinesalite's LevelDB: the stream survives restarts and kill -9
  *   capture-state.json  whether capture's initial snapshot completed
+ *   s3/                 s3rver's buckets: ingestion (CSV) and processed (Parquet)
+ *   delivery-stream/    the local Firehose's per-shard checkpoint
+ *   triggers/           S3 → Lambda trigger watermarks and dead-letter files
+ *   warehouse/          embedded Postgres holding the warehouse (unless --warehouse-url)
+ *   runtime.json        endpoints of the running stack, for `totes replay` and friends
  *
- * Capture runs as a child process (as it runs as its own task in AWS), restarted if it dies.
+ * Capture runs as a child process (as it runs as its own task in AWS), restarted if it dies. The
+ * delivery stream, transform and load run in this process, invoked the way AWS invokes them.
  */
 export interface LocalStackOptions {
   dataDir: string;
@@ -28,8 +44,14 @@ export interface LocalStackOptions {
   sourcePort?: number;
   /** Seed scale for a fresh embedded source. */
   scale?: number;
+  /** Load into this Postgres instead of an embedded warehouse. */
+  warehouseUrl?: string;
+  /** Port of the embedded warehouse; 0 picks a free one. */
+  warehousePort?: number;
   streamName?: string;
   shards?: number;
+  /** The local Firehose's buffering interval (AWS: 0–900 s; locally 1 s for second-level latency). */
+  bufferIntervalMs?: number;
   heartbeatIntervalMs?: number;
   logger: Logger;
   /** Each log line of the capture process (JSON). */
@@ -38,12 +60,21 @@ export interface LocalStackOptions {
 
 export interface LocalStack {
   sourceUrl: string;
+  warehouseUrl: string;
   kinesisEndpoint: string;
+  s3Endpoint: string;
   streamName: string;
   dataDir: string;
+  s3Dir: string;
   capture: Supervisor;
+  delivery: DeliveryStream;
+  transform: S3Trigger;
+  load: S3Trigger;
   stop(): Promise<void>;
 }
+
+export const INGESTION_BUCKET = 'totes-ingestion';
+export const PROCESSED_BUCKET = 'totes-processed';
 
 export const DEFAULT_STREAM_NAME = 'totes-changes';
 const CLI = path.resolve(__dirname, '..', 'bin', 'totes.js');
@@ -56,6 +87,23 @@ function readOrCreateSecret(file: string): string {
     fs.writeFileSync(file, `${secret}\n`, { mode: 0o600 });
     return secret;
   }
+}
+
+async function embeddedDatabase(
+  dataDir: string,
+  name: string,
+  port: number,
+  stops: (() => Promise<void>)[],
+): Promise<string> {
+  const cluster: EmbeddedCluster = await startEmbeddedCluster({
+    dataDir: path.join(dataDir, name),
+    port,
+    password: readOrCreateSecret(path.join(dataDir, `${name}-password`)),
+  });
+  stops.push(() => cluster.stop());
+  const database = name === 'source' ? 'totesys' : 'warehouse';
+  await ensureDatabase(cluster.url, database);
+  return cluster.urlFor(database);
 }
 
 async function ensureDatabase(adminUrl: string, database: string): Promise<void> {
@@ -106,17 +154,18 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   try {
     let sourceUrl = options.sourceUrl;
     if (!sourceUrl) {
-      const cluster: EmbeddedCluster = await startEmbeddedCluster({
-        dataDir: path.join(dataDir, 'source'),
-        port: options.sourcePort ?? 0,
-        password: readOrCreateSecret(path.join(dataDir, 'source-password')),
-      });
-      stops.push(() => cluster.stop());
-      await ensureDatabase(cluster.url, 'totesys');
-      sourceUrl = cluster.urlFor('totesys');
+      sourceUrl = await embeddedDatabase(dataDir, 'source', options.sourcePort ?? 0, stops);
       await seedIfEmpty(sourceUrl, options.scale ?? 1, logger);
     }
     logger.info('source ready', { source: redactUrl(sourceUrl) });
+
+    const warehouseUrl =
+      options.warehouseUrl ??
+      (await embeddedDatabase(dataDir, 'warehouse', options.warehousePort ?? 0, stops));
+    const migrator = new Client({ connectionString: warehouseUrl });
+    await migrator.connect();
+    await migrateWarehouse(migrator).finally(() => migrator.end());
+    logger.info('warehouse ready', { warehouse: redactUrl(warehouseUrl) });
 
     const kinesis: LocalKinesis = await startKinesalite({ dataDir: path.join(dataDir, 'kinesis') });
     stops.push(() => kinesis.stop());
@@ -139,10 +188,106 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       logger,
       onOutput: options.onCaptureOutput,
     });
+
+    const s3Dir = path.join(dataDir, 's3');
+    const s3 = await startS3rver({ dataDir: s3Dir, buckets: [INGESTION_BUCKET, PROCESSED_BUCKET], logger });
+    stops.push(() => s3.stop());
+    const s3Client = s3ClientFor(s3.endpoint);
+    stops.push(async () => s3Client.destroy());
+    // Lambda writes EMF metric lines to stdout for CloudWatch; locally they go into the log stream.
+    const metricsTo = (stage: string) =>
+      metricsFor({ stage, write: (line) => logger.debug('metrics', { emf: JSON.parse(line) }) });
+
+    const pool = new Pool({ connectionString: warehouseUrl, max: 4 });
+    stops.push(() => pool.end());
+    const triggersDir = path.join(dataDir, 'triggers');
+    const load = new S3Trigger({
+      name: 'load',
+      s3,
+      client: s3Client,
+      bucket: PROCESSED_BUCKET,
+      suffix: '.parquet',
+      handler: createLoadHandler({
+        s3: s3Client,
+        warehouse: pool,
+        logger: logger.child({ stage: 'load' }),
+        metrics: metricsTo('load'),
+      }),
+      concurrency: 2,
+      stateDir: triggersDir,
+      logger,
+    });
+    await load.start();
+    stops.push(() => load.stop());
+    const transform = new S3Trigger({
+      name: 'transform',
+      s3,
+      client: s3Client,
+      bucket: INGESTION_BUCKET,
+      prefix: `${INGESTION_ROOT}/`,
+      handler: createTransformHandler({
+        s3: s3Client,
+        processedBucket: PROCESSED_BUCKET,
+        logger: logger.child({ stage: 'transform' }),
+        metrics: metricsTo('transform'),
+      }),
+      concurrency: 2,
+      stateDir: triggersDir,
+      logger,
+    });
+    await transform.start();
+    stops.push(() => transform.stop());
+
+    const deliveryKinesis = kinesisClientFor(kinesis.endpoint);
+    stops.push(async () => deliveryKinesis.destroy());
+    const delivery = new DeliveryStream({
+      kinesis: deliveryKinesis,
+      streamName,
+      s3: s3Client,
+      bucket: INGESTION_BUCKET,
+      transform: createFirehoseTransform({
+        s3: s3Client,
+        bucket: INGESTION_BUCKET,
+        logger: logger.child({ stage: 'firehose-transform' }),
+      }),
+      checkpointDir: path.join(dataDir, 'delivery-stream'),
+      bufferingHints: options.bufferIntervalMs ? { intervalMs: options.bufferIntervalMs } : undefined,
+      logger: logger.child({ stage: 'delivery-stream' }),
+    });
+    const delivering = delivery.run().catch((e) => logger.error('delivery stream failed', { err: e }));
+    stops.push(async () => {
+      await delivery.stop();
+      await delivering;
+    });
+
     capture.start();
     stops.push(() => capture.stop());
 
-    return { sourceUrl, kinesisEndpoint: kinesis.endpoint, streamName, dataDir, capture, stop: stopAll };
+    await writeRuntimeInfo(dataDir, {
+      kinesisEndpoint: kinesis.endpoint,
+      streamName,
+      s3Endpoint: s3.endpoint,
+      ingestionBucket: INGESTION_BUCKET,
+      processedBucket: PROCESSED_BUCKET,
+      pid: process.pid,
+      startedAt: new Date().toISOString(),
+    });
+    stops.push(() => removeRuntimeInfo(dataDir));
+
+    return {
+      sourceUrl,
+      warehouseUrl,
+      kinesisEndpoint: kinesis.endpoint,
+      s3Endpoint: s3.endpoint,
+      streamName,
+      dataDir,
+      s3Dir,
+      capture,
+      delivery,
+      transform,
+      load,
+      stop: stopAll,
+    };
   } catch (e) {
     await stopAll();
     throw e;
