@@ -309,6 +309,8 @@ export class CaptureService {
   private async streamChanges(): Promise<void> {
     const { config } = this;
     const slot = await getSlot(this.control!, config.slot);
+    // A stop() that arrived while the slot was being read found no stream to stop: honour it here.
+    if (this.stopping) return;
     if (!slot?.confirmedFlushLsn) throw new CaptureError(`replication slot "${config.slot}" disappeared`);
     if (slot.active) {
       throw new SourceNotReadyError(

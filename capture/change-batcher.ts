@@ -39,6 +39,12 @@ interface OpenBatch {
 
 export class ChangeBatcher {
   private readonly open = new Map<string, OpenBatch>();
+  /**
+   * Column layouts by array identity (callers reuse one array per table layout), with a small id
+   * per distinct JSON so equal layouts from different arrays still share a batch.
+   */
+  private readonly layouts = new WeakMap<readonly Column[], { json: string; id: number }>();
+  private readonly layoutIds = new Map<string, number>();
   private sealed: BatchRecord[] = [];
   private sealedBytes = 0;
   private openBytes = 0;
@@ -47,8 +53,8 @@ export class ChangeBatcher {
   constructor(private readonly limits: ChangeBatcherLimits = DEFAULT_BATCHER_LIMITS) {}
 
   add(schema: string, table: string, columns: readonly Column[], change: Change): void {
-    const layout = JSON.stringify(columns);
-    const slot = `${schema}\u0000${table}\u0000${layout}`;
+    const { json: layout, id } = this.layoutOf(columns);
+    const slot = `${schema}\u0000${table}\u0000${id}`;
     const part = JSON.stringify(change);
     const partBytes = Buffer.byteLength(part) + 1;
     let batch = this.open.get(slot);
@@ -76,6 +82,21 @@ export class ChangeBatcher {
     batch.bytes += partBytes;
     this.openBytes += partBytes;
     this.openChanges += 1;
+  }
+
+  private layoutOf(columns: readonly Column[]): { json: string; id: number } {
+    let layout = this.layouts.get(columns);
+    if (!layout) {
+      const json = JSON.stringify(columns);
+      let id = this.layoutIds.get(json);
+      if (id === undefined) {
+        id = this.layoutIds.size;
+        this.layoutIds.set(json, id);
+      }
+      layout = { json, id };
+      this.layouts.set(columns, layout);
+    }
+    return layout;
   }
 
   /** Bytes of records sealed and not yet taken. */

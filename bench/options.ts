@@ -1,0 +1,125 @@
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { CAPTURE_DEFAULTS } from '../capture/capture-service';
+
+/** The bench's command line, parsed and checked once at the entry point. */
+
+const WORKLOADS = ['bulk', 'large', 'snapshot'] as const;
+type Workload = (typeof WORKLOADS)[number];
+
+const SINKS = ['memory', 'disk', 'child'] as const;
+export type Sink = (typeof SINKS)[number];
+
+export interface BenchOptions {
+  rows: number;
+  txnRows: number;
+  largeRows: number;
+  dataDir: string;
+  shards: number;
+  repeat: number;
+  workloads: Workload[];
+  sinks: Sink[];
+  out: string;
+  /** Capture settings under test (capture's own defaults unless given). */
+  flushBytes: number;
+  lingerMs: number;
+  /** Write a V8 CPU profile of every capture run here, and summarise it in the report. */
+  cpuProfileDir: string | null;
+}
+
+const REPO_ROOT = path.resolve(__dirname, '..');
+
+const HELP = `Usage: npm run bench -- [options]
+
+Measures capture throughput (changes/s) against the raw logical-decoding rate of the same embedded
+Postgres, for the same WAL, in the same run. Prints a report on stdout, progress on stderr, and
+writes the report as JSON. See bench/README.md.
+
+Options:
+  --rows N          bulk workload: rows inserted (default 200000)
+  --txn-rows N      bulk workload: rows per transaction (default 10000)
+  --large-rows N    large workload: rows in its single transaction (default 100000)
+  --data DIR        totesys CSV export for the snapshot workload
+                    (default ../shared/data/totesys-2025-02 from the repository root)
+  --shards N        shards of each Kinesis stream (default 4)
+  --repeat K        run every measurement K times and report the median (default 1)
+  --workloads LIST  comma-separated subset of ${WORKLOADS.join(',')} (default all)
+  --sinks LIST      comma-separated subset of ${SINKS.join(',')} (default all): kinesalite in
+                    this process in memory, in this process on disk, or on disk in a child
+                    process (as \`totes up\` runs it, beside a capture child process)
+  --flush-bytes N   capture's flushBytes (default ${CAPTURE_DEFAULTS.flushBytes}, capture's default)
+  --linger-ms N     capture's lingerMs (default ${CAPTURE_DEFAULTS.lingerMs}, capture's default)
+  --out FILE        JSON results (default bench/results/latest.json)
+  --cpu-profile DIR write a V8 CPU profile of each capture run to DIR and summarise where this
+                    process' time went (profiling slows the runs it measures)
+  -h, --help        show this help
+`;
+
+export class BenchUsageError extends Error {
+  override readonly name = 'BenchUsageError';
+}
+
+function positiveInt(name: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n <= 0)
+    throw new BenchUsageError(`--${name} must be a positive integer, got "${raw}"`);
+  return n;
+}
+
+function subset<T extends string>(name: string, raw: string | undefined, all: readonly T[]): T[] {
+  if (raw === undefined) return [...all];
+  const picked = raw.split(',').map((s) => s.trim());
+  for (const p of picked)
+    if (!(all as readonly string[]).includes(p))
+      throw new BenchUsageError(`--${name}: unknown "${p}" (choose from ${all.join(', ')})`);
+  return all.filter((a) => picked.includes(a));
+}
+
+/** Null when --help was asked for (the help is printed). */
+export function parseBenchOptions(argv: string[]): BenchOptions | null {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        rows: { type: 'string' },
+        'txn-rows': { type: 'string' },
+        'large-rows': { type: 'string' },
+        data: { type: 'string' },
+        shards: { type: 'string' },
+        repeat: { type: 'string' },
+        workloads: { type: 'string' },
+        sinks: { type: 'string' },
+        'flush-bytes': { type: 'string' },
+        'linger-ms': { type: 'string' },
+        out: { type: 'string' },
+        'cpu-profile': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }));
+  } catch (e) {
+    throw new BenchUsageError((e as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(HELP);
+    return null;
+  }
+  return {
+    rows: positiveInt('rows', values.rows, 200_000),
+    txnRows: positiveInt('txn-rows', values['txn-rows'], 10_000),
+    largeRows: positiveInt('large-rows', values['large-rows'], 100_000),
+    dataDir: values.data
+      ? path.resolve(values.data)
+      : path.resolve(REPO_ROOT, '../shared/data/totesys-2025-02'),
+    shards: positiveInt('shards', values.shards, 4),
+    repeat: positiveInt('repeat', values.repeat, 1),
+    workloads: subset('workloads', values.workloads, WORKLOADS),
+    sinks: subset('sinks', values.sinks, SINKS),
+    flushBytes: positiveInt('flush-bytes', values['flush-bytes'], CAPTURE_DEFAULTS.flushBytes),
+    lingerMs: positiveInt('linger-ms', values['linger-ms'], CAPTURE_DEFAULTS.lingerMs),
+    out: values.out ? path.resolve(values.out) : path.join(REPO_ROOT, 'bench/results/latest.json'),
+    cpuProfileDir: values['cpu-profile'] ? path.resolve(values['cpu-profile']) : null,
+  };
+}

@@ -1,0 +1,84 @@
+import type { Client, Connection, Submittable } from 'pg';
+
+/**
+ * COPY through node-postgres without pg-copy-streams (not a dependency, and the bench may not add
+ * one). node-postgres hands the COPY sub-protocol's messages to its active query object, so a small
+ * "submittable" implementing those hooks is all COPY needs.
+ * https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-COPY
+ */
+
+/** The parts of pg's Connection the COPY sub-protocol uses (its typings omit them). */
+interface CopyConnection extends Connection {
+  sendCopyFromChunk(chunk: Buffer): void;
+  endCopyFrom(): void;
+}
+
+/** psql's CopyData size; the server accepts any split of the byte stream. */
+const COPY_CHUNK_BYTES = 65536;
+
+class CopyQuery implements Submittable {
+  rows = 0;
+  bytes = 0;
+  readonly done: Promise<string>;
+  private error: Error | undefined;
+  private commandTag = '';
+  private settle!: (error: Error | undefined, tag: string) => void;
+
+  /** @param input what `COPY … FROM STDIN` reads; absent for `COPY … TO STDOUT`. */
+  constructor(
+    private readonly text: string,
+    private readonly input?: Buffer,
+  ) {
+    this.done = new Promise<string>((resolve, reject) => {
+      this.settle = (error, tag) => (error ? reject(error) : resolve(tag));
+    });
+  }
+
+  submit(connection: Connection): void {
+    connection.query(this.text);
+  }
+
+  handleCopyInResponse(connection: Connection): void {
+    const copy = connection as CopyConnection;
+    const input = this.input ?? Buffer.alloc(0);
+    for (let at = 0; at < input.length; at += COPY_CHUNK_BYTES)
+      copy.sendCopyFromChunk(input.subarray(at, at + COPY_CHUNK_BYTES));
+    copy.endCopyFrom();
+  }
+
+  handleCopyData(message: { chunk: Buffer }): void {
+    // In text and CSV format each CopyData message from the server is exactly one row.
+    this.rows += 1;
+    this.bytes += message.chunk.length;
+  }
+
+  handleCommandComplete(message: { text: string }): void {
+    this.commandTag = message.text;
+  }
+
+  handleError(error: Error): void {
+    this.error ??= error;
+  }
+
+  handleReadyForQuery(): void {
+    this.settle(this.error, this.commandTag);
+  }
+
+  // Called only if the statement turned out not to be a COPY; its rows are of no interest.
+  handleRowDescription(): void {}
+  handleDataRow(): void {}
+  handleEmptyQuery(): void {}
+  handlePortalSuspended(): void {}
+}
+
+/** `COPY … FROM STDIN` reading `input`; resolves to the command tag (`COPY 123`). */
+export async function copyFrom(client: Client, sql: string, input: Buffer): Promise<string> {
+  return client.query(new CopyQuery(sql, input)).done;
+}
+
+/** `COPY … TO STDOUT`, discarding the output; resolves to the rows and bytes received. */
+export async function copyToNowhere(client: Client, sql: string): Promise<{ rows: number; bytes: number }> {
+  const query = client.query(new CopyQuery(sql));
+  await query.done;
+  return { rows: query.rows, bytes: query.bytes };
+}
