@@ -13,12 +13,14 @@ import { startLocalStack } from './local-stack';
 
 it('captures a seeded source into the on-disk stream, restarts capture if it dies, and carries on after a restart', async () => {
   const url = await createTestDatabase('local_stack');
+  const warehouseUrl = await createTestDatabase('local_stack_warehouse');
   await withClient(url, (c) => installTotesys(c, { scale: 0.02 }));
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-stack-'));
   const lines: string[] = [];
   let stack = await startLocalStack({
     dataDir,
     sourceUrl: url,
+    warehouseUrl,
     logger: silentLogger,
     onCaptureOutput: (l) => (lines.push(l), process.env.DEBUG_STACK && console.log(Date.now(), l)),
   });
@@ -56,11 +58,28 @@ it('captures a seeded source into the on-disk stream, restarts capture if it die
     30_000,
   );
   expect(stack.capture.restartCount).toBe(1);
+  // …and through the local Firehose, transform and load into the warehouse.
+  await waitFor(
+    'the update in the warehouse',
+    () =>
+      withClient(warehouseUrl, async (c) => {
+        const { rows } = await c.query('SELECT currency_code FROM dim_currency WHERE currency_id = 3');
+        return rows[0]?.currency_code === 'CHF' ? true : undefined;
+      }),
+    60_000,
+  );
+  const salesFacts = await withClient(
+    warehouseUrl,
+    async (c) => (await c.query('SELECT count(*)::int AS n FROM fact_sales_order')).rows[0].n,
+  );
+  expect(salesFacts).toBe(sourceRows);
+  expect(stack.transform.stats.invocations).toBeGreaterThan(0);
+  expect(stack.load.stats.deadLettered).toBe(0);
   client.destroy();
   await stack.stop();
 
   // A new stack on the same data directory finds the stream on disk and the completed snapshot.
-  stack = await startLocalStack({ dataDir, sourceUrl: url, logger: silentLogger });
+  stack = await startLocalStack({ dataDir, sourceUrl: url, warehouseUrl, logger: silentLogger });
   client = kinesisClientFor(stack.kinesisEndpoint);
   collector = new StreamCollector(client, stack.streamName);
   await withClient(url, (c) => c.query("UPDATE currency SET currency_code = 'JPY' WHERE currency_id = 3"));

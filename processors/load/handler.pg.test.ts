@@ -1,5 +1,5 @@
 import { createLogger, silentLogger } from '../../core/logger';
-import { createTestDatabase } from '../../test/support/pg';
+import { createTestDatabase, waitFor } from '../../test/support/pg';
 import { handler, lambdaDeps, lazyWarehouse } from './handler';
 import { MissingConfigurationError, readLoadConfig, WarehouseSecretError } from './load-config';
 
@@ -63,14 +63,18 @@ describe('load Lambda entry (real Postgres)', () => {
     }
   });
 
-  it('closes the pool again when the migrations fail, and reports why', async () => {
+  it('closes the pool again when connecting or migrating fails, warming or not', async () => {
+    const lines: string[] = [];
     const warehouse = lazyWarehouse(
       readLoadConfig({ WAREHOUSE_URL: url.replace(/\/[^/]*$/, '/no_such_db') }),
       {
         secrets: { send: () => Promise.reject(new Error('not used')) },
-        logger: silentLogger,
+        logger: createLogger({ service: 'load', write: (l) => lines.push(l) }),
       },
     );
+    warehouse.warm();
+    await waitFor('the warm-up to fail', () => (lines.length ? true : undefined));
+    expect(JSON.parse(lines[0])).toMatchObject({ level: 'warn', msg: expect.stringContaining('cold start') });
     await expect(warehouse.connect()).rejects.toThrow(/no_such_db/);
     await warehouse.end();
   });
@@ -100,6 +104,10 @@ describe('load Lambda entry (real Postgres)', () => {
       await expect(entry!.handler({ Service: 'Amazon S3', Event: 's3:TestEvent' })).resolves.toEqual({
         objects: [],
       });
+      // Warmed at cold start: the pool is there, migrated, before any object needed it.
+      const client = await entry!.lambdaWarehouse!.connect();
+      client.release();
+      await entry!.lambdaWarehouse!.end();
     } finally {
       process.env = saved;
     }

@@ -10,9 +10,10 @@ export { createLoadHandler } from './create-handler';
 
 /**
  * Lambda entry for the load stage. At cold start: configuration read (a missing WAREHOUSE_URL /
- * WAREHOUSE_SECRET_ARN fails loudly), logger and S3 client built. The warehouse pool is built on the
- * first invocation (the secret is read then: module scope cannot await in CommonJS), and migrations
- * run once per container before the first object. If that fails, the next invocation tries again.
+ * WAREHOUSE_SECRET_ARN fails loudly), logger and S3 client built, and the warehouse pool started —
+ * secret read, connection made, migrations applied once per container — during the init phase,
+ * without blocking it (module scope cannot await in CommonJS). The first invocation waits for it;
+ * if it failed, that invocation tries again.
  */
 
 /**
@@ -38,6 +39,12 @@ const IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000;
 
 export interface LazyWarehouse {
   connect(): Promise<PoolClient>;
+  /**
+   * Starts building the pool now (secret, connection, migrations) without waiting: called during
+   * the Lambda init phase, so the first invocation usually finds it ready. A failure is forgotten
+   * here and surfaces, retried, at the first `connect`.
+   */
+  warm(): void;
   /** For tests and local runs: closes the pool if it was built. */
   end(): Promise<void>;
 }
@@ -82,13 +89,19 @@ export function lazyWarehouse(
     }
     return pool;
   };
+  const start = (): Promise<Pool> =>
+    (ready ??= build().catch((e) => {
+      ready = undefined;
+      throw e;
+    }));
   return {
     async connect() {
-      ready ??= build().catch((e) => {
-        ready = undefined;
-        throw e;
-      });
-      return (await ready).connect();
+      return (await start()).connect();
+    },
+    warm() {
+      start().catch((err) =>
+        deps.logger.warn('warehouse not ready at cold start; retrying on first use', { err }),
+      );
     },
     async end() {
       const pool = ready;
@@ -118,10 +131,14 @@ function notInLambda(): never {
   throw new Error('processors/load/handler.ts `handler` runs in AWS Lambda only; use createLoadHandler');
 }
 
+const lambda = process.env.AWS_LAMBDA_FUNCTION_NAME ? lambdaDeps(process.env) : undefined;
+lambda?.warehouse.warm();
+
+/** The entry's warehouse (undefined outside Lambda): for tests, and a graceful shutdown. */
+export const lambdaWarehouse: LazyWarehouse | undefined = lambda?.warehouse;
+
 /**
  * The Lambda handler, built at cold start. Only inside Lambda (AWS_LAMBDA_FUNCTION_NAME is always
  * set there): importing this module elsewhere, for `createLoadHandler`, must not need the env.
  */
-export const handler: ReturnType<typeof createLoadHandler> = process.env.AWS_LAMBDA_FUNCTION_NAME
-  ? createLoadHandler(lambdaDeps(process.env))
-  : notInLambda;
+export const handler: ReturnType<typeof createLoadHandler> = lambda ? createLoadHandler(lambda) : notInLambda;
