@@ -24,76 +24,83 @@ it('captures a seeded source into the on-disk stream, restarts capture if it die
     logger: silentLogger,
     onCaptureOutput: (l) => (lines.push(l), process.env.DEBUG_STACK && console.log(Date.now(), l)),
   });
-  let client = kinesisClientFor(stack.kinesisEndpoint);
-  let collector = new StreamCollector(client, stack.streamName);
-  const sourceRows = await withClient(url, async (c) => {
-    const { rows } = await c.query('SELECT count(*)::int AS n FROM sales_order');
-    return rows[0].n as number;
-  });
-  await waitFor(
-    'the snapshot in the stream',
-    async () => {
-      await collector.poll();
-      return collector.ofTable('sales_order').length === sourceRows ? true : undefined;
-    },
-    60_000,
-  );
-  expect(new Set(collector.changes.map((c) => c.table)).size).toBe(11);
+  try {
+    let client = kinesisClientFor(stack.kinesisEndpoint);
+    let collector = new StreamCollector(client, stack.streamName);
+    const sourceRows = await withClient(url, async (c) => {
+      const { rows } = await c.query('SELECT count(*)::int AS n FROM sales_order');
+      return rows[0].n as number;
+    });
+    await waitFor(
+      'the snapshot in the stream',
+      async () => {
+        await collector.poll();
+        // Tables reach the stream in foreign-key order and on different shards: wait for all of them.
+        const tables = new Set(collector.changes.map((c) => c.table));
+        return tables.size === 11 && collector.ofTable('sales_order').length === sourceRows
+          ? true
+          : undefined;
+      },
+      60_000,
+    );
+    expect(new Set(collector.changes.map((c) => c.table)).size).toBe(11);
 
-  // The supervisor brings capture back after a crash.
-  const firstPid = stack.capture.pid!;
-  process.kill(firstPid, 'SIGKILL');
-  await waitFor(
-    'capture to be restarted',
-    () => (stack.capture.pid && stack.capture.pid !== firstPid ? true : undefined),
-    30_000,
-  );
-  await withClient(url, (c) => c.query("UPDATE currency SET currency_code = 'CHF' WHERE currency_id = 3"));
-  await waitFor(
-    'the update after the restart',
-    async () => {
-      await collector.poll();
-      return collector.ofTable('currency').some((c) => c.op === 'update') ? true : undefined;
-    },
-    30_000,
-  );
-  expect(stack.capture.restartCount).toBe(1);
-  // …and through the local Firehose, transform and load into the warehouse.
-  await waitFor(
-    'the update in the warehouse',
-    () =>
-      withClient(warehouseUrl, async (c) => {
-        const { rows } = await c.query('SELECT currency_code FROM dim_currency WHERE currency_id = 3');
-        return rows[0]?.currency_code === 'CHF' ? true : undefined;
-      }),
-    60_000,
-  );
-  const salesFacts = await withClient(
-    warehouseUrl,
-    async (c) => (await c.query('SELECT count(*)::int AS n FROM fact_sales_order')).rows[0].n,
-  );
-  expect(salesFacts).toBe(sourceRows);
-  expect(stack.transform.stats.invocations).toBeGreaterThan(0);
-  expect(stack.load.stats.deadLettered).toBe(0);
-  client.destroy();
-  await stack.stop();
+    // The supervisor brings capture back after a crash.
+    const firstPid = stack.capture.pid!;
+    process.kill(firstPid, 'SIGKILL');
+    await waitFor(
+      'capture to be restarted',
+      () => (stack.capture.pid && stack.capture.pid !== firstPid ? true : undefined),
+      30_000,
+    );
+    await withClient(url, (c) => c.query("UPDATE currency SET currency_code = 'CHF' WHERE currency_id = 3"));
+    await waitFor(
+      'the update after the restart',
+      async () => {
+        await collector.poll();
+        return collector.ofTable('currency').some((c) => c.op === 'update') ? true : undefined;
+      },
+      30_000,
+    );
+    expect(stack.capture.restartCount).toBe(1);
+    // …and through the local Firehose, transform and load into the warehouse.
+    await waitFor(
+      'the update in the warehouse',
+      () =>
+        withClient(warehouseUrl, async (c) => {
+          const { rows } = await c.query('SELECT currency_code FROM dim_currency WHERE currency_id = 3');
+          return rows[0]?.currency_code === 'CHF' ? true : undefined;
+        }),
+      60_000,
+    );
+    const salesFacts = await withClient(
+      warehouseUrl,
+      async (c) => (await c.query('SELECT count(*)::int AS n FROM fact_sales_order')).rows[0].n,
+    );
+    expect(salesFacts).toBe(sourceRows);
+    expect(stack.transform.stats.invocations).toBeGreaterThan(0);
+    expect(stack.load.stats.deadLettered).toBe(0);
+    client.destroy();
+    await stack.stop();
 
-  // A new stack on the same data directory finds the stream on disk and the completed snapshot.
-  stack = await startLocalStack({ dataDir, sourceUrl: url, warehouseUrl, logger: silentLogger });
-  client = kinesisClientFor(stack.kinesisEndpoint);
-  collector = new StreamCollector(client, stack.streamName);
-  await withClient(url, (c) => c.query("UPDATE currency SET currency_code = 'JPY' WHERE currency_id = 3"));
-  await waitFor(
-    'the second update',
-    async () => {
-      await collector.poll();
-      return collector.ofTable('currency').some((c) => c.row.currency_code === 'JPY') ? true : undefined;
-    },
-    30_000,
-  );
-  expect(collector.ofTable('sales_order').filter((c) => c.op === 'snapshot')).toHaveLength(sourceRows); // not re-snapshotted
-  expect(lines.some((l) => l.includes('"snapshot finished"'))).toBe(true);
-  client.destroy();
-  await stack.stop();
+    // A new stack on the same data directory finds the stream on disk and the completed snapshot.
+    stack = await startLocalStack({ dataDir, sourceUrl: url, warehouseUrl, logger: silentLogger });
+    client = kinesisClientFor(stack.kinesisEndpoint);
+    collector = new StreamCollector(client, stack.streamName);
+    await withClient(url, (c) => c.query("UPDATE currency SET currency_code = 'JPY' WHERE currency_id = 3"));
+    await waitFor(
+      'the second update',
+      async () => {
+        await collector.poll();
+        return collector.ofTable('currency').some((c) => c.row.currency_code === 'JPY') ? true : undefined;
+      },
+      30_000,
+    );
+    expect(collector.ofTable('sales_order').filter((c) => c.op === 'snapshot')).toHaveLength(sourceRows); // not re-snapshotted
+    expect(lines.some((l) => l.includes('"snapshot finished"'))).toBe(true);
+    client.destroy();
+  } finally {
+    await stack.stop();
+  }
   fs.rmSync(dataDir, { recursive: true, force: true });
 }, 120_000);
