@@ -169,8 +169,14 @@ describe('replay against kinesalite and s3rver', () => {
     // kinesalite answers AT_TIMESTAMP when a record at or after the time exists, as here.
     const env = await environment(1);
     await env.put([staffBatch({ firstId: 0, count: 2 })]);
-    const from = new Date();
-    await waitFor('the clock to pass `from`', () => (Date.now() > from.getTime() + 2 ? true : undefined));
+    // kinesalite keeps arrival times to the second, so `from` is the next whole second: records put
+    // before it can never compare equal to it, whatever the resolution.
+    const from = new Date(Math.floor(Date.now() / 1000) * 1000 + 1000);
+    await waitFor(
+      'the clock to pass `from`',
+      () => (Date.now() > from.getTime() + 10 ? true : undefined),
+      5000,
+    );
     const later = [staffBatch({ firstId: 2, count: 2 })];
     await env.put(later);
 
