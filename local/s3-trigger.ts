@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from '../core/logger';
+import { decodeS3ObjectKey } from '../processors/shared/s3-event';
 import { encodeS3EventKey, listObjectsSince, type LocalS3, type S3Event, type S3EventRecord } from './s3rver';
 
 /**
@@ -69,7 +70,7 @@ export class S3Trigger {
     this.unsubscribe = this.options.s3.onObjectCreated((event) => {
       for (const record of event.Records) {
         if (record.s3.bucket.name !== this.options.bucket) continue;
-        if (!this.matches(decodeURIComponent(record.s3.object.key.replace(/\+/g, ' ')))) continue;
+        if (!this.matches(decodeS3ObjectKey(record.s3.object.key))) continue;
         this.enqueue(record);
       }
     });

@@ -1,3 +1,4 @@
+import { decodeS3ObjectKey } from '../processors/shared/s3-event';
 import {
   CopyObjectCommand,
   DeleteObjectCommand,
@@ -12,7 +13,6 @@ import path from 'node:path';
 import { createLogger } from '../core/logger';
 import { waitFor } from '../test/support/pg';
 import {
-  decodeS3EventKey,
   encodeS3EventKey,
   listObjectsSince,
   LocalS3StartError,
@@ -95,7 +95,7 @@ describe('startS3rver', () => {
           },
         },
       });
-      expect(decodeS3EventKey(put.s3.object.key)).toBe(key);
+      expect(decodeS3ObjectKey(put.s3.object.key)).toBe(key);
       expect(copy).toMatchObject({
         eventName: 'ObjectCreated:Copy',
         s3: { bucket: { name: 'processed' }, object: { key: 'copy.csv' } },
@@ -200,7 +200,7 @@ describe('listObjectsSince', () => {
 describe('event keys', () => {
   it('encode as S3 does and decode back', () => {
     for (const key of ['a b', 'x=1/y+z', 'ünï/😀', 'plain/path.csv'])
-      expect(decodeS3EventKey(encodeS3EventKey(key))).toBe(key);
+      expect(decodeS3ObjectKey(encodeS3EventKey(key))).toBe(key);
     expect(encodeS3EventKey('a b/c=d')).toBe('a+b/c%3Dd');
   });
 });

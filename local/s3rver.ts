@@ -37,7 +37,7 @@ export interface S3EventRecord {
     s3SchemaVersion: string;
     configurationId: string;
     bucket: { name: string; arn: string };
-    /** `key` is URL-encoded, as in S3 (a space is `+`): decode it with `decodeS3EventKey`. */
+    /** `key` is URL-encoded, as in S3 (a space is `+`): decode it with `decodeS3ObjectKey` (processors/shared/s3-event.ts). */
     object: { key: string; size?: number; eTag?: string; sequencer: string };
   };
 }
@@ -94,10 +94,6 @@ export class LocalS3StartError extends LocalS3Error {
 /** S3 URL-encodes keys in notifications, a space as `+` (as HTML forms do). */
 export function encodeS3EventKey(key: string): string {
   return encodeURIComponent(key).replace(/%2F/g, '/').replace(/%20/g, '+');
-}
-
-export function decodeS3EventKey(key: string): string {
-  return decodeURIComponent(key.replace(/\+/g, ' '));
 }
 
 /** s3rver's event, restated in S3's terms; undefined for removals. */

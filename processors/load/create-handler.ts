@@ -4,7 +4,8 @@ import { silentLogger, type Logger } from '../../core/logger';
 import type { WarehouseTableName } from '../../core/warehouse-model';
 import { metricsFor, type MetricSet } from '../shared/metrics';
 import { decodeParquet, ParquetCodecError } from '../shared/parquet-codec';
-import { decodeS3ObjectKey, isS3TestEvent, S3EventSchema, type S3EventRecord } from '../transform/s3-event';
+import { decodeS3ObjectKey, type S3EventRecord } from '../shared/s3-event';
+import { s3ObjectHandler } from '../shared/s3-object-handler';
 import { applyBatch, WarehouseDataError, type ApplyOutcome } from './apply-batch';
 import { MalformedObjectError, prepareBatch } from './load-batch';
 
@@ -109,10 +110,6 @@ function isNotFound(e: unknown): boolean {
   const name = (e as { name?: unknown })?.name;
   if (name === 'NoSuchBucket') return false;
   return name === 'NotFound' || name === 'NoSuchKey' || httpStatusOf(e) === 404;
-}
-
-function messageOf(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 /** Why an object cannot load, from what decoding, checking or the warehouse said. */
@@ -312,60 +309,20 @@ export function createLoadHandler(
     return loadObject(record, key, logger);
   }
 
-  return async (payload, context) => {
-    const logger = context?.awsRequestId ? rootLogger.child({ requestId: context.awsRequestId }) : rootLogger;
-    if (isS3TestEvent(payload)) {
-      logger.info('S3 test event ignored');
-      return { objects: [] };
-    }
-    const parsed = S3EventSchema.safeParse(payload);
-    if (!parsed.success)
-      throw new InvalidS3EventError(
-        parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`),
-      );
-    const started = Date.now();
-    const metrics = newMetrics();
-    // Published on every invocation, zeros included, so alarms on them always have data.
-    for (const name of ['ObjectsLoaded', 'ObjectsQuarantined', 'ObjectsFailed']) metrics.add(name, 0);
-    const objects: LoadObjectOutcome[] = [];
-    // One object at a time: one warehouse connection per function instance, and objects of one
-    // event load in the order S3 listed them.
-    for (const record of parsed.data.Records) {
-      let outcome: LoadObjectOutcome;
-      try {
-        outcome = await processRecord(record, logger);
-      } catch (e) {
-        let key = record.s3.object.key;
-        try {
-          key = decodeS3ObjectKey(key);
-        } catch {
-          // Reported with the raw key.
-        }
-        logger.error('object failed; the invocation will be retried', {
-          bucket: record.s3.bucket.name,
-          key,
-          err: e,
-        });
-        outcome = { bucket: record.s3.bucket.name, key, status: 'failed', reason: messageOf(e) };
-      }
-      metrics.add(
-        {
-          loaded: 'ObjectsLoaded',
-          duplicate: 'ObjectsDuplicate',
-          ignored: 'ObjectsIgnored',
-          quarantined: 'ObjectsQuarantined',
-          failed: 'ObjectsFailed',
-        }[outcome.status],
-      );
-      objects.push(outcome);
-    }
-    metrics.add('InvocationDuration', Date.now() - started, 'Milliseconds');
-    metrics.flush(context?.awsRequestId ? { requestId: context.awsRequestId } : undefined);
-    const failures = objects.filter((o) => o.status === 'failed');
-    if (failures.length)
-      throw new LoadRetryableError(
-        failures.map((f) => ({ bucket: f.bucket, key: f.key, reason: f.reason ?? 'unknown' })),
-      );
-    return { objects };
-  };
+  return s3ObjectHandler<LoadObjectOutcome>({
+    logger: rootLogger,
+    newMetrics,
+    zeroMetrics: ['ObjectsLoaded', 'ObjectsQuarantined', 'ObjectsFailed'],
+    statusMetrics: {
+      loaded: 'ObjectsLoaded',
+      duplicate: 'ObjectsDuplicate',
+      ignored: 'ObjectsIgnored',
+      quarantined: 'ObjectsQuarantined',
+      failed: 'ObjectsFailed',
+    },
+    durationMetric: 'InvocationDuration',
+    processRecord: (record, _metrics, logger) => processRecord(record, logger),
+    invalidEvent: (issues) => new InvalidS3EventError(issues),
+    retryable: (failures) => new LoadRetryableError(failures),
+  });
 }

@@ -21,7 +21,8 @@ import {
 import type { WarehouseTableName } from '../../core/warehouse-model';
 import { encodeParquet, ParquetCodecError } from '../shared/parquet-codec';
 import { metricsFor, type MetricSet } from '../shared/metrics';
-import { decodeS3ObjectKey, isS3TestEvent, S3EventSchema, type S3EventRecord } from './s3-event';
+import { decodeS3ObjectKey, type S3EventRecord } from '../shared/s3-event';
+import { s3ObjectHandler } from '../shared/s3-object-handler';
 
 /**
  * The transform stage: each CSV object Firehose writes to the ingestion bucket becomes ONE Parquet
@@ -512,65 +513,20 @@ export function createTransformHandler(
     }
   }
 
-  return async (payload, context) => {
-    const logger = context?.awsRequestId ? rootLogger.child({ requestId: context.awsRequestId }) : rootLogger;
-    if (isS3TestEvent(payload)) {
-      logger.info('S3 test event ignored');
-      return { objects: [] };
-    }
-    const parsed = S3EventSchema.safeParse(payload);
-    if (!parsed.success)
-      throw new InvalidS3EventError(
-        parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`),
-      );
-    const started = Date.now();
-    const metrics = newMetrics();
-    // Published on every invocation, zeros included, so alarms on them always have data.
-    for (const name of ['ObjectsWritten', 'ObjectsQuarantined', 'ObjectsFailed', 'ChangesRejected'])
-      metrics.add(name, 0);
-    const objects: ObjectOutcome[] = [];
-    // One object at a time: an event rarely carries more than one, and memory stays one object's.
-    for (const record of parsed.data.Records) {
-      let outcome: ObjectOutcome;
-      try {
-        outcome = await processRecord(record, metrics, logger);
-      } catch (e) {
-        let key = record.s3.object.key;
-        try {
-          key = decodeS3ObjectKey(key);
-        } catch {
-          // Already quarantined as undecodable above; report the raw key.
-        }
-        logger.error('object failed; the invocation will be retried', {
-          bucket: record.s3.bucket.name,
-          key,
-          err: e,
-        });
-        outcome = {
-          bucket: record.s3.bucket.name,
-          key,
-          status: 'failed',
-          reason: (e as Error)?.message ?? String(e),
-        };
-      }
-      metrics.add(
-        {
-          written: 'ObjectsWritten',
-          duplicate: 'ObjectsDuplicate',
-          ignored: 'ObjectsIgnored',
-          quarantined: 'ObjectsQuarantined',
-          failed: 'ObjectsFailed',
-        }[outcome.status],
-      );
-      objects.push(outcome);
-    }
-    metrics.add('TransformDuration', Date.now() - started, 'Milliseconds');
-    metrics.flush(context?.awsRequestId ? { requestId: context.awsRequestId } : undefined);
-    const failures = objects.filter((o) => o.status === 'failed');
-    if (failures.length)
-      throw new TransformRetryableError(
-        failures.map((f) => ({ bucket: f.bucket, key: f.key, reason: f.reason ?? 'unknown' })),
-      );
-    return { objects };
-  };
+  return s3ObjectHandler<ObjectOutcome>({
+    logger: rootLogger,
+    newMetrics,
+    zeroMetrics: ['ObjectsWritten', 'ObjectsQuarantined', 'ObjectsFailed', 'ChangesRejected'],
+    statusMetrics: {
+      written: 'ObjectsWritten',
+      duplicate: 'ObjectsDuplicate',
+      ignored: 'ObjectsIgnored',
+      quarantined: 'ObjectsQuarantined',
+      failed: 'ObjectsFailed',
+    },
+    durationMetric: 'TransformDuration',
+    processRecord,
+    invalidEvent: (issues) => new InvalidS3EventError(issues),
+    retryable: (failures) => new TransformRetryableError(failures),
+  });
 }

@@ -1,4 +1,4 @@
-import type { S3EventRecord } from '../../processors/transform/s3-event';
+import type { S3EventRecord } from '../../processors/shared/s3-event';
 
 /**
  * S3 event notifications exactly as S3 delivers them to a Lambda trigger (cf. powertools' event
