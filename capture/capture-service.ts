@@ -56,8 +56,10 @@ export const CAPTURE_DEFAULTS = {
   heartbeatIntervalMs: 10_000,
   statsIntervalMs: 10_000,
   lingerMs: 20,
-  // PutRecords takes up to 5 MiB a call; 4 MiB leaves headroom for partition keys.
-  flushBytes: 4 * 1024 * 1024,
+  // PutRecords takes up to 5 MiB a call, but bigger flushes did not help: with 1 MiB the benchmark ran
+  // faster into kinesalite (whose request handling is quadratic in body size, bench/README.md) and a
+  // flush still carries ~4 of the 256 KiB records, far above a shard's 1 MiB/s write quota.
+  flushBytes: 1024 * 1024,
   maxFlushesInFlight: 2,
   snapshotPageRows: 5000,
   batcher: DEFAULT_BATCHER_LIMITS,

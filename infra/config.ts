@@ -62,7 +62,7 @@ export const CONTEXT_DEFAULTS = {
    * idle source reports. Every heartbeat is one tiny commit on the source.
    */
   'totes:heartbeatIntervalMs': 10_000,
-  /** Fargate task size: decoding is CPU-bound; memory holds the batches in flight (2 x 4 MiB). */
+  /** Fargate task size: decoding is CPU-bound; memory holds the batches in flight (2 x 1 MiB). */
   'totes:captureCpu': 512,
   'totes:captureMemoryMiB': 1024,
   /**

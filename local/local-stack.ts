@@ -184,9 +184,6 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
         TOTES_KINESIS_ENDPOINT: kinesis.endpoint,
         TOTES_STATE_FILE: path.join(dataDir, 'capture-state.json'),
         TOTES_HEARTBEAT_INTERVAL_MS: String(options.heartbeatIntervalMs ?? 5000),
-        // kinesalite re-copies a request body for every chunk it receives (cost grows with the square
-        // of the body), so smaller PutRecords calls are faster locally (bench/README.md); AWS keeps 4 MiB.
-        TOTES_FLUSH_BYTES: String(1024 * 1024),
       },
       logger,
       onOutput: options.onCaptureOutput,
