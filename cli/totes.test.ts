@@ -1,13 +1,6 @@
-import { COMMANDS, main, topLevelHelp } from './totes';
+import { captureOutput, runTotes } from '../test/support/cli';
+import { COMMANDS, topLevelHelp } from './totes';
 import { renderHelp, runCommand, UsageError } from './command';
-
-function captureOutput(): { out: string[]; err: string[]; restore(): void } {
-  const out: string[] = [];
-  const err: string[] = [];
-  const o = jest.spyOn(process.stdout, 'write').mockImplementation((s) => (out.push(String(s)), true));
-  const e = jest.spyOn(process.stderr, 'write').mockImplementation((s) => (err.push(String(s)), true));
-  return { out, err, restore: () => (o.mockRestore(), e.mockRestore()) };
-}
 
 describe('totes CLI', () => {
   it('lists every command in the top-level help', () => {
@@ -19,13 +12,8 @@ describe('totes CLI', () => {
     for (const [name, entry] of Object.entries(COMMANDS)) {
       const command = entry.load();
       expect(command.name).toBe(name);
-      const io = captureOutput();
-      try {
-        await expect(runCommand(command, ['--help'])).resolves.toBe(0);
-      } finally {
-        io.restore();
-      }
-      const text = io.out.join('');
+      const { code, out: text } = await captureOutput(() => runCommand(command, ['--help']));
+      expect(code).toBe(0);
       expect(text).toContain(`Usage: totes ${command.usage}`);
       for (const option of Object.keys(command.options)) {
         expect(text).toContain(`--${option}`);
@@ -36,27 +24,20 @@ describe('totes CLI', () => {
   });
 
   it('exits 2 with the help for no command or an unknown one, 0 for --help', async () => {
-    const io = captureOutput();
-    try {
-      expect(await main([])).toBe(2);
-      expect(await main(['--help'])).toBe(0);
-      expect(await main(['frobnicate'])).toBe(2);
-    } finally {
-      io.restore();
-    }
-    expect(io.err.join('')).toContain('unknown command "frobnicate"');
-    expect(io.out.join('')).toContain('Usage: totes <command>');
+    expect((await runTotes()).code).toBe(2);
+    const help = await runTotes('--help');
+    expect(help.code).toBe(0);
+    expect(help.out).toContain('Usage: totes <command>');
+    const unknown = await runTotes('frobnicate');
+    expect(unknown.code).toBe(2);
+    expect(unknown.err).toContain('unknown command "frobnicate"');
   });
 
   it('turns a bad flag into a usage error with the command help, exit 2', async () => {
-    const io = captureOutput();
-    try {
-      expect(await main(['doctor', '--no-such-flag'])).toBe(2);
-    } finally {
-      io.restore();
-    }
-    expect(io.err.join('')).toMatch(/totes doctor: .*no-such-flag/);
-    expect(io.err.join('')).toContain('Usage: totes doctor');
+    const run = await runTotes('doctor', '--no-such-flag');
+    expect(run.code).toBe(2);
+    expect(run.err).toMatch(/totes doctor: .*no-such-flag/);
+    expect(run.err).toContain('Usage: totes doctor');
   });
 
   it('renders short flags and value placeholders', () => {

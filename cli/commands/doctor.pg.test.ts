@@ -3,7 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { TOTESYS_TABLES } from '../../core/totesys-tables';
 import { createTestDatabase, withClient, withDatabase } from '../../test/support/pg';
-import { main } from '../totes';
+import { runTotes } from '../../test/support/cli';
 
 // Roles and slots are cluster-wide: names carry the worker's pid so parallel runs never collide.
 const suffix = process.pid;
@@ -14,26 +14,7 @@ const SECRET = `s3cret-${suffix}`;
 let goodUrl: string;
 let badUrl: string;
 
-/** Runs `totes doctor …` in-process, capturing what it writes. */
-async function doctor(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const stdout = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-    out += String(chunk);
-    return true;
-  });
-  const stderr = jest.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
-    err += String(chunk);
-    return true;
-  });
-  try {
-    const code = await main(['doctor', ...args]);
-    return { code, out, err };
-  } finally {
-    stdout.mockRestore();
-    stderr.mockRestore();
-  }
-}
+const doctor = (...args: string[]) => runTotes('doctor', ...args);
 
 async function closedPort(): Promise<number> {
   return new Promise((resolve, reject) => {

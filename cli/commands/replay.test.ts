@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { KinesisSink } from '../../capture/kinesis-sink';
+import { captureOutput } from '../../test/support/cli';
 import { encodeChangeBatch } from '../../core/change-event';
 import { staffBatch } from '../../core/csv-codec.fixtures';
 import { ensureStream, kinesisClientFor, startKinesalite, type LocalKinesis } from '../../local/kinesalite';
@@ -40,26 +41,7 @@ afterAll(async () => {
   fs.rmSync(dataDir, { recursive: true, force: true });
 });
 
-/** Runs the command, collecting what it prints. */
-async function totesReplay(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const stdout = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-    out += String(chunk);
-    return true;
-  });
-  const stderr = jest.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
-    err += String(chunk);
-    return true;
-  });
-  try {
-    const code = await runCommand(command, args, process.stdout);
-    return { code, out, err };
-  } finally {
-    stdout.mockRestore();
-    stderr.mockRestore();
-  }
-}
+const totesReplay = (args: string[]) => captureOutput(() => runCommand(command, args, process.stdout));
 
 describe('totes replay', () => {
   it('is a registered command with --help', async () => {

@@ -2,26 +2,11 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { createTestDatabase, waitFor, withClient } from '../../test/support/pg';
 import { installTotesys } from '../../totesys';
-import { main } from '../totes';
+import { runTotes } from '../../test/support/cli';
 
-/** Runs `totes …` in-process, capturing what it writes. */
 async function totes(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const out = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-    stdout += String(chunk);
-    return true;
-  });
-  const err = jest.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
-    stderr += String(chunk);
-    return true;
-  });
-  try {
-    return { code: await main(argv), stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
+  const { code, out, err } = await runTotes(...argv);
+  return { code, stdout: out, stderr: err };
 }
 
 const transactions = (url: string) =>

@@ -3,32 +3,13 @@ import { migrateWarehouse } from '../../processors/load/migrate';
 import { createTestDatabase } from '../../test/support/pg';
 import { loadSourceSnapshot } from '../../test/support/warehouse-rows';
 import { installTotesys } from '../../totesys';
-import { main } from '../totes';
+import { runTotes } from '../../test/support/cli';
 
 let sourceUrl: string;
 let warehouseUrl: string;
 let warehouse: Client;
 
-/** Runs `totes verify …` in-process, capturing what it writes. */
-async function verify(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const stdout = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-    out += String(chunk);
-    return true;
-  });
-  const stderr = jest.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
-    err += String(chunk);
-    return true;
-  });
-  try {
-    const code = await main(['verify', ...args]);
-    return { code, out, err };
-  } finally {
-    stdout.mockRestore();
-    stderr.mockRestore();
-  }
-}
+const verify = (...args: string[]) => runTotes('verify', ...args);
 
 beforeAll(async () => {
   sourceUrl = await createTestDatabase('verify_cli_source');
