@@ -5,7 +5,12 @@ import type { WarehouseTableName } from '../../core/warehouse-model';
 import { metricsFor, type MetricSet } from '../shared/metrics';
 import { decodeParquet, ParquetCodecError } from '../shared/parquet-codec';
 import { decodeS3ObjectKey, type S3EventRecord } from '../shared/s3-event';
-import { s3ObjectHandler } from '../shared/s3-object-handler';
+import {
+  describeInvalidEvent,
+  describeRetryableFailures,
+  s3ObjectHandler,
+  type ObjectFailure,
+} from '../shared/s3-object-handler';
 import { applyBatch, WarehouseDataError, type ApplyOutcome } from './apply-batch';
 import { MalformedObjectError, prepareBatch } from './load-batch';
 
@@ -39,20 +44,15 @@ export class LoadHandlerError extends Error {
 export class InvalidS3EventError extends LoadHandlerError {
   override name = 'InvalidS3EventError';
   constructor(readonly issues: string[]) {
-    super(`not an S3 event notification: ${issues.slice(0, 3).join('; ')}`);
+    super(describeInvalidEvent(issues));
   }
 }
 
 /** Thrown at the end of an invocation in which some objects failed retryably, so Lambda retries. */
 export class LoadRetryableError extends LoadHandlerError {
   override name = 'LoadRetryableError';
-  constructor(readonly failures: readonly { bucket: string; key: string; reason: string }[]) {
-    super(
-      `${failures.length} object(s) failed and should be retried: ${failures
-        .slice(0, 3)
-        .map((f) => f.key)
-        .join(', ')}`,
-    );
+  constructor(readonly failures: readonly ObjectFailure[]) {
+    super(describeRetryableFailures(failures));
   }
 }
 

@@ -27,7 +27,22 @@ export interface S3ObjectHandlerOptions<O extends S3ObjectOutcome> {
   /** Handles one object; throws only for failures a retry can fix. */
   processRecord(record: S3EventRecord, metrics: MetricSet, logger: Logger): Promise<O>;
   invalidEvent(issues: string[]): Error;
-  retryable(failures: { bucket: string; key: string; reason: string }[]): Error;
+  retryable(failures: ObjectFailure[]): Error;
+}
+
+export type ObjectFailure = { bucket: string; key: string; reason: string };
+
+/** The message of each handler's "not an S3 event" error. */
+export function describeInvalidEvent(issues: readonly string[]): string {
+  return `not an S3 event notification: ${issues.slice(0, 3).join('; ')}`;
+}
+
+/** The message of each handler's end-of-invocation "retry these" error. */
+export function describeRetryableFailures(failures: readonly ObjectFailure[]): string {
+  return `${failures.length} object(s) failed and should be retried: ${failures
+    .slice(0, 3)
+    .map((f) => f.key)
+    .join(', ')}`;
 }
 
 export function s3ObjectHandler<O extends S3ObjectOutcome>(

@@ -22,7 +22,12 @@ import type { WarehouseTableName } from '../../core/warehouse-model';
 import { encodeParquet, ParquetCodecError } from '../shared/parquet-codec';
 import { metricsFor, type MetricSet } from '../shared/metrics';
 import { decodeS3ObjectKey, type S3EventRecord } from '../shared/s3-event';
-import { s3ObjectHandler } from '../shared/s3-object-handler';
+import {
+  describeInvalidEvent,
+  describeRetryableFailures,
+  s3ObjectHandler,
+  type ObjectFailure,
+} from '../shared/s3-object-handler';
 
 /**
  * The transform stage: each CSV object Firehose writes to the ingestion bucket becomes ONE Parquet
@@ -67,7 +72,7 @@ export class MissingConfigurationError extends TransformError {
 export class InvalidS3EventError extends TransformError {
   override name = 'InvalidS3EventError';
   constructor(readonly issues: string[]) {
-    super(`not an S3 event notification: ${issues.slice(0, 3).join('; ')}`);
+    super(describeInvalidEvent(issues));
   }
 }
 
@@ -104,13 +109,8 @@ export class S3AccessError extends TransformError {
 /** Thrown at the end of an invocation in which some objects failed retryably, so Lambda retries. */
 export class TransformRetryableError extends TransformError {
   override name = 'TransformRetryableError';
-  constructor(readonly failures: readonly { bucket: string; key: string; reason: string }[]) {
-    super(
-      `${failures.length} object(s) failed and should be retried: ${failures
-        .slice(0, 3)
-        .map((f) => f.key)
-        .join(', ')}`,
-    );
+  constructor(readonly failures: readonly ObjectFailure[]) {
+    super(describeRetryableFailures(failures));
   }
 }
 
