@@ -94,11 +94,13 @@ async function embeddedDatabase(
   name: string,
   port: number,
   stops: (() => Promise<void>)[],
+  logger: Logger,
 ): Promise<string> {
   const cluster: EmbeddedCluster = await startEmbeddedCluster({
     dataDir: path.join(dataDir, name),
     port,
     password: readOrCreateSecret(path.join(dataDir, `${name}-password`)),
+    onNotice: (message) => logger.info(message, { cluster: name }),
   });
   stops.push(() => cluster.stop());
   const database = name === 'source' ? 'totesys' : 'warehouse';
@@ -154,14 +156,14 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   try {
     let sourceUrl = options.sourceUrl;
     if (!sourceUrl) {
-      sourceUrl = await embeddedDatabase(dataDir, 'source', options.sourcePort ?? 0, stops);
+      sourceUrl = await embeddedDatabase(dataDir, 'source', options.sourcePort ?? 0, stops, logger);
       await seedIfEmpty(sourceUrl, options.scale ?? 1, logger);
     }
     logger.info('source ready', { source: redactUrl(sourceUrl) });
 
     const warehouseUrl =
       options.warehouseUrl ??
-      (await embeddedDatabase(dataDir, 'warehouse', options.warehousePort ?? 0, stops));
+      (await embeddedDatabase(dataDir, 'warehouse', options.warehousePort ?? 0, stops, logger));
     const migrator = new Client({ connectionString: warehouseUrl });
     await migrator.connect();
     await migrateWarehouse(migrator).finally(() => migrator.end());
