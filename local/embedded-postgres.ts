@@ -1,3 +1,4 @@
+/* eslint-disable security/detect-non-literal-fs-filename -- the cluster's data directory (--data-dir or totes' own relocation dir) and the Postgres installation */
 import { execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';

@@ -1,3 +1,4 @@
+/* eslint-disable security/detect-non-literal-fs-filename -- files directly under the operator's --data-dir */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';

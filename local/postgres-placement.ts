@@ -1,3 +1,4 @@
+/* eslint-disable security/detect-non-literal-fs-filename -- the operator's data directory and its ancestors, the Postgres installation, and totes' own dir under /var/tmp or TMPDIR */
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
