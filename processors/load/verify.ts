@@ -6,6 +6,7 @@ import {
   type WarehouseTableName,
 } from '../../core/warehouse-model';
 import { quoteIdent } from '../../core/warehouse-sql';
+import { dimDateRow } from '../../core/star-mapping';
 
 /**
  * `totes verify`: does the warehouse hold what the source holds, and did it get there cleanly?
@@ -402,44 +403,18 @@ const DIM_DATE_ATTRIBUTES = [
 ] as const;
 type DimDateAttribute = (typeof DIM_DATE_ATTRIBUTES)[number];
 
-const DAY_NAMES = ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'];
-const MONTH_NAMES = [
-  'January',
-  'February',
-  'March',
-  'April',
-  'May',
-  'June',
-  'July',
-  'August',
-  'September',
-  'October',
-  'November',
-  'December',
-];
-
 /**
- * dim_date's attributes of a `YYYY-MM-DD` date as text, computed without Postgres so that a wrong
- * formula in the load cannot agree with itself (totesys.md §2: ISO day of week 1 = Monday … 7 =
- * Sunday, day_name "Monday", month_name "January").
+ * dim_date's attributes of a `YYYY-MM-DD` date as text, as core/star-mapping.ts computes them in
+ * TypeScript (totesys.md §2: ISO day of week 1 = Monday … 7 = Sunday, day_name "Monday",
+ * month_name "January"). The load computes them in SQL (dimDateInsert): two independent formulas,
+ * so a wrong one cannot agree with itself.
  */
 export function expectedDimDate(date: string): Record<DimDateAttribute, string> {
-  const m = /^(\d{4,})-(\d{2})-(\d{2})$/.exec(date);
-  if (!m) throw new VerifyError(`not a YYYY-MM-DD date: ${date}`);
-  const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
-  // setUTCFullYear, not Date.UTC: Date.UTC maps years 0–99 to 1900–1999.
-  const at = new Date(0);
-  at.setUTCFullYear(year, month - 1, day);
-  const isoDay = ((at.getUTCDay() + 6) % 7) + 1;
-  return {
-    year: String(year),
-    month: String(month),
-    day: String(day),
-    day_of_week: String(isoDay),
-    day_name: DAY_NAMES[isoDay - 1],
-    month_name: MONTH_NAMES[month - 1],
-    quarter: String(Math.ceil(month / 3)),
-  };
+  const row = dimDateRow(date);
+  return Object.fromEntries(DIM_DATE_ATTRIBUTES.map((a) => [a, String(row[a])])) as Record<
+    DimDateAttribute,
+    string
+  >;
 }
 
 export function compareDates(rows: ({ date: string; found: boolean } & Row)[], limit: number): DateReport {
