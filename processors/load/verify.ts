@@ -7,6 +7,7 @@ import {
 } from '../../core/warehouse-model';
 import { quoteIdent } from '../../core/warehouse-sql';
 import { dimDateRow } from '../../core/star-mapping';
+import { renderOutstanding, type OutstandingReport } from './outstanding-problems';
 
 /**
  * `totes verify`: does the warehouse hold what the source holds, and did it get there cleanly?
@@ -688,17 +689,30 @@ function verdict(report: VerifyReport): string {
   return `warehouse differs from the source in ${where.join(' and in ')}`;
 }
 
+/** Outstanding quarantine and dead letters to report with the comparison. */
+export interface OutstandingSection {
+  report: OutstandingReport;
+  /** `--allow-quarantine`: listed, not failing. */
+  allowed: boolean;
+}
+
 /**
  * The report as text: one line per table (rows compared, what differs, re-read versions) with its
- * first differences indented, then dim_date, then an empty side, then `extra` lines (the caller's
- * sections, such as outstanding quarantine), then the verdict.
+ * first differences indented, then dim_date, then an empty side, then quarantine, then the verdict.
  */
-export function renderVerifyReport(report: VerifyReport, extra: readonly string[] = []): string {
-  const width = Math.max('dim_date'.length, ...report.tables.map((t) => t.table.length));
+export function renderVerifyReport(report: VerifyReport, outstanding?: OutstandingSection): string {
+  const width = Math.max('dim_date'.length, 'quarantine'.length, ...report.tables.map((t) => t.table.length));
   const lines = [...report.tables.flatMap((t) => tableLines(t, width)), ...dateLines(report.dates, width)];
   if (report.empty.includes('source')) lines.push('✗ the source has no rows in any compared table');
   if (report.empty.includes('warehouse'))
     lines.push('✗ the warehouse has no current rows in any compared table');
-  lines.push(...extra, verdict(report));
+  let end = verdict(report);
+  if (outstanding) {
+    lines.push(...renderOutstanding(outstanding.report, width, outstanding.allowed));
+    const o = outstanding.report;
+    if (o.checked && o.total > 0)
+      end += `; ${o.total} quarantined or dead-lettered${outstanding.allowed ? ' (allowed)' : ''}`;
+  }
+  lines.push(end);
   return `${lines.join('\n')}\n`;
 }
