@@ -16,13 +16,8 @@ let warehouseUrl: string;
 let warehouse: Client;
 /** A local stack's data directory with nothing outstanding. */
 let cleanDir: string;
-const dirs: string[] = [];
-
-function tempDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-verify-cli-'));
-  dirs.push(dir);
-  return dir;
-}
+let root: string;
+const tempDir = () => fs.mkdtempSync(path.join(root, 'data-'));
 
 const verify = (...args: string[]) => runTotes('verify', ...args);
 /** verify of the test's source and warehouse, looking at a data directory with nothing outstanding. */
@@ -40,13 +35,14 @@ beforeAll(async () => {
   await warehouse.connect();
   await migrateWarehouse(warehouse);
   await loadSourceSnapshot(sourceUrl, warehouse);
+  root = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-verify-cli-'));
   cleanDir = tempDir();
   fs.mkdirSync(path.join(cleanDir, 'triggers'));
 });
 
 afterAll(async () => {
   await warehouse.end();
-  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+  fs.rmSync(root, { recursive: true, force: true });
 });
 
 describe('totes verify (real Postgres)', () => {

@@ -1,9 +1,9 @@
-import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { S3Trigger } from '../../local/s3-trigger';
-import { s3ClientFor, startS3rver, type LocalS3, type S3Event } from '../../local/s3rver';
+import { s3ClientFor, startS3rver, type S3Event } from '../../local/s3rver';
 import { silentLogger } from '../../core/logger';
 import { waitFor } from '../../test/support/pg';
 import { metricsFor } from '../shared/metrics';
@@ -21,27 +21,12 @@ import {
  * and load handlers, the S3 trigger's dead-letter file), so a stage that moves its quarantine
  * elsewhere fails here rather than passing verify silently.
  */
-const dirs: string[] = [];
-function tempDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-outstanding-'));
-  dirs.push(dir);
-  return dir;
-}
-
-afterAll(() => {
-  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+let root: string;
+beforeAll(() => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-outstanding-'));
 });
-
-async function withStack<T>(dataDir: string, fn: (client: S3Client, s3: LocalS3) => Promise<T>): Promise<T> {
-  const s3 = await startS3rver({ dataDir: path.join(dataDir, 's3'), buckets: ['ingestion', 'processed'] });
-  const client = s3ClientFor(s3.endpoint);
-  try {
-    return await fn(client, s3);
-  } finally {
-    client.destroy();
-    await s3.stop();
-  }
-}
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+const tempDir = () => fs.mkdtempSync(path.join(root, 'data-'));
 
 const eventFor = (bucket: string, key: string): S3Event => ({
   Records: [
@@ -71,7 +56,9 @@ const checked = (r: OutstandingReport) => {
 describe('outstandingProblems', () => {
   it('finds what the transform and the load quarantined, Firehose errors and dead letters', async () => {
     const dataDir = tempDir();
-    await withStack(dataDir, async (client, s3) => {
+    const s3 = await startS3rver({ dataDir: path.join(dataDir, 's3'), buckets: ['ingestion', 'processed'] });
+    const client = s3ClientFor(s3.endpoint);
+    try {
       const put = (bucket: string, key: string, body: string) =>
         client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
       // Nothing yet: the buckets exist, empty.
@@ -119,7 +106,10 @@ describe('outstandingProblems', () => {
       } finally {
         await trigger.stop();
       }
-    });
+    } finally {
+      client.destroy();
+      await s3.stop();
+    }
     // An empty dead-letter file (emptied by an operator) holds nothing.
     fs.writeFileSync(path.join(dataDir, 'triggers', 'transform.dead-letter.jsonl'), '\n');
 
