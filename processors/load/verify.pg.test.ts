@@ -1,7 +1,7 @@
 import { Client } from 'pg';
 import { WAREHOUSE_TABLES, type WarehouseTableName } from '../../core/warehouse-model';
 import { createTestDatabase, testClusterUrl, withDatabase } from '../../test/support/pg';
-import { loadSourceSnapshot } from '../../test/support/warehouse-rows';
+import { at, loadSourceSnapshot, lsnOf } from '../../test/support/warehouse-rows';
 import { createTotesysSchema, installTotesys } from '../../totesys';
 import { migrateWarehouse } from './migrate';
 import {
@@ -106,6 +106,14 @@ async function setHash(
     key,
     hash,
   ]);
+}
+
+async function hashOf(w: Client, key: number): Promise<string> {
+  const { rows } = await w.query(
+    `SELECT "_row_hash" FROM "fact_sales_order" WHERE "sales_order_id" = $1 ORDER BY "_epoch" DESC, "_lsn" DESC, "_seq" DESC LIMIT 1`,
+    [key],
+  );
+  return rows[0]._row_hash;
 }
 
 const tableOf = (report: VerifyReport, table: string) => report.tables.find((t) => t.table === table)!;
@@ -325,6 +333,28 @@ describe('verifyWarehouse (real Postgres)', () => {
     const few = await verifyWarehouse(source, warehouse, { limit: 1 });
     expect(tableOf(few, T).rereads).toMatchObject({ keys: 2, versions: 3, examples: [{ key: '1' }] });
     expect(renderVerifyReport(few)).toContain('    … and 1 more key');
+  });
+
+  it('passes after re-snapshots through the real load: equal rows add no version, a changed row one', async () => {
+    const { source, warehouse } = await pair();
+    const sourceUrl = withDatabase(testClusterUrl(), source.database!);
+    await loadSourceSnapshot(sourceUrl, warehouse, at(50));
+    let report = await verifyWarehouse(source, warehouse);
+    expect(report.ok).toBe(true);
+    const sales = () => tableOf(report, 'fact_sales_order');
+    expect(sales().versions).toBe(sales().sourceRows);
+
+    await source.query(`UPDATE "sales_order" SET "units_sold" = "units_sold" + 1 WHERE "sales_order_id" = 3`);
+    await loadSourceSnapshot(sourceUrl, warehouse, at(60));
+    report = await verifyWarehouse(source, warehouse);
+    expect(report.ok).toBe(true);
+    expect(sales()).toMatchObject({ versions: sales().sourceRows + 1, rereads: { keys: 0 } });
+
+    // Had the load kept a re-read, verify would say so.
+    await addVersion(warehouse, 'fact_sales_order', 4, { lsn: lsnOf(70), hash: await hashOf(warehouse, 4) });
+    report = await verifyWarehouse(source, warehouse);
+    expect(report.ok).toBe(false);
+    expect(sales().rereads).toEqual({ keys: 1, versions: 1, examples: [{ key: '4', versions: 1 }] });
   });
 
   it('checks that dim_date holds every date a fact refers to, with the right attributes', async () => {
