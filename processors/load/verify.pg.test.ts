@@ -78,6 +78,8 @@ interface Version {
   seq?: number;
   hash?: string | null;
   deleted?: boolean;
+  /** Read by a snapshot (default) rather than a WAL change. */
+  snapshot?: boolean;
   /** Column values to change (SQL expressions). */
   set?: Record<string, string>;
 }
@@ -88,11 +90,11 @@ async function addVersion(w: Client, table: WarehouseTableName, key: number, v: 
   const columns = spec.columns.map((c) => c.name);
   const values = columns.map((c) => v.set?.[c] ?? `t."${c}"`);
   await w.query(
-    `INSERT INTO "${table}" (${columns.map((c) => `"${c}"`).join(', ')}, "_epoch", "_lsn", "_seq", "_commit_ts", "_row_hash", "_deleted")
-     SELECT ${values.join(', ')}, $2, $3, $4, t."_commit_ts", $5, $6
+    `INSERT INTO "${table}" (${columns.map((c) => `"${c}"`).join(', ')}, "_epoch", "_lsn", "_seq", "_commit_ts", "_row_hash", "_deleted", "_snapshot")
+     SELECT ${values.join(', ')}, $2, $3, $4, t."_commit_ts", $5, $6, $7
        FROM "${table}" AS t WHERE t."${spec.key}" = $1
       ORDER BY t."_epoch" DESC, t."_lsn" DESC, t."_seq" DESC LIMIT 1`,
-    [key, v.epoch ?? 0, v.lsn, v.seq ?? 0, v.hash ?? null, v.deleted ?? false],
+    [key, v.epoch ?? 0, v.lsn, v.seq ?? 0, v.hash ?? null, v.deleted ?? false, v.snapshot ?? true],
   );
 }
 
@@ -297,6 +299,9 @@ describe('verifyWarehouse (real Postgres)', () => {
       [T],
     );
     await addVersion(warehouse, T, 6, { lsn: '7/10', hash: 'h6' });
+    // 7: a WAL update that rewrote the row with the same values (SET x = x) is history, not a re-read.
+    await setHash(warehouse, T, 7, 'h7');
+    await addVersion(warehouse, T, 7, { lsn: '5/0', hash: 'h7', snapshot: false });
     // A payment re-read: another table, counted on its own.
     await setHash(warehouse, 'fact_payment', 1, 'p1');
     await addVersion(warehouse, 'fact_payment', 1, { epoch: 1, lsn: '0/1', hash: 'p1' });

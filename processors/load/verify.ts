@@ -19,10 +19,11 @@ import { renderOutstanding, type OutstandingReport } from './outstanding-problem
  *   neither `_deleted` nor `_inferred` (placeholders). Deleted flags are checked both ways: a source
  *   row the warehouse marks deleted, or holds only as a placeholder, is a difference, and so is a
  *   warehouse row still live whose source row is gone (its delete never arrived).
- * - History: no fact key has two consecutive versions whose `_row_hash` (the whole source row) is
- *   equal, unless a delete of that key (fact_delete) or a TRUNCATE of its source table
- *   (source_truncate) lies between them. Such a pair is a re-read (a snapshot or replay) that added
- *   a version although nothing changed. NULL hashes (rows loaded before hashes existed) say nothing.
+ * - History: no fact key has a snapshot version whose `_row_hash` (the whole source row) equals
+ *   the version before it, unless a delete of that key (fact_delete) or a TRUNCATE of its source
+ *   table (source_truncate) lies between them. Such a pair is a re-read that added a version
+ *   although nothing changed. A WAL change that rewrote a row with the same values (`SET x = x`)
+ *   is a real version of the source's history and is not counted. NULL hashes say nothing.
  * - dim_date: every date any fact version refers to has its row, with the attributes computed here
  *   independently of the load (ISO day of week, English names, quarter).
  * - An empty source or warehouse fails: two empty databases are equal and prove nothing.
@@ -359,7 +360,7 @@ function rereadSql(table: VerifiedTable): string {
     `(${alias}."_epoch", ${alias}."_lsn", ${alias}."_seq") > (v.p_epoch, v.p_lsn, v.p_seq)
      AND (${alias}."_epoch", ${alias}."_lsn", ${alias}."_seq") < (v."_epoch", v."_lsn", v."_seq")`;
   return `WITH v AS (
-    SELECT t.${key} AS k, t."_epoch", t."_lsn", t."_seq", t."_row_hash",
+    SELECT t.${key} AS k, t."_epoch", t."_lsn", t."_seq", t."_row_hash", t."_snapshot",
            lag(t."_epoch") OVER w AS p_epoch, lag(t."_lsn") OVER w AS p_lsn, lag(t."_seq") OVER w AS p_seq,
            lag(t."_row_hash") OVER w AS p_hash
       FROM ${q(table)} AS t
@@ -367,7 +368,7 @@ function rereadSql(table: VerifiedTable): string {
   ), per_key AS (
     SELECT v.k, count(*)::int AS n
       FROM v
-     WHERE v."_row_hash" = v.p_hash
+     WHERE v."_row_hash" = v.p_hash AND v."_snapshot"
        AND NOT EXISTS (SELECT 1 FROM "fact_delete" AS d
                         WHERE d."warehouse_table" = $1 AND d."key" = v.k AND ${between('d')})
        AND NOT EXISTS (SELECT 1 FROM "source_truncate" AS s
