@@ -30,6 +30,10 @@ export const COMMANDS: Record<string, { summary: string; load: () => Command }> 
     summary: 'Compare the warehouse with the source and print the differences',
     load: () => load('verify'),
   },
+  status: {
+    summary: 'Is the pipeline healthy, and how far behind is it? (exit code 1 when unhealthy)',
+    load: () => load('status'),
+  },
 };
 
 function load(name: string): Command {
