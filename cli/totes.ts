@@ -34,6 +34,10 @@ export const COMMANDS: Record<string, { summary: string; load: () => Command }> 
     summary: 'Is the pipeline healthy, and how far behind is it? (exit code 1 when unhealthy)',
     load: () => load('status'),
   },
+  dashboard: {
+    summary: 'Serve the business dashboard for a warehouse, live, on 127.0.0.1',
+    load: () => load('dashboard'),
+  },
 };
 
 function load(name: string): Command {

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { createLogger, redactUrl } from '../../core/logger';
+import { startLocalDashboard } from '../../dashboard/local-dashboard';
 import { startLocalStack } from '../../local/local-stack';
 import { defineCommand, UsageError } from '../command';
 
@@ -54,6 +55,7 @@ export const command = defineCommand({
       logger,
       onCaptureOutput: (line) => process.stderr.write(`${line}\n`),
     });
+    const dashboard = await startLocalDashboard({ ...stack, logger });
     process.stdout.write(
       [
         '',
@@ -63,6 +65,7 @@ export const command = defineCommand({
         `  kinesis     ${stack.kinesisEndpoint}  stream ${stack.streamName}`,
         `  s3          ${stack.s3Endpoint}  files under ${stack.s3Dir}`,
         `  data dir    ${dataDir}`,
+        `  dashboard   ${dashboard.url}`,
         '  Try: totes simulate --rate 20, then totes verify (URLs above; passwords in the files named).',
         '  Ctrl-C stops everything cleanly; `totes up` with the same --data-dir carries on.',
         '',
@@ -73,6 +76,7 @@ export const command = defineCommand({
       process.once('SIGTERM', () => resolve());
     });
     logger.info('stopping');
+    await dashboard.close();
     await stack.stop();
     return 0;
   },
