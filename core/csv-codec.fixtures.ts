@@ -51,6 +51,7 @@ export interface ChangeSpec {
   ts?: string;
   values: (string | null)[];
   unchanged?: number[];
+  rows?: number;
 }
 
 export function changeFactory(spec: ChangeSpec): Change {
@@ -62,6 +63,7 @@ export function changeFactory(spec: ChangeSpec): Change {
     values: spec.values,
   };
   if (spec.unchanged?.length) change.unchanged = spec.unchanged;
+  if (spec.rows !== undefined) change.rows = spec.rows;
   return change;
 }
 
