@@ -27,14 +27,14 @@ export interface Unreachable {
 
 export interface WarehouseFacts {
   reachable: true;
-  /** reporting.pipeline_tables: one per source table the load has seen. */
+  /** rpt_pipeline_tables: one per source table the load has seen. */
   tables: readonly {
     sourceTable: string;
     warehouseTable: string;
     newestCommitTs: string | null;
     lastLoadedAt: string;
   }[];
-  /** reporting.pipeline_loads: loads of the last hour per warehouse table. */
+  /** rpt_pipeline_loads: loads of the last hour per warehouse table. */
   loads: readonly {
     warehouseTable: string;
     objectsLastMinute: number;

@@ -119,7 +119,7 @@ async function headline(db: Queryable): Promise<HeadlinePanel> {
             sum("units_sold") FILTER (WHERE "order_date" >= date_trunc('month', current_date)) AS month_units,
             sum("revenue") FILTER (WHERE "order_date" >= date_trunc('month', current_date)) AS month_revenue,
             sum("orders") AS all_orders, sum("units_sold") AS all_units, sum("revenue") AS all_revenue
-       FROM "reporting"."sales_by_day"
+       FROM "rpt_sales_by_day"
       GROUP BY "currency_code"
       ORDER BY "currency_code"`,
   );
@@ -143,7 +143,7 @@ async function headline(db: Queryable): Promise<HeadlinePanel> {
 async function topDesigns(db: Queryable): Promise<TopDesign[]> {
   const { rows } = await db.query(
     `SELECT "design_name", "orders", "units_sold"
-       FROM "reporting"."top_designs"
+       FROM "rpt_top_designs"
       ORDER BY "units_rank", "design_name"
       LIMIT 10`,
   );
@@ -153,7 +153,7 @@ async function topDesigns(db: Queryable): Promise<TopDesign[]> {
 async function salesOverTime(db: Queryable): Promise<SalesMonth[]> {
   const { rows } = await db.query(
     `SELECT "month"::text AS month, "currency_code", "orders", "units_sold", "revenue"::text AS revenue
-       FROM "reporting"."sales_by_month"
+       FROM "rpt_sales_by_month"
       ORDER BY "month", "currency_code"`,
   );
   return rows.map((r) => ({
@@ -170,7 +170,7 @@ async function salesByCountry(db: Queryable): Promise<LocationRow[]> {
     `SELECT "delivery_country", sum("orders") AS orders, sum("units_sold") AS units, ${perCurrency('"revenue"')} AS revenue
        FROM (SELECT "delivery_country", "currency_code", sum("orders") AS "orders",
                     sum("units_sold") AS "units_sold", sum("revenue") AS "revenue"
-               FROM "reporting"."sales_by_location" GROUP BY 1, 2) AS by_currency
+               FROM "rpt_sales_by_location" GROUP BY 1, 2) AS by_currency
       GROUP BY "delivery_country"
       ORDER BY units DESC, "delivery_country"
       LIMIT 10`,
@@ -182,7 +182,7 @@ async function salesByCity(db: Queryable): Promise<LocationRow[]> {
   const { rows } = await db.query(
     `SELECT "delivery_country", "delivery_city", sum("orders") AS orders, sum("units_sold") AS units,
             ${perCurrency('"revenue"')} AS revenue
-       FROM "reporting"."sales_by_location"
+       FROM "rpt_sales_by_location"
       GROUP BY "delivery_country", "delivery_city"
       ORDER BY units DESC, "delivery_country", "delivery_city"
       LIMIT 10`,
@@ -194,14 +194,14 @@ async function payments(db: Queryable): Promise<PaymentsPanel> {
   const [outstanding, overdue] = await Promise.all([
     db.query(
       `SELECT "status", "direction", "currency_code", "payments", "amount"::text AS amount
-         FROM "reporting"."payments_by_status"
+         FROM "rpt_payments_by_status"
         WHERE "status" IN ('due', 'overdue')
         ORDER BY "status", "direction", "currency_code"`,
     ),
     db.query(
       `SELECT "payment_id", "counterparty_legal_name", "direction", "currency_code",
               "payment_amount"::text AS amount, "payment_date"::text AS payment_date, "days_overdue"
-         FROM "reporting"."payment"
+         FROM "rpt_payment"
         WHERE "status" = 'overdue'
         ORDER BY "days_overdue" DESC, "payment_id"
         LIMIT 10`,
@@ -231,7 +231,7 @@ async function purchasesBySupplier(db: Queryable): Promise<PurchaseRow[]> {
   const { rows } = await db.query(
     `SELECT "counterparty_legal_name" AS name, sum("orders") AS orders, sum("item_quantity") AS quantity,
             ${perCurrency('"spend"')} AS spend
-       FROM "reporting"."purchases_by_supplier"
+       FROM "rpt_purchases_by_supplier"
       GROUP BY "counterparty_id", "counterparty_legal_name"
       ORDER BY quantity DESC, name
       LIMIT 10`,
@@ -243,7 +243,7 @@ async function purchasesByItem(db: Queryable): Promise<PurchaseRow[]> {
   const { rows } = await db.query(
     `SELECT "item_code" AS name, sum("orders") AS orders, sum("item_quantity") AS quantity,
             ${perCurrency('"spend"')} AS spend
-       FROM "reporting"."purchases_by_item"
+       FROM "rpt_purchases_by_item"
       GROUP BY "item_code"
       ORDER BY quantity DESC, name
       LIMIT 10`,

@@ -27,7 +27,7 @@ import { listObjectsSince, s3ClientFor, type ListedObject } from './s3rver';
  * The gatherers of the health model (core/pipeline-health.ts): each looks at one place and returns
  * facts, or says it could not look. Nothing here judges; assessHealth does.
  *
- * - warehouse: `reporting.pipeline_tables` / `pipeline_loads` (readable by the reporting role);
+ * - warehouse: `rpt_pipeline_tables` / `rpt_pipeline_loads` (readable by the reporting role);
  * - source: the replication slot (pg_replication_slots, pg_stat_replication);
  * - local: what `totes up` keeps under its data directory (runtime.json, capture-state.json,
  *   the delivery stream's checkpoint, the triggers' watermarks and dead-letter files) and what its
@@ -49,12 +49,12 @@ export async function gatherWarehouseFacts(
 ): Promise<{ observedAt: string; facts: WarehouseFacts }> {
   const tables = await client.query(
     `SELECT "source_table", "warehouse_table", "newest_commit_ts", "last_loaded_at"
-       FROM "reporting"."pipeline_tables"`,
+       FROM "rpt_pipeline_tables"`,
   );
   const loads = await client.query(
     `SELECT "warehouse_table", "objects_last_minute"::float8 AS om, "rows_last_minute"::float8 AS rm,
             "objects_last_hour"::float8 AS oh, "rows_last_hour"::float8 AS rh, "last_loaded_at"
-       FROM "reporting"."pipeline_loads"`,
+       FROM "rpt_pipeline_loads"`,
   );
   const observed = (await client.query('SELECT now() AS "now"')).rows[0].now;
   return {
@@ -251,14 +251,18 @@ export async function gatherLocalFacts(options: LocalGatherOptions): Promise<Loc
       const candidates = newProcessed.filter(
         (o) => o.key.endsWith('.parquet') && !o.key.startsWith('quarantine/'),
       );
-      const { rows } = await options.warehouse.query(
-        'SELECT "object_key" FROM "load_log" WHERE "object_key" = ANY($1::text[])',
-        [candidates.map((o) => o.key)],
-      );
-      const loaded = new Set(rows.map((r: { object_key: string }) => r.object_key));
-      load = queueOf(
-        candidates.filter((o) => !loaded.has(o.key) && !quarantinedKeys.has(loadQuarantineKeyFor(o.key))),
-      );
+      try {
+        const { rows } = await options.warehouse.query(
+          'SELECT "object_key" FROM "load_log" WHERE "object_key" = ANY($1::text[])',
+          [candidates.map((o) => o.key)],
+        );
+        const loaded = new Set(rows.map((r: { object_key: string }) => r.object_key));
+        load = queueOf(
+          candidates.filter((o) => !loaded.has(o.key) && !quarantinedKeys.has(loadQuarantineKeyFor(o.key))),
+        );
+      } catch {
+        // The reporting role may not read load_log: the load queue stays unknown.
+      }
     }
     return {
       ...base,

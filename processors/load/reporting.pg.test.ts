@@ -1,5 +1,6 @@
 import { Client } from 'pg';
 import { seedReportingWarehouse } from '../../test/support/reporting-warehouse';
+import { migrateWarehouse } from './migrate';
 
 /**
  * The reporting views (migration 003) against figures computed by hand over the fact and dimension
@@ -8,10 +9,12 @@ import { seedReportingWarehouse } from '../../test/support/reporting-warehouse';
  */
 let warehouse: Client;
 let deletedSalesOrderId: number;
+let seededUrl: string;
 
 beforeAll(async () => {
   const seeded = await seedReportingWarehouse('reporting');
   deletedSalesOrderId = seeded.deletedSalesOrderId;
+  seededUrl = seeded.warehouseUrl;
   warehouse = new Client({ connectionString: seeded.warehouseUrl });
   await warehouse.connect();
 }, 120_000);
@@ -32,23 +35,23 @@ async function rows(sql: string): Promise<unknown[]> {
 
 /** The view's rows and the hand-computed rows, both ordered the same way. */
 async function expectView(view: string, columns: string, orderBy: string, expected: string): Promise<number> {
-  const actual = await rows(`SELECT ${columns} FROM "reporting"."${view}" ORDER BY ${orderBy}`);
+  const actual = await rows(`SELECT ${columns} FROM "rpt_${view}" ORDER BY ${orderBy}`);
   const wanted = await rows(`SELECT ${columns} FROM (${expected}) AS e ORDER BY ${orderBy}`);
   expect(actual).toEqual(wanted);
   return actual.length;
 }
 
 describe('reporting views (real Postgres, seeded warehouse with history)', () => {
-  it('the seeded warehouse has two versions of every fact and one deleted order', async () => {
+  it('the seeded warehouse has history and one deleted order', async () => {
     const [counts] = (await rows(
       `SELECT (SELECT count(*) FROM "fact_sales_order")::int AS versions,
               (SELECT count(DISTINCT "sales_order_id") FROM "fact_sales_order")::int AS orders,
-              (SELECT count(*) FROM "reporting"."sales_order")::int AS current`,
+              (SELECT count(*) FROM "rpt_sales_order")::int AS current`,
     )) as { versions: number; orders: number; current: number }[];
-    expect(counts.versions).toBe(counts.orders * 2);
+    expect(counts.versions).toBeGreaterThan(counts.orders); // the edited orders have a second version
     expect(counts.current).toBe(counts.orders - 1);
     expect(
-      await rows(`SELECT 1 FROM "reporting"."sales_order" WHERE "sales_order_id" = ${deletedSalesOrderId}`),
+      await rows(`SELECT 1 FROM "rpt_sales_order" WHERE "sales_order_id" = ${deletedSalesOrderId}`),
     ).toEqual([]);
   });
 
@@ -75,8 +78,8 @@ describe('reporting views (real Postgres, seeded warehouse with history)', () =>
         GROUP BY 1, 2, 3, 4, 5`,
     );
     const [totals] = (await rows(
-      `SELECT (SELECT sum("revenue") FROM "reporting"."sales_by_day") AS by_day,
-              (SELECT sum("revenue") FROM "reporting"."sales_by_month") AS by_month`,
+      `SELECT (SELECT sum("revenue") FROM "rpt_sales_by_day") AS by_day,
+              (SELECT sum("revenue") FROM "rpt_sales_by_month") AS by_month`,
     )) as { by_day: string; by_month: string }[];
     expect(totals.by_day).toBe(totals.by_month);
   });
@@ -90,9 +93,7 @@ describe('reporting views (real Postgres, seeded warehouse with history)', () =>
               sum(s."units_sold") AS "units_sold", rank() OVER (ORDER BY sum(s."units_sold") DESC) AS "units_rank"
          FROM ${SALES} AS s JOIN "dim_design" d USING ("design_id") GROUP BY 1`,
     );
-    expect(await rows(`SELECT 1 FROM "reporting"."top_designs" WHERE "design_name" = 'Renamed'`)).not.toEqual(
-      [],
-    );
+    expect(await rows(`SELECT 1 FROM "rpt_top_designs" WHERE "design_name" = 'Renamed'`)).not.toEqual([]);
     await expectView(
       'sales_by_design',
       '"design_name", "currency_code", "orders", "units_sold", "revenue", "revenue_rank"',
@@ -151,12 +152,12 @@ describe('reporting views (real Postgres, seeded warehouse with history)', () =>
          FROM ${PAYMENTS} AS p JOIN "dim_payment_type" t USING ("payment_type_id")
          JOIN "dim_currency" c USING ("currency_id") GROUP BY 1, 2, 3`,
     );
-    const statuses = (await rows(`SELECT DISTINCT "status" FROM "reporting"."payment" ORDER BY 1`)) as {
+    const statuses = (await rows(`SELECT DISTINCT "status" FROM "rpt_payment" ORDER BY 1`)) as {
       status: string;
     }[];
     expect(statuses.map((s) => s.status)).toEqual(['due', 'overdue', 'paid']);
     const [overdue] = (await rows(
-      `SELECT count(*)::int AS wrong FROM "reporting"."payment"
+      `SELECT count(*)::int AS wrong FROM "rpt_payment"
         WHERE ("status" = 'overdue') <> (NOT "paid" AND "payment_date" < current_date)
            OR ("status" = 'overdue' AND "days_overdue" <> current_date - "payment_date")`,
     )) as { wrong: number }[];
@@ -200,25 +201,29 @@ describe('reporting views (real Postgres, seeded warehouse with history)', () =>
     );
   });
 
-  it('a role granted the reporting schema reads the views and nothing else', async () => {
-    const role = `totes_reporting_probe_${process.pid}`;
-    await warehouse.query(`DROP ROLE IF EXISTS ${role}`);
-    await warehouse.query(`CREATE ROLE ${role} NOLOGIN`);
+  it('the reporting role reads the rpt_ views and nothing else, whichever of 003 and 004 ran first', async () => {
+    // Roles are cluster-wide: migrate a fresh schema with the role already there (004 first).
+    const role = 'totes_reporting';
+    const existed = (await rows(`SELECT 1 FROM pg_roles WHERE rolname = '${role}'`)).length > 0;
+    if (!existed) await warehouse.query(`CREATE ROLE ${role} NOLOGIN`);
+    const schema = `rpt_grants_${process.pid}`;
+    const other = new Client({ connectionString: seededUrl, options: `-c search_path=${schema}` });
+    await other.connect();
     try {
-      await warehouse.query(`GRANT USAGE ON SCHEMA "reporting" TO ${role}`);
-      await warehouse.query(`GRANT SELECT ON ALL TABLES IN SCHEMA "reporting" TO ${role}`);
-      await warehouse.query('BEGIN');
-      await warehouse.query(`SET LOCAL ROLE ${role}`);
-      const top = await warehouse.query('SELECT count(*)::int AS n FROM "reporting"."top_designs"');
-      expect(top.rows[0].n).toBeGreaterThan(0);
-      await expect(warehouse.query('SELECT 1 FROM "fact_sales_order" LIMIT 1')).rejects.toThrow(
+      await other.query(`CREATE SCHEMA ${schema}`);
+      await migrateWarehouse(other);
+      await other.query('BEGIN');
+      await other.query(`SET LOCAL ROLE ${role}`);
+      const top = await other.query('SELECT count(*)::int AS n FROM "rpt_top_designs"');
+      expect(top.rows[0].n).toBe(0);
+      await expect(other.query('SELECT 1 FROM "fact_sales_order" LIMIT 1')).rejects.toThrow(
         /permission denied/,
       );
+      await other.query('ROLLBACK');
     } finally {
-      await warehouse.query('ROLLBACK');
-      await warehouse.query(`REVOKE ALL ON ALL TABLES IN SCHEMA "reporting" FROM ${role}`);
-      await warehouse.query(`REVOKE ALL ON SCHEMA "reporting" FROM ${role}`);
-      await warehouse.query(`DROP ROLE ${role}`);
+      await other.query(`DROP SCHEMA ${schema} CASCADE`);
+      await other.end();
+      if (!existed) await warehouse.query(`DROP ROLE ${role}`);
     }
   });
 });

@@ -1,6 +1,6 @@
 -- The reporting layer (issue 11): business views for analysts, the dashboard (`totes dashboard`) and
--- QuickSight, in their own schema `reporting`, read through the read-only role `totes_reporting`.
--- Documented column by column in docs/warehouse-reporting.md.
+-- QuickSight, named `rpt_…`, read through the read-only role `totes_reporting`. Documented column by
+-- column in docs/warehouse-reporting.md.
 --
 -- Every view reads the current views of 002 (fact_*_current): "what is true now" has one
 -- definition, and it is not repeated here. Money is never added across currencies: every figure of
@@ -9,25 +9,26 @@
 -- since), so totals here always equal totals over the current facts; lists of dimension members
 -- themselves leave `_deleted` rows out.
 --
+-- A prefix, not a schema of their own: migrations create everything in the schema they run in
+-- (search_path), and two warehouses may share one database in different schemas (the migration
+-- tests do); a fixed schema name would collide.
+--
 -- Privileges. Views run with their owner's rights
--- (https://www.postgresql.org/docs/current/sql-createview.html), so SELECT on a view in this
--- schema is all a reader needs: the reporting role sees the reporting layer and nothing else.
--- The role `totes_reporting` is created by migration 004 (another change), which runs after this
--- one on a fresh warehouse; so that the order of the two does not matter:
---   * here, if the role already exists (roles are cluster-wide), it gets USAGE and SELECT now;
---   * 004, after creating the role, must run (idempotent, and it covers views added later):
---       GRANT USAGE ON SCHEMA "reporting" TO "totes_reporting";
---       GRANT SELECT ON ALL TABLES IN SCHEMA "reporting" TO "totes_reporting";
---       ALTER DEFAULT PRIVILEGES IN SCHEMA "reporting" GRANT SELECT ON TABLES TO "totes_reporting";
+-- (https://www.postgresql.org/docs/current/sql-createview.html), so SELECT on an rpt_ view is all a
+-- reader needs: the reporting role sees the reporting layer and nothing else. The role
+-- `totes_reporting` is created by migration 004 (another change), which runs after this one on a
+-- fresh warehouse; so that the order of the two does not matter:
+--   * here, if the role already exists (roles are cluster-wide), it gets SELECT on the views now;
+--   * 004, after creating the role, must grant SELECT on every rpt_ view of the current schema
+--     (idempotent), e.g. the DO block at the end of this file; a later migration that adds an rpt_
+--     view grants it in the same way.
 --
 -- Never edit this file once released: migrate.ts refuses a changed checksum. Add a new migration.
-
-CREATE SCHEMA "reporting";
 
 -- ---------------------------------------------------------------------------------------- sales
 
 -- One row per sales order as it is now, with the names an analyst reads. The base of the sales views.
-CREATE VIEW "reporting"."sales_order" AS
+CREATE VIEW "rpt_sales_order" AS
 SELECT f."sales_order_id",
        f."created_date" AS "order_date",
        f."created_time" AS "order_time",
@@ -59,17 +60,17 @@ SELECT f."sales_order_id",
   JOIN "dim_currency" AS c ON c."currency_id" = f."currency_id"
   JOIN "dim_location" AS l ON l."location_id" = f."agreed_delivery_location_id";
 
-CREATE VIEW "reporting"."sales_by_day" AS
+CREATE VIEW "rpt_sales_by_day" AS
 SELECT "order_date",
        "currency_id",
        "currency_code",
        count(*) AS "orders",
        sum("units_sold") AS "units_sold",
        sum("revenue") AS "revenue"
-  FROM "reporting"."sales_order"
+  FROM "rpt_sales_order"
  GROUP BY "order_date", "currency_id", "currency_code";
 
-CREATE VIEW "reporting"."sales_by_month" AS
+CREATE VIEW "rpt_sales_by_month" AS
 SELECT date_trunc('month', "order_date")::date AS "month",
        extract(year FROM "order_date")::integer AS "year",
        extract(month FROM "order_date")::integer AS "month_number",
@@ -80,21 +81,21 @@ SELECT date_trunc('month', "order_date")::date AS "month",
        count(*) AS "orders",
        sum("units_sold") AS "units_sold",
        sum("revenue") AS "revenue"
-  FROM "reporting"."sales_order"
+  FROM "rpt_sales_order"
  GROUP BY 1, 2, 3, 4, "currency_id", "currency_code";
 
 -- Designs by name: totesys has many design rows per name (one per file), and the business talks
 -- about "Steel" or "Wooden". Units are comparable across currencies; revenue is not (next view).
-CREATE VIEW "reporting"."top_designs" AS
+CREATE VIEW "rpt_top_designs" AS
 SELECT "design_name",
        count(DISTINCT "design_id") AS "designs",
        count(*) AS "orders",
        sum("units_sold") AS "units_sold",
        rank() OVER (ORDER BY sum("units_sold") DESC) AS "units_rank"
-  FROM "reporting"."sales_order"
+  FROM "rpt_sales_order"
  GROUP BY "design_name";
 
-CREATE VIEW "reporting"."sales_by_design" AS
+CREATE VIEW "rpt_sales_by_design" AS
 SELECT "design_name",
        "currency_id",
        "currency_code",
@@ -102,10 +103,10 @@ SELECT "design_name",
        sum("units_sold") AS "units_sold",
        sum("revenue") AS "revenue",
        rank() OVER (PARTITION BY "currency_id" ORDER BY sum("revenue") DESC) AS "revenue_rank"
-  FROM "reporting"."sales_order"
+  FROM "rpt_sales_order"
  GROUP BY "design_name", "currency_id", "currency_code";
 
-CREATE VIEW "reporting"."sales_by_counterparty" AS
+CREATE VIEW "rpt_sales_by_counterparty" AS
 SELECT "counterparty_id",
        "counterparty_legal_name",
        "counterparty_legal_country",
@@ -115,12 +116,12 @@ SELECT "counterparty_id",
        count(*) AS "orders",
        sum("units_sold") AS "units_sold",
        sum("revenue") AS "revenue"
-  FROM "reporting"."sales_order"
+  FROM "rpt_sales_order"
  GROUP BY "counterparty_id", "counterparty_legal_name", "counterparty_legal_country",
           "counterparty_legal_city", "currency_id", "currency_code";
 
 -- Where the goods go: the order's agreed delivery location.
-CREATE VIEW "reporting"."sales_by_location" AS
+CREATE VIEW "rpt_sales_by_location" AS
 SELECT "delivery_country",
        "delivery_city",
        "currency_id",
@@ -128,10 +129,10 @@ SELECT "delivery_country",
        count(*) AS "orders",
        sum("units_sold") AS "units_sold",
        sum("revenue") AS "revenue"
-  FROM "reporting"."sales_order"
+  FROM "rpt_sales_order"
  GROUP BY "delivery_country", "delivery_city", "currency_id", "currency_code";
 
-CREATE VIEW "reporting"."sales_staff_performance" AS
+CREATE VIEW "rpt_sales_staff_performance" AS
 SELECT "staff_id",
        "staff_name",
        "department_name",
@@ -143,14 +144,14 @@ SELECT "staff_id",
        min("order_date") AS "first_order_date",
        max("order_date") AS "last_order_date",
        rank() OVER (PARTITION BY "currency_id" ORDER BY sum("revenue") DESC) AS "revenue_rank"
-  FROM "reporting"."sales_order"
+  FROM "rpt_sales_order"
  GROUP BY "staff_id", "staff_name", "department_name", "currency_id", "currency_code";
 
 -- ------------------------------------------------------------------------------------- payments
 
 -- One row per payment as it is now. "Today" is the warehouse session's current_date (its TimeZone
 -- setting): a payment not paid whose payment date is before today is overdue, otherwise due.
-CREATE VIEW "reporting"."payment" AS
+CREATE VIEW "rpt_payment" AS
 SELECT f."payment_id",
        f."transaction_id",
        t."transaction_type",
@@ -181,7 +182,7 @@ SELECT f."payment_id",
   JOIN "dim_payment_type" AS pt ON pt."payment_type_id" = f."payment_type_id"
   JOIN "dim_currency" AS c ON c."currency_id" = f."currency_id";
 
-CREATE VIEW "reporting"."payments_by_status" AS
+CREATE VIEW "rpt_payments_by_status" AS
 SELECT "status",
        "direction",
        "currency_id",
@@ -190,12 +191,12 @@ SELECT "status",
        sum("payment_amount") AS "amount",
        min("payment_date") AS "earliest_payment_date",
        max("payment_date") AS "latest_payment_date"
-  FROM "reporting"."payment"
+  FROM "rpt_payment"
  GROUP BY "status", "direction", "currency_id", "currency_code";
 
 -- ------------------------------------------------------------------------------ purchase orders
 
-CREATE VIEW "reporting"."purchase_order" AS
+CREATE VIEW "rpt_purchase_order" AS
 SELECT f."purchase_order_id",
        f."created_date" AS "order_date",
        f."created_time" AS "order_time",
@@ -219,7 +220,7 @@ SELECT f."purchase_order_id",
   JOIN "dim_counterparty" AS cp ON cp."counterparty_id" = f."counterparty_id"
   JOIN "dim_currency" AS c ON c."currency_id" = f."currency_id";
 
-CREATE VIEW "reporting"."purchases_by_supplier" AS
+CREATE VIEW "rpt_purchases_by_supplier" AS
 SELECT "counterparty_id",
        "counterparty_legal_name",
        "counterparty_legal_country",
@@ -228,11 +229,11 @@ SELECT "counterparty_id",
        count(*) AS "orders",
        sum("item_quantity") AS "item_quantity",
        sum("spend") AS "spend"
-  FROM "reporting"."purchase_order"
+  FROM "rpt_purchase_order"
  GROUP BY "counterparty_id", "counterparty_legal_name", "counterparty_legal_country",
           "currency_id", "currency_code";
 
-CREATE VIEW "reporting"."purchases_by_item" AS
+CREATE VIEW "rpt_purchases_by_item" AS
 SELECT "item_code",
        "currency_id",
        "currency_code",
@@ -241,14 +242,14 @@ SELECT "item_code",
        sum("spend") AS "spend",
        -- Weighted by quantity: what one item cost on average.
        round(sum("spend") / nullif(sum("item_quantity"), 0), 2) AS "average_unit_price"
-  FROM "reporting"."purchase_order"
+  FROM "rpt_purchase_order"
  GROUP BY "item_code", "currency_id", "currency_code";
 
 -- ------------------------------------------------------------------------------------- pipeline
 
 -- The load's bookkeeping, so that the reporting role can see how current the warehouse is (the
 -- dashboard's pipeline panel and `totes status --warehouse-url` read these two).
-CREATE VIEW "reporting"."pipeline_tables" AS
+CREATE VIEW "rpt_pipeline_tables" AS
 SELECT p."source_table",
        p."warehouse_table",
        p."newest_commit_ts",
@@ -259,7 +260,7 @@ SELECT p."source_table",
 -- Loads of the last hour, per warehouse table: throughput and when each table last took a load.
 CREATE INDEX "load_log_loaded_at_idx" ON "load_log" ("loaded_at");
 
-CREATE VIEW "reporting"."pipeline_loads" AS
+CREATE VIEW "rpt_pipeline_loads" AS
 SELECT l."table" AS "warehouse_table",
        count(*) AS "objects_last_hour",
        coalesce(sum(l."rows"), 0) AS "rows_last_hour",
@@ -271,10 +272,17 @@ SELECT l."table" AS "warehouse_table",
  GROUP BY l."table";
 
 DO $$
+DECLARE
+  view_name name;
 BEGIN
   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'totes_reporting') THEN
-    GRANT USAGE ON SCHEMA "reporting" TO "totes_reporting";
-    GRANT SELECT ON ALL TABLES IN SCHEMA "reporting" TO "totes_reporting";
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO "totes_reporting"', current_schema());
+    FOR view_name IN
+      SELECT c.relname FROM pg_class c
+       WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'v' AND c.relname LIKE 'rpt\_%'
+    LOOP
+      EXECUTE format('GRANT SELECT ON %I TO "totes_reporting"', view_name);
+    END LOOP;
   END IF;
 END
 $$;
