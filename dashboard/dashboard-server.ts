@@ -6,13 +6,7 @@ import { Pool, types as pgTypes, type PoolConfig } from 'pg';
 import { silentLogger, type Logger } from '../core/logger';
 import { assessHealth, type HealthReport } from '../core/pipeline-health';
 import { gatherWarehouseFacts } from '../local/gather-health';
-import {
-  isPanelName,
-  queryPanels,
-  DASHBOARD_PANELS,
-  type DashboardPanels,
-  type Queryable,
-} from './dashboard-queries';
+import { isPanelName, queryPanels, DASHBOARD_PANELS, type DashboardPanels } from './dashboard-queries';
 
 /**
  * `totes dashboard`: a small HTTP server (fastify: maintained, fast, with request validation and
@@ -105,9 +99,44 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     });
   const pipeline = () =>
     health().catch((e: unknown) => ({ error: e instanceof Error ? e.message : String(e) }));
-  const snapshot = async (db: Queryable): Promise<DashboardSnapshot> => {
-    const [panels, report] = await Promise.all([queryPanels(db), pipeline()]);
-    return { generatedAt: new Date().toISOString(), panels, pipeline: report };
+
+  // ---- the snapshot: every panel and the pipeline report, recomputed only when stale
+  const pollMs = options.pollIntervalMs ?? 1000;
+  const healthMs = options.healthIntervalMs ?? 5000;
+  let current: { snapshot: DashboardSnapshot; lsn: string | null; healthAt: number } | null = null;
+  let inflight: Promise<DashboardSnapshot> | null = null;
+
+  const walPosition = async (): Promise<string | null> => {
+    try {
+      return (await pool.query('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn;
+    } catch {
+      return null; // a standby cannot say (recovery in progress): then time decides
+    }
+  };
+
+  /**
+   * The snapshot as of now. The business panels are recomputed only when the warehouse's WAL moved
+   * since the last computation (read before it, so a change during it is seen next time); the
+   * pipeline report when older than the health interval. Concurrent callers share one computation.
+   */
+  const snapshot = (): Promise<DashboardSnapshot> => {
+    inflight ??= (async () => {
+      const lsn = await walPosition();
+      const healthDue = !current || Date.now() - current.healthAt >= healthMs;
+      const panelsStale = !current || (lsn === null ? healthDue : lsn !== current.lsn);
+      if (!panelsStale && !healthDue) return current!.snapshot;
+      const healthAt = Date.now();
+      const [panels, report] = await Promise.all([
+        panelsStale ? queryPanels(pool) : Promise.resolve(current!.snapshot.panels),
+        pipeline(),
+      ]);
+      const next = { generatedAt: new Date().toISOString(), panels, pipeline: report };
+      current = { snapshot: next, lsn, healthAt };
+      return next;
+    })().finally(() => {
+      inflight = null;
+    });
+    return inflight;
   };
 
   const app: FastifyInstance = Fastify({ logger: false, forceCloseConnections: true });
@@ -120,7 +149,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       reply.type(asset.type).header('cache-control', 'no-cache').send(fs.createReadStream(asset.file)),
     );
 
-  app.get('/api/dashboard', async () => snapshot(pool));
+  app.get('/api/dashboard', async () => snapshot());
   app.get('/api/pipeline', async () => pipeline());
   app.get<{ Params: { name: string } }>('/api/panels/:name', async (request, reply) => {
     const { name } = request.params;
@@ -128,49 +157,23 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     return DASHBOARD_PANELS[name](pool);
   });
 
-  // ---- live updates
+  // ---- live updates: one poll for all open pages, a push when what they show changed
   const clients = new Set<ServerResponse>();
-  let last = '';
-  let lastLsn: string | null = null;
-  let lastHealthAt = 0;
+  let lastShown = '';
   let timer: NodeJS.Timeout | null = null;
-  let busy = false;
-  const pollMs = options.pollIntervalMs ?? 1000;
-  const healthMs = options.healthIntervalMs ?? 5000;
-
-  let current: DashboardSnapshot | null = null;
   const send = (res: ServerResponse, body: string) => res.write(`event: snapshot\ndata: ${body}\n\n`);
   const tick = async () => {
-    if (busy || clients.size === 0) return;
-    busy = true;
+    if (clients.size === 0) return;
     try {
-      let lsn: string | null = null;
-      try {
-        lsn = (await pool.query('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn;
-      } catch {
-        // A standby cannot say (recovery in progress): refresh everything on the health interval.
-      }
-      const due = Date.now() - lastHealthAt >= healthMs;
-      const changed = lsn === null ? due : lsn !== lastLsn || current === null;
-      if (!changed && !due) return;
-      // The business panels only when the warehouse changed; the pipeline panel also when due.
-      const [panels, report] = await Promise.all([
-        changed ? queryPanels(pool) : Promise.resolve(current!.panels),
-        pipeline(),
-      ]);
-      lastLsn = lsn;
-      lastHealthAt = Date.now();
-      current = { generatedAt: new Date().toISOString(), panels, pipeline: report };
+      const next = await snapshot();
       // generatedAt differs every time: compare what the page shows.
-      const shown = JSON.stringify({ panels, pipeline: report });
-      if (shown === last) return;
-      last = shown;
-      const body = JSON.stringify(current);
+      const shown = JSON.stringify({ panels: next.panels, pipeline: next.pipeline });
+      if (shown === lastShown) return;
+      lastShown = shown;
+      const body = JSON.stringify(next);
       for (const res of clients) send(res, body);
     } catch (e) {
       logger.warn('dashboard refresh failed', { err: e });
-    } finally {
-      busy = false;
     }
   };
 
@@ -184,14 +187,10 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       connection: 'keep-alive',
     });
     res.write('retry: 2000\n\n');
-    // The first page after a quiet spell must not get a snapshot from before it.
-    if (clients.size === 0) current = null;
     clients.add(res);
     request.raw.on('close', () => clients.delete(res));
     try {
-      // A new page gets the latest snapshot at once (a fresh one when there is none yet).
-      current ??= await snapshot(pool);
-      send(res, JSON.stringify(current));
+      send(res, JSON.stringify(await snapshot()));
     } catch (e) {
       res.write(
         `event: failure\ndata: ${JSON.stringify({ error: e instanceof Error ? e.message : String(e) })}\n\n`,

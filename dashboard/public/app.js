@@ -140,7 +140,20 @@ function renderSalesOverTime(months) {
     figure('td', integer.format(m.units), m.units),
     figure('td', formatMoney(m.revenue, m.currency), m.revenue),
   ]);
-  const labels = [...new Set(months.map((m) => m.month))];
+  // Every month from the first to the last, so that a month without sales shows as 0, not as nothing.
+  const labels = [];
+  if (months.length) {
+    const [last] = months
+      .map((m) => m.month)
+      .sort()
+      .slice(-1);
+    for (
+      let d = new Date(`${months[0].month}-01T00:00:00Z`);
+      d.toISOString().slice(0, 7) <= last;
+      d.setUTCMonth(d.getUTCMonth() + 1)
+    )
+      labels.push(d.toISOString().slice(0, 7));
+  }
   const currencies = [...new Set(months.map((m) => m.currency))].sort();
   chart('chart-time', {
     type: 'line',
