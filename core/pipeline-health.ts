@@ -366,7 +366,8 @@ export function assessHealth(
 export interface HealthMetric {
   name: string;
   value: number;
-  unit: 'Count' | 'Seconds' | 'Bytes' | 'Count/Second' | 'None';
+  /** CloudWatch units (a rate is `None`: its name says per second). */
+  unit: 'Count' | 'Seconds' | 'Bytes' | 'None';
   /** The warehouse table, for per-table figures. */
   table?: string;
 }
@@ -384,7 +385,7 @@ export function healthMetrics(report: HealthReport): HealthMetric[] {
     if (s.backlog !== null) out.push({ name: `${name}Backlog`, value: s.backlog, unit: 'Count' });
   }
   if (report.throughput)
-    out.push({ name: 'RowsLoadedPerSecond', value: report.throughput.rowsPerSecond, unit: 'Count/Second' });
+    out.push({ name: 'RowsLoadedPerSecond', value: report.throughput.rowsPerSecond, unit: 'None' });
   if (report.quarantined !== null)
     out.push({ name: 'Quarantined', value: report.quarantined, unit: 'Count' });
   if (report.failed !== null) out.push({ name: 'Failed', value: report.failed, unit: 'Count' });

@@ -42,6 +42,16 @@ describe('totes status (real Postgres)', () => {
     expect(report.freshness).toHaveLength(11);
   });
 
+  it('--metrics prints the same figures as one CloudWatch EMF line', async () => {
+    const run = await runTotes('status', '--warehouse-url', warehouseUrl, '--metrics');
+    expect(run.code).toBe(0);
+    const emf = JSON.parse(run.out);
+    expect(emf).toMatchObject({ Stage: 'pipeline', status: 'degraded', Healthy: 1 });
+    expect(emf._aws.CloudWatchMetrics[0]).toMatchObject({ Namespace: 'Totes', Dimensions: [['Stage']] });
+    expect(emf['WarehouseAge.fact_sales_order']).toBeGreaterThan(24 * 3600);
+    expect(emf.RowsLoadedPerSecond).toBeGreaterThanOrEqual(0);
+  });
+
   it('a data directory without a running stack is unhealthy and says why', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-status-'));
     try {

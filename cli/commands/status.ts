@@ -1,10 +1,25 @@
 import path from 'node:path';
-import { renderHealthReport, type HealthReport } from '../../core/pipeline-health';
+import { healthMetrics, renderHealthReport, type HealthReport } from '../../core/pipeline-health';
+import { formatEmf } from '../../processors/shared/metrics';
 import { DEFAULT_SLOT_NAME, gatherHealth, type GatherHealthOptions } from '../../local/gather-health';
 import { defineCommand, UsageError } from '../command';
 
 /** Exit codes: scripts and probes act on them. */
 export const STATUS_EXIT = { healthy: 0, unhealthy: 1 } as const;
+
+/** The report as one EMF document: per-table figures are named `<metric>.<table>`, as the load names its own. */
+export function emfOf(report: HealthReport): string {
+  return formatEmf({
+    stage: 'pipeline',
+    timestamp: new Date(report.observedAt),
+    metrics: healthMetrics(report).map((m) => ({
+      name: m.table ? `${m.name}.${m.table}` : m.name,
+      unit: m.unit,
+      value: m.value,
+    })),
+    properties: { status: report.status },
+  });
+}
 
 export const command = defineCommand({
   name: 'status',
@@ -20,6 +35,7 @@ export const command = defineCommand({
     'warehouse-url': { type: 'string' },
     slot: { type: 'string' },
     json: { type: 'boolean' },
+    metrics: { type: 'boolean' },
     watch: { type: 'boolean' },
     interval: { type: 'string' },
   },
@@ -31,6 +47,8 @@ export const command = defineCommand({
       'The warehouse (freshness, throughput). The reporting role is enough. Default: the embedded warehouse of --data-dir.',
     slot: `The replication slot capture reads (default ${DEFAULT_SLOT_NAME}, or TOTES_SLOT).`,
     json: 'Print the health report as JSON (one object; one line per refresh with --watch).',
+    metrics:
+      "Print the report's figures as one CloudWatch EMF line (namespace Totes, Stage=pipeline) per refresh, for a log-based metrics pipeline.",
     watch: 'Refresh until Ctrl-C; the exit code is that of the last report.',
     interval: 'Seconds between refreshes with --watch (default 2).',
   },
@@ -48,7 +66,8 @@ export const command = defineCommand({
       slotName: values.slot ?? process.env.TOTES_SLOT ?? DEFAULT_SLOT_NAME,
     };
     const print = (report: HealthReport) => {
-      if (values.json)
+      if (values.metrics) process.stdout.write(`${emfOf(report)}\n`);
+      else if (values.json)
         process.stdout.write(`${JSON.stringify(report, null, values.watch ? undefined : 2)}\n`);
       else {
         // console.clear() redraws in place on a terminal and does nothing when piped.
