@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Client, Pool } from 'pg';
-import { startDashboard } from '../dashboard/dashboard-server';
+import { DASHBOARD_SESSION_OPTIONS, startDashboard } from '../dashboard/dashboard-server';
 import { PANEL_NAMES, queryPanels } from '../dashboard/dashboard-queries';
 import { startEmbeddedCluster } from '../local/embedded-postgres';
 import { migrateWarehouse } from '../processors/load/migrate';
@@ -103,7 +103,7 @@ async function main(): Promise<void> {
         // The snapshot answers from its cache while the warehouse's WAL has not moved; after a change
         // it runs every panel query: that cost, measured in-process without the cache.
         endpoints.push(await timeEndpoint(dashboard.url, '/api/dashboard'));
-        const pool = new Pool({ connectionString: url, max: 4 });
+        const pool = new Pool({ connectionString: url, max: 4, options: DASHBOARD_SESSION_OPTIONS });
         pool.on('error', () => undefined); // an idle client's error surfaces on its next query
         try {
           endpoints.push(
