@@ -182,7 +182,7 @@ export class QuicksightStack extends Stack {
     const answers = new ec2.SecurityGroup(this, 'ReturnTrafficSecurityGroup', {
       vpc,
       description:
-        "totes QuickSight interfaces: admit answers from the warehouse (interfaces track no connections)",
+        'totes QuickSight interfaces: admit answers from the warehouse (interfaces track no connections)',
       allowAllOutbound: false,
     });
     answers.addIngressRule(ec2.Peer.ipv4(vpc.vpcCidrBlock), ec2.Port.allTcp(), 'answers from inside the VPC');
@@ -193,7 +193,7 @@ export class QuicksightStack extends Stack {
     );
     const role = new iam.Role(this, 'VpcConnectionRole', {
       assumedBy: new iam.ServicePrincipal('quicksight.amazonaws.com'),
-      description: "QuickSight creates and removes its network interfaces in the warehouse VPC",
+      description: 'QuickSight creates and removes its network interfaces in the warehouse VPC',
       inlinePolicies: {
         interfaces: new iam.PolicyDocument({
           statements: [
