@@ -46,6 +46,7 @@ export const STAFF_COLUMNS: Column[] = [
 
 export interface ChangeSpec {
   op?: Change['op'];
+  epoch?: number;
   lsn?: string;
   seq?: number;
   ts?: string;
@@ -57,6 +58,8 @@ export interface ChangeSpec {
 export function changeFactory(spec: ChangeSpec): Change {
   const change: Change = {
     op: spec.op ?? 'insert',
+    // Decoders state the epoch; fixtures do too, so a round trip compares equal.
+    epoch: spec.epoch ?? 0,
     lsn: spec.lsn ?? '00000000/01000000',
     seq: spec.seq ?? 0,
     ts: spec.ts ?? '2025-02-28T09:15:02.123456Z',

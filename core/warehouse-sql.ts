@@ -817,9 +817,11 @@ export function factRefreshDeleted(name: WarehouseTableName, keys: readonly numb
 }
 
 /**
- * Marks deleted every row of a dimension or staging table that a TRUNCATE of its source table
- * followed (of the given keys, or every row), unless a newer delete is already recorded. A row
- * written after the TRUNCATE is untouched. Returns the keys changed.
+ * Records the newest TRUNCATE of the source table on each row of a dimension or staging table (of
+ * the given keys, or every row) whose recorded delete is older, as a delete of that row: like a
+ * delete, it is kept as its own position and the row is deleted when it is newer than the row's
+ * values — so a row written after the TRUNCATE stays live, whichever loaded first. Returns the keys
+ * whose rows changed.
  */
 export function dimensionApplyTruncates(
   name: WarehouseTableName,
@@ -830,15 +832,16 @@ export function dimensionApplyTruncates(
   const st = params.add(table.source);
   const k = quoteIdent(table.key);
   const newest = [
-    `SELECT tr."_epoch", tr."_lsn", tr."_seq" FROM "source_truncate" AS tr`,
-    `WHERE tr."source_table" = ${st} AND ${pos('tr')} > ${pos('t')}`,
+    `SELECT tr."_epoch", tr."_lsn", tr."_seq" FROM "source_truncate" AS tr WHERE tr."source_table" = ${st}`,
     `  AND (t."_deleted_lsn" IS NULL OR ${pos('tr')} > ${pos('t', '_deleted')})`,
   ].join(' ');
   return {
     text: [
       `UPDATE ${quoteIdent(name)} AS t SET ("_deleted_epoch", "_deleted_lsn", "_deleted_seq") =`,
       `  (${newest} ORDER BY tr."_epoch" DESC, tr."_lsn" DESC, tr."_seq" DESC LIMIT 1),`,
-      '  "_deleted" = true, "_loaded_at" = now()',
+      // Deleted when that TRUNCATE is newer than the row's values (SET reads the old row).
+      `  "_deleted" = EXISTS (${newest} AND ${pos('tr')} > ${pos('t')}),`,
+      '  "_loaded_at" = now()',
       `WHERE EXISTS (${newest})${keyFilter(params, `t.${k}`, keys)}`,
       `RETURNING t.${k} AS "key"`,
     ].join('\n'),
@@ -869,9 +872,6 @@ export function snapshotRowInsert(
     text: [
       'INSERT INTO "snapshot_row" ("source_table", "snapshot_epoch", "snapshot_lsn", "seq", "key")',
       `SELECT ${table}, ${epoch}::bigint, ${lsn}::pg_lsn, x."seq", x."key" FROM ${from}`,
-      // Rows of a snapshot already reconciled (a late duplicate) are not kept.
-      `WHERE NOT EXISTS (SELECT 1 FROM "snapshot_table" AS s WHERE s."source_table" = ${table}`,
-      `  AND s."snapshot_epoch" = ${epoch}::bigint AND s."snapshot_lsn" = ${lsn}::pg_lsn AND s."reconciled_at" IS NOT NULL)`,
       'ON CONFLICT DO NOTHING',
     ].join('\n'),
     values: params.values,
@@ -913,41 +913,55 @@ export function snapshotProgress(id: SnapshotId): SqlStatement {
   };
 }
 
-/** The marker's position: what a delete found by reconciliation is recorded at. */
-function markerPosition(params: Params, id: SnapshotId, endSeq: number): string[] {
+/**
+ * The completed snapshots of a table that a row at position `row` predates and whose rows do not
+ * include key `keyExpr`: at each of them the row no longer existed. Optionally one snapshot only.
+ */
+function snapshotsLacking(
+  params: Params,
+  sourceTable: string,
+  row: string,
+  keyExpr: string,
+  only: SnapshotId | null,
+): string {
+  const table = params.add(sourceTable);
+  const one = only
+    ? ` AND s."snapshot_epoch" = ${params.add(only.epoch)}::bigint AND s."snapshot_lsn" = ${params.add(only.lsn)}::pg_lsn`
+    : '';
   return [
-    `${params.add(id.epoch)}::bigint`,
-    `${params.add(id.lsn)}::pg_lsn`,
-    `${params.add(endSeq)}::bigint`,
-  ];
-}
-
-function notInSnapshot(params: Params, id: SnapshotId, keyExpr: string): string {
-  return [
-    `NOT EXISTS (SELECT 1 FROM "snapshot_row" AS r WHERE r."source_table" = ${params.add(id.sourceTable)}`,
-    `  AND r."snapshot_epoch" = ${params.add(id.epoch)}::bigint AND r."snapshot_lsn" = ${params.add(id.lsn)}::pg_lsn`,
-    `  AND r."key" = ${keyExpr})`,
+    `"snapshot_table" AS s WHERE s."source_table" = ${table} AND s."reconciled_at" IS NOT NULL${one}`,
+    `  AND (s."snapshot_epoch", s."snapshot_lsn", s."end_seq") > ${row}`,
+    `  AND NOT EXISTS (SELECT 1 FROM "snapshot_row" AS r WHERE r."source_table" = s."source_table"`,
+    `    AND r."snapshot_epoch" = s."snapshot_epoch" AND r."snapshot_lsn" = s."snapshot_lsn" AND r."key" = ${keyExpr})`,
   ].join('\n');
 }
 
 /**
- * Reconciles a dimension or staging table with a completed snapshot: every row older than the
- * snapshot that the snapshot did not hold no longer existed then, so it is marked deleted at the
- * marker's position (unless a newer delete is recorded). Placeholders (`_inferred`) are left alone:
- * they are references, not rows anyone saw. Returns the keys marked.
+ * Applies completed snapshots to a dimension or staging table: a row older than a completed
+ * snapshot that did not hold it no longer existed then, so it is marked deleted at the snapshot's
+ * end marker (unless a newer delete is recorded). Run for one snapshot when it completes (every
+ * key), and for the keys of every later load (a row that arrives after its snapshot completed).
+ * Placeholders (`_inferred`) are left alone: they are references, not rows anyone saw. Returns the
+ * keys marked.
  */
-export function dimensionReconcile(name: WarehouseTableName, id: SnapshotId, endSeq: number): SqlStatement {
-  const table = tableOf(name, ['dimension', 'staging'], 'dimensionReconcile');
+export function dimensionApplySnapshots(
+  name: WarehouseTableName,
+  keys: readonly number[] | null,
+  only: SnapshotId | null = null,
+): SqlStatement {
+  const table = tableOf(name, ['dimension', 'staging'], 'dimensionApplySnapshots');
   const params = new Params();
   const k = quoteIdent(table.key);
-  const marker = `(${markerPosition(params, id, endSeq).join(', ')})`;
+  const lacking = snapshotsLacking(params, table.source!, pos('t'), `t.${k}`, only);
+  const newer = `AND (t."_deleted_lsn" IS NULL OR (s."snapshot_epoch", s."snapshot_lsn", s."end_seq") > ${pos('t', '_deleted')})`;
   return {
     text: [
-      `UPDATE ${quoteIdent(name)} AS t SET ("_deleted_epoch", "_deleted_lsn", "_deleted_seq") = ${marker},`,
+      `UPDATE ${quoteIdent(name)} AS t SET ("_deleted_epoch", "_deleted_lsn", "_deleted_seq") =`,
+      `  (SELECT s."snapshot_epoch", s."snapshot_lsn", s."end_seq" FROM ${lacking} ${newer}`,
+      '   ORDER BY s."snapshot_epoch" DESC, s."snapshot_lsn" DESC LIMIT 1),',
       '  "_deleted" = true, "_loaded_at" = now()',
-      `WHERE NOT t."_inferred" AND ${pos('t')} < ${marker}`,
-      `  AND (t."_deleted_lsn" IS NULL OR ${pos('t', '_deleted')} < ${marker})`,
-      `  AND ${notInSnapshot(params, id, `t.${k}`)}`,
+      `WHERE NOT t."_inferred"${keyFilter(params, `t.${k}`, keys)}`,
+      `  AND EXISTS (SELECT 1 FROM ${snapshotsLacking(params, table.source!, pos('t'), `t.${k}`, only)} ${newer})`,
       `RETURNING t.${k} AS "key"`,
     ].join('\n'),
     values: params.values,
@@ -955,25 +969,28 @@ export function dimensionReconcile(name: WarehouseTableName, id: SnapshotId, end
 }
 
 /**
- * Reconciles a fact with a completed snapshot: every key with a version older than the snapshot
- * that the snapshot did not hold gets a delete at the marker's position. (A key the source
- * re-created after the snapshot keeps its newer versions: the delete only ends the older one.)
- * Returns the keys (RETURNING "key").
+ * Applies completed snapshots to a fact: every key with a version older than a completed snapshot
+ * that did not hold it gets a delete at the snapshot's end marker. (A key the source created again
+ * after the snapshot keeps its newer versions: the delete only ends the older one.) For one
+ * snapshot when it completes (every key), and for the keys of every later load. Returns the keys
+ * (RETURNING "key").
  */
-export function factReconcile(name: WarehouseTableName, id: SnapshotId, endSeq: number): SqlStatement {
-  const table = factTable(name, 'factReconcile');
+export function factApplySnapshots(
+  name: WarehouseTableName,
+  keys: readonly number[] | null,
+  only: SnapshotId | null = null,
+): SqlStatement {
+  const table = factTable(name, 'factApplySnapshots');
   const params = new Params();
   const k = quoteIdent(table.key);
   const wt = params.add(name);
-  const parts = markerPosition(params, id, endSeq);
-  const marker = `(${parts.join(', ')})`;
+  const lacking = snapshotsLacking(params, table.source!, pos('f'), `f.${k}`, only);
   return {
     text: [
       'INSERT INTO "fact_delete" ("warehouse_table", "key", "_epoch", "_lsn", "_seq", "_commit_ts", "reason")',
-      `SELECT DISTINCT ${wt}, f.${k}, ${parts.join(', ')}, NULL::timestamptz, 'resync'`,
-      `FROM ${quoteIdent(name)} AS f`,
-      `WHERE ${pos('f')} < ${marker}`,
-      `  AND ${notInSnapshot(params, id, `f.${k}`)}`,
+      `SELECT DISTINCT ${wt}, f.${k}, s."snapshot_epoch", s."snapshot_lsn", s."end_seq", s."marker_commit_ts", 'resync'`,
+      `FROM ${quoteIdent(name)} AS f, ${lacking}`,
+      `${keyFilter(params, `f.${k}`, keys).replace(' AND', '  AND')}`,
       'ON CONFLICT DO NOTHING',
       'RETURNING "key"',
     ].join('\n'),
@@ -981,17 +998,23 @@ export function factReconcile(name: WarehouseTableName, id: SnapshotId, endSeq: 
   };
 }
 
-/** Closes a reconciled snapshot: records when and how many rows it deleted, forgets its rows. */
-export function snapshotMarkReconciled(id: SnapshotId, deletedRows: number): SqlStatement[] {
-  const values = [id.sourceTable, id.epoch, id.lsn];
-  const where = '"source_table" = $1 AND "snapshot_epoch" = $2::bigint AND "snapshot_lsn" = $3::pg_lsn';
-  return [
-    {
-      text: `UPDATE "snapshot_table" SET "reconciled_at" = now(), "deleted_rows" = $4 WHERE ${where}`,
-      values: [...values, deletedRows],
-    },
-    { text: `DELETE FROM "snapshot_row" WHERE ${where}`, values },
-  ];
+/**
+ * Marks a snapshot reconciled: from now on it deletes what it did not hold (see the two functions
+ * above). Its rows' keys are kept: a row that loads late is checked against them.
+ */
+export function snapshotMarkReconciled(id: SnapshotId): SqlStatement {
+  return {
+    text: 'UPDATE "snapshot_table" SET "reconciled_at" = now() WHERE "source_table" = $1 AND "snapshot_epoch" = $2::bigint AND "snapshot_lsn" = $3::pg_lsn',
+    values: [id.sourceTable, id.epoch, id.lsn],
+  };
+}
+
+/** Records how many rows a snapshot's reconciliation marked deleted (for operators). */
+export function snapshotRecordDeleted(id: SnapshotId, deletedRows: number): SqlStatement {
+  return {
+    text: 'UPDATE "snapshot_table" SET "deleted_rows" = $4 WHERE "source_table" = $1 AND "snapshot_epoch" = $2::bigint AND "snapshot_lsn" = $3::pg_lsn',
+    values: [id.sourceTable, id.epoch, id.lsn, deletedRows],
+  };
 }
 
 /** Serialises snapshot bookkeeping across loads until the transaction ends (taken last). */

@@ -1,3 +1,4 @@
+/* eslint-disable security/detect-non-literal-fs-filename -- the page and its assets, fixed paths beside this module and in node_modules */
 import Fastify, { type FastifyInstance } from 'fastify';
 import fs from 'node:fs';
 import type { ServerResponse } from 'node:http';

@@ -1,3 +1,4 @@
+/* eslint-disable security/detect-non-literal-fs-filename -- a temporary directory this script creates, and docs/dashboard.png */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';

@@ -1,3 +1,4 @@
+/* eslint-disable security/detect-non-literal-fs-filename -- files under the operator's --data-dir (runtime.json, checkpoints, watermarks, dead letters) and its embedded clusters */
 import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand } from '@aws-sdk/client-kinesis';
 import type { S3Client } from '@aws-sdk/client-s3';
 import fs from 'node:fs';

@@ -8,14 +8,14 @@ import {
   dimDateInsert,
   dimensionApplyTruncates,
   dimensionDelete,
-  dimensionReconcile,
+  dimensionApplySnapshots,
   dimensionUpsert,
   factDeleteInsert,
   factDropRedundantSnapshots,
   factInheritance,
   factInsert,
   factLock,
-  factReconcile,
+  factApplySnapshots,
   factRefreshDeleted,
   factTruncateDeletes,
   loadLogInsert,
@@ -25,6 +25,7 @@ import {
   progressUpsert,
   snapshotLock,
   snapshotMarkReconciled,
+  snapshotRecordDeleted,
   snapshotProgress,
   snapshotRowInsert,
   snapshotTableUpsert,
@@ -163,11 +164,14 @@ async function settleFacts(
 ): Promise<void> {
   const truncated = await keysOf(client, factTruncateDeletes(batch.table, keys));
   outcome.truncated += truncated.length;
+  // A version that loads after a snapshot it predates completed: that snapshot may end it.
+  const resynced = keys ? await keysOf(client, factApplySnapshots(batch.table, keys)) : [];
   const touched = keys ?? truncated;
   if (touched.length === 0) return;
-  if (batch.upserts.some((u) => u.snapshot))
+  // Also when this object holds no snapshot row: it may hold the version a re-read repeats.
+  if (batch.upserts.length)
     outcome.rereadVersionsDropped += await run(client, factDropRedundantSnapshots(batch.table, touched));
-  await run(client, factRefreshDeleted(batch.table, touched));
+  await run(client, factRefreshDeleted(batch.table, [...new Set([...touched, ...resynced])]));
 }
 
 /**
@@ -182,7 +186,8 @@ async function applySnapshots(
 ): Promise<void> {
   // Reconciling may recompute derived dimensions: take their locks first, as every load does.
   if (batch.kind !== 'fact')
-    for (const { derived } of derivedDimensionsFedBy(batch.table)) await run(client, derivedLock(derived.table));
+    for (const { derived } of derivedDimensionsFedBy(batch.table))
+      await run(client, derivedLock(derived.table));
   await run(client, snapshotLock());
   for (const part of parts) {
     await run(client, snapshotTableUpsert(part.id, part.end));
@@ -191,18 +196,18 @@ async function applySnapshots(
     const state = rows[0];
     if (state.reconciled_at !== null || state.expected_rows === null) continue;
     if (Number(state.loaded_rows) < Number(state.expected_rows)) continue;
-    const endSeq = Number(state.end_seq);
+    await run(client, snapshotMarkReconciled(part.id));
     let deleted: number[];
     if (batch.kind === 'fact') {
-      deleted = await keysOf(client, factReconcile(batch.table, part.id, endSeq));
+      deleted = await keysOf(client, factApplySnapshots(batch.table, null, part.id));
       if (deleted.length) await run(client, factRefreshDeleted(batch.table, deleted));
     } else {
-      deleted = await keysOf(client, dimensionReconcile(batch.table, part.id, endSeq));
+      deleted = await keysOf(client, dimensionApplySnapshots(batch.table, null, part.id));
       if (deleted.length)
         for (const { derived, side } of derivedDimensionsFedBy(batch.table))
           await run(client, derivedRecompute(derived, side, deleted));
     }
-    for (const statement of snapshotMarkReconciled(part.id, deleted.length)) await run(client, statement);
+    await run(client, snapshotRecordDeleted(part.id, deleted.length));
     outcome.reconciled.push({ ...part.id, deleted: deleted.length });
   }
 }
@@ -251,7 +256,8 @@ async function applyOnce(
       if (batch.deletes.length)
         outcome.deletes = await run(client, factDeleteInsert(batch.table, batch.deletes, 'delete'));
       if (truncates) await run(client, truncateInsert(batch.sourceTable!, batch.truncates));
-      if (batch.keys.length || truncates) await settleFacts(client, batch, truncates ? null : batch.keys, outcome);
+      if (batch.keys.length || truncates)
+        await settleFacts(client, batch, truncates ? null : batch.keys, outcome);
     }
   } else if (batch.kind !== 'date') {
     if (batch.upserts.length)
@@ -265,7 +271,11 @@ async function applyOnce(
         ? await keysOf(client, dimensionApplyTruncates(batch.table, truncates ? null : batch.keys))
         : [];
     outcome.truncated = truncated.length;
-    const keys = [...new Set([...batch.keys, ...truncated])].sort((a, b) => a - b);
+    // A row that loads after a snapshot it predates completed: that snapshot may delete it.
+    const resynced = batch.keys.length
+      ? await keysOf(client, dimensionApplySnapshots(batch.table, batch.keys))
+      : [];
+    const keys = [...new Set([...batch.keys, ...truncated, ...resynced])].sort((a, b) => a - b);
     for (const { derived, side } of derivedDimensionsFedBy(batch.table)) {
       if (!keys.length) continue;
       await run(client, derivedLock(derived.table));

@@ -169,7 +169,8 @@ function checkRow(
   const at = `row ${index}`;
   const start = issues.length;
   const op = row._op;
-  if (!(ROW_OPS as readonly unknown[]).includes(op)) issues.push(`${at}: _op is not one of ${ROW_OPS.join(', ')}`);
+  if (!(ROW_OPS as readonly unknown[]).includes(op))
+    issues.push(`${at}: _op is not one of ${ROW_OPS.join(', ')}`);
   const epoch = row._epoch ?? 0;
   if (!isCount(epoch)) issues.push(`${at}: _epoch is not a non-negative integer`);
   if (op === 'snapshot_end' && !isCount(row._rows)) issues.push(`${at}: snapshot_end without _rows`);

@@ -96,7 +96,7 @@ CREATE TABLE "source_truncate" (
 -- Snapshots, per source table. A snapshot is identified by (epoch, lsn) of its rows; its end marker
 -- (position _epoch/_lsn/end_seq) says how many rows it sent. Rows and marker travel in different
 -- objects and load in any order: reconciliation (deleting what the snapshot no longer holds) runs
--- in whichever load completes the set, once.
+-- in whichever load completes the set, once; deleted_rows counts what it found then.
 CREATE TABLE "snapshot_table" (
   "source_table" text NOT NULL,
   "snapshot_epoch" bigint NOT NULL,
@@ -109,8 +109,9 @@ CREATE TABLE "snapshot_table" (
   CONSTRAINT "snapshot_table_pkey" PRIMARY KEY ("source_table", "snapshot_epoch", "snapshot_lsn")
 );
 
--- The rows of snapshots not yet reconciled: which ordinals arrived (to count them exactly, whatever
--- the duplicates) and their keys (what the snapshot holds). Emptied once the table is reconciled.
+-- The rows of each snapshot: which ordinals arrived (to count them exactly, whatever the
+-- duplicates) and their keys (what the snapshot held). Kept after reconciliation: a row that loads
+-- late, older than a completed snapshot that did not hold it, is deleted at that snapshot too.
 CREATE TABLE "snapshot_row" (
   "source_table" text NOT NULL,
   "snapshot_epoch" bigint NOT NULL,
