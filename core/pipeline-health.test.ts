@@ -70,13 +70,7 @@ const local = (overrides: Partial<LocalFacts> = {}): LocalFacts => ({
   stream: { backlogRecords: 2, backlogCapped: false, oldestArrivalAt: ago(1) },
   transform: { waiting: 1, oldestWaitingAt: ago(2) },
   load: { waiting: 0, oldestWaitingAt: null },
-  quarantine: {
-    deliveryErrorObjects: 0,
-    transformRejectedObjects: 0,
-    transformUnreadableObjects: 0,
-    loadObjects: 0,
-  },
-  deadLetters: { transform: 0, load: 0 },
+  outstanding: { quarantined: 0, rejected: 0, deadLettered: 0 },
   lastError: null,
   ...overrides,
 });
@@ -175,13 +169,7 @@ describe('assessHealth', () => {
     const report = assessHealth(
       facts({
         local: local({
-          quarantine: {
-            deliveryErrorObjects: 1,
-            transformRejectedObjects: 2,
-            transformUnreadableObjects: 0,
-            loadObjects: 1,
-          },
-          deadLetters: { transform: 0, load: 2 },
+          outstanding: { quarantined: 3, rejected: 1, deadLettered: 2 },
           lastError: { at: ago(5), stage: 'load', message: 'connection refused' },
         }),
       }),
@@ -222,10 +210,15 @@ describe('healthMetrics and rendering', () => {
 
   it('renders the verdict first, then the problems and the figures', () => {
     const text = renderHealthReport(
-      assessHealth(facts({ source: source(), local: local({ deadLetters: { transform: 1, load: 0 } }) })),
+      assessHealth(
+        facts({
+          source: source(),
+          local: local({ outstanding: { quarantined: 0, rejected: 0, deadLettered: 1 } }),
+        }),
+      ),
     );
     expect(text.split('\n')[0]).toBe(`totes is unhealthy (observed ${AT})`);
-    expect(text).toMatch(/CRITICAL 1 invocation\(s\) failed after every retry/);
+    expect(text).toMatch(/CRITICAL 1 event\(s\) failed after every retry/);
     expect(text).toMatch(/capture\s+1\.0 kB \/ 500 ms/);
     expect(text).toMatch(/fact_sales_order\s+2025-02-28 11:59:58 2\.0 s/);
     expect(text).toMatch(/throughput {2}10\.0 rows\/s/);

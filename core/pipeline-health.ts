@@ -74,18 +74,12 @@ export interface LocalFacts {
   /** Objects created but not yet handled, per stage (null: could not look). */
   transform: StageQueueFacts | null;
   load: StageQueueFacts | null;
-  /** Quarantined work (needs a person; nothing is lost): objects and rows. */
-  quarantine: {
-    /** Firehose record-transformation failures (error prefix objects). */
-    deliveryErrorObjects: number;
-    /** Transform: objects holding rejected changes, and unreadable objects. */
-    transformRejectedObjects: number;
-    transformUnreadableObjects: number;
-    /** Load: objects the warehouse refused. */
-    loadObjects: number;
-  } | null;
-  /** Invocations that failed after every retry (the dead-letter files). */
-  deadLetters: { transform: number; load: number };
+  /**
+   * Work set aside instead of loaded (needs a person; nothing is lost), as `totes verify` counts it
+   * (processors/load/outstanding-problems.ts): quarantined objects (transform, load), records the
+   * delivery stream rejected, and events whose handler failed after every retry. null: not looked.
+   */
+  outstanding: { quarantined: number; rejected: number; deadLettered: number } | null;
   lastError: { at: string; stage: string; message: string } | null;
 }
 
@@ -313,27 +307,25 @@ export function assessHealth(
       stages.push({ stage, lagSeconds: lag ?? (q ? 0 : null), backlog: q?.waiting ?? null });
       add(stageLagProblem(stage, lag, q?.waiting ?? null, 'objects', t));
     }
-    if (local.quarantine) {
-      const q = local.quarantine;
-      quarantined =
-        q.deliveryErrorObjects + q.transformRejectedObjects + q.transformUnreadableObjects + q.loadObjects;
+    if (local.outstanding) {
+      const o = local.outstanding;
+      quarantined = o.quarantined + o.rejected;
+      failed = o.deadLettered;
       if (quarantined > 0)
         add({
           severity: 'warning',
           code: 'quarantined',
           message:
-            `quarantine: ${quarantined} object(s) need attention (delivery errors ${q.deliveryErrorObjects}, ` +
-            `transform rejected ${q.transformRejectedObjects}, unreadable ${q.transformUnreadableObjects}, ` +
-            `load ${q.loadObjects})`,
+            `quarantine: ${quarantined} item(s) set aside need attention (quarantined ${o.quarantined}, ` +
+            `rejected by the delivery stream ${o.rejected})`,
+        });
+      if (failed > 0)
+        add({
+          severity: 'critical',
+          code: 'failed-work',
+          message: `${failed} event(s) failed after every retry: their data is not in the warehouse`,
         });
     }
-    failed = local.deadLetters.transform + local.deadLetters.load;
-    if (failed > 0)
-      add({
-        severity: 'critical',
-        code: 'failed-work',
-        message: `${failed} invocation(s) failed after every retry (transform ${local.deadLetters.transform}, load ${local.deadLetters.load}): their data is not in the warehouse`,
-      });
   } else if (facts.warehouse.reachable && !facts.source) {
     // Warehouse only: old data may be an idle source or a stalled pipeline; say so, gently.
     const stale = freshness.filter((f) => f.ageSeconds !== null && f.ageSeconds >= t.freshnessWarningSeconds);

@@ -17,7 +17,7 @@ import {
   type WarehouseFacts,
 } from '../core/pipeline-health';
 import { loadQuarantineKeyFor, LOAD_QUARANTINE_ROOT } from '../processors/load/create-handler';
-import { QUARANTINE_ROOT as TRANSFORM_QUARANTINE_ROOT } from '../processors/transform/create-handler';
+import { outstandingProblems } from '../processors/load/outstanding-problems';
 import { INGESTION_ROOT } from '../core/csv-codec';
 import { CHECKPOINT_FILE, DeliveryCheckpointSchema } from './delivery-stream-checkpoint';
 import { kinesisClientFor } from './kinesalite';
@@ -216,14 +216,28 @@ export async function gatherLocalFacts(options: LocalGatherOptions): Promise<Loc
       // A torn last line (killed mid-write): the count still stands.
     }
   }
+  let outstanding: LocalFacts['outstanding'] = null;
+  try {
+    const report = await outstandingProblems(dataDir, { limit: 0 });
+    if (report.checked) {
+      const count = (kind: string) =>
+        report.items.filter((i) => i.kind === kind).reduce((n, i) => n + i.count, 0);
+      outstanding = {
+        quarantined: count('quarantined'),
+        rejected: count('rejected'),
+        deadLettered: count('dead-lettered'),
+      };
+    }
+  } catch {
+    // Not a data directory (yet): nothing set aside can be counted.
+  }
   const base: LocalFacts = {
     running: false,
     snapshotCompleted: fs.existsSync(path.join(dataDir, 'capture-state.json')),
     stream: null,
     transform: null,
     load: null,
-    quarantine: null,
-    deadLetters: { transform: transformDead.count, load: loadDead.count },
+    outstanding,
     lastError,
   };
   let runtime: RuntimeInfo;
@@ -238,15 +252,17 @@ export async function gatherLocalFacts(options: LocalGatherOptions): Promise<Loc
     const since = (bucket: string, prefix: string, stage: string) =>
       listObjectsSince(s3, bucket, readWatermark(path.join(triggers, `${stage}.watermark.json`)), { prefix });
 
-    const [errors, transformQuarantine, loadQuarantine, newIngested, newProcessed] = await Promise.all([
-      all(runtime.ingestionBucket, 'errors/'),
-      all(runtime.processedBucket, `${TRANSFORM_QUARANTINE_ROOT}/`),
+    const [loadQuarantine, newIngested, newProcessed] = await Promise.all([
       all(runtime.processedBucket, `${LOAD_QUARANTINE_ROOT}/`),
       since(runtime.ingestionBucket, `${INGESTION_ROOT}/`, 'transform'),
       since(runtime.processedBucket, '', 'load'),
     ]);
-    const quarantinedLoads = loadQuarantine.filter((o) => o.key.endsWith('.reason.json'));
-    const quarantinedKeys = new Set(quarantinedLoads.map((o) => o.key.slice(0, -'.reason.json'.length)));
+    // An object the load quarantined is handled, not waiting.
+    const quarantinedKeys = new Set(
+      loadQuarantine
+        .filter((o) => o.key.endsWith('.reason.json'))
+        .map((o) => o.key.slice(0, -'.reason.json'.length)),
+    );
     let load: StageQueueFacts | null = null;
     if (options.warehouse) {
       const candidates = newProcessed.filter(
@@ -272,12 +288,6 @@ export async function gatherLocalFacts(options: LocalGatherOptions): Promise<Loc
       transform: queueOf(newIngested),
       load,
       stream: await streamBacklog(runtime, dataDir),
-      quarantine: {
-        deliveryErrorObjects: errors.length,
-        transformRejectedObjects: transformQuarantine.filter((o) => o.key.endsWith('.rejected.jsonl')).length,
-        transformUnreadableObjects: transformQuarantine.filter((o) => o.key.endsWith('.object.jsonl')).length,
-        loadObjects: quarantinedLoads.length,
-      },
     };
   } catch (e) {
     return { ...base, notRunningReason: `its S3 or Kinesis did not answer: ${errorText(e)}` };
