@@ -237,7 +237,7 @@ export function assessHealth(
       add({
         severity: 'critical',
         code: 'slot-missing',
-        message: `source: replication slot ${facts.source.slotName} does not exist (capture never started, or the slot was dropped)`,
+        message: `source: replication slot ${facts.source.slotName} does not exist in this database (capture never started, or the slot was dropped)`,
       });
       stages.push({ stage: 'capture', lagSeconds: null, lagBytes: null, backlog: null });
     } else {

@@ -65,6 +65,9 @@ describe('gatherSourceFacts (real Postgres)', () => {
         expect(facts.slot).toMatchObject({ active: false, walStatus: 'reserved', lagSeconds: null });
         expect(facts.slot!.lagBytes).toBeGreaterThan(100_000);
         expect(facts.slot!.retainedWalBytes).toBeGreaterThanOrEqual(facts.slot!.lagBytes!);
+        // Slot names are cluster-wide: from another database it is not capture's slot.
+        const elsewhere = await withClient(warehouseUrl, (w: Client) => gatherSourceFacts(w, slot));
+        expect(elsewhere.slot).toBeNull();
       } finally {
         await c.query('SELECT pg_drop_replication_slot($1)', [slot]);
       }

@@ -81,7 +81,12 @@ export async function gatherWarehouseFacts(
 }
 
 export async function gatherSourceFacts(client: Client, slotName = DEFAULT_SLOT_NAME): Promise<SourceFacts> {
-  const slot = await getSlot(client, slotName);
+  // Slot names are cluster-wide: one of this name in another database is not capture's.
+  const { rows: owner } = await client.query(
+    'SELECT database = current_database() AS ours FROM pg_replication_slots WHERE slot_name = $1',
+    [slotName],
+  );
+  const slot = owner[0]?.ours ? await getSlot(client, slotName) : null;
   if (!slot) return { reachable: true, slotName, slot: null };
   let lagSeconds: number | null = null;
   if (slot.activePid !== null) {
