@@ -314,6 +314,31 @@ describe('capture service (real Postgres + kinesalite)', () => {
     await stopCapture(h);
   });
 
+  it('takes a resync request while streaming: the table is read again and ends with a marker', async () => {
+    const url = await createTestDatabase('capture_resync');
+    await withClient(url, async (c) => {
+      await c.query('CREATE TABLE item (id int PRIMARY KEY, n int NOT NULL)');
+      await c.query('CREATE TABLE other (id int PRIMARY KEY)');
+      await c.query('INSERT INTO item SELECT g, g FROM generate_series(1, 50) g');
+    });
+    const h = await startCapture(url, ['item', 'other']);
+    await waitFor('snapshot', async () => ((await h.state.load())?.snapshotCompletedAt ? true : undefined));
+    await collectUntil(h, 'the first markers', () => h.collector.markersOf('other').length === 1);
+    await h.state.saveResyncRequest({ requestedAt: new Date().toISOString(), tables: ['item'] });
+    await collectUntil(h, 'the second snapshot of item', () => h.collector.markersOf('item').length === 2);
+    const [first, second] = h.collector.markersOf('item');
+    expect([first.rows, second.rows]).toEqual([50, 50]);
+    // The resync is its own snapshot: a later consistent point, the same epoch.
+    expect(second.epoch).toBe(first.epoch);
+    expect(second.lsn > first.lsn).toBe(true);
+    expect(h.collector.ofTable('item').filter((c) => c.op === 'snapshot')).toHaveLength(100);
+    expect(h.collector.markersOf('other')).toHaveLength(1);
+    await waitFor('the request to be cleared', async () =>
+      (await h.state.loadResyncRequest()) === null ? true : undefined,
+    );
+    await stopCapture(h);
+  });
+
   it('keeps an idle slot moving with heartbeats', async () => {
     const url = await createTestDatabase('capture_idle');
     await withClient(url, (c) =>

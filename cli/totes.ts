@@ -38,6 +38,10 @@ export const COMMANDS: Record<string, { summary: string; load: () => Command }> 
     summary: 'Serve the business dashboard for a warehouse, live, on 127.0.0.1',
     load: () => load('dashboard'),
   },
+  resync: {
+    summary: 'Ask capture for a reconciling snapshot of some tables (or all), beside its stream',
+    load: () => load('resync'),
+  },
 };
 
 function load(name: string): Command {
