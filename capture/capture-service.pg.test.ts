@@ -370,6 +370,43 @@ describe('capture service (real Postgres + kinesalite)', () => {
     await stopCapture(h);
   });
 
+  it('resyncs under a new epoch when the source is another cluster or timeline than its state says', async () => {
+    const url = await createTestDatabase('capture_moved');
+    await withClient(url, async (c) => {
+      await c.query('CREATE TABLE item (id int PRIMARY KEY)');
+      await c.query('INSERT INTO item SELECT generate_series(1, 5)');
+    });
+    const stream = await newStream();
+    const first = await startCapture(url, ['item'], { stream });
+    await waitFor('snapshot', async () =>
+      (await first.state.load())?.snapshotCompletedAt ? true : undefined,
+    );
+    await stopCapture(first);
+    const state = (await first.state.load())!;
+    expect(state.systemIdentifier).toMatch(/^\d+$/);
+    expect(state.timeline).toBe(1);
+    // As after a point-in-time restore: the same cluster, a later timeline.
+    await first.state.save({ ...state, timeline: 2 });
+    const lines: string[] = [];
+    const second = await startCapture(url, ['item'], {
+      stream,
+      state: first.state,
+      logger: createLogger({
+        service: 'capture',
+        write: (l) => (lines.push(l), process.env.DEBUG_CAPTURE && console.log(l)),
+      }),
+    });
+    await collectUntil(second, 'the second snapshot', () => second.collector.markersOf('item').length === 2);
+    const [before, after] = second.collector.markersOf('item');
+    expect(after.epoch).toBeGreaterThan(before.epoch);
+    expect(lines.some((l) => l.includes('"capture.source_changed"'))).toBe(true);
+    // The state is saved once the snapshot finished, which can be after its marker is in the stream.
+    await waitFor('the state to name the timeline', async () =>
+      (await second.state.load())?.timeline === 1 ? true : undefined,
+    );
+    await stopCapture(second);
+  });
+
   it('keeps an idle slot moving with heartbeats', async () => {
     const url = await createTestDatabase('capture_idle');
     await withClient(url, (c) =>

@@ -20,7 +20,9 @@ import {
   dropSlot,
   ensurePublication,
   getSlot,
+  identifySystem,
   publishedTables,
+  type SourceIdentity,
 } from './slot';
 import { describeTables, readSnapshot, transactionTimestamp, type TableLayout } from './snapshot';
 import type { CaptureState, StateStore } from './state-store';
@@ -160,6 +162,10 @@ export class CaptureService {
   /** The capture generation of everything this run writes (set by prepareSlot). */
   private epoch = 0;
   private resyncRunning = false;
+  private onDrained: (() => void) | null = null;
+  /** The source's cluster and timeline, recorded in the state beside the epoch. */
+  private identity: SourceIdentity | null = null;
+  private previousEpoch = 0;
   private lastStatusAt = 0;
   private lastProgressAt = 0;
   private lastServerMessageAt = 0;
@@ -260,6 +266,7 @@ export class CaptureService {
     }
     this.log.info('capture stopping', { confirmedLsn: this.acks?.confirmed, changes: this.stats.changes });
     await stream.stop();
+    this.onDrained?.();
   }
 
   // ---------------------------------------------------------------- slot and snapshot
@@ -280,7 +287,23 @@ export class CaptureService {
   private async prepareSlot(versionNum: number): Promise<void> {
     const { config } = this;
     const control = this.control!;
-    const state = await this.deps.state.load();
+    this.identity = await identifySystem({ connectionString: config.sourceUrl });
+    let state = await this.deps.state.load();
+    if (state && this.sourceMoved(state)) {
+      // A promoted standby or a restored cluster reuses LSNs: nothing positioned before can be
+      // compared with what comes now. Forget the state (keeping its epoch to go past it): the slot,
+      // if one came along, is kept and reconciled; otherwise a new slot and snapshot.
+      this.log.warn(
+        'the source is another cluster or timeline than before (failover or restore): resyncing under a new epoch',
+        {
+          event: 'capture.source_changed',
+          before: { systemIdentifier: state.systemIdentifier, timeline: state.timeline },
+          now: this.identity,
+        },
+      );
+      this.previousEpoch = state.epoch;
+      state = null;
+    }
     const slot = await getSlot(control, config.slot);
     if (slot && slot.plugin !== 'pgoutput') {
       throw new SourceNotReadyError(
@@ -306,15 +329,15 @@ export class CaptureService {
       if (added.length) {
         this.log.info('tables added to the capture set: snapshotting them alone', { tables: added });
         await this.reconcilingSnapshot(versionNum, added, 'tables added');
-        await this.deps.state.save({ ...state, tables: [...config.tables] });
+        await this.deps.state.save({ ...state, tables: [...config.tables], ...this.identity! });
       }
       return;
     }
     if (slot) {
       // Never drop a healthy slot: it holds every change since its position. A snapshot beside it
       // brings back what the state (or an interrupted snapshot) cannot vouch for.
-      const interrupted = state?.slot === config.slot;
-      this.epoch = interrupted ? state.epoch : this.newEpoch(state);
+      const interrupted = state !== null && state.slot === config.slot;
+      this.epoch = interrupted ? state!.epoch : this.newEpoch(state);
       this.log.warn(
         interrupted
           ? 'the snapshot of this slot was interrupted; keeping the slot and taking a reconciling snapshot'
@@ -332,6 +355,7 @@ export class CaptureService {
         snapshotRows: rows,
         epoch: this.epoch,
         tables: [...config.tables],
+        ...this.identity!,
       });
       return;
     }
@@ -364,7 +388,15 @@ export class CaptureService {
 
   /** A capture generation newer than any before it: milliseconds since 1970, never going back. */
   private newEpoch(previous: CaptureState | null): number {
-    return Math.max(this.now(), (previous?.epoch ?? 0) + 1);
+    return Math.max(this.now(), (previous?.epoch ?? this.previousEpoch) + 1);
+  }
+
+  private sourceMoved(state: CaptureState): boolean {
+    const now = this.identity!;
+    return (
+      (state.systemIdentifier !== undefined && state.systemIdentifier !== now.systemIdentifier) ||
+      (state.timeline !== undefined && state.timeline !== now.timeline)
+    );
   }
 
   private async onSlotLost(reason: string | null, state: CaptureState | null): Promise<void> {
@@ -445,6 +477,7 @@ export class CaptureService {
       snapshotRows: 0,
       epoch: this.epoch,
       tables: [...config.tables],
+      ...this.identity!,
     };
     try {
       // Saved before the copy: a crash mid-snapshot leaves a slot whose state says so.
@@ -650,7 +683,12 @@ export class CaptureService {
     const ended = stream.run().catch((e) => {
       if (!this.stopping) throw e;
     });
-    await Promise.race([ended, failed]);
+    // A stop ends the run once drained, even if the connection never reports its end (a socket
+    // destroyed by ReplicationStream.stop's grace timeout leaves the library's promise pending).
+    const drained = new Promise<void>((resolve) => {
+      this.onDrained = resolve;
+    });
+    await Promise.race([ended, failed, drained]);
     await this.stopping;
   }
 

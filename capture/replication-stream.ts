@@ -117,8 +117,22 @@ export class ReplicationStream {
     return this.paused;
   }
 
-  async stop(): Promise<void> {
-    await this.service.stop();
+  /**
+   * Ends the connection. pg's `end()` waits for the server to close it, which a walsender in the
+   * middle of START_REPLICATION may not do promptly (seen: a stop right after streaming began hung
+   * past a minute): after `graceMs` the socket is destroyed, which the server treats as a
+   * disconnect — nothing unconfirmed is lost, the slot keeps its confirmed position.
+   */
+  async stop(graceMs = 5000): Promise<void> {
+    const socket = this.socket();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), graceMs);
+      timer.unref();
+    });
+    const outcome = await Promise.race([this.service.stop().then(() => 'stopped' as const), late]);
+    clearTimeout(timer);
+    if (outcome === 'late') socket?.destroy();
   }
 
   private socket(): Socket | undefined {

@@ -117,6 +117,29 @@ export async function addMissingPublicationTables(
   return missing;
 }
 
+/** Which cluster and timeline the source is: LSNs are comparable only within one of these. */
+export interface SourceIdentity {
+  systemIdentifier: string;
+  timeline: number;
+}
+
+/**
+ * IDENTIFY_SYSTEM on a replication connection: the cluster's system identifier (set at initdb and
+ * kept by physical copies) and the current timeline (a promoted standby or a point-in-time restore
+ * starts a new one). Needs only the REPLICATION privilege capture has anyway.
+ * https://www.postgresql.org/docs/current/protocol-replication.html#PROTOCOL-REPLICATION-IDENTIFY-SYSTEM
+ */
+export async function identifySystem(config: ClientConfig): Promise<SourceIdentity> {
+  const replication = new Client({ ...config, replication: 'database' } as ClientConfig);
+  await replication.connect();
+  try {
+    const { rows } = await replication.query('IDENTIFY_SYSTEM');
+    return { systemIdentifier: String(rows[0].systemid), timeline: Number(rows[0].timeline) };
+  } finally {
+    await replication.end().catch(() => undefined);
+  }
+}
+
 /** A slot created with an exported snapshot; the snapshot stays valid until `close()`. */
 export interface ExportedSlot {
   consistentPoint: Lsn;

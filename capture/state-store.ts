@@ -18,6 +18,9 @@ export const CaptureStateSchema = z.object({
   snapshotRows: z.number().int().nonnegative(),
   /** The capture generation; state written before epochs existed reads as 0. */
   epoch: z.number().int().nonnegative().default(0),
+  /** The source cluster and timeline the positions belong to (IDENTIFY_SYSTEM); absent in old state. */
+  systemIdentifier: z.string().optional(),
+  timeline: z.number().int().optional(),
   /** Tables snapshotted (schema-less names); absent in state written before this was kept. */
   tables: z.array(z.string()).optional(),
   /** Set when the slot was lost while a snapshot ran: retention is too small to ever finish. */

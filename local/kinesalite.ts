@@ -55,6 +55,9 @@ export async function startKinesalite(options: LocalKinesisOptions = {}): Promis
   const stateMs = options.createStreamMs ?? 0;
   const server = kinesalite({
     path: options.dataDir,
+    // kinesalite's default is 10 shards per account; AWS's default quota is 500 (200 in some
+    // regions), and test files create a stream per case.
+    shardLimit: 500,
     createStreamMs: stateMs,
     deleteStreamMs: stateMs,
     updateStreamMs: stateMs,
