@@ -428,11 +428,43 @@ describe('pipeline stack: alarms and dashboard', () => {
     });
     template.hasResourceProperties('AWS::SNS::TopicPolicy', {
       PolicyDocument: {
-        Statement: [
+        Statement: Match.arrayWith([
           Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
-        ],
+        ]),
       },
     });
+  });
+
+  it('lets CloudWatch publish to the topic, for this account’s alarms only (the policy replaces SNS’s default)', () => {
+    const policies = Object.values(template.findResources('AWS::SNS::TopicPolicy'));
+    expect(policies).toHaveLength(1);
+    const [policy] = policies;
+    const statements = policy.Properties.PolicyDocument.Statement as {
+      Effect: string;
+      Condition: Record<string, Record<string, unknown>>;
+    }[];
+
+    expect(policy.Properties.Topics).toEqual([{ Ref: topic() }]);
+    const allows = statements.filter((s) => s.Effect === 'Allow');
+    expect(allows).toHaveLength(1);
+    expect(allows[0]).toMatchObject({
+      Principal: { Service: 'cloudwatch.amazonaws.com' },
+      Action: 'sns:Publish',
+      Resource: { Ref: topic() },
+    });
+    expect(render(allows[0].Condition.ArnLike['aws:SourceArn'])).toBe(
+      'arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:*',
+    );
+    expect(allows[0].Condition.StringEquals).toEqual({ 'aws:SourceAccount': { Ref: 'AWS::AccountId' } });
+    // SSL is still enforced, for every principal and action, CloudWatch included.
+    expect(statements).toContainEqual(
+      expect.objectContaining({
+        Effect: 'Deny',
+        Principal: '*',
+        Action: 'sns:Publish',
+        Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+      }),
+    );
   });
 
   const alarmOn = (metricName: string, extra: Record<string, unknown> = {}) =>

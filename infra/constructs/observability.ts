@@ -1,6 +1,7 @@
-import { Duration } from 'aws-cdk-lib';
+import { Aws, Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
@@ -61,6 +62,26 @@ export class Observability extends Construct {
       displayName: 'totes pipeline alarms',
       enforceSSL: true,
     });
+    // enforceSSL writes a topic policy, and a topic policy REPLACES the default one SNS gives a new
+    // topic (which lets this account's services publish): with only the SSL Deny in it, CloudWatch
+    // may not publish, and every alarm changes state without notifying anyone. So allow CloudWatch,
+    // as the service principal, for this account's alarms only (the confused-deputy conditions).
+    // https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-use-cases.html
+    // https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Notify_Users_Alarm_Changes.html
+    this.topic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'CloudWatchAlarmsOfThisAccountPublish',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [this.topic.topicArn],
+        conditions: {
+          ArnLike: {
+            'aws:SourceArn': `arn:${Aws.PARTITION}:cloudwatch:${Aws.REGION}:${Aws.ACCOUNT_ID}:alarm:*`,
+          },
+          StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
+        },
+      }),
+    );
     if (limits.email) this.topic.addSubscription(new subscriptions.EmailSubscription(limits.email));
 
     // ---------------------------------------------------------------- capture
