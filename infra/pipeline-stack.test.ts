@@ -55,6 +55,13 @@ describe('pipeline stack: capture service', () => {
     });
   });
 
+  it('is created once Firehose reads the stream, and deleted before it (Firehose starts at LATEST)', () => {
+    const [service] = Object.values(template.findResources('AWS::ECS::Service'));
+    const deliveryStream = logicalId(template, 'AWS::KinesisFirehose::DeliveryStream', 'DeliveryStream');
+
+    expect(service.DependsOn).toContain(deliveryStream);
+  });
+
   it('runs the image built from capture/Dockerfile with the settings capture/config.ts reads', () => {
     const task = Object.values(template.findResources('AWS::ECS::TaskDefinition'))[0];
     const container = task.Properties.ContainerDefinitions[0];

@@ -260,6 +260,9 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       await delivering;
     });
 
+    // Like Firehose, the delivery stream reads from where the stream is when it first starts: capture
+    // (the initial snapshot above all) must not write before that position is fixed, or it is lost.
+    await delivery.ready();
     capture.start();
     stops.push(() => capture.stop());
 

@@ -103,6 +103,14 @@ export class PipelineStack extends Stack {
       logRetentionDays,
     });
 
+    // Firehose reads a Kinesis source from LATEST as of its creation
+    // (https://docs.aws.amazon.com/firehose/latest/dev/writing-with-kinesis-streams.html): what capture
+    // writes before that — the initial snapshot, or a backlog it has already confirmed to the slot —
+    // would never be delivered. So CloudFormation creates the capture service only once the delivery
+    // stream is ACTIVE, and on deletion stops capture before it deletes the delivery stream.
+    // docs/deploy.md says what to replay after anything that recreates the delivery stream.
+    this.capture.service.node.addDependency(this.deliveryStream.deliveryStream);
+
     this.transform = new PipelineFunction(this, 'Transform', {
       ...common,
       entry: entries.transform,
