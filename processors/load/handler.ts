@@ -2,7 +2,8 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { Pool, type PoolClient } from 'pg';
 import { createLogger, type Logger, type LogLevel } from '../../core/logger';
-import { createLoadHandler, type LoadHandlerDeps } from './create-handler';
+import type { BatchItemFailures } from '../shared/s3-object-handler';
+import { createLoadHandler, type LoadHandlerDeps, type LoadReport } from './create-handler';
 import { readLoadConfig, resolveWarehouseConnection, type LoadConfig } from './load-config';
 import { migrateWarehouse } from './migrate';
 
@@ -141,4 +142,17 @@ export const lambdaWarehouse: LazyWarehouse | undefined = lambda?.warehouse;
  * The Lambda handler, built at cold start. Only inside Lambda (AWS_LAMBDA_FUNCTION_NAME is always
  * set there): importing this module elsewhere, for `createLoadHandler`, must not need the env.
  */
-export const handler: ReturnType<typeof createLoadHandler> = lambda ? createLoadHandler(lambda) : notInLambda;
+export const handler = lambda ? lambdaHandler(createLoadHandler(lambda)) : notInLambda;
+
+/**
+ * What the Lambda returns: for SQS only the partial batch response (the event source mapping reads
+ * `batchItemFailures` and nothing else); for a direct S3 invocation the report (nobody reads it).
+ */
+export function lambdaHandler(
+  load: ReturnType<typeof createLoadHandler>,
+): (event: unknown, context?: { awsRequestId?: string }) => Promise<LoadReport | BatchItemFailures> {
+  return async (event, context) => {
+    const report = await load(event, context);
+    return report.batchItemFailures ? { batchItemFailures: report.batchItemFailures } : report;
+  };
+}
