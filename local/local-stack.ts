@@ -15,6 +15,8 @@ import { DeliveryStream } from './delivery-stream';
 import { startEmbeddedCluster, type EmbeddedCluster } from './embedded-postgres';
 import { ensureStream, kinesisClientFor, startKinesalite, type LocalKinesis } from './kinesalite';
 import { removeRuntimeInfo, writeRuntimeInfo } from './runtime-info';
+import { loadQueueDir } from './load-queue';
+import { startQueuedS3Trigger, type QueuedS3Trigger } from './queue-event-source';
 import { S3Trigger } from './s3-trigger';
 import { s3ClientFor, startS3rver } from './s3rver';
 import { Supervisor } from './supervisor';
@@ -29,7 +31,8 @@ import { Supervisor } from './supervisor';
  *   capture-state.json  whether capture's initial snapshot completed
  *   s3/                 s3rver's buckets: ingestion (CSV) and processed (Parquet)
  *   delivery-stream/    the local Firehose's per-shard checkpoint
- *   triggers/           S3 → Lambda trigger watermarks and dead-letter files
+ *   triggers/           S3 → Lambda trigger watermarks and dead-letter files (transform)
+ *   queues/load/        S3 → SQS → load: the queue's messages, dead letters, notification watermark
  *   warehouse/          embedded Postgres holding the warehouse (unless --warehouse-url)
  *   runtime.json        endpoints of the running stack, for `totes replay` and friends
  *
@@ -69,7 +72,7 @@ export interface LocalStack {
   capture: Supervisor;
   delivery: DeliveryStream;
   transform: S3Trigger;
-  load: S3Trigger;
+  load: QueuedS3Trigger;
   stop(): Promise<void>;
 }
 
@@ -201,7 +204,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     const pool = new Pool({ connectionString: warehouseUrl, max: 4 });
     stops.push(() => pool.end());
     const triggersDir = path.join(dataDir, 'triggers');
-    const load = new S3Trigger({
+    // S3 → queue → load, as in AWS: a warehouse outage leaves the objects waiting in the queue.
+    const load = await startQueuedS3Trigger({
       name: 'load',
       s3,
       client: s3Client,
@@ -214,10 +218,9 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
         metrics: metricsTo('load'),
       }),
       concurrency: 2,
-      stateDir: triggersDir,
+      dir: loadQueueDir(dataDir),
       logger,
     });
-    await load.start();
     stops.push(() => load.stop());
     const transform = new S3Trigger({
       name: 'transform',
