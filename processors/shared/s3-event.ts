@@ -125,3 +125,40 @@ export function parseObjectEvent(payload: unknown): ObjectEventEnvelope {
     }),
   };
 }
+
+/** The key as S3 writes it into a notification (the inverse of decodeS3ObjectKey). */
+export function encodeS3ObjectKey(key: string): string {
+  return encodeURIComponent(key).replace(/%2F/g, '/').replace(/%20/g, '+');
+}
+
+/**
+ * An `ObjectCreated` record for an object that already exists, for sending it through a stage
+ * again (the reconciler, dead-letter redrive): the shape S3 sends, marked by its configurationId.
+ */
+export function objectCreatedRecord(o: {
+  bucket: string;
+  key: string;
+  size?: number;
+  eTag?: string | null;
+  lastModified: Date;
+  region?: string;
+  configurationId: string;
+}): S3EventRecord {
+  return {
+    eventVersion: '2.1',
+    eventSource: 'aws:s3',
+    awsRegion: o.region ?? 'us-east-1',
+    eventTime: o.lastModified.toISOString(),
+    eventName: 'ObjectCreated:Put',
+    s3: {
+      s3SchemaVersion: '1.0',
+      configurationId: o.configurationId,
+      bucket: { name: o.bucket, arn: `arn:aws:s3:::${o.bucket}` },
+      object: {
+        key: encodeS3ObjectKey(o.key),
+        ...(o.size === undefined ? {} : { size: o.size }),
+        ...(o.eTag ? { eTag: o.eTag } : {}),
+      },
+    },
+  };
+}
