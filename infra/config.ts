@@ -86,10 +86,21 @@ export const CONTEXT_DEFAULTS = {
   /** A standby in a second AZ doubles the cost; the pipeline can replay from Kinesis and S3 meanwhile. */
   'totes:warehouseMultiAz': false,
   /**
-   * Load invocations at once. Each holds one warehouse connection and upserts into the same
-   * dimension rows, so more would add connections and lock waits, not throughput.
+   * Load invocations at once: the maximum concurrency of the load queue's event source mapping
+   * (2 to 1,000). Each holds one warehouse connection and upserts into the same dimension rows, so
+   * more would add connections and lock waits, not throughput. Unlike reserved concurrency it needs
+   * no unreserved account capacity (new accounts have a limit of 10) and throttles nothing: the
+   * queue holds the rest. https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html
    */
-  'totes:loadReservedConcurrency': 5,
+  'totes:loadMaxConcurrency': 5,
+  /**
+   * Receives of one load message before the queue moves it to its dead-letter queue. With the
+   * visibility timeout at 6x the load timeout (30 minutes), 100 receives wait out about two days of
+   * warehouse outage; the reconciler re-drives anything older.
+   */
+  'totes:loadMaxReceiveCount': 100,
+  /** How often the reconciler looks for objects a stage never finished. */
+  'totes:reconcileIntervalMinutes': 15,
 
   // ---------------------------------------------------------------- storage and logs
   /** CSV objects are read once by transform within minutes; after that only replays read them. */
@@ -110,6 +121,8 @@ export const CONTEXT_DEFAULTS = {
   'totes:maxIteratorAgeMs': 300_000,
   /** Commit on the source → row in the warehouse (as the load function measures it). */
   'totes:maxWarehouseFreshnessSeconds': 600,
+  /** Age of the oldest message in the load queue: loads are failing or far behind. */
+  'totes:maxLoadQueueAgeSeconds': 3600,
 } as const;
 
 export type ContextKey = keyof typeof CONTEXT_DEFAULTS;
@@ -156,7 +169,8 @@ export interface TotesConfig {
   warehouse:
     | { mode: 'create'; port: number; instanceType: string; multiAz: boolean }
     | { mode: 'existing'; secretArn: string; cidr: string; port: number };
-  load: { reservedConcurrency: number };
+  load: { maxConcurrency: number; maxReceiveCount: number };
+  reconcile: { intervalMinutes: number };
   storage: { ingestionInfrequentAccessAfterDays: number; noncurrentVersionExpirationDays: number };
   logRetentionDays: (typeof LOG_RETENTION_DAYS)[number];
   tracing: boolean;
@@ -166,6 +180,7 @@ export interface TotesConfig {
     maxRetainedWalBytes: number;
     maxIteratorAgeMs: number;
     maxWarehouseFreshnessSeconds: number;
+    maxLoadQueueAgeSeconds: number;
   };
 }
 
@@ -339,8 +354,15 @@ export function readTotesConfig(
     },
     vpcId,
     warehouse,
-    // Above 50 the warehouse's connection limit, not Lambda, becomes the ceiling.
-    load: { reservedConcurrency: int('totes:loadReservedConcurrency', 1, 50) },
+    load: {
+      // An SQS event source mapping's maximum concurrency is 2 to 1,000; above 50 the warehouse's
+      // connection limit, not Lambda, is the ceiling.
+      maxConcurrency: int('totes:loadMaxConcurrency', 2, 50),
+      // SQS's redrive policy accepts 1 to 1,000 receives.
+      maxReceiveCount: int('totes:loadMaxReceiveCount', 1, 1000),
+    },
+    // EventBridge rates are whole minutes.
+    reconcile: { intervalMinutes: int('totes:reconcileIntervalMinutes', 5, 1440) },
     storage: {
       // S3 moves objects to Standard-IA no sooner than 30 days after creation.
       ingestionInfrequentAccessAfterDays: int('totes:ingestionInfrequentAccessAfterDays', 30, 3650),
@@ -354,6 +376,7 @@ export function readTotesConfig(
       maxRetainedWalBytes: int('totes:maxRetainedWalBytes', 1, Number.MAX_SAFE_INTEGER),
       maxIteratorAgeMs: int('totes:maxIteratorAgeMs', 1_000, 7 * 86_400_000),
       maxWarehouseFreshnessSeconds: int('totes:maxWarehouseFreshnessSeconds', 60, 86_400),
+      maxLoadQueueAgeSeconds: int('totes:maxLoadQueueAgeSeconds', 60, 14 * 86_400),
     },
   };
   if (problems.length > 0) throw new TotesConfigError(problems);

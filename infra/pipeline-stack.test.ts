@@ -226,11 +226,21 @@ describe('pipeline stack: functions', () => {
       expect(Object.keys(env(prefix)).filter((k) => /BUCKET|SECRET/.test(k))).toHaveLength(1);
   });
 
-  it('limits load to the configured number of warehouse connections, in the VPC', () => {
+  it('feeds load from the load queue: batches of 10, partial batch responses, at most 5 at once, in the VPC', () => {
     const load = template.findResources('AWS::Lambda::Function')[fnLogicalId('Load')].Properties;
     const groups = load.VpcConfig.SecurityGroupIds.map(render);
 
-    expect(load.ReservedConcurrentExecutions).toBe(5);
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: fnLogicalId('Load') },
+      EventSourceArn: { 'Fn::GetAtt': [logicalId(template, 'AWS::SQS::Queue', 'LoadQueue'), 'Arn'] },
+      BatchSize: 10,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      ScalingConfig: { MaximumConcurrency: 5 },
+    });
+    // No function reserves concurrency: new accounts have none to spare (a limit of 10).
+    template.allResourcesProperties('AWS::Lambda::Function', {
+      ReservedConcurrentExecutions: Match.absent(),
+    });
     expect(groups).toEqual([
       expect.stringMatching(/^<Totes-Stateful:PublishOutputFnGetAttWarehouseClientSecurityGroup/),
       expect.stringMatching(/^<LoadHttpsEgress.*\.GroupId>$/),
@@ -241,27 +251,50 @@ describe('pipeline stack: functions', () => {
     ]);
   });
 
-  it('sends S3 events that failed every retry to a dead-letter queue (transform, load)', () => {
-    for (const name of ['Transform', 'Load'])
-      template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
-        FunctionName: { Ref: fnLogicalId(name) },
-        MaximumRetryAttempts: 2,
-        MaximumEventAgeInSeconds: 21600,
-        DestinationConfig: {
-          OnFailure: {
-            Destination: { 'Fn::GetAtt': [Match.stringLikeRegexp(`^${name}DeadLetterQueue`), 'Arn'] },
-          },
-        },
-      });
-    template.resourceCountIs('AWS::SQS::Queue', 2);
+  it('keeps load messages 14 days, hidden 6x the load timeout, and dead-letters them after 100 receives', () => {
+    const loadQueue = logicalId(template, 'AWS::SQS::Queue', 'LoadQueue');
+    const loadDlq = logicalId(template, 'AWS::SQS::Queue', 'LoadDeadLetterQueue');
+
+    template.hasResourceProperties('AWS::SQS::Queue', {
+      VisibilityTimeout: 6 * 300,
+      MessageRetentionPeriod: 1209600,
+      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [loadDlq, 'Arn'] }, maxReceiveCount: 100 },
+    });
+    expect(Object.keys(template.findResources('AWS::SQS::Queue')).sort()).toEqual(
+      [loadDlq, loadQueue, logicalId(template, 'AWS::SQS::Queue', 'TransformDeadLetterQueue')].sort(),
+    );
     template.allResourcesProperties('AWS::SQS::Queue', {
       SqsManagedSseEnabled: true,
       MessageRetentionPeriod: 1209600,
     });
   });
 
+  it('sends transform S3 events that failed every retry to its dead-letter queue', () => {
+    template.resourceCountIs('AWS::Lambda::EventInvokeConfig', 1);
+    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      FunctionName: { Ref: fnLogicalId('Transform') },
+      MaximumRetryAttempts: 2,
+      MaximumEventAgeInSeconds: 21600,
+      DestinationConfig: {
+        OnFailure: {
+          Destination: { 'Fn::GetAtt': [Match.stringLikeRegexp('^TransformDeadLetterQueue'), 'Arn'] },
+        },
+      },
+    });
+  });
+
   const logsOf = (name: string) =>
     `<${Object.keys(template.findResources('AWS::Logs::LogGroup')).find((id) => id.startsWith(`${name}Logs`))}.Arn>`;
+  /** What Lambda needs to join the VPC (no resource-level permissions exist for these). */
+  const joinVpc = [
+    'ec2:AssignPrivateIpAddresses',
+    'ec2:CreateNetworkInterface',
+    'ec2:DeleteNetworkInterface',
+    'ec2:DescribeNetworkInterfaces',
+    'ec2:DescribeSubnets',
+    'ec2:UnassignPrivateIpAddresses',
+  ].map((action) => grant(action, '*'));
+  const queueOf = (prefix: string) => `<${logicalId(template, 'AWS::SQS::Queue', prefix)}.Arn>`;
   const dlqOf = (name: string) =>
     `<${Object.keys(template.findResources('AWS::SQS::Queue')).find((id) => id.startsWith(`${name}DeadLetterQueue`))}.Arn>`;
 
@@ -292,12 +325,7 @@ describe('pipeline stack: functions', () => {
 
   it('load role: read processed objects, write its quarantine, read the warehouse secret, join the VPC', () => {
     expect(roleGrants(template, roleOf('Load'))).toEqual([
-      grant('ec2:AssignPrivateIpAddresses', '*'),
-      grant('ec2:CreateNetworkInterface', '*'),
-      grant('ec2:DeleteNetworkInterface', '*'),
-      grant('ec2:DescribeNetworkInterfaces', '*'),
-      grant('ec2:DescribeSubnets', '*'),
-      grant('ec2:UnassignPrivateIpAddresses', '*'),
+      ...joinVpc,
       grant('logs:CreateLogStream', logsOf('Load')),
       grant('logs:PutLogEvents', logsOf('Load')),
       grant('s3:GetObject', `${PROCESSED}/*`),
@@ -305,10 +333,66 @@ describe('pipeline stack: functions', () => {
       grant('s3:PutObject', `${PROCESSED}/quarantine/load/*`),
       grantOnOutput('secretsmanager:DescribeSecret', /RefWarehouseInstanceSecret/),
       grantOnOutput('secretsmanager:GetSecretValue', /RefWarehouseInstanceSecret/),
-      grant('sqs:GetQueueAttributes', dlqOf('Load')),
-      grant('sqs:GetQueueUrl', dlqOf('Load')),
-      grant('sqs:SendMessage', dlqOf('Load')),
+      grant('sqs:ChangeMessageVisibility', queueOf('LoadQueue')),
+      grant('sqs:DeleteMessage', queueOf('LoadQueue')),
+      grant('sqs:GetQueueAttributes', queueOf('LoadQueue')),
+      grant('sqs:GetQueueUrl', queueOf('LoadQueue')),
+      grant('sqs:ReceiveMessage', queueOf('LoadQueue')),
     ]);
+  });
+
+  it('reconcile role: list and HEAD both buckets, send to the load queue, take dead letters, invoke transform', () => {
+    expect(roleGrants(template, roleOf('Reconcile'))).toEqual([
+      ...joinVpc,
+      grant('lambda:InvokeFunction', `<${fnLogicalId('Transform')}.Arn>`),
+      grant('logs:CreateLogStream', logsOf('Reconcile')),
+      grant('logs:PutLogEvents', logsOf('Reconcile')),
+      grant('s3:GetObject', `${INGESTION}/totesys/*`),
+      grant('s3:GetObject', `${PROCESSED}/*`),
+      grant('s3:ListBucket', INGESTION),
+      grant('s3:ListBucket', PROCESSED),
+      grantOnOutput('secretsmanager:DescribeSecret', /RefWarehouseInstanceSecret/),
+      grantOnOutput('secretsmanager:GetSecretValue', /RefWarehouseInstanceSecret/),
+      grant('sqs:DeleteMessage', queueOf('LoadDeadLetterQueue')),
+      grant('sqs:DeleteMessage', queueOf('TransformDeadLetterQueue')),
+      grant('sqs:GetQueueAttributes', queueOf('LoadQueue')),
+      grant('sqs:ReceiveMessage', queueOf('LoadDeadLetterQueue')),
+      grant('sqs:ReceiveMessage', queueOf('TransformDeadLetterQueue')),
+      grant('sqs:SendMessage', queueOf('LoadQueue')),
+    ]);
+  });
+
+  it('runs the reconciler every 15 minutes, in the VPC, told where everything is', () => {
+    const reconcile = template.findResources('AWS::Lambda::Function')[fnLogicalId('Reconcile')].Properties;
+    const env = Object.fromEntries(
+      Object.entries(reconcile.Environment.Variables as Record<string, unknown>).map(([k, v]) => [
+        k,
+        render(v),
+      ]),
+    );
+
+    template.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(15 minutes)',
+      State: 'ENABLED',
+      Targets: [
+        Match.objectLike({
+          Arn: { 'Fn::GetAtt': [fnLogicalId('Reconcile'), 'Arn'] },
+          Input: '{}',
+          RetryPolicy: { MaximumRetryAttempts: 0 },
+        }),
+      ],
+    });
+    expect(env).toMatchObject({
+      INGESTION_BUCKET: 'totes-ingestion-<AWS::AccountId>-<AWS::Region>',
+      PROCESSED_BUCKET: 'totes-processed-<AWS::AccountId>-<AWS::Region>',
+      LOAD_QUEUE_URL: `<${logicalId(template, 'AWS::SQS::Queue', 'LoadQueue')}>`,
+      LOAD_DEAD_LETTER_QUEUE_URL: `<${logicalId(template, 'AWS::SQS::Queue', 'LoadDeadLetterQueue')}>`,
+      TRANSFORM_DEAD_LETTER_QUEUE_URL: `<${logicalId(template, 'AWS::SQS::Queue', 'TransformDeadLetterQueue')}>`,
+      TRANSFORM_FUNCTION_NAME: `<${fnLogicalId('Transform')}>`,
+      RECONCILE_GRACE_SECONDS: '900',
+      RECONCILE_LOOKBACK_DAYS: '3',
+    });
+    expect(reconcile.VpcConfig.SecurityGroupIds).toHaveLength(2);
   });
 
   it(`points every function at a handler module that exists (${Object.values(HANDLER_ENTRIES).join(', ')})`, () => {
@@ -388,27 +472,42 @@ describe('pipeline stack: S3 triggers', () => {
     });
   });
 
-  it('starts load for Parquet objects created in the processed bucket', () => {
-    expect(notifications()).toContainEqual({
-      bucket: 'totes-processed-<AWS::AccountId>-<AWS::Region>',
-      configs: [
+  it('queues Parquet objects created in the processed bucket for load; only S3 may send there', () => {
+    const loadQueue = logicalId(template, 'AWS::SQS::Queue', 'LoadQueue');
+    const processed = Object.values(template.findResources('Custom::S3BucketNotifications')).find((r) =>
+      render(r.Properties.BucketName).startsWith('totes-processed-'),
+    )!;
+
+    expect(processed.Properties.NotificationConfiguration).toEqual({
+      QueueConfigurations: [
         {
           Events: ['s3:ObjectCreated:*'],
           Filter: { Key: { FilterRules: [{ Name: 'suffix', Value: '.parquet' }] } },
-          LambdaFunctionArn: { 'Fn::GetAtt': [fnLogicalId('Load'), 'Arn'] },
+          QueueArn: { 'Fn::GetAtt': [loadQueue, 'Arn'] },
         },
       ],
-      managed: false,
+    });
+    template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+      Queues: [{ Ref: loadQueue }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Effect: 'Allow',
+            Principal: { Service: 's3.amazonaws.com' },
+            Action: Match.arrayWith(['sqs:SendMessage']),
+            Condition: { ArnLike: { 'aws:SourceArn': Match.anyValue() } },
+          }),
+        ]),
+      },
     });
   });
 
-  it('lets only S3 in this account invoke transform and load', () => {
-    for (const name of ['Transform', 'Load'])
-      template.hasResourceProperties('AWS::Lambda::Permission', {
-        FunctionName: { 'Fn::GetAtt': [fnLogicalId(name), 'Arn'] },
-        Principal: 's3.amazonaws.com',
-        SourceAccount: { Ref: 'AWS::AccountId' },
-      });
+  it('lets only S3 in this account invoke transform', () => {
+    template.hasResourceProperties('AWS::Lambda::Permission', {
+      FunctionName: { 'Fn::GetAtt': [fnLogicalId('Transform'), 'Arn'] },
+      Principal: 's3.amazonaws.com',
+      SourceAccount: { Ref: 'AWS::AccountId' },
+    });
   });
 });
 
@@ -541,6 +640,34 @@ describe('pipeline stack: alarms and dashboard', () => {
       Dimensions: [{ Name: 'Stage', Value: 'load' }],
       Threshold: 600,
     });
+  });
+
+  it('watches the load queue, its dead letters, and the reconciler (a missing run breaches)', () => {
+    alarmOn('ApproximateAgeOfOldestMessage', {
+      Namespace: 'AWS/SQS',
+      Threshold: 3600,
+      Dimensions: [
+        { Name: 'QueueName', Value: { 'Fn::GetAtt': [Match.stringLikeRegexp('^LoadQueue'), 'QueueName'] } },
+      ],
+    });
+    alarmOn('ApproximateNumberOfMessagesVisible', {
+      Dimensions: [
+        {
+          Name: 'QueueName',
+          Value: { 'Fn::GetAtt': [Match.stringLikeRegexp('^LoadDeadLetterQueue'), 'QueueName'] },
+        },
+      ],
+    });
+    alarmOn('OutstandingObjects', {
+      Namespace: 'Totes',
+      Dimensions: [{ Name: 'Stage', Value: 'reconcile' }],
+      Period: 900,
+      EvaluationPeriods: 2,
+      Threshold: 1,
+      TreatMissingData: 'breaching',
+    });
+    const fn = { Name: 'FunctionName', Value: { Ref: fnLogicalId('Reconcile') } };
+    alarmOn('Errors', { Namespace: 'AWS/Lambda', Dimensions: [fn] });
   });
 
   it('draws a dashboard of the pipeline', () => {

@@ -111,7 +111,7 @@ it('waits out a warehouse outage in the queue, then loads every object by itself
         );
         return counts.length === objects.length && counts.every((n) => n >= 3) ? true : undefined;
       },
-      30_000,
+      60_000,
     );
     expect(load.stats.messagesFailed).toBeGreaterThanOrEqual(3 * objects.length);
     expect(load.stats.deadLettered).toBe(0);
@@ -127,7 +127,7 @@ it('waits out a warehouse outage in the queue, then loads every object by itself
           const { rows } = await c.query('SELECT count(*)::int AS n FROM load_log');
           return rows[0].n === objects.length ? true : undefined;
         }),
-      30_000,
+      60_000,
     );
     await waitFor('the queue to empty', async () => {
       const depth = await queue.depth();
@@ -139,4 +139,4 @@ it('waits out a warehouse outage in the queue, then loads every object by itself
     await pool.end();
     await relay.down().catch(() => undefined);
   }
-}, 90_000);
+}, 150_000);

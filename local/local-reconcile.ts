@@ -2,12 +2,8 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { ClientBase } from 'pg';
 import type { Logger } from '../core/logger';
 import type { WorkItem } from '../core/outstanding-work';
-import {
-  REDRIVE_CONFIGURATION_ID,
-  type DeadLetter,
-  type ReconcileDeps,
-} from '../processors/reconcile/reconcile';
-import { decodeS3ObjectKey, objectCreatedRecord, S3EventSchema } from '../processors/shared/s3-event';
+import { redriveEventFor, type DeadLetter, type ReconcileDeps } from '../processors/reconcile/reconcile';
+import { decodeS3ObjectKey, S3EventSchema } from '../processors/shared/s3-event';
 import { createTransformHandler } from '../processors/transform/create-handler';
 import { normalizeETag } from '../core/outstanding-work';
 import { openLoadQueue } from './load-queue';
@@ -32,17 +28,7 @@ export function localReconcileDeps(o: {
     processedBucket: o.processedBucket,
     logger: o.logger.child({ stage: 'transform' }),
   });
-  const eventFor = (item: WorkItem) => ({
-    Records: [
-      objectCreatedRecord({
-        bucket: item.bucket,
-        key: item.key,
-        eTag: item.eTag,
-        lastModified: item.lastModified,
-        configurationId: REDRIVE_CONFIGURATION_ID,
-      }),
-    ],
-  });
+  const eventFor = (item: WorkItem) => redriveEventFor(item);
   return {
     s3: o.s3,
     ingestionBucket: o.ingestionBucket,

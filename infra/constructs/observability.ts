@@ -5,6 +5,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import type { TotesConfig } from '../config';
@@ -22,6 +23,10 @@ export interface ObservabilityProps {
   firehoseTransform: PipelineFunction;
   transform: PipelineFunction;
   load: PipelineFunction;
+  loadQueue: sqs.IQueue;
+  loadDeadLetterQueue: sqs.IQueue;
+  reconcile: PipelineFunction;
+  reconcileIntervalMinutes: number;
 }
 
 const { GREATER_THAN_THRESHOLD, GREATER_THAN_OR_EQUAL_TO_THRESHOLD, LESS_THAN_THRESHOLD } =
@@ -184,7 +189,7 @@ export class Observability extends Construct {
     });
 
     // ---------------------------------------------------------------- functions
-    const functions = [props.firehoseTransform, props.transform, props.load];
+    const functions = [props.firehoseTransform, props.transform, props.load, props.reconcile];
     for (const fn of functions) this.functionAlarms(fn);
     for (const fn of [props.transform, props.load])
       this.alarm(`${pascal(fn.stage)}ObjectsQuarantined`, {
@@ -220,6 +225,44 @@ export class Observability extends Construct {
       comparisonOperator: GREATER_THAN_THRESHOLD,
       evaluationPeriods: 3,
       alarmDescription: `Changes reach the warehouse more than ${limits.maxWarehouseFreshnessSeconds} s after their commit.`,
+    });
+
+    // ---------------------------------------------------------------- load queue and reconciler
+    const loadQueueAge = props.loadQueue.metricApproximateAgeOfOldestMessage({
+      statistic: cloudwatch.Stats.MAXIMUM,
+      period: Duration.minutes(5),
+    });
+    this.alarm('LoadQueueAge', {
+      metric: loadQueueAge,
+      threshold: limits.maxLoadQueueAgeSeconds,
+      comparisonOperator: GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 2,
+      alarmDescription:
+        `An object has waited more than ${limits.maxLoadQueueAgeSeconds} s in the load queue: loads fail (is the ` +
+        'warehouse up?) or are far behind. The objects wait in the queue and load by themselves once it is fixed.',
+    });
+    this.deadLetterAlarm(
+      'LoadDeadLetters',
+      props.loadDeadLetterQueue,
+      'Load messages used up their receives and wait in the dead-letter queue: fix the cause, then redrive ' +
+        '(docs/deploy.md); the reconciler also re-drives their objects once the load queue is empty.',
+    );
+    const interval = Duration.minutes(props.reconcileIntervalMinutes);
+    const outstanding = emfMetric(props.reconcile.stage, EMF_METRICS.outstandingObjects, {
+      statistic: cloudwatch.Stats.MAXIMUM,
+      period: interval,
+    });
+    this.alarm('OutstandingObjects', {
+      metric: outstanding,
+      threshold: 1,
+      comparisonOperator: GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      // Two runs in a row: the first run's re-drive had a chance to finish the work.
+      evaluationPeriods: 2,
+      // The reconciler publishes on every run, zeros included: no data means it is not running.
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      alarmDescription:
+        'Objects a stage never finished (CSV not transformed, Parquet not loaded) outlived a re-drive, or the ' +
+        'reconciler is not running. Its log lists them (`outstanding object`).',
     });
 
     this.dashboard = this.buildDashboard(props, {
@@ -266,18 +309,26 @@ export class Observability extends Construct {
       alarmDescription: `The ${fn.stage} function's p99 duration is above 80% of its ${timeoutMs / 1000} s timeout.`,
     });
     if (fn.deadLetterQueue)
-      this.alarm(`${name}DeadLetters`, {
-        metric: fn.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
-          statistic: cloudwatch.Stats.MAXIMUM,
-          period: Duration.minutes(5),
-        }),
-        threshold: 1,
-        comparisonOperator: GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        evaluationPeriods: 1,
-        alarmDescription:
-          `S3 events the ${fn.stage} function gave up on wait in its dead-letter queue: fix the cause, then ` +
+      this.deadLetterAlarm(
+        `${name}DeadLetters`,
+        fn.deadLetterQueue,
+        `S3 events the ${fn.stage} function gave up on wait in its dead-letter queue: fix the cause, then ` +
           'redrive them (docs/deploy.md).',
-      });
+      );
+  }
+
+  /** Anything in a dead-letter queue is work nobody will retry by itself. */
+  private deadLetterAlarm(id: string, queue: sqs.IQueue, description: string): void {
+    this.alarm(id, {
+      metric: queue.metricApproximateNumberOfMessagesVisible({
+        statistic: cloudwatch.Stats.MAXIMUM,
+        period: Duration.minutes(5),
+      }),
+      threshold: 1,
+      comparisonOperator: GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      alarmDescription: description,
+    });
   }
 
   private buildDashboard(
@@ -372,11 +423,14 @@ export class Observability extends Construct {
       ),
       graph(
         'Dead letters and quarantine',
-        functions
-          .filter((f) => f.deadLetterQueue)
-          .map((f) =>
-            f.deadLetterQueue!.metricApproximateNumberOfMessagesVisible({ label: `${f.stage} DLQ` }),
-          ),
+        [
+          ...functions
+            .filter((f) => f.deadLetterQueue)
+            .map((f) =>
+              f.deadLetterQueue!.metricApproximateNumberOfMessagesVisible({ label: `${f.stage} DLQ` }),
+            ),
+          props.loadDeadLetterQueue.metricApproximateNumberOfMessagesVisible({ label: 'load DLQ' }),
+        ],
         {
           right: [props.transform, props.load].map((f) =>
             emfMetric(f.stage, EMF_METRICS.objectsQuarantined, {
@@ -385,6 +439,20 @@ export class Observability extends Construct {
             }),
           ),
         },
+      ),
+    );
+    dashboard.addWidgets(
+      graph('Load queue', [props.loadQueue.metricApproximateNumberOfMessagesVisible({ label: 'waiting' })], {
+        right: [props.loadQueue.metricApproximateAgeOfOldestMessage({ label: 'oldest (s)' })],
+      }),
+      graph(
+        'Outstanding objects (reconciler)',
+        [
+          emfMetric(props.reconcile.stage, EMF_METRICS.outstandingObjects, {
+            statistic: cloudwatch.Stats.MAXIMUM,
+          }),
+        ],
+        { leftAnnotations: [{ value: 1, label: 'alarm' }] },
       ),
     );
     return dashboard;

@@ -22,6 +22,7 @@ import { isMappedSourceTable, targetTableOf } from '../../core/star-mapping';
 import { TOTESYS_TABLES } from '../../core/totesys-tables';
 import { WAREHOUSE_TABLE_NAMES } from '../../core/warehouse-model';
 import { LOAD_QUARANTINE_ROOT, loadQuarantineKeyFor } from '../load/create-handler';
+import { objectCreatedRecord, type S3EventRecord } from '../shared/s3-event';
 import {
   outputKeyFor,
   QUARANTINE_ROOT as TRANSFORM_QUARANTINE_ROOT,
@@ -88,6 +89,22 @@ export interface ReconcileResult {
   redriven: Record<WorkStage, number>;
   /** Why outstanding loads were not sent again, when they were not. */
   loadRedriveSkipped?: 'load queue busy' | 'dry run';
+}
+
+/** The S3 event that sends an object through its stage again. */
+export function redriveEventFor(item: WorkItem, region?: string): { Records: S3EventRecord[] } {
+  return {
+    Records: [
+      objectCreatedRecord({
+        bucket: item.bucket,
+        key: item.key,
+        eTag: item.eTag,
+        lastModified: item.lastModified,
+        region,
+        configurationId: REDRIVE_CONFIGURATION_ID,
+      }),
+    ],
+  };
 }
 
 export const RECONCILE_DEFAULTS = {
