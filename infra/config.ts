@@ -123,6 +123,15 @@ export const CONTEXT_DEFAULTS = {
   'totes:maxWarehouseFreshnessSeconds': 600,
   /** Age of the oldest message in the load queue: loads are failing or far behind. */
   'totes:maxLoadQueueAgeSeconds': 3600,
+  /**
+   * Warehouse connections. A db.t4g.small has about 2 GiB, so RDS's default max_connections
+   * (LEAST(DBInstanceClassMemory/9531392, 5000)) is about 200: alarm well before it.
+   */
+  'totes:maxWarehouseConnections': 100,
+  /** CPU credits left on a burstable (t-class) warehouse: below this it is about to be throttled. */
+  'totes:minWarehouseCpuCredits': 20,
+  /** Free storage on a created warehouse (autoscaling adds storage, up to its maximum). */
+  'totes:minWarehouseFreeStorageBytes': 2 * 1024 ** 3,
 } as const;
 
 export type ContextKey = keyof typeof CONTEXT_DEFAULTS;
@@ -181,6 +190,9 @@ export interface TotesConfig {
     maxIteratorAgeMs: number;
     maxWarehouseFreshnessSeconds: number;
     maxLoadQueueAgeSeconds: number;
+    maxWarehouseConnections: number;
+    minWarehouseCpuCredits: number;
+    minWarehouseFreeStorageBytes: number;
   };
 }
 
@@ -377,6 +389,9 @@ export function readTotesConfig(
       maxIteratorAgeMs: int('totes:maxIteratorAgeMs', 1_000, 7 * 86_400_000),
       maxWarehouseFreshnessSeconds: int('totes:maxWarehouseFreshnessSeconds', 60, 86_400),
       maxLoadQueueAgeSeconds: int('totes:maxLoadQueueAgeSeconds', 60, 14 * 86_400),
+      maxWarehouseConnections: int('totes:maxWarehouseConnections', 1, 5000),
+      minWarehouseCpuCredits: int('totes:minWarehouseCpuCredits', 0, 10_000),
+      minWarehouseFreeStorageBytes: int('totes:minWarehouseFreeStorageBytes', 1, Number.MAX_SAFE_INTEGER),
     },
   };
   if (problems.length > 0) throw new TotesConfigError(problems);

@@ -20,6 +20,7 @@ export const STAGES = {
   transform: 'transform',
   load: 'load',
   reconcile: 'reconcile',
+  migrate: 'migrate',
 } as const;
 export type Stage = (typeof STAGES)[keyof typeof STAGES];
 

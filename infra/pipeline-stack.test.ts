@@ -220,7 +220,19 @@ describe('pipeline stack: functions', () => {
       'totes-ingestion-<AWS::AccountId>-<AWS::Region>',
     );
     expect(render(env('Transform').PROCESSED_BUCKET)).toBe('totes-processed-<AWS::AccountId>-<AWS::Region>');
-    expect(render(env('Load').WAREHOUSE_SECRET_ARN)).toMatch(/WarehouseInstanceSecret/);
+    expect(render(env('Load').WAREHOUSE_SECRET_ARN)).toMatch(/WarehouseLoadSecretAttachment/);
+    expect(render(env('Reconcile').WAREHOUSE_SECRET_ARN)).toMatch(/WarehouseReportingSecretAttachment/);
+    expect(
+      Object.keys(env('Migrate'))
+        .filter((k) => /SECRET/.test(k))
+        .sort(),
+    ).toEqual([
+      'WAREHOUSE_ADMIN_SECRET_ARN',
+      'WAREHOUSE_LOAD_SECRET_ARN',
+      'WAREHOUSE_OWNER_SECRET_ARN',
+      'WAREHOUSE_REPORTING_SECRET_ARN',
+    ]);
+    expect(render(env('Migrate').WAREHOUSE_ADMIN_SECRET_ARN)).toMatch(/WarehouseInstanceSecret/);
     expect(env('Load').NODE_EXTRA_CA_CERTS).toBe('/var/runtime/ca-cert.pem');
     for (const prefix of ['FirehoseTransform', 'Transform', 'Load'])
       expect(Object.keys(env(prefix)).filter((k) => /BUCKET|SECRET/.test(k))).toHaveLength(1);
@@ -331,8 +343,9 @@ describe('pipeline stack: functions', () => {
       grant('s3:GetObject', `${PROCESSED}/*`),
       grant('s3:ListBucket', PROCESSED),
       grant('s3:PutObject', `${PROCESSED}/quarantine/load/*`),
-      grantOnOutput('secretsmanager:DescribeSecret', /RefWarehouseInstanceSecret/),
-      grantOnOutput('secretsmanager:GetSecretValue', /RefWarehouseInstanceSecret/),
+      // totes_load's secret: not the master user's.
+      grantOnOutput('secretsmanager:DescribeSecret', /RefWarehouseLoadSecretAttachment/),
+      grantOnOutput('secretsmanager:GetSecretValue', /RefWarehouseLoadSecretAttachment/),
       grant('sqs:ChangeMessageVisibility', queueOf('LoadQueue')),
       grant('sqs:DeleteMessage', queueOf('LoadQueue')),
       grant('sqs:GetQueueAttributes', queueOf('LoadQueue')),
@@ -351,8 +364,8 @@ describe('pipeline stack: functions', () => {
       grant('s3:GetObject', `${PROCESSED}/*`),
       grant('s3:ListBucket', INGESTION),
       grant('s3:ListBucket', PROCESSED),
-      grantOnOutput('secretsmanager:DescribeSecret', /RefWarehouseInstanceSecret/),
-      grantOnOutput('secretsmanager:GetSecretValue', /RefWarehouseInstanceSecret/),
+      grantOnOutput('secretsmanager:DescribeSecret', /RefWarehouseReportingSecretAttachment/),
+      grantOnOutput('secretsmanager:GetSecretValue', /RefWarehouseReportingSecretAttachment/),
       grant('sqs:DeleteMessage', queueOf('LoadDeadLetterQueue')),
       grant('sqs:DeleteMessage', queueOf('TransformDeadLetterQueue')),
       grant('sqs:GetQueueAttributes', queueOf('LoadQueue')),
@@ -393,6 +406,36 @@ describe('pipeline stack: functions', () => {
       RECONCILE_LOOKBACK_DAYS: '3',
     });
     expect(reconcile.VpcConfig.SecurityGroupIds).toHaveLength(2);
+  });
+
+  it('migrates in a deploy step of its own, before load is updated, whenever a migration changes', () => {
+    const trigger = Object.entries(template.findResources('Custom::Trigger'));
+    expect(trigger).toHaveLength(1);
+    const [id, resource] = trigger[0];
+    const migrate = template.findResources('AWS::Lambda::Function')[fnLogicalId('Migrate')].Properties;
+
+    // The function's current version: a changed function is a new version, which runs the trigger again.
+    expect(render(resource.Properties.HandlerArn)).toMatch(/^<MigrateFunctionCurrentVersion/);
+    // Load (its function and event source) waits for the trigger.
+    expect(template.findResources('AWS::Lambda::Function')[fnLogicalId('Load')].DependsOn).toContain(id);
+    expect(migrate.Environment.Variables.TOTES_MIGRATIONS).toMatch(/^[0-9a-f]{64}$/);
+    expect(migrate.Timeout).toBe(14 * 60);
+    expect(migrate.VpcConfig.SecurityGroupIds).toHaveLength(2);
+  });
+
+  it('migrate role: the four warehouse secrets (master included) and nothing in the buckets', () => {
+    const grants = roleGrants(template, roleOf('Migrate'));
+
+    expect(grants.filter((g) => g.startsWith('secretsmanager:GetSecretValue'))).toEqual([
+      expect.stringMatching(/WarehouseInstanceSecret/),
+      expect.stringMatching(/WarehouseLoadSecretAttachment/),
+      expect.stringMatching(/WarehouseOwnerSecretAttachment/),
+      expect.stringMatching(/WarehouseReportingSecretAttachment/),
+    ]);
+    expect(grants.filter((g) => /^(s3|sqs|lambda):/.test(g))).toEqual([]);
+    // No function but migrate may read the master user's secret.
+    for (const name of ['FirehoseTransform', 'Transform', 'Load', 'Reconcile'])
+      expect(roleGrants(template, roleOf(name)).join('\n')).not.toMatch(/WarehouseInstanceSecret/);
   });
 
   it(`points every function at a handler module that exists (${Object.values(HANDLER_ENTRIES).join(', ')})`, () => {
@@ -668,6 +711,24 @@ describe('pipeline stack: alarms and dashboard', () => {
     });
     const fn = { Name: 'FunctionName', Value: { Ref: fnLogicalId('Reconcile') } };
     alarmOn('Errors', { Namespace: 'AWS/Lambda', Dimensions: [fn] });
+  });
+
+  it('watches the warehouse: CPU credits (burstable), free storage, connections, failed migrations', () => {
+    alarmOn('CPUCreditBalance', {
+      Namespace: 'AWS/RDS',
+      ComparisonOperator: 'LessThanThreshold',
+      Threshold: 20,
+    });
+    alarmOn('FreeStorageSpace', {
+      Namespace: 'AWS/RDS',
+      ComparisonOperator: 'LessThanThreshold',
+      Threshold: 2147483648,
+    });
+    alarmOn('DatabaseConnections', { Namespace: 'AWS/RDS', Threshold: 100 });
+    alarmOn('Errors', {
+      Namespace: 'AWS/Lambda',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: fnLogicalId('Migrate') } }],
+    });
   });
 
   it('draws a dashboard of the pipeline', () => {

@@ -13,6 +13,7 @@ import { EMF_METRICS, LOG_METRICS, METRIC_NAMESPACE, STAGE_DIMENSION, type Stage
 import type { CaptureService } from './capture-service';
 import type { DeliveryStream } from './delivery-stream';
 import type { PipelineFunction } from './pipeline-function';
+import type { Warehouse } from './warehouse';
 
 export interface ObservabilityProps {
   alarms: TotesConfig['alarms'];
@@ -27,6 +28,10 @@ export interface ObservabilityProps {
   loadDeadLetterQueue: sqs.IQueue;
   reconcile: PipelineFunction;
   reconcileIntervalMinutes: number;
+  migrate: PipelineFunction;
+  warehouse: Warehouse;
+  /** A t-class instance runs on CPU credits. */
+  warehouseBurstable: boolean;
 }
 
 const { GREATER_THAN_THRESHOLD, GREATER_THAN_OR_EQUAL_TO_THRESHOLD, LESS_THAN_THRESHOLD } =
@@ -191,6 +196,16 @@ export class Observability extends Construct {
     // ---------------------------------------------------------------- functions
     const functions = [props.firehoseTransform, props.transform, props.load, props.reconcile];
     for (const fn of functions) this.functionAlarms(fn);
+    this.alarm('MigrateErrors', {
+      metric: props.migrate.function.metricErrors({
+        statistic: cloudwatch.Stats.SUM,
+        period: Duration.minutes(5),
+      }),
+      threshold: 1,
+      comparisonOperator: GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      alarmDescription: 'The warehouse migration step failed (the deployment that ran it failed too).',
+    });
     for (const fn of [props.transform, props.load])
       this.alarm(`${pascal(fn.stage)}ObjectsQuarantined`, {
         metric: emfMetric(fn.stage, EMF_METRICS.objectsQuarantined, {
@@ -264,6 +279,42 @@ export class Observability extends Construct {
         'Objects a stage never finished (CSV not transformed, Parquet not loaded) outlived a re-drive, or the ' +
         'reconciler is not running. Its log lists them (`outstanding object`).',
     });
+
+    // ---------------------------------------------------------------- the warehouse instance
+    const instance = props.warehouse.instance;
+    if (instance) {
+      const fiveMinutes = { period: Duration.minutes(5) };
+      if (props.warehouseBurstable)
+        this.alarm('WarehouseCpuCredits', {
+          metric: instance.metric('CPUCreditBalance', {
+            ...fiveMinutes,
+            statistic: cloudwatch.Stats.MINIMUM,
+          }),
+          threshold: limits.minWarehouseCpuCredits,
+          comparisonOperator: LESS_THAN_THRESHOLD,
+          evaluationPeriods: 3,
+          alarmDescription:
+            'The warehouse (a burstable instance) is running out of CPU credits: it will be throttled to its ' +
+            'baseline and loads will slow down. Choose a bigger or non-burstable totes:warehouseInstanceType.',
+        });
+      this.alarm('WarehouseFreeStorage', {
+        metric: instance.metricFreeStorageSpace({ ...fiveMinutes, statistic: cloudwatch.Stats.MINIMUM }),
+        threshold: limits.minWarehouseFreeStorageBytes,
+        comparisonOperator: LESS_THAN_THRESHOLD,
+        evaluationPeriods: 2,
+        alarmDescription:
+          'The warehouse is running out of storage (storage autoscaling may be at its maximum): loads will fail.',
+      });
+      this.alarm('WarehouseConnections', {
+        metric: instance.metricDatabaseConnections({ ...fiveMinutes, statistic: cloudwatch.Stats.MAXIMUM }),
+        threshold: limits.maxWarehouseConnections,
+        comparisonOperator: GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 2,
+        alarmDescription:
+          'More warehouse connections than expected: loads (totes:loadMaxConcurrency), analysts and dashboards ' +
+          'together are nearing max_connections.',
+      });
+    }
 
     this.dashboard = this.buildDashboard(props, {
       lagSeconds,

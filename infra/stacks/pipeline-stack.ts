@@ -7,6 +7,9 @@ import type * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as triggers from 'aws-cdk-lib/triggers';
+import { createHash } from 'node:crypto';
+import { readMigrations } from '../../processors/load/migrate';
 import type { Construct } from 'constructs';
 import { INGESTION_ROOT, SCHEMA_OBJECT_ROOT } from '../../core/csv-codec';
 import { acknowledge } from '../acknowledge';
@@ -24,6 +27,7 @@ export const HANDLER_ENTRIES = {
   transform: 'processors/transform/handler.ts',
   load: 'processors/load/handler.ts',
   reconcile: 'processors/reconcile/handler.ts',
+  migrate: 'processors/migrate/handler.ts',
 } as const;
 export type HandlerName = keyof typeof HANDLER_ENTRIES;
 
@@ -61,6 +65,8 @@ export class PipelineStack extends Stack {
   readonly loadQueue: sqs.Queue;
   readonly loadDeadLetterQueue: sqs.Queue;
   readonly reconcile: PipelineFunction;
+  /** The deployment's migration step: roles, then migrations as the owner. */
+  readonly migrate: PipelineFunction;
   readonly observability: Observability;
 
   constructor(scope: Construct, id: string, props: PipelineStackProps) {
@@ -191,14 +197,53 @@ export class PipelineStack extends Stack {
       memorySizeMiB: 1024,
       timeout: loadTimeout,
       environment: trustRds,
-      // migrate.ts reads the warehouse DDL from migrations/ beside the bundled handler.
-      bundleFiles: [{ from: 'processors/load/migrations', to: 'migrations' }],
       network: inVpc,
     })
       // Reads the Parquet objects; copies what it cannot apply to quarantine/load/ after a HEAD of
       // its reason object (ListBucket so a missing one answers 404, not 403).
       .grantObjects(processed, { get: ['*'], put: [`${LOAD_QUARANTINE_PREFIX}*`], list: true })
-      .bindSecret('WAREHOUSE_SECRET_ARN', stateful.warehouse.secret);
+      // totes_load: rows in and out, no DDL (migrations/004_roles.sql).
+      .bindSecret('WAREHOUSE_SECRET_ARN', stateful.warehouse.roleSecrets.load);
+
+    this.migrate = new PipelineFunction(this, 'Migrate', {
+      ...common,
+      entry: entries.migrate,
+      stage: STAGES.migrate,
+      description: 'totes: warehouse roles and migrations, run by each deployment before load is updated',
+      memorySizeMiB: 512,
+      // An index on a big fact table may take minutes; Lambda allows 15.
+      timeout: Duration.minutes(14),
+      environment: {
+        ...trustRds,
+        // A new or changed migration file changes the function, so the trigger runs it again.
+        TOTES_MIGRATIONS: createHash('sha256')
+          .update(
+            readMigrations()
+              .map((m) => `${m.name}:${m.checksum}`)
+              .join('\n'),
+          )
+          .digest('hex'),
+      },
+      // migrate.ts reads the warehouse DDL from migrations/ beside the bundled handler.
+      bundleFiles: [{ from: 'processors/load/migrations', to: 'migrations' }],
+      network: inVpc,
+    }).bindSecret('WAREHOUSE_ADMIN_SECRET_ARN', stateful.warehouse.secret);
+    if (stateful.warehouse.hasRoles) {
+      const roles = stateful.warehouse.roleSecrets;
+      this.migrate
+        .bindSecret('WAREHOUSE_OWNER_SECRET_ARN', roles.owner)
+        .bindSecret('WAREHOUSE_LOAD_SECRET_ARN', roles.load)
+        .bindSecret('WAREHOUSE_REPORTING_SECRET_ARN', roles.reporting);
+    }
+    // Runs during the deployment, synchronously, whenever the function changed (a new migration);
+    // a failure fails the deployment. Load is updated only after it: new code never meets an old schema.
+    // https://docs.aws.amazon.com/cdk/api/v2/docs/aws-cdk-lib.triggers-readme.html
+    new triggers.Trigger(this, 'MigrateOnDeploy', {
+      handler: this.migrate.function,
+      executeOnHandlerChange: true,
+      executeBefore: [this.load],
+      timeout: Duration.minutes(14),
+    });
     this.load.function.addEventSource(
       new lambdaEvents.SqsEventSource(this.loadQueue, {
         // Objects load one after another in an invocation; ten amortise the cold start and the
@@ -253,7 +298,8 @@ export class PipelineStack extends Stack {
         'sqs:DeleteMessage',
       ])
       .bindFunction('TRANSFORM_FUNCTION_NAME', this.transform.function)
-      .bindSecret('WAREHOUSE_SECRET_ARN', stateful.warehouse.secret);
+      // totes_reporting: it only reads load_log.
+      .bindSecret('WAREHOUSE_SECRET_ARN', stateful.warehouse.roleSecrets.reporting);
     new events.Rule(this, 'ReconcileSchedule', {
       description: 'totes: run the reconciler',
       schedule: events.Schedule.rate(Duration.minutes(config.reconcile.intervalMinutes)),
@@ -279,6 +325,9 @@ export class PipelineStack extends Stack {
       loadDeadLetterQueue: this.loadDeadLetterQueue,
       reconcile: this.reconcile,
       reconcileIntervalMinutes: config.reconcile.intervalMinutes,
+      migrate: this.migrate,
+      warehouse: stateful.warehouse,
+      warehouseBurstable: config.warehouse.mode === 'create' && config.warehouse.instanceType.startsWith('t'),
     });
 
     // What an operator needs to find (docs/deploy.md uses them).
@@ -293,6 +342,7 @@ export class PipelineStack extends Stack {
       LoadQueueUrl: this.loadQueue.queueUrl,
       LoadDeadLetterQueueUrl: this.loadDeadLetterQueue.queueUrl,
       ReconcileFunctionName: this.reconcile.function.functionName,
+      MigrateFunctionName: this.migrate.function.functionName,
       AlarmTopicArn: this.observability.topic.topicArn,
       DashboardName: this.observability.dashboard.dashboardName,
     };

@@ -115,6 +115,13 @@ export class StatefulStack extends Stack {
       ChangeStreamName: this.stream.streamName,
       SourceSecretArn: this.sourceSecret.secretArn,
       WarehouseSecretArn: this.warehouse.secret.secretArn,
+      ...(this.warehouse.hasRoles
+        ? {
+            // Analysts, the dashboard and QuickSight connect as totes_reporting (read only).
+            WarehouseReportingSecretArn: this.warehouse.roleSecrets.reporting.secretArn,
+            WarehouseLoadSecretArn: this.warehouse.roleSecrets.load.secretArn,
+          }
+        : {}),
       ...(this.warehouse.instance
         ? { WarehouseEndpoint: this.warehouse.instance.dbInstanceEndpointAddress }
         : {}),

@@ -10,7 +10,7 @@ beforeAll(async () => {
 });
 
 describe('load Lambda entry (real Postgres)', () => {
-  it('builds the pool on first use, migrating once, shared by concurrent first uses', async () => {
+  it('builds the pool on first use, shared by concurrent first uses, and never migrates', async () => {
     const lines: string[] = [];
     const warehouse = lazyWarehouse(readLoadConfig({ WAREHOUSE_URL: url }), {
       secrets: { send: () => Promise.reject(new Error('not used')) },
@@ -18,11 +18,12 @@ describe('load Lambda entry (real Postgres)', () => {
     });
     try {
       const clients = await Promise.all([warehouse.connect(), warehouse.connect()]);
-      const { rows } = await clients[0].query('SELECT count(*)::int AS n FROM "totes_migrations"');
-      expect(rows).toEqual([{ n: 1 }]);
+      // The schema is the deployment's migration step's business (processors/migrate), not load's.
+      const { rows } = await clients[0].query(`SELECT to_regclass('totes_migrations') AS t`);
+      expect(rows).toEqual([{ t: null }]);
       clients.forEach((c) => c.release());
       const ready = lines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'warehouse ready');
-      expect(ready).toEqual([expect.objectContaining({ applied: ['001_warehouse'] })]);
+      expect(ready).toEqual([expect.objectContaining({ user: expect.any(String) })]);
     } finally {
       await warehouse.end();
       await warehouse.end();
@@ -63,7 +64,7 @@ describe('load Lambda entry (real Postgres)', () => {
     }
   });
 
-  it('closes the pool again when connecting or migrating fails, warming or not', async () => {
+  it('closes the pool again when connecting fails, warming or not', async () => {
     const lines: string[] = [];
     const warehouse = lazyWarehouse(
       readLoadConfig({ WAREHOUSE_URL: url.replace(/\/[^/]*$/, '/no_such_db') }),
@@ -104,7 +105,7 @@ describe('load Lambda entry (real Postgres)', () => {
       await expect(entry!.handler({ Service: 'Amazon S3', Event: 's3:TestEvent' })).resolves.toEqual({
         objects: [],
       });
-      // Warmed at cold start: the pool is there, migrated, before any object needed it.
+      // Warmed at cold start: the pool is there before any object needed it.
       const client = await entry!.lambdaWarehouse!.connect();
       client.release();
       await entry!.lambdaWarehouse!.end();

@@ -5,16 +5,18 @@ import { createLogger, type Logger, type LogLevel } from '../../core/logger';
 import type { BatchItemFailures } from '../shared/s3-object-handler';
 import { createLoadHandler, type LoadHandlerDeps, type LoadReport } from './create-handler';
 import { readLoadConfig, resolveWarehouseConnection, type LoadConfig } from './load-config';
-import { migrateWarehouse } from './migrate';
 
 export { createLoadHandler } from './create-handler';
 
 /**
  * Lambda entry for the load stage. At cold start: configuration read (a missing WAREHOUSE_URL /
  * WAREHOUSE_SECRET_ARN fails loudly), logger and S3 client built, and the warehouse pool started —
- * secret read, connection made, migrations applied once per container — during the init phase,
- * without blocking it (module scope cannot await in CommonJS). The first invocation waits for it;
- * if it failed, that invocation tries again.
+ * secret read, connection made — during the init phase, without blocking it (module scope cannot
+ * await in CommonJS). The first invocation waits for it; if it failed, that invocation tries again.
+ *
+ * Load does not migrate: it connects as totes_load, which may only read and write rows. The schema
+ * is the migration step's (processors/migrate, run by the deployment before load is updated;
+ * `totes up` locally).
  */
 
 /**
@@ -41,7 +43,7 @@ const IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000;
 export interface LazyWarehouse {
   connect(): Promise<PoolClient>;
   /**
-   * Starts building the pool now (secret, connection, migrations) without waiting: called during
+   * Starts building the pool now (secret, connection) without waiting: called during
    * the Lambda init phase, so the first invocation usually finds it ready. A failure is forgotten
    * here and surfaces, retried, at the first `connect`.
    */
@@ -52,7 +54,7 @@ export interface LazyWarehouse {
 
 /**
  * A pool built on first use: connection settings resolved (Secrets Manager when configured), pool
- * created, migrations applied. Concurrent first uses share one attempt; a failed attempt is
+ * created, one connection made. Concurrent first uses share one attempt; a failed attempt is
  * forgotten so the next use retries.
  */
 export function lazyWarehouse(
@@ -75,15 +77,10 @@ export function lazyWarehouse(
     pool.on('error', (err) => deps.logger.warn('idle warehouse connection failed; dropped', { err }));
     try {
       const client = await pool.connect();
-      try {
-        const result = await migrateWarehouse(client, { logger: deps.logger });
-        deps.logger.info('warehouse ready', {
-          applied: result.applied,
-          alreadyApplied: result.alreadyApplied.length,
-        });
-      } finally {
-        client.release();
-      }
+      const { rows } = await client
+        .query<{ user: string }>('SELECT current_user AS "user"')
+        .finally(() => client.release());
+      deps.logger.info('warehouse ready', { user: rows[0].user });
     } catch (e) {
       await pool.end().catch(() => undefined);
       throw e;
