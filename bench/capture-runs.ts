@@ -135,6 +135,7 @@ export async function captureStream(options: {
     consistentPoint: options.consistentPoint,
     snapshotCompletedAt: new Date().toISOString(),
     snapshotRows: 0,
+    epoch: 0,
   };
   const reached = (lsn: Lsn | null) => lsn !== null && compareLsn(lsn, options.endLsn) >= 0;
   return withStream(kinesis, streamName, () =>

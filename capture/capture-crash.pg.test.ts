@@ -67,7 +67,10 @@ it('loses nothing when capture is killed with SIGKILL inside a 100,000-row trans
     'the snapshot to complete',
     () => {
       if (child.exitCode !== null) throw new Error(`capture exited with ${child.exitCode}`);
-      return fs.existsSync(path.join(dir, 'state.json')) ? true : undefined;
+      const file = path.join(dir, 'state.json');
+      return fs.existsSync(file) && JSON.parse(fs.readFileSync(file, 'utf8')).snapshotCompletedAt
+        ? true
+        : undefined;
     },
     30_000,
   );

@@ -1,5 +1,5 @@
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
-import { silentLogger } from '../core/logger';
+import { createLogger, silentLogger } from '../core/logger';
 import { ensureStream, kinesisClientFor, startKinesalite, type LocalKinesis } from '../local/kinesalite';
 import { StreamCollector, replayToState } from '../test/support/kinesis';
 import { createTestDatabase, waitFor, withClient } from '../test/support/pg';
@@ -38,6 +38,11 @@ async function newStream(): Promise<string> {
   return name;
 }
 
+/** Slots are cluster-wide: each test database gets its own. */
+function slotFor(url: string): string {
+  return `slot_${new URL(url).pathname.slice(1)}`.slice(0, 63);
+}
+
 async function startCapture(
   url: string,
   tables: string[],
@@ -55,13 +60,13 @@ async function startCapture(
     {
       sourceUrl: url,
       tables,
-      slot: 'test_slot',
+      slot: slotFor(url),
       publication: 'test_pub',
       heartbeatIntervalMs: 200,
       statsIntervalMs: 200,
       ...options.config,
     },
-    { sink, state, logger: silentLogger },
+    { sink, state, logger: process.env.DEBUG_CAPTURE ? createLogger({ service: 'capture' }) : silentLogger },
   );
   const running = service.run();
   running.catch(() => undefined); // asserted where a test expects failure
@@ -114,7 +119,9 @@ describe('capture service (real Postgres + kinesalite)', () => {
       }
     });
     const h = await startCapture(url, ['item']);
-    await waitFor('snapshot to finish', async () => ((await h.state.load()) ? true : undefined));
+    await waitFor('snapshot to finish', async () =>
+      (await h.state.load())?.snapshotCompletedAt ? true : undefined,
+    );
     await waitFor('stream to pass the snapshot', () => (nextId > 3400 ? true : undefined));
     writing = false;
     await writer;
@@ -192,7 +199,7 @@ describe('capture service (real Postgres + kinesalite)', () => {
       for (const r of rows.slice(0, 2)) await c.query(insert, r);
     });
     const h = await startCapture(url, ['typed']);
-    await waitFor('snapshot', async () => ((await h.state.load()) ? true : undefined));
+    await waitFor('snapshot', async () => ((await h.state.load())?.snapshotCompletedAt ? true : undefined));
     await withClient(url, async (c) => {
       for (const r of rows.slice(2)) await c.query(insert, r);
     });
@@ -226,7 +233,7 @@ describe('capture service (real Postgres + kinesalite)', () => {
     const url = await createTestDatabase('capture_toast');
     await withClient(url, (c) => c.query('CREATE TABLE doc (id int PRIMARY KEY, body text, title text)'));
     const h = await startCapture(url, ['doc']);
-    await waitFor('snapshot', async () => ((await h.state.load()) ? true : undefined));
+    await waitFor('snapshot', async () => ((await h.state.load())?.snapshotCompletedAt ? true : undefined));
     await withClient(url, async (c) => {
       // Random hex does not compress, so 200 kB is stored out of line (TOASTed).
       await c.query(
@@ -276,14 +283,14 @@ describe('capture service (real Postgres + kinesalite)', () => {
     };
     const state = new MemoryStateStore();
     let h = await startCapture(url, ['t'], { stream, state, sink: real });
-    await waitFor('snapshot', async () => ((await state.load()) ? true : undefined));
+    await waitFor('snapshot', async () => ((await state.load())?.snapshotCompletedAt ? true : undefined));
     await stopCapture(h);
-    const before = await withClient(url, async (c) => (await getSlot(c, 'test_slot'))!.confirmedFlushLsn);
+    const before = await withClient(url, async (c) => (await getSlot(c, slotFor(url)))!.confirmedFlushLsn);
 
     h = await startCapture(url, ['t'], { stream, state, sink: gated });
     await withClient(url, (c) => c.query('INSERT INTO t SELECT generate_series(1, 100)'));
     await waitFor('a put to be held', () => (blocked > 0 ? true : undefined));
-    const held = await withClient(url, async (c) => (await getSlot(c, 'test_slot'))!.confirmedFlushLsn);
+    const held = await withClient(url, async (c) => (await getSlot(c, slotFor(url)))!.confirmedFlushLsn);
     expect(held).toBe(before);
     (gate as unknown as () => void)();
     await collectUntil(
@@ -293,7 +300,7 @@ describe('capture service (real Postgres + kinesalite)', () => {
     );
     await waitFor('the slot to move', async () =>
       withClient(url, async (c) =>
-        (await getSlot(c, 'test_slot'))!.confirmedFlushLsn !== before ? true : undefined,
+        (await getSlot(c, slotFor(url)))!.confirmedFlushLsn !== before ? true : undefined,
       ),
     );
     await stopCapture(h);
@@ -313,7 +320,7 @@ describe('capture service (real Postgres + kinesalite)', () => {
       c.query('CREATE TABLE quiet (id int PRIMARY KEY); CREATE TABLE busy (id int)'),
     );
     const h = await startCapture(url, ['quiet']);
-    await waitFor('snapshot', async () => ((await h.state.load()) ? true : undefined));
+    await waitFor('snapshot', async () => ((await h.state.load())?.snapshotCompletedAt ? true : undefined));
     // WAL written by a table outside the publication must not stay pinned by our slot.
     await withClient(url, (c) => c.query('INSERT INTO busy SELECT generate_series(1, 20000)'));
     const walAfterWrites = await withClient(
@@ -324,7 +331,7 @@ describe('capture service (real Postgres + kinesalite)', () => {
       withClient(url, async (c) => {
         const { rows } = await c.query(
           'SELECT pg_wal_lsn_diff(confirmed_flush_lsn, $1::pg_lsn) >= 0 AS passed FROM pg_replication_slots WHERE slot_name = $2',
-          [walAfterWrites, 'test_slot'],
+          [walAfterWrites, slotFor(url)],
         );
         return rows[0].passed ? true : undefined;
       }),
@@ -349,7 +356,7 @@ describe('capture service (real Postgres + kinesalite)', () => {
     const flushBytes = 256 * 1024;
     const h = await startCapture(url, ['big'], { stream, sink: slow, config: { flushBytes } });
     service = h.service;
-    await waitFor('snapshot', async () => ((await h.state.load()) ? true : undefined));
+    await waitFor('snapshot', async () => ((await h.state.load())?.snapshotCompletedAt ? true : undefined));
     const sampler = setInterval(() => {
       peakBuffered = Math.max(peakBuffered, service!.bufferedBytes);
     }, 1);

@@ -13,9 +13,16 @@ import type { RecordSink } from './kinesis-sink';
 import { rawTextClient } from './pg-text';
 import { PgoutputDecoder, snapshotLsn, type DecodedItem } from './pgoutput-decoder';
 import { ReplicationStream } from './replication-stream';
-import { createSlotWithSnapshot, dropSlot, ensurePublication, getSlot } from './slot';
-import { describeTables, readSnapshot, transactionTimestamp } from './snapshot';
-import type { StateStore } from './state-store';
+import {
+  addMissingPublicationTables,
+  createSlotWithSnapshot,
+  dropSlot,
+  ensurePublication,
+  getSlot,
+  publishedTables,
+} from './slot';
+import { describeTables, readSnapshot, transactionTimestamp, type TableLayout } from './snapshot';
+import type { CaptureState, StateStore } from './state-store';
 
 /**
  * The capture service: Postgres logical replication → change batches → a record sink (Kinesis).
@@ -47,6 +54,8 @@ export interface CaptureConfig {
   maxFlushesInFlight: number;
   snapshotPageRows: number;
   batcher: ChangeBatcherLimits;
+  /** What to do when the slot was invalidated (WAL removed): snapshot again, or refuse to start. */
+  onSlotLost: 'resync' | 'fail';
 }
 
 export const CAPTURE_DEFAULTS = {
@@ -63,7 +72,11 @@ export const CAPTURE_DEFAULTS = {
   maxFlushesInFlight: 2,
   snapshotPageRows: 5000,
   batcher: DEFAULT_BATCHER_LIMITS,
-} as const;
+  onSlotLost: 'resync',
+} as const satisfies Partial<CaptureConfig>;
+
+/** First key of capture's advisory lock on the source (ASCII "totc"); the second is the slot's hash. */
+export const CAPTURE_LOCK_NAMESPACE = 0x746f7463;
 
 /** Prefix of the logical decoding messages capture emits as heartbeats. */
 export const HEARTBEAT_PREFIX = 'totes.heartbeat';
@@ -79,6 +92,13 @@ export interface CaptureStats {
   lastDurableCommitTs: string | null;
   lagBytes: number | null;
   retainedWalBytes: number | null;
+  /** Times the slot was found invalidated (alarmed in AWS). */
+  slotLosses: number;
+  /** Captured tables that fell out of the publication (dropped, re-created, removed). */
+  tablesNotCaptured: number;
+  /** Reconciling snapshots taken (slot lost or missing, state lost, requested, tables added). */
+  resyncs: number;
+  epoch: number;
 }
 
 export class CaptureError extends Error {
@@ -122,6 +142,11 @@ export class CaptureService {
   private failed = false;
   private stopping: Promise<void> | null = null;
   private lastCommitTs: string | null = null;
+  /** The capture generation of everything this run writes (set by prepareSlot). */
+  private epoch = 0;
+  private resyncRunning = false;
+  private readonly lastMissingReport = new Map<string, number>();
+  private versionNum = 0;
   readonly stats: CaptureStats = {
     snapshotRows: 0,
     changes: 0,
@@ -132,6 +157,10 @@ export class CaptureService {
     lastDurableCommitTs: null,
     lagBytes: null,
     retainedWalBytes: null,
+    slotLosses: 0,
+    tablesNotCaptured: 0,
+    resyncs: 0,
+    epoch: 0,
   };
 
   constructor(
@@ -158,6 +187,8 @@ export class CaptureService {
       const versionNum = Number(
         (await this.control.query('SHOW server_version_num')).rows[0].server_version_num,
       );
+      this.versionNum = versionNum;
+      await this.lockSlot();
       if (this.deps.preflight) {
         const problems = await this.deps.preflight();
         if (problems.length > 0) {
@@ -170,6 +201,18 @@ export class CaptureService {
           publication: config.publication,
           tables: config.tables.length,
         });
+      } else {
+        const added = await addMissingPublicationTables(
+          this.control,
+          config.publication,
+          config.schema,
+          config.tables,
+        );
+        if (added.length)
+          this.log.info('tables added to the publication', {
+            publication: config.publication,
+            tables: added,
+          });
       }
       await this.prepareSlot(versionNum);
       if (this.stopping) return;
@@ -202,6 +245,19 @@ export class CaptureService {
 
   // ---------------------------------------------------------------- slot and snapshot
 
+  /**
+   * Decides how this run starts, from the slot and the saved state (issue 8's recovery table):
+   * - slot and completed state: stream from the slot; snapshot tables added to the capture set since;
+   * - slot and a snapshot that never finished (killed mid-snapshot): keep the slot (it holds every
+   *   change since its consistent point) and take a reconciling snapshot beside it;
+   * - slot without state (state lost): keep the slot, start a new epoch, reconciling snapshot;
+   * - slot lost (`wal_status = 'lost'`: WAL it needed was removed): `resync` drops it and starts
+   *   over with a new slot, a new epoch and a snapshot that reconciles; `fail` refuses;
+   * - state without slot (slot dropped): new slot, new epoch, reconciling snapshot;
+   * - neither: first start, the initial snapshot.
+   * Every snapshot ends each table with a marker; the load deletes what a completed snapshot no
+   * longer holds, and a re-read row equal to what the warehouse holds adds nothing.
+   */
   private async prepareSlot(versionNum: number): Promise<void> {
     const { config } = this;
     const control = this.control!;
@@ -212,44 +268,236 @@ export class CaptureService {
         `replication slot "${config.slot}" uses plugin ${slot.plugin}, not pgoutput; drop it or choose another --slot`,
       );
     }
+    if (slot && !slot.inThisDatabase) {
+      throw new SourceNotReadyError(
+        `replication slot "${config.slot}" belongs to database ${slot.database}, not this one; ` +
+          'choose another --slot (slot names are shared by the whole server)',
+      );
+    }
     if (slot && slot.walStatus === 'lost') {
-      this.log.warn('replication slot was invalidated (WAL removed); taking a new snapshot', {
-        walStatus: slot.walStatus,
-      });
+      await this.onSlotLost(slot.invalidationReason, state);
       await dropSlot(control, config.slot);
-    } else if (slot && state?.slot === config.slot) {
-      return; // snapshot done for this slot: stream from its confirmed position
-    } else if (slot) {
-      // The slot outlived an interrupted snapshot (or its state was lost): start over, no gap.
-      this.log.warn('replication slot has no completed snapshot; dropping it and taking a new snapshot', {
-        stateLocation: this.deps.state.location,
+      await this.snapshot(versionNum, { reason: 'slot lost', previous: state });
+      return;
+    }
+    if (slot && state?.slot === config.slot && state.snapshotCompletedAt) {
+      this.epoch = state.epoch;
+      const known = new Set(state.tables ?? config.tables);
+      const added = config.tables.filter((t) => !known.has(t));
+      if (added.length) {
+        this.log.info('tables added to the capture set: snapshotting them alone', { tables: added });
+        await this.reconcilingSnapshot(versionNum, added, 'tables added');
+        await this.deps.state.save({ ...state, tables: [...config.tables] });
+      }
+      return;
+    }
+    if (slot) {
+      // Never drop a healthy slot: it holds every change since its position. A snapshot beside it
+      // brings back what the state (or an interrupted snapshot) cannot vouch for.
+      const interrupted = state?.slot === config.slot;
+      this.epoch = interrupted ? state.epoch : this.newEpoch(state);
+      this.log.warn(
+        interrupted
+          ? 'the snapshot of this slot was interrupted; keeping the slot and taking a reconciling snapshot'
+          : 'replication slot has no capture state; keeping the slot and taking a reconciling snapshot under a new epoch',
+        { stateLocation: this.deps.state.location, epoch: this.epoch },
+      );
+      this.stats.resyncs += 1;
+      const started = this.now();
+      const rows = await this.reconcilingSnapshot(versionNum, config.tables, 'resync');
+      await this.checkSlotSurvived(started, state);
+      await this.deps.state.save({
+        slot: config.slot,
+        consistentPoint: slot.confirmedFlushLsn ?? '0/0',
+        snapshotCompletedAt: new Date(this.now()).toISOString(),
+        snapshotRows: rows,
+        epoch: this.epoch,
+        tables: [...config.tables],
       });
-      await dropSlot(control, config.slot);
-    } else if (state) {
-      this.log.warn('replication slot is missing; taking a new snapshot', {
+      return;
+    }
+    if (state) {
+      this.log.warn('replication slot is missing (dropped?); taking a new snapshot under a new epoch', {
         consistentPoint: state.consistentPoint,
       });
+      this.stats.resyncs += 1;
     }
-    await this.deps.state.clear();
-    await this.snapshot(versionNum);
+    await this.snapshot(versionNum, { reason: state ? 'slot missing' : 'initial', previous: state });
   }
 
-  private async snapshot(versionNum: number): Promise<void> {
+  /**
+   * Only one capture may snapshot or stream a slot at a time. While it streams, Postgres itself
+   * refuses a second reader (the slot is active); during a snapshot the slot is not active yet, so a
+   * session advisory lock on the control connection, held for the whole run, guards both. It is
+   * released when the connection ends, also when the process is killed.
+   */
+  private async lockSlot(): Promise<void> {
+    const { rows } = await this.control!.query('SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked', [
+      CAPTURE_LOCK_NAMESPACE,
+      this.config.slot,
+    ]);
+    if (rows[0].locked !== true && rows[0].locked !== 't')
+      throw new SourceNotReadyError(
+        `another capture is already running for slot "${this.config.slot}" (it holds the capture lock); ` +
+          'only one capture may snapshot or stream a slot at a time',
+      );
+  }
+
+  /** A capture generation newer than any before it: milliseconds since 1970, never going back. */
+  private newEpoch(previous: CaptureState | null): number {
+    return Math.max(this.now(), (previous?.epoch ?? 0) + 1);
+  }
+
+  private async onSlotLost(reason: string | null, state: CaptureState | null): Promise<void> {
+    const settings = await this.walRetention();
+    this.stats.slotLosses += 1;
+    this.log.error('replication slot lost: the WAL it needed was removed', {
+      event: 'capture.slot_lost',
+      slot: this.config.slot,
+      invalidationReason: reason ?? 'wal_status = lost',
+      maxSlotWalKeepSize: settings,
+      onSlotLost: this.config.onSlotLost,
+    });
+    if (this.config.onSlotLost === 'fail') {
+      throw new SourceNotReadyError(
+        `replication slot "${this.config.slot}" was invalidated (${reason ?? 'wal_status = lost'}): changes since ` +
+          'its position are gone. Restart with --on-slot-lost resync (TOTES_ON_SLOT_LOST=resync) to take a ' +
+          'reconciling snapshot under a new epoch, or drop the slot yourself.',
+      );
+    }
+    const lost = state?.lostDuringSnapshot;
+    if (lost && lost.maxSlotWalKeepSize === settings) {
+      throw new SourceNotReadyError(
+        `the last resync could not finish: the slot was lost again while its snapshot ran ` +
+          `(${lost.snapshotSeconds.toFixed(0)} s; max_slot_wal_keep_size = ${settings}). Raise ` +
+          'max_slot_wal_keep_size so the WAL written during a snapshot fits (see totes doctor), then restart.',
+      );
+    }
+  }
+
+  private async walRetention(): Promise<string | null> {
+    const { rows } = await this.control!.query(
+      "SELECT current_setting('max_slot_wal_keep_size', true) AS value",
+    );
+    return rows[0]?.value ?? null;
+  }
+
+  /**
+   * After a snapshot: if the slot was invalidated while it ran, the stream can never continue from
+   * it. Say so (with what to change) instead of looping through snapshots that cannot finish.
+   */
+  private async checkSlotSurvived(started: number, state: CaptureState | null): Promise<void> {
+    const slot = await getSlot(this.control!, this.config.slot);
+    if (slot?.walStatus !== 'lost') return;
+    const settings = await this.walRetention();
+    const snapshotSeconds = (this.now() - started) / 1000;
+    if (state)
+      await this.deps.state.save({
+        ...state,
+        lostDuringSnapshot: {
+          at: new Date(this.now()).toISOString(),
+          maxSlotWalKeepSize: settings,
+          snapshotSeconds,
+        },
+      });
+    throw new SourceNotReadyError(
+      `the replication slot was lost while the snapshot ran (${snapshotSeconds.toFixed(0)} s): the WAL written ` +
+        `meanwhile exceeded max_slot_wal_keep_size (${settings}). Raise it so a snapshot fits, then restart.`,
+    );
+  }
+
+  /** A new slot with its exported snapshot: the initial snapshot, or a full resync. */
+  private async snapshot(
+    versionNum: number,
+    why: { reason: string; previous: CaptureState | null },
+  ): Promise<void> {
     const { config } = this;
+    this.epoch = this.newEpoch(why.previous);
     const layouts = await describeTables(this.control!, config.schema, config.tables);
     const exported = await createSlotWithSnapshot(
       { connectionString: config.sourceUrl },
       config.slot,
       versionNum,
     );
+    const base: CaptureState = {
+      slot: config.slot,
+      consistentPoint: exported.consistentPoint,
+      snapshotCompletedAt: null,
+      snapshotRows: 0,
+      epoch: this.epoch,
+      tables: [...config.tables],
+    };
+    try {
+      // Saved before the copy: a crash mid-snapshot leaves a slot whose state says so.
+      await this.deps.state.save(base);
+      const started = this.now();
+      const rows = await this.copySnapshot(exported, layouts, why.reason);
+      await this.checkSlotSurvived(started, base);
+      await this.deps.state.save({
+        ...base,
+        snapshotCompletedAt: new Date(this.now()).toISOString(),
+        snapshotRows: rows,
+      });
+    } finally {
+      await exported.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * A snapshot of `tables` beside the kept slot: a TEMPORARY slot gives a consistent point and its
+   * exported snapshot; rows carry that point, so the stream's older changes sort before them and its
+   * newer ones after, and the load reconciles the tables once each completes.
+   */
+  private async reconcilingSnapshot(
+    versionNum: number,
+    tables: readonly string[],
+    reason: string,
+  ): Promise<number> {
+    const layouts = await describeTables(this.control!, this.config.schema, tables);
+    const name = `${this.config.slot}_resync_${process.pid}`.slice(0, 63);
+    const exported = await createSlotWithSnapshot(
+      { connectionString: this.config.sourceUrl },
+      name,
+      versionNum,
+      {
+        temporary: true,
+      },
+    );
+    try {
+      return await this.copySnapshot(exported, layouts, reason);
+    } finally {
+      await exported.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Copies the tables inside the exported snapshot into the sink, each table ended by a
+   * `snapshot_end` marker with its row count. Rows take the consistent point minus one as position
+   * (see snapshotLsn) under the current epoch; ordinals run across the whole snapshot.
+   */
+  private async copySnapshot(
+    exported: { consistentPoint: string; snapshotName: string },
+    layouts: readonly TableLayout[],
+    reason: string,
+  ): Promise<number> {
+    const { config } = this;
+    const batcher = new ChangeBatcher(config.batcher);
+    batcher.epoch = this.epoch;
     const reader = rawTextClient(config.sourceUrl);
     await reader.connect();
     const started = this.now();
-    this.log.info('snapshot started', { consistentPoint: exported.consistentPoint, tables: layouts.length });
+    this.log.info('snapshot started', {
+      reason,
+      consistentPoint: exported.consistentPoint,
+      epoch: this.epoch,
+      tables: layouts.length,
+    });
+    let total = 0;
     try {
       const lsn = snapshotLsn(exported.consistentPoint);
       const ts = await transactionTimestamp(reader);
       let seq = 0;
+      let tableRows = 0;
       let inFlight: Promise<unknown> = Promise.resolve();
       let lastProgress = started;
       for await (const page of readSnapshot(
@@ -258,44 +506,53 @@ export class CaptureService {
         layouts,
         config.snapshotPageRows,
       )) {
-        for (const values of page.rows) {
-          this.batcher.add(page.layout.schema, page.layout.table, page.layout.columns, {
-            op: 'snapshot',
+        const { schema, table, columns } = page.layout;
+        for (const values of page.rows)
+          batcher.add(schema, table, columns, { op: 'snapshot', lsn, seq: seq++, ts, values });
+        tableRows += page.rows.length;
+        total += page.rows.length;
+        this.stats.snapshotRows += page.rows.length;
+        if (page.tableDone) {
+          batcher.add(schema, table, columns, {
+            op: 'snapshot_end',
             lsn,
             seq: seq++,
             ts,
-            values,
+            values: [],
+            rows: tableRows,
           });
+          this.log.info('snapshot of table finished', { table, rows: tableRows });
+          tableRows = 0;
         }
-        this.stats.snapshotRows += page.rows.length;
-        if (this.batcher.byteCount >= config.flushBytes) {
+        if (batcher.byteCount >= config.flushBytes) {
           // One put in flight while the next page is read.
           await inFlight;
-          inFlight = this.put(this.batcher.drain());
+          inFlight = this.put(batcher.drain());
         }
         if (this.now() - lastProgress >= 5000) {
           lastProgress = this.now();
-          this.log.info('snapshot progress', { table: page.layout.table, rows: this.stats.snapshotRows });
+          const seconds = (lastProgress - started) / 1000;
+          this.log.info('snapshot progress', {
+            table,
+            rows: total,
+            rowsPerSecond: Math.round(total / seconds),
+          });
         }
         if (this.stopping)
-          throw new CaptureError('stopped during the snapshot; it restarts from the beginning next time');
+          throw new CaptureError('stopped during the snapshot; it restarts (and reconciles) next time');
       }
       await inFlight;
-      await this.put(this.batcher.drain());
-      await this.deps.state.save({
-        slot: config.slot,
-        consistentPoint: exported.consistentPoint,
-        snapshotCompletedAt: new Date(this.now()).toISOString(),
-        snapshotRows: this.stats.snapshotRows,
-      });
+      await this.put(batcher.drain());
       this.log.info('snapshot finished', {
-        rows: this.stats.snapshotRows,
+        reason,
+        rows: total,
         seconds: (this.now() - started) / 1000,
         consistentPoint: exported.consistentPoint,
+        epoch: this.epoch,
       });
+      return total;
     } finally {
       await reader.end().catch(() => undefined);
-      await exported.close().catch(() => undefined);
     }
   }
 
@@ -304,6 +561,32 @@ export class CaptureService {
     const result = await this.deps.sink.put(records);
     this.stats.records += result.records;
     this.stats.bytes += result.bytes;
+  }
+
+  /**
+   * `totes resync` writes a request beside the state; a running capture takes it here (between
+   * stats samples) and snapshots the tables again beside its stream, reconciling them.
+   */
+  private async takeResyncRequest(versionNum: number): Promise<void> {
+    if (this.resyncRunning) return;
+    const request = await this.deps.state.loadResyncRequest();
+    if (!request) return;
+    const tables = request.tables.length ? request.tables : [...this.config.tables];
+    const unknown = tables.filter((t) => !this.config.tables.includes(t));
+    if (unknown.length) {
+      this.log.error('resync request names tables this capture does not capture; ignored', { unknown });
+      await this.deps.state.clearResyncRequest();
+      return;
+    }
+    this.resyncRunning = true;
+    try {
+      this.log.info('resync requested', { tables, requestedAt: request.requestedAt });
+      this.stats.resyncs += 1;
+      await this.reconcilingSnapshot(versionNum, tables, 'requested');
+      await this.deps.state.clearResyncRequest();
+    } finally {
+      this.resyncRunning = false;
+    }
   }
 
   // ---------------------------------------------------------------- streaming
@@ -321,6 +604,8 @@ export class CaptureService {
     }
     this.acks = new AckTracker(slot.confirmedFlushLsn);
     this.stats.confirmedLsn = slot.confirmedFlushLsn;
+    this.batcher.epoch = this.epoch;
+    this.stats.epoch = this.epoch;
     const stream = new ReplicationStream(
       { connectionString: config.sourceUrl, slot: config.slot, publication: config.publication },
       {
@@ -330,7 +615,11 @@ export class CaptureService {
     );
     this.stream = stream;
     this.startTimers();
-    this.log.info('streaming started', { from: slot.confirmedFlushLsn, publication: config.publication });
+    this.log.info('streaming started', {
+      from: slot.confirmedFlushLsn,
+      publication: config.publication,
+      epoch: this.epoch,
+    });
     const failed = new Promise<never>((_, reject) => {
       this.fatal = reject;
     });
@@ -476,8 +765,41 @@ export class CaptureService {
           })
           .catch((e) => this.log.warn('could not read slot statistics', { err: e }));
       }, this.config.statsIntervalMs),
+      setInterval(() => {
+        this.checkCaptureSet().catch((e) => this.log.warn('could not check the publication', { err: e }));
+        this.takeResyncRequest(this.versionNum).catch((e) =>
+          this.fail(new CaptureError('the requested resync failed', { cause: e })),
+        );
+      }, this.config.statsIntervalMs),
     );
     for (const t of this.timers) t.unref();
+  }
+
+  /**
+   * A table dropped, re-created, or removed from the publication while capture runs stops
+   * producing changes without any error from Postgres: check the publication against the capture
+   * set and report each table that fell out of it (at most once a minute per table).
+   */
+  private async checkCaptureSet(): Promise<void> {
+    const published = new Set(
+      await publishedTables(this.control!, this.config.publication, this.config.schema),
+    );
+    const missing = this.config.tables.filter((t) => !published.has(t));
+    this.stats.tablesNotCaptured = missing.length;
+    const now = this.now();
+    for (const table of missing) {
+      if (now - (this.lastMissingReport.get(table) ?? -Infinity) < 60_000) continue;
+      this.lastMissingReport.set(table, now);
+      this.log.error(
+        'table is no longer captured: it was dropped, re-created or removed from the publication',
+        {
+          event: 'capture.table_not_captured',
+          table,
+          publication: this.config.publication,
+          fix: `ALTER PUBLICATION ${this.config.publication} ADD TABLE ${this.config.schema}.${table}; then restart capture (or run totes resync --table ${table})`,
+        },
+      );
+    }
   }
 
   private clearTimers(): void {

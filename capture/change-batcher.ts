@@ -50,6 +50,13 @@ export class ChangeBatcher {
   private openBytes = 0;
   private openChanges = 0;
 
+  /**
+   * The capture generation every batch names in its header (core/change-event.ts). Set it before
+   * adding changes of a new generation; open batches keep the epoch they were opened with, so
+   * drain first.
+   */
+  epoch = 0;
+
   constructor(private readonly limits: ChangeBatcherLimits = DEFAULT_BATCHER_LIMITS) {}
 
   add(schema: string, table: string, columns: readonly Column[], change: Change): void {
@@ -67,7 +74,7 @@ export class ChangeBatcher {
       batch = undefined;
     }
     if (!batch) {
-      const header = `{"v":${CHANGE_BATCH_VERSION},"schema":${JSON.stringify(schema)},"table":${JSON.stringify(table)},"columns":${layout},"changes":[`;
+      const header = `{"v":${CHANGE_BATCH_VERSION},"epoch":${this.epoch},"schema":${JSON.stringify(schema)},"table":${JSON.stringify(table)},"columns":${layout},"changes":[`;
       batch = {
         header,
         table,

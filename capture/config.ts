@@ -25,6 +25,8 @@ export interface CaptureSettings {
   lingerMs: number;
   flushBytes: number;
   logLevel: LogLevel;
+  /** What to do when the slot was invalidated: take a reconciling snapshot, or refuse to start. */
+  onSlotLost: 'resync' | 'fail';
 }
 
 export class ConfigError extends Error {
@@ -68,6 +70,9 @@ export function captureSettingsFromEnv(env: Env): CaptureSettings {
   const logLevel = (env.TOTES_LOG_LEVEL || 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel))
     throw new ConfigError(`TOTES_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
+  const onSlotLost = env.TOTES_ON_SLOT_LOST || CAPTURE_DEFAULTS.onSlotLost;
+  if (onSlotLost !== 'resync' && onSlotLost !== 'fail')
+    throw new ConfigError(`TOTES_ON_SLOT_LOST must be resync or fail, got ${JSON.stringify(onSlotLost)}`);
   const tables = (env.TOTES_TABLES || TOTESYS_TABLES.join(','))
     .split(',')
     .map((t) => t.trim())
@@ -92,6 +97,7 @@ export function captureSettingsFromEnv(env: Env): CaptureSettings {
     lingerMs: positiveInt(env, 'TOTES_LINGER_MS', CAPTURE_DEFAULTS.lingerMs),
     flushBytes: positiveInt(env, 'TOTES_FLUSH_BYTES', CAPTURE_DEFAULTS.flushBytes),
     logLevel,
+    onSlotLost,
   };
 }
 

@@ -206,6 +206,7 @@ interface AwsErrorShape {
   $metadata?: { httpStatusCode?: unknown };
 }
 
+// eslint-disable-next-line security/detect-non-literal-regexp -- built from the constant RETRYABLE_NETWORK_CODES
 const NETWORK_CODE_IN_MESSAGE = new RegExp(`\\b(${[...RETRYABLE_NETWORK_CODES].join('|')})\\b`);
 
 /**

@@ -7,7 +7,7 @@ import { createLogger, redactUrl, type Logger } from '../core/logger';
 import { CaptureService } from './capture-service';
 import { captureSettingsFromEnv, sourceUrlFromSecret, type CaptureSettings } from './config';
 import { KinesisSink } from './kinesis-sink';
-import { checkSource } from './source-checks';
+import { checkSource, FINDING } from './source-checks';
 import { FileStateStore, S3StateStore, type StateStore } from './state-store';
 
 /**
@@ -75,6 +75,7 @@ export async function buildCaptureService(settings: CaptureSettings, logger: Log
       statsIntervalMs: settings.statsIntervalMs,
       lingerMs: settings.lingerMs,
       flushBytes: settings.flushBytes,
+      onSlotLost: settings.onSlotLost,
     },
     {
       sink: new KinesisSink({ client: kinesis, streamName: settings.streamName, logger }),
@@ -88,9 +89,12 @@ export async function buildCaptureService(settings: CaptureSettings, logger: Log
           slot: settings.slot,
           tables: settings.tables.map((t) => (settings.schema === 'public' ? t : `${settings.schema}.${t}`)),
         }).finally(() => client.end());
+        // A lost slot is capture's to handle when it may resync (it logs and counts it itself).
+        const handled = (f: { id: string }) =>
+          settings.onSlotLost === 'resync' && f.id === FINDING.slotInvalidated;
         for (const f of findings.filter((x) => x.severity === 'warning'))
           logger.warn(f.problem, { fix: f.fix, check: f.id });
-        return findings.filter((f) => f.severity === 'error');
+        return findings.filter((f) => f.severity === 'error' && !handled(f));
       },
     },
   );

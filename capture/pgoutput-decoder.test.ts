@@ -151,6 +151,25 @@ describe('PgoutputDecoder', () => {
     expect(fullDelete).toMatchObject({ change: { values: ['2', '3.00', 'SALES_REFUND', 'n', null] } });
   });
 
+  it('turns an update that changed the key into a delete of the old key, then the new row', () => {
+    const d = new PgoutputDecoder();
+    d.decode(begin());
+    const row = { payment_id: '9', payment_amount: '1.00', kind: 'SALES_RECEIPT', notes: null, odd: 'x' };
+    d.decode({ tag: 'insert', relation, new: row });
+    const items = d.decode({ tag: 'update', relation, key: { payment_id: '7' }, old: null, new: row });
+    expect(
+      Array.isArray(items) &&
+        items.map((i) => i.kind === 'change' && [i.change.op, i.change.seq, i.change.values]),
+    ).toEqual([
+      ['delete', 1, ['7', null, null, null, null]],
+      ['update', 2, ['9', '1.00', 'SALES_RECEIPT', null, 'x']],
+    ]);
+    // Under REPLICA IDENTITY FULL the old row always comes: an unchanged key is a plain update.
+    const same = d.decode({ tag: 'update', relation, key: null, old: row, new: { ...row, notes: 'n' } });
+    expect(Array.isArray(same)).toBe(false);
+    expect(same).toMatchObject({ change: { op: 'update', seq: 3 } });
+  });
+
   it('turns a truncate of several tables into one change per table', () => {
     const d = new PgoutputDecoder();
     d.decode(begin());

@@ -145,7 +145,7 @@ export class PgoutputDecoder {
       case 'insert':
         return this.change(message.relation, 'insert', message.new);
       case 'update':
-        return this.change(message.relation, 'update', message.new);
+        return this.update(message.relation, message.key ?? message.old, message.new);
       case 'delete':
         return this.change(message.relation, 'delete', message.old ?? message.key);
       case 'truncate':
@@ -173,6 +173,31 @@ export class PgoutputDecoder {
   private requireTxn(what: string): { lsn: Lsn; ts: string; seq: number } {
     if (!this.txn) throw new DecodeError(`${what} outside a transaction`);
     return this.txn;
+  }
+
+  /**
+   * pgoutput sends the old key ('K' tuple, or 'O' under REPLICA IDENTITY FULL) with an UPDATE only
+   * when the update changed the key (or under FULL, always). A changed key is a different row to
+   * every consumer: the old key's row ends (a delete) and the new one is written, in that order, so
+   * the old key does not stay live in the warehouse. totesys' foreign keys are ON UPDATE CASCADE,
+   * so one key change arrives with the updates of its referencing rows in the same transaction.
+   * https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
+   */
+  private update(relation: Pgoutput.MessageRelation, old: Tuple, tuple: Tuple): DecodedItem | DecodedItem[] {
+    const updated = this.change(relation, 'update', tuple);
+    if (!old || updated.kind !== 'change') return updated;
+    const keyChanged = relation.columns.some(
+      (c) => (c.flags & 1) === 1 && old[c.name] !== undefined && old[c.name] !== (tuple ?? {})[c.name],
+    );
+    if (!keyChanged) return updated;
+    // The delete takes the update's ordinal; the update the next one.
+    const removed = this.change(relation, 'delete', old);
+    if (removed.kind === 'change' && updated.kind === 'change') {
+      [removed.change.seq, updated.change.seq] = [updated.change.seq, removed.change.seq];
+      const onlyKey = relation.columns.map((c, i) => ((c.flags & 1) === 1 ? removed.change.values[i] : null));
+      removed.change.values = onlyKey;
+    }
+    return [removed, updated];
   }
 
   private change(relation: Pgoutput.MessageRelation, op: ChangeOp, tuple: Tuple): DecodedItem {

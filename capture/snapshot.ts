@@ -47,6 +47,8 @@ export async function describeTables(
 export interface SnapshotRows {
   layout: TableLayout;
   rows: (string | null)[][];
+  /** The last page of this table (possibly empty): its snapshot is complete. */
+  tableDone: boolean;
 }
 
 /**
@@ -72,9 +74,10 @@ export async function* readSnapshot(
       );
       for (;;) {
         const page = await client.query({ text: `FETCH ${pageRows} FROM ${cursor}`, rowMode: 'array' });
-        if (page.rows.length === 0) break;
-        yield { layout, rows: page.rows as (string | null)[][] };
-        if (page.rows.length < pageRows) break;
+        const done = page.rows.length < pageRows;
+        // An empty table still yields one (empty, done) page: its end must be announced too.
+        yield { layout, rows: page.rows as (string | null)[][], tableDone: done };
+        if (done) break;
       }
       await client.query(`CLOSE ${cursor}`);
     }

@@ -5,6 +5,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { Client, type ClientConfig } from 'pg';
 import { TOTESYS_TABLES } from '../core/totesys-tables';
+import { removeDataDir } from '../local/postgres-placement';
 import { createTestDatabase, testClusterUrl, waitFor, withClient } from '../test/support/pg';
 import {
   checkSource,
@@ -289,7 +290,7 @@ describe('checkSource against a misconfigured cluster', () => {
 
   afterAll(async () => {
     await cluster?.stop();
-    fs.rmSync(root, { recursive: true, force: true });
+    removeDataDir(root);
   });
 
   it('finds an invalidated slot, no free slot and no free WAL sender', async () => {

@@ -8,6 +8,8 @@ const state: CaptureState = {
   consistentPoint: '0/1AF06A0',
   snapshotCompletedAt: '2026-11-25T17:50:55.891Z',
   snapshotRows: 5629,
+  epoch: 1_764_600_000_000,
+  tables: ['staff'],
 };
 
 describe('FileStateStore', () => {

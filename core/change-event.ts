@@ -9,11 +9,22 @@ import { isLsn, lsnToBigInt } from './lsn';
  * ceiling (https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html), and
  * keeping a batch to one table lets Firehose partition records by table.
  *
- * Delivery is at-least-once: a change may arrive more than once and out of order. Its identity is
- * `(lsn, seq)`; consumers keep, per row, the change with the highest position and drop repeats.
+ * Delivery is at-least-once: a change may arrive more than once and out of order. Its position is
+ * `(epoch, lsn, seq)`, compared in that order; consumers keep, per row, the change with the highest
+ * position and drop repeats (a fact version is the same change when its key, lsn and seq are).
+ *
+ * The epoch is the capture generation (milliseconds since 1970 when it began): a new one starts
+ * whenever positions may stop being comparable or a snapshot must be told apart — a new slot, lost
+ * capture state, a new source cluster or timeline. LSNs of a restored or promoted cluster repeat
+ * old ones; the epoch in front keeps the order truthful. Batches written before epochs existed
+ * read as epoch 0.
  */
 
-export const CHANGE_OPS = ['snapshot', 'insert', 'update', 'delete', 'truncate'] as const;
+/**
+ * `snapshot` rows come from a snapshot (a state read, not a WAL change); `snapshot_end` closes one
+ * table's part of a snapshot and says how many rows it sent (`rows`); the rest come from the WAL.
+ */
+export const CHANGE_OPS = ['snapshot', 'insert', 'update', 'delete', 'truncate', 'snapshot_end'] as const;
 export type ChangeOp = (typeof CHANGE_OPS)[number];
 
 /** Current version of the ChangeBatch wire format; bump on incompatible change. */
@@ -32,8 +43,13 @@ export const ColumnSchema = z.object({
 export type Column = z.infer<typeof ColumnSchema>;
 
 export const ChangeSchema = z.object({
-  /** `snapshot` rows come from the initial copy; the rest from the replication stream. */
+  /** See CHANGE_OPS. */
   op: z.enum(CHANGE_OPS),
+  /**
+   * The capture generation. Capture sets it once per batch (`ChangeBatch.epoch`); decoders copy it
+   * onto each change. Absent = 0 (written before epochs existed).
+   */
+  epoch: z.number().int().nonnegative().optional(),
   /**
    * Commit LSN of the source transaction (pgoutput's final LSN). Snapshot rows carry the slot's
    * consistent point minus one, which sorts before every transaction the stream delivers after it.
@@ -47,9 +63,12 @@ export const ChangeSchema = z.object({
    * Column values in `columns` order, exactly as Postgres rendered them as text (numerics,
    * timestamps and enums untouched), `null` for SQL NULL. `insert`/`update`/`snapshot`: the new row.
    * `delete`: the old row as far as the replica identity carries it (the key columns under the
-   * default identity, every column under REPLICA IDENTITY FULL; the rest `null`). `truncate`: empty.
+   * default identity, every column under REPLICA IDENTITY FULL; the rest `null`). `truncate` and
+   * `snapshot_end`: empty.
    */
   values: z.array(z.string().nullable()),
+  /** `snapshot_end` only: how many `snapshot` rows of this table the snapshot sent. */
+  rows: z.number().int().nonnegative().optional(),
   /**
    * Indices of columns whose value was NOT sent because it is a TOASTed value the update did not
    * change. Their `values` entry is `null` but means "keep what you have", never SQL NULL.
@@ -61,6 +80,8 @@ export type Change = z.infer<typeof ChangeSchema>;
 export const ChangeBatchSchema = z
   .object({
     v: z.literal(CHANGE_BATCH_VERSION),
+    /** The capture generation of every change in the batch (absent = 0). */
+    epoch: z.number().int().nonnegative().optional(),
     schema: z.string().min(1),
     table: z.string().min(1),
     columns: z.array(ColumnSchema).min(1),
@@ -68,7 +89,7 @@ export const ChangeBatchSchema = z
   })
   .superRefine((batch, ctx) => {
     batch.changes.forEach((change, i) => {
-      const expected = change.op === 'truncate' ? 0 : batch.columns.length;
+      const expected = carriesNoValues(change.op) ? 0 : batch.columns.length;
       if (change.values.length !== expected) {
         ctx.addIssue({
           code: 'custom',
@@ -88,6 +109,11 @@ export const ChangeBatchSchema = z
     });
   });
 export type ChangeBatch = z.infer<typeof ChangeBatchSchema>;
+
+/** Ops that describe a whole table, not a row: they carry no values. */
+export function carriesNoValues(op: ChangeOp): boolean {
+  return op === 'truncate' || op === 'snapshot_end';
+}
 
 export class InvalidChangeBatchError extends Error {
   override readonly name = 'InvalidChangeBatchError';
@@ -116,14 +142,20 @@ export function decodeChangeBatch(data: Uint8Array | string): ChangeBatch {
     const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
     throw new InvalidChangeBatchError(`not a change batch: ${issues.slice(0, 3).join('; ')}`, issues);
   }
-  return parsed.data;
+  const batch = parsed.data;
+  // Each change carries its epoch from here on, so CSV lines and warehouse rows can name it.
+  if (batch.epoch !== undefined) for (const change of batch.changes) change.epoch ??= batch.epoch;
+  return batch;
 }
 
-/** Orders changes by source position: commit LSN, then ordinal inside the transaction. */
+/** Orders changes by source position: epoch, commit LSN, then ordinal inside the transaction. */
 export function compareChangePosition(
-  a: Pick<Change, 'lsn' | 'seq'>,
-  b: Pick<Change, 'lsn' | 'seq'>,
+  a: Pick<Change, 'epoch' | 'lsn' | 'seq'>,
+  b: Pick<Change, 'epoch' | 'lsn' | 'seq'>,
 ): number {
+  const ea = a.epoch ?? 0;
+  const eb = b.epoch ?? 0;
+  if (ea !== eb) return ea < eb ? -1 : 1;
   const x = lsnToBigInt(a.lsn);
   const y = lsnToBigInt(b.lsn);
   if (x !== y) return x < y ? -1 : 1;

@@ -46,22 +46,27 @@ export const STAFF_COLUMNS: Column[] = [
 
 export interface ChangeSpec {
   op?: Change['op'];
+  epoch?: number;
   lsn?: string;
   seq?: number;
   ts?: string;
   values: (string | null)[];
   unchanged?: number[];
+  rows?: number;
 }
 
 export function changeFactory(spec: ChangeSpec): Change {
   const change: Change = {
     op: spec.op ?? 'insert',
+    // Decoders state the epoch; fixtures do too, so a round trip compares equal.
+    epoch: spec.epoch ?? 0,
     lsn: spec.lsn ?? '00000000/01000000',
     seq: spec.seq ?? 0,
     ts: spec.ts ?? '2025-02-28T09:15:02.123456Z',
     values: spec.values,
   };
   if (spec.unchanged?.length) change.unchanged = spec.unchanged;
+  if (spec.rows !== undefined) change.rows = spec.rows;
   return change;
 }
 

@@ -1,5 +1,5 @@
 import { parse } from 'csv-parse/sync';
-import type { Column } from './change-event';
+import type { Change, Column } from './change-event';
 import {
   changeBatchFactory,
   changeFactory,
@@ -21,12 +21,26 @@ import {
   schemaObjectFor,
   schemaObjectKey,
   parseCsvRecords,
+  type SchemaObject,
 } from './csv-codec';
 
 const COLUMNS: Column[] = [
   { name: 'id', type: 'int4', key: true },
   { name: 'v', type: 'text', key: false },
 ];
+
+/** What a decoder returns for a change written without an epoch: epoch 0, stated. */
+const withEpoch = (changes: readonly Change[], epoch = 0): Change[] => changes.map((c) => ({ epoch, ...c }));
+
+/** The schema object format 1 wrote (before epochs): objects written then must still decode. */
+function formatOneSchema(columns: readonly Column[]): SchemaObject {
+  return {
+    ...schemaObjectFor({ schema: 'public', table: 't', columns: [...columns] }),
+    formatVersion: 1,
+    metadataColumns: ['op', 'lsn', 'seq', 'commit_ts', 'unchanged'],
+    fingerprint: schemaFingerprint(columns, 1),
+  };
+}
 
 describe('encodeChangeBatchAsCsv / decodeCsvObject', () => {
   it('round-trips every hostile value exactly, NULL and the empty string apart', () => {
@@ -42,18 +56,41 @@ describe('encodeChangeBatchAsCsv / decodeCsvObject', () => {
     const back = decodeCsvObject(csv, schemaObjectFor(batch));
 
     // Assess
-    expect(back).toEqual(changes);
+    expect(back).toEqual(withEpoch(changes));
     expect(back[0].values[1]).toBeNull();
     expect(back[1].values[1]).toBe('');
-    expect(csv.startsWith('insert,0/1,0,2025-02-28T09:15:02.123456Z,,0,,\n')).toBe(true);
-    expect(csv.split('\n')[1]).toBe('insert,0/2,1,2025-02-28T09:15:02.123456Z,,1,"",""');
+    expect(csv.startsWith('insert,0,0/1,0,2025-02-28T09:15:02.123456Z,,,0,,\n')).toBe(true);
+    expect(csv.split('\n')[1]).toBe('insert,0,0/2,1,2025-02-28T09:15:02.123456Z,,,1,"",""');
   });
 
   it('keeps numerics and timestamps as their exact text', () => {
     const values = ['00012.3400', '1e-7', 'NaN', '-Infinity', '2025-02-28 09:15:02.000001', '24:00:00'];
     const changes = values.map((v, i) => changeFactory({ seq: i, values: ['1', v] }));
     const batch = changeBatchFactory({ columns: COLUMNS, changes });
-    expect(decodeCsvObject(encodeChangeBatchAsCsv(batch), schemaObjectFor(batch))).toEqual(changes);
+    expect(decodeCsvObject(encodeChangeBatchAsCsv(batch), schemaObjectFor(batch))).toEqual(
+      withEpoch(changes),
+    );
+  });
+
+  it('carries the batch epoch onto every line, and a snapshot end marker with its row count', () => {
+    const changes = [
+      changeFactory({ op: 'snapshot', seq: 0, values: ['1', 'a'] }),
+      changeFactory({ op: 'snapshot_end', seq: 1, values: [], rows: 1 }),
+    ].map(({ epoch: _none, ...change }) => change);
+    const batch = { ...changeBatchFactory({ columns: COLUMNS, changes }), epoch: 1764600000000 };
+    const csv = encodeChangeBatchAsCsv(batch);
+    expect(csv.split('\n')[1]).toBe(
+      'snapshot_end,1764600000000,00000000/01000000,1,2025-02-28T09:15:02.123456Z,,1,,',
+    );
+    expect(decodeCsvObject(csv, schemaObjectFor(batch))).toEqual(withEpoch(changes, 1764600000000));
+  });
+
+  it('reads objects written in format 1 (no epoch, no row count) as epoch 0', () => {
+    const schema = formatOneSchema(COLUMNS);
+    expect(decodeSchemaObject(encodeSchemaObject(schema))).toEqual(schema);
+    expect(decodeCsvObject('insert,0/1,4,2025-02-28T09:15:02.123456Z,,1,x\n', schema)).toEqual([
+      { op: 'insert', epoch: 0, lsn: '0/1', seq: 4, ts: '2025-02-28T09:15:02.123456Z', values: ['1', 'x'] },
+    ]);
   });
 
   it('carries the unchanged-TOAST marker distinct from NULL, and truncates with no values', () => {
@@ -66,9 +103,9 @@ describe('encodeChangeBatchAsCsv / decodeCsvObject', () => {
     ];
     const batch = changeBatchFactory({ columns, changes });
     const csv = encodeChangeBatchAsCsv(batch);
-    expect(csv.split('\n')[0]).toBe('update,00000000/01000000,0,2025-02-28T09:15:02.123456Z,1;2,1,,');
-    expect(csv.split('\n')[3]).toBe('truncate,00000000/01000000,3,2025-02-28T09:15:02.123456Z,,,,');
-    expect(decodeCsvObject(csv, schemaObjectFor(batch))).toEqual(changes);
+    expect(csv.split('\n')[0]).toBe('update,0,00000000/01000000,0,2025-02-28T09:15:02.123456Z,1;2,,1,,');
+    expect(csv.split('\n')[3]).toBe('truncate,0,00000000/01000000,3,2025-02-28T09:15:02.123456Z,,,,,');
+    expect(decodeCsvObject(csv, schemaObjectFor(batch))).toEqual(withEpoch(changes));
   });
 
   it('round-trips a 1 MB value with every awkward character in it', () => {
@@ -83,14 +120,14 @@ describe('encodeChangeBatchAsCsv / decodeCsvObject', () => {
     const a = staffBatch({ firstId: 0, count: 30 });
     const b = staffBatch({ firstId: 30, count: 30 });
     const object = Buffer.from(encodeChangeBatchAsCsv(a) + encodeChangeBatchAsCsv(b));
-    expect(decodeCsvObject(object, schemaObjectFor(a))).toEqual([...a.changes, ...b.changes]);
+    expect(decodeCsvObject(object, schemaObjectFor(a))).toEqual(withEpoch([...a.changes, ...b.changes]));
   });
 
   it('writes lines a standard CSV reader splits into the documented columns', () => {
     const batch = staffBatch({ firstId: 7, count: 1 });
     const [row] = parse(encodeChangeBatchAsCsv(batch)) as string[][];
     expect(row).toHaveLength(CSV_METADATA_COLUMNS.length + STAFF_COLUMNS.length);
-    expect(row.slice(0, 4)).toEqual(['insert', batch.changes[0].lsn, '0', batch.changes[0].ts]);
+    expect(row.slice(0, 5)).toEqual(['insert', '0', batch.changes[0].lsn, '0', batch.changes[0].ts]);
   });
 
   it.each([
@@ -102,8 +139,8 @@ describe('encodeChangeBatchAsCsv / decodeCsvObject', () => {
     ['an unchanged index out of range', 'update,0/1,0,2025-02-28T09:15:02.123456Z,5,1,\n', 1, /range/],
     ['broken quoting', 'insert,0/1,0,2025-02-28T09:15:02.123456Z,,1,"x"y\n', 1, /not valid CSV/],
     ['a bad second record', 'insert,0/1,0,2025-02-28T09:15:02.123456Z,,1,x\ninsert,0/1,1,,,1,x\n', 2, /ts/],
-  ])('rejects %s with the record number', (_what, text, record, reason) => {
-    const schema = schemaObjectFor({ schema: 'public', table: 't', columns: COLUMNS });
+  ])('rejects %s with the record number (format 1)', (_what, text, record, reason) => {
+    const schema = formatOneSchema(COLUMNS);
     const error = (() => {
       try {
         decodeCsvObject(text, schema);
@@ -116,6 +153,15 @@ describe('encodeChangeBatchAsCsv / decodeCsvObject', () => {
     expect((error as Error).message).toMatch(reason);
   });
 
+  it.each([
+    ['a bad epoch', 'insert,-1,0/1,0,2025-02-28T09:15:02.123456Z,,,1,x\n', /epoch/],
+    ['a bad row count', 'snapshot_end,1,0/1,0,2025-02-28T09:15:02.123456Z,,x,,\n', /rows/],
+  ])('rejects %s with the record number (format 2)', (_what, text, reason) => {
+    const schema = schemaObjectFor({ schema: 'public', table: 't', columns: COLUMNS });
+    expect(() => decodeCsvObject(text, schema)).toThrow(CsvDecodeError);
+    expect(() => decodeCsvObject(text, schema)).toThrow(reason);
+  });
+
   it('decodes an empty object as no changes', () => {
     expect(decodeCsvObject('', schemaObjectFor({ schema: 'p', table: 't', columns: COLUMNS }))).toEqual([]);
   });
@@ -126,7 +172,8 @@ describe('schemaFingerprint', () => {
     expect(schemaFingerprint(STAFF_COLUMNS)).toMatch(/^[0-9a-f]{16}$/);
     // Pinned: a change here silently re-homes every object; bump CSV_FORMAT_VERSION instead.
     expect(schemaFingerprint(COLUMNS)).toBe(schemaFingerprint([...COLUMNS.map((c) => ({ ...c }))]));
-    expect(schemaFingerprint(COLUMNS)).toBe('7bbef13c4c9f6658');
+    expect(schemaFingerprint(COLUMNS, 1)).toBe('7bbef13c4c9f6658');
+    expect(schemaFingerprint(COLUMNS)).toBe('95bf2805d90dbf4b');
   });
 
   it('changes with any name, type, key flag or order change', () => {
@@ -153,8 +200,8 @@ describe('schema objects', () => {
     expect(decodeSchemaObject(Buffer.from(text))).toEqual(schema);
     expect(JSON.parse(text)).toMatchObject({
       format: 'totes-change-csv',
-      formatVersion: 1,
-      metadataColumns: ['op', 'lsn', 'seq', 'commit_ts', 'unchanged'],
+      formatVersion: 2,
+      metadataColumns: ['op', 'epoch', 'lsn', 'seq', 'commit_ts', 'unchanged', 'rows'],
     });
   });
 

@@ -1,13 +1,21 @@
 import { stringify } from 'csv-stringify/sync';
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { ChangeSchema, ColumnSchema, type Change, type ChangeBatch, type Column } from './change-event';
+import {
+  carriesNoValues,
+  ChangeSchema,
+  ColumnSchema,
+  type Change,
+  type ChangeBatch,
+  type Column,
+} from './change-event';
 
 /**
  * The CSV rendering of change events in the ingestion bucket, and the layout that makes each CSV
  * object self-describing. Pure: no AWS SDK, no I/O.
  *
- * One line per change: the fixed metadata columns `op, lsn, seq, commit_ts, unchanged`, then the
+ * One line per change: the fixed metadata columns `op, epoch, lsn, seq, commit_ts, unchanged, rows`
+ * (format 2; format 1 had `op, lsn, seq, commit_ts, unchanged` and reads as epoch 0), then the
  * table's columns in the order of the batch's `columns`. There is no header line, because Firehose
  * concatenates the records it receives into one object and cannot write one
  * (https://docs.aws.amazon.com/firehose/latest/dev/basic-deliver.html); instead the column layout
@@ -21,15 +29,18 @@ import { ChangeSchema, ColumnSchema, type Change, type ChangeBatch, type Column 
  *   exact text. Values with quotes, commas, CR or LF, or leading/trailing white space are quoted.
  * - `unchanged` lists the indices (into the table columns) of unchanged TOASTed values, joined by
  *   `;`, or is empty. Such a column's field is empty too, but means "keep what you have", not NULL.
- * - `truncate` lines carry NULL in every table column.
+ * - `truncate` and `snapshot_end` lines carry NULL in every table column; `rows` is set only on
+ *   `snapshot_end` lines (the table's snapshot row count).
  */
 
 /** Bump when the line format changes incompatibly; it is part of every fingerprint. */
-export const CSV_FORMAT_VERSION = 1;
+export const CSV_FORMAT_VERSION = 2;
 export const CSV_FORMAT_NAME = 'totes-change-csv';
 
-export const CSV_METADATA_COLUMNS = ['op', 'lsn', 'seq', 'commit_ts', 'unchanged'] as const;
+export const CSV_METADATA_COLUMNS = ['op', 'epoch', 'lsn', 'seq', 'commit_ts', 'unchanged', 'rows'] as const;
 export type CsvMetadataColumn = (typeof CSV_METADATA_COLUMNS)[number];
+/** Format 1's metadata columns: objects written before epochs still decode (as epoch 0). */
+export const CSV_METADATA_COLUMNS_V1 = ['op', 'lsn', 'seq', 'commit_ts', 'unchanged'] as const;
 
 const UNCHANGED_SEPARATOR = ';';
 const QUOTE_WHEN = /^\s|\s$|[\r\n]/;
@@ -72,28 +83,47 @@ export class InvalidSchemaObjectError extends CsvCodecError {
  * and each column's name, type and key flag, in order (order matters: it is the CSV column order).
  * 64 bits make an accidental collision between the layouts of one table practically impossible.
  */
-export function schemaFingerprint(columns: readonly Column[]): string {
-  const canonical = JSON.stringify([CSV_FORMAT_VERSION, columns.map((c) => [c.name, c.type, c.key])]);
+export function schemaFingerprint(columns: readonly Column[], formatVersion = CSV_FORMAT_VERSION): string {
+  const canonical = JSON.stringify([formatVersion, columns.map((c) => [c.name, c.type, c.key])]);
   return createHash('sha256').update(canonical).digest('hex').slice(0, 16);
 }
 
-export const SchemaObjectSchema = z.object({
+const schemaObjectFields = {
   format: z.literal(CSV_FORMAT_NAME),
-  formatVersion: z.literal(CSV_FORMAT_VERSION),
   fingerprint: z.string().regex(/^[0-9a-f]{16}$/),
   /** Source schema and table. */
   schema: z.string().min(1),
   table: z.string().min(1),
-  metadataColumns: z.tuple([
-    z.literal('op'),
-    z.literal('lsn'),
-    z.literal('seq'),
-    z.literal('commit_ts'),
-    z.literal('unchanged'),
-  ]),
   /** Table columns, in CSV order after the metadata columns. */
   columns: z.array(ColumnSchema).min(1),
-});
+};
+
+export const SchemaObjectSchema = z.discriminatedUnion('formatVersion', [
+  z.object({
+    ...schemaObjectFields,
+    formatVersion: z.literal(CSV_FORMAT_VERSION),
+    metadataColumns: z.tuple([
+      z.literal('op'),
+      z.literal('epoch'),
+      z.literal('lsn'),
+      z.literal('seq'),
+      z.literal('commit_ts'),
+      z.literal('unchanged'),
+      z.literal('rows'),
+    ]),
+  }),
+  z.object({
+    ...schemaObjectFields,
+    formatVersion: z.literal(1),
+    metadataColumns: z.tuple([
+      z.literal('op'),
+      z.literal('lsn'),
+      z.literal('seq'),
+      z.literal('commit_ts'),
+      z.literal('unchanged'),
+    ]),
+  }),
+]);
 /** What `_schemas/<table>/<fingerprint>.json` holds. */
 export type SchemaObject = z.infer<typeof SchemaObjectSchema>;
 
@@ -104,7 +134,7 @@ export function schemaObjectFor(batch: Pick<ChangeBatch, 'schema' | 'table' | 'c
     fingerprint: schemaFingerprint(batch.columns),
     schema: batch.schema,
     table: batch.table,
-    metadataColumns: [...CSV_METADATA_COLUMNS],
+    metadataColumns: [...CSV_METADATA_COLUMNS] as [...typeof CSV_METADATA_COLUMNS],
     columns: batch.columns.map((c) => ({ name: c.name, type: c.type, key: c.key })),
   };
 }
@@ -129,7 +159,7 @@ export function decodeSchemaObject(text: string | Uint8Array): SchemaObject {
     throw new InvalidSchemaObjectError(
       parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`),
     );
-  if (parsed.data.fingerprint !== schemaFingerprint(parsed.data.columns))
+  if (parsed.data.fingerprint !== schemaFingerprint(parsed.data.columns, parsed.data.formatVersion))
     throw new InvalidSchemaObjectError(['fingerprint does not match the columns']);
   return parsed.data;
 }
@@ -139,11 +169,13 @@ export function encodeChangeBatchAsCsv(batch: ChangeBatch): string {
   const width = batch.columns.length;
   const rows = batch.changes.map((c) => [
     c.op,
+    String(c.epoch ?? batch.epoch ?? 0),
     c.lsn,
     String(c.seq),
     c.ts,
     c.unchanged?.length ? c.unchanged.join(UNCHANGED_SEPARATOR) : null,
-    ...(c.op === 'truncate' ? new Array<null>(width).fill(null) : c.values),
+    c.rows === undefined ? null : String(c.rows),
+    ...(carriesNoValues(c.op) ? new Array<null>(width).fill(null) : c.values),
   ]);
   return stringify(rows, {
     eof: true,
@@ -167,23 +199,33 @@ export function decodeCsvObject(text: string | Uint8Array, schema: SchemaObject)
   } catch (e) {
     throw fail(e instanceof CsvSyntaxError ? e.record : undefined, 'not valid CSV', e);
   }
-  const metadataWidth = CSV_METADATA_COLUMNS.length;
+  const v1 = schema.formatVersion === 1;
+  const metadataWidth = v1 ? CSV_METADATA_COLUMNS_V1.length : CSV_METADATA_COLUMNS.length;
   const width = metadataWidth + schema.columns.length;
   return rows.map((row, i) => {
     const record = i + 1;
     if (row.length !== width) throw fail(record, `has ${row.length} fields, expected ${width}`);
-    const [op, lsn, seq, ts, unchanged] = row;
-    if (seq === null || !/^\d+$/.test(seq)) throw fail(record, 'seq is not a non-negative integer');
+    const [op, epoch, lsn, seq, ts, unchanged, count] = v1
+      ? [row[0], '0', row[1], row[2], row[3], row[4], null]
+      : row;
+    for (const [name, value] of [
+      ['epoch', epoch],
+      ['seq', seq],
+    ] as const)
+      if (value === null || !/^\d+$/.test(value)) throw fail(record, `${name} is not a non-negative integer`);
+    if (count !== null && !/^\d+$/.test(count)) throw fail(record, 'rows is not a non-negative integer');
     if (unchanged !== null && !/^\d+(;\d+)*$/.test(unchanged))
       throw fail(record, 'unchanged is not a ;-separated list of column indices');
     const change: Record<string, unknown> = {
       op,
+      epoch: Number(epoch),
       lsn,
       seq: Number(seq),
       ts,
-      values: op === 'truncate' ? [] : row.slice(metadataWidth),
+      values: carriesNoValues(op as Change['op']) ? [] : row.slice(metadataWidth),
     };
     if (unchanged !== null) change.unchanged = unchanged.split(UNCHANGED_SEPARATOR).map(Number);
+    if (count !== null) change.rows = Number(count);
     const parsed = ChangeSchema.safeParse(change);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];

@@ -91,7 +91,7 @@ describeWithData('the public totesys export (2025-02)', () => {
       agreed_delivery_date: '2022-11-10',
       agreed_payment_date: '2022-11-03',
       agreed_delivery_location_id: 4,
-      _op: 'upsert',
+      _op: 'snapshot',
       _lsn: '00000000/01A2B3C4',
     });
     const dates = datesReferenced('fact_sales_order', result.rows);

@@ -175,7 +175,7 @@ export function sourceChange(
     seq: options.seq ?? 0,
     ts: options.ts ?? '2025-02-28T09:15:02.123456Z',
     values:
-      op === 'truncate'
+      op === 'truncate' || op === 'snapshot_end'
         ? []
         : columns.map((c) =>
             unchanged.has(c.name) || (op === 'delete' && !c.key) ? null : (record[c.name] ?? null),

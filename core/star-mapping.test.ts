@@ -7,6 +7,7 @@ import {
   isMappedSourceTable,
   MissingSourceColumnError,
   requiredSourceColumns,
+  sourceRowHash,
   SOURCE_SPECS,
   StarMappingError,
   targetTableOf,
@@ -42,10 +43,13 @@ function rejectionOf(
 
 const POSITION = {
   _op: 'upsert',
+  _epoch: 0,
   _lsn: '00000000/016B3748',
   _seq: 0,
   _commit_ts: '2025-02-28T09:15:02.123456Z',
   _unchanged: '',
+  _row_hash: expect.stringMatching(/^[0-9a-f]{32}$/),
+  _rows: null,
 };
 
 describe('the mapping specification', () => {
@@ -96,6 +100,7 @@ describe('dimensions and staging tables', () => {
       country: 'Turkey',
       phone: '1803 637401',
       ...POSITION,
+      _op: 'snapshot',
     });
   });
 
@@ -136,11 +141,11 @@ describe('dimensions and staging tables', () => {
     expect(rejectionOf('address', { city: null })).toBe('city: NULL, but city is NOT NULL in the warehouse');
   });
 
-  it('maps insert, update and snapshot to upsert, with the canonical position and commit time', () => {
+  it('maps insert and update to upsert, a snapshot row to snapshot, with the canonical position and commit time', () => {
     for (const op of ['snapshot', 'insert', 'update'] as const) {
       const row = mapOne('design', {}, { op, lsn: 'a/1', seq: 7, ts: '2025-03-01T00:00:00.000001Z' });
       expect(row).toMatchObject({
-        _op: 'upsert',
+        _op: op === 'snapshot' ? 'snapshot' : 'upsert',
         _lsn: '0000000A/00000001',
         _seq: 7,
         _commit_ts: '2025-03-01T00:00:00.000001Z',
@@ -157,6 +162,7 @@ describe('dimensions and staging tables', () => {
       ...POSITION,
       _op: 'delete',
       _seq: 3,
+      _row_hash: null,
     });
   });
 
@@ -172,16 +178,53 @@ describe('dimensions and staging tables', () => {
     expect(rejectionOf('design', { design_id: '8.0' }, { op: 'delete' })).toBe('design_id: not an integer');
   });
 
-  it('rejects a truncate with a reason and maps the rest of the batch', () => {
+  it('maps a truncate and a snapshot end marker to keyless rows of the table', () => {
     const changes = [
-      sourceChange('currency', {}, { op: 'truncate' }),
+      { ...sourceChange('currency', {}, { op: 'truncate' }), values: [], epoch: 5 },
       sourceChange('currency', {}, { seq: 1 }),
+      { ...sourceChange('currency', {}, { op: 'snapshot_end', seq: 2 }), values: [], rows: 7 },
     ];
     const result = toWarehouseRows('currency', SOURCE_LAYOUTS.currency, changes);
-    expect(result.rows).toHaveLength(1);
-    expect(result.rejected).toEqual([
-      { change: changes[0], reason: expect.stringMatching(/^truncate of currency is not applied/) },
+    expect(result.rejected).toEqual([]);
+    expect(result.rows.map((r) => [r._op, r._epoch, r.currency_id, r._rows])).toEqual([
+      ['truncate', 5, null, null],
+      ['upsert', 0, 1, null],
+      ['snapshot_end', 0, null, 7],
     ]);
+  });
+
+  it('rejects a snapshot end marker without its row count', () => {
+    const marker = { ...sourceChange('currency', {}, { op: 'snapshot_end' }), values: [] };
+    expect(toWarehouseRows('currency', SOURCE_LAYOUTS.currency, [marker]).rejected).toEqual([
+      { change: marker, reason: 'snapshot_end without a row count' },
+    ]);
+  });
+
+  it('hashes the whole source row: every column, not the order, not NULLs; unknown with TOAST', () => {
+    const columns = [{ name: 'a' }, { name: 'b' }, { name: 'c' }];
+    const change = (values: (string | null)[], unchanged?: number[]) => ({
+      op: 'snapshot' as const,
+      lsn: '0/1',
+      seq: 0,
+      ts: '2025-02-28T09:15:02.123456Z',
+      values,
+      ...(unchanged ? { unchanged } : {}),
+    });
+    const hash = sourceRowHash(columns, change(['1', 'x', null]));
+    expect(hash).toMatch(/^[0-9a-f]{32}$/);
+    expect(sourceRowHash([columns[1], columns[0], columns[2]], change(['x', '1', null]))).toBe(hash);
+    expect(sourceRowHash(columns.slice(0, 2), change(['1', 'x']))).toBe(hash);
+    expect(sourceRowHash(columns, change(['1', 'y', null]))).not.toBe(hash);
+    expect(sourceRowHash(columns, change(['1', 'x', '']))).not.toBe(hash);
+    expect(sourceRowHash(columns, change(['1', null, null], [1]))).toBeUndefined();
+  });
+
+  it('marks snapshot rows as snapshot and carries the row hash and epoch', () => {
+    const [row] = toWarehouseRows('sales_order', SOURCE_LAYOUTS.sales_order, [
+      { ...sourceChange('sales_order', {}, { op: 'snapshot' }), epoch: 1764600000000 },
+    ]).rows;
+    expect(row).toMatchObject({ _op: 'snapshot', _epoch: 1764600000000 });
+    expect(row._row_hash).toMatch(/^[0-9a-f]{32}$/);
   });
 
   it.each([
@@ -460,7 +503,7 @@ describe('facts', () => {
     expect(mapOne('sales_order', { units_sold: text }).units_sold).toBe(Number(text));
   });
 
-  it('produces no row for a fact delete, counts it, and keeps the other versions', () => {
+  it('maps a fact delete to a key-only delete row, after the versions before it', () => {
     const changes = [
       sourceChange('sales_order', {}, { op: 'insert', seq: 0 }),
       sourceChange('sales_order', { units_sold: '1' }, { op: 'update', seq: 1 }),
@@ -468,11 +511,11 @@ describe('facts', () => {
     ];
     const result = toWarehouseRows('sales_order', SOURCE_LAYOUTS.sales_order, changes);
     expect(result.table).toBe('fact_sales_order');
-    expect(result.rows.map((r) => [r._seq, r.units_sold])).toEqual([
-      [0, 42972],
-      [1, 1],
+    expect(result.rows.map((r) => [r._seq, r._op, r.units_sold])).toEqual([
+      [0, 'upsert', 42972],
+      [1, 'upsert', 1],
+      [2, 'delete', null],
     ]);
-    expect(result.ignoredDeletes).toBe(1);
     expect(result.rejected).toEqual([]);
   });
 
@@ -529,7 +572,6 @@ describe('layouts', () => {
       table: 'fact_payment',
       rows: [],
       rejected: [],
-      ignoredDeletes: 0,
     });
   });
 });

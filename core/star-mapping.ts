@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Change, Column } from './change-event';
 import { isLsn, normaliseLsn } from './lsn';
 import type { TotesysTable } from './totesys-tables';
@@ -18,14 +19,14 @@ import {
  * Parquet codec writes (int → number, boolean → boolean, the rest exact text).
  *
  * Decisions, each because the warehouse must be able to hold every version and never guess:
- * - One row per change for dimensions and staging tables: `_op` is `upsert` for snapshot, insert
- *   and update, `delete` for deletes, which carry only the key (the load marks the row deleted).
- * - Facts: one row per snapshot/insert/update (each is a version). A delete of a sales order,
- *   purchase order or payment produces no row — the fact history is never erased — and is counted
- *   in `ignoredDeletes` so it stays visible in metrics.
- * - `truncate` is rejected, with a reason, for every table: it carries no keys, so the only faithful
- *   mapping would be "delete everything", which erases history for facts and would silently empty
- *   dimensions on a maintenance TRUNCATE. A quarantined truncate is an operator's decision instead.
+ * - One row per change. `_op` says what it is: `upsert` (insert, update), `snapshot` (a row read by
+ *   a snapshot: a state, which the load adds only when it differs from what it holds), `delete`
+ *   (carries only the key: dimensions mark the row deleted, facts record the delete beside their
+ *   history), `truncate` (no key: every row of the table older than it is deleted) and
+ *   `snapshot_end` (no key: the table's snapshot is complete, `_rows` rows were sent; the load
+ *   then marks deleted what the snapshot no longer holds).
+ * - Every upsert and snapshot row carries `_row_hash`, a hash of the whole source row (also the
+ *   columns the warehouse drops), so a re-read row can be recognised as unchanged.
  * - A value the warehouse cannot hold exactly (a date that is not a calendar date, `2.0` for an
  *   int, a sub-millisecond time, money with three decimals, NULL in a NOT NULL column) rejects that
  *   change with a reason, never the batch: the transform quarantines it and the rest flows.
@@ -78,8 +79,6 @@ export interface StarMappingResult {
   table: WarehouseTableName;
   rows: WarehouseRow[];
   rejected: RejectedChange[];
-  /** Deletes of fact sources: no row (history is never erased), counted for metrics. */
-  ignoredDeletes: number;
 }
 
 type Converted = { ok: true; values: WarehouseValue[] } | { ok: false; reason: string };
@@ -340,6 +339,8 @@ interface PlannedField {
 
 interface BatchPlan {
   target: WarehouseTableName;
+  /** The batch's source column layout (the whole source row, for its hash). */
+  columns: readonly Pick<Column, 'name'>[];
   width: number;
   /** `fields[0]` is the key. */
   fields: readonly PlannedField[];
@@ -363,6 +364,7 @@ function planBatch(
   for (const c of target.columns) empty[c.name] = null;
   return {
     target: spec.target,
+    columns,
     width: columns.length,
     fields: spec.fields.map((field) => ({
       field,
@@ -383,7 +385,48 @@ function canonicalLsn(plan: BatchPlan, lsn: string): string | undefined {
   return canonical;
 }
 
+/**
+ * Hash of a whole source row: SHA-256 (first 16 bytes, hex) over its non-NULL columns as
+ * name/value pairs sorted by name. Column order and columns that are NULL do not matter, so adding a
+ * nullable column or reordering columns does not make every re-read row look changed. Undefined when
+ * a value was not sent (an unchanged TOAST value): the row is then not known whole.
+ */
+export function sourceRowHash(columns: readonly Pick<Column, 'name'>[], change: Change): string | undefined {
+  if (change.unchanged?.length) return undefined;
+  const pairs: [string, string][] = [];
+  columns.forEach((c, i) => {
+    const value = change.values[i];
+    if (value !== null && value !== undefined) pairs.push([c.name, value]);
+  });
+  pairs.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  return createHash('sha256').update(JSON.stringify(pairs)).digest('hex').slice(0, 32);
+}
+
+/** The bookkeeping every row carries, whatever its op. */
+function bookkeeping(change: Change, lsn: string, op: string): WarehouseRow {
+  return {
+    _op: op,
+    _epoch: change.epoch ?? 0,
+    _lsn: lsn,
+    _seq: change.seq,
+    _commit_ts: change.ts,
+    _unchanged: '',
+    _row_hash: null,
+    _rows: change.rows ?? null,
+  };
+}
+
+/** A `truncate` or `snapshot_end`: a row of the table with no key and no values. */
+function mapTableEvent(plan: BatchPlan, change: Change): RowOutcome {
+  const lsn = canonicalLsn(plan, change.lsn);
+  if (lsn === undefined) return { reason: 'lsn is not an LSN' };
+  if (change.op === 'snapshot_end' && change.rows === undefined)
+    return { reason: 'snapshot_end without a row count' };
+  return { row: { ...plan.empty, ...bookkeeping(change, lsn, change.op) } };
+}
+
 function mapChange(plan: BatchPlan, change: Change): RowOutcome {
+  if (change.op === 'truncate' || change.op === 'snapshot_end') return mapTableEvent(plan, change);
   if (change.values.length !== plan.width)
     return { reason: `has ${change.values.length} values, the layout has ${plan.width} columns` };
   const lsn = canonicalLsn(plan, change.lsn);
@@ -409,11 +452,10 @@ function mapChange(plan: BatchPlan, change: Change): RowOutcome {
     if (!converted.ok) return { reason: `${field.from}: ${converted.reason}` };
     for (let j = 0; j < field.to.length; j++) row[field.to[j]] = converted.values[j];
   }
-  row._op = change.op === 'delete' ? 'delete' : 'upsert';
-  row._lsn = lsn;
-  row._seq = change.seq;
-  row._commit_ts = change.ts;
+  const op = change.op === 'delete' || change.op === 'snapshot' ? change.op : 'upsert';
+  Object.assign(row, bookkeeping(change, lsn, op));
   row._unchanged = unchanged.join(',');
+  if (op !== 'delete') row._row_hash = sourceRowHash(plan.columns, change) ?? null;
   return { row };
 }
 
@@ -429,20 +471,8 @@ export function toWarehouseRows(
 ): StarMappingResult {
   const spec = specOf(sourceTable);
   const plan = planBatch(sourceTable, spec, columns);
-  const isFact = WAREHOUSE_TABLES[spec.target].kind === 'fact';
-  const result: StarMappingResult = { table: spec.target, rows: [], rejected: [], ignoredDeletes: 0 };
+  const result: StarMappingResult = { table: spec.target, rows: [], rejected: [] };
   for (const change of changes) {
-    if (change.op === 'truncate') {
-      result.rejected.push({
-        change,
-        reason: `truncate of ${sourceTable} is not applied: the warehouse never erases history (quarantined for an operator)`,
-      });
-      continue;
-    }
-    if (change.op === 'delete' && isFact) {
-      result.ignoredDeletes += 1;
-      continue;
-    }
     const outcome = mapChange(plan, change);
     if ('reason' in outcome) result.rejected.push({ change, reason: outcome.reason });
     else result.rows.push(outcome.row);

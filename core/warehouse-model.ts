@@ -296,14 +296,32 @@ export const WAREHOUSE_TABLES: Readonly<Record<WarehouseTableName, WarehouseTabl
 };
 
 /**
- * Bookkeeping columns every Parquet row (and every non-date warehouse row) carries:
- * - `_op`: `upsert` (snapshot/insert/update) or `delete`;
- * - `_lsn`, `_seq`: the source position (commit LSN in canonical text, ordinal): the change identity;
+ * Bookkeeping columns every Parquet row carries:
+ * - `_op`: `upsert` (insert/update), `snapshot` (a row a snapshot read), `delete`, `truncate` or
+ *   `snapshot_end` (the last two name no key: they concern the whole table);
+ * - `_epoch`, `_lsn`, `_seq`: the source position (capture generation, commit LSN in canonical
+ *   text, ordinal), compared in that order: the change identity;
  * - `_commit_ts`: the source commit time, ISO 8601 UTC with microseconds (freshness metrics);
  * - `_unchanged`: names of columns whose value is an unchanged TOASTed value ("keep what you have"),
- *   joined by `,` (empty when none).
+ *   joined by `,` (empty when none);
+ * - `_row_hash`: hash of the whole source row (upserts and snapshot rows; null when not known whole);
+ * - `_rows`: `snapshot_end` only, how many rows the table's snapshot sent.
+ * Objects written before a column existed read it as null (`_epoch` null = 0).
  */
-export const SOURCE_POSITION_COLUMNS = ['_op', '_lsn', '_seq', '_commit_ts', '_unchanged'] as const;
+export const SOURCE_POSITION_COLUMNS = [
+  '_op',
+  '_epoch',
+  '_lsn',
+  '_seq',
+  '_commit_ts',
+  '_unchanged',
+  '_row_hash',
+  '_rows',
+] as const;
+
+/** What `_op` may say. */
+export const ROW_OPS = ['upsert', 'snapshot', 'delete', 'truncate', 'snapshot_end'] as const;
+export type RowOp = (typeof ROW_OPS)[number];
 
 /** Which warehouse table each captured source table feeds (transform writes one object for each). */
 export const TARGET_OF_SOURCE: Readonly<Record<string, WarehouseTableName>> = {

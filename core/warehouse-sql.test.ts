@@ -30,10 +30,13 @@ const HOSTILE = `x'); DROP TABLE "dim_date"; -- $1 \\ "`;
 
 const design = (id: number, lsn: string, overrides: Partial<VersionedRow> = {}): VersionedRow => ({
   values: { design_id: id, design_name: HOSTILE, file_location: '/usr/local/src', file_name: `${id}.json` },
+  epoch: 0,
   lsn,
   seq: 0,
   commitTs: '2025-02-28T09:15:02.123456Z',
   unchanged: [],
+  rowHash: null,
+  snapshot: false,
   ...overrides,
 });
 
@@ -87,15 +90,16 @@ describe('warehouse SQL builders', () => {
     expectNoValuesInText(statement);
     expect(statement.text).toMatch(/^INSERT INTO "dim_design" AS t /);
     expect(statement.text).toContain(
-      'unnest($1::integer[], $2::text[], $3::text[], $4::text[], $5::pg_lsn[]',
+      'unnest($1::integer[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::pg_lsn[]',
     );
     expect(statement.text).toContain('ON CONFLICT ("design_id") DO UPDATE SET');
-    expect(statement.values.slice(0, 9)).toEqual([
+    expect(statement.values.slice(0, 10)).toEqual([
       [1, 2],
       [HOSTILE, HOSTILE],
       ['/usr/local/src', '/usr/local/src'],
       // The unchanged column goes in as the placeholder and is listed as pending.
       [PLACEHOLDER_TEXT, '2.json'],
+      [0, 0],
       ['0/300', '0/200'],
       [0, 0],
       ['2025-02-28T09:15:02.123456Z', '2025-02-28T09:15:02.123456Z'],
@@ -106,8 +110,8 @@ describe('warehouse SQL builders', () => {
 
   it('records deletes with placeholder values for a row that does not exist yet', () => {
     const statement = dimensionDelete('stg_staff', [
-      { key: 3, lsn: '0/10', seq: 1 },
-      { key: 1, lsn: '0/20', seq: 0 },
+      { key: 3, epoch: 0, lsn: '0/10', seq: 1 },
+      { key: 1, epoch: 0, lsn: '0/20', seq: 0 },
     ]);
     expectQuotedIdentifiersOnly(statement);
     expect(statement.values[0]).toEqual([1, 3]);
@@ -135,10 +139,13 @@ describe('warehouse SQL builders', () => {
   it('inserts fact versions at most once, keyed by (natural key, _lsn, _seq)', () => {
     const row = (lsn: string, unchanged: string[] = []): VersionedRow => ({
       values: Object.fromEntries(WAREHOUSE_TABLES.fact_purchase_order.columns.map((c) => [c.name, HOSTILE])),
+      epoch: 0,
       lsn,
       seq: 0,
       commitTs: '2025-02-28T09:15:02Z',
       unchanged,
+      rowHash: null,
+      snapshot: false,
     });
     const statement = factInsert('fact_purchase_order', [row('0/2', ['item_code']), row('0/1')]);
     expectQuotedIdentifiersOnly(statement);
@@ -147,7 +154,7 @@ describe('warehouse SQL builders', () => {
     const itemCodes =
       statement.values[WAREHOUSE_TABLES.fact_purchase_order.columns.findIndex((c) => c.name === 'item_code')];
     expect(itemCodes).toEqual([HOSTILE, PLACEHOLDER_TEXT]);
-    expect(statement.values.at(-1)).toEqual(['', 'item_code']);
+    expect(statement.values.at(-3)).toEqual(['', 'item_code']);
   });
 
   it('resolves inherited columns only where a fact has text columns', () => {
@@ -156,7 +163,7 @@ describe('warehouse SQL builders', () => {
     const statement = factInheritance('fact_purchase_order', [5, 2, 5])!;
     expectQuotedIdentifiersOnly(statement);
     expect(statement.values).toEqual([[2, 5], 'item_code']);
-    expect(statement.text).toContain('ORDER BY p."_lsn" DESC, p."_seq" DESC LIMIT 1');
+    expect(statement.text).toContain('ORDER BY p."_epoch" DESC, p."_lsn" DESC, p."_seq" DESC LIMIT 1');
   });
 
   it('refuses statements that do not apply to a table', () => {
@@ -209,8 +216,13 @@ describe('warehouse SQL builders', () => {
   });
 
   it('moves progress forward only, and logs objects once', () => {
-    const progress = progressUpsert('staff', 'stg_staff', { lsn: '0/10', seq: 2 }, '2025-02-28T09:15:02Z');
-    expect(progress.values).toEqual(['staff', 'stg_staff', '0/10', 2, '2025-02-28T09:15:02Z']);
+    const progress = progressUpsert(
+      'staff',
+      'stg_staff',
+      { epoch: 7, lsn: '0/10', seq: 2 },
+      '2025-02-28T09:15:02Z',
+    );
+    expect(progress.values).toEqual(['staff', 'stg_staff', '0/10', 2, '2025-02-28T09:15:02Z', 7]);
     expect(progress.text).toContain('greatest(p."newest_commit_ts", EXCLUDED."newest_commit_ts")');
     expect(loadLogInsert('k', 'dim_design', 3)).toEqual({
       text: expect.stringContaining('ON CONFLICT ("object_key") DO NOTHING'),

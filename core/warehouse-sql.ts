@@ -56,6 +56,8 @@ export const WAREHOUSE_LOCK_IDS = {
   fact_sales_order: 3,
   fact_purchase_order: 4,
   fact_payment: 5,
+  /** Snapshot bookkeeping (rows seen, end markers, reconciliation): taken last in a load. */
+  snapshots: 6,
 } as const;
 
 /** Base class of every error this module throws. */
@@ -102,23 +104,36 @@ export function isTextType(type: WarehouseType): boolean {
 }
 
 /** A source change of one row of a dimension, staging table or fact, ready to be written. */
-export interface VersionedRow {
-  /** The table's columns in canonical form (see core/warehouse-model.ts). */
-  values: WarehouseRow;
-  /** Commit LSN, canonical text. */
+/** A source position: capture generation, commit LSN (canonical text), ordinal. */
+export interface Position {
+  epoch: number;
   lsn: string;
   seq: number;
+}
+
+export interface VersionedRow extends Position {
+  /** The table's columns in canonical form (see core/warehouse-model.ts). */
+  values: WarehouseRow;
   /** Commit time, ISO 8601. */
   commitTs: string;
   /** Columns whose value did not come with the change (unchanged TOAST): text columns only. */
   unchanged: readonly string[];
+  /** Hash of the whole source row (null when not known whole). */
+  rowHash: string | null;
+  /** Read by a snapshot (a state), not a change from the WAL. */
+  snapshot: boolean;
 }
 
-/** A delete of one row of a dimension or staging table. */
-export interface DeleteMark {
+/** A delete of one source row. */
+export interface DeleteMark extends Position {
   key: number;
-  lsn: string;
-  seq: number;
+  /** Commit time, ISO 8601 (facts record it). */
+  commitTs?: string;
+}
+
+/** A TRUNCATE of a source table, or a snapshot's end marker: an event of the whole table. */
+export interface TableEvent extends Position {
+  commitTs: string;
 }
 
 function tableOf(name: WarehouseTableName, kinds: readonly string[], operation: string): WarehouseTable {
@@ -155,11 +170,28 @@ function byKeyThenPosition(key: string) {
     Number(a.values[key]) - Number(b.values[key]) || comparePosition(a, b);
 }
 
-/** Compares canonical LSN text (`XXXXXXXX/XXXXXXXX`) and ordinals. */
-export function comparePosition(a: { lsn: string; seq: number }, b: { lsn: string; seq: number }): number {
+/** Compares positions: epoch (absent = 0), then canonical LSN text, then ordinal. */
+export function comparePosition(
+  a: { epoch?: number; lsn: string; seq: number },
+  b: { epoch?: number; lsn: string; seq: number },
+): number {
   const [ah, al] = a.lsn.split('/').map((h) => parseInt(h, 16));
   const [bh, bl] = b.lsn.split('/').map((h) => parseInt(h, 16));
-  return ah - bh || al - bl || a.seq - b.seq;
+  return (a.epoch ?? 0) - (b.epoch ?? 0) || ah - bh || al - bl || a.seq - b.seq;
+}
+
+/** `(alias."_epoch", alias."_lsn", alias."_seq")`: a position, for row-wise comparison. */
+function pos(alias: string, prefix = ''): string {
+  return `(${alias}."${prefix}_epoch", ${alias}."${prefix}_lsn", ${alias}."${prefix}_seq")`;
+}
+
+/** The unnest columns of a list of positions. */
+function positionColumns(items: readonly Position[]): { name: string; pgType: string; values: unknown[] }[] {
+  return [
+    { name: '_epoch', pgType: 'bigint', values: items.map((p) => p.epoch) },
+    { name: '_lsn', pgType: 'pg_lsn', values: items.map((p) => p.lsn) },
+    { name: '_seq', pgType: 'bigint', values: items.map((p) => p.seq) },
+  ];
 }
 
 /** `unnest($1::integer[], …) AS "x"("a", …)` over the given columns plus bookkeeping arrays. */
@@ -172,7 +204,7 @@ function unnestFrom(
   return `unnest(${args.join(', ')}) AS ${quoteIdent(alias)}(${columns.map((c) => quoteIdent(c.name)).join(', ')})`;
 }
 
-const NEWER = '(EXCLUDED."_lsn", EXCLUDED."_seq") > (t."_lsn", t."_seq")';
+const NEWER = `${pos('EXCLUDED')} > ${pos('t')}`;
 
 /**
  * Upserts changes (not deletes) of a dimension or staging table, at most one per key (fold them
@@ -196,8 +228,7 @@ export function dimensionUpsert(name: WarehouseTableName, rows: readonly Version
       pgType: pgType(c.type),
       values: sorted.map((r) => (r.unchanged.includes(c.name) ? unknownValue(c) : r.values[c.name])),
     })),
-    { name: '_lsn', pgType: 'pg_lsn', values: sorted.map((r) => r.lsn) },
-    { name: '_seq', pgType: 'bigint', values: sorted.map((r) => r.seq) },
+    ...positionColumns(sorted),
     { name: '_commit_ts', pgType: 'timestamptz', values: sorted.map((r) => r.commitTs) },
     // Comma-joined: unnest cannot take an array of arrays.
     { name: '_pending', pgType: 'text', values: pending.map((p) => p.join(',')) },
@@ -206,6 +237,7 @@ export function dimensionUpsert(name: WarehouseTableName, rows: readonly Version
   const nameParam = new Map(values.map((c) => [c.name, params.add(c.name)]));
   const insertColumns = [
     ...table.columns.map((c) => c.name),
+    '_epoch',
     '_lsn',
     '_seq',
     '_commit_ts',
@@ -215,6 +247,7 @@ export function dimensionUpsert(name: WarehouseTableName, rows: readonly Version
   ];
   const select = [
     ...table.columns.map((c) => `x.${quoteIdent(c.name)}`),
+    'x."_epoch"',
     'x."_lsn"',
     'x."_seq"',
     'x."_commit_ts"',
@@ -243,12 +276,13 @@ export function dimensionUpsert(name: WarehouseTableName, rows: readonly Version
     `    THEN ARRAY(SELECT unnest(EXCLUDED."_toast_pending") INTERSECT SELECT unnest(${tUnknown}) ORDER BY 1)`,
     `    ELSE ARRAY(SELECT unnest(t."_toast_pending") INTERSECT SELECT unnest(EXCLUDED."_toast_pending") ORDER BY 1) END,`,
     `  "_deleted" = CASE WHEN ${NEWER}`,
-    `    THEN coalesce((t."_deleted_lsn", t."_deleted_seq") > (EXCLUDED."_lsn", EXCLUDED."_seq"), false)`,
+    `    THEN coalesce(${pos('t', '_deleted')} > ${pos('EXCLUDED')}, false)`,
     `    ELSE t."_deleted" END,`,
     `  "_inferred" = CASE WHEN ${NEWER} THEN false ELSE t."_inferred" END,`,
     `  "_commit_ts" = CASE WHEN ${NEWER} THEN EXCLUDED."_commit_ts" ELSE t."_commit_ts" END,`,
     // _lsn and _seq last: every CASE above reads the row's old position (SET sees the old row
     // anyway, https://www.postgresql.org/docs/current/sql-update.html), this just reads naturally.
+    `  "_epoch" = CASE WHEN ${NEWER} THEN EXCLUDED."_epoch" ELSE t."_epoch" END,`,
     `  "_lsn" = CASE WHEN ${NEWER} THEN EXCLUDED."_lsn" ELSE t."_lsn" END,`,
     `  "_seq" = CASE WHEN ${NEWER} THEN EXCLUDED."_seq" ELSE t."_seq" END,`,
     `  "_loaded_at" = now()`,
@@ -269,8 +303,7 @@ export function dimensionDelete(name: WarehouseTableName, deletes: readonly Dele
   const key = keyColumn(table);
   const from = unnestFrom(params, [
     { name: key.name, pgType: pgType(key.type), values: sorted.map((d) => d.key) },
-    { name: '_lsn', pgType: 'pg_lsn', values: sorted.map((d) => d.lsn) },
-    { name: '_seq', pgType: 'bigint', values: sorted.map((d) => d.seq) },
+    ...positionColumns(sorted),
   ]);
   const values = valueColumns(table);
   const zero = params.add(PLACEHOLDER_LSN);
@@ -285,21 +318,23 @@ export function dimensionDelete(name: WarehouseTableName, deletes: readonly Dele
     '_seq',
     '_inferred',
     '_deleted',
+    '_deleted_epoch',
     '_deleted_lsn',
     '_deleted_seq',
   ];
   const text = [
     `INSERT INTO ${quoteIdent(name)} AS t (${columns.map(quoteIdent).join(', ')})`,
-    `SELECT x.${quoteIdent(key.name)}, ${placeholders.join(', ')}, ${zero}::pg_lsn, 0, true, true, x."_lsn", x."_seq"`,
+    `SELECT x.${quoteIdent(key.name)}, ${placeholders.join(', ')}, ${zero}::pg_lsn, 0, true, true, x."_epoch", x."_lsn", x."_seq"`,
     `FROM ${from}`,
     `ORDER BY x.${quoteIdent(key.name)}`,
     `ON CONFLICT (${quoteIdent(key.name)}) DO UPDATE SET`,
+    `  "_deleted_epoch" = EXCLUDED."_deleted_epoch",`,
     `  "_deleted_lsn" = EXCLUDED."_deleted_lsn",`,
     `  "_deleted_seq" = EXCLUDED."_deleted_seq",`,
-    `  "_deleted" = (EXCLUDED."_deleted_lsn", EXCLUDED."_deleted_seq") > (t."_lsn", t."_seq"),`,
+    `  "_deleted" = ${pos('EXCLUDED', '_deleted')} > ${pos('t')},`,
     `  "_loaded_at" = now()`,
     `WHERE t."_deleted_lsn" IS NULL`,
-    `   OR (EXCLUDED."_deleted_lsn", EXCLUDED."_deleted_seq") > (t."_deleted_lsn", t."_deleted_seq")`,
+    `   OR ${pos('EXCLUDED', '_deleted')} > ${pos('t', '_deleted')}`,
   ].join('\n');
   return { text, values: params.values };
 }
@@ -370,25 +405,40 @@ export function factInsert(name: WarehouseTableName, rows: readonly VersionedRow
       pgType: pgType(c.type),
       values: sorted.map((r) => (r.unchanged.includes(c.name) ? unknownValue(c) : r.values[c.name])),
     })),
-    { name: '_lsn', pgType: 'pg_lsn', values: sorted.map((r) => r.lsn) },
-    { name: '_seq', pgType: 'bigint', values: sorted.map((r) => r.seq) },
+    ...positionColumns(sorted),
     { name: '_commit_ts', pgType: 'timestamptz', values: sorted.map((r) => r.commitTs) },
     { name: '_unchanged', pgType: 'text', values: sorted.map((r) => r.unchanged.join(',')) },
+    { name: '_row_hash', pgType: 'text', values: sorted.map((r) => r.rowHash) },
+    { name: '_snapshot', pgType: 'boolean', values: sorted.map((r) => r.snapshot) },
   ]);
-  const columns = [...table.columns.map((c) => c.name), '_lsn', '_seq', '_commit_ts', '_unchanged'];
+  const columns = [
+    ...table.columns.map((c) => c.name),
+    '_epoch',
+    '_lsn',
+    '_seq',
+    '_commit_ts',
+    '_unchanged',
+    '_row_hash',
+    '_snapshot',
+  ];
   const select = [
     ...table.columns.map((c) => `x.${quoteIdent(c.name)}`),
+    'x."_epoch"',
     'x."_lsn"',
     'x."_seq"',
     'x."_commit_ts"',
     `coalesce(string_to_array(nullif(x."_unchanged", ''), ','), '{}')`,
+    'x."_row_hash"',
+    'x."_snapshot"',
   ];
   const k = quoteIdent(table.key);
   const text = [
     `INSERT INTO ${quoteIdent(name)} (${columns.map(quoteIdent).join(', ')})`,
     `SELECT ${select.join(', ')}`,
     `FROM ${from}`,
-    `ORDER BY x.${k}, x."_lsn", x."_seq"`,
+    `ORDER BY x.${k}, x."_epoch", x."_lsn", x."_seq"`,
+    // (key, lsn, seq) without the epoch: the same WAL change redelivered under a new epoch (capture
+    // lost its state, kept its slot and replays its unconfirmed tail) is still the same version.
     `ON CONFLICT (${k}, "_lsn", "_seq") DO NOTHING`,
   ].join('\n');
   return { text, values: params.values };
@@ -413,8 +463,8 @@ export function factInheritance(name: WarehouseTableName, keys: readonly number[
     const q = quoteIdent(c.name);
     return (
       `${q} = CASE WHEN ${n} = ANY(f."_unchanged") THEN coalesce((` +
-      `SELECT p.${q} FROM ${t} AS p WHERE p.${k} = f.${k} AND (p."_lsn", p."_seq") < (f."_lsn", f."_seq") ` +
-      `AND NOT ${n} = ANY(p."_unchanged") ORDER BY p."_lsn" DESC, p."_seq" DESC LIMIT 1), f.${q}) ELSE f.${q} END`
+      `SELECT p.${q} FROM ${t} AS p WHERE p.${k} = f.${k} AND ${pos('p')} < ${pos('f')} ` +
+      `AND NOT ${n} = ANY(p."_unchanged") ORDER BY p."_epoch" DESC, p."_lsn" DESC, p."_seq" DESC LIMIT 1), f.${q}) ELSE f.${q} END`
     );
   });
   const text = [
@@ -535,7 +585,7 @@ export function derivedRecompute(
   const keyParam = params.add([...new Set(keys)].sort((a, b) => a - b));
   const pk = `p.${quoteIdent(part.key)}`;
   // The part wins the position only when it exists and is strictly newer.
-  const partNewer = `(${pk} IS NOT NULL AND (p."_lsn", p."_seq") > (b."_lsn", b."_seq"))`;
+  const partNewer = `(${pk} IS NOT NULL AND ${pos('p')} > ${pos('b')})`;
   const columnExprs = target.columns.map((c) => {
     const [from, source] = derived.columns[c.name];
     const expr = `${from === 'base' ? 'b' : 'p'}.${quoteIdent(source)}`;
@@ -548,10 +598,12 @@ export function derivedRecompute(
     return `CASE WHEN ${params.add(source)} = ANY(${side}."_toast_pending") THEN ${params.add(c.name)} END`;
   });
   const bookkeeping = {
+    _epoch: `CASE WHEN ${partNewer} THEN p."_epoch" ELSE b."_epoch" END`,
     _lsn: `CASE WHEN ${partNewer} THEN p."_lsn" ELSE b."_lsn" END`,
     _seq: `CASE WHEN ${partNewer} THEN p."_seq" ELSE b."_seq" END`,
     _commit_ts: `CASE WHEN ${partNewer} THEN p."_commit_ts" ELSE b."_commit_ts" END`,
     _deleted: 'b."_deleted"',
+    _deleted_epoch: 'b."_deleted_epoch"',
     _deleted_lsn: 'b."_deleted_lsn"',
     _deleted_seq: 'b."_deleted_seq"',
     _inferred: `(b."_inferred" OR ${pk} IS NULL OR p."_inferred")`,
@@ -585,15 +637,16 @@ export function derivedRecompute(
 export function progressUpsert(
   sourceTable: string,
   warehouseTable: WarehouseTableName,
-  position: { lsn: string; seq: number },
+  position: Position,
   newestCommitTs: string | null,
 ): SqlStatement {
-  const newer = '(EXCLUDED."_lsn", EXCLUDED."_seq") > (p."_lsn", p."_seq")';
+  const newer = `${pos('EXCLUDED')} > ${pos('p')}`;
   return {
     text: [
-      'INSERT INTO "pipeline_progress" AS p ("source_table", "warehouse_table", "_lsn", "_seq", "newest_commit_ts", "last_loaded_at")',
-      'VALUES ($1, $2, $3::pg_lsn, $4::bigint, $5::timestamptz, now())',
+      'INSERT INTO "pipeline_progress" AS p ("source_table", "warehouse_table", "_epoch", "_lsn", "_seq", "newest_commit_ts", "last_loaded_at")',
+      'VALUES ($1, $2, $6::bigint, $3::pg_lsn, $4::bigint, $5::timestamptz, now())',
       'ON CONFLICT ("source_table") DO UPDATE SET',
+      `  "_epoch" = CASE WHEN ${newer} THEN EXCLUDED."_epoch" ELSE p."_epoch" END,`,
       `  "_lsn" = CASE WHEN ${newer} THEN EXCLUDED."_lsn" ELSE p."_lsn" END,`,
       `  "_seq" = CASE WHEN ${newer} THEN EXCLUDED."_seq" ELSE p."_seq" END,`,
       // greatest() ignores NULLs: https://www.postgresql.org/docs/current/functions-conditional.html
@@ -601,7 +654,7 @@ export function progressUpsert(
       '  "warehouse_table" = EXCLUDED."warehouse_table",',
       '  "last_loaded_at" = now()',
     ].join('\n'),
-    values: [sourceTable, warehouseTable, position.lsn, position.seq, newestCommitTs],
+    values: [sourceTable, warehouseTable, position.lsn, position.seq, newestCommitTs, position.epoch],
   };
 }
 
@@ -614,4 +667,360 @@ export function loadLogInsert(objectKey: string, table: WarehouseTableName, rows
 
 export function loadLogLookup(objectKey: string): SqlStatement {
   return { text: 'SELECT 1 FROM "load_log" WHERE "object_key" = $1', values: [objectKey] };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deletes of facts, TRUNCATE, and snapshots that reconcile (see migration 002's header).
+//
+// Every rule below is a function of what is loaded, never of the order it arrived in: each load
+// re-derives the result for the keys it touched, so a delete that lands before the versions it
+// ends, a TRUNCATE before the rows it removes, or a snapshot's end marker before its rows all end
+// in the same warehouse.
+
+function factTable(name: WarehouseTableName, operation: string): WarehouseTable & { surrogateKey: string } {
+  const table = tableOf(name, ['fact'], operation);
+  return table as WarehouseTable & { surrogateKey: string };
+}
+
+/** Optional `AND key = ANY($n)`: null keys = every key of the table. */
+function keyFilter(params: Params, column: string, keys: readonly number[] | null): string {
+  return keys === null
+    ? ''
+    : ` AND ${column} = ANY(${params.add([...new Set(keys)].sort((a, b) => a - b))}::integer[])`;
+}
+
+/** Records deletes of fact source rows (each once); returns the keys (RETURNING "key"). */
+export function factDeleteInsert(
+  name: WarehouseTableName,
+  deletes: readonly DeleteMark[],
+  reason: 'delete' | 'truncate' | 'resync',
+): SqlStatement {
+  factTable(name, 'factDeleteInsert');
+  const params = new Params();
+  const sorted = [...deletes].sort((a, b) => a.key - b.key || comparePosition(a, b));
+  const table = params.add(name);
+  const why = params.add(reason);
+  const from = unnestFrom(params, [
+    { name: 'key', pgType: 'integer', values: sorted.map((d) => d.key) },
+    ...positionColumns(sorted),
+    { name: '_commit_ts', pgType: 'timestamptz', values: sorted.map((d) => d.commitTs ?? null) },
+  ]);
+  return {
+    text: [
+      'INSERT INTO "fact_delete" ("warehouse_table", "key", "_epoch", "_lsn", "_seq", "_commit_ts", "reason")',
+      `SELECT ${table}, x."key", x."_epoch", x."_lsn", x."_seq", x."_commit_ts", ${why}`,
+      `FROM ${from}`,
+      'ORDER BY x."key"',
+      'ON CONFLICT DO NOTHING',
+      'RETURNING "key"',
+    ].join('\n'),
+    values: params.values,
+  };
+}
+
+/** Records TRUNCATEs of a source table (each once). */
+export function truncateInsert(sourceTable: string, truncates: readonly TableEvent[]): SqlStatement {
+  const params = new Params();
+  const table = params.add(sourceTable);
+  const from = unnestFrom(params, [
+    ...positionColumns(truncates),
+    { name: '_commit_ts', pgType: 'timestamptz', values: truncates.map((t) => t.commitTs) },
+  ]);
+  return {
+    text: [
+      'INSERT INTO "source_truncate" ("source_table", "_epoch", "_lsn", "_seq", "_commit_ts")',
+      `SELECT ${table}, x."_epoch", x."_lsn", x."_seq", x."_commit_ts" FROM ${from}`,
+      'ON CONFLICT DO NOTHING',
+    ].join('\n'),
+    values: params.values,
+  };
+}
+
+/**
+ * Turns every TRUNCATE of the fact's source table into a delete of each key that has a version
+ * older than it (of the given keys, or of every key). Returns the keys (RETURNING "key").
+ */
+export function factTruncateDeletes(name: WarehouseTableName, keys: readonly number[] | null): SqlStatement {
+  const table = factTable(name, 'factTruncateDeletes');
+  const params = new Params();
+  const wt = params.add(name);
+  const st = params.add(table.source);
+  const k = quoteIdent(table.key);
+  return {
+    text: [
+      'INSERT INTO "fact_delete" ("warehouse_table", "key", "_epoch", "_lsn", "_seq", "_commit_ts", "reason")',
+      `SELECT DISTINCT ${wt}, f.${k}, tr."_epoch", tr."_lsn", tr."_seq", tr."_commit_ts", 'truncate'`,
+      `FROM ${quoteIdent(name)} AS f JOIN "source_truncate" AS tr ON tr."source_table" = ${st} AND ${pos('tr')} > ${pos('f')}`,
+      `WHERE true${keyFilter(params, `f.${k}`, keys)}`,
+      'ON CONFLICT DO NOTHING',
+      'RETURNING "key"',
+    ].join('\n'),
+    values: params.values,
+  };
+}
+
+/**
+ * Drops snapshot versions that add nothing: a version read by a snapshot whose whole source row
+ * (`_row_hash`) equals the version just before it, with no delete between them, is a re-read, not
+ * a change. Whichever of the two loads last drops it, so the history does not depend on order.
+ */
+export function factDropRedundantSnapshots(name: WarehouseTableName, keys: readonly number[]): SqlStatement {
+  const table = factTable(name, 'factDropRedundantSnapshots');
+  const params = new Params();
+  const k = quoteIdent(table.key);
+  const id = quoteIdent(table.surrogateKey);
+  const wt = params.add(name);
+  const filter = keyFilter(params, k, keys);
+  return {
+    text: [
+      `DELETE FROM ${quoteIdent(name)} AS f USING (`,
+      `  SELECT ${id}, ${k}, "_snapshot", "_row_hash", "_epoch", "_lsn", "_seq",`,
+      '         lag("_row_hash") OVER w AS "prev_hash", lag("_epoch") OVER w AS "prev_epoch",',
+      '         lag("_lsn") OVER w AS "prev_lsn", lag("_seq") OVER w AS "prev_seq"',
+      `  FROM ${quoteIdent(name)} WHERE true${filter}`,
+      `  WINDOW w AS (PARTITION BY ${k} ORDER BY "_epoch", "_lsn", "_seq")`,
+      ') AS v',
+      `WHERE f.${id} = v.${id} AND v."_snapshot" AND v."_row_hash" IS NOT NULL AND v."_row_hash" = v."prev_hash"`,
+      `  AND NOT EXISTS (SELECT 1 FROM "fact_delete" AS d WHERE d."warehouse_table" = ${wt} AND d."key" = v.${k}`,
+      `                  AND ${pos('d')} > (v."prev_epoch", v."prev_lsn", v."prev_seq") AND ${pos('d')} < ${pos('v')})`,
+    ].join('\n'),
+    values: params.values,
+  };
+}
+
+/**
+ * Sets each version's `_deleted`: true when a delete of its key follows it before the key's next
+ * version (of the given keys, or every key). Rows whose flag is already right are not rewritten.
+ */
+export function factRefreshDeleted(name: WarehouseTableName, keys: readonly number[] | null): SqlStatement {
+  const table = factTable(name, 'factRefreshDeleted');
+  const params = new Params();
+  const k = quoteIdent(table.key);
+  const id = quoteIdent(table.surrogateKey);
+  const wt = params.add(name);
+  const filter = keyFilter(params, k, keys);
+  return {
+    text: [
+      `UPDATE ${quoteIdent(name)} AS f SET "_deleted" = v."deleted" FROM (`,
+      `  SELECT n.${id}, EXISTS (SELECT 1 FROM "fact_delete" AS d WHERE d."warehouse_table" = ${wt} AND d."key" = n.${k}`,
+      `           AND ${pos('d')} > ${pos('n')}`,
+      `           AND (n."next_epoch" IS NULL OR ${pos('d')} < (n."next_epoch", n."next_lsn", n."next_seq"))) AS "deleted"`,
+      `  FROM (SELECT ${id}, ${k}, "_epoch", "_lsn", "_seq",`,
+      '               lead("_epoch") OVER w AS "next_epoch", lead("_lsn") OVER w AS "next_lsn", lead("_seq") OVER w AS "next_seq"',
+      `        FROM ${quoteIdent(name)} WHERE true${filter}`,
+      `        WINDOW w AS (PARTITION BY ${k} ORDER BY "_epoch", "_lsn", "_seq")) AS n`,
+      ') AS v',
+      `WHERE f.${id} = v.${id} AND f."_deleted" IS DISTINCT FROM v."deleted"`,
+    ].join('\n'),
+    values: params.values,
+  };
+}
+
+/**
+ * Records the newest TRUNCATE of the source table on each row of a dimension or staging table (of
+ * the given keys, or every row) whose recorded delete is older, as a delete of that row: like a
+ * delete, it is kept as its own position and the row is deleted when it is newer than the row's
+ * values — so a row written after the TRUNCATE stays live, whichever loaded first. Returns the keys
+ * whose rows changed.
+ */
+export function dimensionApplyTruncates(
+  name: WarehouseTableName,
+  keys: readonly number[] | null,
+): SqlStatement {
+  const table = tableOf(name, ['dimension', 'staging'], 'dimensionApplyTruncates');
+  const params = new Params();
+  const st = params.add(table.source);
+  const k = quoteIdent(table.key);
+  const newest = [
+    `SELECT tr."_epoch", tr."_lsn", tr."_seq" FROM "source_truncate" AS tr WHERE tr."source_table" = ${st}`,
+    `  AND (t."_deleted_lsn" IS NULL OR ${pos('tr')} > ${pos('t', '_deleted')})`,
+  ].join(' ');
+  return {
+    text: [
+      `UPDATE ${quoteIdent(name)} AS t SET ("_deleted_epoch", "_deleted_lsn", "_deleted_seq") =`,
+      `  (${newest} ORDER BY tr."_epoch" DESC, tr."_lsn" DESC, tr."_seq" DESC LIMIT 1),`,
+      // Deleted when that TRUNCATE is newer than the row's values (SET reads the old row).
+      `  "_deleted" = EXISTS (${newest} AND ${pos('tr')} > ${pos('t')}),`,
+      '  "_loaded_at" = now()',
+      `WHERE EXISTS (${newest})${keyFilter(params, `t.${k}`, keys)}`,
+      `RETURNING t.${k} AS "key"`,
+    ].join('\n'),
+    values: params.values,
+  };
+}
+
+/** A snapshot of one source table: its rows carry (epoch, lsn); its end marker closes it. */
+export interface SnapshotId {
+  sourceTable: string;
+  epoch: number;
+  lsn: string;
+}
+
+/** The snapshot rows of one object: which ordinals arrived, and their keys. */
+export function snapshotRowInsert(
+  id: SnapshotId,
+  rows: readonly { seq: number; key: number }[],
+): SqlStatement {
+  const params = new Params();
+  const [table, epoch, lsn] = [params.add(id.sourceTable), params.add(id.epoch), params.add(id.lsn)];
+  const sorted = [...rows].sort((a, b) => a.seq - b.seq);
+  const from = unnestFrom(params, [
+    { name: 'seq', pgType: 'bigint', values: sorted.map((r) => r.seq) },
+    { name: 'key', pgType: 'integer', values: sorted.map((r) => r.key) },
+  ]);
+  return {
+    text: [
+      'INSERT INTO "snapshot_row" ("source_table", "snapshot_epoch", "snapshot_lsn", "seq", "key")',
+      `SELECT ${table}, ${epoch}::bigint, ${lsn}::pg_lsn, x."seq", x."key" FROM ${from}`,
+      'ON CONFLICT DO NOTHING',
+    ].join('\n'),
+    values: params.values,
+  };
+}
+
+/** Records that a snapshot exists (rows arrived), or that it ended with `rows` rows (its marker). */
+export function snapshotTableUpsert(
+  id: SnapshotId,
+  end: { seq: number; rows: number; commitTs: string } | null,
+): SqlStatement {
+  return {
+    text: [
+      'INSERT INTO "snapshot_table" AS s ("source_table", "snapshot_epoch", "snapshot_lsn", "expected_rows", "end_seq", "marker_commit_ts")',
+      'VALUES ($1, $2::bigint, $3::pg_lsn, $4::bigint, $5::bigint, $6::timestamptz)',
+      'ON CONFLICT ("source_table", "snapshot_epoch", "snapshot_lsn") DO UPDATE SET',
+      '  "expected_rows" = coalesce(s."expected_rows", EXCLUDED."expected_rows"),',
+      '  "end_seq" = coalesce(s."end_seq", EXCLUDED."end_seq"),',
+      '  "marker_commit_ts" = coalesce(s."marker_commit_ts", EXCLUDED."marker_commit_ts")',
+    ].join('\n'),
+    values: [id.sourceTable, id.epoch, id.lsn, end?.rows ?? null, end?.seq ?? null, end?.commitTs ?? null],
+  };
+}
+
+/**
+ * The snapshot's state: `ready` when its marker has arrived, every row it announced has loaded and
+ * it is not reconciled yet. Counted from distinct ordinals, so duplicates cannot fake completeness.
+ */
+export function snapshotProgress(id: SnapshotId): SqlStatement {
+  return {
+    text: [
+      'SELECT s."expected_rows", s."end_seq", s."marker_commit_ts", s."reconciled_at",',
+      '       (SELECT count(*) FROM "snapshot_row" AS r WHERE r."source_table" = s."source_table"',
+      '          AND r."snapshot_epoch" = s."snapshot_epoch" AND r."snapshot_lsn" = s."snapshot_lsn")::bigint AS "loaded_rows"',
+      'FROM "snapshot_table" AS s',
+      'WHERE s."source_table" = $1 AND s."snapshot_epoch" = $2::bigint AND s."snapshot_lsn" = $3::pg_lsn',
+    ].join('\n'),
+    values: [id.sourceTable, id.epoch, id.lsn],
+  };
+}
+
+/**
+ * The completed snapshots of a table that a row at position `row` predates and whose rows do not
+ * include key `keyExpr`: at each of them the row no longer existed. Optionally one snapshot only.
+ */
+function snapshotsLacking(
+  params: Params,
+  sourceTable: string,
+  row: string,
+  keyExpr: string,
+  only: SnapshotId | null,
+): string {
+  const table = params.add(sourceTable);
+  const one = only
+    ? ` AND s."snapshot_epoch" = ${params.add(only.epoch)}::bigint AND s."snapshot_lsn" = ${params.add(only.lsn)}::pg_lsn`
+    : '';
+  return [
+    `"snapshot_table" AS s WHERE s."source_table" = ${table} AND s."reconciled_at" IS NOT NULL${one}`,
+    `  AND (s."snapshot_epoch", s."snapshot_lsn", s."end_seq") > ${row}`,
+    `  AND NOT EXISTS (SELECT 1 FROM "snapshot_row" AS r WHERE r."source_table" = s."source_table"`,
+    `    AND r."snapshot_epoch" = s."snapshot_epoch" AND r."snapshot_lsn" = s."snapshot_lsn" AND r."key" = ${keyExpr})`,
+  ].join('\n');
+}
+
+/**
+ * Applies completed snapshots to a dimension or staging table: a row older than a completed
+ * snapshot that did not hold it no longer existed then, so it is marked deleted at the snapshot's
+ * end marker (unless a newer delete is recorded). Run for one snapshot when it completes (every
+ * key), and for the keys of every later load (a row that arrives after its snapshot completed).
+ * Placeholders (`_inferred`) are left alone: they are references, not rows anyone saw. Returns the
+ * keys marked.
+ */
+export function dimensionApplySnapshots(
+  name: WarehouseTableName,
+  keys: readonly number[] | null,
+  only: SnapshotId | null = null,
+): SqlStatement {
+  const table = tableOf(name, ['dimension', 'staging'], 'dimensionApplySnapshots');
+  const params = new Params();
+  const k = quoteIdent(table.key);
+  const lacking = snapshotsLacking(params, table.source!, pos('t'), `t.${k}`, only);
+  const newer = `AND (t."_deleted_lsn" IS NULL OR (s."snapshot_epoch", s."snapshot_lsn", s."end_seq") > ${pos('t', '_deleted')})`;
+  return {
+    text: [
+      `UPDATE ${quoteIdent(name)} AS t SET ("_deleted_epoch", "_deleted_lsn", "_deleted_seq") =`,
+      `  (SELECT s."snapshot_epoch", s."snapshot_lsn", s."end_seq" FROM ${lacking} ${newer}`,
+      '   ORDER BY s."snapshot_epoch" DESC, s."snapshot_lsn" DESC LIMIT 1),',
+      '  "_deleted" = true, "_loaded_at" = now()',
+      `WHERE NOT t."_inferred"${keyFilter(params, `t.${k}`, keys)}`,
+      `  AND EXISTS (SELECT 1 FROM ${snapshotsLacking(params, table.source!, pos('t'), `t.${k}`, only)} ${newer})`,
+      `RETURNING t.${k} AS "key"`,
+    ].join('\n'),
+    values: params.values,
+  };
+}
+
+/**
+ * Applies completed snapshots to a fact: every key with a version older than a completed snapshot
+ * that did not hold it gets a delete at the snapshot's end marker. (A key the source created again
+ * after the snapshot keeps its newer versions: the delete only ends the older one.) For one
+ * snapshot when it completes (every key), and for the keys of every later load. Returns the keys
+ * (RETURNING "key").
+ */
+export function factApplySnapshots(
+  name: WarehouseTableName,
+  keys: readonly number[] | null,
+  only: SnapshotId | null = null,
+): SqlStatement {
+  const table = factTable(name, 'factApplySnapshots');
+  const params = new Params();
+  const k = quoteIdent(table.key);
+  const wt = params.add(name);
+  const lacking = snapshotsLacking(params, table.source!, pos('f'), `f.${k}`, only);
+  return {
+    text: [
+      'INSERT INTO "fact_delete" ("warehouse_table", "key", "_epoch", "_lsn", "_seq", "_commit_ts", "reason")',
+      `SELECT DISTINCT ${wt}, f.${k}, s."snapshot_epoch", s."snapshot_lsn", s."end_seq", s."marker_commit_ts", 'resync'`,
+      `FROM ${quoteIdent(name)} AS f, ${lacking}`,
+      `${keyFilter(params, `f.${k}`, keys).replace(' AND', '  AND')}`,
+      'ON CONFLICT DO NOTHING',
+      'RETURNING "key"',
+    ].join('\n'),
+    values: params.values,
+  };
+}
+
+/**
+ * Marks a snapshot reconciled: from now on it deletes what it did not hold (see the two functions
+ * above). Its rows' keys are kept: a row that loads late is checked against them.
+ */
+export function snapshotMarkReconciled(id: SnapshotId): SqlStatement {
+  return {
+    text: 'UPDATE "snapshot_table" SET "reconciled_at" = now() WHERE "source_table" = $1 AND "snapshot_epoch" = $2::bigint AND "snapshot_lsn" = $3::pg_lsn',
+    values: [id.sourceTable, id.epoch, id.lsn],
+  };
+}
+
+/** Records how many rows a snapshot's reconciliation marked deleted (for operators). */
+export function snapshotRecordDeleted(id: SnapshotId, deletedRows: number): SqlStatement {
+  return {
+    text: 'UPDATE "snapshot_table" SET "deleted_rows" = $4 WHERE "source_table" = $1 AND "snapshot_epoch" = $2::bigint AND "snapshot_lsn" = $3::pg_lsn',
+    values: [id.sourceTable, id.epoch, id.lsn, deletedRows],
+  };
+}
+
+/** Serialises snapshot bookkeeping across loads until the transaction ends (taken last). */
+export function snapshotLock(): SqlStatement {
+  return {
+    text: 'SELECT pg_advisory_xact_lock($1, $2)',
+    values: [WAREHOUSE_LOCK_NAMESPACE, WAREHOUSE_LOCK_IDS.snapshots],
+  };
 }

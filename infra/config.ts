@@ -340,6 +340,7 @@ export function readTotesConfig(
     problems.push(`totes:logRetentionDays must be one of ${LOG_RETENTION_DAYS.join(', ')}`);
 
   const email = str('totes:alarmEmail') || null;
+  // eslint-disable-next-line regexp/no-super-linear-backtracking -- the operator's own cdk context value, read once at synth
   if (email && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email))
     problems.push(`totes:alarmEmail must be an email address, got ${JSON.stringify(email)}`);
 

@@ -12,7 +12,14 @@ beforeEach(() => {
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const queue = (overrides: Partial<ConstructorParameters<typeof DurableQueue>[0]> = {}) =>
-  new DurableQueue({ dir, visibilityTimeoutMs: 1_000, maxReceiveCount: 3, now: () => now, ...overrides });
+  new DurableQueue({
+    dir,
+    deadLetterFile: path.join(dir, 'q.dead-letter.jsonl'),
+    visibilityTimeoutMs: 1_000,
+    maxReceiveCount: 3,
+    now: () => now,
+    ...overrides,
+  });
 
 describe('DurableQueue (SQS semantics on disk)', () => {
   it('hands a message out once per visibility timeout until it is deleted', async () => {

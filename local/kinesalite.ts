@@ -50,6 +50,7 @@ export class StreamNotActiveError extends LocalKinesisError {
 
 export async function startKinesalite(options: LocalKinesisOptions = {}): Promise<LocalKinesis> {
   // leveldown creates the store directory but not its parents.
+  // eslint-disable-next-line security/detect-non-literal-fs-filename -- the operator's --data-dir
   if (options.dataDir !== undefined) fs.mkdirSync(options.dataDir, { recursive: true });
   const stateMs = options.createStreamMs ?? 0;
   const server = kinesalite({

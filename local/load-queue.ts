@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { DurableQueue } from './durable-queue';
-import { LOCAL_QUEUE_DEFAULTS } from './queue-event-source';
+import { deadLetterFileOf, LOCAL_QUEUE_DEFAULTS } from './queue-event-source';
 
 /** Where `totes up` keeps the load queue under its data directory (local/local-stack.ts). */
 export function loadQueueDir(dataDir: string): string {
@@ -14,6 +14,7 @@ export function loadQueueDir(dataDir: string): string {
 export function openLoadQueue(dataDir: string): DurableQueue {
   return new DurableQueue({
     dir: path.join(loadQueueDir(dataDir), 'queue'),
+    deadLetterFile: deadLetterFileOf(loadQueueDir(dataDir)),
     visibilityTimeoutMs: LOCAL_QUEUE_DEFAULTS.visibilityTimeoutMs,
     maxReceiveCount: LOCAL_QUEUE_DEFAULTS.maxReceiveCount,
   });

@@ -180,7 +180,6 @@ it('finds, re-drives and counts unfinished work; never loops a quarantined objec
     const missing = `dim_currency/${hourPath()}/never-loaded.parquet`;
     await put(PROCESSED, missing, 'never loaded (and not Parquet either)');
     const loaded = fourth.outstanding.length ? fourth.outstanding[0].key : second.outstanding[0].key;
-    const deadDir = queue.deadLetterDir;
     for (const key of [loaded, junk, missing]) {
       const id = `000000000000001-${key.replace(/\W/g, '')}`;
       const record = objectCreatedRecord({
@@ -189,15 +188,10 @@ it('finds, re-drives and counts unfinished work; never loops a quarantined objec
         lastModified: new Date(),
         configurationId: 'test',
       });
-      fs.writeFileSync(
-        path.join(deadDir, `${id}.json`),
-        JSON.stringify({
-          id,
-          body: JSON.stringify({ Records: [record] }),
-          sentAt: 1,
-          receiveCount: 100,
-          visibleAt: 0,
-        }),
+      const body = JSON.stringify({ Records: [record] });
+      fs.appendFileSync(
+        queue.deadLetterFile,
+        `${JSON.stringify({ id, body, sentAt: 1, receiveCount: 100, visibleAt: 0, deadLetteredAt: 2 })}\n`,
       );
     }
     await consumer.stop();

@@ -1,3 +1,4 @@
+/* eslint-disable security/detect-non-literal-fs-filename -- files directly under the operator's --data-dir */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -56,6 +57,11 @@ export interface LocalStackOptions {
   /** The local Firehose's buffering interval (AWS: 0–900 s; locally 1 s for second-level latency). */
   bufferIntervalMs?: number;
   heartbeatIntervalMs?: number;
+  /**
+   * How often capture logs `capture.stats` and the stack logs `local.stats` (the delivery stream's
+   * position and the transform and load queues). Default 10 s, capture's own default.
+   */
+  statsIntervalMs?: number;
   logger: Logger;
   /** Each log line of the capture process (JSON). */
   onCaptureOutput?: (line: string) => void;
@@ -97,11 +103,13 @@ async function embeddedDatabase(
   name: string,
   port: number,
   stops: (() => Promise<void>)[],
+  logger: Logger,
 ): Promise<string> {
   const cluster: EmbeddedCluster = await startEmbeddedCluster({
     dataDir: path.join(dataDir, name),
     port,
     password: readOrCreateSecret(path.join(dataDir, `${name}-password`)),
+    onNotice: (message) => logger.info(message, { cluster: name, notice: true }),
   });
   stops.push(() => cluster.stop());
   const database = name === 'source' ? 'totesys' : 'warehouse';
@@ -157,14 +165,14 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   try {
     let sourceUrl = options.sourceUrl;
     if (!sourceUrl) {
-      sourceUrl = await embeddedDatabase(dataDir, 'source', options.sourcePort ?? 0, stops);
+      sourceUrl = await embeddedDatabase(dataDir, 'source', options.sourcePort ?? 0, stops, logger);
       await seedIfEmpty(sourceUrl, options.scale ?? 1, logger);
     }
     logger.info('source ready', { source: redactUrl(sourceUrl) });
 
     const warehouseUrl =
       options.warehouseUrl ??
-      (await embeddedDatabase(dataDir, 'warehouse', options.warehousePort ?? 0, stops));
+      (await embeddedDatabase(dataDir, 'warehouse', options.warehousePort ?? 0, stops, logger));
     const migrator = new Client({ connectionString: warehouseUrl });
     await migrator.connect();
     await migrateWarehouse(migrator).finally(() => migrator.end());
@@ -187,6 +195,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
         TOTES_KINESIS_ENDPOINT: kinesis.endpoint,
         TOTES_STATE_FILE: path.join(dataDir, 'capture-state.json'),
         TOTES_HEARTBEAT_INTERVAL_MS: String(options.heartbeatIntervalMs ?? 5000),
+        ...(options.statsIntervalMs ? { TOTES_STATS_INTERVAL_MS: String(options.statsIntervalMs) } : {}),
       },
       logger,
       onOutput: options.onCaptureOutput,
@@ -268,6 +277,25 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     await delivery.ready();
     capture.start();
     stops.push(() => capture.stop());
+
+    // The stages that run in this process, logged beside capture.stats: what the terminal view
+    // (core/pipeline-status.ts) shows as lag per stage, and what a log query can read back.
+    const statsTimer = setInterval(() => {
+      const d = delivery.metrics();
+      logger.info('local.stats', {
+        delivery: {
+          recordsIn: d.recordsIn,
+          objectsOut: d.objectsOut,
+          bufferedRecords: d.bufferedRecords,
+          oldestBufferedAgeMs: d.oldestBufferedAgeMs,
+          millisBehindLatest: d.millisBehindLatest,
+        },
+        transform: { ...transform.stats },
+        load: { ...load.stats },
+      });
+    }, options.statsIntervalMs ?? 10_000);
+    statsTimer.unref();
+    stops.push(async () => clearInterval(statsTimer));
 
     await writeRuntimeInfo(dataDir, {
       kinesisEndpoint: kinesis.endpoint,

@@ -167,10 +167,19 @@ export const LOCAL_QUEUE_DEFAULTS = {
   maxReceiveCount: 100,
 } as const;
 
+/**
+ * `<dir>.dead-letter.jsonl`, beside the queue's directory: a file of the name every local dead-letter
+ * file has, in a direct subdirectory of the data directory, where `totes verify` looks.
+ */
+export function deadLetterFileOf(dir: string): string {
+  return `${dir.replace(/\/+$/, '')}.dead-letter.jsonl`;
+}
+
 /** The queue path for one stage: notifications into the queue, the event source out of it. */
 export async function startQueuedS3Trigger(o: QueuedS3TriggerOptions): Promise<QueuedS3Trigger> {
   const queue = new DurableQueue({
     dir: path.join(o.dir, 'queue'),
+    deadLetterFile: deadLetterFileOf(o.dir),
     visibilityTimeoutMs: o.visibilityTimeoutMs ?? LOCAL_QUEUE_DEFAULTS.visibilityTimeoutMs,
     maxReceiveCount: o.maxReceiveCount ?? LOCAL_QUEUE_DEFAULTS.maxReceiveCount,
   });

@@ -1,3 +1,4 @@
+/* eslint-disable security/detect-non-literal-fs-filename -- runtime.json under the operator's --data-dir */
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';

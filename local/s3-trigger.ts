@@ -1,3 +1,4 @@
+/* eslint-disable security/detect-non-literal-fs-filename -- watermark and dead-letter files under --data-dir, named after the trigger, never after an object key */
 import fs from 'node:fs';
 import path from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';

@@ -33,6 +33,8 @@ declare module 's3rver' {
   }
 
   interface FilesystemStore {
+    /** The `directory` option: each bucket is a directory in it. */
+    rootDirectory: string;
     getResourcePath(bucket: string, key: string, resource: string): string;
     putMetadata(bucket: string, key: string, metadata: Record<string, string>, md5: string): Promise<void>;
     putObject(object: StoredObject): Promise<{ size: number; md5: string }>;

@@ -204,3 +204,14 @@ describe('event keys', () => {
     expect(encodeS3EventKey('a b/c=d')).toBe('a+b/c%3Dd');
   });
 });
+
+it('refuses an object key that would leave its bucket directory', async () => {
+  const root = tempDir();
+  const dataDir = path.join(root, 's3');
+  await withS3(dataDir, async (client) => {
+    await expect(
+      client.send(new PutObjectCommand({ Bucket: 'ingestion', Key: '../../escaped/x', Body: 'no' })),
+    ).rejects.toThrow();
+  });
+  expect(fs.existsSync(path.join(root, 'escaped'))).toBe(false);
+});

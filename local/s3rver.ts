@@ -1,3 +1,4 @@
+/* eslint-disable security/detect-non-literal-fs-filename -- the operator's --data-dir, and object paths from s3rver's own key mapping, kept inside the bucket (makePutsAtomic) */
 import { ListObjectsV2Command, S3Client, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { createHash, randomBytes } from 'node:crypto';
@@ -120,6 +121,9 @@ function toS3Event(raw: S3Event): S3Event | undefined {
 function makePutsAtomic(store: S3rver['store']): void {
   store.putObject = async (object) => {
     const objectPath = store.getResourcePath(object.bucket, object.key, 'object');
+    // s3rver joins the key's segments onto the bucket's directory, so `..` in a key would leave it.
+    if (path.relative(path.join(store.rootDirectory, object.bucket), objectPath).startsWith('..'))
+      throw new Error(`object key ${JSON.stringify(object.key)} leaves its bucket's directory`);
     await fs.promises.mkdir(path.dirname(objectPath), { recursive: true });
     // Not ending in `._S3rver_object`, so listings never show it.
     const partial = `${objectPath}.partial-${randomBytes(6).toString('hex')}`;

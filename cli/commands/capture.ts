@@ -17,6 +17,7 @@ const FLAG_TO_ENV = {
   'state-s3-uri': 'TOTES_STATE_S3_URI',
   'heartbeat-interval-ms': 'TOTES_HEARTBEAT_INTERVAL_MS',
   'log-level': 'TOTES_LOG_LEVEL',
+  'on-slot-lost': 'TOTES_ON_SLOT_LOST',
 } as const;
 
 const options = Object.fromEntries(Object.keys(FLAG_TO_ENV).map((k) => [k, { type: 'string' as const }])) as {
@@ -43,6 +44,9 @@ export const command = defineCommand({
     'state-s3-uri': 'Keep that state in S3 instead: s3://bucket/key.',
     'heartbeat-interval-ms': 'Heartbeat period that keeps an idle slot moving (default 10000).',
     'log-level': 'debug | info | warn | error (default info).',
+    'on-slot-lost':
+      'resync (default): a slot invalidated by max_slot_wal_keep_size is replaced and a reconciling snapshot ' +
+      'runs under a new epoch; fail: refuse to start, for an operator to decide.',
   },
   async run(values) {
     const env: Record<string, string | undefined> = { ...process.env };

@@ -1,7 +1,50 @@
 import path from 'node:path';
-import { createLogger, redactUrl } from '../../core/logger';
+import { Client } from 'pg';
+import { quoteIdent } from '../../capture/pg-text';
+import { createLogger, redactUrl, type Logger, type LogLevel } from '../../core/logger';
+import { TOTESYS_TABLES } from '../../core/totesys-tables';
 import { startLocalStack } from '../../local/local-stack';
+import { TerminalStatus, type TerminalMode } from '../../local/terminal-status';
 import { defineCommand, UsageError } from '../command';
+
+const LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+/** Capture's JSON lines below `min` are dropped in JSON mode, as the in-process logger drops its own. */
+function atLeast(line: string, min: LogLevel): boolean {
+  const level = /"level":"(debug|info|warn|error)"/.exec(line)?.[1] as LogLevel | undefined;
+  return !level || LEVELS.indexOf(level) >= LEVELS.indexOf(min);
+}
+
+/**
+ * Rows the snapshot will copy, for the terminal's ETA: the planner's estimate (pg_class.reltuples),
+ * counted exactly for a table never analysed (reltuples = -1 since PG 14).
+ * https://www.postgresql.org/docs/current/catalog-pg-class.html
+ */
+async function estimateSourceRows(url: string, logger: Logger): Promise<void> {
+  const client = new Client({ connectionString: url });
+  try {
+    await client.connect();
+    const { rows } = await client.query<{ relname: string; estimate: string }>(
+      `SELECT c.relname, c.reltuples::bigint AS estimate FROM pg_class c
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relname = ANY($1) AND c.relkind IN ('r', 'p')`,
+      [TOTESYS_TABLES],
+    );
+    let total = 0;
+    for (const { relname, estimate } of rows) {
+      if (Number(estimate) >= 0) total += Number(estimate);
+      else
+        total += Number(
+          (await client.query(`SELECT count(*) AS n FROM public.${quoteIdent(relname)}`)).rows[0].n,
+        );
+    }
+    logger.info('source rows estimated', { rows: total });
+  } catch (e) {
+    logger.debug('could not estimate the source rows', { err: e });
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
 
 export const command = defineCommand({
   name: 'up',
@@ -19,7 +62,10 @@ export const command = defineCommand({
     'warehouse-url': { type: 'string' },
     'warehouse-port': { type: 'string' },
     scale: { type: 'string' },
+    'log-format': { type: 'string' },
     'log-level': { type: 'string' },
+    quiet: { type: 'boolean', short: 'q' },
+    verbose: { type: 'boolean', short: 'v' },
   },
   optionHelp: {
     'data-dir': 'Where local state lives (default ./.totes).',
@@ -29,7 +75,12 @@ export const command = defineCommand({
     'warehouse-url': 'Load into this Postgres instead of the embedded warehouse.',
     'warehouse-port': 'Port for the embedded warehouse Postgres (default 54330; 0 = any free port).',
     scale: 'Seed scale for a fresh embedded source (default 1 ≈ 55,000 rows).',
-    'log-level': 'debug | info | warn | error (default info).',
+    'log-format':
+      'human | json. human (the default when stderr is a terminal): progress, then one status line ' +
+      'refreshed in place, warnings and errors in plain words. json (otherwise): one JSON log line per event.',
+    'log-level': 'JSON mode: debug | info | warn | error (default info; --verbose debug, --quiet warn).',
+    quiet: 'Only warnings, errors and the connection details.',
+    verbose: 'Every log line too (human: made readable; json: debug level).',
   },
   async run(values) {
     const scale = values.scale === undefined ? 1 : Number(values.scale);
@@ -43,18 +94,50 @@ export const command = defineCommand({
     const sourcePort = port('source-port', 54329);
     const warehousePort = port('warehouse-port', 54330);
     const dataDir = path.resolve(values['data-dir'] ?? process.env.TOTES_DATA_DIR ?? '.totes');
-    const logger = createLogger({ service: 'totes-up', level: (values['log-level'] as 'info') ?? 'info' });
-    const stack = await startLocalStack({
-      dataDir,
-      sourceUrl: values['source-url'] ?? process.env.TOTES_SOURCE_URL,
-      sourcePort,
-      warehouseUrl: values['warehouse-url'] ?? process.env.TOTES_WAREHOUSE_URL,
-      warehousePort,
-      scale,
-      logger,
-      onCaptureOutput: (line) => process.stderr.write(`${line}\n`),
-    });
-    process.stdout.write(
+    if (values.quiet && values.verbose) throw new UsageError('--quiet and --verbose exclude each other');
+    const format = values['log-format'] ?? (process.stderr.isTTY ? 'human' : 'json');
+    if (format !== 'human' && format !== 'json') throw new UsageError('--log-format must be human or json');
+    const level = (values['log-level'] ??
+      (values.verbose ? 'debug' : values.quiet ? 'warn' : 'info')) as LogLevel;
+    if (!LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LEVELS.join(', ')}`);
+
+    const mode: TerminalMode = values.quiet ? 'quiet' : values.verbose ? 'verbose' : 'normal';
+    const terminal =
+      format === 'human' ? await TerminalStatus.create({ stream: process.stderr, mode }) : null;
+    // The terminal view reads the info lines (progress, stats) whatever is shown of them.
+    const logger = terminal
+      ? createLogger({
+          service: 'totes-up',
+          level: values.verbose ? 'debug' : 'info',
+          write: (l) => terminal.line(l),
+        })
+      : createLogger({ service: 'totes-up', level });
+    // Human output goes to stdout, unless stdout is the terminal the status line is drawn on.
+    const say = (text: string) =>
+      terminal && process.stdout.isTTY ? terminal.print(text) : process.stdout.write(text);
+    terminal?.start();
+    let stack;
+    try {
+      stack = await startLocalStack({
+        dataDir,
+        sourceUrl: values['source-url'] ?? process.env.TOTES_SOURCE_URL,
+        sourcePort,
+        warehouseUrl: values['warehouse-url'] ?? process.env.TOTES_WAREHOUSE_URL,
+        warehousePort,
+        scale,
+        logger,
+        // A terminal gets fresh numbers every 2 s; JSON logs keep capture's 10 s.
+        statsIntervalMs: terminal ? 2000 : undefined,
+        onCaptureOutput: terminal
+          ? (line) => terminal.line(line)
+          : (line) => atLeast(line, level) && process.stderr.write(`${line}\n`),
+      });
+    } catch (e) {
+      terminal?.stop();
+      throw e;
+    }
+    void estimateSourceRows(stack.sourceUrl, logger);
+    say(
       [
         '',
         'totes is up.',
@@ -74,6 +157,10 @@ export const command = defineCommand({
     });
     logger.info('stopping');
     await stack.stop();
+    if (terminal) {
+      terminal.print('Stopped. `totes up` with the same --data-dir carries on from here.');
+      terminal.stop();
+    }
     return 0;
   },
 });

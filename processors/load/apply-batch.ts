@@ -6,18 +6,32 @@ import {
   derivedLock,
   derivedRecompute,
   dimDateInsert,
+  dimensionApplyTruncates,
   dimensionDelete,
+  dimensionApplySnapshots,
   dimensionUpsert,
+  factDeleteInsert,
+  factDropRedundantSnapshots,
   factInheritance,
   factInsert,
   factLock,
+  factApplySnapshots,
+  factRefreshDeleted,
+  factTruncateDeletes,
   loadLogInsert,
   loadLogLookup,
   placeholderInsert,
+  truncateInsert,
   progressUpsert,
+  snapshotLock,
+  snapshotMarkReconciled,
+  snapshotRecordDeleted,
+  snapshotProgress,
+  snapshotRowInsert,
+  snapshotTableUpsert,
   type SqlStatement,
 } from '../../core/warehouse-sql';
-import type { Position, PreparedBatch } from './load-batch';
+import type { Position, PreparedBatch, SnapshotPart } from './load-batch';
 
 /**
  * Writes one prepared object into the warehouse in ONE transaction (READ COMMITTED), so an object
@@ -26,8 +40,10 @@ import type { Position, PreparedBatch } from './load-batch';
  * Order inside the transaction, the same for every load, so that concurrent loads take row locks in
  * one global order and cannot deadlock: dim_date → base dimensions (placeholders or upserts, keys
  * ascending) → staging → derived-dimension advisory lock → derived dimensions → fact-table
- * advisory lock → facts → pipeline_progress → load_log. A deadlock or serialization failure (which the order should
- * prevent) is retried a few times all the same; `attempts` says when it happened.
+ * advisory lock → facts (versions, deletes, truncates, re-read snapshot versions dropped, deleted
+ * flags) → snapshot advisory lock → snapshot bookkeeping and reconciliation → pipeline_progress →
+ * load_log. A deadlock or serialization failure (which the order should prevent) is retried a few
+ * times all the same; `attempts` says when it happened.
  */
 
 /** Base class of every error this module throws. */
@@ -93,7 +109,12 @@ export interface ApplyOutcome {
   /** Dimension/staging rows inserted or changed; fact versions inserted (repeats excluded). */
   written: number;
   deletes: number;
-  ignoredFactDeletes: number;
+  /** Rows (dimensions) or keys (facts) a TRUNCATE marked deleted. */
+  truncated: number;
+  /** Re-read snapshot versions dropped because they equalled the version before them. */
+  rereadVersionsDropped: number;
+  /** Snapshots this load completed and reconciled, with the rows each marked deleted. */
+  reconciled: { sourceTable: string; epoch: number; lsn: string; deleted: number }[];
   datesInserted: number;
   placeholdersInserted: number;
   /** Derived dimension → rows rewritten. */
@@ -124,6 +145,73 @@ async function run(client: ClientBase, statement: SqlStatement | null): Promise<
   return result.rowCount ?? 0;
 }
 
+/** Runs a statement that returns `"key"` rows; the distinct keys. */
+async function keysOf(client: ClientBase, statement: SqlStatement): Promise<number[]> {
+  const result = await client.query<{ key: number }>(statement.text, statement.values);
+  return [...new Set(result.rows.map((r) => r.key))];
+}
+
+/**
+ * After versions, deletes or truncates of a fact landed: turn truncates into deletes of the keys
+ * they cover, drop snapshot versions that only re-read what the version before held, and set the
+ * deleted flags. `keys` null = every key (a TRUNCATE in this object concerns them all).
+ */
+async function settleFacts(
+  client: ClientBase,
+  batch: PreparedBatch,
+  keys: number[] | null,
+  outcome: ApplyOutcome,
+): Promise<void> {
+  const truncated = await keysOf(client, factTruncateDeletes(batch.table, keys));
+  outcome.truncated += truncated.length;
+  // A version that loads after a snapshot it predates completed: that snapshot may end it.
+  const resynced = keys ? await keysOf(client, factApplySnapshots(batch.table, keys)) : [];
+  const touched = keys ?? truncated;
+  if (touched.length === 0) return;
+  // Also when this object holds no snapshot row: it may hold the version a re-read repeats.
+  if (batch.upserts.length)
+    outcome.rereadVersionsDropped += await run(client, factDropRedundantSnapshots(batch.table, touched));
+  await run(client, factRefreshDeleted(batch.table, [...new Set([...touched, ...resynced])]));
+}
+
+/**
+ * Records the object's snapshot rows and end markers; a snapshot whose marker and every row have now
+ * loaded is reconciled here, once: what it no longer held is marked deleted.
+ */
+async function applySnapshots(
+  client: ClientBase,
+  batch: PreparedBatch,
+  parts: readonly SnapshotPart[],
+  outcome: ApplyOutcome,
+): Promise<void> {
+  // Reconciling may recompute derived dimensions: take their locks first, as every load does.
+  if (batch.kind !== 'fact')
+    for (const { derived } of derivedDimensionsFedBy(batch.table))
+      await run(client, derivedLock(derived.table));
+  await run(client, snapshotLock());
+  for (const part of parts) {
+    await run(client, snapshotTableUpsert(part.id, part.end));
+    if (part.rows.length) await run(client, snapshotRowInsert(part.id, part.rows));
+    const { rows } = await client.query(snapshotProgress(part.id).text, snapshotProgress(part.id).values);
+    const state = rows[0];
+    if (state.reconciled_at !== null || state.expected_rows === null) continue;
+    if (Number(state.loaded_rows) < Number(state.expected_rows)) continue;
+    await run(client, snapshotMarkReconciled(part.id));
+    let deleted: number[];
+    if (batch.kind === 'fact') {
+      deleted = await keysOf(client, factApplySnapshots(batch.table, null, part.id));
+      if (deleted.length) await run(client, factRefreshDeleted(batch.table, deleted));
+    } else {
+      deleted = await keysOf(client, dimensionApplySnapshots(batch.table, null, part.id));
+      if (deleted.length)
+        for (const { derived, side } of derivedDimensionsFedBy(batch.table))
+          await run(client, derivedRecompute(derived, side, deleted));
+    }
+    await run(client, snapshotRecordDeleted(part.id, deleted.length));
+    outcome.reconciled.push({ ...part.id, deleted: deleted.length });
+  }
+}
+
 /** Placeholder order: base dimensions first, derived ones last (the global lock order above). */
 const PLACEHOLDER_ORDER: readonly WarehouseTableName[] = [
   'dim_location',
@@ -147,28 +235,54 @@ async function applyOnce(
     return;
   }
   outcome.datesInserted = batch.dates.length ? await run(client, dimDateInsert(batch.dates)) : 0;
+  const truncates = batch.truncates.length > 0;
   if (batch.kind === 'fact') {
     for (const table of PLACEHOLDER_ORDER) {
       const keys = batch.references[table];
       if (keys?.length) outcome.placeholdersInserted += await run(client, placeholderInsert(table, keys));
     }
-    if (batch.upserts.length) {
-      const inherits = batch.upserts.some((u) => u.unchanged.length > 0);
-      await run(client, factLock(batch.table, inherits));
-      outcome.written = await run(client, factInsert(batch.table, batch.upserts));
-      await run(client, factInheritance(batch.table, batch.keys));
+    if (batch.upserts.length || batch.deletes.length || truncates || batch.snapshots.length) {
+      // Anything that may rewrite existing versions (flags, dropped re-reads) runs alone on the table.
+      const exclusive =
+        batch.upserts.some((u) => u.unchanged.length > 0 || u.snapshot) ||
+        batch.deletes.length > 0 ||
+        truncates ||
+        batch.snapshots.length > 0;
+      await run(client, factLock(batch.table, exclusive));
+      if (batch.upserts.length) {
+        outcome.written = await run(client, factInsert(batch.table, batch.upserts));
+        await run(client, factInheritance(batch.table, batch.keys));
+      }
+      if (batch.deletes.length)
+        outcome.deletes = await run(client, factDeleteInsert(batch.table, batch.deletes, 'delete'));
+      if (truncates) await run(client, truncateInsert(batch.sourceTable!, batch.truncates));
+      if (batch.keys.length || truncates)
+        await settleFacts(client, batch, truncates ? null : batch.keys, outcome);
     }
   } else if (batch.kind !== 'date') {
     if (batch.upserts.length)
       outcome.written = await run(client, dimensionUpsert(batch.table, batch.upserts));
     if (batch.deletes.length)
       outcome.deletes = await run(client, dimensionDelete(batch.table, batch.deletes));
+    if (truncates) await run(client, truncateInsert(batch.sourceTable!, batch.truncates));
+    // A TRUNCATE already loaded also deletes the older rows this object brings.
+    const truncated =
+      truncates || batch.keys.length
+        ? await keysOf(client, dimensionApplyTruncates(batch.table, truncates ? null : batch.keys))
+        : [];
+    outcome.truncated = truncated.length;
+    // A row that loads after a snapshot it predates completed: that snapshot may delete it.
+    const resynced = batch.keys.length
+      ? await keysOf(client, dimensionApplySnapshots(batch.table, batch.keys))
+      : [];
+    const keys = [...new Set([...batch.keys, ...truncated, ...resynced])].sort((a, b) => a - b);
     for (const { derived, side } of derivedDimensionsFedBy(batch.table)) {
-      if (!batch.keys.length) continue;
+      if (!keys.length) continue;
       await run(client, derivedLock(derived.table));
-      outcome.derived[derived.table] = await run(client, derivedRecompute(derived, side, batch.keys));
+      outcome.derived[derived.table] = await run(client, derivedRecompute(derived, side, keys));
     }
   }
+  if (batch.snapshots.length) await applySnapshots(client, batch, batch.snapshots, outcome);
   if (batch.sourceTable && batch.maxPosition)
     await run(
       client,
@@ -199,7 +313,9 @@ export async function applyBatch(
       rows: batch.rowCount,
       written: 0,
       deletes: 0,
-      ignoredFactDeletes: batch.ignoredFactDeletes,
+      truncated: 0,
+      rereadVersionsDropped: 0,
+      reconciled: [],
       datesInserted: 0,
       placeholdersInserted: 0,
       derived: {},

@@ -29,8 +29,8 @@ describe('prepareBatch', () => {
       sourceTable: 'design',
       rowCount: 5,
       keys: [1, 2],
-      deletes: [{ key: 2, lsn: '00000000/00000400', seq: 0 }],
-      maxPosition: { lsn: '00000000/00000400', seq: 0 },
+      deletes: [{ key: 2, epoch: 0, lsn: '00000000/00000400', seq: 0 }],
+      maxPosition: { epoch: 0, lsn: '00000000/00000400', seq: 0 },
       newestCommitTs: '2025-02-28T09:00:04.000123Z',
     });
     expect(batch.upserts.map((u) => [u.values.design_id, u.values.design_name])).toEqual([
@@ -55,7 +55,7 @@ describe('prepareBatch', () => {
     ]);
   });
 
-  it('keeps every distinct fact version, ignores fact deletes, and lists what the facts refer to', () => {
+  it('keeps every distinct fact version and delete, and lists what the facts refer to', () => {
     const v1 = rowOf('fact_payment', 1, {}, at(1));
     const batch = prepareBatch({
       table: 'fact_payment',
@@ -67,7 +67,9 @@ describe('prepareBatch', () => {
       ],
     });
     expect(batch.upserts).toHaveLength(2);
-    expect(batch.ignoredFactDeletes).toBe(1);
+    expect(batch.deletes).toEqual([
+      { key: 1, epoch: 0, lsn: '00000000/00000300', seq: 0, commitTs: expect.any(String) },
+    ]);
     expect(batch.dates).toEqual(['2022-11-03', '2022-11-07', '2022-12-01']);
     expect(batch.references).toEqual({
       dim_transaction: [1],
@@ -75,7 +77,7 @@ describe('prepareBatch', () => {
       dim_currency: [1],
       dim_payment_type: [1, 3],
     });
-    expect(batch.maxPosition).toEqual({ lsn: '00000000/00000300', seq: 0 });
+    expect(batch.maxPosition).toEqual({ epoch: 0, lsn: '00000000/00000300', seq: 0 });
   });
 
   it('takes only the dates of a dim_date object', () => {
@@ -118,7 +120,7 @@ describe('prepareBatch', () => {
     ];
     const issues = issuesOf(() => prepareBatch({ table: 'fact_sales_order', rows: bad }));
     expect(issues).toEqual([
-      'row 0: _op is not upsert or delete',
+      'row 0: _op is not one of upsert, snapshot, delete, truncate, snapshot_end',
       'row 1: _lsn is not an LSN',
       'row 2: _seq is not a non-negative integer',
       'row 3: _commit_ts is not an ISO 8601 timestamp',
@@ -181,6 +183,6 @@ describe('prepareBatch', () => {
   it('ignores whatever else a delete carries beyond its key', () => {
     const full = warehouseRow('dim_location', { location_id: 4, city: 12 as unknown as string }, at(1));
     const batch = prepareBatch({ table: 'dim_location', rows: [{ ...full, _op: 'delete' }] });
-    expect(batch.deletes).toEqual([{ key: 4, lsn: '00000000/00000100', seq: 0 }]);
+    expect(batch.deletes).toEqual([{ key: 4, epoch: 0, lsn: '00000000/00000100', seq: 0 }]);
   });
 });

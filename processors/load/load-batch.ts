@@ -1,20 +1,32 @@
 import { isLsn, normaliseLsn } from '../../core/lsn';
 import {
+  ROW_OPS,
   WAREHOUSE_TABLES,
+  type RowOp,
   type WarehouseColumn,
   type WarehouseRow,
   type WarehouseTableKind,
   type WarehouseTableName,
 } from '../../core/warehouse-model';
-import { comparePosition, isTextType, type DeleteMark, type VersionedRow } from '../../core/warehouse-sql';
+import {
+  comparePosition,
+  isTextType,
+  type DeleteMark,
+  type Position,
+  type SnapshotId,
+  type TableEvent,
+  type VersionedRow,
+} from '../../core/warehouse-sql';
 import type { ParquetTable } from '../shared/parquet-codec';
 
 /**
  * One decoded Parquet object → what the load writes: checked row by row, then folded. Pure (no I/O).
  *
  * Checks (a failure makes the whole object malformed: it is quarantined, never half-loaded):
- * - `_op` is `upsert` or `delete`; `_lsn` an LSN; `_seq` a non-negative integer; `_commit_ts` ISO 8601;
- * - the key is a 32-bit integer; every NOT NULL column of an upsert has a value unless unchanged;
+ * - `_op` is one of ROW_OPS; `_epoch` (null = 0) and `_seq` non-negative integers; `_lsn` an LSN;
+ *   `_commit_ts` ISO 8601; `snapshot_end` carries `_rows`;
+ * - the key is a 32-bit integer (`truncate` and `snapshot_end` concern the whole table: no key);
+ *   every NOT NULL column of an upsert or snapshot row has a value unless unchanged;
  * - values are canonical for their type (the codec guarantees dates and times; money has at most
  *   two decimals and eight integer digits, ints fit int4, text has no NUL byte, which Postgres text
  *   cannot hold);
@@ -26,8 +38,8 @@ import type { ParquetTable } from '../shared/parquet-codec';
  * Folding (dimensions and staging tables): one upsert and one delete per key, as ON CONFLICT cannot
  * touch a row twice in one statement. The latest upsert wins; a column it carried as unchanged takes
  * the value of the nearest earlier upsert of the same object that had it. Facts are not folded:
- * every version is a row; only exact repeats (same key and position) are dropped.
- * Fact deletes are ignored and counted: the fact history is never erased (as the transform does).
+ * every version is a row; only exact repeats (same key and position) are dropped. Snapshot rows are
+ * upserts (facts: versions marked `snapshot`) and are also listed per snapshot, for reconciliation.
  */
 
 /** Base class of every error this module throws. */
@@ -48,9 +60,13 @@ export class MalformedObjectError extends LoadBatchError {
   }
 }
 
-export interface Position {
-  lsn: string;
-  seq: number;
+export type { Position } from '../../core/warehouse-sql';
+
+/** One snapshot's part of an object: the rows it read (ordinal and key) and its end marker. */
+export interface SnapshotPart {
+  id: SnapshotId;
+  rows: { seq: number; key: number }[];
+  end: { seq: number; rows: number; commitTs: string } | null;
 }
 
 export interface PreparedBatch {
@@ -62,9 +78,12 @@ export interface PreparedBatch {
   rowCount: number;
   /** Dimension/staging: one per key, folded. Fact: every distinct version. */
   upserts: VersionedRow[];
-  /** Dimension/staging: the newest delete per key. */
+  /** Dimension/staging: the newest delete per key. Fact: every distinct delete. */
   deletes: DeleteMark[];
-  ignoredFactDeletes: number;
+  /** TRUNCATEs of the source table. */
+  truncates: TableEvent[];
+  /** Snapshot rows and end markers, per snapshot. */
+  snapshots: SnapshotPart[];
   /** Keys of every row (upserts and deletes), distinct, ascending. */
   keys: number[];
   /** Fact: dates its rows reference (dim_date); dim_date object: its dates. Ascending. */
@@ -128,10 +147,17 @@ function newestTimestamp(a: string | null, b: string): string {
 }
 
 interface CheckedRow {
-  op: 'upsert' | 'delete';
+  op: RowOp;
   row: VersionedRow;
+  /** NaN for the whole-table ops (`truncate`, `snapshot_end`). */
   key: number;
+  /** `snapshot_end`: the rows the table's snapshot sent. */
+  rows: number | null;
 }
+
+const isTableOp = (op: unknown) => op === 'truncate' || op === 'snapshot_end';
+const carriesValues = (op: unknown) => op === 'upsert' || op === 'snapshot';
+const isCount = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
 function checkRow(
   table: WarehouseTableName,
@@ -143,12 +169,15 @@ function checkRow(
   const at = `row ${index}`;
   const start = issues.length;
   const op = row._op;
-  if (op !== 'upsert' && op !== 'delete') issues.push(`${at}: _op is not upsert or delete`);
+  if (!(ROW_OPS as readonly unknown[]).includes(op))
+    issues.push(`${at}: _op is not one of ${ROW_OPS.join(', ')}`);
+  const epoch = row._epoch ?? 0;
+  if (!isCount(epoch)) issues.push(`${at}: _epoch is not a non-negative integer`);
+  if (op === 'snapshot_end' && !isCount(row._rows)) issues.push(`${at}: snapshot_end without _rows`);
   const lsn = row._lsn;
   if (typeof lsn !== 'string' || !isLsn(lsn)) issues.push(`${at}: _lsn is not an LSN`);
   const seq = row._seq;
-  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0)
-    issues.push(`${at}: _seq is not a non-negative integer`);
+  if (!isCount(seq)) issues.push(`${at}: _seq is not a non-negative integer`);
   const commitTs = row._commit_ts;
   if (typeof commitTs !== 'string' || !TIMESTAMP.test(commitTs) || Number.isNaN(Date.parse(commitTs)))
     issues.push(`${at}: _commit_ts is not an ISO 8601 timestamp`);
@@ -162,12 +191,16 @@ function checkRow(
     else if (!isTextType(c.type))
       issues.push(`${at}: _unchanged names ${name}, a ${c.type} column (never TOASTed)`);
   }
+  const rowHash = row._row_hash ?? null;
+  if (rowHash !== null && typeof rowHash !== 'string') issues.push(`${at}: _row_hash is not text`);
   for (const c of spec.columns) {
     const value = row[c.name];
     const isKey = c.name === spec.key;
+    // A whole-table op names no row: whatever its columns hold is not used.
+    if (isTableOp(op)) continue;
     if (value === null || value === undefined) {
       if (isKey) issues.push(`${at}: key ${c.name} is NULL`);
-      else if (op === 'upsert' && !c.nullable && !unchanged.includes(c.name))
+      else if (carriesValues(op) && !c.nullable && !unchanged.includes(c.name))
         issues.push(`${at}: ${c.name} is NULL but NOT NULL in the warehouse`);
       continue;
     }
@@ -180,16 +213,40 @@ function checkRow(
   const values: WarehouseRow = {};
   for (const c of spec.columns) values[c.name] = row[c.name] ?? null;
   return {
-    op: op as 'upsert' | 'delete',
-    key: row[spec.key] as number,
+    op: op as RowOp,
+    key: isTableOp(op) ? NaN : (row[spec.key] as number),
+    rows: op === 'snapshot_end' ? (row._rows as number) : null,
     row: {
       values,
+      epoch: epoch as number,
       lsn: normaliseLsn(lsn as string),
       seq: seq as number,
       commitTs: commitTs as string,
       unchanged,
+      rowHash: rowHash as string | null,
+      snapshot: op === 'snapshot',
     },
   };
+}
+
+/** Groups snapshot rows and end markers by snapshot (source table, epoch, lsn). */
+function snapshotParts(sourceTable: string, checked: readonly CheckedRow[]): SnapshotPart[] {
+  const parts = new Map<string, SnapshotPart>();
+  const partOf = (row: VersionedRow) => {
+    const name = `${row.epoch}@${row.lsn}`;
+    let part = parts.get(name);
+    if (!part) {
+      part = { id: { sourceTable, epoch: row.epoch, lsn: row.lsn }, rows: [], end: null };
+      parts.set(name, part);
+    }
+    return part;
+  };
+  for (const c of checked) {
+    if (c.op === 'snapshot') partOf(c.row).rows.push({ seq: c.row.seq, key: c.key });
+    else if (c.op === 'snapshot_end')
+      partOf(c.row).end = { seq: c.row.seq, rows: c.rows!, commitTs: c.row.commitTs };
+  }
+  return [...parts.values()];
 }
 
 /** The latest upsert of one key, its unchanged columns filled from earlier upserts where possible. */
@@ -229,7 +286,8 @@ function prepareDates(parquet: ParquetTable): PreparedBatch {
     rowCount: parquet.rows.length,
     upserts: [],
     deletes: [],
-    ignoredFactDeletes: 0,
+    truncates: [],
+    snapshots: [],
     keys: [],
     dates: [...dates].sort(),
     references: {},
@@ -260,26 +318,48 @@ export function prepareBatch(parquet: ParquetTable): PreparedBatch {
   let maxPosition: Position | null = null;
   let newestCommitTs: string | null = null;
   for (const { row } of checked) {
-    if (!maxPosition || comparePosition(row, maxPosition) > 0) maxPosition = { lsn: row.lsn, seq: row.seq };
+    if (!maxPosition || comparePosition(row, maxPosition) > 0)
+      maxPosition = { epoch: row.epoch, lsn: row.lsn, seq: row.seq };
     newestCommitTs = newestTimestamp(newestCommitTs, row.commitTs);
   }
-  const keys = [...new Set(checked.map((c) => c.key))].sort(ascending);
+  const rowsOfKeys = checked.filter((c) => !isTableOp(c.op));
+  const keys = [...new Set(rowsOfKeys.map((c) => c.key))].sort(ascending);
+  const truncates = new Map<string, TableEvent>();
+  for (const { op, row } of checked)
+    if (op === 'truncate')
+      truncates.set(`${row.epoch}@${row.lsn}#${row.seq}`, {
+        epoch: row.epoch,
+        lsn: row.lsn,
+        seq: row.seq,
+        commitTs: row.commitTs,
+      });
   const base = {
     table,
     kind: spec.kind,
     sourceTable: spec.source,
     rowCount: parquet.rows.length,
     keys,
+    truncates: [...truncates.values()],
+    snapshots: snapshotParts(spec.source, checked),
     maxPosition,
     newestCommitTs,
   };
 
   if (spec.kind === 'fact') {
     const versions = new Map<string, VersionedRow>();
-    let ignoredFactDeletes = 0;
-    for (const c of checked) {
-      if (c.op === 'delete') ignoredFactDeletes += 1;
-      else versions.set(`${c.key}@${c.row.lsn}#${c.row.seq}`, c.row);
+    const deletes = new Map<string, DeleteMark>();
+    for (const c of rowsOfKeys) {
+      // The same change is the same (key, lsn, seq), whatever epoch it was redelivered under.
+      const identity = `${c.key}@${c.row.lsn}#${c.row.seq}`;
+      if (c.op === 'delete')
+        deletes.set(identity, {
+          key: c.key,
+          epoch: c.row.epoch,
+          lsn: c.row.lsn,
+          seq: c.row.seq,
+          commitTs: c.row.commitTs,
+        });
+      else versions.set(identity, c.row);
     }
     const upserts = [...versions.values()];
     const dates = new Set<string>();
@@ -296,8 +376,7 @@ export function prepareBatch(parquet: ParquetTable): PreparedBatch {
     return {
       ...base,
       upserts,
-      deletes: [],
-      ignoredFactDeletes,
+      deletes: [...deletes.values()],
       dates: [...dates].sort(),
       references: Object.fromEntries(
         Object.entries(references).map(([t, set]) => [t, [...set].sort(ascending)]),
@@ -307,13 +386,13 @@ export function prepareBatch(parquet: ParquetTable): PreparedBatch {
 
   const upsertsByKey = new Map<number, VersionedRow[]>();
   const deletesByKey = new Map<number, DeleteMark>();
-  for (const c of checked) {
-    if (c.op === 'upsert') {
+  for (const c of rowsOfKeys) {
+    if (c.op !== 'delete') {
       const list = upsertsByKey.get(c.key) ?? [];
       list.push(c.row);
       upsertsByKey.set(c.key, list);
     } else {
-      const mark = { key: c.key, lsn: c.row.lsn, seq: c.row.seq };
+      const mark = { key: c.key, epoch: c.row.epoch, lsn: c.row.lsn, seq: c.row.seq };
       const current = deletesByKey.get(c.key);
       if (!current || comparePosition(mark, current) > 0) deletesByKey.set(c.key, mark);
     }
@@ -322,7 +401,6 @@ export function prepareBatch(parquet: ParquetTable): PreparedBatch {
     ...base,
     upserts: [...upsertsByKey.values()].map(foldUpserts),
     deletes: [...deletesByKey.values()],
-    ignoredFactDeletes: 0,
     dates: [],
     references: {},
   };

@@ -1,3 +1,4 @@
+/* eslint-disable security/detect-non-literal-fs-filename -- the migrations directory shipped beside this module (or TOTES_MIGRATIONS_DIR, set by tests) */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';

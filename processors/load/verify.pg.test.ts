@@ -1,133 +1,477 @@
 import { Client } from 'pg';
-import { installTotesys } from '../../totesys';
-import { createTestDatabase } from '../../test/support/pg';
-import { at, loadSourceSnapshot, objectOf, parquetOf, rowOf } from '../../test/support/warehouse-rows';
-import { decodeParquet } from '../shared/parquet-codec';
-import { applyBatch } from './apply-batch';
-import { prepareBatch } from './load-batch';
+import { WAREHOUSE_TABLES, type WarehouseTableName } from '../../core/warehouse-model';
+import { createTestDatabase, testClusterUrl, withDatabase } from '../../test/support/pg';
+import { at, loadSourceSnapshot, lsnOf } from '../../test/support/warehouse-rows';
+import { createTotesysSchema, installTotesys } from '../../totesys';
 import { migrateWarehouse } from './migrate';
-import { compareTable, MissingTableError, renderVerifyReport, verifyWarehouse } from './verify';
+import {
+  compareTable,
+  expectedDimDate,
+  MissingTableError,
+  renderVerifyReport,
+  verifyWarehouse,
+  type VerifyReport,
+} from './verify';
 
-let source: Client;
-let warehouse: Client;
-let sourceUrl: string;
+/**
+ * Every scenario gets its own copy of a source and a warehouse loaded from it (CREATE DATABASE …
+ * TEMPLATE, https://www.postgresql.org/docs/current/manage-ag-templatedbs.html), so a scenario builds
+ * the warehouse state it needs with plain SQL and never has to undo it.
+ */
+let sourceTemplate: string;
+let warehouseTemplate: string;
+const clients: Client[] = [];
 
 beforeAll(async () => {
-  sourceUrl = await createTestDatabase('verify_source');
-  source = new Client({ connectionString: sourceUrl });
+  const sourceUrl = await createTestDatabase('verify_source');
+  const source = new Client({ connectionString: sourceUrl });
   await source.connect();
   await installTotesys(source, { scale: 0.02, seed: 7 });
-  warehouse = new Client({ connectionString: await createTestDatabase('verify_warehouse') });
+  await source.end();
+  const warehouseUrl = await createTestDatabase('verify_warehouse');
+  const warehouse = new Client({ connectionString: warehouseUrl });
   await warehouse.connect();
   await migrateWarehouse(warehouse);
   await loadSourceSnapshot(sourceUrl, warehouse);
+  await warehouse.end();
+  sourceTemplate = new URL(sourceUrl).pathname.slice(1);
+  warehouseTemplate = new URL(warehouseUrl).pathname.slice(1);
 });
 
 afterAll(async () => {
-  await Promise.all([source.end(), warehouse.end()]);
+  await Promise.all(clients.map((c) => c.end()));
 });
 
+let copies = 0;
+async function copyOf(template: string): Promise<Client> {
+  copies += 1;
+  const name = `${template}_${copies}`;
+  const admin = new Client({ connectionString: testClusterUrl() });
+  await admin.connect();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE "${name}" TEMPLATE "${template}"`);
+  } finally {
+    await admin.end();
+  }
+  const client = new Client({ connectionString: withDatabase(testClusterUrl(), name) });
+  await client.connect();
+  clients.push(client);
+  return client;
+}
+
+async function emptyDatabase(name: string): Promise<Client> {
+  const client = new Client({ connectionString: await createTestDatabase(name) });
+  await client.connect();
+  clients.push(client);
+  return client;
+}
+
+/** A source and a warehouse loaded from it, both private to the test. */
+async function pair(): Promise<{ source: Client; warehouse: Client }> {
+  return { source: await copyOf(sourceTemplate), warehouse: await copyOf(warehouseTemplate) };
+}
+
+interface Version {
+  epoch?: number;
+  lsn: string;
+  seq?: number;
+  hash?: string | null;
+  deleted?: boolean;
+  /** Read by a snapshot (default) rather than a WAL change. */
+  snapshot?: boolean;
+  /** Column values to change (SQL expressions). */
+  set?: Record<string, string>;
+}
+
+/** Adds a version of fact `key`: a copy of its latest version at another position. */
+async function addVersion(w: Client, table: WarehouseTableName, key: number, v: Version): Promise<void> {
+  const spec = WAREHOUSE_TABLES[table];
+  const columns = spec.columns.map((c) => c.name);
+  const values = columns.map((c) => v.set?.[c] ?? `t."${c}"`);
+  await w.query(
+    `INSERT INTO "${table}" (${columns.map((c) => `"${c}"`).join(', ')}, "_epoch", "_lsn", "_seq", "_commit_ts", "_row_hash", "_deleted", "_snapshot")
+     SELECT ${values.join(', ')}, $2, $3, $4, t."_commit_ts", $5, $6, $7
+       FROM "${table}" AS t WHERE t."${spec.key}" = $1
+      ORDER BY t."_epoch" DESC, t."_lsn" DESC, t."_seq" DESC LIMIT 1`,
+    [key, v.epoch ?? 0, v.lsn, v.seq ?? 0, v.hash ?? null, v.deleted ?? false, v.snapshot ?? true],
+  );
+}
+
+async function setHash(
+  w: Client,
+  table: WarehouseTableName,
+  key: number,
+  hash: string | null,
+): Promise<void> {
+  await w.query(`UPDATE "${table}" SET "_row_hash" = $2 WHERE "${WAREHOUSE_TABLES[table].key}" = $1`, [
+    key,
+    hash,
+  ]);
+}
+
+async function hashOf(w: Client, key: number): Promise<string> {
+  const { rows } = await w.query(
+    `SELECT "_row_hash" FROM "fact_sales_order" WHERE "sales_order_id" = $1 ORDER BY "_epoch" DESC, "_lsn" DESC, "_seq" DESC LIMIT 1`,
+    [key],
+  );
+  return rows[0]._row_hash;
+}
+
+const tableOf = (report: VerifyReport, table: string) => report.tables.find((t) => t.table === table)!;
+
 describe('verifyWarehouse (real Postgres)', () => {
-  it('passes on a warehouse loaded from the source, counting every table', async () => {
+  it('passes on a warehouse loaded from the source: every table, every referenced date', async () => {
+    const { source, warehouse } = await pair();
     const report = await verifyWarehouse(source, warehouse);
     expect(report.ok).toBe(true);
+    expect(report.empty).toEqual([]);
     const counts = Object.fromEntries(report.tables.map((t) => [t.table, [t.sourceRows, t.warehouseRows]]));
     const { rows } = await source.query(`SELECT (SELECT count(*) FROM "sales_order")::int AS n`);
     expect(counts.fact_sales_order).toEqual([rows[0].n, rows[0].n]);
     expect(counts.dim_staff).toEqual([20, 20]);
     expect(counts.dim_location).toEqual([30, 30]);
-    expect(renderVerifyReport(report)).toMatch(/warehouse matches the source \(10 tables\)\n$/);
-  });
-
-  it('compares the latest version of each fact, and leaves placeholders and deletes out', async () => {
-    // An older version of sales order 1 arriving late changes nothing; a placeholder and a deleted
-    // row are not compared.
-    const older = objectOf('fact_sales_order', [rowOf('fact_sales_order', 1, { units_sold: 1 }, at(0, 1))]);
-    await applyBatch(warehouse, prepareBatch(await decodeParquet(await parquetOf(older))), {
-      objectKey: older.key,
+    expect(tableOf(report, 'fact_sales_order')).toMatchObject({
+      compared: 'fact_sales_order_current',
+      rereads: { keys: 0, versions: 0, examples: [] },
     });
-    await warehouse.query(
-      `INSERT INTO "dim_design" ("design_id", "design_name", "file_location", "file_name", "_lsn", "_seq", "_inferred")
-       VALUES (99999, '(unknown)', '(unknown)', '(unknown)', '0/0', 0, true)`,
-    );
-    const report = await verifyWarehouse(source, warehouse);
-    expect(report.ok).toBe(true);
-    const designs = report.tables.find((t) => t.table === 'dim_design')!;
-    expect(designs.placeholders).toBe(1);
-    const sales = report.tables.find((t) => t.table === 'fact_sales_order')!;
-    expect(sales.versions).toBe(sales.sourceRows + 1);
-    await warehouse.query('DELETE FROM "dim_design" WHERE "design_id" = 99999');
+    // Attributes as the load computes them (Postgres' to_char/extract) equal verify's own (TS).
+    const { rows: dates } = await warehouse.query(`SELECT count(*)::int AS n FROM "dim_date"`);
+    expect(report.dates).toMatchObject({ referenced: dates[0].n, missing: 0, wrong: 0 });
+    expect(report.dates.referenced).toBeGreaterThan(100);
+    const text = renderVerifyReport(report);
+    expect(text).toMatch(/^✓ dim_date +\d+ referenced dates, all present with correct attributes$/m);
+    expect(text).toMatch(/warehouse matches the source \(10 tables, \d+ dates\)\n$/);
   });
 
-  it('fails with a readable diff when the warehouse was tampered with or lags behind', async () => {
+  it("compares each fact's current view: the epoch orders versions, and a deleted latest version is not current", async () => {
+    const { source, warehouse } = await pair();
+    // Sales order 1: a later epoch with a lower LSN is the newer version (a new slot generation).
+    await addVersion(warehouse, 'fact_sales_order', 1, { epoch: 5, lsn: '0/10', set: { units_sold: '1' } });
+    // Payment 3: its latest version was ended by a delete, but the source still has the row.
+    await addVersion(warehouse, 'fact_payment', 3, { lsn: '1/0', deleted: true });
+    // Purchase order 99999: deleted from the source and in the warehouse: history only, fine.
+    await addVersion(warehouse, 'fact_purchase_order', 1, {
+      lsn: '2/0',
+      deleted: true,
+      set: { purchase_order_id: '99999' },
+    });
+    const report = await verifyWarehouse(source, warehouse);
+
+    expect(report.ok).toBe(false);
+    const sales = tableOf(report, 'fact_sales_order');
+    expect(sales.differences).toEqual([
+      {
+        kind: 'different',
+        key: '1',
+        columns: [{ column: 'units_sold', source: expect.any(String), warehouse: '1' }],
+      },
+    ]);
+    expect(tableOf(report, 'fact_payment')).toMatchObject({
+      deleted: 1,
+      missing: 0,
+      differences: [{ kind: 'deleted', key: '3' }],
+    });
+    expect(tableOf(report, 'fact_purchase_order')).toMatchObject({
+      extra: 0,
+      deleted: 0,
+      excluded: { deleted: 1 },
+      differences: [],
+    });
+    const text = renderVerifyReport(report);
+    expect(text).toMatch(
+      /^✗ fact_payment +source \d+, warehouse \d+ \(\d+ versions, 1 deleted\): 1 deleted but live in the source$/m,
+    );
+    expect(text).toContain('payment_id 3: deleted in the warehouse, live in the source');
+    expect(text).toMatch(/^✓ fact_purchase_order .*\(\d+ versions, 1 deleted\)$/m);
+  });
+
+  it("checks dimensions' deleted flags and placeholders against the source", async () => {
+    const { source, warehouse } = await pair();
+    await warehouse.query(`UPDATE "dim_location" SET "_deleted" = true WHERE "location_id" = 2`);
+    await warehouse.query(`UPDATE "dim_payment_type" SET "_inferred" = true WHERE "payment_type_id" = 1`);
+    await warehouse.query(
+      `INSERT INTO "dim_currency" ("currency_id", "currency_code", "currency_name", "_lsn", "_seq")
+       VALUES (77, 'JPY', 'Yen', '0/1', 0)`,
+    );
+    // Rows the source does not have either, not live in the warehouse: both right.
+    await warehouse.query(
+      `INSERT INTO "dim_design" ("design_id", "design_name", "file_location", "file_name", "_lsn", "_seq", "_deleted", "_inferred")
+       VALUES (99998, 'Gone', '/x', 'gone.json', '0/9', 0, true, false),
+              (99999, '(unknown)', '(unknown)', '(unknown)', '0/0', 0, false, true)`,
+    );
+    const report = await verifyWarehouse(source, warehouse, { limit: 5 });
+
+    expect(report.ok).toBe(false);
+    expect(tableOf(report, 'dim_location')).toMatchObject({
+      deleted: 1,
+      missing: 0,
+      warehouseRows: 29,
+      excluded: { deleted: 1, placeholders: 0 },
+      differences: [{ kind: 'deleted', key: '2' }],
+    });
+    expect(tableOf(report, 'dim_payment_type')).toMatchObject({
+      missing: 1,
+      differences: [{ kind: 'placeholder', key: '1' }],
+    });
+    expect(tableOf(report, 'dim_currency')).toMatchObject({
+      extra: 1,
+      differences: [{ kind: 'extra', key: '77' }],
+    });
+    expect(tableOf(report, 'dim_design')).toMatchObject({
+      differences: [],
+      excluded: { deleted: 1, placeholders: 1 },
+    });
+    const text = renderVerifyReport(report);
+    expect(text).toContain('location_id 2: deleted in the warehouse, live in the source');
+    expect(text).toContain('payment_type_id 1: only a placeholder in the warehouse');
+    expect(text).toContain('currency_id 77: live in the warehouse, not in the source');
+    expect(text).toMatch(/^✓ dim_design .*\(1 placeholders, 1 deleted\)$/m);
+    expect(text).toMatch(/warehouse differs from the source in 3 of 10 tables\n$/);
+  });
+
+  it('still compares values: a tampered dimension or fact, a source change not delivered yet', async () => {
+    const { source, warehouse } = await pair();
     const department = (
       await warehouse.query(`SELECT "department_name" FROM "dim_staff" WHERE "staff_id" = 3`)
     ).rows[0].department_name;
     const price = (await source.query(`SELECT "unit_price" FROM "sales_order" WHERE "sales_order_id" = 2`))
       .rows[0].unit_price;
     await warehouse.query(`UPDATE "dim_staff" SET "department_name" = 'Tampered' WHERE "staff_id" = 3`);
-    await warehouse.query(`UPDATE "dim_location" SET "_deleted" = true WHERE "location_id" = 2`);
     await warehouse.query(
       `UPDATE "fact_payment" SET "payment_amount" = "payment_amount" + 0.01 WHERE "payment_id" = 5`,
     );
-    await warehouse.query(
-      `INSERT INTO "dim_currency" ("currency_id", "currency_code", "currency_name", "_lsn", "_seq")
-       VALUES (77, 'JPY', 'Yen', '0/1', 0)`,
-    );
-    // A source change the pipeline has not delivered yet.
     await source.query(`UPDATE "sales_order" SET "unit_price" = 3.10 WHERE "sales_order_id" = 2`);
-    try {
-      const report = await verifyWarehouse(source, warehouse, { limit: 5 });
+    const report = await verifyWarehouse(source, warehouse);
 
-      expect(report.ok).toBe(false);
-      const byTable = Object.fromEntries(report.tables.map((t) => [t.table, t]));
-      expect(byTable.dim_staff.differences).toEqual([
-        {
-          kind: 'different',
-          key: '3',
-          columns: [{ column: 'department_name', source: department, warehouse: 'Tampered' }],
-        },
-      ]);
-      expect(byTable.dim_location).toMatchObject({ missing: 1, deleted: 1, warehouseRows: 29 });
-      expect(byTable.dim_currency).toMatchObject({ extra: 1, differences: [{ kind: 'extra', key: '77' }] });
-      expect(byTable.fact_sales_order.differences).toEqual([
-        {
-          kind: 'different',
-          key: '2',
-          columns: [{ column: 'unit_price', source: '3.10', warehouse: price }],
-        },
-      ]);
-      const text = renderVerifyReport(report);
-      expect(text).toContain('✗ dim_staff');
-      expect(text).toContain(`staff_id 3: department_name source "${department}" ≠ warehouse "Tampered"`);
-      expect(text).toContain('location_id 2: missing from the warehouse');
-      expect(text).toContain('currency_id 77: in the warehouse, not in the source');
-      expect(text).toMatch(/payment_id 5: payment_amount source "[\d.]+" ≠ warehouse "[\d.]+"/);
-      expect(text).toMatch(/warehouse differs from the source in 5 of 10 tables\n$/);
-      expect(text).toContain('✓ dim_design');
-    } finally {
-      await warehouse.query(`UPDATE "dim_staff" SET "department_name" = $1 WHERE "staff_id" = 3`, [
-        department,
-      ]);
-      await warehouse.query(`UPDATE "dim_location" SET "_deleted" = false WHERE "location_id" = 2`);
-      await warehouse.query(
-        `UPDATE "fact_payment" SET "payment_amount" = "payment_amount" - 0.01 WHERE "payment_id" = 5`,
-      );
-      await warehouse.query(`DELETE FROM "dim_currency" WHERE "currency_id" = 77`);
-      await source.query(`UPDATE "sales_order" SET "unit_price" = $1 WHERE "sales_order_id" = 2`, [price]);
-    }
-    expect((await verifyWarehouse(source, warehouse)).ok).toBe(true);
+    expect(tableOf(report, 'dim_staff').differences).toEqual([
+      {
+        kind: 'different',
+        key: '3',
+        columns: [{ column: 'department_name', source: department, warehouse: 'Tampered' }],
+      },
+    ]);
+    expect(tableOf(report, 'fact_sales_order').differences).toEqual([
+      { kind: 'different', key: '2', columns: [{ column: 'unit_price', source: '3.10', warehouse: price }] },
+    ]);
+    const text = renderVerifyReport(report);
+    expect(text).toContain(`staff_id 3: department_name source "${department}" ≠ warehouse "Tampered"`);
+    expect(text).toMatch(/payment_id 5: payment_amount source "[\d.]+" ≠ warehouse "[\d.]+"/);
+    expect(text).toMatch(/warehouse differs from the source in 3 of 10 tables\n$/);
   });
 
-  it('says which side is missing a table', async () => {
-    const empty = new Client({ connectionString: await createTestDatabase('verify_empty') });
-    await empty.connect();
-    try {
-      await expect(verifyWarehouse(empty, warehouse)).rejects.toThrow(/source has no table address/);
-      await expect(verifyWarehouse(source, empty)).rejects.toBeInstanceOf(MissingTableError);
-    } finally {
-      await empty.end();
-    }
+  it('finds re-read versions: consecutive versions of a key with equal row hashes and no delete between', async () => {
+    const { source, warehouse } = await pair();
+    const T = 'fact_sales_order';
+    // 1: re-read once, and only the epoch makes the two versions consecutive: by LSN alone,
+    // version z would sit between them.
+    await setHash(warehouse, T, 1, 'h1');
+    await addVersion(warehouse, T, 1, { epoch: 7, lsn: '0/3', hash: 'z' });
+    await addVersion(warehouse, T, 1, { epoch: 7, lsn: '0/5', hash: 'x1' });
+    await addVersion(warehouse, T, 1, { epoch: 8, lsn: '0/1', hash: 'x1' });
+    // 2: a delete between the two equal versions (deleted, then inserted again as it was).
+    await setHash(warehouse, T, 2, 'h2');
+    await addVersion(warehouse, T, 2, { lsn: '5/0', hash: 'h2' });
+    await warehouse.query(
+      `INSERT INTO "fact_delete" ("warehouse_table", "key", "_epoch", "_lsn", "_seq", "reason") VALUES ($1, 2, 0, '4/0', 0, 'delete')`,
+      [T],
+    );
+    // 3: hashes unknown (rows loaded before hashes existed): nothing can be said.
+    await addVersion(warehouse, T, 3, { lsn: '5/0', hash: null });
+    // 4: a real change between two equal hashes: h4, x, h4.
+    await setHash(warehouse, T, 4, 'h4');
+    await addVersion(warehouse, T, 4, { lsn: '5/0', hash: 'x' });
+    await addVersion(warehouse, T, 4, { lsn: '6/0', hash: 'h4' });
+    // 5: a TRUNCATE of the source table between them.
+    await setHash(warehouse, T, 5, 'h5');
+    await addVersion(warehouse, T, 5, { lsn: '9/0', hash: 'h5' });
+    await warehouse.query(
+      `INSERT INTO "source_truncate" ("source_table", "_epoch", "_lsn", "_seq") VALUES ('sales_order', 0, '8/0', 0)`,
+    );
+    // 6: read three times: two re-read versions. A delete of another table's key 6, and a delete
+    // of key 6 after all of its versions, change nothing.
+    await setHash(warehouse, T, 6, 'h6');
+    await addVersion(warehouse, T, 6, { lsn: '5/0', hash: 'h6' });
+    await addVersion(warehouse, T, 6, { lsn: '6/0', hash: 'h6' });
+    await warehouse.query(
+      `INSERT INTO "fact_delete" ("warehouse_table", "key", "_epoch", "_lsn", "_seq", "reason")
+       VALUES ('fact_payment', 6, 0, '5/80', 0, 'delete'), ($1, 6, 0, '7/0', 0, 'delete')`,
+      [T],
+    );
+    await addVersion(warehouse, T, 6, { lsn: '7/10', hash: 'h6' });
+    // 7: a WAL update that rewrote the row with the same values (SET x = x) is history, not a re-read.
+    await setHash(warehouse, T, 7, 'h7');
+    await addVersion(warehouse, T, 7, { lsn: '5/0', hash: 'h7', snapshot: false });
+    // A payment re-read: another table, counted on its own.
+    await setHash(warehouse, 'fact_payment', 1, 'p1');
+    await addVersion(warehouse, 'fact_payment', 1, { epoch: 1, lsn: '0/1', hash: 'p1' });
+
+    const report = await verifyWarehouse(source, warehouse, { limit: 2 });
+
+    expect(report.ok).toBe(false);
+    const sales = tableOf(report, T);
+    // No value differs: the re-reads alone fail the run.
+    expect(sales).toMatchObject({ missing: 0, extra: 0, different: 0, deleted: 0 });
+    expect(sales.rereads).toEqual({
+      keys: 2,
+      versions: 3,
+      examples: [
+        { key: '1', versions: 1 },
+        { key: '6', versions: 2 },
+      ],
+    });
+    expect(tableOf(report, 'fact_payment').rereads).toEqual({
+      keys: 1,
+      versions: 1,
+      examples: [{ key: '1', versions: 1 }],
+    });
+    expect(tableOf(report, 'fact_purchase_order').rereads).toEqual({ keys: 0, versions: 0, examples: [] });
+    const text = renderVerifyReport(report);
+    expect(text).toMatch(
+      /^✗ fact_sales_order +source \d+, warehouse \d+ \(\d+ versions\): 3 re-read versions of 2 keys$/m,
+    );
+    expect(text).toContain(
+      '    sales_order_id 6: 2 versions equal to the version before them (a re-read, no change)',
+    );
+    expect(text).toMatch(/warehouse differs from the source in 2 of 10 tables\n$/);
+
+    const few = await verifyWarehouse(source, warehouse, { limit: 1 });
+    expect(tableOf(few, T).rereads).toMatchObject({ keys: 2, versions: 3, examples: [{ key: '1' }] });
+    expect(renderVerifyReport(few)).toContain('    … and 1 more key');
+  });
+
+  it('passes after re-snapshots through the real load: equal rows add no version, a changed row one', async () => {
+    const { source, warehouse } = await pair();
+    const sourceUrl = withDatabase(testClusterUrl(), source.database!);
+    await loadSourceSnapshot(sourceUrl, warehouse, at(50));
+    let report = await verifyWarehouse(source, warehouse);
+    expect(report.ok).toBe(true);
+    const sales = () => tableOf(report, 'fact_sales_order');
+    expect(sales().versions).toBe(sales().sourceRows);
+
+    await source.query(`UPDATE "sales_order" SET "units_sold" = "units_sold" + 1 WHERE "sales_order_id" = 3`);
+    await loadSourceSnapshot(sourceUrl, warehouse, at(60));
+    report = await verifyWarehouse(source, warehouse);
+    expect(report.ok).toBe(true);
+    expect(sales()).toMatchObject({ versions: sales().sourceRows + 1, rereads: { keys: 0 } });
+
+    // Had the load kept a re-read, verify would say so.
+    await addVersion(warehouse, 'fact_sales_order', 4, { lsn: lsnOf(70), hash: await hashOf(warehouse, 4) });
+    report = await verifyWarehouse(source, warehouse);
+    expect(report.ok).toBe(false);
+    expect(sales().rereads).toEqual({ keys: 1, versions: 1, examples: [{ key: '4', versions: 1 }] });
+  });
+
+  it('checks that dim_date holds every date a fact refers to, with the right attributes', async () => {
+    const { source, warehouse } = await pair();
+    const date = (sql: string, params: string[] = []) =>
+      warehouse.query(sql, params).then((r) => r.rows[0].d as string);
+    const created = await date(
+      `SELECT to_char("created_date", 'YYYY-MM-DD') AS d FROM "fact_sales_order" ORDER BY "sales_order_id" LIMIT 1`,
+    );
+    const paid = await date(
+      `SELECT to_char("payment_date", 'YYYY-MM-DD') AS d FROM "fact_payment"
+        WHERE "payment_date" <> $1::date ORDER BY "payment_id" LIMIT 1`,
+      [created],
+    );
+    // dim_date rows can only go missing with the foreign keys off (a hand-made or broken warehouse):
+    // https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-SESSION-REPLICATION-ROLE
+    await warehouse.query(`SET session_replication_role = replica`);
+    // A date referenced only by an older version still needs its row.
+    await addVersion(warehouse, 'fact_purchase_order', 1, {
+      lsn: '0/2',
+      set: { agreed_delivery_date: `'1999-12-31'` },
+    });
+    await warehouse.query(`DELETE FROM "dim_date" WHERE "date_id" IN ($1, '1999-12-31')`, [created]);
+    await warehouse.query(`SET session_replication_role = DEFAULT`);
+    await warehouse.query(
+      `UPDATE "dim_date" SET "day_of_week" = "day_of_week" % 7 + 1, "day_name" = 'Someday', "quarter" = 5 WHERE "date_id" = $1`,
+      [paid],
+    );
+    const report = await verifyWarehouse(source, warehouse);
+
+    expect(report.ok).toBe(false);
+    expect(report.tables.every((t) => t.differences.length === 0)).toBe(true);
+    const expected = expectedDimDate(paid);
+    expect(report.dates).toMatchObject({ missing: 2, wrong: 1 });
+    expect(report.dates.differences).toEqual([
+      { kind: 'missing', date: '1999-12-31' },
+      ...[
+        { kind: 'missing', date: created },
+        {
+          kind: 'different',
+          date: paid,
+          columns: [
+            {
+              column: 'day_of_week',
+              expected: expected.day_of_week,
+              warehouse: String((Number(expected.day_of_week) % 7) + 1),
+            },
+            { column: 'day_name', expected: expected.day_name, warehouse: 'Someday' },
+            { column: 'quarter', expected: expected.quarter, warehouse: '5' },
+          ],
+        },
+      ].sort((a, b) => a.date.localeCompare(b.date)),
+    ]);
+    const text = renderVerifyReport(report);
+    expect(text).toMatch(/^✗ dim_date +\d+ referenced dates: 2 missing, 1 wrong$/m);
+    expect(text).toContain(`    ${created}: missing from dim_date`);
+    expect(text).toContain(`    ${paid}: day_of_week expected "${expected.day_of_week}" ≠ warehouse`);
+    expect(text).toContain(`; day_name expected "${expected.day_name}" ≠ warehouse "Someday"; quarter`);
+    expect(text).toMatch(/warehouse differs from the source in dim_date\n$/);
+  });
+
+  it('fails on an empty source or an empty warehouse: comparing nothing proves nothing', async () => {
+    const emptySource = await emptyDatabase('verify_empty_source');
+    await createTotesysSchema(emptySource);
+    const emptyWarehouse = await emptyDatabase('verify_empty_warehouse');
+    await migrateWarehouse(emptyWarehouse);
+
+    const both = await verifyWarehouse(emptySource, emptyWarehouse);
+    expect(both.ok).toBe(false);
+    expect(both.empty).toEqual(['source', 'warehouse']);
+    expect(both.tables.every((t) => t.differences.length === 0)).toBe(true);
+    const text = renderVerifyReport(both);
+    expect(text).toContain('✗ the source has no rows in any compared table');
+    expect(text).toContain('✗ the warehouse has no current rows in any compared table');
+    expect(text).toMatch(/nothing to compare: an empty database proves nothing\n$/);
+
+    const { source } = await pair();
+    const one = await verifyWarehouse(source, emptyWarehouse);
+    expect(one).toMatchObject({ ok: false, empty: ['warehouse'] });
+    expect(tableOf(one, 'dim_location').missing).toBe(30);
+  });
+
+  it('says which side is missing a table or view', async () => {
+    const { source, warehouse } = await pair();
+    const empty = await emptyDatabase('verify_no_tables');
+    await expect(verifyWarehouse(empty, warehouse)).rejects.toThrow(/source has no table address/);
+    await expect(verifyWarehouse(source, empty)).rejects.toBeInstanceOf(MissingTableError);
+    await warehouse.query(`DROP VIEW "fact_payment_current"`);
+    await expect(verifyWarehouse(source, warehouse)).rejects.toThrow(
+      /the warehouse has no table fact_payment_current/,
+    );
+  });
+});
+
+describe('expectedDimDate', () => {
+  it('computes ISO weekdays, English names and quarters', () => {
+    expect(expectedDimDate('2024-12-30')).toEqual({
+      year: '2024',
+      month: '12',
+      day: '30',
+      day_of_week: '1',
+      day_name: 'Monday',
+      month_name: 'December',
+      quarter: '4',
+    });
+    expect(expectedDimDate('2023-01-01')).toMatchObject({
+      day_of_week: '7',
+      day_name: 'Sunday',
+      quarter: '1',
+    });
+    expect(expectedDimDate('2024-02-29')).toMatchObject({ day_name: 'Thursday', month_name: 'February' });
+    expect(expectedDimDate('0099-07-04')).toMatchObject({ year: '99', day_name: 'Saturday', quarter: '3' });
   });
 });
 
@@ -139,15 +483,16 @@ describe('compareTable', () => {
     });
     const report = compareTable(
       'dim_payment_type',
-      [row(10, 'A'), row(2, 'B'), row(3, null), row(4, 'D')],
+      [row(10, 'A'), row(2, 'B'), row(3, null), row(4, 'D'), row(5, 'E')],
       [row(2, 'b'), row(3, 'C'), row(4, 'D'), row(11, 'E')],
       2,
+      new Map([['5', 'deleted' as const]]),
     );
-    expect(report).toMatchObject({ missing: 1, extra: 1, different: 2 });
+    expect(report).toMatchObject({ missing: 1, extra: 1, different: 2, deleted: 1 });
     expect(report.differences.map((d) => `${d.kind} ${d.key}`)).toEqual(['different 2', 'different 3']);
-    const text = renderVerifyReport({ ok: false, tables: [report] });
+    const text = renderVerifyReport({ ok: false, tables: [report], dates: noDates, empty: [] });
     expect(text).toContain('payment_type_id 3: payment_type_name source NULL ≠ warehouse "C"');
-    expect(text).toContain('… and 2 more');
+    expect(text).toContain('… and 3 more');
   });
 
   it('shortens long values in the text', () => {
@@ -158,6 +503,10 @@ describe('compareTable', () => {
       [{ payment_type_id: '1', payment_type_name: 'y' }],
       10,
     );
-    expect(renderVerifyReport({ ok: false, tables: [report] })).toMatch(/source "x{57}…" ≠ warehouse "y"/);
+    expect(renderVerifyReport({ ok: false, tables: [report], dates: noDates, empty: [] })).toMatch(
+      /source "x{57}…" ≠ warehouse "y"/,
+    );
   });
 });
+
+const noDates = { referenced: 0, missing: 0, wrong: 0, differences: [] };

@@ -6,20 +6,33 @@ import {
   type WarehouseTableName,
 } from '../../core/warehouse-model';
 import { quoteIdent } from '../../core/warehouse-sql';
+import { dimDateRow } from '../../core/star-mapping';
+import { renderOutstanding, type OutstandingReport } from './outstanding-problems';
 
 /**
- * `totes verify`: does the warehouse hold what the source holds?
- * - every dimension's current rows (not `_deleted`, not `_inferred` placeholders) against the source
- *   rows joined as totesys.md §2 says (dim_staff = staff ⋈ department, dim_counterparty =
- *   counterparty ⋈ its legal address, currency names per the decided ISO 4217 names);
- * - every fact's latest version per source row (highest (_lsn, _seq) per natural key) against the
- *   source row;
- * - row counts, which follow from the two.
+ * `totes verify`: does the warehouse hold what the source holds, and did it get there cleanly?
+ * - Current rows, row for row, against the source rows joined as totesys.md §2 says (dim_staff =
+ *   staff ⋈ department, dim_counterparty = counterparty ⋈ its legal address, currency names per the
+ *   decided ISO 4217 names). A fact's current rows are its `<fact>_current` view (migration 002: the
+ *   latest version per key by (_epoch, _lsn, _seq), deleted keys left out), the contract analysts
+ *   and the dashboard read; verify does not recompute it. A dimension's current rows are those
+ *   neither `_deleted` nor `_inferred` (placeholders). Deleted flags are checked both ways: a source
+ *   row the warehouse marks deleted, or holds only as a placeholder, is a difference, and so is a
+ *   warehouse row still live whose source row is gone (its delete never arrived).
+ * - History: no fact key has a snapshot version whose `_row_hash` (the whole source row) equals
+ *   the version before it, unless a delete of that key (fact_delete) or a TRUNCATE of its source
+ *   table (source_truncate) lies between them. Such a pair is a re-read that added a version
+ *   although nothing changed. A WAL change that rewrote a row with the same values (`SET x = x`)
+ *   is a real version of the source's history and is not counted. NULL hashes say nothing.
+ * - dim_date: every date any fact version refers to has its row, with the attributes computed here
+ *   independently of the load (ISO day of week, English names, quarter).
+ * - An empty source or warehouse fails: two empty databases are equal and prove nothing.
  * Every value is compared as text in one canonical form (dates YYYY-MM-DD, times HH:MM:SS.mmm,
  * numerics as Postgres prints numeric(10,2)), so `3.9` and `3.90` or a lost millisecond differ.
  * Each side is read in one REPEATABLE READ snapshot, so neither is torn by concurrent writes; a
  * pipeline still catching up shows as differences (`totes verify --wait` retries until it converges).
- * Memory holds one table of each side at a time.
+ * Memory holds one table of each side at a time. Quarantined and dead-lettered work is looked for
+ * by outstanding-problems.ts; this module only reads the two databases.
  */
 
 /** Base class of every error this module throws. */
@@ -45,36 +58,79 @@ export class MissingTableError extends VerifyError {
 type Value = string | null;
 type Row = Record<string, Value>;
 
+/** Why a source row has no current warehouse row although the warehouse knows its key. */
+export type NotLive = 'deleted' | 'placeholder';
+
 export type Difference =
+  /** The source row has no warehouse row at all. */
   | { kind: 'missing'; key: string; source: Row }
+  /** The warehouse marks the row deleted (a dimension's flag, a fact's deleted latest version). */
+  | { kind: 'deleted'; key: string; source: Row }
+  /** The warehouse holds only a placeholder for it (dimensions). */
+  | { kind: 'placeholder'; key: string; source: Row }
+  /** Live in the warehouse, absent from the source. */
   | { kind: 'extra'; key: string; warehouse: Row }
   | { kind: 'different'; key: string; columns: { column: string; source: Value; warehouse: Value }[] };
+
+/** Fact keys holding versions equal to the version before them (see the module comment). */
+export interface RereadReport {
+  /** Keys with at least one re-read version. */
+  keys: number;
+  /** Re-read versions in all. */
+  versions: number;
+  /** The first keys (up to the limit), in key order, with their re-read versions. */
+  examples: { key: string; versions: number }[];
+}
 
 export interface TableReport {
   table: WarehouseTableName;
   key: string;
+  /** The relation holding the current rows: the table, or a fact's `_current` view. */
+  compared: string;
   sourceRows: number;
-  /** Current rows compared: live dimension rows, or the latest version of each fact. */
+  /** Current rows compared. */
   warehouseRows: number;
+  /** Source rows without a current warehouse row, placeholders included. */
   missing: number;
+  /** Source rows the warehouse marks deleted. */
+  deleted: number;
+  /** Current warehouse rows the source does not have. */
   extra: number;
   different: number;
   /** The first differences (up to the limit), in key order. */
   differences: Difference[];
-  /** Dimension rows left out of the comparison: placeholders and deleted rows. */
-  placeholders?: number;
-  deleted?: number;
-  /** Fact versions in all (history included). */
+  /** Warehouse keys without a current row: placeholders (dimensions) and deleted rows. */
+  excluded: { placeholders: number; deleted: number };
+  /** Facts: versions in all (history included). */
   versions?: number;
+  /** Facts: re-read versions. */
+  rereads?: RereadReport;
+}
+
+export type DateDifference =
+  | { kind: 'missing'; date: string }
+  | { kind: 'different'; date: string; columns: { column: string; expected: string; warehouse: Value }[] };
+
+export interface DateReport {
+  /** Distinct dates that fact versions refer to. */
+  referenced: number;
+  missing: number;
+  wrong: number;
+  /** The first differences (up to the limit), in date order. */
+  differences: DateDifference[];
 }
 
 export interface VerifyReport {
+  /** Everything below holds: no difference, no re-read, dim_date complete, neither side empty. */
   ok: boolean;
   tables: TableReport[];
+  dates: DateReport;
+  /** Sides without a single (current) row in the compared tables. */
+  empty: ('source' | 'warehouse')[];
 }
 
 export interface VerifyOptions {
-  /** Differences listed per table; default 10. */
+  /** Differences (and re-read keys, and dates) listed per table; default 10. */
   limit?: number;
 }
 
@@ -264,20 +320,127 @@ function sourceSql(table: VerifiedTable): string {
   return `SELECT ${select.join(', ')} FROM ${spec.from}`;
 }
 
+const isFact = (table: VerifiedTable) => WAREHOUSE_TABLES[table].kind === 'fact';
+
+/** Where a table's current rows are: a fact's view (migration 002), or the dimension table. */
+function currentRelation(table: VerifiedTable): string {
+  return isFact(table) ? `${table}_current` : table;
+}
+
 function warehouseSql(table: VerifiedTable): string {
   const spec = WAREHOUSE_TABLES[table];
   const select = spec.columns.map((c) => `${warehouseText(c, 't')} AS ${q(c.name)}`).join(', ');
-  if (spec.kind === 'fact')
-    // The latest version of each source row: https://www.postgresql.org/docs/current/sql-select.html#SQL-DISTINCT
-    return `SELECT DISTINCT ON (t.${q(spec.key)}) ${select} FROM ${q(table)} AS t ORDER BY t.${q(spec.key)}, t."_lsn" DESC, t."_seq" DESC`;
+  if (isFact(table)) return `SELECT ${select} FROM ${q(currentRelation(table))} AS t`;
   return `SELECT ${select} FROM ${q(table)} AS t WHERE NOT t."_deleted" AND NOT t."_inferred"`;
 }
 
-function statsSql(table: VerifiedTable): string {
-  return WAREHOUSE_TABLES[table].kind === 'fact'
-    ? `SELECT count(*)::int AS versions FROM ${q(table)}`
-    : `SELECT count(*) FILTER (WHERE "_inferred")::int AS placeholders,
-              count(*) FILTER (WHERE "_deleted" AND NOT "_inferred")::int AS deleted FROM ${q(table)}`;
+/**
+ * Keys the warehouse knows but holds no current row for, and why. A fact key is deleted when it
+ * has versions but no row in its current view (the view leaves out only deleted keys).
+ */
+function notLiveSql(table: VerifiedTable): string {
+  const key = q(WAREHOUSE_TABLES[table].key);
+  if (isFact(table))
+    return `SELECT k::text AS key, 'deleted' AS state
+              FROM (SELECT ${key} AS k FROM ${q(table)} EXCEPT SELECT ${key} FROM ${q(currentRelation(table))}) AS gone`;
+  return `SELECT ${key}::text AS key, CASE WHEN "_deleted" THEN 'deleted' ELSE 'placeholder' END AS state
+            FROM ${q(table)} WHERE "_deleted" OR "_inferred"`;
+}
+
+/**
+ * Re-read versions of a fact ($1 the fact table, $2 its source table, $3 the examples wanted):
+ * versions whose row hash equals the previous version's, with neither a delete of the key nor a
+ * TRUNCATE of the source table between the two positions. Positions compare as rows, left to
+ * right: https://www.postgresql.org/docs/current/functions-comparisons.html#ROW-WISE-COMPARISON
+ * A NULL hash on either side makes `=` NULL, so unknown hashes never count.
+ */
+function rereadSql(table: VerifiedTable): string {
+  const key = q(WAREHOUSE_TABLES[table].key);
+  const between = (alias: string) =>
+    `(${alias}."_epoch", ${alias}."_lsn", ${alias}."_seq") > (v.p_epoch, v.p_lsn, v.p_seq)
+     AND (${alias}."_epoch", ${alias}."_lsn", ${alias}."_seq") < (v."_epoch", v."_lsn", v."_seq")`;
+  return `WITH v AS (
+    SELECT t.${key} AS k, t."_epoch", t."_lsn", t."_seq", t."_row_hash", t."_snapshot",
+           lag(t."_epoch") OVER w AS p_epoch, lag(t."_lsn") OVER w AS p_lsn, lag(t."_seq") OVER w AS p_seq,
+           lag(t."_row_hash") OVER w AS p_hash
+      FROM ${q(table)} AS t
+    WINDOW w AS (PARTITION BY t.${key} ORDER BY t."_epoch", t."_lsn", t."_seq")
+  ), per_key AS (
+    SELECT v.k, count(*)::int AS n
+      FROM v
+     WHERE v."_row_hash" = v.p_hash AND v."_snapshot"
+       AND NOT EXISTS (SELECT 1 FROM "fact_delete" AS d
+                        WHERE d."warehouse_table" = $1 AND d."key" = v.k AND ${between('d')})
+       AND NOT EXISTS (SELECT 1 FROM "source_truncate" AS s
+                        WHERE s."source_table" = $2 AND ${between('s')})
+     GROUP BY v.k
+  )
+  SELECT (SELECT count(*) FROM per_key)::int AS keys,
+         (SELECT coalesce(sum(n), 0) FROM per_key)::int AS versions,
+         (SELECT coalesce(json_agg(json_build_object('key', e.k::text, 'versions', e.n) ORDER BY e.k), '[]')
+            FROM (SELECT k, n FROM per_key ORDER BY k LIMIT $3) AS e) AS examples`;
+}
+
+/** Every date a version of any fact refers to through a dim_date column, and its dim_date row. */
+function datesSql(): string {
+  const refs = VERIFIED_TABLES.filter(isFact).flatMap((table) =>
+    WAREHOUSE_TABLES[table].columns
+      .filter((c) => c.references === 'dim_date')
+      .map((c) => `SELECT ${q(c.name)} AS d FROM ${q(table)}`),
+  );
+  const attributes = DIM_DATE_ATTRIBUTES.map((a) => `dd.${q(a)}::text AS ${q(a)}`).join(', ');
+  return `SELECT to_char(r.d, 'YYYY-MM-DD') AS date, dd."date_id" IS NOT NULL AS found, ${attributes}
+            FROM (${refs.join(' UNION ')}) AS r LEFT JOIN "dim_date" AS dd ON dd."date_id" = r.d
+           ORDER BY r.d`;
+}
+
+const DIM_DATE_ATTRIBUTES = [
+  'year',
+  'month',
+  'day',
+  'day_of_week',
+  'day_name',
+  'month_name',
+  'quarter',
+] as const;
+type DimDateAttribute = (typeof DIM_DATE_ATTRIBUTES)[number];
+
+/**
+ * dim_date's attributes of a `YYYY-MM-DD` date as text, as core/star-mapping.ts computes them in
+ * TypeScript (totesys.md §2: ISO day of week 1 = Monday … 7 = Sunday, day_name "Monday",
+ * month_name "January"). The load computes them in SQL (dimDateInsert): two independent formulas,
+ * so a wrong one cannot agree with itself.
+ */
+export function expectedDimDate(date: string): Record<DimDateAttribute, string> {
+  const row = dimDateRow(date);
+  return Object.fromEntries(DIM_DATE_ATTRIBUTES.map((a) => [a, String(row[a])])) as Record<
+    DimDateAttribute,
+    string
+  >;
+}
+
+export function compareDates(rows: ({ date: string; found: boolean } & Row)[], limit: number): DateReport {
+  const report: DateReport = { referenced: rows.length, missing: 0, wrong: 0, differences: [] };
+  for (const row of rows) {
+    let d: DateDifference | undefined;
+    if (!row.found) {
+      report.missing += 1;
+      d = { kind: 'missing', date: row.date };
+    } else {
+      const expected = expectedDimDate(row.date);
+      const columns = DIM_DATE_ATTRIBUTES.filter((a) => expected[a] !== row[a]).map((a) => ({
+        column: a,
+        expected: expected[a],
+        warehouse: row[a],
+      }));
+      if (columns.length) {
+        report.wrong += 1;
+        d = { kind: 'different', date: row.date, columns };
+      }
+    }
+    if (d && report.differences.length < limit) report.differences.push(d);
+  }
+  return report;
 }
 
 async function requireTables(client: ClientBase, side: 'source' | 'warehouse', tables: readonly string[]) {
@@ -289,30 +452,49 @@ async function requireTables(client: ClientBase, side: 'source' | 'warehouse', t
   if (missing) throw new MissingTableError(side, missing.name);
 }
 
+/** What verify reads in the warehouse: the compared tables, the current views, the delete records. */
+const WAREHOUSE_RELATIONS = [
+  'dim_date',
+  ...VERIFIED_TABLES,
+  ...VERIFIED_TABLES.filter(isFact).map(currentRelation),
+  'fact_delete',
+  'source_truncate',
+];
+
 function byKey(rows: Row[], key: string): Map<string, Row> {
   return new Map(rows.map((r) => [r[key] as string, r]));
 }
 
+/**
+ * Compares a table's source rows with its current warehouse rows. `notLive`: keys the warehouse
+ * holds without a current row, and why (a missing source row is then `deleted` or `placeholder`).
+ */
 export function compareTable(
   table: WarehouseTableName,
   source: Row[],
   warehouse: Row[],
   limit: number,
+  notLive: ReadonlyMap<string, NotLive> = new Map(),
 ): TableReport {
   const spec = WAREHOUSE_TABLES[table];
   const key = spec.key;
   const left = byKey(source, key);
   const right = byKey(warehouse, key);
   const keys = [...new Set([...left.keys(), ...right.keys()])].sort((a, b) => Number(a) - Number(b));
+  const excluded = { placeholders: 0, deleted: 0 };
+  for (const state of notLive.values()) excluded[state === 'deleted' ? 'deleted' : 'placeholders'] += 1;
   const report: TableReport = {
     table,
     key,
+    compared: table,
     sourceRows: source.length,
     warehouseRows: warehouse.length,
     missing: 0,
+    deleted: 0,
     extra: 0,
     different: 0,
     differences: [],
+    excluded,
   };
   const note = (d: Difference) => {
     if (report.differences.length < limit) report.differences.push(d);
@@ -321,8 +503,10 @@ export function compareTable(
     const s = left.get(k);
     const w = right.get(k);
     if (!w) {
-      report.missing += 1;
-      note({ kind: 'missing', key: k, source: s! });
+      const state = notLive.get(k);
+      if (state === 'deleted') report.deleted += 1;
+      else report.missing += 1;
+      note({ kind: state ?? 'missing', key: k, source: s! });
     } else if (!s) {
       report.extra += 1;
       note({ kind: 'extra', key: k, warehouse: w });
@@ -339,6 +523,10 @@ export function compareTable(
   return report;
 }
 
+const differencesOf = (t: TableReport) => t.missing + t.deleted + t.extra + t.different;
+const tableFails = (t: TableReport) => differencesOf(t) + (t.rereads?.keys ?? 0) > 0;
+const datesFail = (d: DateReport) => d.missing + d.wrong > 0;
+
 async function inSnapshot<T>(client: ClientBase, fn: () => Promise<T>): Promise<T> {
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
@@ -346,6 +534,29 @@ async function inSnapshot<T>(client: ClientBase, fn: () => Promise<T>): Promise<
   } finally {
     await client.query('COMMIT');
   }
+}
+
+async function readTable(
+  warehouse: ClientBase,
+  table: VerifiedTable,
+  source: Row[],
+  limit: number,
+): Promise<TableReport> {
+  const rows = (await warehouse.query<Row>(warehouseSql(table))).rows;
+  const notLive = (await warehouse.query<{ key: string; state: NotLive }>(notLiveSql(table))).rows;
+  const report = compareTable(table, source, rows, limit, new Map(notLive.map((r) => [r.key, r.state])));
+  report.compared = currentRelation(table);
+  if (isFact(table)) {
+    const versions = await warehouse.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${q(table)}`);
+    report.versions = versions.rows[0].n;
+    const rereads = await warehouse.query<RereadReport>(rereadSql(table), [
+      table,
+      WAREHOUSE_TABLES[table].source,
+      limit,
+    ]);
+    report.rereads = rereads.rows[0];
+  }
+  return report;
 }
 
 /** Compares a totesys source database with the warehouse loaded from it. */
@@ -356,7 +567,7 @@ export async function verifyWarehouse(
 ): Promise<VerifyReport> {
   const limit = options.limit ?? 10;
   await requireTables(source, 'source', SOURCE_TABLES);
-  await requireTables(warehouse, 'warehouse', VERIFIED_TABLES);
+  await requireTables(warehouse, 'warehouse', WAREHOUSE_RELATIONS);
   const sourceRows = await inSnapshot(source, async () => {
     const out = new Map<VerifiedTable, Row[]>();
     for (const table of VERIFIED_TABLES) out.set(table, (await source.query<Row>(sourceSql(table))).rows);
@@ -364,17 +575,18 @@ export async function verifyWarehouse(
   });
   for (const row of sourceRows.get('dim_currency')!)
     row.currency_name = CURRENCY_NAMES[row.currency_code as string] ?? row.currency_code;
-  const tables = await inSnapshot(warehouse, async () => {
+  const { tables, dates } = await inSnapshot(warehouse, async () => {
     const reports: TableReport[] = [];
-    for (const table of VERIFIED_TABLES) {
-      const rows = (await warehouse.query<Row>(warehouseSql(table))).rows;
-      const report = compareTable(table, sourceRows.get(table)!, rows, limit);
-      Object.assign(report, (await warehouse.query(statsSql(table))).rows[0]);
-      reports.push(report);
-    }
-    return reports;
+    for (const table of VERIFIED_TABLES)
+      reports.push(await readTable(warehouse, table, sourceRows.get(table)!, limit));
+    const dateRows = await warehouse.query<{ date: string; found: boolean } & Row>(datesSql());
+    return { tables: reports, dates: compareDates(dateRows.rows, limit) };
   });
-  return { ok: tables.every((t) => t.missing + t.extra + t.different === 0), tables };
+  const empty: VerifyReport['empty'] = [];
+  if (tables.every((t) => t.sourceRows === 0)) empty.push('source');
+  if (tables.every((t) => t.warehouseRows === 0)) empty.push('warehouse');
+  const ok = empty.length === 0 && !tables.some(tableFails) && !datesFail(dates);
+  return { ok, tables, dates, empty };
 }
 
 const MAX_VALUE_CHARS = 60;
@@ -390,8 +602,12 @@ function describe(d: Difference, key: string): string {
   switch (d.kind) {
     case 'missing':
       return `${who}: missing from the warehouse`;
+    case 'deleted':
+      return `${who}: deleted in the warehouse, live in the source`;
+    case 'placeholder':
+      return `${who}: only a placeholder in the warehouse`;
     case 'extra':
-      return `${who}: in the warehouse, not in the source`;
+      return `${who}: live in the warehouse, not in the source`;
     case 'different':
       return `${who}: ${d.columns.map((c) => `${c.column} source ${show(c.source)} ≠ warehouse ${show(c.warehouse)}`).join('; ')}`;
     default:
@@ -399,34 +615,105 @@ function describe(d: Difference, key: string): string {
   }
 }
 
-/** The report as text: one line per table, then its first differences indented. */
-export function renderVerifyReport(report: VerifyReport): string {
-  const width = Math.max(...report.tables.map((t) => t.table.length));
-  const lines: string[] = [];
-  for (const t of report.tables) {
-    const problems = [
-      t.missing ? `${t.missing} missing` : '',
-      t.extra ? `${t.extra} extra` : '',
-      t.different ? `${t.different} different` : '',
-    ].filter(Boolean);
-    const extras = [
-      t.versions !== undefined ? `${t.versions} versions` : '',
-      t.placeholders ? `${t.placeholders} placeholders` : '',
-      t.deleted ? `${t.deleted} deleted` : '',
-    ].filter(Boolean);
-    lines.push(
-      `${problems.length ? '✗' : '✓'} ${t.table.padEnd(width)}  source ${t.sourceRows}, warehouse ${t.warehouseRows}` +
-        `${extras.length ? ` (${extras.join(', ')})` : ''}${problems.length ? `: ${problems.join(', ')}` : ''}`,
-    );
-    for (const d of t.differences) lines.push(`    ${describe(d, t.key)}`);
-    const unshown = t.missing + t.extra + t.different - t.differences.length;
-    if (unshown > 0) lines.push(`    … and ${unshown} more`);
+function describeDate(d: DateDifference): string {
+  switch (d.kind) {
+    case 'missing':
+      return `${d.date}: missing from dim_date`;
+    case 'different':
+      return `${d.date}: ${d.columns.map((c) => `${c.column} expected ${show(c.expected)} ≠ warehouse ${show(c.warehouse)}`).join('; ')}`;
+    default:
+      return d satisfies never;
   }
-  const failing = report.tables.filter((t) => t.missing + t.extra + t.different > 0);
-  lines.push(
-    report.ok
-      ? `warehouse matches the source (${report.tables.length} tables)`
-      : `warehouse differs from the source in ${failing.length} of ${report.tables.length} tables`,
-  );
+}
+
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+const counted = (parts: [number, string][]) =>
+  parts.filter(([n]) => n > 0).map(([n, what]) => `${n} ${what}`);
+
+function tableLines(t: TableReport, width: number): string[] {
+  const rereads = t.rereads ?? { keys: 0, versions: 0, examples: [] };
+  const problems = counted([
+    [t.missing, 'missing'],
+    [t.deleted, 'deleted but live in the source'],
+    [t.extra, 'extra'],
+    [t.different, 'different'],
+  ]);
+  if (rereads.keys > 0)
+    problems.push(`${plural(rereads.versions, 're-read version')} of ${plural(rereads.keys, 'key')}`);
+  const extras = [
+    t.versions !== undefined ? `${t.versions} versions` : '',
+    ...counted([
+      [t.excluded.placeholders, 'placeholders'],
+      [t.excluded.deleted, 'deleted'],
+    ]),
+  ].filter(Boolean);
+  const lines = [
+    `${problems.length ? '✗' : '✓'} ${t.table.padEnd(width)}  source ${t.sourceRows}, warehouse ${t.warehouseRows}` +
+      `${extras.length ? ` (${extras.join(', ')})` : ''}${problems.length ? `: ${problems.join(', ')}` : ''}`,
+  ];
+  for (const d of t.differences) lines.push(`    ${describe(d, t.key)}`);
+  const unshown = differencesOf(t) - t.differences.length;
+  if (unshown > 0) lines.push(`    … and ${unshown} more`);
+  for (const e of rereads.examples)
+    lines.push(
+      `    ${t.key} ${e.key}: ${plural(e.versions, 'version')} equal to the version before ${e.versions === 1 ? 'it' : 'them'} (a re-read, no change)`,
+    );
+  const unshownKeys = rereads.keys - rereads.examples.length;
+  if (unshownKeys > 0) lines.push(`    … and ${plural(unshownKeys, 'more key', 'more keys')}`);
+  return lines;
+}
+
+function dateLines(d: DateReport, width: number): string[] {
+  const problems = counted([
+    [d.missing, 'missing'],
+    [d.wrong, 'wrong'],
+  ]);
+  const lines = [
+    `${problems.length ? '✗' : '✓'} ${'dim_date'.padEnd(width)}  ${d.referenced} referenced dates` +
+      (problems.length ? `: ${problems.join(', ')}` : ', all present with correct attributes'),
+  ];
+  for (const x of d.differences) lines.push(`    ${describeDate(x)}`);
+  const unshown = d.missing + d.wrong - d.differences.length;
+  if (unshown > 0) lines.push(`    … and ${unshown} more`);
+  return lines;
+}
+
+function verdict(report: VerifyReport): string {
+  if (report.empty.length) return 'nothing to compare: an empty database proves nothing';
+  if (report.ok)
+    return `warehouse matches the source (${report.tables.length} tables, ${report.dates.referenced} dates)`;
+  const tables = report.tables.filter(tableFails).length;
+  const where = [
+    tables > 0 ? `${tables} of ${report.tables.length} tables` : '',
+    datesFail(report.dates) ? 'dim_date' : '',
+  ].filter(Boolean);
+  return `warehouse differs from the source in ${where.join(' and in ')}`;
+}
+
+/** Outstanding quarantine and dead letters to report with the comparison. */
+export interface OutstandingSection {
+  report: OutstandingReport;
+  /** `--allow-quarantine`: listed, not failing. */
+  allowed: boolean;
+}
+
+/**
+ * The report as text: one line per table (rows compared, what differs, re-read versions) with its
+ * first differences indented, then dim_date, then an empty side, then quarantine, then the verdict.
+ */
+export function renderVerifyReport(report: VerifyReport, outstanding?: OutstandingSection): string {
+  const width = Math.max('dim_date'.length, 'quarantine'.length, ...report.tables.map((t) => t.table.length));
+  const lines = [...report.tables.flatMap((t) => tableLines(t, width)), ...dateLines(report.dates, width)];
+  if (report.empty.includes('source')) lines.push('✗ the source has no rows in any compared table');
+  if (report.empty.includes('warehouse'))
+    lines.push('✗ the warehouse has no current rows in any compared table');
+  let end = verdict(report);
+  if (outstanding) {
+    lines.push(...renderOutstanding(outstanding.report, width, outstanding.allowed));
+    const o = outstanding.report;
+    if (o.checked && o.total > 0)
+      end += `; ${o.total} quarantined or dead-lettered${outstanding.allowed ? ' (allowed)' : ''}`;
+  }
+  lines.push(end);
   return `${lines.join('\n')}\n`;
 }

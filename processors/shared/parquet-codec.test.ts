@@ -14,10 +14,13 @@ const row = (overrides: Partial<WarehouseRow> = {}): WarehouseRow => ({
   paid: true,
   payment_date: '2022-11-07',
   _op: 'upsert',
+  _epoch: 1_764_600_000_000,
   _lsn: '00000000/016B3748',
   _seq: 4_000_000_000,
   _commit_ts: '2025-02-28T09:15:02.123456Z',
   _unchanged: '',
+  _row_hash: '0123456789abcdef0123456789abcdef',
+  _rows: null,
   ...overrides,
 });
 
@@ -34,6 +37,7 @@ describe('parquet codec', () => {
         _unchanged: 'payment_amount',
       }),
       row({ payment_id: 4, _op: 'delete', created_date: null, created_time: null, counterparty_id: null }),
+      row({ payment_id: null, _op: 'snapshot_end', _rows: 12_345, _row_hash: null }),
     ];
     const decoded = await decodeParquet(await encodeParquet('fact_payment', rows));
     expect(decoded.table).toBe('fact_payment');

@@ -17,8 +17,7 @@ export type { WarehouseRow, WarehouseValue } from '../../core/warehouse-model';
 
 /**
  * Parquet files of the processed bucket: one warehouse table per object, the table's columns (see
- * core/warehouse-model.ts) followed by the bookkeeping columns `_op, _lsn, _seq, _commit_ts,
- * _unchanged`. Every column is OPTIONAL (delete rows carry only the key; unchanged TOAST values
+ * core/warehouse-model.ts) followed by the bookkeeping columns (SOURCE_POSITION_COLUMNS there). Every column is OPTIONAL (delete rows carry only the key; unchanged TOAST values
  * are null plus a mark in `_unchanged`).
  *
  * In memory a row holds canonical values: int → number, boolean → boolean, and text for the rest —
@@ -74,10 +73,13 @@ const PHYSICAL: Record<WarehouseColumn['type'], string> = {
 
 const BOOKKEEPING_TYPES: Record<(typeof SOURCE_POSITION_COLUMNS)[number], string> = {
   _op: 'UTF8',
+  _epoch: 'INT64',
   _lsn: 'UTF8',
   _seq: 'INT64',
   _commit_ts: 'UTF8',
   _unchanged: 'UTF8',
+  _row_hash: 'UTF8',
+  _rows: 'INT64',
 };
 
 /** Metadata key naming the warehouse table inside the file. */

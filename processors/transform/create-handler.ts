@@ -152,7 +152,6 @@ export interface ObjectOutcome {
   quarantineKey?: string;
   rows?: number;
   rejected?: number;
-  ignoredDeletes?: number;
   /** Why the object was ignored, quarantined or failed. */
   reason?: string;
 }
@@ -434,7 +433,6 @@ export function createTransformHandler(
       quarantineKey,
       rows: mapped.rows.length,
       rejected: mapped.rejected.length,
-      ignoredDeletes: mapped.ignoredDeletes,
     };
     if (!written) {
       logger.info('written concurrently by another invocation; skipped', { key, outputKey });
@@ -442,7 +440,6 @@ export function createTransformHandler(
     }
     metrics.add('RowsWritten', mapped.rows.length);
     metrics.add('ChangesRejected', mapped.rejected.length);
-    metrics.add('FactDeletesIgnored', mapped.ignoredDeletes);
     metrics.add('ParquetBytesWritten', parquet.length, 'Bytes');
     logger.info('transformed', {
       key,
@@ -452,7 +449,6 @@ export function createTransformHandler(
       changes: changes.length,
       rows: mapped.rows.length,
       rejected: mapped.rejected.length,
-      ignoredDeletes: mapped.ignoredDeletes,
       bytesIn: csv.length,
       bytesOut: parquet.length,
     });

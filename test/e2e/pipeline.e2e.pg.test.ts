@@ -5,6 +5,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { Client } from 'pg';
 import { renderVerifyReport, verifyWarehouse, type VerifyReport } from '../../processors/load/verify';
+import { removeDataDir } from '../../local/postgres-placement';
 import { runSimulation } from '../../totesys';
 import { waitFor } from '../support/pg';
 
@@ -26,7 +27,7 @@ afterAll(async () => {
     up.kill('SIGTERM');
     await new Promise((r) => up!.once('exit', r));
   }
-  fs.rmSync(dataDir, { recursive: true, force: true });
+  removeDataDir(dataDir);
 });
 
 interface Urls {

@@ -1,4 +1,4 @@
-import fs from 'node:fs';
+import { removeDataDir } from '../../local/postgres-placement';
 import type { TestClusterState } from './global-setup';
 
 export default async function globalTeardown(): Promise<void> {
@@ -8,5 +8,6 @@ export default async function globalTeardown(): Promise<void> {
     state.child.once('exit', () => resolve());
     state.child.kill('SIGTERM');
   });
-  fs.rmSync(state.root, { recursive: true, force: true });
+  // The cluster's files may live outside the root, linked from it (local/postgres-placement.ts).
+  removeDataDir(state.root);
 }

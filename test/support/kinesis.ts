@@ -11,6 +11,9 @@ import { decodeChangeBatch, type Change } from '../../core/change-event';
 export interface FlatChange {
   table: string;
   op: Change['op'];
+  epoch: number;
+  /** `snapshot_end` markers: the table's snapshot row count. */
+  rows?: number;
   lsn: string;
   seq: number;
   ts: string;
@@ -107,6 +110,8 @@ export class StreamCollector {
         this.changes.push({
           table: batch.table,
           op: change.op,
+          epoch: change.epoch ?? 0,
+          rows: change.rows,
           lsn: change.lsn,
           seq: change.seq,
           ts: change.ts,
@@ -119,8 +124,14 @@ export class StreamCollector {
     return this.changes.length - before;
   }
 
+  /** The table's row changes (snapshot end markers apart: see markersOf). */
   ofTable(table: string): FlatChange[] {
-    return this.changes.filter((c) => c.table === table);
+    return this.changes.filter((c) => c.table === table && c.op !== 'snapshot_end');
+  }
+
+  /** The table's snapshot end markers. */
+  markersOf(table: string): FlatChange[] {
+    return this.changes.filter((c) => c.table === table && c.op === 'snapshot_end');
   }
 }
 
@@ -133,12 +144,14 @@ export function replayToState(
   keyColumn: string,
 ): Map<string, Record<string, string | null>> {
   const sorted = [...changes].sort((a, b) => {
+    if (a.epoch !== b.epoch) return a.epoch - b.epoch;
     const x = BigInt(`0x${a.lsn.replace('/', '')}`);
     const y = BigInt(`0x${b.lsn.replace('/', '')}`);
     return x < y ? -1 : x > y ? 1 : a.seq - b.seq;
   });
   const state = new Map<string, Record<string, string | null>>();
   for (const c of sorted) {
+    if (c.op === 'snapshot_end') continue; // a marker, not a row
     if (c.op === 'truncate') state.clear();
     else if (c.op === 'delete') state.delete(c.row[keyColumn]!);
     else {

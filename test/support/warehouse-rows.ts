@@ -24,10 +24,12 @@ export interface At {
   /** Commit position; becomes the LSN `0/<n * 0x100>`. */
   n: number;
   seq?: number;
+  /** Capture generation (default 0). */
+  epoch?: number;
 }
 
-/** Position `n` (and ordinal `seq` inside that commit). */
-export const at = (n: number, seq = 0): At => ({ n, seq });
+/** Position `n` (and ordinal `seq` inside that commit), in capture generation `epoch`. */
+export const at = (n: number, seq = 0, epoch = 0): At => ({ n, seq, epoch });
 
 /** The commit time a position gets: one second per position after a fixed instant. */
 export function commitTsOf(n: number): string {
@@ -39,7 +41,7 @@ export function lsnOf(n: number): string {
 }
 
 export interface RowOptions {
-  op?: 'upsert' | 'delete';
+  op?: 'upsert' | 'delete' | 'snapshot';
   /** Columns carried as unchanged TOAST values: their value is dropped (NULL) and listed. */
   unchanged?: readonly string[];
 }
@@ -61,10 +63,35 @@ export function warehouseRow(
   return {
     ...row,
     _op: op,
+    _epoch: when.epoch ?? 0,
     _lsn: lsnOf(when.n),
     _seq: when.seq ?? 0,
     _commit_ts: commitTsOf(when.n),
     _unchanged: (options.unchanged ?? []).join(','),
+    // Stands in for the whole source row's hash: equal values, equal hash.
+    _row_hash: op === 'delete' || options.unchanged?.length ? null : JSON.stringify(row),
+  };
+}
+
+/** A whole-table event of `table` at `when`: a TRUNCATE, or a snapshot's end marker with its count. */
+export function tableEventOf(
+  table: WarehouseTableName,
+  op: 'truncate' | 'snapshot_end',
+  when: At,
+  rows?: number,
+): WarehouseRow {
+  const row: WarehouseRow = {};
+  for (const c of WAREHOUSE_TABLES[table].columns) row[c.name] = null;
+  return {
+    ...row,
+    _op: op,
+    _epoch: when.epoch ?? 0,
+    _lsn: lsnOf(when.n),
+    _seq: when.seq ?? 0,
+    _commit_ts: commitTsOf(when.n),
+    _unchanged: '',
+    _row_hash: null,
+    _rows: rows ?? null,
   };
 }
 
@@ -206,7 +233,17 @@ export async function parquetOf(object: TestObject): Promise<Buffer> {
 
 /** Empties every warehouse table (schema kept), so one database serves several scenarios. */
 export async function resetWarehouse(client: ClientBase): Promise<void> {
-  const tables = [...WAREHOUSE_TABLE_NAMES, 'pipeline_progress', 'load_log'].map((t) => `"${t}"`).join(', ');
+  const tables = [
+    ...WAREHOUSE_TABLE_NAMES,
+    'pipeline_progress',
+    'load_log',
+    'fact_delete',
+    'source_truncate',
+    'snapshot_table',
+    'snapshot_row',
+  ]
+    .map((t) => `"${t}"`)
+    .join(', ');
   await client.query(`TRUNCATE ${tables} RESTART IDENTITY`);
 }
 
@@ -220,7 +257,7 @@ export async function dumpWarehouse(client: ClientBase): Promise<Record<string, 
   for (const name of WAREHOUSE_TABLE_NAMES) {
     const spec = WAREHOUSE_TABLES[name];
     const drop = ['_loaded_at', ...(spec.surrogateKey ? [spec.surrogateKey] : [])];
-    const order = spec.kind === 'fact' ? `"${spec.key}", "_lsn", "_seq"` : `"${spec.key}"`;
+    const order = spec.kind === 'fact' ? `"${spec.key}", "_epoch", "_lsn", "_seq"` : `"${spec.key}"`;
     const { rows } = await client.query(
       `SELECT to_jsonb(t) - $1::text[] AS row FROM "${name}" AS t ORDER BY ${order}`,
       [drop],
@@ -235,6 +272,17 @@ export async function dumpWarehouse(client: ClientBase): Promise<Record<string, 
     `SELECT to_jsonb(l) - 'loaded_at' AS row FROM "load_log" AS l ORDER BY "object_key"`,
   );
   dump.load_log = log.rows.map((r) => r.row);
+  for (const [table, order] of [
+    ['fact_delete', '"warehouse_table", "key", "_epoch", "_lsn", "_seq"'],
+    ['source_truncate', '"source_table", "_epoch", "_lsn", "_seq"'],
+    ['snapshot_table', '"source_table", "snapshot_epoch", "snapshot_lsn"'],
+  ]) {
+    const { rows } = await client.query(
+      // When a snapshot completed, and how many rows it found deleted then, depend on arrival order.
+      `SELECT to_jsonb(t) - '_loaded_at' - 'reconciled_at' - 'deleted_rows' AS row FROM "${table}" AS t ORDER BY ${order}`,
+    );
+    dump[table] = rows.map((r) => r.row);
+  }
   return dump;
 }
 
