@@ -107,10 +107,31 @@ describe('readTotesConfig', () => {
     expect(configWarnings(read({}))).toEqual([
       expect.stringContaining('totes:sourceCidr'),
       expect.stringContaining('totes:alarmEmail'),
+      expect.stringContaining('capture is off'),
     ]);
     expect(
-      configWarnings(read({ 'totes:sourceCidr': '10.1.0.0/16', 'totes:alarmEmail': 'data@example.com' })),
+      configWarnings(
+        read({
+          'totes:sourceCidr': '10.1.0.0/16',
+          'totes:alarmEmail': 'data@example.com',
+          'totes:captureDesiredCount': '1',
+        }),
+      ),
     ).toEqual([]);
+  });
+
+  it('runs capture by default only once a source secret is named (or when told to)', () => {
+    const arn = 'arn:aws:secretsmanager:eu-west-2:123456789012:secret:totes/source-AbCdEf';
+
+    expect(read({}).capture.desiredCount).toBe(0);
+    expect(read({ 'totes:sourceSecretArn': arn }).capture.desiredCount).toBe(1);
+    expect(read({ 'totes:sourceSecretArn': arn, 'totes:captureDesiredCount': 0 }).capture.desiredCount).toBe(
+      0,
+    );
+    expect(read({ 'totes:captureDesiredCount': '1' }).capture.desiredCount).toBe(1);
+    expect(() => read({ 'totes:captureDesiredCount': 2 })).toThrow(
+      /captureDesiredCount must be auto, 0 or 1/,
+    );
   });
 });
 

@@ -70,6 +70,12 @@ export const CONTEXT_DEFAULTS = {
    * but needs an arm64 Docker builder (or QEMU) where `cdk deploy` runs.
    */
   'totes:captureCpuArchitecture': 'X86_64',
+  /**
+   * Capture tasks: 1 (one slot, one reader), or 0 to deploy everything else first. `auto`: 1 when
+   * totes:sourceSecretArn names your secret, 0 when the stack creates an empty one (capture could
+   * not connect before you fill it, and its failing first deployment would fail the stack's).
+   */
+  'totes:captureDesiredCount': 'auto',
 
   // ---------------------------------------------------------------- network
   /** An existing VPC to use (needs an account and region for the lookup); empty creates one. */
@@ -173,6 +179,7 @@ export interface TotesConfig {
     cpu: number;
     memoryMiB: number;
     cpuArchitecture: CpuArchitectureName;
+    desiredCount: 0 | 1;
   };
   vpcId: string | null;
   warehouse:
@@ -295,6 +302,12 @@ export function readTotesConfig(
   else if (!memoryFits(memoryMiB))
     problems.push(`totes:captureMemoryMiB ${memoryMiB} is not a Fargate size for ${cpu} CPU units`);
 
+  const desiredRaw = str('totes:captureDesiredCount');
+  let captureDesiredCount: 0 | 1 = str('totes:sourceSecretArn') === '' ? 0 : 1;
+  if (desiredRaw === '0' || desiredRaw === '1') captureDesiredCount = Number(desiredRaw) as 0 | 1;
+  else if (desiredRaw !== 'auto')
+    problems.push(`totes:captureDesiredCount must be auto, 0 or 1, got ${JSON.stringify(desiredRaw)}`);
+
   const warehouseMode = oneOf('totes:warehouse', WAREHOUSE_MODES);
   const warehousePort = int('totes:warehousePort', 1, 65535);
   let warehouse: TotesConfig['warehouse'];
@@ -364,6 +377,7 @@ export function readTotesConfig(
       cpu,
       memoryMiB,
       cpuArchitecture: oneOf('totes:captureCpuArchitecture', CPU_ARCHITECTURES),
+      desiredCount: captureDesiredCount,
     },
     vpcId,
     warehouse,
@@ -407,5 +421,10 @@ export function configWarnings(config: TotesConfig): string[] {
   if (config.warehouse.mode === 'existing' && config.warehouse.cidr === '0.0.0.0/0')
     warnings.push('totes:warehouseCidr is 0.0.0.0/0: set it to the warehouse address range');
   if (!config.alarms.email) warnings.push('totes:alarmEmail is empty: alarms reach the SNS topic but nobody');
+  if (config.capture.desiredCount === 0)
+    warnings.push(
+      'capture is off (totes:captureDesiredCount resolves to 0): fill the source secret, check it with ' +
+        '`totes doctor`, then deploy with --context totes:captureDesiredCount=1',
+    );
   return warnings;
 }

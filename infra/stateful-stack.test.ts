@@ -190,6 +190,14 @@ describe('stateful stack: network', () => {
     template.hasResourceProperties('AWS::EC2::FlowLog', { TrafficType: 'REJECT' });
   });
 
+  it("outputs the NAT gateway's public address, for the source's allow-list", () => {
+    const [eip] = Object.keys(template.findResources('AWS::EC2::EIP'));
+    // One gateway: the join of one address is the address itself.
+    expect(template.findOutputs('NatPublicIps').NatPublicIps.Value).toEqual({
+      'Fn::GetAtt': [eip, 'PublicIp'],
+    });
+  });
+
   it('depends on nothing in the pipeline stack', () => {
     expect(JSON.stringify(template.toJSON())).not.toContain('Totes-Pipeline');
   });
