@@ -27,7 +27,7 @@ describe('readTotesConfig', () => {
 
     expect(config.env).toBeUndefined();
     expect(config.stream).toEqual({ mode: 'ON_DEMAND', shardCount: 1, retentionHours: 168 });
-    expect(config.firehose).toEqual({ bufferIntervalSeconds: 60, bufferSizeMiB: 64 });
+    expect(config.firehose).toEqual({ freshness: 'default', bufferIntervalSeconds: 60, bufferSizeMiB: 64 });
     expect(config.capture.tables).toEqual([...TOTESYS_TABLES]);
     expect(config.warehouse).toEqual({
       mode: 'create',
@@ -118,6 +118,22 @@ describe('readTotesConfig', () => {
         }),
       ),
     ).toEqual([]);
+  });
+
+  it('has two freshness modes: fast buffers nothing and takes small sizes; default keeps the partitioning minimums', () => {
+    expect(read({}).firehose).toEqual({ freshness: 'default', bufferIntervalSeconds: 60, bufferSizeMiB: 64 });
+    expect(read({ 'totes:freshness': 'fast', 'totes:firehoseBufferSizeMiB': 1 }).firehose).toEqual({
+      freshness: 'fast',
+      bufferIntervalSeconds: 0,
+      bufferSizeMiB: 1,
+    });
+    expect(() => read({ 'totes:firehoseBufferSizeMiB': 1 })).toThrow(/dynamic-partitioning minimum/);
+    expect(() => read({ 'totes:freshness': 'fastest' })).toThrow(
+      /totes:freshness must be one of default, fast/,
+    );
+    expect(configWarnings(read({ 'totes:freshness': 'fast' }))).toContainEqual(
+      expect.stringContaining('transform'),
+    );
   });
 
   it('runs capture by default only once a source secret is named (or when told to)', () => {

@@ -24,6 +24,14 @@ export const CONTEXT_DEFAULTS = {
 
   // ---------------------------------------------------------------- Firehose
   /**
+   * `default`: Firehose partitions by table (dynamic partitioning) and buffers each table for the
+   * interval below. `fast`: no dynamic partitioning, zero buffering — Firehose writes mixed-table
+   * objects within seconds and transform splits them by table. docs/deploy.md ("Freshness modes")
+   * gives the expected commit → warehouse p99 of each, from AWS's documented limits. Switching
+   * replaces the delivery stream (replay after it, docs/deploy.md).
+   */
+  'totes:freshness': 'default',
+  /**
    * The micro-batch: how long Firehose gathers each table's records before writing an object. Lower
    * means fresher data but more, smaller objects (each one a transform and a load invocation).
    * Dynamic partitioning has no zero buffering and 60 s is the shortest interval it takes; delivery
@@ -142,6 +150,8 @@ export const CONTEXT_DEFAULTS = {
 
 export type ContextKey = keyof typeof CONTEXT_DEFAULTS;
 
+export const FRESHNESS_MODES = ['default', 'fast'] as const;
+export type FreshnessMode = (typeof FRESHNESS_MODES)[number];
 export const STREAM_MODES = ['ON_DEMAND', 'PROVISIONED'] as const;
 export type StreamModeName = (typeof STREAM_MODES)[number];
 export const WAREHOUSE_MODES = ['create', 'existing'] as const;
@@ -169,7 +179,7 @@ export interface TotesConfig {
   /** Set only when a VPC lookup needs a concrete environment; otherwise stacks are env-agnostic. */
   env?: { account: string; region: string };
   stream: { mode: StreamModeName; shardCount: number; retentionHours: number };
-  firehose: { bufferIntervalSeconds: number; bufferSizeMiB: number };
+  firehose: { freshness: FreshnessMode; bufferIntervalSeconds: number; bufferSizeMiB: number };
   source: { secretArn: string | null; cidr: string; port: number; sslMode: SourceSslMode };
   capture: {
     slot: string;
@@ -272,18 +282,16 @@ export function readTotesConfig(
   // Per-account shard quotas start at 200 (500 in some regions); more needs a quota increase.
   const shardCount = int('totes:shardCount', 1, 200);
 
-  const bufferIntervalSeconds = int(
-    'totes:firehoseBufferIntervalSeconds',
-    60,
-    900,
-    ' (dynamic partitioning has no zero buffering)',
-  );
-  const bufferSizeMiB = int(
-    'totes:firehoseBufferSizeMiB',
-    64,
-    128,
-    ' (64 is the dynamic-partitioning minimum)',
-  );
+  const freshness = oneOf('totes:freshness', FRESHNESS_MODES);
+  // Fast mode buffers nothing: the interval is 0 whatever is set, and objects may be small.
+  const bufferIntervalSeconds =
+    freshness === 'fast'
+      ? 0
+      : int('totes:firehoseBufferIntervalSeconds', 60, 900, ' (dynamic partitioning has no zero buffering)');
+  const bufferSizeMiB =
+    freshness === 'fast'
+      ? int('totes:firehoseBufferSizeMiB', 1, 128)
+      : int('totes:firehoseBufferSizeMiB', 64, 128, ' (64 is the dynamic-partitioning minimum)');
 
   const tables = str('totes:tables')
     .split(',')
@@ -360,7 +368,7 @@ export function readTotesConfig(
   const config: TotesConfig = {
     ...(stackEnv ? { env: stackEnv } : {}),
     stream: { mode: streamMode, shardCount, retentionHours },
-    firehose: { bufferIntervalSeconds, bufferSizeMiB },
+    firehose: { freshness, bufferIntervalSeconds, bufferSizeMiB },
     source: {
       secretArn: secretArn('totes:sourceSecretArn'),
       cidr: cidr('totes:sourceCidr'),
@@ -421,6 +429,11 @@ export function configWarnings(config: TotesConfig): string[] {
   if (config.warehouse.mode === 'existing' && config.warehouse.cidr === '0.0.0.0/0')
     warnings.push('totes:warehouseCidr is 0.0.0.0/0: set it to the warehouse address range');
   if (!config.alarms.email) warnings.push('totes:alarmEmail is empty: alarms reach the SNS topic but nobody');
+  if (config.firehose.freshness === 'fast')
+    warnings.push(
+      'totes:freshness is fast: Firehose writes mixed-table objects under totesys/_mixed/, which transform ' +
+        'must split by table (docs/deploy.md, "Freshness modes"); the transform in this version does not yet',
+    );
   if (config.capture.desiredCount === 0)
     warnings.push(
       'capture is off (totes:captureDesiredCount resolves to 0): fill the source secret, check it with ' +

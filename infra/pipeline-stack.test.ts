@@ -745,3 +745,38 @@ describe('pipeline stack: alarms and dashboard', () => {
       expect(body).toContain(metric);
   });
 });
+
+describe('pipeline stack: freshness modes', () => {
+  it('fast: no dynamic partitioning, zero buffering, mixed-table objects, the processor called at once', () => {
+    const fast = synthTotes({ 'totes:freshness': 'fast', 'totes:firehoseBufferSizeMiB': 8 });
+    try {
+      const [stream] = Object.values(fast.pipeline.findResources('AWS::KinesisFirehose::DeliveryStream'));
+      const destination = stream.Properties.ExtendedS3DestinationConfiguration;
+
+      expect(destination.DynamicPartitioningConfiguration).toBeUndefined();
+      expect(destination.BufferingHints).toEqual({ IntervalInSeconds: 0, SizeInMBs: 8 });
+      expect(destination.Prefix).toBe('totesys/_mixed/!{timestamp:yyyy/MM/dd/HH}/');
+      expect(destination.ProcessingConfiguration.Processors[0].Parameters).toContainEqual({
+        ParameterName: 'BufferIntervalInSeconds',
+        ParameterValue: '0',
+      });
+    } finally {
+      fast.cleanup();
+    }
+  });
+
+  it('default: partitioned by table and layout, buffered for the interval, the processor within a minute', () => {
+    const [stream] = Object.values(template.findResources('AWS::KinesisFirehose::DeliveryStream'));
+    const destination = stream.Properties.ExtendedS3DestinationConfiguration;
+
+    expect(destination.DynamicPartitioningConfiguration).toEqual({
+      Enabled: true,
+      RetryOptions: { DurationInSeconds: 300 },
+    });
+    expect(destination.BufferingHints).toEqual({ IntervalInSeconds: 60, SizeInMBs: 64 });
+    expect(destination.ProcessingConfiguration.Processors[0].Parameters).toContainEqual({
+      ParameterName: 'BufferIntervalInSeconds',
+      ParameterValue: '60',
+    });
+  });
+});

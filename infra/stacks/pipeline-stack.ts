@@ -113,6 +113,7 @@ export class PipelineStack extends Stack {
       source: stateful.stream,
       bucket: ingestion,
       processor: this.firehoseTransform.function,
+      freshness: config.firehose.freshness,
       bufferIntervalSeconds: config.firehose.bufferIntervalSeconds,
       bufferSizeMiB: config.firehose.bufferSizeMiB,
       logRetentionDays,
