@@ -143,6 +143,11 @@ export class PipelineFunction extends Construct {
         ...props.environment,
       },
       bundling: {
+        // The project's tsconfig without `alwaysStrict`: with it (implied by `strict`) esbuild puts
+        // "use strict" at the top of the bundle, which makes every bundled library strict, and
+        // parquetjs-lite's generated Thrift code assigns undeclared names (`Statistics = …`): the
+        // transform and load bundles threw a ReferenceError at cold start (infra/bundles.pg.test.ts).
+        tsconfig: path.join(REPO_ROOT, 'infra', 'tsconfig.bundle.json'),
         target: 'node24',
         format: nodejs.OutputFormat.CJS,
         minify: true,
