@@ -89,3 +89,46 @@ export async function localLoadDeadLetters(dataDir: string): Promise<DeadLetter[
   }
   return letters;
 }
+
+/** A reconciler running on a schedule (`totes up`), as EventBridge runs it in AWS. */
+export interface ScheduledReconcile {
+  /** Runs completed so far (failed ones included). */
+  readonly runs: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs `reconcileOnce` every `intervalMs` (the first run one interval after the start), one run at a
+ * time (a tick that finds a run going is skipped); a failed run (the warehouse down, say) is logged and the next one comes on schedule. What a
+ * stage never finished — an outage longer than the load queue's receives, a lost notification — is
+ * sent again without anyone running `totes reconcile`.
+ */
+export function startScheduledReconcile(
+  reconcileOnce: () => Promise<unknown>,
+  options: { intervalMs: number; logger: Logger },
+): ScheduledReconcile {
+  let runs = 0;
+  let running: Promise<void> | undefined;
+  const timer = setInterval(() => {
+    // A run still going when the next is due: that one is skipped, not queued behind it.
+    running ??= (async () => {
+      try {
+        await reconcileOnce();
+      } catch (err) {
+        options.logger.warn('scheduled reconcile failed; the next run comes on schedule', { err });
+      }
+      runs += 1;
+      running = undefined;
+    })();
+  }, options.intervalMs);
+  timer.unref();
+  return {
+    get runs() {
+      return runs;
+    },
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}

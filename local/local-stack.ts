@@ -16,7 +16,9 @@ import { DeliveryStream } from './delivery-stream';
 import { startEmbeddedCluster, type EmbeddedCluster } from './embedded-postgres';
 import { ensureStream, kinesisClientFor, startKinesalite, type LocalKinesis } from './kinesalite';
 import { removeRuntimeInfo, writeRuntimeInfo } from './runtime-info';
+import { reconcile } from '../processors/reconcile/reconcile';
 import { loadQueueDir } from './load-queue';
+import { localReconcileDeps, startScheduledReconcile } from './local-reconcile';
 import { startQueuedS3Trigger, type QueuedS3Trigger } from './queue-event-source';
 import { S3Trigger } from './s3-trigger';
 import { s3ClientFor, startS3rver } from './s3rver';
@@ -33,7 +35,8 @@ import { Supervisor } from './supervisor';
  *   s3/                 s3rver's buckets: ingestion (CSV) and processed (Parquet)
  *   delivery-stream/    the local Firehose's per-shard checkpoint
  *   triggers/           S3 → Lambda trigger watermarks and dead-letter files (transform)
- *   queues/load/        S3 → SQS → load: the queue's messages, dead letters, notification watermark
+ *   queues/load/        S3 → SQS → load: the queue's messages and notification watermark
+ *   queues/load.dead-letter.jsonl  its dead letters (a reconciler runs every 15 minutes too)
  *   warehouse/          embedded Postgres holding the warehouse (unless --warehouse-url)
  *   runtime.json        endpoints of the running stack, for `totes replay` and friends
  *
@@ -234,6 +237,21 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       logger,
     });
     stops.push(() => load.stop());
+    // The reconciler on a schedule, as EventBridge runs it in AWS: whatever a stage never finished
+    // (an outage longer than the load queue's receives, a lost notification) is sent again.
+    const reconcileDeps = localReconcileDeps({
+      dataDir,
+      s3: s3Client,
+      ingestionBucket: INGESTION_BUCKET,
+      processedBucket: PROCESSED_BUCKET,
+      warehouse: pool,
+      logger: logger.child({ stage: 'reconcile' }),
+    });
+    const reconciler = startScheduledReconcile(() => reconcile(reconcileDeps), {
+      intervalMs: 15 * 60_000,
+      logger,
+    });
+    stops.push(() => reconciler.stop());
     const transform = new S3Trigger({
       name: 'transform',
       s3,
