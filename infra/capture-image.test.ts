@@ -108,14 +108,16 @@ describe('the capture image (capture/Dockerfile)', () => {
       expect(build).toBe('tsc -p tsconfig.build.json');
 
       // Act: the stage's compile step (what `npm run build` runs), then the image's CMD, unconfigured.
-      execFileSync(
-        process.execPath,
-        [path.join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'],
-        {
-          cwd: app,
-          stdio: 'pipe',
-        },
-      );
+      try {
+        execFileSync(
+          process.execPath,
+          [path.join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'],
+          { cwd: app, stdio: 'pipe' },
+        );
+      } catch (e) {
+        // tsc reports on stdout: name the files the image cannot compile.
+        throw new Error(`the build stage's tsc failed:\n${String((e as { stdout?: Buffer }).stdout ?? e)}`);
+      }
       let startup = '';
       try {
         execFileSync(process.execPath, ['dist/capture/main.js'], {
