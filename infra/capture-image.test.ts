@@ -116,7 +116,9 @@ describe('the capture image (capture/Dockerfile)', () => {
         );
       } catch (e) {
         // tsc reports on stdout: name the files the image cannot compile.
-        throw new Error(`the build stage's tsc failed:\n${String((e as { stdout?: Buffer }).stdout ?? e)}`);
+        throw new Error(`the build stage's tsc failed:\n${String((e as { stdout?: Buffer }).stdout ?? e)}`, {
+          cause: e,
+        });
       }
       let startup = '';
       try {
