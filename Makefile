@@ -1,5 +1,5 @@
 # Convenience targets; each is a thin wrapper over an npm script so CI and humans run the same thing.
-.PHONY: install test unit lint typecheck format up bench synth build security clean
+.PHONY: install test unit lint typecheck format up bench synth build security clean deploy destroy
 
 install:
 	npm ci
@@ -41,3 +41,15 @@ build:
 
 clean:
 	rm -rf dist coverage cdk.out
+
+# AWS (docs/deploy.md): both stacks, stateful first; context from cdk.json plus CONTEXT, e.g.
+#   make deploy CONTEXT="--context totes:alarmEmail=data@example.com --context totes:sourceCidr=203.0.113.0/24"
+CONTEXT ?=
+deploy:        ## cdk deploy of both stacks (needs AWS credentials, a bootstrapped account, Docker)
+	npx cdk deploy --all --require-approval broadening $(CONTEXT)
+
+# Deletes the pipeline stack, then the stateful one; stream, buckets, secrets and warehouse are
+# retained (docs/deploy.md, "Tear down"). Drop the replication slot on the source yourself.
+destroy:       ## cdk destroy of both stacks (data is retained)
+	npx cdk destroy Totes-Pipeline $(CONTEXT)
+	npx cdk destroy Totes-Stateful $(CONTEXT)

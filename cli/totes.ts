@@ -26,6 +26,10 @@ export const COMMANDS: Record<string, { summary: string; load: () => Command }> 
     load: () => load('doctor'),
   },
   replay: { summary: 'Re-deliver a window of the change stream as CSV', load: () => load('replay') },
+  reconcile: {
+    summary: 'Find objects a stage never finished and send them again',
+    load: () => load('reconcile'),
+  },
   verify: {
     summary: 'Compare the warehouse with the source and print the differences',
     load: () => load('verify'),

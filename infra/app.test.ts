@@ -51,6 +51,8 @@ describe('the app', () => {
     try {
       expect(nagViolations(other.report)).toEqual([]);
       other.pipeline.hasResourceProperties('AWS::Lambda::Function', { TracingConfig: { Mode: 'Active' } });
+      // A source secret of one's own: capture runs from the first deployment.
+      other.pipeline.hasResourceProperties('AWS::ECS::Service', { DesiredCount: 1 });
       other.pipeline.hasResourceProperties('AWS::ECS::TaskDefinition', {
         RuntimePlatform: { CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' },
       });

@@ -27,7 +27,7 @@ describe('readTotesConfig', () => {
 
     expect(config.env).toBeUndefined();
     expect(config.stream).toEqual({ mode: 'ON_DEMAND', shardCount: 1, retentionHours: 168 });
-    expect(config.firehose).toEqual({ bufferIntervalSeconds: 60, bufferSizeMiB: 64 });
+    expect(config.firehose).toEqual({ freshness: 'default', bufferIntervalSeconds: 60, bufferSizeMiB: 64 });
     expect(config.capture.tables).toEqual([...TOTESYS_TABLES]);
     expect(config.warehouse).toEqual({
       mode: 'create',
@@ -107,10 +107,47 @@ describe('readTotesConfig', () => {
     expect(configWarnings(read({}))).toEqual([
       expect.stringContaining('totes:sourceCidr'),
       expect.stringContaining('totes:alarmEmail'),
+      expect.stringContaining('capture is off'),
     ]);
     expect(
-      configWarnings(read({ 'totes:sourceCidr': '10.1.0.0/16', 'totes:alarmEmail': 'data@example.com' })),
+      configWarnings(
+        read({
+          'totes:sourceCidr': '10.1.0.0/16',
+          'totes:alarmEmail': 'data@example.com',
+          'totes:captureDesiredCount': '1',
+        }),
+      ),
     ).toEqual([]);
+  });
+
+  it('has two freshness modes: fast buffers nothing and takes small sizes; default keeps the partitioning minimums', () => {
+    expect(read({}).firehose).toEqual({ freshness: 'default', bufferIntervalSeconds: 60, bufferSizeMiB: 64 });
+    expect(read({ 'totes:freshness': 'fast', 'totes:firehoseBufferSizeMiB': 1 }).firehose).toEqual({
+      freshness: 'fast',
+      bufferIntervalSeconds: 0,
+      bufferSizeMiB: 1,
+    });
+    expect(() => read({ 'totes:firehoseBufferSizeMiB': 1 })).toThrow(/dynamic-partitioning minimum/);
+    expect(() => read({ 'totes:freshness': 'fastest' })).toThrow(
+      /totes:freshness must be one of default, fast/,
+    );
+    expect(configWarnings(read({ 'totes:freshness': 'fast' }))).toContainEqual(
+      expect.stringContaining('transform'),
+    );
+  });
+
+  it('runs capture by default only once a source secret is named (or when told to)', () => {
+    const arn = 'arn:aws:secretsmanager:eu-west-2:123456789012:secret:totes/source-AbCdEf';
+
+    expect(read({}).capture.desiredCount).toBe(0);
+    expect(read({ 'totes:sourceSecretArn': arn }).capture.desiredCount).toBe(1);
+    expect(read({ 'totes:sourceSecretArn': arn, 'totes:captureDesiredCount': 0 }).capture.desiredCount).toBe(
+      0,
+    );
+    expect(read({ 'totes:captureDesiredCount': '1' }).capture.desiredCount).toBe(1);
+    expect(() => read({ 'totes:captureDesiredCount': 2 })).toThrow(
+      /captureDesiredCount must be auto, 0 or 1/,
+    );
   });
 });
 

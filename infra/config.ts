@@ -24,6 +24,14 @@ export const CONTEXT_DEFAULTS = {
 
   // ---------------------------------------------------------------- Firehose
   /**
+   * `default`: Firehose partitions by table (dynamic partitioning) and buffers each table for the
+   * interval below. `fast`: no dynamic partitioning, zero buffering — Firehose writes mixed-table
+   * objects within seconds and transform splits them by table. docs/deploy.md ("Freshness modes")
+   * gives the expected commit → warehouse p99 of each, from AWS's documented limits. Switching
+   * replaces the delivery stream (replay after it, docs/deploy.md).
+   */
+  'totes:freshness': 'default',
+  /**
    * The micro-batch: how long Firehose gathers each table's records before writing an object. Lower
    * means fresher data but more, smaller objects (each one a transform and a load invocation).
    * Dynamic partitioning has no zero buffering and 60 s is the shortest interval it takes; delivery
@@ -70,6 +78,12 @@ export const CONTEXT_DEFAULTS = {
    * but needs an arm64 Docker builder (or QEMU) where `cdk deploy` runs.
    */
   'totes:captureCpuArchitecture': 'X86_64',
+  /**
+   * Capture tasks: 1 (one slot, one reader), or 0 to deploy everything else first. `auto`: 1 when
+   * totes:sourceSecretArn names your secret, 0 when the stack creates an empty one (capture could
+   * not connect before you fill it, and its failing first deployment would fail the stack's).
+   */
+  'totes:captureDesiredCount': 'auto',
 
   // ---------------------------------------------------------------- network
   /** An existing VPC to use (needs an account and region for the lookup); empty creates one. */
@@ -86,10 +100,21 @@ export const CONTEXT_DEFAULTS = {
   /** A standby in a second AZ doubles the cost; the pipeline can replay from Kinesis and S3 meanwhile. */
   'totes:warehouseMultiAz': false,
   /**
-   * Load invocations at once. Each holds one warehouse connection and upserts into the same
-   * dimension rows, so more would add connections and lock waits, not throughput.
+   * Load invocations at once: the maximum concurrency of the load queue's event source mapping
+   * (2 to 1,000). Each holds one warehouse connection and upserts into the same dimension rows, so
+   * more would add connections and lock waits, not throughput. Unlike reserved concurrency it needs
+   * no unreserved account capacity (new accounts have a limit of 10) and throttles nothing: the
+   * queue holds the rest. https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html
    */
-  'totes:loadReservedConcurrency': 5,
+  'totes:loadMaxConcurrency': 5,
+  /**
+   * Receives of one load message before the queue moves it to its dead-letter queue. With the
+   * visibility timeout at 6x the load timeout (30 minutes), 100 receives wait out about two days of
+   * warehouse outage; the reconciler re-drives anything older.
+   */
+  'totes:loadMaxReceiveCount': 100,
+  /** How often the reconciler looks for objects a stage never finished. */
+  'totes:reconcileIntervalMinutes': 15,
 
   // ---------------------------------------------------------------- storage and logs
   /** CSV objects are read once by transform within minutes; after that only replays read them. */
@@ -110,10 +135,23 @@ export const CONTEXT_DEFAULTS = {
   'totes:maxIteratorAgeMs': 300_000,
   /** Commit on the source → row in the warehouse (as the load function measures it). */
   'totes:maxWarehouseFreshnessSeconds': 600,
+  /** Age of the oldest message in the load queue: loads are failing or far behind. */
+  'totes:maxLoadQueueAgeSeconds': 3600,
+  /**
+   * Warehouse connections. A db.t4g.small has about 2 GiB, so RDS's default max_connections
+   * (LEAST(DBInstanceClassMemory/9531392, 5000)) is about 200: alarm well before it.
+   */
+  'totes:maxWarehouseConnections': 100,
+  /** CPU credits left on a burstable (t-class) warehouse: below this it is about to be throttled. */
+  'totes:minWarehouseCpuCredits': 20,
+  /** Free storage on a created warehouse (autoscaling adds storage, up to its maximum). */
+  'totes:minWarehouseFreeStorageBytes': 2 * 1024 ** 3,
 } as const;
 
 export type ContextKey = keyof typeof CONTEXT_DEFAULTS;
 
+export const FRESHNESS_MODES = ['default', 'fast'] as const;
+export type FreshnessMode = (typeof FRESHNESS_MODES)[number];
 export const STREAM_MODES = ['ON_DEMAND', 'PROVISIONED'] as const;
 export type StreamModeName = (typeof STREAM_MODES)[number];
 export const WAREHOUSE_MODES = ['create', 'existing'] as const;
@@ -141,7 +179,7 @@ export interface TotesConfig {
   /** Set only when a VPC lookup needs a concrete environment; otherwise stacks are env-agnostic. */
   env?: { account: string; region: string };
   stream: { mode: StreamModeName; shardCount: number; retentionHours: number };
-  firehose: { bufferIntervalSeconds: number; bufferSizeMiB: number };
+  firehose: { freshness: FreshnessMode; bufferIntervalSeconds: number; bufferSizeMiB: number };
   source: { secretArn: string | null; cidr: string; port: number; sslMode: SourceSslMode };
   capture: {
     slot: string;
@@ -151,12 +189,14 @@ export interface TotesConfig {
     cpu: number;
     memoryMiB: number;
     cpuArchitecture: CpuArchitectureName;
+    desiredCount: 0 | 1;
   };
   vpcId: string | null;
   warehouse:
     | { mode: 'create'; port: number; instanceType: string; multiAz: boolean }
     | { mode: 'existing'; secretArn: string; cidr: string; port: number };
-  load: { reservedConcurrency: number };
+  load: { maxConcurrency: number; maxReceiveCount: number };
+  reconcile: { intervalMinutes: number };
   storage: { ingestionInfrequentAccessAfterDays: number; noncurrentVersionExpirationDays: number };
   logRetentionDays: (typeof LOG_RETENTION_DAYS)[number];
   tracing: boolean;
@@ -166,6 +206,10 @@ export interface TotesConfig {
     maxRetainedWalBytes: number;
     maxIteratorAgeMs: number;
     maxWarehouseFreshnessSeconds: number;
+    maxLoadQueueAgeSeconds: number;
+    maxWarehouseConnections: number;
+    minWarehouseCpuCredits: number;
+    minWarehouseFreeStorageBytes: number;
   };
 }
 
@@ -238,18 +282,16 @@ export function readTotesConfig(
   // Per-account shard quotas start at 200 (500 in some regions); more needs a quota increase.
   const shardCount = int('totes:shardCount', 1, 200);
 
-  const bufferIntervalSeconds = int(
-    'totes:firehoseBufferIntervalSeconds',
-    60,
-    900,
-    ' (dynamic partitioning has no zero buffering)',
-  );
-  const bufferSizeMiB = int(
-    'totes:firehoseBufferSizeMiB',
-    64,
-    128,
-    ' (64 is the dynamic-partitioning minimum)',
-  );
+  const freshness = oneOf('totes:freshness', FRESHNESS_MODES);
+  // Fast mode buffers nothing: the interval is 0 whatever is set, and objects may be small.
+  const bufferIntervalSeconds =
+    freshness === 'fast'
+      ? 0
+      : int('totes:firehoseBufferIntervalSeconds', 60, 900, ' (dynamic partitioning has no zero buffering)');
+  const bufferSizeMiB =
+    freshness === 'fast'
+      ? int('totes:firehoseBufferSizeMiB', 1, 128)
+      : int('totes:firehoseBufferSizeMiB', 64, 128, ' (64 is the dynamic-partitioning minimum)');
 
   const tables = str('totes:tables')
     .split(',')
@@ -267,6 +309,12 @@ export function readTotesConfig(
     problems.push(`totes:captureCpu must be one of ${Object.keys(FARGATE_MEMORY_MIB).join(', ')}`);
   else if (!memoryFits(memoryMiB))
     problems.push(`totes:captureMemoryMiB ${memoryMiB} is not a Fargate size for ${cpu} CPU units`);
+
+  const desiredRaw = str('totes:captureDesiredCount');
+  let captureDesiredCount: 0 | 1 = str('totes:sourceSecretArn') === '' ? 0 : 1;
+  if (desiredRaw === '0' || desiredRaw === '1') captureDesiredCount = Number(desiredRaw) as 0 | 1;
+  else if (desiredRaw !== 'auto')
+    problems.push(`totes:captureDesiredCount must be auto, 0 or 1, got ${JSON.stringify(desiredRaw)}`);
 
   const warehouseMode = oneOf('totes:warehouse', WAREHOUSE_MODES);
   const warehousePort = int('totes:warehousePort', 1, 65535);
@@ -320,7 +368,7 @@ export function readTotesConfig(
   const config: TotesConfig = {
     ...(stackEnv ? { env: stackEnv } : {}),
     stream: { mode: streamMode, shardCount, retentionHours },
-    firehose: { bufferIntervalSeconds, bufferSizeMiB },
+    firehose: { freshness, bufferIntervalSeconds, bufferSizeMiB },
     source: {
       secretArn: secretArn('totes:sourceSecretArn'),
       cidr: cidr('totes:sourceCidr'),
@@ -337,11 +385,19 @@ export function readTotesConfig(
       cpu,
       memoryMiB,
       cpuArchitecture: oneOf('totes:captureCpuArchitecture', CPU_ARCHITECTURES),
+      desiredCount: captureDesiredCount,
     },
     vpcId,
     warehouse,
-    // Above 50 the warehouse's connection limit, not Lambda, becomes the ceiling.
-    load: { reservedConcurrency: int('totes:loadReservedConcurrency', 1, 50) },
+    load: {
+      // An SQS event source mapping's maximum concurrency is 2 to 1,000; above 50 the warehouse's
+      // connection limit, not Lambda, is the ceiling.
+      maxConcurrency: int('totes:loadMaxConcurrency', 2, 50),
+      // SQS's redrive policy accepts 1 to 1,000 receives.
+      maxReceiveCount: int('totes:loadMaxReceiveCount', 1, 1000),
+    },
+    // EventBridge rates are whole minutes.
+    reconcile: { intervalMinutes: int('totes:reconcileIntervalMinutes', 5, 1440) },
     storage: {
       // S3 moves objects to Standard-IA no sooner than 30 days after creation.
       ingestionInfrequentAccessAfterDays: int('totes:ingestionInfrequentAccessAfterDays', 30, 3650),
@@ -355,6 +411,10 @@ export function readTotesConfig(
       maxRetainedWalBytes: int('totes:maxRetainedWalBytes', 1, Number.MAX_SAFE_INTEGER),
       maxIteratorAgeMs: int('totes:maxIteratorAgeMs', 1_000, 7 * 86_400_000),
       maxWarehouseFreshnessSeconds: int('totes:maxWarehouseFreshnessSeconds', 60, 86_400),
+      maxLoadQueueAgeSeconds: int('totes:maxLoadQueueAgeSeconds', 60, 14 * 86_400),
+      maxWarehouseConnections: int('totes:maxWarehouseConnections', 1, 5000),
+      minWarehouseCpuCredits: int('totes:minWarehouseCpuCredits', 0, 10_000),
+      minWarehouseFreeStorageBytes: int('totes:minWarehouseFreeStorageBytes', 1, Number.MAX_SAFE_INTEGER),
     },
   };
   if (problems.length > 0) throw new TotesConfigError(problems);
@@ -369,5 +429,15 @@ export function configWarnings(config: TotesConfig): string[] {
   if (config.warehouse.mode === 'existing' && config.warehouse.cidr === '0.0.0.0/0')
     warnings.push('totes:warehouseCidr is 0.0.0.0/0: set it to the warehouse address range');
   if (!config.alarms.email) warnings.push('totes:alarmEmail is empty: alarms reach the SNS topic but nobody');
+  if (config.firehose.freshness === 'fast')
+    warnings.push(
+      'totes:freshness is fast: Firehose writes mixed-table objects under totesys/_mixed/, which transform ' +
+        'must split by table (docs/deploy.md, "Freshness modes"); the transform in this version does not yet',
+    );
+  if (config.capture.desiredCount === 0)
+    warnings.push(
+      'capture is off (totes:captureDesiredCount resolves to 0): fill the source secret, check it with ' +
+        '`totes doctor`, then deploy with --context totes:captureDesiredCount=1',
+    );
   return warnings;
 }

@@ -19,6 +19,8 @@ export const STAGES = {
   firehoseTransform: 'firehose-transform',
   transform: 'transform',
   load: 'load',
+  reconcile: 'reconcile',
+  migrate: 'migrate',
 } as const;
 export type Stage = (typeof STAGES)[keyof typeof STAGES];
 
@@ -46,6 +48,11 @@ export const EMF_METRICS = {
    * warehouse transaction's commit (the alarm reads the maximum).
    */
   warehouseFreshness: 'WarehouseFreshness',
+  /**
+   * reconcile, one value per run (zeros included): objects a stage never finished, past the grace
+   * period (processors/reconcile/reconcile.ts).
+   */
+  outstandingObjects: 'OutstandingObjects',
 } as const;
 
 /** Metrics made from log lines by metric filters other than capture.stats. */

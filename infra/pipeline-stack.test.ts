@@ -39,20 +39,28 @@ const roleOf = (functionPrefix: string) =>
   ][0];
 
 describe('pipeline stack: capture service', () => {
-  it('runs exactly one task, never two at once, and rolls back a failing deployment', () => {
+  it('runs one task at most, never two at once; a failing one fails its deployment without an ECS rollback', () => {
+    // No source secret named: the stack creates an empty one, so capture starts switched off.
     template.hasResourceProperties('AWS::ECS::Service', {
-      DesiredCount: 1,
+      DesiredCount: 0,
       LaunchType: 'FARGATE',
       DeploymentConfiguration: {
         MaximumPercent: 100,
         MinimumHealthyPercent: 0,
-        DeploymentCircuitBreaker: { Enable: true, Rollback: true },
+        DeploymentCircuitBreaker: { Enable: true, Rollback: false },
       },
       NetworkConfiguration: { AwsvpcConfiguration: Match.objectLike({ AssignPublicIp: 'DISABLED' }) },
     });
     template.hasResourceProperties('AWS::ECS::Cluster', {
       ClusterSettings: [{ Name: 'containerInsights', Value: 'enabled' }],
     });
+  });
+
+  it('is created once Firehose reads the stream, and deleted before it (Firehose starts at LATEST)', () => {
+    const [service] = Object.values(template.findResources('AWS::ECS::Service'));
+    const deliveryStream = logicalId(template, 'AWS::KinesisFirehose::DeliveryStream', 'DeliveryStream');
+
+    expect(service.DependsOn).toContain(deliveryStream);
   });
 
   it('runs the image built from capture/Dockerfile with the settings capture/config.ts reads', () => {
@@ -213,17 +221,39 @@ describe('pipeline stack: functions', () => {
       'totes-ingestion-<AWS::AccountId>-<AWS::Region>',
     );
     expect(render(env('Transform').PROCESSED_BUCKET)).toBe('totes-processed-<AWS::AccountId>-<AWS::Region>');
-    expect(render(env('Load').WAREHOUSE_SECRET_ARN)).toMatch(/WarehouseInstanceSecret/);
+    expect(render(env('Load').WAREHOUSE_SECRET_ARN)).toMatch(/WarehouseLoadSecretAttachment/);
+    expect(render(env('Reconcile').WAREHOUSE_SECRET_ARN)).toMatch(/WarehouseReportingSecretAttachment/);
+    expect(
+      Object.keys(env('Migrate'))
+        .filter((k) => /SECRET/.test(k))
+        .sort(),
+    ).toEqual([
+      'WAREHOUSE_ADMIN_SECRET_ARN',
+      'WAREHOUSE_LOAD_SECRET_ARN',
+      'WAREHOUSE_OWNER_SECRET_ARN',
+      'WAREHOUSE_REPORTING_SECRET_ARN',
+    ]);
+    expect(render(env('Migrate').WAREHOUSE_ADMIN_SECRET_ARN)).toMatch(/WarehouseInstanceSecret/);
     expect(env('Load').NODE_EXTRA_CA_CERTS).toBe('/var/runtime/ca-cert.pem');
     for (const prefix of ['FirehoseTransform', 'Transform', 'Load'])
       expect(Object.keys(env(prefix)).filter((k) => /BUCKET|SECRET/.test(k))).toHaveLength(1);
   });
 
-  it('limits load to the configured number of warehouse connections, in the VPC', () => {
+  it('feeds load from the load queue: batches of 10, partial batch responses, at most 5 at once, in the VPC', () => {
     const load = template.findResources('AWS::Lambda::Function')[fnLogicalId('Load')].Properties;
     const groups = load.VpcConfig.SecurityGroupIds.map(render);
 
-    expect(load.ReservedConcurrentExecutions).toBe(5);
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: fnLogicalId('Load') },
+      EventSourceArn: { 'Fn::GetAtt': [logicalId(template, 'AWS::SQS::Queue', 'LoadQueue'), 'Arn'] },
+      BatchSize: 10,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      ScalingConfig: { MaximumConcurrency: 5 },
+    });
+    // No function reserves concurrency: new accounts have none to spare (a limit of 10).
+    template.allResourcesProperties('AWS::Lambda::Function', {
+      ReservedConcurrentExecutions: Match.absent(),
+    });
     expect(groups).toEqual([
       expect.stringMatching(/^<Totes-Stateful:PublishOutputFnGetAttWarehouseClientSecurityGroup/),
       expect.stringMatching(/^<LoadHttpsEgress.*\.GroupId>$/),
@@ -234,27 +264,50 @@ describe('pipeline stack: functions', () => {
     ]);
   });
 
-  it('sends S3 events that failed every retry to a dead-letter queue (transform, load)', () => {
-    for (const name of ['Transform', 'Load'])
-      template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
-        FunctionName: { Ref: fnLogicalId(name) },
-        MaximumRetryAttempts: 2,
-        MaximumEventAgeInSeconds: 21600,
-        DestinationConfig: {
-          OnFailure: {
-            Destination: { 'Fn::GetAtt': [Match.stringLikeRegexp(`^${name}DeadLetterQueue`), 'Arn'] },
-          },
-        },
-      });
-    template.resourceCountIs('AWS::SQS::Queue', 2);
+  it('keeps load messages 14 days, hidden 6x the load timeout, and dead-letters them after 100 receives', () => {
+    const loadQueue = logicalId(template, 'AWS::SQS::Queue', 'LoadQueue');
+    const loadDlq = logicalId(template, 'AWS::SQS::Queue', 'LoadDeadLetterQueue');
+
+    template.hasResourceProperties('AWS::SQS::Queue', {
+      VisibilityTimeout: 6 * 300,
+      MessageRetentionPeriod: 1209600,
+      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [loadDlq, 'Arn'] }, maxReceiveCount: 100 },
+    });
+    expect(Object.keys(template.findResources('AWS::SQS::Queue')).sort()).toEqual(
+      [loadDlq, loadQueue, logicalId(template, 'AWS::SQS::Queue', 'TransformDeadLetterQueue')].sort(),
+    );
     template.allResourcesProperties('AWS::SQS::Queue', {
       SqsManagedSseEnabled: true,
       MessageRetentionPeriod: 1209600,
     });
   });
 
+  it('sends transform S3 events that failed every retry to its dead-letter queue', () => {
+    template.resourceCountIs('AWS::Lambda::EventInvokeConfig', 1);
+    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      FunctionName: { Ref: fnLogicalId('Transform') },
+      MaximumRetryAttempts: 2,
+      MaximumEventAgeInSeconds: 21600,
+      DestinationConfig: {
+        OnFailure: {
+          Destination: { 'Fn::GetAtt': [Match.stringLikeRegexp('^TransformDeadLetterQueue'), 'Arn'] },
+        },
+      },
+    });
+  });
+
   const logsOf = (name: string) =>
     `<${Object.keys(template.findResources('AWS::Logs::LogGroup')).find((id) => id.startsWith(`${name}Logs`))}.Arn>`;
+  /** What Lambda needs to join the VPC (no resource-level permissions exist for these). */
+  const joinVpc = [
+    'ec2:AssignPrivateIpAddresses',
+    'ec2:CreateNetworkInterface',
+    'ec2:DeleteNetworkInterface',
+    'ec2:DescribeNetworkInterfaces',
+    'ec2:DescribeSubnets',
+    'ec2:UnassignPrivateIpAddresses',
+  ].map((action) => grant(action, '*'));
+  const queueOf = (prefix: string) => `<${logicalId(template, 'AWS::SQS::Queue', prefix)}.Arn>`;
   const dlqOf = (name: string) =>
     `<${Object.keys(template.findResources('AWS::SQS::Queue')).find((id) => id.startsWith(`${name}DeadLetterQueue`))}.Arn>`;
 
@@ -285,23 +338,105 @@ describe('pipeline stack: functions', () => {
 
   it('load role: read processed objects, write its quarantine, read the warehouse secret, join the VPC', () => {
     expect(roleGrants(template, roleOf('Load'))).toEqual([
-      grant('ec2:AssignPrivateIpAddresses', '*'),
-      grant('ec2:CreateNetworkInterface', '*'),
-      grant('ec2:DeleteNetworkInterface', '*'),
-      grant('ec2:DescribeNetworkInterfaces', '*'),
-      grant('ec2:DescribeSubnets', '*'),
-      grant('ec2:UnassignPrivateIpAddresses', '*'),
+      ...joinVpc,
       grant('logs:CreateLogStream', logsOf('Load')),
       grant('logs:PutLogEvents', logsOf('Load')),
       grant('s3:GetObject', `${PROCESSED}/*`),
       grant('s3:ListBucket', PROCESSED),
       grant('s3:PutObject', `${PROCESSED}/quarantine/load/*`),
-      grantOnOutput('secretsmanager:DescribeSecret', /RefWarehouseInstanceSecret/),
-      grantOnOutput('secretsmanager:GetSecretValue', /RefWarehouseInstanceSecret/),
-      grant('sqs:GetQueueAttributes', dlqOf('Load')),
-      grant('sqs:GetQueueUrl', dlqOf('Load')),
-      grant('sqs:SendMessage', dlqOf('Load')),
+      // totes_load's secret: not the master user's.
+      grantOnOutput('secretsmanager:DescribeSecret', /RefWarehouseLoadSecretAttachment/),
+      grantOnOutput('secretsmanager:GetSecretValue', /RefWarehouseLoadSecretAttachment/),
+      grant('sqs:ChangeMessageVisibility', queueOf('LoadQueue')),
+      grant('sqs:DeleteMessage', queueOf('LoadQueue')),
+      grant('sqs:GetQueueAttributes', queueOf('LoadQueue')),
+      grant('sqs:GetQueueUrl', queueOf('LoadQueue')),
+      grant('sqs:ReceiveMessage', queueOf('LoadQueue')),
     ]);
+  });
+
+  it('reconcile role: list and HEAD both buckets, send to the load queue, take dead letters, invoke transform', () => {
+    expect(roleGrants(template, roleOf('Reconcile'))).toEqual([
+      ...joinVpc,
+      grant('lambda:InvokeFunction', `<${fnLogicalId('Transform')}.Arn>`),
+      grant('logs:CreateLogStream', logsOf('Reconcile')),
+      grant('logs:PutLogEvents', logsOf('Reconcile')),
+      grant('s3:GetObject', `${INGESTION}/totesys/*`),
+      grant('s3:GetObject', `${PROCESSED}/*`),
+      grant('s3:ListBucket', INGESTION),
+      grant('s3:ListBucket', PROCESSED),
+      grantOnOutput('secretsmanager:DescribeSecret', /RefWarehouseReportingSecretAttachment/),
+      grantOnOutput('secretsmanager:GetSecretValue', /RefWarehouseReportingSecretAttachment/),
+      grant('sqs:DeleteMessage', queueOf('LoadDeadLetterQueue')),
+      grant('sqs:DeleteMessage', queueOf('TransformDeadLetterQueue')),
+      grant('sqs:GetQueueAttributes', queueOf('LoadQueue')),
+      grant('sqs:ReceiveMessage', queueOf('LoadDeadLetterQueue')),
+      grant('sqs:ReceiveMessage', queueOf('TransformDeadLetterQueue')),
+      grant('sqs:SendMessage', queueOf('LoadQueue')),
+    ]);
+  });
+
+  it('runs the reconciler every 15 minutes, in the VPC, told where everything is', () => {
+    const reconcile = template.findResources('AWS::Lambda::Function')[fnLogicalId('Reconcile')].Properties;
+    const env = Object.fromEntries(
+      Object.entries(reconcile.Environment.Variables as Record<string, unknown>).map(([k, v]) => [
+        k,
+        render(v),
+      ]),
+    );
+
+    template.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(15 minutes)',
+      State: 'ENABLED',
+      Targets: [
+        Match.objectLike({
+          Arn: { 'Fn::GetAtt': [fnLogicalId('Reconcile'), 'Arn'] },
+          Input: '{}',
+          RetryPolicy: { MaximumRetryAttempts: 0 },
+        }),
+      ],
+    });
+    expect(env).toMatchObject({
+      INGESTION_BUCKET: 'totes-ingestion-<AWS::AccountId>-<AWS::Region>',
+      PROCESSED_BUCKET: 'totes-processed-<AWS::AccountId>-<AWS::Region>',
+      LOAD_QUEUE_URL: `<${logicalId(template, 'AWS::SQS::Queue', 'LoadQueue')}>`,
+      LOAD_DEAD_LETTER_QUEUE_URL: `<${logicalId(template, 'AWS::SQS::Queue', 'LoadDeadLetterQueue')}>`,
+      TRANSFORM_DEAD_LETTER_QUEUE_URL: `<${logicalId(template, 'AWS::SQS::Queue', 'TransformDeadLetterQueue')}>`,
+      TRANSFORM_FUNCTION_NAME: `<${fnLogicalId('Transform')}>`,
+      RECONCILE_GRACE_SECONDS: '900',
+      RECONCILE_LOOKBACK_DAYS: '3',
+    });
+    expect(reconcile.VpcConfig.SecurityGroupIds).toHaveLength(2);
+  });
+
+  it('migrates in a deploy step of its own, before load is updated, whenever a migration changes', () => {
+    const trigger = Object.entries(template.findResources('Custom::Trigger'));
+    expect(trigger).toHaveLength(1);
+    const [id, resource] = trigger[0];
+    const migrate = template.findResources('AWS::Lambda::Function')[fnLogicalId('Migrate')].Properties;
+
+    // The function's current version: a changed function is a new version, which runs the trigger again.
+    expect(render(resource.Properties.HandlerArn)).toMatch(/^<MigrateFunctionCurrentVersion/);
+    // Load (its function and event source) waits for the trigger.
+    expect(template.findResources('AWS::Lambda::Function')[fnLogicalId('Load')].DependsOn).toContain(id);
+    expect(migrate.Environment.Variables.TOTES_MIGRATIONS).toMatch(/^[0-9a-f]{64}$/);
+    expect(migrate.Timeout).toBe(14 * 60);
+    expect(migrate.VpcConfig.SecurityGroupIds).toHaveLength(2);
+  });
+
+  it('migrate role: the four warehouse secrets (master included) and nothing in the buckets', () => {
+    const grants = roleGrants(template, roleOf('Migrate'));
+
+    expect(grants.filter((g) => g.startsWith('secretsmanager:GetSecretValue'))).toEqual([
+      expect.stringMatching(/WarehouseInstanceSecret/),
+      expect.stringMatching(/WarehouseLoadSecretAttachment/),
+      expect.stringMatching(/WarehouseOwnerSecretAttachment/),
+      expect.stringMatching(/WarehouseReportingSecretAttachment/),
+    ]);
+    expect(grants.filter((g) => /^(s3|sqs|lambda):/.test(g))).toEqual([]);
+    // No function but migrate may read the master user's secret.
+    for (const name of ['FirehoseTransform', 'Transform', 'Load', 'Reconcile'])
+      expect(roleGrants(template, roleOf(name)).join('\n')).not.toMatch(/WarehouseInstanceSecret/);
   });
 
   it(`points every function at a handler module that exists (${Object.values(HANDLER_ENTRIES).join(', ')})`, () => {
@@ -381,27 +516,42 @@ describe('pipeline stack: S3 triggers', () => {
     });
   });
 
-  it('starts load for Parquet objects created in the processed bucket', () => {
-    expect(notifications()).toContainEqual({
-      bucket: 'totes-processed-<AWS::AccountId>-<AWS::Region>',
-      configs: [
+  it('queues Parquet objects created in the processed bucket for load; only S3 may send there', () => {
+    const loadQueue = logicalId(template, 'AWS::SQS::Queue', 'LoadQueue');
+    const processed = Object.values(template.findResources('Custom::S3BucketNotifications')).find((r) =>
+      render(r.Properties.BucketName).startsWith('totes-processed-'),
+    )!;
+
+    expect(processed.Properties.NotificationConfiguration).toEqual({
+      QueueConfigurations: [
         {
           Events: ['s3:ObjectCreated:*'],
           Filter: { Key: { FilterRules: [{ Name: 'suffix', Value: '.parquet' }] } },
-          LambdaFunctionArn: { 'Fn::GetAtt': [fnLogicalId('Load'), 'Arn'] },
+          QueueArn: { 'Fn::GetAtt': [loadQueue, 'Arn'] },
         },
       ],
-      managed: false,
+    });
+    template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+      Queues: [{ Ref: loadQueue }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Effect: 'Allow',
+            Principal: { Service: 's3.amazonaws.com' },
+            Action: Match.arrayWith(['sqs:SendMessage']),
+            Condition: { ArnLike: { 'aws:SourceArn': Match.anyValue() } },
+          }),
+        ]),
+      },
     });
   });
 
-  it('lets only S3 in this account invoke transform and load', () => {
-    for (const name of ['Transform', 'Load'])
-      template.hasResourceProperties('AWS::Lambda::Permission', {
-        FunctionName: { 'Fn::GetAtt': [fnLogicalId(name), 'Arn'] },
-        Principal: 's3.amazonaws.com',
-        SourceAccount: { Ref: 'AWS::AccountId' },
-      });
+  it('lets only S3 in this account invoke transform', () => {
+    template.hasResourceProperties('AWS::Lambda::Permission', {
+      FunctionName: { 'Fn::GetAtt': [fnLogicalId('Transform'), 'Arn'] },
+      Principal: 's3.amazonaws.com',
+      SourceAccount: { Ref: 'AWS::AccountId' },
+    });
   });
 });
 
@@ -428,11 +578,43 @@ describe('pipeline stack: alarms and dashboard', () => {
     });
     template.hasResourceProperties('AWS::SNS::TopicPolicy', {
       PolicyDocument: {
-        Statement: [
+        Statement: Match.arrayWith([
           Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
-        ],
+        ]),
       },
     });
+  });
+
+  it('lets CloudWatch publish to the topic, for this account’s alarms only (the policy replaces SNS’s default)', () => {
+    const policies = Object.values(template.findResources('AWS::SNS::TopicPolicy'));
+    expect(policies).toHaveLength(1);
+    const [policy] = policies;
+    const statements = policy.Properties.PolicyDocument.Statement as {
+      Effect: string;
+      Condition: Record<string, Record<string, unknown>>;
+    }[];
+
+    expect(policy.Properties.Topics).toEqual([{ Ref: topic() }]);
+    const allows = statements.filter((s) => s.Effect === 'Allow');
+    expect(allows).toHaveLength(1);
+    expect(allows[0]).toMatchObject({
+      Principal: { Service: 'cloudwatch.amazonaws.com' },
+      Action: 'sns:Publish',
+      Resource: { Ref: topic() },
+    });
+    expect(render(allows[0].Condition.ArnLike['aws:SourceArn'])).toBe(
+      'arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:*',
+    );
+    expect(allows[0].Condition.StringEquals).toEqual({ 'aws:SourceAccount': { Ref: 'AWS::AccountId' } });
+    // SSL is still enforced, for every principal and action, CloudWatch included.
+    expect(statements).toContainEqual(
+      expect.objectContaining({
+        Effect: 'Deny',
+        Principal: '*',
+        Action: 'sns:Publish',
+        Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+      }),
+    );
   });
 
   const alarmOn = (metricName: string, extra: Record<string, unknown> = {}) =>
@@ -504,6 +686,52 @@ describe('pipeline stack: alarms and dashboard', () => {
     });
   });
 
+  it('watches the load queue, its dead letters, and the reconciler (a missing run breaches)', () => {
+    alarmOn('ApproximateAgeOfOldestMessage', {
+      Namespace: 'AWS/SQS',
+      Threshold: 3600,
+      Dimensions: [
+        { Name: 'QueueName', Value: { 'Fn::GetAtt': [Match.stringLikeRegexp('^LoadQueue'), 'QueueName'] } },
+      ],
+    });
+    alarmOn('ApproximateNumberOfMessagesVisible', {
+      Dimensions: [
+        {
+          Name: 'QueueName',
+          Value: { 'Fn::GetAtt': [Match.stringLikeRegexp('^LoadDeadLetterQueue'), 'QueueName'] },
+        },
+      ],
+    });
+    alarmOn('OutstandingObjects', {
+      Namespace: 'Totes',
+      Dimensions: [{ Name: 'Stage', Value: 'reconcile' }],
+      Period: 900,
+      EvaluationPeriods: 2,
+      Threshold: 1,
+      TreatMissingData: 'breaching',
+    });
+    const fn = { Name: 'FunctionName', Value: { Ref: fnLogicalId('Reconcile') } };
+    alarmOn('Errors', { Namespace: 'AWS/Lambda', Dimensions: [fn] });
+  });
+
+  it('watches the warehouse: CPU credits (burstable), free storage, connections, failed migrations', () => {
+    alarmOn('CPUCreditBalance', {
+      Namespace: 'AWS/RDS',
+      ComparisonOperator: 'LessThanThreshold',
+      Threshold: 20,
+    });
+    alarmOn('FreeStorageSpace', {
+      Namespace: 'AWS/RDS',
+      ComparisonOperator: 'LessThanThreshold',
+      Threshold: 2147483648,
+    });
+    alarmOn('DatabaseConnections', { Namespace: 'AWS/RDS', Threshold: 100 });
+    alarmOn('Errors', {
+      Namespace: 'AWS/Lambda',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: fnLogicalId('Migrate') } }],
+    });
+  });
+
   it('draws a dashboard of the pipeline', () => {
     const dashboard = Object.values(template.findResources('AWS::CloudWatch::Dashboard'))[0];
     const body = JSON.stringify(dashboard.Properties.DashboardBody);
@@ -515,5 +743,40 @@ describe('pipeline stack: alarms and dashboard', () => {
       'WarehouseFreshness',
     ])
       expect(body).toContain(metric);
+  });
+});
+
+describe('pipeline stack: freshness modes', () => {
+  it('fast: no dynamic partitioning, zero buffering, mixed-table objects, the processor called at once', () => {
+    const fast = synthTotes({ 'totes:freshness': 'fast', 'totes:firehoseBufferSizeMiB': 8 });
+    try {
+      const [stream] = Object.values(fast.pipeline.findResources('AWS::KinesisFirehose::DeliveryStream'));
+      const destination = stream.Properties.ExtendedS3DestinationConfiguration;
+
+      expect(destination.DynamicPartitioningConfiguration).toBeUndefined();
+      expect(destination.BufferingHints).toEqual({ IntervalInSeconds: 0, SizeInMBs: 8 });
+      expect(destination.Prefix).toBe('totesys/_mixed/!{timestamp:yyyy/MM/dd/HH}/');
+      expect(destination.ProcessingConfiguration.Processors[0].Parameters).toContainEqual({
+        ParameterName: 'BufferIntervalInSeconds',
+        ParameterValue: '0',
+      });
+    } finally {
+      fast.cleanup();
+    }
+  });
+
+  it('default: partitioned by table and layout, buffered for the interval, the processor within a minute', () => {
+    const [stream] = Object.values(template.findResources('AWS::KinesisFirehose::DeliveryStream'));
+    const destination = stream.Properties.ExtendedS3DestinationConfiguration;
+
+    expect(destination.DynamicPartitioningConfiguration).toEqual({
+      Enabled: true,
+      RetryOptions: { DurationInSeconds: 300 },
+    });
+    expect(destination.BufferingHints).toEqual({ IntervalInSeconds: 60, SizeInMBs: 64 });
+    expect(destination.ProcessingConfiguration.Processors[0].Parameters).toContainEqual({
+      ParameterName: 'BufferIntervalInSeconds',
+      ParameterValue: '60',
+    });
   });
 });

@@ -135,6 +135,25 @@ describe('stateful stack: secrets and warehouse', () => {
     });
   });
 
+  it('gives each warehouse role its own retained secret, attached to the instance', () => {
+    for (const username of ['totes_owner', 'totes_load', 'totes_reporting'])
+      template.hasResource('AWS::SecretsManager::Secret', {
+        Properties: {
+          GenerateSecretString: Match.objectLike({
+            GenerateStringKey: 'password',
+            SecretStringTemplate: JSON.stringify({ username }),
+          }),
+        },
+        DeletionPolicy: 'Retain',
+      });
+    // host, port and dbname written into each (and the master's): four attachments.
+    template.resourceCountIs('AWS::SecretsManager::SecretTargetAttachment', 4);
+    const outputs = template.findOutputs('*');
+    expect(Object.keys(outputs)).toEqual(
+      expect.arrayContaining(['WarehouseReportingSecretArn', 'WarehouseLoadSecretArn', 'WarehouseSecretArn']),
+    );
+  });
+
   it('lets only warehouse clients reach the warehouse port, and the database open nothing', () => {
     const groups = template.findResources('AWS::EC2::SecurityGroup');
     const dbGroup = Object.keys(groups).find((id) => id.includes('DatabaseSecurityGroup'))!;
@@ -169,6 +188,14 @@ describe('stateful stack: network', () => {
       }),
     });
     template.hasResourceProperties('AWS::EC2::FlowLog', { TrafficType: 'REJECT' });
+  });
+
+  it("outputs the NAT gateway's public address, for the source's allow-list", () => {
+    const [eip] = Object.keys(template.findResources('AWS::EC2::EIP'));
+    // One gateway: the join of one address is the address itself.
+    expect(template.findOutputs('NatPublicIps').NatPublicIps.Value).toEqual({
+      'Fn::GetAtt': [eip, 'PublicIp'],
+    });
   });
 
   it('depends on nothing in the pipeline stack', () => {

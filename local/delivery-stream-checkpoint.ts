@@ -8,6 +8,10 @@ import { z } from 'zod';
  * in S3 together with every record before it. A restart reads each shard AFTER that number, so
  * anything not yet durable is read again (at-least-once; redelivered records carry the same
  * identities, and their objects get new, unique names).
+ *
+ * And when the delivery stream first started (`firstStartedAt`): Firehose reads a Kinesis source
+ * from LATEST as of its creation, so a shard it holds no position for is read from there — also
+ * after a restart that came before anything was delivered (see DeliveryStream's `LATEST`).
  */
 export const CHECKPOINT_FILE = 'checkpoint.json';
 
@@ -17,6 +21,8 @@ export const DeliveryCheckpointSchema = z.object({
   deliveryStreamName: z.string().min(1),
   /** shardId → last durable sequence number. */
   shards: z.record(z.string(), z.string().regex(/^\d+$/)),
+  /** When this delivery stream first ran; absent in files written before it was recorded. */
+  firstStartedAt: z.iso.datetime().optional(),
   updatedAt: z.string(),
 });
 export type DeliveryCheckpoint = z.infer<typeof DeliveryCheckpointSchema>;
@@ -51,8 +57,17 @@ export class InvalidCheckpointError extends CheckpointError {
   }
 }
 
+/** What a checkpoint file holds; `exists` is false before the delivery stream's first start. */
+export interface CheckpointState {
+  exists: boolean;
+  shards: Map<string, string>;
+  firstStartedAt: Date | undefined;
+}
+
 export class CheckpointStore {
   readonly file: string;
+  /** Kept from the file (or set by `begin`) and written with every save. */
+  private firstStartedAt: Date | undefined;
 
   constructor(
     readonly directory: string,
@@ -64,11 +79,28 @@ export class CheckpointStore {
   }
 
   async load(): Promise<Map<string, string>> {
+    return (await this.loadState()).shards;
+  }
+
+  /**
+   * Records the first start, durably, if the file does not exist yet; returns the state either way.
+   * Once this resolved, a shard without a position is read from this moment on, whatever happens next.
+   */
+  async begin(): Promise<CheckpointState> {
+    const state = await this.loadState();
+    if (state.exists) return state;
+    this.firstStartedAt = new Date(this.now());
+    await this.save(state.shards);
+    return { exists: true, shards: state.shards, firstStartedAt: this.firstStartedAt };
+  }
+
+  async loadState(): Promise<CheckpointState> {
     let text: string;
     try {
       text = await fs.promises.readFile(this.file, 'utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+        return { exists: false, shards: new Map(), firstStartedAt: undefined };
       throw e;
     }
     let checkpoint: DeliveryCheckpoint;
@@ -86,7 +118,12 @@ export class CheckpointStore {
         { streamName: this.streamName, deliveryStreamName: this.deliveryStreamName },
         checkpoint,
       );
-    return new Map(Object.entries(checkpoint.shards));
+    this.firstStartedAt = checkpoint.firstStartedAt ? new Date(checkpoint.firstStartedAt) : undefined;
+    return {
+      exists: true,
+      shards: new Map(Object.entries(checkpoint.shards)),
+      firstStartedAt: this.firstStartedAt,
+    };
   }
 
   /** Replaces the file atomically (write, fsync, rename): a crash leaves the old or the new. */
@@ -96,6 +133,7 @@ export class CheckpointStore {
       streamName: this.streamName,
       deliveryStreamName: this.deliveryStreamName,
       shards: Object.fromEntries([...shards].sort(([a], [b]) => a.localeCompare(b))),
+      ...(this.firstStartedAt ? { firstStartedAt: this.firstStartedAt.toISOString() } : {}),
       updatedAt: new Date(this.now()).toISOString(),
     };
     await fs.promises.mkdir(this.directory, { recursive: true });

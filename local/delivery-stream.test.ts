@@ -87,6 +87,8 @@ async function environment(shards = 2) {
       checkpointDir,
       pollIntervalMs: 20,
       bufferingHints: { intervalMs: 200 },
+      // Most tests put records first; the default (LATEST, as Firehose) has tests of its own.
+      startingPosition: { type: 'TRIM_HORIZON' },
       ...overrides,
     });
   return { streamName, bucket, checkpointDir, sink, put, deliveryStream };
@@ -381,6 +383,69 @@ describe('DeliveryStream against kinesalite and s3rver', () => {
     expect(restarted.metrics().recordsIn).toBeLessThan(batches.length);
   });
 
+  it('starts, as Firehose, where the stream is when it FIRST starts, durably (LATEST, then its checkpoint)', async () => {
+    // Prepare: records already in the stream before the delivery stream ever ran.
+    const env = await environment(2);
+    const before = [staffBatch({ firstId: 0, count: 2 }), staffBatch({ firstId: 2, count: 2 })];
+    await env.put(before);
+    const latest = { startingPosition: undefined };
+
+    // Act 1: start it with the default, and write only once it is ready.
+    const first = env.deliveryStream(latest);
+    const runningFirst = first.run();
+    await first.ready();
+    const during = [staffBatch({ firstId: 4, count: 2 }), staffBatch({ firstId: 6, count: 2 })];
+    await env.put(during);
+    await waitForAll(env.bucket, during);
+    await first.stop();
+    await runningFirst;
+
+    // Assess 1: what was there before the first start is passed over, never delivered.
+    const once = byIdentity(await readIngested(env.bucket)).changes;
+    expect(once).toEqual(expected(during));
+    expect(first.metrics().recordsBeforeStart).toBe(before.length);
+
+    // Act 2: a second delivery stream whose first start is recorded, then dies before delivering
+    // anything; records arrive while it is down; a new instance on the same checkpoint starts.
+    const second = await environment(1);
+    const power = powerSwitch();
+    const dying = second.deliveryStream({ ...latest, kinesis: power.wrap(kc) });
+    void dying.run();
+    await dying.ready();
+    power.cut();
+    const whileDown = [staffBatch({ firstId: 100, count: 2 })];
+    await second.put(whileDown);
+    const restarted = second.deliveryStream(latest);
+    const runningRestarted = restarted.run();
+    await restarted.ready();
+
+    // Assess 2: the restart reads from the FIRST start, not from where the stream is now (a
+    // non-durable LATEST would lose what arrived while it was down).
+    const result = await waitForAll(second.bucket, whileDown);
+    await restarted.stop();
+    await runningRestarted;
+    expect(result.changes).toEqual(expected(whileDown));
+    const file = JSON.parse(
+      await fs.promises.readFile(path.join(second.checkpointDir, CHECKPOINT_FILE), 'utf8'),
+    );
+    expect(Date.parse(file.firstStartedAt)).toBeLessThan(Date.now());
+  });
+
+  it('keeps reading everything retained when its checkpoint predates the recorded first start', async () => {
+    const env = await environment(1);
+    const old = [staffBatch({ firstId: 0, count: 2 })];
+    await env.put(old);
+    await new CheckpointStore(env.checkpointDir, env.streamName, 'totes-ingestion').save(new Map());
+    const ds = env.deliveryStream({ startingPosition: undefined });
+    const running = ds.run();
+
+    const result = await waitForAll(env.bucket, old);
+    await ds.stop();
+    await running;
+
+    expect(result.changes).toEqual(expected(old));
+  });
+
   it('after a clean stop, a restart delivers only new records', async () => {
     const env = await environment(2);
     const first = [staffBatch({ firstId: 0, count: 4 }), staffBatch({ firstId: 4, count: 4 })];
@@ -595,7 +660,9 @@ describe('DeliveryStream against kinesalite and s3rver', () => {
     await down.stop();
     await runningDown;
     expect(down.metrics()).toMatchObject({ objectsOut: 0, recordsIn: 1 });
-    expect(fs.existsSync(path.join(env.checkpointDir, CHECKPOINT_FILE))).toBe(false);
+    expect(await new CheckpointStore(env.checkpointDir, env.streamName, 'totes-ingestion').load()).toEqual(
+      new Map(),
+    );
 
     const healthy = env.deliveryStream();
     const running = healthy.run();
@@ -627,7 +694,9 @@ describe('DeliveryStream against kinesalite and s3rver', () => {
     const error = await ds.run().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ObjectWriteError);
     expect(error).toMatchObject({ bucket: 'no-such-bucket' });
-    expect(fs.existsSync(path.join(env.checkpointDir, CHECKPOINT_FILE))).toBe(false);
+    expect(await new CheckpointStore(env.checkpointDir, env.streamName, 'totes-ingestion').load()).toEqual(
+      new Map(),
+    );
   });
 
   it('refuses a checkpoint directory that belongs to another stream', async () => {

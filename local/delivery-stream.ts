@@ -48,6 +48,14 @@ import { checkPrefix, evaluatePrefix, formatUtc, MissingPartitionKeyError } from
 /**
  * Where a shard with no checkpoint starts.
  * https://docs.aws.amazon.com/kinesis/latest/APIReference/API_GetShardIterator.html
+ *
+ * `LATEST` is Firehose's: "Amazon Data Firehose starts reading data from the LATEST position of your
+ * Kinesis stream" (https://docs.aws.amazon.com/firehose/latest/dev/writing-with-kinesis-streams.html),
+ * i.e. where the stream is when the delivery stream is created, and from its own position after
+ * that. So here it means: from the moment this delivery stream FIRST started, as recorded durably in
+ * its checkpoint file before `ready()` resolves — a restart that comes before anything was delivered
+ * still starts there, and records written before the first start are never delivered. Whatever
+ * writes to the stream must wait for `ready()`, in AWS as here (infra/stacks/pipeline-stack.ts).
  */
 export type StartingPosition =
   | { type: 'TRIM_HORIZON' }
@@ -80,7 +88,7 @@ export interface DeliveryStreamOptions {
   errorOutputPrefix?: string;
   /** Appended to data object names (Firehose's `FileExtension`). */
   fileExtension?: string;
-  /** For shards without a checkpoint (default TRIM_HORIZON: everything retained). */
+  /** For shards without a checkpoint (default LATEST, as Firehose: see StartingPosition). */
   startingPosition?: StartingPosition | ((shardId: string) => StartingPosition);
   /**
    * How to honour AT_TIMESTAMP: `native` asks Kinesis for an AT_TIMESTAMP iterator; `scan` reads from
@@ -167,6 +175,12 @@ export interface ShardMetrics {
 
 export interface DeliveryStreamMetrics {
   recordsIn: number;
+  /**
+   * Records read and passed over because they arrived before the starting position (LATEST's first
+   * start, or AT_TIMESTAMP's time): with LATEST, anything here was written before the delivery
+   * stream was ready, and is not delivered.
+   */
+  recordsBeforeStart: number;
   recordsOk: number;
   recordsDropped: number;
   recordsFailed: number;
@@ -264,12 +278,16 @@ export class DeliveryStream {
   private checkpoints = new ShardCheckpoints();
   private checkpointDirty = false;
   private running: Promise<void> | undefined;
+  /** When this delivery stream first started (undefined in a checkpoint written before it was kept). */
+  private firstStartedAtMs: number | undefined;
+  private readonly started: { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void };
   private stopping = false;
   private wake: (() => void) | undefined;
   private lastListShardsMs = Number.NEGATIVE_INFINITY;
   private lastWarnMs = Number.NEGATIVE_INFINITY;
   private readonly counters = {
     recordsIn: 0,
+    recordsBeforeStart: 0,
     recordsOk: 0,
     recordsDropped: 0,
     recordsFailed: 0,
@@ -296,6 +314,24 @@ export class DeliveryStream {
     this.region = options.region ?? 'local';
     this.store = new CheckpointStore(options.checkpointDir, options.streamName, this.name, this.now);
     this.buffers = new DeliveryBuffers(this.hints);
+    let resolve!: () => void;
+    let reject!: (e: unknown) => void;
+    const promise = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    // A run that fails before it is ready rejects ready(); nobody need be listening.
+    promise.catch(() => undefined);
+    this.started = { promise, resolve, reject };
+  }
+
+  /**
+   * Resolves once `run()` has fixed where it reads from, durably: with the default LATEST, records
+   * put on the stream before this resolved are never delivered (as with Firehose), records put after
+   * it always are. Rejects if `run()` failed first.
+   */
+  ready(): Promise<void> {
+    return this.started.promise;
   }
 
   run(): Promise<void> {
@@ -333,7 +369,16 @@ export class DeliveryStream {
   }
 
   private async loop(): Promise<void> {
-    this.checkpoints = new ShardCheckpoints(await this.store.load());
+    let state;
+    try {
+      state = await this.store.begin();
+    } catch (e) {
+      this.started.reject(e);
+      throw e;
+    }
+    this.checkpoints = new ShardCheckpoints(state.shards);
+    this.firstStartedAtMs = state.firstStartedAt?.getTime();
+    this.started.resolve();
     this.logger.info('delivery stream started', {
       bucket: this.o.bucket,
       checkpoint: this.store.file,
@@ -413,10 +458,14 @@ export class DeliveryStream {
     this.logger.warn(msg, fields);
   }
 
-  private startFor(shardId: string): StartingPosition {
-    const start = this.o.startingPosition;
-    if (start === undefined) return { type: 'TRIM_HORIZON' };
-    return typeof start === 'function' ? start(shardId) : start;
+  /** Where a shard without a checkpoint starts, LATEST resolved to the first start's time. */
+  private startFor(shardId: string): StartingPosition & { fromLatest?: true } {
+    const option = this.o.startingPosition ?? { type: 'LATEST' };
+    const start = typeof option === 'function' ? option(shardId) : option;
+    if (start.type !== 'LATEST') return start;
+    // A checkpoint file from before the first start was recorded: everything retained, as before.
+    if (this.firstStartedAtMs === undefined) return { type: 'TRIM_HORIZON' };
+    return { type: 'AT_TIMESTAMP', timestamp: new Date(this.firstStartedAtMs), fromLatest: true };
   }
 
   /** New shards appear after a reshard; a bounded run keeps the shards it started with. */
@@ -457,7 +506,11 @@ export class DeliveryStream {
       });
       this.logger.info('reading shard', {
         shardId,
-        from: hasCheckpoint ? `after ${this.checkpoints.position(shardId)}` : start.type,
+        from: hasCheckpoint
+          ? `after ${this.checkpoints.position(shardId)}`
+          : start.type === 'AT_TIMESTAMP' && start.fromLatest
+            ? `LATEST as of the first start, ${start.timestamp.toISOString()}`
+            : start.type,
       });
     }
   }
@@ -479,7 +532,8 @@ export class DeliveryStream {
           StartingSequenceNumber: start.sequenceNumber,
         };
       case 'AT_TIMESTAMP':
-        return this.o.atTimestamp === 'scan'
+        // From LATEST, the first start usually has no record after it: scan unless told otherwise.
+        return this.o.atTimestamp === 'scan' || (start.fromLatest && this.o.atTimestamp !== 'native')
           ? { ...base, ShardIteratorType: 'TRIM_HORIZON' }
           : { ...base, ShardIteratorType: 'AT_TIMESTAMP', Timestamp: start.timestamp };
       default:
@@ -504,8 +558,10 @@ export class DeliveryStream {
       const pending = this.checkpoints.track(shard.shardId, sequenceNumber);
       shard.lastRead = sequenceNumber;
       shard.lastArrivalMs = arrivalMs;
-      if (shard.skipBeforeMs !== undefined && arrivalMs < shard.skipBeforeMs) pending.done = true;
-      else accepted.push({ record, arrivalMs, pending });
+      if (shard.skipBeforeMs !== undefined && arrivalMs < shard.skipBeforeMs) {
+        pending.done = true;
+        this.counters.recordsBeforeStart += 1;
+      } else accepted.push({ record, arrivalMs, pending });
     }
     shard.recordsIn += accepted.length;
     this.counters.recordsIn += accepted.length;

@@ -80,6 +80,8 @@ it('captures a seeded source into the on-disk stream, restarts capture if it die
     expect(salesFacts).toBe(sourceRows);
     expect(stack.transform.stats.invocations).toBeGreaterThan(0);
     expect(stack.load.stats.deadLettered).toBe(0);
+    // Capture wrote nothing before the delivery stream's starting position (LATEST) was fixed.
+    expect(stack.delivery.metrics().recordsBeforeStart).toBe(0);
     client.destroy();
     await stack.stop();
 

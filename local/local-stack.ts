@@ -16,6 +16,10 @@ import { DeliveryStream } from './delivery-stream';
 import { startEmbeddedCluster, type EmbeddedCluster } from './embedded-postgres';
 import { ensureStream, kinesisClientFor, startKinesalite, type LocalKinesis } from './kinesalite';
 import { removeRuntimeInfo, writeRuntimeInfo } from './runtime-info';
+import { reconcile } from '../processors/reconcile/reconcile';
+import { loadQueueDir } from './load-queue';
+import { localReconcileDeps, startScheduledReconcile } from './local-reconcile';
+import { startQueuedS3Trigger, type QueuedS3Trigger } from './queue-event-source';
 import { S3Trigger } from './s3-trigger';
 import { s3ClientFor, startS3rver } from './s3rver';
 import { Supervisor } from './supervisor';
@@ -30,7 +34,9 @@ import { Supervisor } from './supervisor';
  *   capture-state.json  whether capture's initial snapshot completed
  *   s3/                 s3rver's buckets: ingestion (CSV) and processed (Parquet)
  *   delivery-stream/    the local Firehose's per-shard checkpoint
- *   triggers/           S3 → Lambda trigger watermarks and dead-letter files
+ *   triggers/           S3 → Lambda trigger watermarks and dead-letter files (transform)
+ *   queues/load/        S3 → SQS → load: the queue's messages and notification watermark
+ *   queues/load.dead-letter.jsonl  its dead letters (a reconciler runs every 15 minutes too)
  *   warehouse/          embedded Postgres holding the warehouse (unless --warehouse-url)
  *   runtime.json        endpoints of the running stack, for `totes replay` and friends
  *
@@ -77,7 +83,7 @@ export interface LocalStack {
   capture: Supervisor;
   delivery: DeliveryStream;
   transform: S3Trigger;
-  load: S3Trigger;
+  load: QueuedS3Trigger;
   stop(): Promise<void>;
 }
 
@@ -213,7 +219,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     const pool = new Pool({ connectionString: warehouseUrl, max: 4 });
     stops.push(() => pool.end());
     const triggersDir = path.join(dataDir, 'triggers');
-    const load = new S3Trigger({
+    // S3 → queue → load, as in AWS: a warehouse outage leaves the objects waiting in the queue.
+    const load = await startQueuedS3Trigger({
       name: 'load',
       s3,
       client: s3Client,
@@ -226,11 +233,25 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
         metrics: metricsTo('load'),
       }),
       concurrency: 2,
-      stateDir: triggersDir,
+      dir: loadQueueDir(dataDir),
       logger,
     });
-    await load.start();
     stops.push(() => load.stop());
+    // The reconciler on a schedule, as EventBridge runs it in AWS: whatever a stage never finished
+    // (an outage longer than the load queue's receives, a lost notification) is sent again.
+    const reconcileDeps = localReconcileDeps({
+      dataDir,
+      s3: s3Client,
+      ingestionBucket: INGESTION_BUCKET,
+      processedBucket: PROCESSED_BUCKET,
+      warehouse: pool,
+      logger: logger.child({ stage: 'reconcile' }),
+    });
+    const reconciler = startScheduledReconcile(() => reconcile(reconcileDeps), {
+      intervalMs: 15 * 60_000,
+      logger,
+    });
+    stops.push(() => reconciler.stop());
     const transform = new S3Trigger({
       name: 'transform',
       s3,
@@ -272,6 +293,9 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       await delivering;
     });
 
+    // Like Firehose, the delivery stream reads from where the stream is when it first starts: capture
+    // (the initial snapshot above all) must not write before that position is fixed, or it is lost.
+    await delivery.ready();
     capture.start();
     stops.push(() => capture.stop());
 

@@ -96,6 +96,8 @@ async function deliverLive(streamName: string, bucket: string, expected: number)
     bucket,
     transform: createHandler({ s3: sc, bucket }),
     checkpointDir: path.join(root, `live-${streamName}`),
+    // The records are in the stream already (the default, LATEST, would pass over them).
+    startingPosition: { type: 'TRIM_HORIZON' },
     pollIntervalMs: 20,
     bufferingHints: { intervalMs: 100 },
   });

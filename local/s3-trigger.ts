@@ -3,14 +3,18 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from '../core/logger';
+import type { DurableQueue } from './durable-queue';
 import { decodeS3ObjectKey } from '../processors/shared/s3-event';
 import { encodeS3EventKey, listObjectsSince, type LocalS3, type S3Event, type S3EventRecord } from './s3rver';
 
 /**
- * An S3 → Lambda trigger on the local stack: what AWS does between a bucket notification and an
- * asynchronous Lambda invocation. The handler gets the event shape S3 sends; a failed invocation is
- * retried twice with backoff (Lambda's async retry policy), then the event goes to a dead-letter
- * file, as it would go to the function's on-failure destination.
+ * An S3 bucket notification on the local stack, to one of the two destinations AWS offers:
+ * - a function (`handler`): what AWS does between a notification and an asynchronous Lambda
+ *   invocation. The handler gets the event shape S3 sends; a failed invocation is retried twice
+ *   with backoff (Lambda's async retry policy), then the event goes to a dead-letter file, as it
+ *   would go to the function's on-failure destination (transform);
+ * - a queue (`queue`): each notification becomes one message whose body is the S3 event, as S3 →
+ *   SQS does; the queue's consumer (local/queue-event-source.ts) takes it from there (load).
  *
  * s3rver's notifications are in-memory, so a stack that was stopped (or killed) misses objects
  * created while it was down or not yet handled. The trigger therefore keeps a watermark file: on
@@ -25,8 +29,11 @@ export interface S3TriggerOptions {
   /** Only keys under this prefix / with this suffix fire (the notification's filter rules). */
   prefix?: string;
   suffix?: string;
-  handler: (event: S3Event) => Promise<unknown>;
-  /** Invocations running at once (a function's concurrency). */
+  /** Invoked asynchronously with each notification (give this or `queue`). */
+  handler?: (event: S3Event) => Promise<unknown>;
+  /** Receives each notification as a message (give this or `handler`). */
+  queue?: Pick<DurableQueue, 'send'>;
+  /** Invocations (or sends) running at once (a function's concurrency). */
   concurrency: number;
   stateDir: string;
   logger: Logger;
@@ -150,10 +157,12 @@ export class S3Trigger {
 
   private async invoke(record: S3EventRecord): Promise<void> {
     const delays = this.options.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS;
+    const { handler, queue } = this.options;
     for (let attempt = 0; ; attempt++) {
       this.stats.invocations += 1;
       try {
-        await this.options.handler({ Records: [record] });
+        if (queue) await queue.send(JSON.stringify({ Records: [record] }));
+        else await handler!({ Records: [record] });
         return;
       } catch (e) {
         this.stats.failures += 1;

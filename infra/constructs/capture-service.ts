@@ -134,14 +134,20 @@ export class CaptureService extends Construct {
     this.service = new ecs.FargateService(this, 'Service', {
       cluster: this.cluster,
       taskDefinition: this.taskDefinition,
-      desiredCount: 1,
+      // 0 deploys everything else first (totes:captureDesiredCount).
+      desiredCount: capture.desiredCount,
       // One slot, one reader: Postgres refuses a second connection to an active slot. At most 100%
       // and at least 0% makes a deployment stop the old task (SIGTERM: drain, confirm, let go of the
       // slot) before it starts the new one; otherwise the new task would fail against the slot the
-      // old one still holds, and the circuit breaker would roll back a good deployment.
+      // old one still holds.
       minHealthyPercent: 0,
       maxHealthyPercent: 100,
-      circuitBreaker: { enable: true, rollback: true },
+      // A task that cannot reach the source fails the deployment after a few tries instead of
+      // CloudFormation waiting hours for a steady state; without rollback ECS does not also switch the
+      // service back mid-flight. The stack update that carried it is rolled back by CloudFormation,
+      // which deletes nothing (the stateful stack, Firehose and the functions stay); the CaptureNotRunning
+      // and CaptureErrors alarms say so. https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-circuit-breaker.html
+      circuitBreaker: { enable: true, rollback: false },
       vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
       securityGroups: [this.securityGroup],
       assignPublicIp: false,

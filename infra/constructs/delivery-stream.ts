@@ -12,6 +12,11 @@ import { INGESTION_ERROR_PREFIX, INGESTION_PREFIX, INGESTION_ROOT } from '../../
 
 /** Data objects end so (the local delivery stream's default too: local/delivery-stream.ts). */
 export const INGESTION_FILE_EXTENSION = '.csv';
+/**
+ * Where fast mode's objects go: no dynamic partitioning, so no table or layout in the key; every
+ * object holds the records of all tables, and transform splits them (docs/deploy.md).
+ */
+export const MIXED_INGESTION_PREFIX = `${INGESTION_ROOT}/_mixed/!{timestamp:yyyy/MM/dd/HH}/`;
 /** Top folder of INGESTION_ERROR_PREFIX, for the role's grants. */
 export const INGESTION_ERROR_ROOT = INGESTION_ERROR_PREFIX.split('/')[0];
 
@@ -20,6 +25,8 @@ export interface DeliveryStreamProps {
   bucket: s3.IBucket;
   /** The record-transformation function (renders CSV, names each record's partition keys). */
   processor: lambda.IFunction;
+  /** `default`: dynamic partitioning by table; `fast`: none, zero buffering (config.ts). */
+  freshness: 'default' | 'fast';
   bufferIntervalSeconds: number;
   bufferSizeMiB: number;
   logRetentionDays: logs.RetentionDays;
@@ -91,6 +98,7 @@ export class DeliveryStream extends Construct {
       objectPrefixes.map((p) => iamResourceFinding(this, props.bucket.arnForObjects(p))),
     );
 
+    const fast = props.freshness === 'fast';
     this.deliveryStream = new firehose.CfnDeliveryStream(this, 'Resource', {
       deliveryStreamType: 'KinesisStreamAsSource',
       kinesisStreamSourceConfiguration: {
@@ -100,7 +108,7 @@ export class DeliveryStream extends Construct {
       extendedS3DestinationConfiguration: {
         bucketArn: props.bucket.bucketArn,
         roleArn: this.role.roleArn,
-        prefix: INGESTION_PREFIX,
+        prefix: fast ? MIXED_INGESTION_PREFIX : INGESTION_PREFIX,
         errorOutputPrefix: INGESTION_ERROR_PREFIX,
         fileExtension: INGESTION_FILE_EXTENSION,
         // Transform reads the objects as they are; the local stack writes them uncompressed too.
@@ -108,11 +116,17 @@ export class DeliveryStream extends Construct {
         bufferingHints: { intervalInSeconds: props.bufferIntervalSeconds, sizeInMBs: props.bufferSizeMiB },
         // Kinesis keeps the source records for the replay window; a second raw copy in S3 adds nothing.
         s3BackupMode: 'Disabled',
-        dynamicPartitioningConfiguration: {
-          enabled: true,
-          // How long Firehose retries a failed S3 write before the batch goes to the error prefix.
-          retryOptions: { durationInSeconds: 300 },
-        },
+        // Fast mode: no dynamic partitioning, since zero buffering is not available with it.
+        // https://docs.aws.amazon.com/firehose/latest/dev/buffering.html
+        ...(fast
+          ? {}
+          : {
+              dynamicPartitioningConfiguration: {
+                enabled: true,
+                // How long Firehose retries a failed S3 write before the batch goes to the error prefix.
+                retryOptions: { durationInSeconds: 300 },
+              },
+            }),
         processingConfiguration: {
           enabled: true,
           processors: [
@@ -124,8 +138,9 @@ export class DeliveryStream extends Construct {
                 // stays far below Lambda's 6 MB response limit (the local delivery stream uses 1 MiB too).
                 { parameterName: 'BufferSizeInMBs', parameterValue: '1' },
                 // Firehose's default: a partly filled 1 MiB batch waits at most a minute for the
-                // function; the S3 buffering below adds its own interval after that.
-                { parameterName: 'BufferIntervalInSeconds', parameterValue: '60' },
+                // function; the S3 buffering below adds its own interval after that. Fast mode: at
+                // once (0 to 900 s: https://docs.aws.amazon.com/firehose/latest/dev/data-transformation.html).
+                { parameterName: 'BufferIntervalInSeconds', parameterValue: fast ? '0' : '60' },
                 // Firehose's default; after that the records go to the processing-failed prefix.
                 { parameterName: 'NumberOfRetries', parameterValue: '3' },
               ],

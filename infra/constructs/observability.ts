@@ -1,9 +1,11 @@
-import { Duration } from 'aws-cdk-lib';
+import { Aws, Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import type { TotesConfig } from '../config';
@@ -11,6 +13,7 @@ import { EMF_METRICS, LOG_METRICS, METRIC_NAMESPACE, STAGE_DIMENSION, type Stage
 import type { CaptureService } from './capture-service';
 import type { DeliveryStream } from './delivery-stream';
 import type { PipelineFunction } from './pipeline-function';
+import type { Warehouse } from './warehouse';
 
 export interface ObservabilityProps {
   alarms: TotesConfig['alarms'];
@@ -21,6 +24,14 @@ export interface ObservabilityProps {
   firehoseTransform: PipelineFunction;
   transform: PipelineFunction;
   load: PipelineFunction;
+  loadQueue: sqs.IQueue;
+  loadDeadLetterQueue: sqs.IQueue;
+  reconcile: PipelineFunction;
+  reconcileIntervalMinutes: number;
+  migrate: PipelineFunction;
+  warehouse: Warehouse;
+  /** A t-class instance runs on CPU credits. */
+  warehouseBurstable: boolean;
 }
 
 const { GREATER_THAN_THRESHOLD, GREATER_THAN_OR_EQUAL_TO_THRESHOLD, LESS_THAN_THRESHOLD } =
@@ -61,6 +72,26 @@ export class Observability extends Construct {
       displayName: 'totes pipeline alarms',
       enforceSSL: true,
     });
+    // enforceSSL writes a topic policy, and a topic policy REPLACES the default one SNS gives a new
+    // topic (which lets this account's services publish): with only the SSL Deny in it, CloudWatch
+    // may not publish, and every alarm changes state without notifying anyone. So allow CloudWatch,
+    // as the service principal, for this account's alarms only (the confused-deputy conditions).
+    // https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-use-cases.html
+    // https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Notify_Users_Alarm_Changes.html
+    this.topic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'CloudWatchAlarmsOfThisAccountPublish',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [this.topic.topicArn],
+        conditions: {
+          ArnLike: {
+            'aws:SourceArn': `arn:${Aws.PARTITION}:cloudwatch:${Aws.REGION}:${Aws.ACCOUNT_ID}:alarm:*`,
+          },
+          StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
+        },
+      }),
+    );
     if (limits.email) this.topic.addSubscription(new subscriptions.EmailSubscription(limits.email));
 
     // ---------------------------------------------------------------- capture
@@ -163,8 +194,18 @@ export class Observability extends Construct {
     });
 
     // ---------------------------------------------------------------- functions
-    const functions = [props.firehoseTransform, props.transform, props.load];
+    const functions = [props.firehoseTransform, props.transform, props.load, props.reconcile];
     for (const fn of functions) this.functionAlarms(fn);
+    this.alarm('MigrateErrors', {
+      metric: props.migrate.function.metricErrors({
+        statistic: cloudwatch.Stats.SUM,
+        period: Duration.minutes(5),
+      }),
+      threshold: 1,
+      comparisonOperator: GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      alarmDescription: 'The warehouse migration step failed (the deployment that ran it failed too).',
+    });
     for (const fn of [props.transform, props.load])
       this.alarm(`${pascal(fn.stage)}ObjectsQuarantined`, {
         metric: emfMetric(fn.stage, EMF_METRICS.objectsQuarantined, {
@@ -200,6 +241,80 @@ export class Observability extends Construct {
       evaluationPeriods: 3,
       alarmDescription: `Changes reach the warehouse more than ${limits.maxWarehouseFreshnessSeconds} s after their commit.`,
     });
+
+    // ---------------------------------------------------------------- load queue and reconciler
+    const loadQueueAge = props.loadQueue.metricApproximateAgeOfOldestMessage({
+      statistic: cloudwatch.Stats.MAXIMUM,
+      period: Duration.minutes(5),
+    });
+    this.alarm('LoadQueueAge', {
+      metric: loadQueueAge,
+      threshold: limits.maxLoadQueueAgeSeconds,
+      comparisonOperator: GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 2,
+      alarmDescription:
+        `An object has waited more than ${limits.maxLoadQueueAgeSeconds} s in the load queue: loads fail (is the ` +
+        'warehouse up?) or are far behind. The objects wait in the queue and load by themselves once it is fixed.',
+    });
+    this.deadLetterAlarm(
+      'LoadDeadLetters',
+      props.loadDeadLetterQueue,
+      'Load messages used up their receives and wait in the dead-letter queue: fix the cause, then redrive ' +
+        '(docs/deploy.md); the reconciler also re-drives their objects once the load queue is empty.',
+    );
+    const interval = Duration.minutes(props.reconcileIntervalMinutes);
+    const outstanding = emfMetric(props.reconcile.stage, EMF_METRICS.outstandingObjects, {
+      statistic: cloudwatch.Stats.MAXIMUM,
+      period: interval,
+    });
+    this.alarm('OutstandingObjects', {
+      metric: outstanding,
+      threshold: 1,
+      comparisonOperator: GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      // Two runs in a row: the first run's re-drive had a chance to finish the work.
+      evaluationPeriods: 2,
+      // The reconciler publishes on every run, zeros included: no data means it is not running.
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      alarmDescription:
+        'Objects a stage never finished (CSV not transformed, Parquet not loaded) outlived a re-drive, or the ' +
+        'reconciler is not running. Its log lists them (`outstanding object`).',
+    });
+
+    // ---------------------------------------------------------------- the warehouse instance
+    const instance = props.warehouse.instance;
+    if (instance) {
+      const fiveMinutes = { period: Duration.minutes(5) };
+      if (props.warehouseBurstable)
+        this.alarm('WarehouseCpuCredits', {
+          metric: instance.metric('CPUCreditBalance', {
+            ...fiveMinutes,
+            statistic: cloudwatch.Stats.MINIMUM,
+          }),
+          threshold: limits.minWarehouseCpuCredits,
+          comparisonOperator: LESS_THAN_THRESHOLD,
+          evaluationPeriods: 3,
+          alarmDescription:
+            'The warehouse (a burstable instance) is running out of CPU credits: it will be throttled to its ' +
+            'baseline and loads will slow down. Choose a bigger or non-burstable totes:warehouseInstanceType.',
+        });
+      this.alarm('WarehouseFreeStorage', {
+        metric: instance.metricFreeStorageSpace({ ...fiveMinutes, statistic: cloudwatch.Stats.MINIMUM }),
+        threshold: limits.minWarehouseFreeStorageBytes,
+        comparisonOperator: LESS_THAN_THRESHOLD,
+        evaluationPeriods: 2,
+        alarmDescription:
+          'The warehouse is running out of storage (storage autoscaling may be at its maximum): loads will fail.',
+      });
+      this.alarm('WarehouseConnections', {
+        metric: instance.metricDatabaseConnections({ ...fiveMinutes, statistic: cloudwatch.Stats.MAXIMUM }),
+        threshold: limits.maxWarehouseConnections,
+        comparisonOperator: GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 2,
+        alarmDescription:
+          'More warehouse connections than expected: loads (totes:loadMaxConcurrency), analysts and dashboards ' +
+          'together are nearing max_connections.',
+      });
+    }
 
     this.dashboard = this.buildDashboard(props, {
       lagSeconds,
@@ -245,18 +360,26 @@ export class Observability extends Construct {
       alarmDescription: `The ${fn.stage} function's p99 duration is above 80% of its ${timeoutMs / 1000} s timeout.`,
     });
     if (fn.deadLetterQueue)
-      this.alarm(`${name}DeadLetters`, {
-        metric: fn.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
-          statistic: cloudwatch.Stats.MAXIMUM,
-          period: Duration.minutes(5),
-        }),
-        threshold: 1,
-        comparisonOperator: GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        evaluationPeriods: 1,
-        alarmDescription:
-          `S3 events the ${fn.stage} function gave up on wait in its dead-letter queue: fix the cause, then ` +
+      this.deadLetterAlarm(
+        `${name}DeadLetters`,
+        fn.deadLetterQueue,
+        `S3 events the ${fn.stage} function gave up on wait in its dead-letter queue: fix the cause, then ` +
           'redrive them (docs/deploy.md).',
-      });
+      );
+  }
+
+  /** Anything in a dead-letter queue is work nobody will retry by itself. */
+  private deadLetterAlarm(id: string, queue: sqs.IQueue, description: string): void {
+    this.alarm(id, {
+      metric: queue.metricApproximateNumberOfMessagesVisible({
+        statistic: cloudwatch.Stats.MAXIMUM,
+        period: Duration.minutes(5),
+      }),
+      threshold: 1,
+      comparisonOperator: GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      alarmDescription: description,
+    });
   }
 
   private buildDashboard(
@@ -351,11 +474,14 @@ export class Observability extends Construct {
       ),
       graph(
         'Dead letters and quarantine',
-        functions
-          .filter((f) => f.deadLetterQueue)
-          .map((f) =>
-            f.deadLetterQueue!.metricApproximateNumberOfMessagesVisible({ label: `${f.stage} DLQ` }),
-          ),
+        [
+          ...functions
+            .filter((f) => f.deadLetterQueue)
+            .map((f) =>
+              f.deadLetterQueue!.metricApproximateNumberOfMessagesVisible({ label: `${f.stage} DLQ` }),
+            ),
+          props.loadDeadLetterQueue.metricApproximateNumberOfMessagesVisible({ label: 'load DLQ' }),
+        ],
         {
           right: [props.transform, props.load].map((f) =>
             emfMetric(f.stage, EMF_METRICS.objectsQuarantined, {
@@ -364,6 +490,20 @@ export class Observability extends Construct {
             }),
           ),
         },
+      ),
+    );
+    dashboard.addWidgets(
+      graph('Load queue', [props.loadQueue.metricApproximateNumberOfMessagesVisible({ label: 'waiting' })], {
+        right: [props.loadQueue.metricApproximateAgeOfOldestMessage({ label: 'oldest (s)' })],
+      }),
+      graph(
+        'Outstanding objects (reconciler)',
+        [
+          emfMetric(props.reconcile.stage, EMF_METRICS.outstandingObjects, {
+            statistic: cloudwatch.Stats.MAXIMUM,
+          }),
+        ],
+        { leftAnnotations: [{ value: 1, label: 'alarm' }] },
       ),
     );
     return dashboard;

@@ -32,8 +32,6 @@ export interface PipelineFunctionProps {
   timeout: Duration;
   logRetentionDays: logs.RetentionDays;
   tracing: boolean;
-  /** Invocations at once, when a limit protects something downstream (say why at the call). */
-  reservedConcurrency?: number;
   /**
    * Invoked asynchronously (S3 notifications): after Lambda's own retries an event goes to a
    * dead-letter queue with the error, instead of disappearing.
@@ -138,7 +136,6 @@ export class PipelineFunction extends Construct {
       role: this.role,
       logGroup: this.logGroup,
       tracing: props.tracing ? lambda.Tracing.ACTIVE : lambda.Tracing.DISABLED,
-      reservedConcurrentExecutions: props.reservedConcurrency,
       environment: {
         NODE_OPTIONS: '--enable-source-maps',
         LOG_LEVEL: 'info',
@@ -146,6 +143,11 @@ export class PipelineFunction extends Construct {
         ...props.environment,
       },
       bundling: {
+        // The project's tsconfig without `alwaysStrict`: with it (implied by `strict`) esbuild puts
+        // "use strict" at the top of the bundle, which makes every bundled library strict, and
+        // parquetjs-lite's generated Thrift code assigns undeclared names (`Statistics = …`): the
+        // transform and load bundles threw a ReferenceError at cold start (infra/bundles.pg.test.ts).
+        tsconfig: path.join(REPO_ROOT, 'infra', 'tsconfig.bundle.json'),
         target: 'node24',
         format: nodejs.OutputFormat.CJS,
         minify: true,
@@ -173,7 +175,7 @@ export class PipelineFunction extends Construct {
             onFailure: new destinations.SqsDestination(this.deadLetterQueue),
             // Lambda's default: two retries a minute or two apart ride out a transient failure.
             retryAttempts: 2,
-            // The longest Lambda keeps retrying a throttled event (reserved concurrency queues them).
+            // The longest Lambda keeps retrying a throttled event.
             maxEventAge: Duration.hours(6),
           }
         : {}),
@@ -232,6 +234,22 @@ export class PipelineFunction extends Construct {
       'Object keys are made at run time (table, layout, time window): access is granted on the key prefixes ' +
         'this stage reads or writes, with single named S3 actions.',
       [...new Set(wildcards)].map((p) => iamResourceFinding(this, bucket.arnForObjects(p))),
+    );
+    return this;
+  }
+
+  /** Sets `envName` to the queue's URL and grants exactly `actions` on it. */
+  bindQueue(envName: string, queue: sqs.IQueue, actions: string[]): this {
+    this.function.addEnvironment(envName, queue.queueUrl);
+    this.role.addToPolicy(new iam.PolicyStatement({ actions, resources: [queue.queueArn] }));
+    return this;
+  }
+
+  /** Sets `envName` to the function's name and grants invoking it. */
+  bindFunction(envName: string, fn: lambda.IFunction): this {
+    this.function.addEnvironment(envName, fn.functionName);
+    this.role.addToPolicy(
+      new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [fn.functionArn] }),
     );
     return this;
   }

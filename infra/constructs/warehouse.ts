@@ -5,6 +5,7 @@ import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { acknowledge } from '../acknowledge';
 import type { TotesConfig } from '../config';
+import { WAREHOUSE_ROLES, type WarehouseRole } from '../../processors/migrate/roles';
 import { importSecret } from './import-secret';
 
 export interface WarehouseProps {
@@ -12,14 +13,26 @@ export interface WarehouseProps {
   config: TotesConfig['warehouse'];
 }
 
+/** The login roles of a created warehouse (processors/migrate/roles.ts creates them at deploy). */
+export type WarehouseRoleName = WarehouseRole;
+
 /**
  * The warehouse Postgres the load function writes to: one this construct creates (RDS in the VPC's
- * isolated subnets), or an existing one named by its connection secret. Either way it offers the
- * same two things: the secret, and a security group whose members may connect.
+ * isolated subnets), or an existing one named by its connection secret. Either way it offers a
+ * secret per use, and a security group whose members may connect.
+ *
+ * A created warehouse has a secret per role, each with its own generated password and the
+ * instance's host attached: the owner (migrations), load (DML only), reporting (read only). The RDS
+ * master user's secret is used by the migration step alone, never at run time. An existing
+ * warehouse has the one secret it was given, for everything.
  */
 export class Warehouse extends Construct {
-  /** Connection secret: RDS JSON (`host`, `port`, `username`, `password`, `dbname`) or a URL. */
+  /** The master (admin) connection: the migration step's, to create the roles. */
   readonly secret: secretsmanager.ISecret;
+  /** Per role; for an existing warehouse, all the given secret. */
+  readonly roleSecrets: Record<WarehouseRoleName, secretsmanager.ISecret>;
+  /** False for an existing warehouse: nothing creates the roles there. */
+  readonly hasRoles: boolean;
   /** Give this group to whatever connects to the warehouse (the load function). */
   readonly clientSecurityGroup: ec2.SecurityGroup;
   /** The created instance; undefined for an existing warehouse. */
@@ -36,6 +49,8 @@ export class Warehouse extends Construct {
 
     if (config.mode === 'existing') {
       this.secret = importSecret(this, 'Secret', config.secretArn);
+      this.roleSecrets = { owner: this.secret, load: this.secret, reporting: this.secret };
+      this.hasRoles = false;
       this.clientSecurityGroup.addEgressRule(
         ec2.Peer.ipv4(config.cidr),
         ec2.Port.tcp(config.port),
@@ -81,6 +96,27 @@ export class Warehouse extends Construct {
       removalPolicy: RemovalPolicy.RETAIN,
     });
     this.secret = this.instance.secret!;
+    const instance = this.instance;
+    const roleSecret = (role: WarehouseRoleName): secretsmanager.ISecret => {
+      const secret = new rds.DatabaseSecret(this, `${role[0].toUpperCase()}${role.slice(1)}Secret`, {
+        username: WAREHOUSE_ROLES[role],
+      });
+      secret.applyRemovalPolicy(RemovalPolicy.RETAIN);
+      acknowledge(
+        secret,
+        'AwsSolutions-SMG4',
+        'Rotated by changing the secret and deploying again: the migration step sets every role password from ' +
+          'its secret on each run (processors/migrate).',
+      );
+      // host, port, dbname and engine added beside username and password: the shape load-config reads.
+      return secret.attach(instance);
+    };
+    this.roleSecrets = {
+      owner: roleSecret('owner'),
+      load: roleSecret('load'),
+      reporting: roleSecret('reporting'),
+    };
+    this.hasRoles = true;
 
     acknowledge(
       this.instance,
@@ -97,8 +133,7 @@ export class Warehouse extends Construct {
     acknowledge(
       this.instance,
       'AwsSolutions-SMG4',
-      'Rotating the password would break the connections warm load functions hold until they re-read the ' +
-        'secret; rotate by hand (docs/deploy.md) until load re-reads it on authentication failure.',
+      'The master user is used only by the migration step at deploy; rotate it by hand (docs/deploy.md).',
     );
   }
 }

@@ -1,8 +1,15 @@
 import { CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as lambdaEvents from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as triggers from 'aws-cdk-lib/triggers';
+import { createHash } from 'node:crypto';
+import { readMigrations } from '../../processors/load/migrate';
 import type { Construct } from 'constructs';
 import { INGESTION_ROOT, SCHEMA_OBJECT_ROOT } from '../../core/csv-codec';
 import { acknowledge } from '../acknowledge';
@@ -19,6 +26,8 @@ export const HANDLER_ENTRIES = {
   firehoseTransform: 'processors/firehose-transform/handler.ts',
   transform: 'processors/transform/handler.ts',
   load: 'processors/load/handler.ts',
+  reconcile: 'processors/reconcile/handler.ts',
+  migrate: 'processors/migrate/handler.ts',
 } as const;
 export type HandlerName = keyof typeof HANDLER_ENTRIES;
 
@@ -52,6 +61,12 @@ export class PipelineStack extends Stack {
   readonly firehoseTransform: PipelineFunction;
   readonly transform: PipelineFunction;
   readonly load: PipelineFunction;
+  /** S3 → this queue → load: a warehouse outage leaves the objects waiting here. */
+  readonly loadQueue: sqs.Queue;
+  readonly loadDeadLetterQueue: sqs.Queue;
+  readonly reconcile: PipelineFunction;
+  /** The deployment's migration step: roles, then migrations as the owner. */
+  readonly migrate: PipelineFunction;
   readonly observability: Observability;
 
   constructor(scope: Construct, id: string, props: PipelineStackProps) {
@@ -98,10 +113,19 @@ export class PipelineStack extends Stack {
       source: stateful.stream,
       bucket: ingestion,
       processor: this.firehoseTransform.function,
+      freshness: config.firehose.freshness,
       bufferIntervalSeconds: config.firehose.bufferIntervalSeconds,
       bufferSizeMiB: config.firehose.bufferSizeMiB,
       logRetentionDays,
     });
+
+    // Firehose reads a Kinesis source from LATEST as of its creation
+    // (https://docs.aws.amazon.com/firehose/latest/dev/writing-with-kinesis-streams.html): what capture
+    // writes before that — the initial snapshot, or a backlog it has already confirmed to the slot —
+    // would never be delivered. So CloudFormation creates the capture service only once the delivery
+    // stream is ACTIVE, and on deletion stops capture before it deletes the delivery stream.
+    // docs/deploy.md says what to replay after anything that recreates the delivery stream.
+    this.capture.service.node.addDependency(this.deliveryStream.deliveryStream);
 
     this.transform = new PipelineFunction(this, 'Transform', {
       ...common,
@@ -122,44 +146,117 @@ export class PipelineStack extends Stack {
       // (GetObject, and ListBucket so a missing one answers 404), then puts with If-None-Match.
       .bindBucket('PROCESSED_BUCKET', processed, { get: ['*'], put: ['*'], list: true });
 
+    const loadTimeout = Duration.minutes(5);
+    this.loadDeadLetterQueue = new sqs.Queue(this, 'LoadDeadLetterQueue', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      // The longest SQS keeps a message: time to notice the alarm, fix, and redrive.
+      retentionPeriod: Duration.days(14),
+    });
+    acknowledge(
+      this.loadDeadLetterQueue,
+      'AwsSolutions-SQS3',
+      "This queue is the load queue's dead-letter queue.",
+    );
+    this.loadQueue = new sqs.Queue(this, 'LoadQueue', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      // The longest SQS keeps a message: an outage of up to two weeks waits here.
+      retentionPeriod: Duration.days(14),
+      // At least 6x the function timeout, as AWS asks for an SQS event source, so a message is not
+      // handed out again while a slow (throttled, retried) batch still holds it.
+      // https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html
+      visibilityTimeout: Duration.seconds(6 * loadTimeout.toSeconds()),
+      // Many receives before giving up: each failed load comes back after the visibility timeout, so
+      // maxReceiveCount x 30 minutes of warehouse outage drain by themselves (docs/deploy.md).
+      deadLetterQueue: { queue: this.loadDeadLetterQueue, maxReceiveCount: config.load.maxReceiveCount },
+    });
+
     const loadEgress = new ec2.SecurityGroup(this, 'LoadHttpsEgress', {
       vpc: stateful.vpc,
-      description: 'totes load: HTTPS to S3 and Secrets Manager only',
+      description: 'totes load and reconcile: HTTPS to AWS APIs only',
       allowAllOutbound: false,
     });
     loadEgress.addEgressRule(
       ec2.Peer.anyIpv4(),
       ec2.Port.tcp(443),
-      'AWS APIs: S3, Secrets Manager, CloudWatch',
+      'AWS APIs: S3, SQS, Secrets Manager, Lambda',
     );
+    const inVpc = {
+      vpc: stateful.vpc,
+      subnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      securityGroups: [stateful.warehouse.clientSecurityGroup, loadEgress],
+    };
+    // Amazon's CA bundle (RDS included), which Node 20+ Lambda runtimes no longer load by default:
+    // the warehouse connection verifies the server certificate (WAREHOUSE_SSL=verify).
+    const trustRds = { NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem' };
     this.load = new PipelineFunction(this, 'Load', {
       ...common,
       entry: entries.load,
       stage: STAGES.load,
       description: 'totes: processed Parquet → warehouse Postgres, one transaction per object',
       memorySizeMiB: 1024,
-      timeout: Duration.minutes(5),
-      asyncInvocation: true,
-      environment: {
-        // Amazon's CA bundle (RDS included), which Node 20+ Lambda runtimes no longer load by
-        // default: the warehouse connection verifies the server certificate (WAREHOUSE_SSL=verify).
-        NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
-      },
-      // migrate.ts reads the warehouse DDL from migrations/ beside the bundled handler.
-      bundleFiles: [{ from: 'processors/load/migrations', to: 'migrations' }],
-      // Each invocation holds one warehouse connection and upserts into shared dimension rows: more at
-      // once would add connections and lock waits, not throughput (throttled S3 events wait and retry).
-      reservedConcurrency: config.load.reservedConcurrency,
-      network: {
-        vpc: stateful.vpc,
-        subnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
-        securityGroups: [stateful.warehouse.clientSecurityGroup, loadEgress],
-      },
+      timeout: loadTimeout,
+      environment: trustRds,
+      network: inVpc,
     })
       // Reads the Parquet objects; copies what it cannot apply to quarantine/load/ after a HEAD of
       // its reason object (ListBucket so a missing one answers 404, not 403).
       .grantObjects(processed, { get: ['*'], put: [`${LOAD_QUARANTINE_PREFIX}*`], list: true })
-      .bindSecret('WAREHOUSE_SECRET_ARN', stateful.warehouse.secret);
+      // totes_load: rows in and out, no DDL (migrations/004_roles.sql).
+      .bindSecret('WAREHOUSE_SECRET_ARN', stateful.warehouse.roleSecrets.load);
+
+    this.migrate = new PipelineFunction(this, 'Migrate', {
+      ...common,
+      entry: entries.migrate,
+      stage: STAGES.migrate,
+      description: 'totes: warehouse roles and migrations, run by each deployment before load is updated',
+      memorySizeMiB: 512,
+      // An index on a big fact table may take minutes; Lambda allows 15.
+      timeout: Duration.minutes(14),
+      environment: {
+        ...trustRds,
+        // A new or changed migration file changes the function, so the trigger runs it again.
+        TOTES_MIGRATIONS: createHash('sha256')
+          .update(
+            readMigrations()
+              .map((m) => `${m.name}:${m.checksum}`)
+              .join('\n'),
+          )
+          .digest('hex'),
+      },
+      // migrate.ts reads the warehouse DDL from migrations/ beside the bundled handler.
+      bundleFiles: [{ from: 'processors/load/migrations', to: 'migrations' }],
+      network: inVpc,
+    }).bindSecret('WAREHOUSE_ADMIN_SECRET_ARN', stateful.warehouse.secret);
+    if (stateful.warehouse.hasRoles) {
+      const roles = stateful.warehouse.roleSecrets;
+      this.migrate
+        .bindSecret('WAREHOUSE_OWNER_SECRET_ARN', roles.owner)
+        .bindSecret('WAREHOUSE_LOAD_SECRET_ARN', roles.load)
+        .bindSecret('WAREHOUSE_REPORTING_SECRET_ARN', roles.reporting);
+    }
+    // Runs during the deployment, synchronously, whenever the function changed (a new migration);
+    // a failure fails the deployment. Load is updated only after it: new code never meets an old schema.
+    // https://docs.aws.amazon.com/cdk/api/v2/docs/aws-cdk-lib.triggers-readme.html
+    new triggers.Trigger(this, 'MigrateOnDeploy', {
+      handler: this.migrate.function,
+      executeOnHandlerChange: true,
+      executeBefore: [this.load],
+      timeout: Duration.minutes(14),
+    });
+    this.load.function.addEventSource(
+      new lambdaEvents.SqsEventSource(this.loadQueue, {
+        // Objects load one after another in an invocation; ten amortise the cold start and the
+        // connection, and stay far inside the timeout (a 10,000-row object loads in about 1.5 s).
+        batchSize: 10,
+        // Only the messages whose object failed return to the queue.
+        reportBatchItemFailures: true,
+        // Invocations at once = warehouse connections. The mapping stops polling at this limit, so
+        // nothing is throttled and no receive is wasted; no reserved concurrency is needed.
+        maxConcurrency: config.load.maxConcurrency,
+      }),
+    );
 
     // Configured from here, on the imported buckets, so that the stateful stack never depends on the
     // functions (a notification there would point at this stack's functions: a dependency cycle).
@@ -170,13 +267,51 @@ export class PipelineStack extends Stack {
         prefix: `${INGESTION_ROOT}/`,
       },
     );
-    processed.addEventNotification(
-      s3.EventType.OBJECT_CREATED,
-      new s3n.LambdaDestination(this.load.function),
-      {
-        suffix: LOAD_TRIGGER_SUFFIX,
+    processed.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.SqsDestination(this.loadQueue), {
+      suffix: LOAD_TRIGGER_SUFFIX,
+    });
+
+    this.reconcile = new PipelineFunction(this, 'Reconcile', {
+      ...common,
+      entry: entries.reconcile,
+      stage: STAGES.reconcile,
+      description: 'totes: find objects a stage never finished and send them through it again',
+      memorySizeMiB: 512,
+      // Listings of a few days and a few thousand keys: seconds; a dead-letter redrive, minutes.
+      timeout: Duration.minutes(10),
+      environment: {
+        ...trustRds,
+        RECONCILE_GRACE_SECONDS: '900',
+        RECONCILE_LOOKBACK_DAYS: '3',
       },
-    );
+      network: inVpc,
+    })
+      // Lists both buckets; HEADs (GetObject) objects and reads transform's quarantine pointers.
+      .bindBucket('INGESTION_BUCKET', ingestion, { get: [`${INGESTION_ROOT}/*`], list: true })
+      .bindBucket('PROCESSED_BUCKET', processed, { get: ['*'], list: true })
+      .bindQueue('LOAD_QUEUE_URL', this.loadQueue, ['sqs:SendMessage', 'sqs:GetQueueAttributes'])
+      .bindQueue('LOAD_DEAD_LETTER_QUEUE_URL', this.loadDeadLetterQueue, [
+        'sqs:ReceiveMessage',
+        'sqs:DeleteMessage',
+      ])
+      .bindQueue('TRANSFORM_DEAD_LETTER_QUEUE_URL', this.transform.deadLetterQueue!, [
+        'sqs:ReceiveMessage',
+        'sqs:DeleteMessage',
+      ])
+      .bindFunction('TRANSFORM_FUNCTION_NAME', this.transform.function)
+      // totes_reporting: it only reads load_log.
+      .bindSecret('WAREHOUSE_SECRET_ARN', stateful.warehouse.roleSecrets.reporting);
+    new events.Rule(this, 'ReconcileSchedule', {
+      description: 'totes: run the reconciler',
+      schedule: events.Schedule.rate(Duration.minutes(config.reconcile.intervalMinutes)),
+      targets: [
+        new targets.LambdaFunction(this.reconcile.function, {
+          event: events.RuleTargetInput.fromObject({}),
+          // The next run comes soon enough; a failed run shows in the alarms.
+          retryAttempts: 0,
+        }),
+      ],
+    });
 
     this.observability = new Observability(this, 'Observability', {
       alarms: config.alarms,
@@ -187,6 +322,13 @@ export class PipelineStack extends Stack {
       firehoseTransform: this.firehoseTransform,
       transform: this.transform,
       load: this.load,
+      loadQueue: this.loadQueue,
+      loadDeadLetterQueue: this.loadDeadLetterQueue,
+      reconcile: this.reconcile,
+      reconcileIntervalMinutes: config.reconcile.intervalMinutes,
+      migrate: this.migrate,
+      warehouse: stateful.warehouse,
+      warehouseBurstable: config.warehouse.mode === 'create' && config.warehouse.instanceType.startsWith('t'),
     });
 
     // What an operator needs to find (docs/deploy.md uses them).
@@ -198,7 +340,10 @@ export class PipelineStack extends Stack {
       TransformFunctionName: this.transform.function.functionName,
       LoadFunctionName: this.load.function.functionName,
       TransformDeadLetterQueueUrl: this.transform.deadLetterQueue!.queueUrl,
-      LoadDeadLetterQueueUrl: this.load.deadLetterQueue!.queueUrl,
+      LoadQueueUrl: this.loadQueue.queueUrl,
+      LoadDeadLetterQueueUrl: this.loadDeadLetterQueue.queueUrl,
+      ReconcileFunctionName: this.reconcile.function.functionName,
+      MigrateFunctionName: this.migrate.function.functionName,
       AlarmTopicArn: this.observability.topic.topicArn,
       DashboardName: this.observability.dashboard.dashboardName,
     };

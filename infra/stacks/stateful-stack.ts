@@ -1,4 +1,4 @@
-import { Aws, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import { Aws, CfnOutput, Duration, Fn, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -115,10 +115,24 @@ export class StatefulStack extends Stack {
       ChangeStreamName: this.stream.streamName,
       SourceSecretArn: this.sourceSecret.secretArn,
       WarehouseSecretArn: this.warehouse.secret.secretArn,
+      ...(this.warehouse.hasRoles
+        ? {
+            // Analysts, the dashboard and QuickSight connect as totes_reporting (read only).
+            WarehouseReportingSecretArn: this.warehouse.roleSecrets.reporting.secretArn,
+            WarehouseLoadSecretArn: this.warehouse.roleSecrets.load.secretArn,
+          }
+        : {}),
       ...(this.warehouse.instance
         ? { WarehouseEndpoint: this.warehouse.instance.dbInstanceEndpointAddress }
         : {}),
     };
+    // The addresses capture (and load) leave the VPC from: what the source's firewall or security
+    // group must allow (docs/deploy.md, 1.4). Only known for a VPC this stack creates.
+    const natIps = this.vpc.publicSubnets.flatMap((subnet) => {
+      const eip = subnet.node.tryFindChild('EIP');
+      return eip instanceof ec2.CfnEIP ? [eip.attrPublicIp] : [];
+    });
+    if (natIps.length) outputs.NatPublicIps = Fn.join(',', natIps);
     for (const [id, value] of Object.entries(outputs)) new CfnOutput(this, id, { value });
   }
 

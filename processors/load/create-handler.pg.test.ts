@@ -6,7 +6,7 @@ import { Pool } from 'pg';
 import { createLogger } from '../../core/logger';
 import { s3ClientFor, startS3rver, type LocalS3 } from '../../local/s3rver';
 import { createTestDatabase, waitFor } from '../../test/support/pg';
-import { s3EventFactory, type S3ObjectSpec } from '../../test/support/s3-events';
+import { s3EventFactory, sqsEventFactory, type S3ObjectSpec } from '../../test/support/s3-events';
 import {
   at,
   dumpWarehouse,
@@ -217,6 +217,40 @@ describe('load handler (s3rver + real Postgres)', () => {
     expect(logs.find((l) => l.msg === 'object failed; the invocation will be retried')).toMatchObject({
       key: object.key,
     });
+  });
+
+  it('from SQS: loads each message, returns only the failed ones as batchItemFailures, never throws', async () => {
+    // Prepare: one loadable object, one unloadable, one in a bucket that does not exist, a test
+    // event and a message that is not an S3 notification at all.
+    const good = await putObject(objectOf('dim_currency', [rowOf('dim_currency', 7, {}, at(1))]));
+    const junk = await put('dim_currency/2025/02/28/09/sqs-junk.parquet', 'junk');
+    const event = sqsEventFactory(
+      [
+        s3EventFactory(good),
+        s3EventFactory(junk),
+        s3EventFactory({ bucket: 'no-such-bucket', key: 'dim_design/x.parquet' }),
+        { Service: 'Amazon S3', Event: 's3:TestEvent' },
+        'not json',
+      ],
+      { receiveCount: 3 },
+    );
+    const { handler, logs } = harness();
+
+    // Act
+    const report = await handler(event);
+
+    // Assess: the loaded and the quarantined message are done; the retryable and the unreadable come back.
+    expect(report.objects.map((o) => o.status)).toEqual(['loaded', 'quarantined', 'failed']);
+    expect(report.batchItemFailures).toEqual([
+      { itemIdentifier: event.Records[2].messageId },
+      { itemIdentifier: event.Records[4].messageId },
+    ]);
+    expect(logs.find((l) => l.level === 'error' && l.key === 'dim_design/x.parquet')).toMatchObject({
+      messageId: event.Records[2].messageId,
+      receiveCount: 3,
+    });
+    // A redelivered message finds its object loaded.
+    expect((await handler(sqsEventFactory([s3EventFactory(good)]))).objects[0].status).toBe('duplicate');
   });
 
   it('treats a missing bucket as retryable, not as a vanished object', async () => {

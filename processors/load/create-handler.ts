@@ -16,23 +16,26 @@ import { MalformedObjectError, prepareBatch } from './load-batch';
 
 /**
  * The load stage: each Parquet object the transform writes to the processed bucket is applied to
- * the warehouse in one transaction (apply-batch.ts). Parse the S3 event, load each object on its
- * own (a bad object fails alone), report.
+ * the warehouse in one transaction (apply-batch.ts). Parse the event — SQS messages wrapping S3
+ * notifications (S3 → SQS → load, how it runs in AWS and locally), or S3's own notification — load
+ * each object on its own (a bad object fails alone), report.
  *
  * Idempotent, because S3 events are at-least-once and Lambda retries: every write is idempotent on
  * the source position (see core/warehouse-sql.ts), and a key already in `load_log` is skipped.
  *
- * Failure policy (S3 invokes the function asynchronously: no per-record failure response,
- * https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html):
+ * Failure policy (the envelope is processors/shared/s3-object-handler.ts):
  * - An object that can never load as it is (not Parquet, a table the load does not accept, a row
  *   breaking the contract, data Postgres refuses: SQLSTATE class 22/23) is copied to
  *   `quarantine/load/<key>` with `<key>.reason.json` beside it; an error is logged with its key,
  *   `ObjectsQuarantined` is incremented (the alarm metric), and the invocation goes on. The
  *   original stays where it is (the processed bucket is immutable), so re-driving it after a fix
  *   is one event away.
- * - Anything else (S3 or warehouse unavailable, a lock timeout) is retryable: after every record
- *   was tried the handler throws LoadRetryableError, so Lambda's async retries, then its on-failure
- *   destination, take over; objects loaded meanwhile are skipped on retry (load_log).
+ * - Anything else (S3 or warehouse unavailable, a lock timeout) is retryable. From SQS: the message
+ *   of that object is reported in `batchItemFailures`, returns to the queue after its visibility
+ *   timeout, and is tried again until the queue's redrive policy gives up (many receives: a
+ *   warehouse outage of hours waits in the queue). From S3 directly: after every record was tried
+ *   the handler throws LoadRetryableError, so Lambda's async retries take over. Either way, objects
+ *   loaded meanwhile are skipped on retry (load_log).
  * Logs carry keys, tables, positions and counts; never row values or connection secrets.
  */
 
@@ -83,6 +86,8 @@ export interface LoadObjectOutcome {
 
 export interface LoadReport {
   objects: LoadObjectOutcome[];
+  /** With an SQS event: the messages to return to the queue (a partial batch response). */
+  batchItemFailures?: { itemIdentifier: string }[];
 }
 
 export const LOAD_QUARANTINE_ROOT = 'quarantine/load';

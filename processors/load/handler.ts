@@ -2,18 +2,21 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { Pool, type PoolClient } from 'pg';
 import { createLogger, type Logger, type LogLevel } from '../../core/logger';
-import { createLoadHandler, type LoadHandlerDeps } from './create-handler';
+import type { BatchItemFailures } from '../shared/s3-object-handler';
+import { createLoadHandler, type LoadHandlerDeps, type LoadReport } from './create-handler';
 import { readLoadConfig, resolveWarehouseConnection, type LoadConfig } from './load-config';
-import { migrateWarehouse } from './migrate';
 
 export { createLoadHandler } from './create-handler';
 
 /**
  * Lambda entry for the load stage. At cold start: configuration read (a missing WAREHOUSE_URL /
  * WAREHOUSE_SECRET_ARN fails loudly), logger and S3 client built, and the warehouse pool started —
- * secret read, connection made, migrations applied once per container — during the init phase,
- * without blocking it (module scope cannot await in CommonJS). The first invocation waits for it;
- * if it failed, that invocation tries again.
+ * secret read, connection made — during the init phase, without blocking it (module scope cannot
+ * await in CommonJS). The first invocation waits for it; if it failed, that invocation tries again.
+ *
+ * Load does not migrate: it connects as totes_load, which may only read and write rows. The schema
+ * is the migration step's (processors/migrate, run by the deployment before load is updated;
+ * `totes up` locally).
  */
 
 /**
@@ -40,7 +43,7 @@ const IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000;
 export interface LazyWarehouse {
   connect(): Promise<PoolClient>;
   /**
-   * Starts building the pool now (secret, connection, migrations) without waiting: called during
+   * Starts building the pool now (secret, connection) without waiting: called during
    * the Lambda init phase, so the first invocation usually finds it ready. A failure is forgotten
    * here and surfaces, retried, at the first `connect`.
    */
@@ -51,7 +54,7 @@ export interface LazyWarehouse {
 
 /**
  * A pool built on first use: connection settings resolved (Secrets Manager when configured), pool
- * created, migrations applied. Concurrent first uses share one attempt; a failed attempt is
+ * created, one connection made. Concurrent first uses share one attempt; a failed attempt is
  * forgotten so the next use retries.
  */
 export function lazyWarehouse(
@@ -74,15 +77,10 @@ export function lazyWarehouse(
     pool.on('error', (err) => deps.logger.warn('idle warehouse connection failed; dropped', { err }));
     try {
       const client = await pool.connect();
-      try {
-        const result = await migrateWarehouse(client, { logger: deps.logger });
-        deps.logger.info('warehouse ready', {
-          applied: result.applied,
-          alreadyApplied: result.alreadyApplied.length,
-        });
-      } finally {
-        client.release();
-      }
+      const { rows } = await client
+        .query<{ user: string }>('SELECT current_user AS "user"')
+        .finally(() => client.release());
+      deps.logger.info('warehouse ready', { user: rows[0].user });
     } catch (e) {
       await pool.end().catch(() => undefined);
       throw e;
@@ -141,4 +139,17 @@ export const lambdaWarehouse: LazyWarehouse | undefined = lambda?.warehouse;
  * The Lambda handler, built at cold start. Only inside Lambda (AWS_LAMBDA_FUNCTION_NAME is always
  * set there): importing this module elsewhere, for `createLoadHandler`, must not need the env.
  */
-export const handler: ReturnType<typeof createLoadHandler> = lambda ? createLoadHandler(lambda) : notInLambda;
+export const handler = lambda ? lambdaHandler(createLoadHandler(lambda)) : notInLambda;
+
+/**
+ * What the Lambda returns: for SQS only the partial batch response (the event source mapping reads
+ * `batchItemFailures` and nothing else); for a direct S3 invocation the report (nobody reads it).
+ */
+export function lambdaHandler(
+  load: ReturnType<typeof createLoadHandler>,
+): (event: unknown, context?: { awsRequestId?: string }) => Promise<LoadReport | BatchItemFailures> {
+  return async (event, context) => {
+    const report = await load(event, context);
+    return report.batchItemFailures ? { batchItemFailures: report.batchItemFailures } : report;
+  };
+}

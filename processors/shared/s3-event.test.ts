@@ -1,6 +1,6 @@
 import { encodeS3EventKey } from '../../local/s3rver';
-import { encodeKeyAsS3Does, s3EventFactory } from '../../test/support/s3-events';
-import { decodeS3ObjectKey, isS3TestEvent, S3EventSchema } from './s3-event';
+import { encodeKeyAsS3Does, s3EventFactory, sqsEventFactory } from '../../test/support/s3-events';
+import { decodeS3ObjectKey, isS3TestEvent, parseObjectEvent, S3EventSchema } from './s3-event';
 
 describe('S3 event notifications', () => {
   it.each([
@@ -34,5 +34,28 @@ describe('S3 event notifications', () => {
     expect(isS3TestEvent({ Service: 'Amazon S3', Event: 's3:TestEvent', Bucket: 'b' })).toBe(true);
     expect(isS3TestEvent(event)).toBe(false);
     expect(isS3TestEvent(null)).toBe(false);
+  });
+
+  it('reads both envelopes: S3 directly, and SQS messages wrapping S3 notifications', () => {
+    const direct = s3EventFactory({ bucket: 'b', key: 'k' });
+    expect(parseObjectEvent(direct)).toEqual({ kind: 's3', event: S3EventSchema.parse(direct) });
+    expect(parseObjectEvent({ Service: 'Amazon S3', Event: 's3:TestEvent' })).toEqual({
+      kind: 's3-test-event',
+    });
+    expect(parseObjectEvent({ Records: [{ nope: 1 }] })).toMatchObject({ kind: 'invalid' });
+
+    const queued = sqsEventFactory(
+      [direct, { Service: 'Amazon S3', Event: 's3:TestEvent' }, '{"Records":[{}]}', '{'],
+      { receiveCount: 4 },
+    );
+    const parsed = parseObjectEvent(queued);
+    expect(parsed.kind).toBe('sqs');
+    const messages = parsed.kind === 'sqs' ? parsed.messages : [];
+    expect(messages.map((m) => [m.messageId, m.kind, m.receiveCount])).toEqual(
+      queued.Records.map((r, i) => [r.messageId, ['objects', 'test-event', 'invalid', 'invalid'][i], 4]),
+    );
+    expect(messages[0]).toMatchObject({ event: { Records: [{ s3: { object: { key: 'k' } } }] } });
+    expect(messages[3]).toMatchObject({ issues: ['body: not JSON'] });
+    expect(parseObjectEvent({ Records: [{ eventSource: 'aws:sqs' }] })).toMatchObject({ kind: 'invalid' });
   });
 });

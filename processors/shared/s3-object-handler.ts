@@ -1,12 +1,20 @@
 import type { Logger } from '../../core/logger';
 import type { MetricSet } from './metrics';
-import { decodeS3ObjectKey, isS3TestEvent, S3EventSchema, type S3EventRecord } from './s3-event';
+import { decodeS3ObjectKey, parseObjectEvent, type S3EventRecord } from './s3-event';
 
 /**
  * The envelope both S3-triggered functions (transform, load) share: parse the event, handle each
- * object in turn, count outcomes, and — because an S3-triggered (asynchronous) invocation has no
- * partial-batch response — throw at the end only when some object failed in a way a retry can fix,
- * so Lambda's retries redo just those (finished objects are skipped as duplicates).
+ * object in turn, count outcomes, and report failures a retry can fix the way the invoker retries:
+ *
+ * - S3's own notification (an asynchronous invocation, which has no partial-batch response): throw
+ *   at the end when some object failed retryably, so Lambda's retries redo just those (finished
+ *   objects are skipped as duplicates).
+ * - SQS messages that each wrap an S3 notification (an event source mapping with
+ *   `ReportBatchItemFailures`): never throw; return the ids of the messages with a failed object in
+ *   `batchItemFailures`, so only those return to the queue (after its visibility timeout) and the
+ *   rest are deleted. A message whose body is not an S3 notification fails too: it can never
+ *   succeed, and the queue's redrive policy takes it to the dead-letter queue.
+ *   https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html
  */
 export interface S3ObjectOutcome {
   bucket: string;
@@ -45,60 +53,96 @@ export function describeRetryableFailures(failures: readonly ObjectFailure[]): s
     .join(', ')}`;
 }
 
+/** The partial batch response of an SQS event source mapping. */
+export interface BatchItemFailures {
+  batchItemFailures: { itemIdentifier: string }[];
+}
+
+export type S3ObjectReport<O> = { objects: O[] } & Partial<BatchItemFailures>;
+
 export function s3ObjectHandler<O extends S3ObjectOutcome>(
   options: S3ObjectHandlerOptions<O>,
-): (payload: unknown, context?: { awsRequestId?: string }) => Promise<{ objects: O[] }> {
+): (payload: unknown, context?: { awsRequestId?: string }) => Promise<S3ObjectReport<O>> {
   return async (payload, context) => {
     const logger = context?.awsRequestId
       ? options.logger.child({ requestId: context.awsRequestId })
       : options.logger;
-    if (isS3TestEvent(payload)) {
+    const envelope = parseObjectEvent(payload);
+    if (envelope.kind === 's3-test-event') {
       logger.info('S3 test event ignored');
       return { objects: [] };
     }
-    const parsed = S3EventSchema.safeParse(payload);
-    if (!parsed.success)
-      throw options.invalidEvent(
-        parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`),
-      );
+    if (envelope.kind === 'invalid') throw options.invalidEvent(envelope.issues);
     const started = Date.now();
     const metrics = options.newMetrics();
     for (const name of options.zeroMetrics) metrics.add(name, 0);
     const objects: O[] = [];
+
     // One object at a time: memory stays one object's, and a load holds one warehouse connection.
-    for (const record of parsed.data.Records) {
-      let outcome: O;
-      try {
-        outcome = await options.processRecord(record, metrics, logger);
-      } catch (e) {
-        let key = record.s3.object.key;
+    const handle = async (records: readonly S3EventRecord[], log: Logger): Promise<O[]> => {
+      const outcomes: O[] = [];
+      for (const record of records) {
+        let outcome: O;
         try {
-          key = decodeS3ObjectKey(key);
-        } catch {
-          // Reported with the raw key.
+          outcome = await options.processRecord(record, metrics, log);
+        } catch (e) {
+          let key = record.s3.object.key;
+          try {
+            key = decodeS3ObjectKey(key);
+          } catch {
+            // Reported with the raw key.
+          }
+          log.error('object failed; the invocation will be retried', {
+            bucket: record.s3.bucket.name,
+            key,
+            err: e,
+          });
+          outcome = {
+            bucket: record.s3.bucket.name,
+            key,
+            status: 'failed',
+            reason: e instanceof Error ? e.message : String(e),
+          } as O;
         }
-        logger.error('object failed; the invocation will be retried', {
-          bucket: record.s3.bucket.name,
-          key,
-          err: e,
-        });
-        outcome = {
-          bucket: record.s3.bucket.name,
-          key,
-          status: 'failed',
-          reason: e instanceof Error ? e.message : String(e),
-        } as O;
+        metrics.add(options.statusMetrics[outcome.status as O['status']]);
+        outcomes.push(outcome);
       }
-      metrics.add(options.statusMetrics[outcome.status as O['status']]);
-      objects.push(outcome);
+      objects.push(...outcomes);
+      return outcomes;
+    };
+    const finish = () => {
+      metrics.add(options.durationMetric, Date.now() - started, 'Milliseconds');
+      metrics.flush(context?.awsRequestId ? { requestId: context.awsRequestId } : undefined);
+    };
+
+    if (envelope.kind === 's3') {
+      await handle(envelope.event.Records, logger);
+      finish();
+      const failures = objects.filter((o) => o.status === 'failed');
+      if (failures.length)
+        throw options.retryable(
+          failures.map((f) => ({ bucket: f.bucket, key: f.key, reason: f.reason ?? 'unknown' })),
+        );
+      return { objects };
     }
-    metrics.add(options.durationMetric, Date.now() - started, 'Milliseconds');
-    metrics.flush(context?.awsRequestId ? { requestId: context.awsRequestId } : undefined);
-    const failures = objects.filter((o) => o.status === 'failed');
-    if (failures.length)
-      throw options.retryable(
-        failures.map((f) => ({ bucket: f.bucket, key: f.key, reason: f.reason ?? 'unknown' })),
-      );
-    return { objects };
+
+    envelope.kind satisfies 'sqs';
+    const batchItemFailures: { itemIdentifier: string }[] = [];
+    for (const message of envelope.messages) {
+      const log = logger.child({ messageId: message.messageId, receiveCount: message.receiveCount });
+      if (message.kind === 'test-event') continue;
+      if (message.kind === 'invalid') {
+        log.error('queue message is not an S3 event notification; left for the dead-letter queue', {
+          issues: message.issues.slice(0, 3),
+        });
+        batchItemFailures.push({ itemIdentifier: message.messageId });
+        continue;
+      }
+      const outcomes = await handle(message.event.Records, log);
+      if (outcomes.some((o) => o.status === 'failed'))
+        batchItemFailures.push({ itemIdentifier: message.messageId });
+    }
+    finish();
+    return { objects, batchItemFailures };
   };
 }

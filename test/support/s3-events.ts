@@ -76,3 +76,33 @@ export function s3EventRecordFactory(spec: S3ObjectSpec): S3NotificationRecord {
 export function s3EventFactory(objects: S3ObjectSpec | readonly S3ObjectSpec[]): S3Notification {
   return { Records: (Array.isArray(objects) ? objects : [objects]).map(s3EventRecordFactory) };
 }
+
+/**
+ * The event Lambda's SQS event source mapping sends when S3 notifies a queue: one message per
+ * notification, its body the notification's JSON.
+ * https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html
+ */
+export function sqsEventFactory(
+  bodies: readonly (S3Notification | Record<string, unknown> | string)[],
+  options: { receiveCount?: number; queueArn?: string } = {},
+) {
+  const queueArn = options.queueArn ?? 'arn:aws:sqs:eu-west-2:123456789012:totes-load';
+  return {
+    Records: bodies.map((body, i) => ({
+      messageId: `059f36b4-87a3-44ab-83d2-66${String(i).padStart(10, '0')}`,
+      receiptHandle: `AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a${i}`,
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+      attributes: {
+        ApproximateReceiveCount: String(options.receiveCount ?? 1),
+        SentTimestamp: '1740733563456',
+        SenderId: 'AIDAIENQZJOLO23YVJ4VO',
+        ApproximateFirstReceiveTimestamp: '1740733563460',
+      },
+      messageAttributes: {},
+      md5OfBody: 'e4e68fb7bd0e697a0ae8f1bb342846b3',
+      eventSource: 'aws:sqs',
+      eventSourceARN: queueArn,
+      awsRegion: queueArn.split(':')[3],
+    })),
+  };
+}

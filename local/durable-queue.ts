@@ -1,0 +1,227 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * The local stand-in for an SQS standard queue with a redrive policy: one JSON file per message
+ * under `<dir>/messages/`, so messages survive a crash or `kill -9` of `totes up`, and another
+ * process (`totes reconcile`) can send to it.
+ *
+ * The semantics the load stage relies on, as SQS has them
+ * (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-visibility-timeout.html,
+ * https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html):
+ * - a received message is invisible for the visibility timeout; unless deleted by then, it is
+ *   received again (its receive count goes up);
+ * - a message received more than `maxReceiveCount` times moves to the dead-letter queue
+ *   (`<dir>/dead-letter/`) instead of being handed out again;
+ * - a message older than the retention period is deleted.
+ *
+ * Dead letters are lines of one JSON-lines file (`deadLetterFile`, named `<queue>.dead-letter.jsonl`
+ * like every local dead-letter file, which is where `totes verify` looks for them).
+ *
+ * One consumer process at a time (the local event source mapping); any number of senders. Every
+ * message write is a new file or an atomic rename, so a crash leaves each message whole.
+ */
+
+export const StoredMessageSchema = z.object({
+  id: z.string().min(1),
+  body: z.string(),
+  sentAt: z.number(),
+  receiveCount: z.number().int().min(0),
+  /** Epoch ms before which it is not handed out (0: visible). */
+  visibleAt: z.number(),
+  /** Set in the dead-letter queue: why and when it moved there. */
+  deadLetteredAt: z.number().optional(),
+});
+export type StoredMessage = z.infer<typeof StoredMessageSchema>;
+
+export interface ReceivedMessage {
+  messageId: string;
+  /** Valid for this receive only: a later receive of the same message gets a new one. */
+  receiptHandle: string;
+  body: string;
+  receiveCount: number;
+  sentAt: number;
+}
+
+export interface DurableQueueOptions {
+  /** Holds one file per message. */
+  dir: string;
+  /** The dead-letter queue: a JSON-lines file, one message per line. */
+  deadLetterFile: string;
+  visibilityTimeoutMs: number;
+  /** Receives after which a message moves to the dead-letter queue (SQS's redrive policy). */
+  maxReceiveCount: number;
+  /** SQS keeps messages 4 days by default, 14 at most; locally 14. */
+  retentionMs?: number;
+  now?: () => number;
+}
+
+export interface QueueDepth {
+  /** Visible now. */
+  visible: number;
+  /** Received and not yet deleted or visible again. */
+  inFlight: number;
+  deadLetters: number;
+}
+
+export const FOURTEEN_DAYS_MS = 14 * 24 * 3600_000;
+
+export class DurableQueue {
+  readonly messagesDir: string;
+  readonly deadLetterFile: string;
+  /** Messages this instance moved to the dead-letter queue. */
+  movedToDeadLetters = 0;
+  private readonly now: () => number;
+
+  constructor(private readonly o: DurableQueueOptions) {
+    this.messagesDir = path.join(o.dir, 'messages');
+    this.deadLetterFile = o.deadLetterFile;
+    this.now = o.now ?? Date.now;
+    // eslint-disable-next-line security/detect-non-literal-fs-filename -- the queue's own directory, named by totes up
+    fs.mkdirSync(this.messagesDir, { recursive: true });
+    // eslint-disable-next-line security/detect-non-literal-fs-filename -- the same
+    fs.mkdirSync(path.dirname(this.deadLetterFile), { recursive: true });
+  }
+
+  /** Enqueues a message; resolves once it is on disk. */
+  async send(body: string): Promise<string> {
+    const sentAt = this.now();
+    // Sortable by send time, unique across processes.
+    const id = `${String(sentAt).padStart(15, '0')}-${randomBytes(6).toString('hex')}`;
+    await this.write(this.messagesDir, { id, body, sentAt, receiveCount: 0, visibleAt: 0 });
+    return id;
+  }
+
+  /**
+   * Up to `max` visible messages, oldest first, each made invisible for the visibility timeout.
+   * Messages past their receives go to the dead-letter queue; messages past retention are deleted.
+   */
+  async receive(max: number): Promise<ReceivedMessage[]> {
+    const now = this.now();
+    const out: ReceivedMessage[] = [];
+    for (const message of await this.list(this.messagesDir)) {
+      if (out.length >= max) break;
+      if (message.visibleAt > now) continue;
+      if (now - message.sentAt > (this.o.retentionMs ?? FOURTEEN_DAYS_MS)) {
+        await this.remove(this.messagesDir, message.id);
+        continue;
+      }
+      if (message.receiveCount >= this.o.maxReceiveCount) {
+        await this.moveToDeadLetters(message, now);
+        continue;
+      }
+      const received = {
+        ...message,
+        receiveCount: message.receiveCount + 1,
+        visibleAt: now + this.o.visibilityTimeoutMs,
+      };
+      await this.write(this.messagesDir, received);
+      out.push({
+        messageId: message.id,
+        receiptHandle: `${message.id}#${received.receiveCount}`,
+        body: message.body,
+        receiveCount: received.receiveCount,
+        sentAt: message.sentAt,
+      });
+    }
+    return out;
+  }
+
+  /** Deletes a received message; a handle from an earlier receive of it deletes nothing. */
+  async delete(receiptHandle: string): Promise<boolean> {
+    const [id, count] = receiptHandle.split('#');
+    const message = await this.read(this.messagesDir, id);
+    if (!message || String(message.receiveCount) !== count) return false;
+    await this.remove(this.messagesDir, id);
+    return true;
+  }
+
+  async depth(): Promise<QueueDepth> {
+    const now = this.now();
+    const messages = await this.list(this.messagesDir);
+    const inFlight = messages.filter((m) => m.visibleAt > now).length;
+    return {
+      visible: messages.length - inFlight,
+      inFlight,
+      deadLetters: (await this.deadLetters()).length,
+    };
+  }
+
+  async deadLetters(): Promise<StoredMessage[]> {
+    let text: string;
+    try {
+      // eslint-disable-next-line security/detect-non-literal-fs-filename -- the queue's own file
+      text = await fs.promises.readFile(this.deadLetterFile, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+    return text
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .map((line) => StoredMessageSchema.parse(JSON.parse(line)));
+  }
+
+  /** Sends a dead letter's body again as a new message and removes the dead letter. */
+  async redrive(deadLetterId: string): Promise<void> {
+    const message = (await this.deadLetters()).find((m) => m.id === deadLetterId);
+    if (!message) return;
+    await this.send(message.body);
+    await this.dropDeadLetter(deadLetterId);
+  }
+
+  /** Removes a dead letter without sending it again (the file is rewritten, then renamed over). */
+  async dropDeadLetter(deadLetterId: string): Promise<void> {
+    const kept = (await this.deadLetters()).filter((m) => m.id !== deadLetterId);
+    const tmp = `${this.deadLetterFile}.${process.pid}.tmp`;
+    // eslint-disable-next-line security/detect-non-literal-fs-filename -- beside the queue's own file
+    await fs.promises.writeFile(tmp, kept.map((m) => `${JSON.stringify(m)}\n`).join(''));
+    // eslint-disable-next-line security/detect-non-literal-fs-filename -- the same two files
+    await fs.promises.rename(tmp, this.deadLetterFile);
+  }
+
+  private async moveToDeadLetters(message: StoredMessage, now: number): Promise<void> {
+    const line = `${JSON.stringify({ ...message, visibleAt: 0, deadLetteredAt: now })}\n`;
+    // eslint-disable-next-line security/detect-non-literal-fs-filename -- the queue's own file
+    await fs.promises.appendFile(this.deadLetterFile, line);
+    await this.remove(this.messagesDir, message.id);
+    this.movedToDeadLetters += 1;
+  }
+
+  private async list(dir: string): Promise<StoredMessage[]> {
+    // eslint-disable-next-line security/detect-non-literal-fs-filename -- the queue's own directory
+    const files = (await fs.promises.readdir(dir)).filter((f) => f.endsWith('.json')).sort();
+    const messages: StoredMessage[] = [];
+    for (const file of files) {
+      const message = await this.read(dir, file.slice(0, -'.json'.length));
+      if (message) messages.push(message);
+    }
+    return messages;
+  }
+
+  private async read(dir: string, id: string): Promise<StoredMessage | undefined> {
+    try {
+      // eslint-disable-next-line security/detect-non-literal-fs-filename -- ids are the queue's own file names
+      const text = await fs.promises.readFile(path.join(dir, `${id}.json`), 'utf8');
+      return StoredMessageSchema.parse(JSON.parse(text));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  private async write(dir: string, message: StoredMessage): Promise<void> {
+    const file = path.join(dir, `${message.id}.json`);
+    const tmp = path.join(dir, `.${message.id}.${process.pid}.tmp`);
+    // eslint-disable-next-line security/detect-non-literal-fs-filename -- the queue's own directory and ids
+    await fs.promises.writeFile(tmp, JSON.stringify(message));
+    // eslint-disable-next-line security/detect-non-literal-fs-filename -- the same
+    await fs.promises.rename(tmp, file);
+  }
+
+  private async remove(dir: string, id: string): Promise<void> {
+    await fs.promises.rm(path.join(dir, `${id}.json`), { force: true });
+  }
+}

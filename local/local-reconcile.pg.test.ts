@@ -1,0 +1,206 @@
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client, Pool } from 'pg';
+import { changeBatchFactory, changeFactory } from '../core/csv-codec.fixtures';
+import {
+  encodeChangeBatchAsCsv,
+  encodeSchemaObject,
+  schemaObjectFor,
+  schemaObjectKey,
+} from '../core/csv-codec';
+import { silentLogger } from '../core/logger';
+import { createLoadHandler } from '../processors/load/create-handler';
+import { migrateWarehouse } from '../processors/load/migrate';
+import { reconcile, redriveDeadLetters } from '../processors/reconcile/reconcile';
+import { objectCreatedRecord } from '../processors/shared/s3-event';
+import { createTestDatabase, waitFor } from '../test/support/pg';
+import { openLoadQueue } from './load-queue';
+import { localLoadDeadLetters, localReconcileDeps, loadedKeys } from './local-reconcile';
+import { QueueEventSource } from './queue-event-source';
+import { s3ClientFor, startS3rver, type LocalS3 } from './s3rver';
+
+// The reconciler on the local stack: real s3rver buckets, a real warehouse, the on-disk load queue.
+
+const INGESTION = 'ingestion';
+const PROCESSED = 'processed';
+let s3: LocalS3;
+let client: S3Client;
+let root: string;
+let warehouse: Client;
+let pool: Pool;
+
+beforeAll(async () => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-reconcile-'));
+  s3 = await startS3rver({ dataDir: path.join(root, 's3'), buckets: [INGESTION, PROCESSED] });
+  client = s3ClientFor(s3.endpoint);
+  const url = await createTestDatabase('reconcile_local');
+  warehouse = new Client({ connectionString: url });
+  await warehouse.connect();
+  await migrateWarehouse(warehouse);
+  pool = new Pool({ connectionString: url, max: 2 });
+});
+afterAll(async () => {
+  client.destroy();
+  await s3.stop();
+  await warehouse.end();
+  await pool.end();
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+const put = (bucket: string, key: string, body: string) =>
+  client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+
+/** Currency inserts (a table that maps straight to dim_currency). */
+function currencyBatch(ids: number[]) {
+  return changeBatchFactory({
+    table: 'currency',
+    columns: [
+      { name: 'currency_id', type: 'int4', key: true },
+      { name: 'currency_code', type: 'text', key: false },
+    ],
+    changes: ids.map((id) =>
+      changeFactory({ lsn: `00000000/0${id}000000`, values: [String(id), ['GBP', 'USD', 'EUR'][id % 3]] }),
+    ),
+  });
+}
+
+/** An hour partition of today, where the reconciler looks by default. */
+function hourPath(): string {
+  const d = new Date();
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return `${d.getUTCFullYear()}/${pad(d.getUTCMonth() + 1)}/${pad(d.getUTCDate())}/${pad(d.getUTCHours())}`;
+}
+
+it('finds, re-drives and counts unfinished work; never loops a quarantined object; takes a corrected one', async () => {
+  // Prepare: a valid currency CSV and an unreadable one, both delivered but never transformed.
+  const dataDir = path.join(root, 'data');
+  const batch = currencyBatch([1, 2, 3]);
+  const schema = schemaObjectFor(batch);
+  await put(INGESTION, schemaObjectKey(batch.table, schema.fingerprint), encodeSchemaObject(schema));
+  const folder = `totesys/${batch.table}/schema=${schema.fingerprint}/${hourPath()}`;
+  const good = `${folder}/good.csv`;
+  const bad = `${folder}/bad.csv`;
+  await put(INGESTION, good, encodeChangeBatchAsCsv(batch));
+  await put(INGESTION, bad, 'not,"a valid\nchange csv');
+  const deps = localReconcileDeps({
+    dataDir,
+    s3: client,
+    ingestionBucket: INGESTION,
+    processedBucket: PROCESSED,
+    warehouse,
+    logger: silentLogger,
+  });
+  const run = () => reconcile(deps, { graceMs: 0 });
+
+  // Act 1: both are outstanding; the reconciler transforms them (one output, one quarantine pointer).
+  const first = await run();
+  expect(first.counts.transform).toMatchObject({ outstanding: 2, done: 0 });
+  expect(first.redriven.transform).toBe(2);
+  expect(await reconcile(deps, { graceMs: 60_000 })).toMatchObject({
+    counts: { load: { 'in-flight': 1 } }, // just written: still on its way
+    redriven: { load: 0 },
+  });
+
+  // Act 2: the good one's Parquet was never loaded: sent to the load queue. The quarantined one is not sent again.
+  const second = await run();
+  expect(second.counts.transform).toMatchObject({ done: 1, quarantined: 1, outstanding: 0 });
+  expect(second.counts.load).toMatchObject({ outstanding: 1 });
+  expect(second.redriven).toEqual({ transform: 0, load: 1 });
+  // While the queue holds that message, loads are not sent again (they may be on their way).
+  expect(await run()).toMatchObject({ redriven: { load: 0 }, loadRedriveSkipped: 'load queue busy' });
+
+  // Act 3: the load queue's consumer (totes up's, here alone) loads it.
+  const queue = openLoadQueue(dataDir);
+  const consumer = new QueueEventSource({
+    name: 'load',
+    queue,
+    handler: createLoadHandler({ s3: client, warehouse: pool }),
+    batchSize: 10,
+    maximumConcurrency: 2,
+    pollIntervalMs: 20,
+    logger: silentLogger,
+  });
+  consumer.start();
+  try {
+    await waitFor('the load', async () =>
+      (
+        await loadedKeys(
+          warehouse,
+          second.outstanding.map((i) => i.key),
+        )
+      ).size === 1
+        ? true
+        : undefined,
+    );
+    await waitFor('the queue to empty', async () =>
+      (await queue.depth()).inFlight === 0 ? true : undefined,
+    );
+
+    // Assess: nothing outstanding; the quarantined object stays quarantined, run after run.
+    const third = await run();
+    expect(third.counts).toEqual({
+      transform: { done: 1, quarantined: 1, 'in-flight': 0, outstanding: 0 },
+      load: { done: 1, quarantined: 0, 'in-flight': 0, outstanding: 0 },
+    });
+
+    // Act 4: the bad object is replaced by a corrected one (a new version): it is outstanding again, and goes through.
+    await put(INGESTION, bad, encodeChangeBatchAsCsv(currencyBatch([4, 5])));
+    const corrected = await run();
+    expect(corrected.counts.transform).toMatchObject({ outstanding: 1 });
+    expect(corrected.redriven.transform).toBe(1);
+    const fourth = await run();
+    expect(fourth.counts.transform).toMatchObject({ done: 2, quarantined: 0 });
+    await waitFor('the corrected object loaded', async () =>
+      (await run()).counts.load.done === 2 ? true : undefined,
+    );
+
+    // Act 5: a Parquet object load cannot read is quarantined by load, and then never sent again.
+    const junk = `dim_currency/${hourPath()}/junk.parquet`;
+    await put(PROCESSED, junk, 'junk');
+    await queue.send(
+      JSON.stringify({
+        Records: [
+          objectCreatedRecord({
+            bucket: PROCESSED,
+            key: junk,
+            lastModified: new Date(),
+            configurationId: 'test',
+          }),
+        ],
+      }),
+    );
+    await waitFor('the junk quarantined', async () =>
+      (await run()).counts.load.quarantined === 1 ? true : undefined,
+    );
+    expect((await run()).redriven.load).toBe(0);
+
+    // Act 6: dead letters go through the same model: loaded and quarantined ones are dropped, the rest sent again.
+    const missing = `dim_currency/${hourPath()}/never-loaded.parquet`;
+    await put(PROCESSED, missing, 'never loaded (and not Parquet either)');
+    const loaded = fourth.outstanding.length ? fourth.outstanding[0].key : second.outstanding[0].key;
+    for (const key of [loaded, junk, missing]) {
+      const id = `000000000000001-${key.replace(/\W/g, '')}`;
+      const record = objectCreatedRecord({
+        bucket: PROCESSED,
+        key,
+        lastModified: new Date(),
+        configurationId: 'test',
+      });
+      const body = JSON.stringify({ Records: [record] });
+      fs.appendFileSync(
+        queue.deadLetterFile,
+        `${JSON.stringify({ id, body, sentAt: 1, receiveCount: 100, visibleAt: 0, deadLetteredAt: 2 })}\n`,
+      );
+    }
+    await consumer.stop();
+    const result = await redriveDeadLetters(deps, await localLoadDeadLetters(dataDir));
+    expect(result).toEqual({ redriven: 1, dropped: 2 });
+    expect(await queue.deadLetters()).toEqual([]);
+    const [message] = await queue.receive(10);
+    expect(JSON.parse(message.body).Records[0].s3.object.key).toBe(missing);
+  } finally {
+    await consumer.stop();
+  }
+}, 90_000);
