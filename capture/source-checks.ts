@@ -52,6 +52,10 @@ export const FINDING = {
   slotWalAtRisk: 'slot-wal-at-risk',
   slotCapacity: 'slot-capacity',
   walSenders: 'wal-senders',
+  rowSecurity: 'row-security',
+  generatedColumns: 'generated-columns',
+  publicationRowFilter: 'publication-row-filter',
+  publicationColumnList: 'publication-column-list',
 } as const;
 export type FindingId = (typeof FINDING)[keyof typeof FINDING];
 
@@ -76,6 +80,28 @@ export interface TableFacts {
   canSelect: boolean;
   /** The role has the owner's rights (needed to add the table to a publication). */
   owned: boolean;
+  /** pg_class.relrowsecurity: row-level security is enabled on the table. */
+  rowSecurity: boolean;
+  /** pg_class.relforcerowsecurity: its policies bind the table's owner too. */
+  forceRowSecurity: boolean;
+  /** PostgreSQL 12+ (pg_attribute.attgenerated), in column order; empty for a missing table. */
+  generatedColumns: GeneratedColumn[];
+}
+
+/** Stored generated columns arrived in PostgreSQL 12, virtual ones (the default kind) in 18. */
+export interface GeneratedColumn {
+  name: string;
+  kind: 'stored' | 'virtual';
+}
+
+/** A captured table the publication narrows (PostgreSQL 15+: pg_publication_rel.prqual / prattrs). */
+export interface RestrictedTable {
+  /** `schema.name`, as in publishedTables. */
+  table: string;
+  /** The row filter's WHERE expression (pg_get_expr), or null. */
+  rowFilter: string | null;
+  /** The published columns, in column order, or null when every column is published. */
+  columns: string[] | null;
 }
 
 export interface PublicationFacts {
@@ -87,6 +113,10 @@ export interface PublicationFacts {
   truncate: boolean | null;
   /** The wanted tables (`schema.name`) that the publication covers. */
   publishedTables: string[];
+  /** PostgreSQL 18+ (pg_publication.pubgencols): whether stored generated columns are published; null before 18. */
+  publishGeneratedColumns: 'none' | 'stored' | null;
+  /** The wanted tables it publishes with a row filter or a column list (always empty before 15). */
+  restrictedTables: RestrictedTable[];
 }
 
 export interface SlotFacts {
@@ -127,6 +157,8 @@ export interface SupportedSourceFacts {
     name: string;
     superuser: boolean;
     replication: boolean;
+    /** BYPASSRLS: row-level security never filters what the role reads. */
+    bypassRls: boolean;
     rdsReplication: boolean;
     canCreateInDatabase: boolean;
   };
@@ -164,6 +196,7 @@ const ServerRow = z.object({
   role: z.string(),
   superuser: z.boolean(),
   replication: z.boolean(),
+  bypass_rls: z.boolean(),
   is_rds: z.boolean(),
   rds_replication: z.boolean(),
   can_create_in_database: z.boolean(),
@@ -183,6 +216,9 @@ const TableRow = z.object({
   replica_identity: z.string().nullable(),
   can_select: z.boolean(),
   owned: z.boolean(),
+  row_security: z.boolean(),
+  force_row_security: z.boolean(),
+  generated_columns: z.array(z.object({ name: z.string(), kind: z.enum(['s', 'v']) })),
 });
 
 // pg_publication and pg_replication_slots gained columns over the versions, so they are read whole
@@ -194,8 +230,16 @@ const PublicationRow = z.object({
     pubupdate: z.boolean(),
     pubdelete: z.boolean(),
     pubtruncate: z.boolean().optional(), // PostgreSQL 11+
+    pubgencols: z.enum(['n', 's']).optional(), // PostgreSQL 18+
   }),
   published_tables: z.array(z.string()),
+  restricted_tables: z.array(
+    z.object({
+      table: z.string(),
+      row_filter: z.string().nullable(),
+      columns: z.array(z.string()).nullable(),
+    }),
+  ),
 });
 
 // https://www.postgresql.org/docs/current/view-pg-replication-slots.html
@@ -244,6 +288,7 @@ export async function gatherSourceFacts(client: Client, want: SourceWant): Promi
             r.rolname AS role,
             r.rolsuper AS superuser,
             r.rolreplication AS replication,
+            r.rolbypassrls AS bypass_rls,
             EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rds_replication') AS is_rds,
             COALESCE((SELECT pg_has_role(r.oid, g.oid, 'MEMBER') FROM pg_roles g WHERE g.rolname = 'rds_replication'),
                      false) AS rds_replication,
@@ -261,6 +306,14 @@ export async function gatherSourceFacts(client: Client, want: SourceWant): Promi
   const names = want.tables.map(splitTableName);
   const schemas = names.map((n) => n.schema);
   const tables = names.map((n) => n.name);
+  // pg_attribute.attgenerated arrived in 12: 's' stored, 'v' virtual (18+), '' not generated.
+  const generatedColumns =
+    version.version_num < 120000
+      ? `'[]'::jsonb`
+      : `COALESCE((SELECT jsonb_agg(jsonb_build_object('name', a.attname, 'kind', a.attgenerated) ORDER BY a.attnum)
+                     FROM pg_attribute a
+                    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> ''),
+                  '[]'::jsonb)`;
   const tableRows = await queryRows(
     client,
     TableRow,
@@ -270,7 +323,10 @@ export async function gatherSourceFacts(client: Client, want: SourceWant): Promi
             EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_primary_key,
             c.relreplident::text AS replica_identity,
             COALESCE(has_table_privilege(c.oid, 'SELECT'), false) AS can_select,
-            COALESCE(pg_has_role(c.relowner, 'USAGE'), false) AS owned
+            COALESCE(pg_has_role(c.relowner, 'USAGE'), false) AS owned,
+            COALESCE(c.relrowsecurity, false) AS row_security,
+            COALESCE(c.relforcerowsecurity, false) AS force_row_security,
+            ${generatedColumns} AS generated_columns
        FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS w(schema, name, ord)
        LEFT JOIN pg_namespace n ON n.nspname = w.schema
        LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.name AND c.relkind IN ('r', 'p')
@@ -278,6 +334,23 @@ export async function gatherSourceFacts(client: Client, want: SourceWant): Promi
     [schemas, tables],
   );
 
+  // Row filters and column lists arrived in 15; only tables listed FOR TABLE can have them:
+  // https://www.postgresql.org/docs/current/catalog-pg-publication-rel.html
+  const restrictedTables =
+    version.version_num < 150000
+      ? `'[]'::jsonb`
+      : `COALESCE((SELECT jsonb_agg(jsonb_build_object(
+                            'table', w.schema || '.' || w.name,
+                            'row_filter', pg_get_expr(pr.prqual, pr.prrelid),
+                            'columns', (SELECT array_agg(a.attname ORDER BY a.attnum)
+                                          FROM pg_attribute a
+                                         WHERE a.attrelid = pr.prrelid AND a.attnum = ANY (pr.prattrs::int2[]))))
+                     FROM pg_publication_rel pr
+                     JOIN pg_class c ON c.oid = pr.prrelid
+                     JOIN pg_namespace n ON n.oid = c.relnamespace
+                     JOIN unnest($2::text[], $3::text[]) AS w(schema, name) ON w.schema = n.nspname AND w.name = c.relname
+                    WHERE pr.prpubid = p.oid AND (pr.prqual IS NOT NULL OR pr.prattrs IS NOT NULL)),
+                  '[]'::jsonb)`;
   // pg_publication_tables expands FOR ALL TABLES and FOR TABLES IN SCHEMA into the tables covered.
   const [publication = null] = await queryRows(
     client,
@@ -287,7 +360,8 @@ export async function gatherSourceFacts(client: Client, want: SourceWant): Promi
                     FROM pg_publication_tables t
                     JOIN unnest($2::text[], $3::text[]) AS w(schema, name)
                       ON w.schema = t.schemaname AND w.name = t.tablename
-                   WHERE t.pubname = p.pubname) AS published_tables
+                   WHERE t.pubname = p.pubname) AS published_tables,
+            ${restrictedTables} AS restricted_tables
        FROM pg_publication p
       WHERE p.pubname = $1`,
     [want.publication, schemas, tables],
@@ -317,6 +391,7 @@ export async function gatherSourceFacts(client: Client, want: SourceWant): Promi
       name: server.role,
       superuser: server.superuser,
       replication: server.replication,
+      bypassRls: server.bypass_rls,
       rdsReplication: server.rds_replication,
       canCreateInDatabase: server.can_create_in_database,
     },
@@ -337,6 +412,12 @@ export async function gatherSourceFacts(client: Client, want: SourceWant): Promi
       replicaIdentity: t.replica_identity,
       canSelect: t.can_select,
       owned: t.owned,
+      rowSecurity: t.row_security,
+      forceRowSecurity: t.force_row_security,
+      generatedColumns: t.generated_columns.map((g) => ({
+        name: g.name,
+        kind: g.kind === 's' ? ('stored' as const) : ('virtual' as const),
+      })),
     })),
     publication: publication && {
       allTables: publication.publication.puballtables,
@@ -345,6 +426,17 @@ export async function gatherSourceFacts(client: Client, want: SourceWant): Promi
       delete: publication.publication.pubdelete,
       truncate: publication.publication.pubtruncate ?? null,
       publishedTables: publication.published_tables,
+      publishGeneratedColumns:
+        publication.publication.pubgencols === undefined
+          ? null
+          : publication.publication.pubgencols === 's'
+            ? 'stored'
+            : 'none',
+      restrictedTables: publication.restricted_tables.map((r) => ({
+        table: r.table,
+        rowFilter: r.row_filter,
+        columns: r.columns,
+      })),
     },
     slot: slot && {
       slotType: slot.slot.slot_type,
