@@ -223,6 +223,14 @@ describe('checkSource against real Postgres', () => {
     expect(await count(readerUrl)).toBe(3);
     const after = await check({ publication: 'not_there', tables: ['rls_t'] }, readerUrl);
     expect(after.some((x) => x.id === FINDING.rowSecurity)).toBe(false);
+
+    // A restrictive policy narrows what the permissive one shows: filtered again.
+    await withClient(url, (c) =>
+      c.query('CREATE POLICY only_some ON rls_t AS RESTRICTIVE FOR SELECT USING (id < 3)'),
+    );
+    expect(await count(readerUrl)).toBe(2);
+    const narrowed = await check({ publication: 'not_there', tables: ['rls_t'] }, readerUrl);
+    expect(find(narrowed, FINDING.rowSecurity).severity).toBe('error');
   });
 
   it('finds a publication row filter and a column list, and the statements it prints clear them', async () => {

@@ -26,6 +26,7 @@ function table(t: string, overrides: Partial<TableFacts> = {}): TableFacts {
     owned: false,
     rowSecurity: false,
     forceRowSecurity: false,
+    policiesShowEveryRow: false,
     generatedColumns: [],
     ...overrides,
   };
@@ -438,6 +439,7 @@ describe('evaluateSource', () => {
       ['a superuser', { role: { ...goodFacts().role, superuser: true } }, {}],
       ['a role with BYPASSRLS', { role: { ...goodFacts().role, bypassRls: true } }, {}],
       ["the table's owner", {}, { owned: true }],
+      ['a role a policy shows every row', {}, { policiesShowEveryRow: true }],
     ])('passes for %s', (_who, factOverrides, tableOverrides) => {
       const facts = goodFacts({ ...factOverrides, tables: [table('staff', { ...rls, ...tableOverrides })] });
       expect(problems(evaluateSource(facts, want))).toEqual([]);
@@ -508,7 +510,7 @@ describe('evaluateSource', () => {
         tables: [table('staff', { generatedColumns: [stored] })],
         publication: { ...goodFacts().publication!, publishGeneratedColumns: 'stored' },
       });
-      expect(problems(evaluateSource(storedOnly, want))).toEqual([]);
+      expect(evaluateSource(storedOnly, want).some((f) => f.id === FINDING.generatedColumns)).toBe(false);
     });
 
     it('on PostgreSQL 18 without a publication yet, says to create it publishing them', () => {
