@@ -11,6 +11,7 @@ module.exports = {
     '<rootDir>/cli',
     '<rootDir>/infra',
     '<rootDir>/totesys',
+    '<rootDir>/dashboard',
     '<rootDir>/test',
   ],
   testMatch: ['**/*.test.ts'],
@@ -28,7 +29,7 @@ module.exports = {
   testTimeout: 60_000,
   maxWorkers: 2,
   collectCoverageFrom: [
-    '{core,capture,processors,local,cli,infra,totesys}/**/*.ts',
+    '{core,capture,processors,local,cli,infra,totesys,dashboard}/**/*.ts',
     '!**/*.test.ts',
     '!**/main.ts',
   ],

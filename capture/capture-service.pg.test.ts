@@ -1,10 +1,12 @@
-import type { KinesisClient } from '@aws-sdk/client-kinesis';
+import { KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
+import net from 'node:net';
 import { createLogger, silentLogger, type Logger } from '../core/logger';
 import { ensureStream, kinesisClientFor, startKinesalite, type LocalKinesis } from '../local/kinesalite';
 import { StreamCollector, replayToState } from '../test/support/kinesis';
 import { createTestDatabase, waitFor, withClient } from '../test/support/pg';
 import { CaptureService, type CaptureConfig } from './capture-service';
 import { KinesisSink, type RecordSink } from './kinesis-sink';
+import { awsRequestHandler } from './main';
 import { getSlot } from './slot';
 import { MemoryStateStore } from './state-store';
 
@@ -424,5 +426,91 @@ describe('capture service (real Postgres + kinesalite)', () => {
     expect(peakBuffered).toBeGreaterThan(0);
     expect(peakBuffered).toBeLessThan(flushBytes + 1024 * 1024);
     await stopCapture(h);
+  });
+});
+
+describe('capture stays live (real Postgres + kinesalite)', () => {
+  it('keeps the connection through a sink held longer than wal_sender_timeout (status updates while paused)', async () => {
+    const url = await createTestDatabase('capture_paused');
+    await withClient(url, async (c) => {
+      await c.query('CREATE TABLE big (id int PRIMARY KEY, pad text)');
+      // A replication connection to this database gets a 1 s timeout (it is a user-settable GUC).
+      await c.query(`ALTER DATABASE "${new URL(url).pathname.slice(1)}" SET wal_sender_timeout = '1s'`);
+    });
+    const stream = await newStream();
+    const real = new KinesisSink({ client, streamName: stream });
+    let held = true;
+    const gated: RecordSink = {
+      put: async (records) => {
+        while (held) await new Promise((r) => setTimeout(r, 20));
+        return real.put(records);
+      },
+    };
+    const h = await startCapture(url, ['big'], {
+      stream,
+      sink: gated,
+      config: { flushBytes: 64 * 1024, statusIntervalMs: 200 },
+    });
+    let failure: unknown = null;
+    h.running.catch((e) => (failure = e));
+    held = false;
+    await waitFor('snapshot', async () => ((await h.state.load())?.snapshotCompletedAt ? true : undefined));
+    held = true;
+    await withClient(url, (c) =>
+      c.query("INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g"),
+    );
+    // Held for four times the server's timeout while capture has paused its socket.
+    await waitFor('reading to pause', () =>
+      (h.service as unknown as { stream: { isPaused: boolean } }).stream?.isPaused ? true : undefined,
+    );
+    await new Promise((r) => setTimeout(r, 4000));
+    held = false;
+    await collectUntil(h, 'every row', () => h.collector.ofTable('big').length >= 20_000, 60_000);
+    expect(failure).toBeNull();
+    await stopCapture(h);
+  });
+
+  it('fails (to be restarted) when the sink hangs with work pending', async () => {
+    const url = await createTestDatabase('capture_hung');
+    await withClient(url, (c) => c.query('CREATE TABLE t (id int PRIMARY KEY)'));
+    const stream = await newStream();
+    const real = new KinesisSink({ client, streamName: stream });
+    let hang = false;
+    const sink: RecordSink = {
+      put: (records) => (hang ? new Promise(() => undefined) : real.put(records)),
+    };
+    const h = await startCapture(url, ['t'], { stream, sink, config: { stallTimeoutMs: 1000 } });
+    await waitFor('snapshot', async () => ((await h.state.load())?.snapshotCompletedAt ? true : undefined));
+    hang = true;
+    await withClient(url, (c) => c.query('INSERT INTO t VALUES (1)'));
+    await expect(h.running).rejects.toThrow(/no progress for \d+ s with changes pending/);
+  });
+});
+
+describe('AWS calls have deadlines', () => {
+  it('ends a PutRecords that never gets an answer', async () => {
+    const server = net.createServer(() => undefined); // accepts, never answers
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as net.AddressInfo;
+    const hung = new KinesisClient({
+      region: 'us-east-1',
+      endpoint: `http://127.0.0.1:${port}`,
+      credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+      requestHandler: awsRequestHandler({ requestMs: 300 }),
+      maxAttempts: 1,
+    });
+    try {
+      await expect(
+        hung.send(
+          new PutRecordsCommand({
+            StreamName: 's',
+            Records: [{ Data: Buffer.from('x'), PartitionKey: 'k' }],
+          }),
+        ),
+      ).rejects.toThrow(/timeout/i);
+    } finally {
+      hung.destroy();
+      server.close();
+    }
   });
 });

@@ -3,6 +3,7 @@ import type { Pgoutput } from 'pg-logical-replication';
 import type { Logger } from '../core/logger';
 import { compareLsn, type Lsn } from '../core/lsn';
 import { AckTracker } from './ack-tracker';
+import { assessLiveness, silenceTimeoutFor } from './liveness';
 import {
   ChangeBatcher,
   DEFAULT_BATCHER_LIMITS,
@@ -44,6 +45,16 @@ export interface CaptureConfig {
   slot: string;
   /** A transactional logical message this often keeps an idle slot moving (and measures lag). */
   heartbeatIntervalMs: number;
+  /**
+   * A standby status update (the confirmed position) goes to the server this often, also while
+   * reading is paused for backpressure: without replies for wal_sender_timeout the server ends the
+   * connection, and a huge transaction would be replayed from its start again and again.
+   */
+  statusIntervalMs: number;
+  /** Work pending and nothing confirmed for this long: fail (and be restarted). See liveness.ts. */
+  stallTimeoutMs: number;
+  /** Nothing from the server for this long while reading: fail. Default: from wal_sender_timeout. */
+  silenceTimeoutMs?: number;
   /** How often slot lag and throughput are measured and logged. */
   statsIntervalMs: number;
   /** After a commit, wait this long for more changes before flushing a partial batch. */
@@ -63,6 +74,10 @@ export const CAPTURE_DEFAULTS = {
   publication: 'totes_pub',
   slot: 'totes_slot',
   heartbeatIntervalMs: 10_000,
+  // pg_recvlogical's default --status-interval; wal_sender_timeout defaults to 60 s.
+  statusIntervalMs: 10_000,
+  // Longer than the sink's own retries with backoff and its request timeout, so only a real hang trips it.
+  stallTimeoutMs: 180_000,
   statsIntervalMs: 10_000,
   lingerMs: 20,
   // PutRecords takes up to 5 MiB a call, but bigger flushes did not help: with 1 MiB the benchmark ran
@@ -145,6 +160,10 @@ export class CaptureService {
   /** The capture generation of everything this run writes (set by prepareSlot). */
   private epoch = 0;
   private resyncRunning = false;
+  private lastStatusAt = 0;
+  private lastProgressAt = 0;
+  private lastServerMessageAt = 0;
+  private silenceTimeoutMs = Infinity;
   private readonly lastMissingReport = new Map<string, number>();
   private versionNum = 0;
   readonly stats: CaptureStats = {
@@ -614,6 +633,9 @@ export class CaptureService {
       },
     );
     this.stream = stream;
+    this.silenceTimeoutMs =
+      this.config.silenceTimeoutMs ?? silenceTimeoutFor(await this.walSenderTimeoutMs());
+    this.lastProgressAt = this.lastServerMessageAt = this.now();
     this.startTimers();
     this.log.info('streaming started', {
       from: slot.confirmedFlushLsn,
@@ -633,6 +655,7 @@ export class CaptureService {
   }
 
   private onMessage(message: Pgoutput.Message): void {
+    this.lastServerMessageAt = this.now();
     if (this.failed) return;
     try {
       const decoded = this.decoder.decode(message);
@@ -668,6 +691,7 @@ export class CaptureService {
   }
 
   private onKeepalive(walEnd: Lsn, replyRequested: boolean): void {
+    this.lastServerMessageAt = this.now();
     if (this.failed || !this.acks) return;
     const lsn = this.acks.keepalive(walEnd, this.batcher.isEmpty, replyRequested);
     if (lsn) this.confirm(lsn);
@@ -690,6 +714,8 @@ export class CaptureService {
     }
     const acks = this.acks;
     const records = this.batcher.drain();
+    // Work starts pending now: the stall clock runs from here, not from the last (idle) progress.
+    if (acks.flushesInFlight === 0) this.lastProgressAt = this.now();
     const token = acks.startFlush();
     const commitTs = this.lastCommitTs;
     if (acks.flushesInFlight >= this.config.maxFlushesInFlight) this.stream?.pause();
@@ -706,6 +732,7 @@ export class CaptureService {
         );
         return;
       }
+      this.lastProgressAt = this.now();
       const confirmed = acks.finishFlush(token);
       if (confirmed) {
         if (commitTs) this.stats.lastDurableCommitTs = commitTs;
@@ -765,6 +792,7 @@ export class CaptureService {
           })
           .catch((e) => this.log.warn('could not read slot statistics', { err: e }));
       }, this.config.statsIntervalMs),
+      setInterval(() => this.keepAlive(this.now()), Math.min(1000, this.config.statusIntervalMs)),
       setInterval(() => {
         this.checkCaptureSet().catch((e) => this.log.warn('could not check the publication', { err: e }));
         this.takeResyncRequest(this.versionNum).catch((e) =>
@@ -773,6 +801,38 @@ export class CaptureService {
       }, this.config.statsIntervalMs),
     );
     for (const t of this.timers) t.unref();
+  }
+
+  private async walSenderTimeoutMs(): Promise<number> {
+    // pg_settings reports milliseconds for wal_sender_timeout.
+    const { rows } = await this.control!.query(
+      "SELECT setting::int AS ms FROM pg_settings WHERE name = 'wal_sender_timeout'",
+    );
+    return Number(rows[0]?.ms ?? 60_000);
+  }
+
+  /** Sends the confirmed position as a status update, and fails when capture is stuck alive. */
+  private keepAlive(now: number): void {
+    const stream = this.stream;
+    const acks = this.acks;
+    if (!stream || !acks || this.failed) return;
+    if (now - this.lastStatusAt >= this.config.statusIntervalMs) {
+      this.lastStatusAt = now;
+      stream
+        .acknowledge(acks.confirmed)
+        .catch((e) => this.fail(new CaptureError('could not send a status update', { cause: e })));
+    }
+    const verdict = assessLiveness(
+      {
+        now,
+        workPending: acks.flushesInFlight > 0,
+        lastProgressAt: this.lastProgressAt,
+        lastServerMessageAt: this.lastServerMessageAt,
+        paused: stream.isPaused,
+      },
+      { stallTimeoutMs: this.config.stallTimeoutMs, silenceTimeoutMs: this.silenceTimeoutMs },
+    );
+    if (!verdict.ok) this.fail(new CaptureError(verdict.reason));
   }
 
   /**

@@ -15,9 +15,25 @@ import { FileStateStore, S3StateStore, type StateStore } from './state-store';
  * reading, flush, confirm, exit 0). ECS sends SIGTERM and waits stopTimeout before SIGKILL.
  */
 
+/** Connect within 5 s, answer within 30 s (PutRecords of 5 MiB takes well under a second). */
+export const AWS_CONNECTION_TIMEOUT_MS = 5_000;
+export const AWS_REQUEST_TIMEOUT_MS = 30_000;
+
+export function awsRequestHandler(
+  timeouts: { connectionMs?: number; requestMs?: number } = {},
+): NodeHttpHandler {
+  return new NodeHttpHandler({
+    connectionTimeout: timeouts.connectionMs ?? AWS_CONNECTION_TIMEOUT_MS,
+    requestTimeout: timeouts.requestMs ?? AWS_REQUEST_TIMEOUT_MS,
+    // @smithy/node-http-handler 4.x only logs a warning when requestTimeout passes unless told to
+    // throw (measured: a PutRecords to a server that never answers hung past 60 s without this).
+    throwOnRequestTimeout: true,
+  });
+}
+
 async function resolveSourceUrl(settings: CaptureSettings): Promise<string> {
   if (settings.sourceUrl) return settings.sourceUrl;
-  const secrets = new SecretsManagerClient({ region: settings.region });
+  const secrets = new SecretsManagerClient({ region: settings.region, requestHandler: awsRequestHandler() });
   try {
     const out = await secrets.send(new GetSecretValueCommand({ SecretId: settings.sourceSecretArn! }));
     return sourceUrlFromSecret(out.SecretString ?? '');
@@ -28,7 +44,7 @@ async function resolveSourceUrl(settings: CaptureSettings): Promise<string> {
 
 function stateStoreFor(settings: CaptureSettings): StateStore {
   if (settings.state.kind === 'file') return new FileStateStore(settings.state.path);
-  const s3 = new S3Client({ region: settings.region });
+  const s3 = new S3Client({ region: settings.region, requestHandler: awsRequestHandler() });
   return new S3StateStore(s3, settings.state.bucket, settings.state.key, {
     get: (i) => new GetObjectCommand(i),
     put: (i) => new PutObjectCommand(i),
@@ -46,12 +62,14 @@ export async function buildCaptureService(settings: CaptureSettings, logger: Log
   const sourceUrl = await resolveSourceUrl(settings);
   const kinesis = new KinesisClient({
     region: settings.region,
+    // Every AWS call has a deadline: a PutRecords that never answers would otherwise leave capture
+    // alive, paused and confirming nothing (the liveness watchdog is the net under this).
+    // HTTP/1.1 also suits kinesalite, which has no HTTP/2.
+    requestHandler: awsRequestHandler(),
     ...(settings.kinesisEndpoint
       ? {
           endpoint: settings.kinesisEndpoint,
           credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-          // kinesalite speaks HTTP/1.1 only.
-          requestHandler: new NodeHttpHandler(),
         }
       : {}),
     // The sink retries with backoff itself; SDK retries underneath would multiply the attempts.

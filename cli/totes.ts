@@ -30,6 +30,14 @@ export const COMMANDS: Record<string, { summary: string; load: () => Command }> 
     summary: 'Compare the warehouse with the source and print the differences',
     load: () => load('verify'),
   },
+  status: {
+    summary: 'Is the pipeline healthy, and how far behind is it? (exit code 1 when unhealthy)',
+    load: () => load('status'),
+  },
+  dashboard: {
+    summary: 'Serve the business dashboard for a warehouse, live, on 127.0.0.1',
+    load: () => load('dashboard'),
+  },
   resync: {
     summary: 'Ask capture for a reconciling snapshot of some tables (or all), beside its stream',
     load: () => load('resync'),

@@ -2,6 +2,7 @@ import { Annotations, type App, Tags, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { configWarnings, type TotesConfig } from './config';
 import { PipelineStack, type PipelineStackProps } from './stacks/pipeline-stack';
+import { QuicksightStack, readQuicksightConfig } from './stacks/quicksight-stack';
 import { StatefulStack } from './stacks/stateful-stack';
 
 export const STACK_NAMES = { stateful: 'Totes-Stateful', pipeline: 'Totes-Pipeline' } as const;
@@ -9,6 +10,8 @@ export const STACK_NAMES = { stateful: 'Totes-Stateful', pipeline: 'Totes-Pipeli
 export interface TotesStacks {
   stateful: StatefulStack;
   pipeline: PipelineStack;
+  /** Only with `--context totes:quicksight=true` (docs/deploy.md). */
+  quicksight?: QuicksightStack;
 }
 
 export interface BuildOptions {
@@ -38,11 +41,21 @@ export function buildTotesApp(app: App, config: TotesConfig, options: BuildOptio
     handlerEntries: options.handlerEntries,
   });
   pipeline.addStackDependency(stateful);
+  const quicksightConfig = readQuicksightConfig((key) => app.node.tryGetContext(key));
+  const quicksight = quicksightConfig
+    ? new QuicksightStack(app, 'Totes-QuickSight', {
+        config: quicksightConfig,
+        stateful,
+        warehousePort: config.warehouse.port,
+        env,
+        description: 'totes business dashboard in QuickSight, over the reporting views (optional)',
+      })
+    : undefined;
 
-  for (const stack of [stateful, pipeline]) {
+  for (const stack of [stateful, pipeline, ...(quicksight ? [quicksight] : [])]) {
     Tags.of(stack).add('project', 'totes');
     for (const warning of configWarnings(config)) Annotations.of(stack).addWarningV2('totes:config', warning);
   }
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));
-  return { stateful, pipeline };
+  return { stateful, pipeline, quicksight };
 }

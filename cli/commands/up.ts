@@ -3,6 +3,7 @@ import { Client } from 'pg';
 import { quoteIdent } from '../../capture/pg-text';
 import { createLogger, redactUrl, type Logger, type LogLevel } from '../../core/logger';
 import { TOTESYS_TABLES } from '../../core/totesys-tables';
+import { startLocalDashboard } from '../../dashboard/local-dashboard';
 import { startLocalStack } from '../../local/local-stack';
 import { TerminalStatus, type TerminalMode } from '../../local/terminal-status';
 import { defineCommand, UsageError } from '../command';
@@ -137,6 +138,7 @@ export const command = defineCommand({
       throw e;
     }
     void estimateSourceRows(stack.sourceUrl, logger);
+    const dashboard = await startLocalDashboard({ ...stack, logger });
     say(
       [
         '',
@@ -146,6 +148,7 @@ export const command = defineCommand({
         `  kinesis     ${stack.kinesisEndpoint}  stream ${stack.streamName}`,
         `  s3          ${stack.s3Endpoint}  files under ${stack.s3Dir}`,
         `  data dir    ${dataDir}`,
+        `  dashboard   ${dashboard.url}`,
         '  Try: totes simulate --rate 20, then totes verify (URLs above; passwords in the files named).',
         '  Ctrl-C stops everything cleanly; `totes up` with the same --data-dir carries on.',
         '',
@@ -156,6 +159,7 @@ export const command = defineCommand({
       process.once('SIGTERM', () => resolve());
     });
     logger.info('stopping');
+    await dashboard.close();
     await stack.stop();
     if (terminal) {
       terminal.print('Stopped. `totes up` with the same --data-dir carries on from here.');

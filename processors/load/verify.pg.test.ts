@@ -447,7 +447,8 @@ describe('verifyWarehouse (real Postgres)', () => {
     const empty = await emptyDatabase('verify_no_tables');
     await expect(verifyWarehouse(empty, warehouse)).rejects.toThrow(/source has no table address/);
     await expect(verifyWarehouse(source, empty)).rejects.toBeInstanceOf(MissingTableError);
-    await warehouse.query(`DROP VIEW "fact_payment_current"`);
+    // CASCADE: the reporting views (migration 003) are built on it.
+    await warehouse.query(`DROP VIEW "fact_payment_current" CASCADE`);
     await expect(verifyWarehouse(source, warehouse)).rejects.toThrow(
       /the warehouse has no table fact_payment_current/,
     );
