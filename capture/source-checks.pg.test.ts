@@ -78,8 +78,27 @@ beforeAll(async () => {
     await c.query(`DROP ROLE IF EXISTS ${READER}`);
     await c.query(`CREATE ROLE ${READER} LOGIN PASSWORD '${READER_PASSWORD}'`);
     await c.query(`GRANT SELECT ON staff TO ${READER}`);
+    // What would make the snapshot and the stream disagree, each on a table of its own.
+    await c.query('CREATE TABLE rls_t (id int PRIMARY KEY)');
+    await c.query('INSERT INTO rls_t SELECT generate_series(1, 3)');
+    await c.query('ALTER TABLE rls_t ENABLE ROW LEVEL SECURITY');
+    await c.query(`GRANT SELECT ON rls_t TO ${READER}`);
+    await c.query('CREATE TABLE filtered_t (id int PRIMARY KEY, n int)');
+    await c.query('CREATE TABLE narrow_t (id int PRIMARY KEY, a text, b text)');
+    await c.query('CREATE PUBLICATION narrow_pub FOR TABLE filtered_t WHERE (n > 0), narrow_t (id, a)');
+    await c.query(
+      'CREATE TABLE generated_t (id int PRIMARY KEY, a int, doubled int GENERATED ALWAYS AS (a * 2) STORED)',
+    );
+    await c.query('CREATE PUBLICATION generated_pub FOR TABLE generated_t');
   });
 });
+
+function urlAs(role: string, password: string): string {
+  const u = new URL(url);
+  u.username = role;
+  u.password = password;
+  return u.toString();
+}
 
 afterAll(async () => {
   await withClient(url, async (c) => {
@@ -156,10 +175,7 @@ describe('checkSource against real Postgres', () => {
   });
 
   it('finds what a plain login role lacks: REPLICATION, SELECT, and the right to create the publication', async () => {
-    const u = new URL(url);
-    u.username = READER;
-    u.password = READER_PASSWORD;
-    const readerUrl = u.toString();
+    const readerUrl = urlAs(READER, READER_PASSWORD);
     const tables = ['staff', 'sales_order'];
     const findings = await check({ publication: 'not_there', tables }, readerUrl);
     expect(problems(findings)).toEqual([
@@ -183,6 +199,72 @@ describe('checkSource against real Postgres', () => {
       problem: expect.stringMatching(/has REPLICATION/),
     });
     expect(after.some((f) => f.id === FINDING.tableSelect)).toBe(false);
+  });
+
+  it('finds row-level security that filters what the role reads, and the policy it prints clears it', async () => {
+    const readerUrl = urlAs(READER, READER_PASSWORD);
+    const count = async (asUrl: string) =>
+      withClient(asUrl, async (c) => (await c.query('SELECT count(*)::int AS n FROM rls_t')).rows[0].n);
+    // Enabled without a policy, row security shows a role it applies to no row at all.
+    expect(await count(readerUrl)).toBe(0);
+    const findings = await check({ publication: 'not_there', tables: ['rls_t'] }, readerUrl);
+    const f = find(findings, FINDING.rowSecurity);
+    expect(f).toMatchObject({
+      severity: 'error',
+      problem: expect.stringMatching(
+        new RegExp(`^Row-level security filters what role ${READER} reads from rls_t:`),
+      ),
+    });
+    // A superuser reads every row: nothing to report.
+    const asSuperuser = await check({ publication: 'not_there', tables: ['rls_t'] });
+    expect(asSuperuser.some((x) => x.id === FINDING.rowSecurity)).toBe(false);
+
+    await withClient(url, (c) => c.query(f.fix!.slice(f.fix!.indexOf('CREATE POLICY'))));
+    expect(await count(readerUrl)).toBe(3);
+    const after = await check({ publication: 'not_there', tables: ['rls_t'] }, readerUrl);
+    expect(after.some((x) => x.id === FINDING.rowSecurity)).toBe(false);
+
+    // A restrictive policy narrows what the permissive one shows: filtered again.
+    await withClient(url, (c) =>
+      c.query('CREATE POLICY only_some ON rls_t AS RESTRICTIVE FOR SELECT USING (id < 3)'),
+    );
+    expect(await count(readerUrl)).toBe(2);
+    const narrowed = await check({ publication: 'not_there', tables: ['rls_t'] }, readerUrl);
+    expect(find(narrowed, FINDING.rowSecurity).severity).toBe('error');
+  });
+
+  it('finds a publication row filter and a column list, and the statements it prints clear them', async () => {
+    const want = { publication: 'narrow_pub', tables: ['filtered_t', 'narrow_t'] };
+    const findings = await check(want);
+    expect(problems(findings)).toEqual([
+      [FINDING.publicationRowFilter, 'error'],
+      [FINDING.publicationColumnList, 'error'],
+    ]);
+    expect(find(findings, FINDING.publicationRowFilter).problem).toContain(
+      'publishes only the rows of filtered_t WHERE (n > 0):',
+    );
+    expect(find(findings, FINDING.publicationColumnList).problem).toContain(
+      'publishes only some columns of narrow_t (id, a):',
+    );
+
+    await withClient(url, async (c) => {
+      await c.query(find(findings, FINDING.publicationRowFilter).fix!);
+      await c.query(find(findings, FINDING.publicationColumnList).fix!);
+    });
+    expect(problems(await check(want))).toEqual([]);
+  });
+
+  it('finds a stored generated column the stream would not carry, and the statement it prints clears it', async () => {
+    const want = { publication: 'generated_pub', tables: ['generated_t'] };
+    const findings = await check(want);
+    expect(problems(findings)).toEqual([[FINDING.generatedColumns, 'error']]);
+    const f = find(findings, FINDING.generatedColumns);
+    expect(f.problem).toContain(
+      ': generated_t.doubled (stored). Logical replication publishes no generated column before PostgreSQL 18',
+    );
+
+    await withClient(url, (c) => c.query(f.fix!.split('\n')[0].replace(/^.*?: /, '')));
+    expect(problems(await check(want))).toEqual([]);
   });
 
   it('reports a slot held by another reader with its pid, then the idle slot and the WAL it retains', async () => {

@@ -24,6 +24,10 @@ function table(t: string, overrides: Partial<TableFacts> = {}): TableFacts {
     replicaIdentity: 'd',
     canSelect: true,
     owned: false,
+    rowSecurity: false,
+    forceRowSecurity: false,
+    policiesShowEveryRow: false,
+    generatedColumns: [],
     ...overrides,
   };
 }
@@ -58,6 +62,7 @@ function goodFacts(overrides: Partial<SupportedSourceFacts> = {}): SupportedSour
       name: 'totes',
       superuser: false,
       replication: true,
+      bypassRls: false,
       rdsReplication: false,
       canCreateInDatabase: false,
     },
@@ -72,6 +77,8 @@ function goodFacts(overrides: Partial<SupportedSourceFacts> = {}): SupportedSour
       delete: true,
       truncate: true,
       publishedTables: ['public.staff', 'sales.order'],
+      publishGeneratedColumns: null,
+      restrictedTables: [],
     },
     slot: null,
     ...overrides,
@@ -118,7 +125,7 @@ describe('evaluateSource', () => {
         expect.objectContaining({
           id: FINDING.serverVersion,
           severity: 'error',
-          fix: expect.stringMatching(/15/),
+          fix: 'Upgrade the source to PostgreSQL 14 or later (15 or later recommended).',
         }),
       ]);
       expect(findings[0].problem).toMatch(/PostgreSQL 9\.6\.24 has no pgoutput/);
@@ -126,14 +133,67 @@ describe('evaluateSource', () => {
 
     it.each([
       [100023, '10.23'],
-      [140011, '14.11'],
-    ])('warns below 15 (%s)', (num, version) => {
+      [120017, '12.17'],
+    ])('refuses %s, naming the heartbeat messages (14) and the slot health columns (13)', (num, version) => {
       const f = only(
         evaluateSource(goodFacts({ serverVersionNum: num, serverVersion: version }), want),
         FINDING.serverVersion,
       );
+      expect(f.severity).toBe('error');
+      expect(f.problem).toBe(
+        `PostgreSQL ${version} cannot run capture: its heartbeats are logical decoding messages, which pgoutput ` +
+          "streams only from PostgreSQL 14 on (the 'messages' option of START_REPLICATION), and it reads a slot's " +
+          'health from pg_replication_slots.wal_status, which arrived in 13. The initial snapshot would run, then ' +
+          'every start of the stream would fail while the slot pins WAL.',
+      );
+      expect(f.fix).toBe('Upgrade the source to PostgreSQL 14 or later (15 or later recommended).');
+    });
+
+    it('refuses 13 for the heartbeat messages alone (it has the slot health columns)', () => {
+      const f = only(
+        evaluateSource(goodFacts({ serverVersionNum: 130023, serverVersion: '13.23' }), want),
+        FINDING.serverVersion,
+      );
+      expect(f.severity).toBe('error');
+      expect(f.problem).toMatch(
+        /^PostgreSQL 13\.23 cannot run capture: its heartbeats are logical decoding messages/,
+      );
+      expect(f.problem).not.toContain('wal_status');
+    });
+
+    it('accepts 14, the oldest tested major, with a warning to plan the upgrade', () => {
+      const f = only(
+        evaluateSource(goodFacts({ serverVersionNum: 140023, serverVersion: '14.23' }), want),
+        FINDING.serverVersion,
+      );
       expect(f.severity).toBe('warning');
-      expect(f.problem).toMatch(/works \(pgoutput protocol 1\), but 15 or later is recommended/);
+      expect(f.problem).toBe(
+        'PostgreSQL 14.23 works (the oldest major totes is tested with), but 15 or later is recommended: ' +
+          '14 streams every unrelated transaction as an empty BEGIN/COMMIT pair, and its community support ' +
+          'ends in November 2026.',
+      );
+    });
+
+    it.each([
+      [150017, '15.17'],
+      [170004, '17.4'],
+    ])('passes %s', (num, version) => {
+      const f = only(
+        evaluateSource(goodFacts({ serverVersionNum: num, serverVersion: version }), want),
+        FINDING.serverVersion,
+      );
+      expect(f).toEqual({ id: FINDING.serverVersion, severity: 'info', problem: `PostgreSQL ${version}` });
+    });
+
+    it('warns that a major newer than 17 is untested', () => {
+      const f = only(
+        evaluateSource(goodFacts({ serverVersionNum: 180004, serverVersion: '18.4' }), want),
+        FINDING.serverVersion,
+      );
+      expect(f.severity).toBe('warning');
+      expect(f.problem).toBe(
+        'PostgreSQL 18.4 is newer than the newest major totes is tested with (17): it is expected to work, but untested.',
+      );
     });
   });
 
@@ -355,6 +415,166 @@ describe('evaluateSource', () => {
       expect(only(evaluateSource(facts, want), FINDING.publication).problem).toBe(
         'Publication totes_pub covers every captured table (FOR ALL TABLES)',
       );
+    });
+  });
+
+  describe('row-level security', () => {
+    const rls = { rowSecurity: true };
+
+    it('is an error when its policies filter what the role reads, with both fixes', () => {
+      const facts = goodFacts({ tables: [table('staff', rls), table('sales.order')] });
+      const f = only(evaluateSource(facts, want), FINDING.rowSecurity);
+      expect(f.severity).toBe('error');
+      expect(f.problem).toBe(
+        'Row-level security filters what role totes reads from staff: the initial snapshot would copy only the ' +
+          'rows its policies show, while the stream carries every change (logical decoding ignores row security).',
+      );
+      expect(f.fix?.split('\n')).toEqual([
+        'As a superuser: ALTER ROLE totes BYPASSRLS;',
+        'Or, as the table owner, a policy that shows the role every row: CREATE POLICY totes_capture_reads_all ON public.staff FOR SELECT TO totes USING (true);',
+      ]);
+    });
+
+    it.each([
+      ['a superuser', { role: { ...goodFacts().role, superuser: true } }, {}],
+      ['a role with BYPASSRLS', { role: { ...goodFacts().role, bypassRls: true } }, {}],
+      ["the table's owner", {}, { owned: true }],
+      ['a role a policy shows every row', {}, { policiesShowEveryRow: true }],
+    ])('passes for %s', (_who, factOverrides, tableOverrides) => {
+      const facts = goodFacts({ ...factOverrides, tables: [table('staff', { ...rls, ...tableOverrides })] });
+      expect(problems(evaluateSource(facts, want))).toEqual([]);
+    });
+
+    it('is an error for the owner when FORCE ROW LEVEL SECURITY binds it too', () => {
+      const facts = goodFacts({
+        tables: [table('staff', { ...rls, owned: true, forceRowSecurity: true }), table('sales.order', rls)],
+      });
+      const f = only(evaluateSource(facts, want), FINDING.rowSecurity);
+      expect(f.problem).toMatch(
+        /^Row-level security filters what role totes reads from staff, sales\.order:/,
+      );
+      expect(f.fix).toContain('ON public.staff FOR SELECT TO totes USING (true);');
+      expect(f.fix).toContain('ON sales."order" FOR SELECT TO totes USING (true);');
+    });
+  });
+
+  describe('generated columns', () => {
+    const stored = { name: 'total', kind: 'stored' as const };
+    const virtual = { name: 'label', kind: 'virtual' as const };
+
+    it('is an error before PostgreSQL 18: the snapshot reads them, the stream never carries them', () => {
+      const facts = goodFacts({
+        serverVersionNum: 170004,
+        tables: [table('staff', { generatedColumns: [stored] }), table('sales.order')],
+      });
+      const f = only(evaluateSource(facts, want), FINDING.generatedColumns);
+      expect(f.severity).toBe('error');
+      expect(f.problem).toBe(
+        'The initial snapshot reads generated columns that the stream does not carry: staff.total (stored). ' +
+          'Logical replication publishes no generated column before PostgreSQL 18, so every later change ' +
+          'would arrive without them.',
+      );
+      expect(f.fix?.split('\n')).toEqual([
+        'Make each a plain column the application writes: ALTER TABLE public.staff ALTER COLUMN total DROP EXPRESSION;',
+        'Or stop capturing the table and compute the value in the warehouse; on PostgreSQL 18 a publication can publish stored generated columns.',
+      ]);
+    });
+
+    it('on PostgreSQL 18 asks the publication to publish stored ones, and refuses virtual ones', () => {
+      const pg18 = {
+        serverVersionNum: 180004,
+        serverVersion: '18.4',
+        tables: [table('staff', { generatedColumns: [stored, virtual] })],
+      };
+      const f = only(evaluateSource(goodFacts(pg18), want), FINDING.generatedColumns);
+      expect(f.problem).toBe(
+        'The initial snapshot reads generated columns that the stream does not carry: staff.total (stored), ' +
+          'staff.label (virtual). PostgreSQL 18 publishes stored generated columns only when the publication ' +
+          'sets publish_generated_columns = stored, and virtual ones never.',
+      );
+      expect(f.fix?.split('\n')).toEqual([
+        'ALTER PUBLICATION totes_pub SET (publish_generated_columns = stored);',
+        'Virtual columns are never published: make each STORED (drop and add it again with GENERATED ALWAYS AS (…) STORED), or compute it in the warehouse.',
+      ]);
+
+      const publishing = goodFacts({
+        ...pg18,
+        publication: { ...goodFacts().publication!, publishGeneratedColumns: 'stored' },
+      });
+      const virtualOnly = only(evaluateSource(publishing, want), FINDING.generatedColumns);
+      expect(virtualOnly.problem).toMatch(/: staff\.label \(virtual\)\. /);
+      expect(virtualOnly.fix).not.toContain('ALTER PUBLICATION');
+
+      const storedOnly = goodFacts({
+        ...pg18,
+        tables: [table('staff', { generatedColumns: [stored] })],
+        publication: { ...goodFacts().publication!, publishGeneratedColumns: 'stored' },
+      });
+      expect(evaluateSource(storedOnly, want).some((f) => f.id === FINDING.generatedColumns)).toBe(false);
+    });
+
+    it('on PostgreSQL 18 without a publication yet, says to create it publishing them', () => {
+      const facts = goodFacts({
+        serverVersionNum: 180004,
+        serverVersion: '18.4',
+        publication: null,
+        role: { ...goodFacts().role, superuser: true },
+        tables: [table('staff', { generatedColumns: [stored] }), table('sales.order')],
+      });
+      expect(only(evaluateSource(facts, want), FINDING.generatedColumns).fix).toBe(
+        'CREATE PUBLICATION totes_pub FOR TABLE public.staff, sales."order" WITH (publish_generated_columns = stored);',
+      );
+    });
+  });
+
+  describe('row filters and column lists', () => {
+    function restricted(rowFilter: string | null, columns: string[] | null) {
+      return goodFacts({
+        serverVersionNum: 150017,
+        serverVersion: '15.17',
+        publication: {
+          ...goodFacts().publication!,
+          restrictedTables: [{ table: 'sales.order', rowFilter, columns }],
+        },
+      });
+    }
+    const fix =
+      'BEGIN; ALTER PUBLICATION totes_pub DROP TABLE sales."order"; ALTER PUBLICATION totes_pub ADD TABLE sales."order"; COMMIT;' +
+      '  -- one transaction, so no change falls between';
+
+    it('is an error when the publication filters rows', () => {
+      const findings = evaluateSource(restricted('(amount > 0)', null), want);
+      expect(problems(findings).map((f) => f.id)).toEqual([FINDING.publicationRowFilter]);
+      expect(only(findings, FINDING.publicationRowFilter)).toEqual({
+        id: FINDING.publicationRowFilter,
+        severity: 'error',
+        problem:
+          'Publication totes_pub publishes only the rows of sales.order WHERE (amount > 0): the initial snapshot ' +
+          'copies every row, but the stream carries changes only for rows that match, so the others would stay ' +
+          'in the warehouse, never updated or deleted.',
+        fix,
+      });
+    });
+
+    it('is an error when the publication publishes some columns only', () => {
+      const findings = evaluateSource(restricted(null, ['id', 'amount']), want);
+      expect(problems(findings).map((f) => f.id)).toEqual([FINDING.publicationColumnList]);
+      expect(only(findings, FINDING.publicationColumnList)).toEqual({
+        id: FINDING.publicationColumnList,
+        severity: 'error',
+        problem:
+          'Publication totes_pub publishes only some columns of sales.order (id, amount): the initial snapshot ' +
+          'reads every column, the stream only those, and a column added later would never arrive.',
+        fix,
+      });
+    });
+
+    it('reports both on a table that has both', () => {
+      const findings = evaluateSource(restricted('(amount > 0)', ['id', 'amount']), want);
+      expect(problems(findings).map((f) => f.id)).toEqual([
+        FINDING.publicationRowFilter,
+        FINDING.publicationColumnList,
+      ]);
     });
   });
 

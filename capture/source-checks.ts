@@ -24,6 +24,10 @@ export const DEFAULT_SOURCE_WANT: SourceWant = {
   tables: TOTESYS_TABLES,
 };
 
+/** The oldest PostgreSQL major capture runs on, and the newest its tests run against. */
+export const OLDEST_SUPPORTED_MAJOR = 14;
+export const NEWEST_TESTED_MAJOR = 17;
+
 export const SEVERITY = { error: 'error', warning: 'warning', info: 'info' } as const;
 export type Severity = (typeof SEVERITY)[keyof typeof SEVERITY];
 
@@ -52,6 +56,10 @@ export const FINDING = {
   slotWalAtRisk: 'slot-wal-at-risk',
   slotCapacity: 'slot-capacity',
   walSenders: 'wal-senders',
+  rowSecurity: 'row-security',
+  generatedColumns: 'generated-columns',
+  publicationRowFilter: 'publication-row-filter',
+  publicationColumnList: 'publication-column-list',
 } as const;
 export type FindingId = (typeof FINDING)[keyof typeof FINDING];
 
@@ -76,6 +84,33 @@ export interface TableFacts {
   canSelect: boolean;
   /** The role has the owner's rights (needed to add the table to a publication). */
   owned: boolean;
+  /** pg_class.relrowsecurity: row-level security is enabled on the table. */
+  rowSecurity: boolean;
+  /** pg_class.relforcerowsecurity: its policies bind the table's owner too. */
+  forceRowSecurity: boolean;
+  /**
+   * A permissive policy that applies to the role shows it every row for SELECT (USING (true)), and
+   * no restrictive policy narrows that: row security, if enabled, hides nothing from it.
+   */
+  policiesShowEveryRow: boolean;
+  /** PostgreSQL 12+ (pg_attribute.attgenerated), in column order; empty for a missing table. */
+  generatedColumns: GeneratedColumn[];
+}
+
+/** Stored generated columns arrived in PostgreSQL 12, virtual ones (the default kind) in 18. */
+export interface GeneratedColumn {
+  name: string;
+  kind: 'stored' | 'virtual';
+}
+
+/** A captured table the publication narrows (PostgreSQL 15+: pg_publication_rel.prqual / prattrs). */
+export interface RestrictedTable {
+  /** `schema.name`, as in publishedTables. */
+  table: string;
+  /** The row filter's WHERE expression (pg_get_expr), or null. */
+  rowFilter: string | null;
+  /** The published columns, in column order, or null when every column is published. */
+  columns: string[] | null;
 }
 
 export interface PublicationFacts {
@@ -87,6 +122,10 @@ export interface PublicationFacts {
   truncate: boolean | null;
   /** The wanted tables (`schema.name`) that the publication covers. */
   publishedTables: string[];
+  /** PostgreSQL 18+ (pg_publication.pubgencols): whether stored generated columns are published; null before 18. */
+  publishGeneratedColumns: 'none' | 'stored' | null;
+  /** The wanted tables it publishes with a row filter or a column list (always empty before 15). */
+  restrictedTables: RestrictedTable[];
 }
 
 export interface SlotFacts {
@@ -127,6 +166,8 @@ export interface SupportedSourceFacts {
     name: string;
     superuser: boolean;
     replication: boolean;
+    /** BYPASSRLS: row-level security never filters what the role reads. */
+    bypassRls: boolean;
     rdsReplication: boolean;
     canCreateInDatabase: boolean;
   };
@@ -164,6 +205,7 @@ const ServerRow = z.object({
   role: z.string(),
   superuser: z.boolean(),
   replication: z.boolean(),
+  bypass_rls: z.boolean(),
   is_rds: z.boolean(),
   rds_replication: z.boolean(),
   can_create_in_database: z.boolean(),
@@ -183,6 +225,10 @@ const TableRow = z.object({
   replica_identity: z.string().nullable(),
   can_select: z.boolean(),
   owned: z.boolean(),
+  row_security: z.boolean(),
+  force_row_security: z.boolean(),
+  policies_show_every_row: z.boolean(),
+  generated_columns: z.array(z.object({ name: z.string(), kind: z.enum(['s', 'v']) })),
 });
 
 // pg_publication and pg_replication_slots gained columns over the versions, so they are read whole
@@ -194,8 +240,16 @@ const PublicationRow = z.object({
     pubupdate: z.boolean(),
     pubdelete: z.boolean(),
     pubtruncate: z.boolean().optional(), // PostgreSQL 11+
+    pubgencols: z.enum(['n', 's']).optional(), // PostgreSQL 18+
   }),
   published_tables: z.array(z.string()),
+  restricted_tables: z.array(
+    z.object({
+      table: z.string(),
+      row_filter: z.string().nullable(),
+      columns: z.array(z.string()).nullable(),
+    }),
+  ),
 });
 
 // https://www.postgresql.org/docs/current/view-pg-replication-slots.html
@@ -244,6 +298,7 @@ export async function gatherSourceFacts(client: Client, want: SourceWant): Promi
             r.rolname AS role,
             r.rolsuper AS superuser,
             r.rolreplication AS replication,
+            r.rolbypassrls AS bypass_rls,
             EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rds_replication') AS is_rds,
             COALESCE((SELECT pg_has_role(r.oid, g.oid, 'MEMBER') FROM pg_roles g WHERE g.rolname = 'rds_replication'),
                      false) AS rds_replication,
@@ -261,6 +316,14 @@ export async function gatherSourceFacts(client: Client, want: SourceWant): Promi
   const names = want.tables.map(splitTableName);
   const schemas = names.map((n) => n.schema);
   const tables = names.map((n) => n.name);
+  // pg_attribute.attgenerated arrived in 12: 's' stored, 'v' virtual (18+), '' not generated.
+  const generatedColumns =
+    version.version_num < 120000
+      ? `'[]'::jsonb`
+      : `COALESCE((SELECT jsonb_agg(jsonb_build_object('name', a.attname, 'kind', a.attgenerated) ORDER BY a.attnum)
+                     FROM pg_attribute a
+                    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> ''),
+                  '[]'::jsonb)`;
   const tableRows = await queryRows(
     client,
     TableRow,
@@ -270,7 +333,24 @@ export async function gatherSourceFacts(client: Client, want: SourceWant): Promi
             EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_primary_key,
             c.relreplident::text AS replica_identity,
             COALESCE(has_table_privilege(c.oid, 'SELECT'), false) AS can_select,
-            COALESCE(pg_has_role(c.relowner, 'USAGE'), false) AS owned
+            COALESCE(pg_has_role(c.relowner, 'USAGE'), false) AS owned,
+            COALESCE(c.relrowsecurity, false) AS row_security,
+            COALESCE(c.relforcerowsecurity, false) AS force_row_security,
+            -- A policy applies to the roles it names (0 = PUBLIC) and to their members; permissive
+            -- ones widen what a role sees, restrictive ones narrow it:
+            -- https://www.postgresql.org/docs/current/sql-createpolicy.html
+            COALESCE(EXISTS (SELECT 1 FROM pg_policy p
+                              WHERE p.polrelid = c.oid AND p.polpermissive AND p.polcmd IN ('r', '*')
+                                AND pg_get_expr(p.polqual, p.polrelid) = 'true'
+                                AND (0 = ANY (p.polroles) OR EXISTS (SELECT 1 FROM unnest(p.polroles) r
+                                                                      WHERE r <> 0 AND pg_has_role(r, 'USAGE'))))
+                     AND NOT EXISTS (SELECT 1 FROM pg_policy p
+                                      WHERE p.polrelid = c.oid AND NOT p.polpermissive AND p.polcmd IN ('r', '*')
+                                        AND pg_get_expr(p.polqual, p.polrelid) IS DISTINCT FROM 'true'
+                                        AND (0 = ANY (p.polroles) OR EXISTS (SELECT 1 FROM unnest(p.polroles) r
+                                                                              WHERE r <> 0 AND pg_has_role(r, 'USAGE')))),
+                     false) AS policies_show_every_row,
+            ${generatedColumns} AS generated_columns
        FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS w(schema, name, ord)
        LEFT JOIN pg_namespace n ON n.nspname = w.schema
        LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.name AND c.relkind IN ('r', 'p')
@@ -278,6 +358,23 @@ export async function gatherSourceFacts(client: Client, want: SourceWant): Promi
     [schemas, tables],
   );
 
+  // Row filters and column lists arrived in 15; only tables listed FOR TABLE can have them:
+  // https://www.postgresql.org/docs/current/catalog-pg-publication-rel.html
+  const restrictedTables =
+    version.version_num < 150000
+      ? `'[]'::jsonb`
+      : `COALESCE((SELECT jsonb_agg(jsonb_build_object(
+                            'table', w.schema || '.' || w.name,
+                            'row_filter', pg_get_expr(pr.prqual, pr.prrelid),
+                            'columns', (SELECT array_agg(a.attname ORDER BY a.attnum)
+                                          FROM pg_attribute a
+                                         WHERE a.attrelid = pr.prrelid AND a.attnum = ANY (pr.prattrs::int2[]))))
+                     FROM pg_publication_rel pr
+                     JOIN pg_class c ON c.oid = pr.prrelid
+                     JOIN pg_namespace n ON n.oid = c.relnamespace
+                     JOIN unnest($2::text[], $3::text[]) AS w(schema, name) ON w.schema = n.nspname AND w.name = c.relname
+                    WHERE pr.prpubid = p.oid AND (pr.prqual IS NOT NULL OR pr.prattrs IS NOT NULL)),
+                  '[]'::jsonb)`;
   // pg_publication_tables expands FOR ALL TABLES and FOR TABLES IN SCHEMA into the tables covered.
   const [publication = null] = await queryRows(
     client,
@@ -287,7 +384,8 @@ export async function gatherSourceFacts(client: Client, want: SourceWant): Promi
                     FROM pg_publication_tables t
                     JOIN unnest($2::text[], $3::text[]) AS w(schema, name)
                       ON w.schema = t.schemaname AND w.name = t.tablename
-                   WHERE t.pubname = p.pubname) AS published_tables
+                   WHERE t.pubname = p.pubname) AS published_tables,
+            ${restrictedTables} AS restricted_tables
        FROM pg_publication p
       WHERE p.pubname = $1`,
     [want.publication, schemas, tables],
@@ -317,6 +415,7 @@ export async function gatherSourceFacts(client: Client, want: SourceWant): Promi
       name: server.role,
       superuser: server.superuser,
       replication: server.replication,
+      bypassRls: server.bypass_rls,
       rdsReplication: server.rds_replication,
       canCreateInDatabase: server.can_create_in_database,
     },
@@ -337,6 +436,13 @@ export async function gatherSourceFacts(client: Client, want: SourceWant): Promi
       replicaIdentity: t.replica_identity,
       canSelect: t.can_select,
       owned: t.owned,
+      rowSecurity: t.row_security,
+      forceRowSecurity: t.force_row_security,
+      policiesShowEveryRow: t.policies_show_every_row,
+      generatedColumns: t.generated_columns.map((g) => ({
+        name: g.name,
+        kind: g.kind === 's' ? ('stored' as const) : ('virtual' as const),
+      })),
     })),
     publication: publication && {
       allTables: publication.publication.puballtables,
@@ -345,6 +451,17 @@ export async function gatherSourceFacts(client: Client, want: SourceWant): Promi
       delete: publication.publication.pubdelete,
       truncate: publication.publication.pubtruncate ?? null,
       publishedTables: publication.published_tables,
+      publishGeneratedColumns:
+        publication.publication.pubgencols === undefined
+          ? null
+          : publication.publication.pubgencols === 's'
+            ? 'stored'
+            : 'none',
+      restrictedTables: publication.restricted_tables.map((r) => ({
+        table: r.table,
+        rowFilter: r.row_filter,
+        columns: r.columns,
+      })),
     },
     slot: slot && {
       slotType: slot.slot.slot_type,
@@ -377,7 +494,7 @@ export function evaluateSource(facts: SourceFacts, want: SourceWant): Finding[] 
     ...checkServerVersion(facts),
     ...checkWalLevel(facts),
     ...checkReplicationPrivilege(facts),
-    ...checkTables(facts),
+    ...checkTables(facts, want),
     ...checkPublication(facts, want),
     ...checkSlotWalLimit(facts),
     ...checkSlot(facts, want),
@@ -396,6 +513,7 @@ function withRdsVariant(facts: SupportedSourceFacts, selfManaged: string, rds: s
 
 function checkServerVersion(facts: SourceFacts): Finding[] {
   const version = `PostgreSQL ${facts.serverVersion}`;
+  const upgrade = `Upgrade the source to PostgreSQL ${OLDEST_SUPPORTED_MAJOR} or later (15 or later recommended).`;
   // pgoutput and publications arrived in 10: https://www.postgresql.org/docs/10/logical-replication.html
   if (facts.serverVersionNum < 100000)
     return [
@@ -403,18 +521,49 @@ function checkServerVersion(facts: SourceFacts): Finding[] {
         id: FINDING.serverVersion,
         severity: SEVERITY.error,
         problem: `${version} has no pgoutput logical decoding (PostgreSQL 10 or later is required).`,
-        fix: 'Upgrade the source to PostgreSQL 15 or later.',
+        fix: upgrade,
       },
     ];
+  // Capture starts pgoutput with messages 'true' (its heartbeats are pg_logical_emit_message), an
+  // option added in 14: https://www.postgresql.org/docs/14/protocol-logical-replication.html — an
+  // older server rejects START_REPLICATION, after the slot exists and the snapshot ran. A lost slot
+  // is recognised by pg_replication_slots.wal_status, added in 13:
+  // https://www.postgresql.org/docs/13/view-pg-replication-slots.html
+  if (facts.serverVersionNum < OLDEST_SUPPORTED_MAJOR * 10000)
+    return [
+      {
+        id: FINDING.serverVersion,
+        severity: SEVERITY.error,
+        problem:
+          `${version} cannot run capture: its heartbeats are logical decoding messages, which pgoutput ` +
+          "streams only from PostgreSQL 14 on (the 'messages' option of START_REPLICATION)" +
+          (facts.serverVersionNum < 130000
+            ? ", and it reads a slot's health from pg_replication_slots.wal_status, which arrived in 13"
+            : '') +
+          '. The initial snapshot would run, then every start of the stream would fail while the slot pins WAL.',
+        fix: upgrade,
+      },
+    ];
+  // 15 stopped sending empty transactions (release notes: https://www.postgresql.org/docs/release/15.0/);
+  // a major is supported for five years: https://www.postgresql.org/support/versioning/
   if (facts.serverVersionNum < 150000)
     return [
       {
         id: FINDING.serverVersion,
         severity: SEVERITY.warning,
         problem:
-          `${version} works (pgoutput protocol 1), but 15 or later is recommended: older servers send an ` +
-          'empty transaction for every unrelated commit, and before 13 nothing caps the WAL a slot retains.',
+          `${version} works (the oldest major totes is tested with), but 15 or later is recommended: ` +
+          '14 streams every unrelated transaction as an empty BEGIN/COMMIT pair, and its community support ' +
+          'ends in November 2026.',
         fix: 'Plan an upgrade to PostgreSQL 15 or later.',
+      },
+    ];
+  if (facts.serverVersionNum >= (NEWEST_TESTED_MAJOR + 1) * 10000)
+    return [
+      {
+        id: FINDING.serverVersion,
+        severity: SEVERITY.warning,
+        problem: `${version} is newer than the newest major totes is tested with (${NEWEST_TESTED_MAJOR}): it is expected to work, but untested.`,
       },
     ];
   return info(FINDING.serverVersion, version);
@@ -475,7 +624,7 @@ function replicaIdentityFix(t: TableFacts): string {
     : `ALTER TABLE ${table} REPLICA IDENTITY FULL;`;
 }
 
-function checkTables(facts: SupportedSourceFacts): Finding[] {
+function checkTables(facts: SupportedSourceFacts, want: SourceWant): Finding[] {
   const findings: Finding[] = [];
   const missing = facts.tables.filter((t) => !t.exists);
   const present = facts.tables.filter((t) => t.exists);
@@ -519,12 +668,159 @@ function checkTables(facts: SupportedSourceFacts): Finding[] {
       fix: unidentified.map(replicaIdentityFix).join('\n'),
     });
 
+  findings.push(...checkRowSecurity(facts, present), ...checkGeneratedColumns(facts, present, want));
+
   return findings.length > 0
     ? findings
     : info(
         FINDING.tables,
         `All captured tables (${facts.tables.length}) exist, are readable and identify their rows`,
       );
+}
+
+/**
+ * Row security applies to a role that is neither superuser nor BYPASSRLS, unless it owns the table
+ * and the table does not FORCE it: https://www.postgresql.org/docs/current/ddl-rowsecurity.html.
+ * The snapshot's SELECT is filtered then, while logical decoding sees every change.
+ */
+function checkRowSecurity(facts: SupportedSourceFacts, present: TableFacts[]): Finding[] {
+  const { role } = facts;
+  if (role.superuser || role.bypassRls) return [];
+  const filtered = present.filter(
+    (t) => t.rowSecurity && (!t.owned || t.forceRowSecurity) && !t.policiesShowEveryRow,
+  );
+  if (filtered.length === 0) return [];
+  const name = ident(role.name);
+  return [
+    {
+      id: FINDING.rowSecurity,
+      severity: SEVERITY.error,
+      problem:
+        `Row-level security filters what role ${role.name} reads from ${listTables(filtered)}: the initial ` +
+        'snapshot would copy only the rows its policies show, while the stream carries every change ' +
+        '(logical decoding ignores row security).',
+      fix: [
+        `As a superuser: ALTER ROLE ${name} BYPASSRLS;`,
+        `Or, as the table owner, a policy that shows the role every row: ${filtered
+          .map(
+            (t) =>
+              `CREATE POLICY totes_capture_reads_all ON ${qualified(t)} FOR SELECT TO ${name} USING (true);`,
+          )
+          .join(' ')}`,
+      ].join('\n'),
+    },
+  ];
+}
+
+/**
+ * The snapshot reads every column; logical replication publishes no generated column before 18,
+ * and from 18 on stored ones only with publish_generated_columns = stored, virtual ones never:
+ * https://www.postgresql.org/docs/18/logical-replication-gencols.html
+ */
+function checkGeneratedColumns(
+  facts: SupportedSourceFacts,
+  present: TableFacts[],
+  want: SourceWant,
+): Finding[] {
+  const pg18 = facts.serverVersionNum >= 180000;
+  const storedPublished = pg18 && facts.publication?.publishGeneratedColumns === 'stored';
+  const unpublished = present.flatMap((t) =>
+    t.generatedColumns
+      .filter((c) => c.kind === 'virtual' || !storedPublished)
+      .map((column) => ({ table: t, column })),
+  );
+  if (unpublished.length === 0) return [];
+  const listed = unpublished
+    .map(({ table, column }) => `${table.table}.${column.name} (${column.kind})`)
+    .join(', ');
+  const problem = `The initial snapshot reads generated columns that the stream does not carry: ${listed}. `;
+  if (!pg18)
+    return [
+      {
+        id: FINDING.generatedColumns,
+        severity: SEVERITY.error,
+        problem:
+          problem +
+          'Logical replication publishes no generated column before PostgreSQL 18, so every later change would arrive without them.',
+        fix: [
+          `Make each a plain column the application writes: ${unpublished
+            .map(
+              ({ table, column }) =>
+                `ALTER TABLE ${qualified(table)} ALTER COLUMN ${ident(column.name)} DROP EXPRESSION;`,
+            )
+            .join(' ')}`,
+          'Or stop capturing the table and compute the value in the warehouse; on PostgreSQL 18 a publication can publish stored generated columns.',
+        ].join('\n'),
+      },
+    ];
+  const fixes: string[] = [];
+  if (unpublished.some(({ column }) => column.kind === 'stored')) {
+    const name = ident(want.publication);
+    fixes.push(
+      facts.publication
+        ? `ALTER PUBLICATION ${name} SET (publish_generated_columns = stored);`
+        : `CREATE PUBLICATION ${name} FOR TABLE ${facts.tables.map(qualified).join(', ')} WITH (publish_generated_columns = stored);`,
+    );
+  }
+  if (unpublished.some(({ column }) => column.kind === 'virtual'))
+    fixes.push(
+      'Virtual columns are never published: make each STORED (drop and add it again with GENERATED ALWAYS AS (…) STORED), or compute it in the warehouse.',
+    );
+  return [
+    {
+      id: FINDING.generatedColumns,
+      severity: SEVERITY.error,
+      problem:
+        problem +
+        'PostgreSQL 18 publishes stored generated columns only when the publication sets publish_generated_columns = stored, and virtual ones never.',
+      fix: fixes.join('\n'),
+    },
+  ];
+}
+
+/**
+ * A row filter or column list narrows the stream, never the snapshot, which reads whole tables.
+ * Dropping the table from the publication and adding it back in one transaction removes both
+ * without a moment in which its changes go unpublished.
+ * https://www.postgresql.org/docs/current/logical-replication-row-filter.html
+ * https://www.postgresql.org/docs/current/logical-replication-col-lists.html
+ */
+function checkRestrictedTables(
+  facts: SupportedSourceFacts,
+  publication: PublicationFacts,
+  want: SourceWant,
+): Finding[] {
+  const byName = new Map(facts.tables.map((t) => [`${t.schema}.${t.name}`, t]));
+  const name = ident(want.publication);
+  const findings: Finding[] = [];
+  for (const r of publication.restrictedTables) {
+    const t = byName.get(r.table);
+    if (!t) continue;
+    const table = qualified(t);
+    const fix =
+      `BEGIN; ALTER PUBLICATION ${name} DROP TABLE ${table}; ALTER PUBLICATION ${name} ADD TABLE ${table}; COMMIT;` +
+      '  -- one transaction, so no change falls between';
+    if (r.rowFilter !== null)
+      findings.push({
+        id: FINDING.publicationRowFilter,
+        severity: SEVERITY.error,
+        problem:
+          `Publication ${want.publication} publishes only the rows of ${t.table} WHERE ${r.rowFilter}: the initial ` +
+          'snapshot copies every row, but the stream carries changes only for rows that match, so the others ' +
+          'would stay in the warehouse, never updated or deleted.',
+        fix,
+      });
+    if (r.columns !== null)
+      findings.push({
+        id: FINDING.publicationColumnList,
+        severity: SEVERITY.error,
+        problem:
+          `Publication ${want.publication} publishes only some columns of ${t.table} (${r.columns.join(', ')}): ` +
+          'the initial snapshot reads every column, the stream only those, and a column added later would never arrive.',
+        fix,
+      });
+  }
+  return findings;
 }
 
 // https://www.postgresql.org/docs/current/sql-createpublication.html
@@ -581,6 +877,7 @@ function checkPublication(facts: SupportedSourceFacts, want: SourceWant): Findin
       fix: `ALTER PUBLICATION ${name} SET (publish = '${all}');`,
     });
   }
+  findings.push(...checkRestrictedTables(facts, publication, want));
 
   return findings.length > 0
     ? findings

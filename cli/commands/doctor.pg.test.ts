@@ -86,6 +86,40 @@ describe('totes doctor (real Postgres)', () => {
     );
   });
 
+  it('exits 1 when the snapshot and the stream would disagree, printing each fix', async () => {
+    await withClient(goodUrl, async (c) => {
+      await c.query(
+        'CREATE TABLE priced (id int PRIMARY KEY, net int, gross int GENERATED ALWAYS AS (net * 2) STORED)',
+      );
+      await c.query('CREATE PUBLICATION priced_pub FOR TABLE priced WHERE (net > 0)');
+    });
+    const { code, out } = await doctor(
+      '--source-url',
+      goodUrl,
+      '--slot',
+      SLOT,
+      '--publication',
+      'priced_pub',
+      '--tables',
+      'priced',
+    );
+    expect(code).toBe(1);
+    const lines = out.split('\n');
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        '✗ The initial snapshot reads generated columns that the stream does not carry: priced.gross (stored). ' +
+          'Logical replication publishes no generated column before PostgreSQL 18, so every later change would arrive without them.',
+        '    fix: Make each a plain column the application writes: ALTER TABLE public.priced ALTER COLUMN gross DROP EXPRESSION;',
+        '         Or stop capturing the table and compute the value in the warehouse; on PostgreSQL 18 a publication can publish stored generated columns.',
+        expect.stringMatching(
+          /^✗ Publication priced_pub publishes only the rows of priced WHERE \(net > 0\): /,
+        ),
+        '    fix: BEGIN; ALTER PUBLICATION priced_pub DROP TABLE public.priced; ALTER PUBLICATION priced_pub ADD TABLE public.priced; COMMIT;  -- one transaction, so no change falls between',
+        '2 errors, 0 warnings: capture cannot start until the errors are fixed.',
+      ]),
+    );
+  });
+
   it('prints machine-readable findings and facts with --json', async () => {
     const { code, out } = await doctor(
       '--source-url',
