@@ -59,6 +59,12 @@ export const EMF_METRICS = {
 export const LOG_METRICS = {
   /** capture logged at level error (each is a crash or a failed flush that restarts it). */
   captureErrors: 'CaptureErrors',
+  /** capture found its slot invalidated (`event: capture.slot_lost`) and resynced (or refused). */
+  slotLost: 'SlotLost',
+  /** a captured table fell out of the publication (`event: capture.table_not_captured`). */
+  tablesNotCaptured: 'TablesNotCaptured',
+  /** the source is another cluster or timeline (`event: capture.source_changed`): resynced. */
+  sourceChanged: 'SourceChanged',
   /** firehose-transform returned ProcessingFailed for a record (it logs an `errorCode`). */
   recordsFailedTransformation: 'RecordsFailedTransformation',
 } as const;

@@ -632,6 +632,31 @@ describe('pipeline stack: alarms and dashboard', () => {
     alarmOn('CaptureErrors', { Namespace: 'Totes' });
   });
 
+  it("alarms on capture's recovery events, counted from the events it logs", () => {
+    const filters = Object.values(template.findResources('AWS::Logs::MetricFilter')).map((f) => ({
+      pattern: f.Properties.FilterPattern,
+      ...f.Properties.MetricTransformations[0],
+    }));
+    for (const [event, metric] of [
+      ['capture.slot_lost', 'SlotLost'],
+      ['capture.table_not_captured', 'TablesNotCaptured'],
+      ['capture.source_changed', 'SourceChanged'],
+    ]) {
+      expect(filters).toContainEqual(
+        expect.objectContaining({
+          pattern: `{ $.event = "${event}" }`,
+          MetricName: metric,
+          MetricValue: '1',
+        }),
+      );
+      alarmOn(metric, {
+        Namespace: 'Totes',
+        Threshold: 1,
+        ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      });
+    }
+  });
+
   it('makes the capture metrics from the capture.stats log lines', () => {
     const filters = Object.values(template.findResources('AWS::Logs::MetricFilter')).map((f) => ({
       pattern: f.Properties.FilterPattern,

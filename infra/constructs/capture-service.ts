@@ -45,6 +45,8 @@ export class CaptureService extends Construct {
   readonly securityGroup: ec2.SecurityGroup;
   private readonly statsMetrics = new Map<CaptureStatsField, cloudwatch.Metric>();
   readonly errorsMetric: cloudwatch.Metric;
+  /** Counts of capture's recovery events (`event` field of its log lines), per 5 minutes. */
+  readonly eventMetrics: Record<'slotLost' | 'tablesNotCaptured' | 'sourceChanged', cloudwatch.Metric>;
 
   constructor(scope: Construct, id: string, props: CaptureServiceProps) {
     super(scope, id);
@@ -177,6 +179,24 @@ export class CaptureService extends Construct {
       metricValue: '1',
       unit: cloudwatch.Unit.COUNT,
     }).metric({ statistic: cloudwatch.Stats.SUM, period: Duration.minutes(5) });
+    const eventMetric = (id: string, event: string, metricName: string) =>
+      new logs.MetricFilter(this, id, {
+        logGroup: this.logGroup,
+        filterPattern: logs.FilterPattern.stringValue('$.event', '=', event),
+        metricNamespace: METRIC_NAMESPACE,
+        metricName,
+        metricValue: '1',
+        unit: cloudwatch.Unit.COUNT,
+      }).metric({ statistic: cloudwatch.Stats.SUM, period: Duration.minutes(5) });
+    this.eventMetrics = {
+      slotLost: eventMetric('SlotLostFilter', 'capture.slot_lost', LOG_METRICS.slotLost),
+      tablesNotCaptured: eventMetric(
+        'TablesNotCapturedFilter',
+        'capture.table_not_captured',
+        LOG_METRICS.tablesNotCaptured,
+      ),
+      sourceChanged: eventMetric('SourceChangedFilter', 'capture.source_changed', LOG_METRICS.sourceChanged),
+    };
   }
 
   private statsMetricFilter(field: CaptureStatsField): cloudwatch.Metric {

@@ -132,6 +132,34 @@ export class Observability extends Construct {
       evaluationPeriods: 1,
       alarmDescription: 'Capture logged an error (it restarts from its last confirmed position).',
     });
+    for (const [name, metric, description] of [
+      [
+        'SlotLost',
+        capture.eventMetrics.slotLost,
+        'The replication slot was invalidated (max_slot_wal_keep_size): changes since its position are gone. ' +
+          'Capture resyncs by itself (a reconciling snapshot under a new epoch); raise max_slot_wal_keep_size ' +
+          'or find why capture fell behind.',
+      ],
+      [
+        'TablesNotCaptured',
+        capture.eventMetrics.tablesNotCaptured,
+        'A captured table was dropped, re-created or removed from the publication: its changes no longer ' +
+          'arrive. Add it back to the publication, then totes resync --table T.',
+      ],
+      [
+        'SourceChanged',
+        capture.eventMetrics.sourceChanged,
+        'The source is another cluster or timeline than before (failover or restore): capture resynced ' +
+          'under a new epoch. Confirm the failover was intended.',
+      ],
+    ] as const)
+      this.alarm(name, {
+        metric,
+        threshold: 1,
+        comparisonOperator: GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluationPeriods: 1,
+        alarmDescription: description,
+      });
 
     // ---------------------------------------------------------------- Kinesis and Firehose
     const iteratorAge = props.stream.metricGetRecordsIteratorAgeMilliseconds({

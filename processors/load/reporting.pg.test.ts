@@ -201,7 +201,7 @@ describe('reporting views (real Postgres, seeded warehouse with history)', () =>
     );
   });
 
-  it('the reporting role reads the rpt_ views and nothing else, whichever of 003 and 004 ran first', async () => {
+  it('the reporting role reads the rpt_ views and the warehouse, and writes nothing, whichever of 003 and 004 ran first', async () => {
     // Roles are cluster-wide: migrate a fresh schema with the role already there (004 first).
     const role = 'totes_reporting';
     const existed = (await rows(`SELECT 1 FROM pg_roles WHERE rolname = '${role}'`)).length > 0;
@@ -216,11 +216,13 @@ describe('reporting views (real Postgres, seeded warehouse with history)', () =>
       await other.query(`SET LOCAL ROLE ${role}`);
       const top = await other.query('SELECT count(*)::int AS n FROM "rpt_top_designs"');
       expect(top.rows[0].n).toBe(0);
-      await expect(other.query('SELECT 1 FROM "fact_sales_order" LIMIT 1')).rejects.toThrow(
-        /permission denied/,
-      );
+      // Analysts read the stars too (004 grants SELECT on every table); nobody writes through it.
+      await other.query('SELECT 1 FROM "fact_sales_order_current" LIMIT 1');
+      await expect(other.query('DELETE FROM "fact_sales_order"')).rejects.toThrow(/permission denied/);
       await other.query('ROLLBACK');
     } finally {
+      await other.query('ROLLBACK');
+      await other.query('RESET ROLE');
       await other.query(`DROP SCHEMA ${schema} CASCADE`);
       await other.end();
       if (!existed) await warehouse.query(`DROP ROLE ${role}`);
