@@ -41,7 +41,7 @@ import {
  *
  * Failure policy (S3-triggered Lambdas are invoked asynchronously and have no per-record failure
  * response, https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html):
- * - Changes the mapping rejects (invalid date, `2.0` int, truncate, …) go to a quarantine object
+ * - Changes the mapping rejects (invalid date, `2.0` int, …) go to a quarantine object
  *   (`quarantine/transform/<table>/…/<hash>.rejected.jsonl`, one JSON line per change with its
  *   reason), are logged as errors and counted; the rest of the object is written.
  * - An object that cannot be read at all (bad CSV, missing or invalid schema object, a layout
