@@ -125,8 +125,12 @@ export class LoadGenerator {
     return this.clients.length;
   }
 
+  private closing: Promise<unknown> | null = null;
+
+  /** Ends every connection; a second call waits for the first. */
   async close(): Promise<void> {
-    await Promise.all(this.clients.map((c) => c.end().catch(() => undefined)));
+    this.closing ??= Promise.all(this.clients.map((c) => c.end().catch(() => undefined)));
+    await this.closing;
   }
 
   /** Plans about `target` row changes for connection `index`. */

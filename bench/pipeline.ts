@@ -1,0 +1,512 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client } from 'pg';
+import { TOTESYS_TABLES } from '../core/totesys-tables';
+import { startEmbeddedCluster } from '../local/embedded-postgres';
+import { renderVerifyReport, verifyWarehouse } from '../processors/load/verify';
+import { inspectTotesys, installTotesys } from '../totesys';
+import { quoteIdent } from '../totesys/schema';
+import { walsenderCpuSeconds } from './cpu';
+import { summarizeProfile, type CpuProfile } from './cpu-profile';
+import { LoadGenerator, type LoadRunResult } from './load-generator';
+import type { PipelineOptions } from './pipeline-options';
+import {
+  judgeStep,
+  kneeOf,
+  summariseLatencies,
+  type BaselineResult,
+  type PipelineResult,
+  type StageWork,
+  type StepResult,
+} from './pipeline-report';
+import { Probe } from './probe';
+import { ProcessSampler, postgresGroups, type ProcessGroup } from './process-sampler';
+import { topFrames } from './profile-stages';
+import { readWithLibrary } from './raw-readers';
+import { machineBasics } from './report';
+import { StackProcess } from './stack-process';
+import { dropDatabase, recreateDatabase, withClient } from './workloads';
+import type { StackStats } from './stack-protocol';
+
+/**
+ * `npm run bench:pipeline`: the local pipeline in a process of its own (pipeline-stack.ts), an
+ * embedded source (or a given one) seeded with totesys, the load generator and the probe in this
+ * process; a baseline of the same Postgres first, then the steps, each followed by its drain.
+ */
+
+export interface PipelineBench {
+  options: PipelineOptions;
+  /** Where the source cluster, the stack's data directory and its log go. */
+  root: string;
+  progress(message: string): void;
+  /** What was started, stopped in reverse order by the caller, however the run ends. */
+  stops: (() => Promise<void>)[];
+}
+
+/** Names that cannot meet a real deployment's slot and publication on a given source. */
+export const BENCH_SLOT = 'totes_bench';
+const BASELINE_DATABASE = 'totes_bench_baseline';
+/** A changing stage must be seen idle twice this far apart (an object between two stages is in neither). */
+const IDLE_CONFIRM_MS = 500;
+const POLL_MS = 100;
+/** A silent stack is broken, not slow. */
+const STARTUP_TIMEOUT_S = 600;
+
+const secondsSince = (t: number) => (performance.now() - t) / 1000;
+
+function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${encodeURIComponent(database)}`;
+  return u.toString();
+}
+
+/** Seeds totesys into a database that has none; one that has it is used as it is. */
+async function seedIfEmpty(url: string, scale: number, progress: (m: string) => void): Promise<void> {
+  await withClient(url, async (c) => {
+    if ((await inspectTotesys(c)).tables.length > 0) return progress('the source already holds totesys');
+    progress(`seeding the source with totesys (scale ${scale})`);
+    const counts = await installTotesys(c, { scale });
+    progress(
+      `seeded ${Object.values(counts)
+        .reduce((a, b) => a + b, 0)
+        .toLocaleString('en-GB')} rows`,
+    );
+  });
+}
+
+/**
+ * The reference measured in the same run: the generator unpaced into a fresh totesys database with
+ * nothing else running (plain write throughput), then a bare pgoutput reader decoding exactly those
+ * changes from a slot made before them (the raw decoding rate, the ceiling of one slot).
+ */
+async function runBaseline(bench: PipelineBench, serverUrl: string): Promise<BaselineResult> {
+  const { options, progress } = bench;
+  const url = withDatabase(serverUrl, BASELINE_DATABASE);
+  const slot = `${BASELINE_DATABASE}_raw`;
+  const publication = `${BASELINE_DATABASE}_pub`;
+  await recreateDatabase(serverUrl, BASELINE_DATABASE);
+  try {
+    return await withClient(url, async (control) => {
+      await installTotesys(control, { scale: Math.min(options.scale, 0.05) });
+      await control.query(
+        `CREATE PUBLICATION ${quoteIdent(publication)} FOR TABLE ${TOTESYS_TABLES.map(quoteIdent).join(', ')}`,
+      );
+      await control.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slot]);
+      progress(`baseline: writing ${options.baselineChanges.toLocaleString('en-GB')} changes unpaced`);
+      const generator = await LoadGenerator.connect({
+        url,
+        connections: options.connections,
+        seed: options.seed,
+      });
+      let written: LoadRunResult;
+      try {
+        written = await generator.run({
+          rate: Infinity,
+          maxChanges: options.baselineChanges,
+          batchMs: options.batchMs,
+        });
+      } finally {
+        await generator.close();
+      }
+      const write = {
+        changes: written.changes,
+        transactions: written.transactions,
+        seconds: written.seconds,
+        perSecond: written.changes / written.seconds,
+      };
+      progress(`baseline: ${Math.round(write.perSecond)} changes/s written; decoding them`);
+      try {
+        const raw = await readWithLibrary({ url, slot, publication }, written.changes, 600_000, () =>
+          walsenderCpuSeconds(control, slot),
+        );
+        return {
+          write,
+          decode: {
+            changes: raw.changes,
+            seconds: raw.seconds,
+            perSecond: raw.changes / raw.seconds,
+            walsenderCpuSeconds: raw.cpu.walsender,
+          },
+          note: null,
+        };
+      } catch (e) {
+        return { write, decode: null, note: `decoding failed: ${(e as Error).message}` };
+      }
+    });
+  } finally {
+    // With its slot, once the reader's walsender is gone.
+    await dropDatabase(serverUrl, BASELINE_DATABASE);
+  }
+}
+
+/** Nothing buffered, queued or running in any stage the stack process runs. */
+export function stagesIdle(s: StackStats): boolean {
+  const d = s.delivery;
+  return (
+    d.bufferedRecords === 0 &&
+    d.millisBehindLatest === 0 &&
+    d.recordsIn === d.recordsOk + d.recordsDropped + d.recordsFailed &&
+    s.transform.queued + s.transform.inFlight === 0 &&
+    s.load.queued + s.load.inFlight === 0
+  );
+}
+
+function stageWork(before: StackStats, after: StackStats): StageWork {
+  const c0 = before.capture;
+  const c1 = after.capture;
+  const t0 = before.logs.transform;
+  const t1 = after.logs.transform;
+  const l0 = before.logs.load;
+  const l1 = after.logs.load;
+  const busySeconds = (l1.durationMs - l0.durationMs) / 1000;
+  const rows = l1.rows - l0.rows;
+  const problems: Record<string, number> = {};
+  for (const [k, n] of Object.entries(after.logs.problems)) {
+    const d = n - (before.logs.problems[k] ?? 0);
+    if (d > 0) problems[k] = d;
+  }
+  return {
+    capture:
+      c1 && c0 && c1.changes >= c0.changes
+        ? {
+            changes: c1.changes - c0.changes,
+            transactions: c1.transactions - c0.transactions,
+            records: c1.records - c0.records,
+            bytes: c1.bytes - c0.bytes,
+          }
+        : null,
+    delivery: {
+      recordsIn: after.delivery.recordsIn - before.delivery.recordsIn,
+      objectsOut: after.delivery.objectsOut - before.delivery.objectsOut,
+      bytesOut: after.delivery.bytesOut - before.delivery.bytesOut,
+    },
+    transform: {
+      objects: t1.objects - t0.objects,
+      changes: t1.changes - t0.changes,
+      rows: t1.rows - t0.rows,
+      bytesIn: t1.bytesIn - t0.bytesIn,
+      bytesOut: t1.bytesOut - t0.bytesOut,
+    },
+    load: {
+      objects: l1.objects - l0.objects,
+      rows,
+      written: l1.written - l0.written,
+      busySeconds,
+      rowsPerBusySecond: busySeconds > 0 ? rows / busySeconds : null,
+    },
+    problems,
+  };
+}
+
+/** The pieces a step works with, once everything is up. */
+interface Running {
+  bench: PipelineBench;
+  stack: StackProcess;
+  probe: Probe;
+  generator: LoadGenerator;
+  control: Client;
+  sampler: ProcessSampler;
+  /** The newest stats, kept fresh while anything waits (capture's pid moves on a restart). */
+  latest: StackStats | null;
+}
+
+async function refresh(run: Running): Promise<StackStats> {
+  run.latest = await run.stack.stats();
+  return run.latest;
+}
+
+/**
+ * Waits until the step's probes and a final marker are in the warehouse, the slot has confirmed
+ * `endLsn`, and every stage is idle (seen twice, IDLE_CONFIRM_MS apart). Seconds from the call to
+ * the first of those two sightings, or null at the timeout.
+ */
+async function settle(run: Running, tag: string, endLsn: string, timeoutS: number): Promise<number | null> {
+  const started = performance.now();
+  const marker = await run.probe.mark(`${tag}:drain`);
+  let idleSince: number | null = null;
+  for (;;) {
+    const stats = await refresh(run);
+    const { rows } = await run.control.query<{ ok: boolean }>(
+      'SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = $2',
+      [endLsn, BENCH_SLOT],
+    );
+    const seen = marker.latencyMs !== null && run.probe.of(tag).every((m) => m.latencyMs !== null);
+    const now = performance.now();
+    if (seen && rows[0]?.ok === true && stagesIdle(stats)) {
+      if (idleSince === null) idleSince = now;
+      else if (now - idleSince >= IDLE_CONFIRM_MS) return (idleSince - started) / 1000;
+    } else idleSince = null;
+    if (now - started > timeoutS * 1000) return null;
+    await sleep(POLL_MS);
+  }
+}
+
+async function currentLsn(control: Client): Promise<string> {
+  return (await control.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
+}
+
+const stepName = (rate: number) =>
+  rate === 0 ? 'idle' : rate % 1000 === 0 ? `${rate / 1000}k/s` : `${rate}/s`;
+
+async function runStep(run: Running, rate: number, durationS: number): Promise<StepResult> {
+  const { options, progress } = run.bench;
+  const name = stepName(rate);
+  const before = await refresh(run);
+  const window = run.sampler.open();
+  const profiling = options.profileIntervalUs > 0;
+  if (profiling) await run.stack.startProfile(options.profileIntervalUs);
+  run.probe.startTicking(name, options.probeMs);
+  const started = performance.now();
+  // Stats once a second: capture's pid for the sampler, and a line of progress now and then.
+  let watching = true;
+  const watcher = (async () => {
+    let lastSaid = performance.now();
+    while (watching) {
+      await sleep(1000);
+      if (!watching) break;
+      const s = await refresh(run).catch(() => null);
+      if (s && performance.now() - lastSaid >= 10_000) {
+        lastSaid = performance.now();
+        const lag = s.capture?.lagSeconds;
+        progress(
+          `${name}: ${secondsSince(started).toFixed(0)} s; capture lag ${lag === null || lag === undefined ? '?' : `${lag.toFixed(1)} s`}, ` +
+            `transform queue ${s.transform.queued}, load queue ${s.load.queued}`,
+        );
+      }
+    }
+  })();
+  let generated: LoadRunResult | null;
+  try {
+    generated =
+      rate > 0
+        ? await run.generator.run({ rate, durationMs: durationS * 1000, batchMs: options.batchMs })
+        : await sleep(durationS * 1000).then(() => null);
+  } finally {
+    run.probe.stopTicking();
+    watching = false;
+    await watcher;
+  }
+  const seconds = secondsSince(started);
+  const file = options.cpuProfileDir
+    ? path.join(options.cpuProfileDir, `stack-${name.replace('/', 'per')}.cpuprofile`)
+    : null;
+  const profile = profiling ? await run.stack.stopProfile(file) : null;
+  const loadUsage = window.close();
+  const endLsn = await currentLsn(run.control);
+  progress(
+    `${name}: load done${generated ? ` (${Math.round(generated.changes / seconds)} changes/s)` : ''}; draining`,
+  );
+  const drainWindow = run.sampler.open();
+  const drainSeconds = await settle(run, name, endLsn, options.drainTimeoutSeconds);
+  const drainUsage = drainWindow.close();
+  const after = await refresh(run);
+  const changes = generated?.changes ?? 0;
+  const step = {
+    offeredPerSecond: rate,
+    achievedPerSecond: changes / seconds,
+    probe: summariseLatencies(run.probe.of(name).map((m) => m.latencyMs)),
+    drainSeconds,
+  };
+  const verdict = judgeStep(step, options.p99TargetMs);
+  return {
+    name,
+    ...step,
+    seconds,
+    changes,
+    transactions: generated?.transactions ?? 0,
+    failedBatches: generated?.failedBatches ?? 0,
+    generatorErrors: generated?.errors ?? [],
+    byKind: generated?.byKind ?? null,
+    pipelinePerSecond: drainSeconds === null ? null : changes / (seconds + drainSeconds),
+    ...verdict,
+    usage: { load: loadUsage, drain: drainUsage },
+    stages: stageWork(before, after),
+    profile,
+  };
+}
+
+function captureProfile(dir: string | null): PipelineResult['captureProfile'] {
+  if (!dir || !fs.existsSync(dir)) return null;
+  const files = fs
+    .readdirSync(dir)
+    .filter((f) => f.startsWith('CPU.') && f.endsWith('.cpuprofile'))
+    .map((f) => path.join(dir, f));
+  // The newest: capture writes one per process, and a restarted capture another.
+  const file = files.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0];
+  if (!file) return null;
+  const profile = JSON.parse(fs.readFileSync(file, 'utf8')) as CpuProfile;
+  return { file, owners: summarizeProfile(profile), top: topFrames(profile) };
+}
+
+export async function runPipelineBench(bench: PipelineBench): Promise<PipelineResult> {
+  const { options, root, progress, stops } = bench;
+  const loadAtStart = os.loadavg()[0]!;
+  const notes: string[] = [];
+
+  let serverUrl: string;
+  let sourceUrl: string;
+  let sourceDataDir: string | null = null;
+  if (options.sourceUrl) {
+    sourceUrl = options.sourceUrl;
+    serverUrl = options.sourceUrl;
+    notes.push('a given source: its Postgres processes are not sampled');
+  } else {
+    progress(`starting the source Postgres under ${root}`);
+    const cluster = await startEmbeddedCluster({ dataDir: path.join(root, 'source') });
+    stops.push(() => cluster.stop());
+    serverUrl = cluster.url;
+    sourceDataDir = cluster.dataDir;
+    await withClient(serverUrl, async (c) => {
+      if ((await c.query("SELECT 1 FROM pg_database WHERE datname = 'totesys'")).rowCount === 0)
+        await c.query('CREATE DATABASE totesys');
+    });
+    sourceUrl = cluster.urlFor('totesys');
+  }
+  await seedIfEmpty(sourceUrl, options.scale, progress);
+  const postgres = await withClient(
+    sourceUrl,
+    async (c) => (await c.query('SHOW server_version')).rows[0].server_version as string,
+  );
+
+  let baseline: BaselineResult | null = null;
+  if (options.baselineChanges > 0) {
+    try {
+      baseline = await runBaseline(bench, serverUrl);
+    } catch (e) {
+      notes.push(`no baseline: ${(e as Error).message}`);
+    }
+  }
+
+  progress('starting the stack (capture, kinesalite, s3rver, local Firehose, transform, load, warehouse)');
+  const stackStarted = performance.now();
+  const stack = await StackProcess.start({
+    dataDir: path.join(root, 'stack'),
+    sourceUrl,
+    warehouseUrl: options.warehouseUrl ?? undefined,
+    statsIntervalMs: 1000,
+    logFile: path.join(root, 'stack.log'),
+    slot: BENCH_SLOT,
+    captureProfileDir: options.cpuProfileDir ?? undefined,
+  });
+  stops.push(() => stack.stop());
+  if (options.sourceUrl)
+    // A given source outlives the bench: leave no slot pinning its WAL, and no publication.
+    stops.push(() =>
+      withClient(sourceUrl, async (c) => {
+        await c.query(
+          'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1',
+          [BENCH_SLOT],
+        );
+        await c.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(BENCH_SLOT)}`);
+      }),
+    );
+  const stackSeconds = secondsSince(stackStarted);
+
+  const groups: ProcessGroup[] = [
+    { name: 'stack', pids: () => [stack.pid] },
+    { name: 'capture', pids: () => (run.latest?.capturePid ? [run.latest.capturePid] : []) },
+    { name: 'bench', pids: () => [process.pid] },
+    ...(sourceDataDir ? postgresGroups('source', sourceDataDir) : []),
+    ...(stack.ready.warehouseDataDir ? postgresGroups('warehouse', stack.ready.warehouseDataDir) : []),
+  ];
+  const control = new Client({ connectionString: sourceUrl });
+  await control.connect();
+  stops.push(() => control.end());
+  const probe = await Probe.connect(sourceUrl, stack.ready.warehouseUrl);
+  stops.push(() => probe.close());
+  const generator = await LoadGenerator.connect({
+    url: sourceUrl,
+    connections: options.connections,
+    seed: options.seed,
+  });
+  stops.push(() => generator.close());
+  const run: Running = {
+    bench,
+    stack,
+    probe,
+    generator,
+    control,
+    sampler: new ProcessSampler(groups),
+    latest: null,
+  };
+
+  progress('waiting for the initial snapshot to reach the warehouse');
+  const snapshotWait = await settle(run, 'startup', await currentLsn(control), STARTUP_TIMEOUT_S);
+  const startup = {
+    stackSeconds,
+    snapshotRows: run.latest?.capture?.snapshotRows ?? null,
+    snapshotToWarehouseSeconds: snapshotWait,
+  };
+  if (snapshotWait === null)
+    throw new Error(`the initial snapshot did not reach the warehouse in ${STARTUP_TIMEOUT_S} s`);
+  progress(`the snapshot is in the warehouse (${snapshotWait.toFixed(1)} s after the stack came up)`);
+
+  const steps: StepResult[] = [];
+  const plan = [...(options.idleSeconds > 0 ? [0] : []), ...options.steps];
+  for (const rate of plan) {
+    const seconds = rate === 0 ? options.idleSeconds : options.stepSeconds;
+    progress(`step ${stepName(rate)}: ${seconds} s`);
+    const step = await runStep(run, rate, seconds);
+    steps.push(step);
+    const p = step.probe;
+    progress(
+      `step ${step.name}: p50 ${p.p50Ms === null ? '∞' : Math.round(p.p50Ms)} ms, p99 ${p.p99Ms === null ? '∞' : Math.round(p.p99Ms)} ms, ` +
+        `drain ${step.drainSeconds === null ? 'timed out' : `${step.drainSeconds.toFixed(1)} s`} → ${step.held ? 'held' : `not held (${step.verdict})`}`,
+    );
+    if (step.drainSeconds === null) {
+      notes.push(`stopped after ${step.name}: its backlog did not drain in ${options.drainTimeoutSeconds} s`);
+      break;
+    }
+    if (!step.held && rate > 0 && !options.keepGoing) {
+      notes.push(`stopped after ${step.name}, the first step not held (--keep-going runs the rest)`);
+      break;
+    }
+  }
+
+  let verify: PipelineResult['verify'] = null;
+  const drained = steps.every((s) => s.drainSeconds !== null);
+  if (options.verify && drained) {
+    progress('comparing the warehouse with the source');
+    const report = await withClient(sourceUrl, (s) =>
+      withClient(stack.ready.warehouseUrl, (w) => verifyWarehouse(s, w)),
+    );
+    verify = { ok: report.ok, report: renderVerifyReport(report) };
+  } else if (options.verify) notes.push('not verified: a step did not drain');
+
+  // Capture writes its profile when it exits: stop the stack first.
+  await probe.close();
+  await generator.close();
+  await stack.stop();
+  return {
+    machine: {
+      ...machineBasics(),
+      postgres,
+      loadAverage: { start: loadAtStart, end: os.loadavg()[0]! },
+    },
+    settings: {
+      steps: options.steps,
+      'step-seconds': options.stepSeconds,
+      'idle-seconds': options.idleSeconds,
+      connections: options.connections,
+      'batch-ms': options.batchMs,
+      'probe-ms': options.probeMs,
+      'p99-ms': options.p99TargetMs,
+      scale: options.scale,
+      'profile-us': options.profileIntervalUs,
+      source: options.sourceUrl ? 'given' : 'embedded',
+      warehouse: options.warehouseUrl ? 'given' : 'embedded',
+      // What `totes up` runs: the local Firehose's defaults (local/delivery-stream.ts), i.e. AWS's
+      // fast mode (no dynamic partitioning, 1 s buffering), not the 60 s+ of dynamic partitioning.
+      'firehose mode': 'local defaults (fast mode)',
+    },
+    baseline,
+    startup,
+    steps,
+    knee: kneeOf(steps),
+    captureProfile: captureProfile(options.cpuProfileDir),
+    verify,
+    notes,
+  };
+}
