@@ -12,6 +12,7 @@ module.exports = {
     '<rootDir>/infra',
     '<rootDir>/totesys',
     '<rootDir>/test',
+    '<rootDir>/bench',
   ],
   testMatch: ['**/*.test.ts'],
   transform: {

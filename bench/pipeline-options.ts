@@ -19,6 +19,8 @@ export interface PipelineOptions {
   scale: number;
   seed: number;
   sourceUrl: string | null;
+  /** Capture's slot and publication name: never a real deployment's (default totes_bench). */
+  slot: string;
   warehouseUrl: string | null;
   /** Changes the baseline writes unpaced and decodes; 0 skips the baseline. */
   baselineChanges: number;
@@ -58,6 +60,8 @@ Options:
   --source-url URL       an existing Postgres (wal_level=logical) instead of an embedded one;
                          seeded with totesys if it has none
   --warehouse-url URL    an existing Postgres for the warehouse instead of an embedded one
+  --slot NAME            capture's slot and publication (default totes_bench; dropped at the end
+                         when the source is a given one)
   --baseline-changes N   changes the baseline writes unpaced and decodes (default 200000; 0 skips)
   --profile-us N         sampling interval of the stack process' CPU profile per step, for the
                          time by stage (default 2000; 0 turns it off)
@@ -111,6 +115,7 @@ export function parsePipelineOptions(argv: string[], now = new Date()): Pipeline
       seed: { type: 'string' },
       'source-url': { type: 'string' },
       'warehouse-url': { type: 'string' },
+      slot: { type: 'string' },
       'baseline-changes': { type: 'string' },
       'profile-us': { type: 'string' },
       'cpu-profile': { type: 'string' },
@@ -139,6 +144,7 @@ export function parsePipelineOptions(argv: string[], now = new Date()): Pipeline
     seed: integer('seed', values.seed, 1),
     sourceUrl: values['source-url'] ?? null,
     warehouseUrl: values['warehouse-url'] ?? null,
+    slot: values.slot ?? 'totes_bench',
     baselineChanges: integer('baseline-changes', values['baseline-changes'], quick ? 10_000 : 200_000, 0),
     profileIntervalUs: integer('profile-us', values['profile-us'], 2000, 0),
     cpuProfileDir: values['cpu-profile'] ? path.resolve(values['cpu-profile']) : null,

@@ -27,7 +27,7 @@ import { topFrames } from './profile-stages';
 import { readWithLibrary } from './raw-readers';
 import { machineBasics } from './report';
 import { StackProcess } from './stack-process';
-import { dropDatabase, recreateDatabase, withClient } from './workloads';
+import { dropDatabase, dropSlots, recreateDatabase, withClient } from './workloads';
 import type { StackStats } from './stack-protocol';
 
 /**
@@ -45,8 +45,6 @@ export interface PipelineBench {
   stops: (() => Promise<void>)[];
 }
 
-/** Names that cannot meet a real deployment's slot and publication on a given source. */
-export const BENCH_SLOT = 'totes_bench';
 const BASELINE_DATABASE = 'totes_bench_baseline';
 /** A changing stage must be seen idle twice this far apart (an object between two stages is in neither). */
 const IDLE_CONFIRM_MS = 500;
@@ -230,7 +228,7 @@ async function settle(run: Running, tag: string, endLsn: string, timeoutS: numbe
     const stats = await refresh(run);
     const { rows } = await run.control.query<{ ok: boolean }>(
       'SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = $2',
-      [endLsn, BENCH_SLOT],
+      [endLsn, run.bench.options.slot],
     );
     const seen = marker.latencyMs !== null && run.probe.of(tag).every((m) => m.latencyMs !== null);
     const now = performance.now();
@@ -379,6 +377,15 @@ export async function runPipelineBench(bench: PipelineBench): Promise<PipelineRe
     }
   }
 
+  if (options.sourceUrl)
+    // A given source outlives the bench: leave no slot pinning its WAL, and no publication
+    // (registered first, so that it runs once the stack has stopped).
+    stops.push(() =>
+      withClient(sourceUrl, async (c) => {
+        await dropSlots(c, 'slot_name', options.slot);
+        await c.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(options.slot)}`);
+      }),
+    );
   progress('starting the stack (capture, kinesalite, s3rver, local Firehose, transform, load, warehouse)');
   const stackStarted = performance.now();
   const stack = await StackProcess.start({
@@ -387,21 +394,10 @@ export async function runPipelineBench(bench: PipelineBench): Promise<PipelineRe
     warehouseUrl: options.warehouseUrl ?? undefined,
     statsIntervalMs: 1000,
     logFile: path.join(root, 'stack.log'),
-    slot: BENCH_SLOT,
+    slot: options.slot,
     captureProfileDir: options.cpuProfileDir ?? undefined,
   });
   stops.push(() => stack.stop());
-  if (options.sourceUrl)
-    // A given source outlives the bench: leave no slot pinning its WAL, and no publication.
-    stops.push(() =>
-      withClient(sourceUrl, async (c) => {
-        await c.query(
-          'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1',
-          [BENCH_SLOT],
-        );
-        await c.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(BENCH_SLOT)}`);
-      }),
-    );
   const stackSeconds = secondsSince(stackStarted);
 
   const groups: ProcessGroup[] = [
