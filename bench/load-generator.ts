@@ -6,10 +6,13 @@
  * here each of several connections writes a batch of changes as one transaction of one statement
  * (batch-sql.ts), paced together to a target rate of row changes per second.
  *
- * Edits all go through the first connection. totesys has a handful of departments and a few dozen
- * addresses and counterparties: batches of edits on several connections would lock the same rows
- * in different orders, and wait on (or deadlock with) each other, which measures lock contention,
- * not the pipeline. New orders and paid flips never touch a row another connection touches.
+ * Edits and new designs all go through the first connection. totesys has a handful of departments
+ * and a few dozen addresses and counterparties: batches of edits on several connections would lock
+ * the same rows in different orders, and wait on (or deadlock with) each other, which measures lock
+ * contention, not the pipeline. And a new order may name any design up to the highest id committed:
+ * with designs created on several connections, one committed above another still in flight would
+ * let an order name the uncommitted one, which its foreign-key check cannot see (it fails rather
+ * than waits). New orders and paid flips never touch a row another connection touches.
  */
 import { Client } from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -91,7 +94,7 @@ const changesOf = (c: PlannedChange) =>
   c.kind === 'new_sales_order' || c.kind === 'new_purchase_order' ? 3 : 1;
 
 export class LoadGenerator {
-  /** Edits planned on other connections, written by the first (see the file comment). */
+  /** Edits and new designs planned on other connections, written by the first (see the file comment). */
   private pendingEdits: PlannedChange[] = [];
   private readonly planner: ReturnType<typeof createChangePlanner>;
 
@@ -146,7 +149,8 @@ export class LoadGenerator {
       planned += changesOf(change);
       // The planner settles the oldest unpaid payment; it is ours now, no other batch may pick it.
       if (change.kind === 'payment_paid') this.state.unpaidPaymentIds.shift();
-      if ('edit' in change && index !== 0 && this.clients.length > 1) this.pendingEdits.push(change);
+      const firstOnly = 'edit' in change || change.kind === 'new_design';
+      if (firstOnly && index !== 0) this.pendingEdits.push(change);
       else batch.push(change);
     }
     return batch;

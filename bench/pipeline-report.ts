@@ -63,7 +63,7 @@ export interface StepResult {
 
 export interface BaselineResult {
   /** The generator unpaced into a fresh totesys database, nothing else running. */
-  write: { changes: number; transactions: number; seconds: number; perSecond: number };
+  write: { changes: number; transactions: number; seconds: number; perSecond: number; failedBatches: number };
   /** A bare pgoutput reader (bench/raw-readers.ts) decoding exactly those changes from a slot. */
   decode: { changes: number; seconds: number; perSecond: number; walsenderCpuSeconds: number | null } | null;
   note: string | null;
@@ -223,7 +223,8 @@ export function formatPipelineReport(r: PipelineResult): string {
     out.push('baseline (same Postgres, same run, nothing else of the pipeline running):');
     out.push(
       `  plain writes: the generator unpaced    ${int(b.write.perSecond)} changes/s  (${int(b.write.changes)} changes, ` +
-        `${int(b.write.transactions)} transactions, ${b.write.seconds.toFixed(1)} s)`,
+        `${int(b.write.transactions)} transactions, ${b.write.seconds.toFixed(1)} s` +
+        `${b.write.failedBatches ? `, ${b.write.failedBatches} failed batches` : ''})`,
     );
     if (b.decode)
       out.push(

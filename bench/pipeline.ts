@@ -113,6 +113,7 @@ async function runBaseline(bench: PipelineBench, serverUrl: string): Promise<Bas
         transactions: written.transactions,
         seconds: written.seconds,
         perSecond: written.changes / written.seconds,
+        failedBatches: written.failedBatches,
       };
       progress(`baseline: ${Math.round(write.perSecond)} changes/s written; decoding them`);
       try {
