@@ -65,24 +65,33 @@ describe('process roles and CPU by stage', () => {
     });
     const profile: CpuProfile = {
       nodes: [
-        frame(1, '(root)', '', [2, 4, 6, 7]),
+        frame(1, '(root)', '', [2, 4, 6, 7, 8]),
         frame(2, 'handler', `file://${root}/processors/load/create-handler.ts`, [3]),
         frame(3, 'decode', `file://${root}/node_modules/parquetjs-lite/lib/reader.js`),
         frame(4, 'onData', `file://${root}/node_modules/kinesalite/actions/putRecords.js`, [5]),
         frame(5, 'put', `file://${root}/node_modules/leveldown/leveldown.js`),
         frame(6, 'parse', `file://${root}/node_modules/@smithy/core/dist/index.js`),
         frame(7, '(idle)', ''),
+        frame(8, 'encodeParquet', `file://${root}/processors/shared/parquet-codec.ts`, [9]),
+        frame(9, 'shredRecord', `file://${root}/node_modules/parquetjs-lite/lib/shred.js`),
       ],
       startTime: 0,
       endTime: 10,
-      samples: [3, 3, 5, 6, 7],
-      timeDeltas: [1e6, 1e6, 1e6, 1e6, 1e6],
+      samples: [3, 3, 5, 6, 7, 9, 9, 9, 9],
+      timeDeltas: [1e6, 1e6, 1e6, 1e6, 1e6, 1e6, 1e6, 1e6, 1e6],
     };
     const stages = Object.fromEntries(stagesOf(profile).map((s) => [s.stage, s.share]));
-    expect(stages).toEqual({ load: 0.5, 'kinesalite (Kinesis)': 0.25, 'other: @smithy/core': 0.25, idle: 0 });
+    // The shared Parquet codec is charged by the side of it that runs: encoding is transform's.
+    expect(stages).toEqual({
+      'transform: Parquet encoding': 0.5,
+      load: 0.25,
+      'kinesalite (Kinesis)': 0.125,
+      'other: @smithy/core': 0.125,
+      idle: 0,
+    });
     expect(topFrames(profile)[0]).toEqual({
-      frame: 'decode (parquetjs-lite/lib/reader.js:1)',
-      seconds: 2,
+      frame: 'shredRecord (parquetjs-lite/lib/shred.js:1)',
+      seconds: 4,
       share: 0.5,
     });
   });

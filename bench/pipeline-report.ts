@@ -56,6 +56,11 @@ export interface StepResult {
   /** Why not held, in words (empty when held). */
   verdict: string;
   usage: { load: WindowUsage; drain: WindowUsage | null };
+  /**
+   * CPU microseconds per offered change, load and drain together, per process group: what each
+   * process costs per change whatever else the machine runs (null for the idle step).
+   */
+  cpuPerChangeUs: Record<string, number> | null;
   stages: StageWork;
   /** The stack process' CPU by stage and its top frames, over the load phase. */
   profile: ProfileSummary | null;
@@ -153,6 +158,19 @@ const GROUP_LABELS: readonly (readonly [string, string])[] = [
   ['bench', 'bench (generator, probe)'],
 ];
 
+/** CPU µs per change of each group over load and drain, or null when there were no changes. */
+export function cpuPerChange(
+  changes: number,
+  windows: readonly (WindowUsage | null)[],
+): Record<string, number> | null {
+  if (changes === 0) return null;
+  const out: Record<string, number> = {};
+  for (const w of windows)
+    for (const [group, u] of Object.entries(w?.groups ?? {}))
+      if (u.processes > 0) out[group] = (out[group] ?? 0) + (u.cpuSeconds * 1e6) / changes;
+  return out;
+}
+
 function usageLines(usage: WindowUsage): string[] {
   const cpu = GROUP_LABELS.filter(([g]) => usage.groups[g]?.processes)
     .map(([g, label]) => `${label} ${usage.groups[g]!.cores.toFixed(2)}`)
@@ -186,6 +204,21 @@ function stepLines(step: StepResult): string[] {
       ` → ${step.held ? 'held' : `NOT held: ${step.verdict}`}`,
     ...usageLines(step.usage.load),
   ];
+  const drain = step.usage.drain;
+  if (drain && drain.seconds >= 1) {
+    const cpu = GROUP_LABELS.filter(([g]) => drain.groups[g]?.processes).map(
+      ([g, label]) => `${label} ${drain.groups[g]!.cores.toFixed(2)}`,
+    );
+    if (drain.otherCpuSeconds !== null)
+      cpu.push(`others ${(drain.otherCpuSeconds / drain.seconds).toFixed(2)}`);
+    lines.push(`    CPU while draining, cores: ${cpu.join(' · ')}`);
+  }
+  if (step.cpuPerChangeUs) {
+    const per = GROUP_LABELS.filter(([g]) => step.cpuPerChangeUs![g] !== undefined).map(
+      ([g, label]) => `${label} ${step.cpuPerChangeUs![g]!.toFixed(1)}`,
+    );
+    lines.push(`    CPU µs per change (load + drain): ${per.join(' · ')}`);
+  }
   if (step.failedBatches > 0)
     lines.push(`    generator: ${step.failedBatches} failed batch(es): ${step.generatorErrors.join(' | ')}`);
   if (step.profile) {

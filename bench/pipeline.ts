@@ -13,6 +13,7 @@ import { summarizeProfile, type CpuProfile } from './cpu-profile';
 import { LoadGenerator, type LoadRunResult } from './load-generator';
 import type { PipelineOptions } from './pipeline-options';
 import {
+  cpuPerChange,
   judgeStep,
   kneeOf,
   summariseLatencies,
@@ -321,6 +322,7 @@ async function runStep(run: Running, rate: number, durationS: number): Promise<S
     pipelinePerSecond: drainSeconds === null ? null : changes / (seconds + drainSeconds),
     ...verdict,
     usage: { load: loadUsage, drain: drainUsage },
+    cpuPerChangeUs: cpuPerChange(changes, [loadUsage, drainUsage]),
     stages: stageWork(before, after),
     profile,
   };

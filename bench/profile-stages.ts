@@ -7,11 +7,12 @@ import { indexProfile, type CpuProfile } from './cpu-profile';
  * the local Firehose, transform and load all share that process (as `totes up` runs them), so its
  * CPU seconds alone say nothing about which stage limits the pipeline.
  *
- * A sample is charged to the nearest frame on its stack that belongs to a stage: code of this
- * repository first (processors/load/… is load, whatever package it called: parquetjs decoding
- * under the load handler is load's), else a package only one stage uses (pg is the load's warehouse
- * client, kinesalite is Kinesis). Work started from a socket or a timer has no stage frame on its
- * stack (the AWS SDK parsing a response, say): it is charged to the package at the top of the stack.
+ * A sample is charged to the nearest frame on its stack that belongs to a stage (RULES): code of
+ * this repository first (processors/load/… is load, whatever package it called: parquetjs decoding
+ * under the load handler is load's), else code several stages call or a package only one stage
+ * uses (pg is the load's warehouse client, kinesalite is Kinesis). Work started from a socket or a
+ * timer has no stage frame on its stack (the AWS SDK parsing a response, say): it is charged to the
+ * package at the top of the stack.
  */
 
 export interface StageShare {
@@ -22,7 +23,7 @@ export interface StageShare {
 }
 
 export interface TopFrame {
-  /** `function (file:line)`; file relative to the repository or from node_modules/. */
+  /** `function (file:line)`; file relative to the repository (no line: see frameOf) or from node_modules/. */
   frame: string;
   /** Self time. */
   seconds: number;
@@ -31,34 +32,63 @@ export interface TopFrame {
 
 const REPO_ROOT = path.resolve(__dirname, '..');
 
-/** Repository files by path prefix → stage. */
-const FILE_STAGES: readonly (readonly [string, string])[] = [
-  ['processors/load/', 'load'],
-  ['processors/transform/', 'transform'],
-  ['processors/firehose-transform/', 'firehose record transformation'],
-  ['local/delivery-stream', 'delivery stream (local Firehose)'],
-  ['local/s3-trigger', 'S3 → Lambda triggers'],
-  ['local/s3rver', 's3rver (S3)'],
-  ['local/kinesalite', 'kinesalite (Kinesis)'],
-];
+/**
+ * Where a frame's code belongs. `strong` frames decide a sample; `weak` ones only when no strong
+ * frame is on the stack (code several stages call, and packages one stage uses). `path` is
+ * relative to the repository, or starts at the package name for node_modules; `fn` narrows a rule
+ * to some functions of the file.
+ */
+interface Rule {
+  path: string;
+  fn?: RegExp;
+  stage: string;
+  strong: boolean;
+}
 
-/** Repository files several stages call: charged to the caller when one is on the stack. */
-const SHARED_FILES: readonly (readonly [string, string])[] = [
-  ['processors/shared/', 'shared by transform and load (Parquet codec, S3 objects)'],
-  ['core/', 'core (CSV codec, star mapping, SQL), caller unknown'],
-];
+const TRANSFORM_PARQUET = 'transform: Parquet encoding';
+const LOAD_PARQUET = 'load: Parquet decoding';
+const KINESALITE = 'kinesalite (Kinesis)';
+const S3RVER = 's3rver (S3)';
 
-/** Packages only one stage uses. */
-const PACKAGE_STAGES: ReadonlyMap<string, string> = new Map([
-  ['kinesalite', 'kinesalite (Kinesis)'],
-  ['leveldown', 'kinesalite (Kinesis)'],
-  ['levelup', 'kinesalite (Kinesis)'],
-  ['s3rver', 's3rver (S3)'],
-  ['koa', 's3rver (S3)'],
-  ['pg', 'load'],
-  ['pg-protocol', 'load'],
-  ['pg-pool', 'load'],
-]);
+const RULES: readonly Rule[] = [
+  // The Parquet codec is shared code; which side of it runs says which stage pays.
+  {
+    path: 'processors/shared/parquet-codec',
+    fn: /^(encodeParquet|toPhysical)$/,
+    stage: TRANSFORM_PARQUET,
+    strong: true,
+  },
+  {
+    path: 'processors/shared/parquet-codec',
+    fn: /^(decodeParquet|fromPhysical)$/,
+    stage: LOAD_PARQUET,
+    strong: true,
+  },
+  { path: 'processors/load/', stage: 'load', strong: true },
+  { path: 'processors/transform/', stage: 'transform', strong: true },
+  { path: 'processors/firehose-transform/', stage: 'firehose record transformation', strong: true },
+  { path: 'local/delivery-stream', stage: 'delivery stream (local Firehose)', strong: true },
+  { path: 'local/s3-trigger', stage: 'S3 → Lambda triggers', strong: true },
+  { path: 'local/s3rver', stage: S3RVER, strong: true },
+  { path: 'local/kinesalite', stage: KINESALITE, strong: true },
+  { path: 'processors/shared/', stage: 'shared by transform and load (S3 objects, Parquet)', strong: false },
+  { path: 'core/', stage: 'core (CSV codec, star mapping, SQL), caller unknown', strong: false },
+  // parquetjs-lite: shredding and writing is encoding, reading is decoding.
+  { path: 'parquetjs-lite/lib/shred', stage: TRANSFORM_PARQUET, strong: false },
+  { path: 'parquetjs-lite/lib/writer', stage: TRANSFORM_PARQUET, strong: false },
+  { path: 'parquetjs-lite/lib/reader', stage: LOAD_PARQUET, strong: false },
+  ...['kinesalite', 'leveldown', 'levelup', 'abstract-leveldown'].map((p) => ({
+    path: `${p}/`,
+    stage: KINESALITE,
+    strong: false,
+  })),
+  ...['s3rver', 'koa', 'koa-router', 'graceful-fs', 'fs-extra'].map((p) => ({
+    path: `${p}/`,
+    stage: S3RVER,
+    strong: false,
+  })),
+  ...['pg', 'pg-protocol', 'pg-pool'].map((p) => ({ path: `${p}/`, stage: 'load', strong: false })),
+];
 
 const PSEUDO_FRAMES: ReadonlyMap<string, string> = new Map([
   ['(garbage collector)', 'V8 garbage collector'],
@@ -72,15 +102,20 @@ function fileOf(url: string): string | null {
   return url.startsWith('file:') ? fileURLToPath(url) : url;
 }
 
+/** The path rules match: from the package name for node_modules, else relative to the repository. */
+function rulePath(file: string): string {
+  const at = file.lastIndexOf('node_modules/');
+  return at >= 0 ? file.slice(at + 'node_modules/'.length) : path.relative(REPO_ROOT, file);
+}
+
 function packageOf(file: string): string | null {
   const all = [...file.matchAll(/node_modules\/((?:@[^/]+\/)?[^/]+)/g)];
   return all.length > 0 ? all[all.length - 1]![1]! : null;
 }
 
-function stageOfFile(file: string, table: readonly (readonly [string, string])[]): string | null {
-  if (file.includes('node_modules')) return null;
-  const relative = path.relative(REPO_ROOT, file);
-  return table.find(([prefix]) => relative.startsWith(prefix))?.[1] ?? null;
+function ruleFor(file: string, functionName: string): Rule | null {
+  const where = rulePath(file);
+  return RULES.find((r) => where.startsWith(r.path) && (!r.fn || r.fn.test(functionName))) ?? null;
 }
 
 interface Walker {
@@ -95,23 +130,19 @@ function walker(profile: CpuProfile): Walker {
     const cached = cache.get(leaf);
     if (cached) return cached;
     const pseudo = PSEUDO_FRAMES.get(byId.get(leaf)!.callFrame.functionName);
-    let found: string | null = pseudo ?? null;
-    let sharedStage: string | null = null;
-    let packageStage: string | null = null;
+    let strong: string | null = pseudo ?? null;
+    let weak: string | null = null;
     let topPackage: string | null = null;
-    for (let id: number | undefined = leaf; !found && id !== undefined; id = parentOf.get(id)) {
-      const file = fileOf(byId.get(id)!.callFrame.url);
+    for (let id: number | undefined = leaf; !strong && id !== undefined; id = parentOf.get(id)) {
+      const { url, functionName } = byId.get(id)!.callFrame;
+      const file = fileOf(url);
       if (!file) continue;
-      found = stageOfFile(file, FILE_STAGES);
-      sharedStage ??= stageOfFile(file, SHARED_FILES);
-      const pkg = packageOf(file);
-      if (pkg) {
-        packageStage ??= PACKAGE_STAGES.get(pkg) ?? null;
-        topPackage ??= pkg;
-      }
+      const rule = ruleFor(file, functionName);
+      if (rule?.strong) strong = rule.stage;
+      else if (rule) weak ??= rule.stage;
+      topPackage ??= packageOf(file);
     }
-    const stage =
-      found ?? sharedStage ?? packageStage ?? (topPackage ? `other: ${topPackage}` : 'Node.js internals');
+    const stage = strong ?? weak ?? (topPackage ? `other: ${topPackage}` : 'Node.js internals');
     cache.set(leaf, stage);
     return stage;
   };
@@ -123,7 +154,9 @@ function walker(profile: CpuProfile): Walker {
         ? file.slice(file.lastIndexOf('node_modules/') + 'node_modules/'.length)
         : path.relative(REPO_ROOT, file)
       : url || 'native';
-    return `${functionName || '(anonymous)'} (${where}:${lineNumber + 1})`;
+    // tsx runs TypeScript compiled in memory: line numbers of .ts files are the compiled code's.
+    const line = where.endsWith('.ts') ? '' : `:${lineNumber + 1}`;
+    return `${functionName || '(anonymous)'} (${where}${line})`;
   };
   return { stageOf, frameOf };
 }
