@@ -72,9 +72,10 @@ export function indexProfile(profile: CpuProfile): {
 /**
  * Self time of every sample charged to the nearest frame that belongs to a package or a repository
  * file, so time inside Node's own modules (Buffer.concat, JSON, streams) lands on the code that
- * asked for it. Sorted by time, the largest first.
+ * asked for it. Sorted by time, the largest first. Owners in `exclude` (a profiler's own code) are
+ * left out.
  */
-export function summarizeProfile(profile: CpuProfile): ProfileShare[] {
+export function summarizeProfile(profile: CpuProfile, exclude: readonly string[] = []): ProfileShare[] {
   const { byId, parentOf } = indexProfile(profile);
   const ownerCache = new Map<number, string>();
   const owner = (id: number): string => {
@@ -96,7 +97,7 @@ export function summarizeProfile(profile: CpuProfile): ProfileShare[] {
     const who = owner(id);
     micros.set(who, (micros.get(who) ?? 0) + (deltas[i] ?? 0));
   });
-  micros.delete(PROFILER_OWNER);
+  for (const who of [PROFILER_OWNER, ...exclude]) micros.delete(who);
   const busy = [...micros].filter(([who]) => who !== 'idle').reduce((sum, [, us]) => sum + us, 0);
   return [...micros]
     .map(([who, us]) => ({ owner: who, seconds: us / 1e6, share: who === 'idle' ? 0 : us / busy }))

@@ -64,6 +64,14 @@ export interface StepResult {
   stages: StageWork;
   /** The stack process' CPU by stage and its top frames, over the load phase. */
   profile: ProfileSummary | null;
+  /** Capture's CPU by owner and its top frames over the load phase (with --cpu-profile). */
+  captureProfile: CaptureProfile | null;
+}
+
+export interface CaptureProfile {
+  file: string;
+  owners: ProfileShare[];
+  top: TopFrame[];
 }
 
 export interface BaselineResult {
@@ -82,7 +90,6 @@ export interface PipelineResult {
   steps: StepResult[];
   /** The highest offered rate held with the probe's p99 within target; null if none was. */
   knee: { offeredPerSecond: number; achievedPerSecond: number; p99Ms: number } | null;
-  captureProfile: { file: string; owners: ProfileShare[]; top: TopFrame[] } | null;
   verify: { ok: boolean; report: string } | null;
   notes: string[];
 }
@@ -225,6 +232,10 @@ function stepLines(step: StepResult): string[] {
     const busy = step.profile.stages.filter((s) => s.stage !== 'idle' && s.share >= 0.01);
     lines.push(`    stack process by stage: ${busy.map((s) => `${s.stage} ${pct(s.share)}`).join(' · ')}`);
   }
+  if (step.captureProfile) {
+    const owners = step.captureProfile.owners.filter((o) => o.owner !== 'idle' && o.share >= 0.02);
+    lines.push(`    capture by owner: ${owners.map((o) => `${o.owner} ${pct(o.share)}`).join(' · ')}`);
+  }
   const s = step.stages;
   const capture = s.capture
     ? `capture ${int(s.capture.changes)} changes in ${int(s.capture.records)} records`
@@ -280,15 +291,6 @@ export function formatPipelineReport(r: PipelineResult): string {
       ? `knee: ${int(r.knee.offeredPerSecond)} changes/s held (achieved ${int(r.knee.achievedPerSecond)}/s, probe p99 ${seconds(r.knee.p99Ms)})`
       : 'knee: no step was held',
   );
-  if (r.captureProfile) {
-    out.push(`capture's CPU profile (${r.captureProfile.file}):`);
-    out.push(
-      `  by owner: ${r.captureProfile.owners
-        .filter((o) => o.owner !== 'idle' && o.share >= 0.02)
-        .map((o) => `${o.owner} ${pct(o.share)}`)
-        .join(' · ')}`,
-    );
-  }
   if (r.verify)
     out.push(r.verify.ok ? 'verify: the warehouse equals the source' : `verify:\n${r.verify.report}`);
   for (const note of r.notes) out.push(`note: ${note}`);

@@ -87,6 +87,8 @@ function benchLogger(bound: LogFields): Logger {
 
 function onCaptureLine(line: string): void {
   fs.writeSync(log, `${line}\n`);
+  // Not a log line: Node itself speaking (a bad option, a crash's stack trace), which matters.
+  if (!line.startsWith('{')) return count('error', line.slice(0, 200), 'capture output ');
   const level = /"level":"(\w+)"/.exec(line)?.[1] ?? 'info';
   if (level === 'warn' || level === 'error')
     count(level, /"msg":"([^"]*)"/.exec(line)?.[1] ?? line, 'capture ');
@@ -147,7 +149,13 @@ async function main(): Promise<void> {
       TOTES_SLOT: config.slot,
       TOTES_PUBLICATION: config.slot,
       ...(config.captureProfileDir
-        ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${config.captureProfileDir}` }
+        ? {
+            // tsx first, so the profiler (TypeScript) can be required; quoted for paths with spaces.
+            NODE_OPTIONS: ['tsx/cjs', path.join(__dirname, 'capture-profiler.ts')]
+              .map((m) => `--require ${JSON.stringify(m === 'tsx/cjs' ? require.resolve(m) : m)}`)
+              .join(' '),
+            TOTES_BENCH_CAPTURE_PROFILE_DIR: config.captureProfileDir,
+          }
         : {}),
     },
   });

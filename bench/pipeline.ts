@@ -18,6 +18,7 @@ import {
   kneeOf,
   summariseLatencies,
   type BaselineResult,
+  type CaptureProfile,
   type PipelineResult,
   type StageWork,
   type StepResult,
@@ -210,6 +211,8 @@ interface Running {
   sampler: ProcessSampler;
   /** The newest stats, kept fresh while anything waits (capture's pid moves on a restart). */
   latest: StackStats | null;
+  /** Capture profile files already read. */
+  captureProfiles: Set<string>;
 }
 
 async function refresh(run: Running): Promise<StackStats> {
@@ -228,6 +231,11 @@ async function settle(run: Running, tag: string, endLsn: string, timeoutS: numbe
   let idleSince: number | null = null;
   for (;;) {
     const stats = await refresh(run);
+    // A capture that cannot start (bad settings, a source it cannot use) is restarted forever.
+    if (tag === 'startup' && stats.captureRestarts >= 3)
+      throw new Error(
+        `capture exited ${stats.captureRestarts} times while starting: ${Object.keys(stats.logs.problems).join(' | ')}`,
+      );
     const { rows } = await run.control.query<{ ok: boolean }>(
       'SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = $2',
       [endLsn, run.bench.options.slot],
@@ -257,6 +265,7 @@ async function runStep(run: Running, rate: number, durationS: number): Promise<S
   const window = run.sampler.open();
   const profiling = options.profileIntervalUs > 0;
   if (profiling) await run.stack.startProfile(options.profileIntervalUs);
+  const captureProfiled = await toggleCaptureProfile(run);
   run.probe.startTicking(name, options.probeMs);
   const started = performance.now();
   // Stats once a second: capture's pid for the sampler, and a line of progress now and then.
@@ -294,6 +303,9 @@ async function runStep(run: Running, rate: number, durationS: number): Promise<S
     : null;
   const profile = profiling ? await run.stack.stopProfile(file) : null;
   const loadUsage = window.close();
+  let captureProfile: CaptureProfile | null = null;
+  if (captureProfiled && (await toggleCaptureProfile(run)) === captureProfiled)
+    captureProfile = await captureProfileOf(options.cpuProfileDir!, captureProfiled, run.captureProfiles);
   const endLsn = await currentLsn(run.control);
   progress(
     `${name}: load done${generated ? ` (${Math.round(generated.changes / seconds)} changes/s)` : ''}; draining`,
@@ -323,22 +335,43 @@ async function runStep(run: Running, rate: number, durationS: number): Promise<S
     ...verdict,
     usage: { load: loadUsage, drain: drainUsage },
     cpuPerChangeUs: cpuPerChange(changes, [loadUsage, drainUsage]),
+    captureProfile,
     stages: stageWork(before, after),
     profile,
   };
 }
 
-function captureProfile(dir: string | null): PipelineResult['captureProfile'] {
-  if (!dir || !fs.existsSync(dir)) return null;
-  const files = fs
-    .readdirSync(dir)
-    .filter((f) => f.startsWith('CPU.') && f.endsWith('.cpuprofile'))
-    .map((f) => path.join(dir, f));
-  // The newest: capture writes one per process, and a restarted capture another.
-  const file = files.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0];
-  if (!file) return null;
-  const profile = JSON.parse(fs.readFileSync(file, 'utf8')) as CpuProfile;
-  return { file, owners: summarizeProfile(profile), top: topFrames(profile) };
+/**
+ * Capture's profile of one load phase: SIGUSR2 to the capture process toggles its profiler
+ * (capture-profiler.ts); the second toggle writes the file, which is waited for here.
+ */
+async function toggleCaptureProfile(run: Running): Promise<number | null> {
+  const pid = run.latest?.capturePid;
+  if (!run.bench.options.cpuProfileDir || !pid) return null;
+  try {
+    process.kill(pid, 'SIGUSR2');
+    return pid;
+  } catch {
+    return null; // capture is restarting: no profile this step
+  }
+}
+
+async function captureProfileOf(dir: string, pid: number, seen: Set<string>): Promise<CaptureProfile | null> {
+  const deadline = performance.now() + 30_000;
+  while (performance.now() < deadline) {
+    const file = fs
+      .readdirSync(dir)
+      .find((f) => f.startsWith(`capture-${pid}-`) && f.endsWith('.cpuprofile') && !seen.has(f));
+    if (file) {
+      seen.add(file);
+      const profile = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as CpuProfile;
+      // Stopping the profiler is sampled too; it is not capture's work.
+      const owners = summarizeProfile(profile, ['bench/capture-profiler.ts']);
+      return { file: path.join(dir, file), owners, top: topFrames(profile) };
+    }
+    await sleep(POLL_MS);
+  }
+  return null;
 }
 
 export async function runPipelineBench(bench: PipelineBench): Promise<PipelineResult> {
@@ -389,6 +422,7 @@ export async function runPipelineBench(bench: PipelineBench): Promise<PipelineRe
         await c.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(options.slot)}`);
       }),
     );
+  if (options.cpuProfileDir) fs.mkdirSync(options.cpuProfileDir, { recursive: true });
   progress('starting the stack (capture, kinesalite, s3rver, local Firehose, transform, load, warehouse)');
   const stackStarted = performance.now();
   const stack = await StackProcess.start({
@@ -429,6 +463,7 @@ export async function runPipelineBench(bench: PipelineBench): Promise<PipelineRe
     control,
     sampler: new ProcessSampler(groups),
     latest: null,
+    captureProfiles: new Set(),
   };
 
   progress('waiting for the initial snapshot to reach the warehouse');
@@ -504,7 +539,6 @@ export async function runPipelineBench(bench: PipelineBench): Promise<PipelineRe
     startup,
     steps,
     knee: kneeOf(steps),
-    captureProfile: captureProfile(options.cpuProfileDir),
     verify,
     notes,
   };

@@ -19,7 +19,7 @@ export interface StackConfig {
   slot: string;
   /** Every log line of the stack and capture, JSON, appended here. */
   logFile: string;
-  /** Run capture with `node --cpu-prof` writing its profile here when it exits. */
+  /** Preload capture-profiler.ts into capture, writing the profiles SIGUSR2 asks for here. */
   captureProfileDir?: string;
 }
 
