@@ -66,6 +66,19 @@ export interface StepResult {
   profile: ProfileSummary | null;
   /** Capture's CPU by owner and its top frames over the load phase (with --cpu-profile). */
   captureProfile: CaptureProfile | null;
+  /**
+   * The warehouse statements that took the most time over load and drain (pg_stat_statements on
+   * the bench's embedded warehouse; null with a given one).
+   */
+  warehouseStatements: WarehouseStatement[] | null;
+}
+
+export interface WarehouseStatement {
+  /** Normalised text, whitespace collapsed, cut at 160 characters. */
+  statement: string;
+  calls: number;
+  totalMs: number;
+  rows: number;
 }
 
 export interface CaptureProfile {
@@ -246,6 +259,10 @@ function stepLines(step: StepResult): string[] {
       `objects, ${int(s.transform.rows)} rows · load ${int(load.objects)} objects, ${int(load.rows)} rows, busy ` +
       `${load.busySeconds.toFixed(1)} s${load.rowsPerBusySecond !== null ? ` (${int(load.rowsPerBusySecond)} rows/s while loading)` : ''}`,
   );
+  for (const w of (step.warehouseStatements ?? []).slice(0, 4))
+    lines.push(
+      `    warehouse: ${(w.totalMs / 1000).toFixed(1)} s in ${int(w.calls)} × ${w.statement.slice(0, 90)}`,
+    );
   const problems = Object.entries(s.problems);
   if (problems.length > 0) lines.push(`    logged: ${problems.map(([k, n]) => `${n}× ${k}`).join(' · ')}`);
   return lines;

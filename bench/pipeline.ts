@@ -22,8 +22,9 @@ import {
   type PipelineResult,
   type StageWork,
   type StepResult,
+  type WarehouseStatement,
 } from './pipeline-report';
-import { Probe } from './probe';
+import { PROBE_TAG, Probe } from './probe';
 import { ProcessSampler, postgresGroups, type ProcessGroup } from './process-sampler';
 import { topFrames } from './profile-stages';
 import { readWithLibrary } from './raw-readers';
@@ -209,6 +210,8 @@ interface Running {
   generator: LoadGenerator;
   control: Client;
   sampler: ProcessSampler;
+  /** The bench's own warehouse, with pg_stat_statements (null when given one). */
+  warehouse: Client | null;
   /** The newest stats, kept fresh while anything waits (capture's pid moves on a restart). */
   latest: StackStats | null;
   /** Capture profile files already read. */
@@ -258,10 +261,31 @@ async function currentLsn(control: Client): Promise<string> {
 const stepName = (rate: number) =>
   rate === 0 ? 'idle' : rate % 1000 === 0 ? `${rate / 1000}k/s` : `${rate}/s`;
 
+/** The warehouse statements that took the most time since the last reset (and resets). */
+async function topStatements(warehouse: Client | null, reset: boolean): Promise<WarehouseStatement[] | null> {
+  if (!warehouse) return null;
+  if (reset) {
+    await warehouse.query('SELECT pg_stat_statements_reset()');
+    return [];
+  }
+  const { rows } = await warehouse.query<{ query: string; calls: string; total: number; rows: string }>(
+    `SELECT query, calls, total_exec_time AS total, rows FROM pg_stat_statements
+      WHERE query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE $1 ORDER BY total_exec_time DESC LIMIT 8`,
+    [`%${PROBE_TAG}%`],
+  );
+  return rows.map((r) => ({
+    statement: r.query.replace(/\s+/g, ' ').slice(0, 160),
+    calls: Number(r.calls),
+    totalMs: r.total,
+    rows: Number(r.rows),
+  }));
+}
+
 async function runStep(run: Running, rate: number, durationS: number): Promise<StepResult> {
   const { options, progress } = run.bench;
   const name = stepName(rate);
   const before = await refresh(run);
+  await topStatements(run.warehouse, true);
   const window = run.sampler.open();
   const profiling = options.profileIntervalUs > 0;
   if (profiling) await run.stack.startProfile(options.profileIntervalUs);
@@ -314,6 +338,7 @@ async function runStep(run: Running, rate: number, durationS: number): Promise<S
   const drainSeconds = await settle(run, name, endLsn, options.drainTimeoutSeconds);
   const drainUsage = drainWindow.close();
   const after = await refresh(run);
+  const warehouseStatements = await topStatements(run.warehouse, false);
   const changes = generated?.changes ?? 0;
   const step = {
     offeredPerSecond: rate,
@@ -336,6 +361,7 @@ async function runStep(run: Running, rate: number, durationS: number): Promise<S
     usage: { load: loadUsage, drain: drainUsage },
     cpuPerChangeUs: cpuPerChange(changes, [loadUsage, drainUsage]),
     captureProfile,
+    warehouseStatements,
     stages: stageWork(before, after),
     profile,
   };
@@ -422,13 +448,28 @@ export async function runPipelineBench(bench: PipelineBench): Promise<PipelineRe
         await c.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(options.slot)}`);
       }),
     );
+  // The warehouse is started here too (the stack then loads into it as into a given one), with
+  // pg_stat_statements, so each step can say which of the load's statements took the time.
+  let warehouseUrl = options.warehouseUrl;
+  let warehouseDataDir: string | null = null;
+  if (!warehouseUrl) {
+    const cluster = await startEmbeddedCluster({
+      dataDir: path.join(root, 'warehouse'),
+      settings: { shared_preload_libraries: 'pg_stat_statements' },
+    });
+    stops.push(() => cluster.stop());
+    warehouseDataDir = cluster.dataDir;
+    await withClient(cluster.url, (c) => c.query('CREATE DATABASE warehouse'));
+    warehouseUrl = cluster.urlFor('warehouse');
+    await withClient(warehouseUrl, (c) => c.query('CREATE EXTENSION pg_stat_statements'));
+  }
   if (options.cpuProfileDir) fs.mkdirSync(options.cpuProfileDir, { recursive: true });
   progress('starting the stack (capture, kinesalite, s3rver, local Firehose, transform, load, warehouse)');
   const stackStarted = performance.now();
   const stack = await StackProcess.start({
     dataDir: path.join(root, 'stack'),
     sourceUrl,
-    warehouseUrl: options.warehouseUrl ?? undefined,
+    warehouseUrl,
     statsIntervalMs: 1000,
     logFile: path.join(root, 'stack.log'),
     slot: options.slot,
@@ -442,12 +483,15 @@ export async function runPipelineBench(bench: PipelineBench): Promise<PipelineRe
     { name: 'capture', pids: () => (run.latest?.capturePid ? [run.latest.capturePid] : []) },
     { name: 'bench', pids: () => [process.pid] },
     ...(sourceDataDir ? postgresGroups('source', sourceDataDir) : []),
-    ...(stack.ready.warehouseDataDir ? postgresGroups('warehouse', stack.ready.warehouseDataDir) : []),
+    ...(warehouseDataDir ? postgresGroups('warehouse', warehouseDataDir) : []),
   ];
   const control = new Client({ connectionString: sourceUrl });
   await control.connect();
   stops.push(() => control.end());
-  const probe = await Probe.connect(sourceUrl, stack.ready.warehouseUrl);
+  const probe = await Probe.connect(sourceUrl, warehouseUrl);
+  const warehouse = new Client({ connectionString: warehouseUrl });
+  await warehouse.connect();
+  stops.push(() => warehouse.end());
   stops.push(() => probe.close());
   const generator = await LoadGenerator.connect({
     url: sourceUrl,
@@ -462,6 +506,7 @@ export async function runPipelineBench(bench: PipelineBench): Promise<PipelineRe
     generator,
     control,
     sampler: new ProcessSampler(groups),
+    warehouse: warehouseDataDir ? warehouse : null,
     latest: null,
     captureProfiles: new Set(),
   };
@@ -503,9 +548,7 @@ export async function runPipelineBench(bench: PipelineBench): Promise<PipelineRe
   const drained = steps.every((s) => s.drainSeconds !== null);
   if (options.verify && drained) {
     progress('comparing the warehouse with the source');
-    const report = await withClient(sourceUrl, (s) =>
-      withClient(stack.ready.warehouseUrl, (w) => verifyWarehouse(s, w)),
-    );
+    const report = await withClient(sourceUrl, (s) => withClient(warehouseUrl, (w) => verifyWarehouse(s, w)));
     verify = { ok: report.ok, report: renderVerifyReport(report) };
   } else if (options.verify) notes.push('not verified: a step did not drain');
 

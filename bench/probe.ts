@@ -10,6 +10,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
  * Sales orders are the load's busiest table, so a probe waits in the same queues as the load.
  */
 
+/** Marks the probe's warehouse query, so statement statistics can leave it out. */
+export const PROBE_TAG = 'totes-bench-probe';
+
 export interface Marker {
   id: number;
   /** The step it was committed in. */
@@ -127,7 +130,8 @@ export class Probe {
       if (this.outstanding.size > 0) {
         try {
           const { rows } = await this.warehouse.query<{ sales_order_id: number }>(
-            'SELECT DISTINCT "sales_order_id" FROM "fact_sales_order" WHERE "sales_order_id" = ANY($1::int[])',
+            `SELECT /* ${PROBE_TAG} */ DISTINCT "sales_order_id" FROM "fact_sales_order"
+              WHERE "sales_order_id" = ANY($1::int[])`,
             [[...this.outstanding.keys()]],
           );
           const seenAt = performance.now();
