@@ -101,6 +101,11 @@ export interface PipelineResult {
   baseline: BaselineResult | null;
   startup: { stackSeconds: number; snapshotRows: number | null; snapshotToWarehouseSeconds: number | null };
   steps: StepResult[];
+  /**
+   * What the steps added to the warehouse database on disk (every fact version is kept): for sizing
+   * storage. Measured after the snapshot and at the end, so the probes' rows are in it too.
+   */
+  warehouseGrowth: { bytes: number; changes: number; bytesPerChange: number | null };
   /** The highest offered rate held with the probe's p99 within target; null if none was. */
   knee: { offeredPerSecond: number; achievedPerSecond: number; p99Ms: number } | null;
   verify: { ok: boolean; report: string } | null;

@@ -76,7 +76,17 @@ it('drives the local pipeline with the generator and the probe: every offered ch
   // The JSON (what the bench writes) and the text carry every field a reader looks for.
   const json = JSON.parse(JSON.stringify(result)) as Record<string, unknown>;
   expect(Object.keys(json).sort()).toEqual(
-    ['baseline', 'knee', 'machine', 'notes', 'settings', 'startup', 'steps', 'verify'].sort(),
+    [
+      'baseline',
+      'knee',
+      'machine',
+      'notes',
+      'settings',
+      'startup',
+      'steps',
+      'verify',
+      'warehouseGrowth',
+    ].sort(),
   );
   expect(json.steps).toEqual(
     result.steps.map(() =>

@@ -254,6 +254,14 @@ async function settle(run: Running, tag: string, endLsn: string, timeoutS: numbe
   }
 }
 
+/** The warehouse database's size on disk (tables, indexes, TOAST). */
+async function databaseBytes(client: Client): Promise<number> {
+  const { rows } = await client.query<{ bytes: string }>(
+    'SELECT pg_database_size(current_database()) AS bytes',
+  );
+  return Number(rows[0]!.bytes);
+}
+
 async function currentLsn(control: Client): Promise<string> {
   return (await control.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
 }
@@ -521,6 +529,7 @@ export async function runPipelineBench(bench: PipelineBench): Promise<PipelineRe
   if (snapshotWait === null)
     throw new Error(`the initial snapshot did not reach the warehouse in ${STARTUP_TIMEOUT_S} s`);
   progress(`the snapshot is in the warehouse (${snapshotWait.toFixed(1)} s after the stack came up)`);
+  const warehouseBytesBefore = await databaseBytes(warehouse);
 
   const steps: StepResult[] = [];
   const plan = [...(options.idleSeconds > 0 ? [0] : []), ...options.steps];
@@ -552,6 +561,8 @@ export async function runPipelineBench(bench: PipelineBench): Promise<PipelineRe
     verify = { ok: report.ok, report: renderVerifyReport(report) };
   } else if (options.verify) notes.push('not verified: a step did not drain');
 
+  const warehouseBytesAfter = await databaseBytes(warehouse);
+  const loaded = steps.reduce((sum, st) => sum + st.changes, 0);
   // Capture writes its profile when it exits: stop the stack first.
   await probe.close();
   await generator.close();
@@ -582,6 +593,11 @@ export async function runPipelineBench(bench: PipelineBench): Promise<PipelineRe
     startup,
     steps,
     knee: kneeOf(steps),
+    warehouseGrowth: {
+      bytes: warehouseBytesAfter - warehouseBytesBefore,
+      changes: loaded,
+      bytesPerChange: loaded > 0 ? (warehouseBytesAfter - warehouseBytesBefore) / loaded : null,
+    },
     verify,
     notes,
   };
