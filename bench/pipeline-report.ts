@@ -313,6 +313,11 @@ export function formatPipelineReport(r: PipelineResult): string {
       ? `knee: ${int(r.knee.offeredPerSecond)} changes/s held (achieved ${int(r.knee.achievedPerSecond)}/s, probe p99 ${seconds(r.knee.p99Ms)})`
       : 'knee: no step was held',
   );
+  if (r.warehouseGrowth.bytesPerChange !== null)
+    out.push(
+      `warehouse growth: ${mib(r.warehouseGrowth.bytes / 1048576)} for ${int(r.warehouseGrowth.changes)} changes ` +
+        `(${int(r.warehouseGrowth.bytesPerChange)} bytes per change, indexes included)`,
+    );
   if (r.verify)
     out.push(r.verify.ok ? 'verify: the warehouse equals the source' : `verify:\n${r.verify.report}`);
   for (const note of r.notes) out.push(`note: ${note}`);
