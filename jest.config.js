@@ -13,6 +13,7 @@ module.exports = {
     '<rootDir>/totesys',
     '<rootDir>/dashboard',
     '<rootDir>/test',
+    '<rootDir>/bench',
   ],
   testMatch: ['**/*.test.ts'],
   transform: {

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { CAPTURE_DEFAULTS } from '../capture/capture-service';
 
 /** The bench's command line, parsed and checked once at the entry point. */
@@ -59,6 +59,28 @@ export class BenchUsageError extends Error {
   override readonly name = 'BenchUsageError';
 }
 
+/**
+ * parseArgs with the bench's conventions: a usage error is a BenchUsageError, and `--help` prints
+ * `help` and yields null.
+ */
+export function parseBenchArgs<T extends ParseArgsConfig['options']>(
+  argv: string[],
+  options: T,
+  help: string,
+): ReturnType<typeof parseArgs<{ args: string[]; options: T; strict: true }>>['values'] | null {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, options, strict: true }));
+  } catch (e) {
+    throw new BenchUsageError((e as Error).message);
+  }
+  if ((values as { help?: boolean }).help) {
+    process.stdout.write(help);
+    return null;
+  }
+  return values;
+}
+
 function positiveInt(name: string, raw: string | undefined, fallback: number): number {
   if (raw === undefined) return fallback;
   const n = Number(raw);
@@ -78,34 +100,26 @@ function subset<T extends string>(name: string, raw: string | undefined, all: re
 
 /** Null when --help was asked for (the help is printed). */
 export function parseBenchOptions(argv: string[]): BenchOptions | null {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        rows: { type: 'string' },
-        'txn-rows': { type: 'string' },
-        'large-rows': { type: 'string' },
-        data: { type: 'string' },
-        shards: { type: 'string' },
-        repeat: { type: 'string' },
-        workloads: { type: 'string' },
-        sinks: { type: 'string' },
-        'flush-bytes': { type: 'string' },
-        'linger-ms': { type: 'string' },
-        out: { type: 'string' },
-        'cpu-profile': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }));
-  } catch (e) {
-    throw new BenchUsageError((e as Error).message);
-  }
-  if (values.help) {
-    process.stdout.write(HELP);
-    return null;
-  }
+  const values = parseBenchArgs(
+    argv,
+    {
+      rows: { type: 'string' },
+      'txn-rows': { type: 'string' },
+      'large-rows': { type: 'string' },
+      data: { type: 'string' },
+      shards: { type: 'string' },
+      repeat: { type: 'string' },
+      workloads: { type: 'string' },
+      sinks: { type: 'string' },
+      'flush-bytes': { type: 'string' },
+      'linger-ms': { type: 'string' },
+      out: { type: 'string' },
+      'cpu-profile': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    HELP,
+  );
+  if (!values) return null;
   return {
     rows: positiveInt('rows', values.rows, 200_000),
     txnRows: positiveInt('txn-rows', values['txn-rows'], 10_000),

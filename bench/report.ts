@@ -1,3 +1,4 @@
+import os from 'node:os';
 import type { RunCpu } from './cpu';
 import type { ProfileShare } from './cpu-profile';
 
@@ -6,9 +7,21 @@ import type { ProfileShare } from './cpu-profile';
  * Every rate is the median over the repeated runs; the per-run figures are kept beside it.
  */
 
+/** What every bench report says about the machine it ran on (the caller adds Postgres and load). */
+export function machineBasics(): Pick<Machine, 'date' | 'cpus' | 'cpuModel' | 'node' | 'os'> {
+  const cpus = os.cpus();
+  return {
+    date: new Date().toISOString(),
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model.trim() ?? 'unknown',
+    node: process.version,
+    os: `${os.type()} ${os.release()}`,
+  };
+}
+
 const TARGETS = { minChangesPerSecond: 20_000, minRatioToRaw: 0.5 } as const;
 
-interface Machine {
+export interface Machine {
   date: string;
   cpus: number;
   cpuModel: string;

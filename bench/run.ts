@@ -24,6 +24,7 @@ import { findPgRecvlogical, readWithLibrary, readWithPgRecvlogical } from './raw
 import {
   compare,
   formatReport,
+  machineBasics,
   measured,
   Samples,
   skipped,
@@ -417,14 +418,9 @@ async function main(): Promise<number> {
         });
     }
 
-    const cpus = os.cpus();
     const result: BenchResult = {
       machine: {
-        date: new Date().toISOString(),
-        cpus: cpus.length,
-        cpuModel: cpus[0]?.model.trim() ?? 'unknown',
-        node: process.version,
-        os: `${os.type()} ${os.release()}`,
+        ...machineBasics(),
         postgres: postgres.server_version,
         pgRecvlogical: recvlogical?.version ?? null,
         loadAverage: { start: loadAtStart, end: os.loadavg()[0] },

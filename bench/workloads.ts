@@ -36,21 +36,23 @@ export async function dropDatabase(adminUrl: string, database: string): Promise<
   });
 }
 
+const dropSlotsOf = (admin: Client, database: string) => dropSlots(admin, 'database', database);
+
 /**
- * Drops the database's slots once their readers are gone: a walsender exits a moment after its
- * client disconnects, and an active slot cannot be dropped.
+ * Drops the slots of a database (or one slot, by name) once their readers are gone: a walsender
+ * exits a moment after its client disconnects, and an active slot cannot be dropped.
  */
-async function dropSlotsOf(admin: Client, database: string): Promise<void> {
+export async function dropSlots(admin: Client, by: 'database' | 'slot_name', value: string): Promise<void> {
   const deadline = Date.now() + 30_000;
   for (;;) {
     const { rows } = await admin.query(
-      `SELECT slot_name, active FROM pg_replication_slots WHERE database = $1`,
-      [database],
+      `SELECT slot_name, active FROM pg_replication_slots WHERE ${by === 'database' ? 'database' : 'slot_name'} = $1`,
+      [value],
     );
     for (const r of rows.filter((r) => !r.active))
       await admin.query('SELECT pg_drop_replication_slot($1)', [r.slot_name]);
     if (rows.every((r) => !r.active)) return;
-    if (Date.now() > deadline) throw new Error(`replication slots of ${database} still active after 30 s`);
+    if (Date.now() > deadline) throw new Error(`replication slots of ${by} ${value} still active after 30 s`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
