@@ -736,6 +736,11 @@ export function truncateInsert(sourceTable: string, truncates: readonly TableEve
   };
 }
 
+/** One row when a TRUNCATE of the source table was ever loaded. */
+export function truncateExists(sourceTable: string): SqlStatement {
+  return { text: 'SELECT 1 FROM "source_truncate" WHERE "source_table" = $1 LIMIT 1', values: [sourceTable] };
+}
+
 /**
  * Turns every TRUNCATE of the fact's source table into a delete of each key that has a version
  * older than it (of the given keys, or of every key). Returns the keys (RETURNING "key").
