@@ -1,8 +1,8 @@
+import { formatBytes } from '../core/pipeline-health';
 import {
   DEFAULT_SOURCE_WANT,
   evaluateSource,
   FINDING,
-  formatBytes,
   ident,
   splitTableName,
   type Finding,

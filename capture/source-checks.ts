@@ -1,5 +1,6 @@
 import type { Client } from 'pg';
 import { z } from 'zod';
+import { formatBytes } from '../core/pipeline-health';
 import { TOTESYS_TABLES } from '../core/totesys-tables';
 
 /**
@@ -1036,18 +1037,6 @@ function checkWalSenders(facts: SupportedSourceFacts): Finding[] {
 
 function plural(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? '' : 's'}`;
-}
-
-/** pg_size_pretty-style: 1024-based, as Postgres reports WAL sizes. */
-export function formatBytes(bytes: number): string {
-  const units = ['bytes', 'kB', 'MB', 'GB', 'TB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return unit === 0 ? `${value} bytes` : `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
 // Keywords that cannot be table or role names unquoted (reserved, and reserved-can-be-function-or-type):

@@ -392,10 +392,7 @@ export function formatSeconds(seconds: number): string {
   return `${Math.round(seconds / 86_400)} days`;
 }
 
-/**
- * pg_size_pretty-style, as Postgres reports WAL sizes: 1024-based. The same as capture's
- * `formatBytes` (capture/source-checks.ts), which may import this one: core is the lower layer.
- */
+/** pg_size_pretty-style, as Postgres reports WAL sizes: 1024-based (`totes doctor` uses it too). */
 export function formatBytes(bytes: number): string {
   const units = ['bytes', 'kB', 'MB', 'GB', 'TB'];
   let value = bytes;

@@ -966,7 +966,8 @@ export function dimensionApplySnapshots(
       '   ORDER BY s."snapshot_epoch" DESC, s."snapshot_lsn" DESC LIMIT 1),',
       '  "_deleted" = true, "_loaded_at" = now()',
       `WHERE NOT t."_inferred"${keyFilter(params, `t.${k}`, keys)}`,
-      `  AND EXISTS (SELECT 1 FROM ${snapshotsLacking(params, table.source!, pos('t'), `t.${k}`, only)} ${newer})`,
+      // The same clause, the same parameters: its placeholders may appear twice in one statement.
+      `  AND EXISTS (SELECT 1 FROM ${lacking} ${newer})`,
       `RETURNING t.${k} AS "key"`,
     ].join('\n'),
     values: params.values,

@@ -166,9 +166,7 @@ async function settleFacts(
   // The join over every version costs even when it finds nothing (measured by bench:pipeline: a
   // third of the fact insert's time at 10k changes/s): only run it once a TRUNCATE was ever loaded.
   const anyTruncate =
-    batch.truncates.length > 0 ||
-    ((await client.query(truncateExists(batch.sourceTable!).text, truncateExists(batch.sourceTable!).values))
-      .rowCount ?? 0) > 0;
+    batch.truncates.length > 0 || (await run(client, truncateExists(batch.sourceTable!))) > 0;
   const truncated = anyTruncate ? await keysOf(client, factTruncateDeletes(batch.table, keys)) : [];
   outcome.truncated += truncated.length;
   // A version that loads after a snapshot it predates completed: that snapshot may end it.
@@ -199,7 +197,8 @@ async function applySnapshots(
   for (const part of parts) {
     await run(client, snapshotTableUpsert(part.id, part.end));
     if (part.rows.length) await run(client, snapshotRowInsert(part.id, part.rows));
-    const { rows } = await client.query(snapshotProgress(part.id).text, snapshotProgress(part.id).values);
+    const progress = snapshotProgress(part.id);
+    const { rows } = await client.query(progress.text, progress.values);
     const state = rows[0];
     if (state.reconciled_at !== null || state.expected_rows === null) continue;
     if (Number(state.loaded_rows) < Number(state.expected_rows)) continue;
