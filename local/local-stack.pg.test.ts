@@ -11,6 +11,18 @@ import { startLocalStack } from './local-stack';
 // The local stack against an existing Postgres (`totes up --source-url`): kinesalite on disk and
 // the capture process, supervised. The embedded-source variant runs end to end in test/e2e.
 
+/** Waits until the warehouse's currency 3 has `code`. */
+const currencyInWarehouse = (warehouseUrl: string, code: string, what: string) =>
+  waitFor(
+    what,
+    () =>
+      withClient(warehouseUrl, async (c) => {
+        const { rows } = await c.query('SELECT currency_code FROM dim_currency WHERE currency_id = 3');
+        return rows[0]?.currency_code === code ? true : undefined;
+      }),
+    60_000,
+  );
+
 it('captures a seeded source into the on-disk stream, restarts capture if it dies, outlives the warehouse ending its connections, and carries on after a restart', async () => {
   const url = await createTestDatabase('local_stack');
   const warehouseUrl = await createTestDatabase('local_stack_warehouse');
@@ -64,15 +76,7 @@ it('captures a seeded source into the on-disk stream, restarts capture if it die
     );
     expect(stack.capture.restartCount).toBe(1);
     // …and through the local Firehose, transform and load into the warehouse.
-    await waitFor(
-      'the update in the warehouse',
-      () =>
-        withClient(warehouseUrl, async (c) => {
-          const { rows } = await c.query('SELECT currency_code FROM dim_currency WHERE currency_id = 3');
-          return rows[0]?.currency_code === 'CHF' ? true : undefined;
-        }),
-      60_000,
-    );
+    await currencyInWarehouse(warehouseUrl, 'CHF', 'the update in the warehouse');
     // Objects load in any order (the currency update's object may land before the facts' objects):
     // wait for the facts too, rather than read them the moment the update is there.
     const salesFacts = await waitFor(
@@ -101,15 +105,7 @@ it('captures a seeded source into the on-disk stream, restarts capture if it die
     });
     expect(ended).toBeGreaterThan(0);
     await withClient(url, (c) => c.query("UPDATE currency SET currency_code = 'SEK' WHERE currency_id = 3"));
-    await waitFor(
-      'the update after the warehouse ended its connections',
-      () =>
-        withClient(warehouseUrl, async (c) => {
-          const { rows } = await c.query('SELECT currency_code FROM dim_currency WHERE currency_id = 3');
-          return rows[0]?.currency_code === 'SEK' ? true : undefined;
-        }),
-      60_000,
-    );
+    await currencyInWarehouse(warehouseUrl, 'SEK', 'the update after the warehouse ended its connections');
     client.destroy();
     await stack.stop();
 
