@@ -1,6 +1,7 @@
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { PoolClient } from 'pg';
 import { silentLogger, type Logger } from '../../core/logger';
+import { normalizeETag } from '../../core/outstanding-work';
 import type { WarehouseTableName } from '../../core/warehouse-model';
 import { metricsFor, type MetricSet } from '../shared/metrics';
 import { decodeParquet, ParquetCodecError } from '../shared/parquet-codec';
@@ -21,7 +22,9 @@ import { MalformedObjectError, prepareBatch } from './load-batch';
  * each object on its own (a bad object fails alone), report.
  *
  * Idempotent, because S3 events are at-least-once and Lambda retries: every write is idempotent on
- * the source position (see core/warehouse-sql.ts), and a key already in `load_log` is skipped.
+ * the source position (see core/warehouse-sql.ts), and a version already in `load_log` is skipped.
+ * A version is the key and the ETag of the bytes read (migration 006): a corrected object that
+ * replaced a loaded one under the same key loads; a redelivery of the same bytes does not.
  *
  * Failure policy (the envelope is processors/shared/s3-object-handler.ts):
  * - An object that can never load as it is (not Parquet, a table the load does not accept, a row
@@ -225,9 +228,12 @@ export function createLoadHandler(
   async function loadObject(record: S3EventRecord, key: string, logger: Logger): Promise<LoadObjectOutcome> {
     const bucket = record.s3.bucket.name;
     let body: Buffer;
+    let eTag: string;
     try {
       const response = await deps.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
       body = Buffer.from(await response.Body!.transformToByteArray());
+      // The version actually read (the event's ETag may be an older one's): what load_log records.
+      eTag = normalizeETag(response.ETag) ?? normalizeETag(record.s3.object.eTag) ?? '';
     } catch (e) {
       if (isNotFound(e)) {
         logger.warn('object no longer exists; nothing to load', { bucket, key });
@@ -257,7 +263,7 @@ export function createLoadHandler(
     const client = await deps.warehouse.connect();
     let outcome: ApplyOutcome;
     try {
-      outcome = await applyBatch(client, batch, { objectKey: key, logger });
+      outcome = await applyBatch(client, batch, { objectKey: key, eTag, logger });
       client.release();
     } catch (e) {
       const why = unloadableFrom(e);
