@@ -1,4 +1,4 @@
-import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,11 +13,11 @@ import {
 import { silentLogger } from '../core/logger';
 import { createLoadHandler } from '../processors/load/create-handler';
 import { migrateWarehouse } from '../processors/load/migrate';
-import { reconcile, redriveDeadLetters } from '../processors/reconcile/reconcile';
+import { listAll, loadedVersionsIn, reconcile, redriveDeadLetters } from '../processors/reconcile/reconcile';
 import { objectCreatedRecord } from '../processors/shared/s3-event';
 import { createTestDatabase, waitFor } from '../test/support/pg';
 import { openLoadQueue } from './load-queue';
-import { localLoadDeadLetters, localReconcileDeps, loadedKeys } from './local-reconcile';
+import { localLoadDeadLetters, localReconcileDeps } from './local-reconcile';
 import { QueueEventSource } from './queue-event-source';
 import { s3ClientFor, startS3rver, type LocalS3 } from './s3rver';
 
@@ -126,11 +126,11 @@ it('finds, re-drives and counts unfinished work; never loops a quarantined objec
   try {
     await waitFor('the load', async () =>
       (
-        await loadedKeys(
+        await loadedVersionsIn(
           warehouse,
           second.outstanding.map((i) => i.key),
         )
-      ).size === 1
+      ).length === 1
         ? true
         : undefined,
     );
@@ -155,6 +155,26 @@ it('finds, re-drives and counts unfinished work; never loops a quarantined objec
     await waitFor('the corrected object loaded', async () =>
       (await run()).counts.load.done === 2 ? true : undefined,
     );
+
+    // Act 4b: a loaded Parquet object is replaced under its key by other content (a new ETag): load
+    // bookkeeping is per version, so it is outstanding again, is sent again, and loads.
+    const outputs = (await listAll(client, PROCESSED, 'dim_currency/')).map((o) => o.key).sort();
+    expect(outputs).toHaveLength(2);
+    const other = await client.send(new GetObjectCommand({ Bucket: PROCESSED, Key: outputs[1] }));
+    await client.send(
+      new PutObjectCommand({
+        Bucket: PROCESSED,
+        Key: outputs[0],
+        Body: Buffer.from(await other.Body!.transformToByteArray()),
+      }),
+    );
+    await waitFor('the replaced object sent again', async () =>
+      (await run()).redriven.load === 1 ? true : undefined,
+    );
+    await waitFor('the replaced object loaded', async () =>
+      (await run()).counts.load.done === 2 ? true : undefined,
+    );
+    expect((await loadedVersionsIn(warehouse, [outputs[0]])).length).toBe(2);
 
     // Act 5: a Parquet object load cannot read is quarantined by load, and then never sent again.
     const junk = `dim_currency/${hourPath()}/junk.parquet`;

@@ -2,7 +2,12 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { ClientBase } from 'pg';
 import type { Logger } from '../core/logger';
 import type { WorkItem } from '../core/outstanding-work';
-import { redriveEventFor, type DeadLetter, type ReconcileDeps } from '../processors/reconcile/reconcile';
+import {
+  loadedVersionsIn,
+  redriveEventFor,
+  type DeadLetter,
+  type ReconcileDeps,
+} from '../processors/reconcile/reconcile';
 import { decodeS3ObjectKey, S3EventSchema } from '../processors/shared/s3-event';
 import { createTransformHandler } from '../processors/transform/create-handler';
 import { normalizeETag } from '../core/outstanding-work';
@@ -33,7 +38,7 @@ export function localReconcileDeps(o: {
     s3: o.s3,
     ingestionBucket: o.ingestionBucket,
     processedBucket: o.processedBucket,
-    loadedKeys: (keys) => loadedKeys(o.warehouse, keys),
+    loadedVersions: (keys) => loadedVersionsIn(o.warehouse, keys),
     redrive: {
       async transform(items) {
         for (const item of items) await transform(eventFor(item));
@@ -48,19 +53,6 @@ export function localReconcileDeps(o: {
     },
     logger: o.logger,
   };
-}
-
-/** The keys among `keys` that the warehouse's `load_log` holds. */
-export async function loadedKeys(
-  warehouse: Pick<ClientBase, 'query'>,
-  keys: readonly string[],
-): Promise<Set<string>> {
-  if (keys.length === 0) return new Set();
-  const { rows } = await warehouse.query<{ object_key: string }>(
-    'SELECT object_key FROM load_log WHERE object_key = ANY($1::text[])',
-    [keys],
-  );
-  return new Set(rows.map((r) => r.object_key));
 }
 
 /** The local load queue's dead letters, each as an object to drop or send again. */

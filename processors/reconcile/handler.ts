@@ -19,6 +19,7 @@ import {
   RECONCILE_DEFAULTS,
   redriveEventFor,
   redriveDeadLetters,
+  loadedVersionsIn,
   type DeadLetter,
   type ReconcileDeps,
 } from './reconcile';
@@ -201,14 +202,7 @@ export function createReconcileHandler(deps: ReconcileHandlerDeps) {
         s3: clients.s3,
         ingestionBucket: env.ingestionBucket,
         processedBucket: env.processedBucket,
-        async loadedKeys(keys) {
-          if (keys.length === 0) return new Set<string>();
-          const { rows } = await warehouse.query<{ object_key: string }>(
-            'SELECT object_key FROM load_log WHERE object_key = ANY($1::text[])',
-            [keys],
-          );
-          return new Set(rows.map((r) => r.object_key));
-        },
+        loadedVersions: (keys) => loadedVersionsIn(warehouse, keys),
         redrive: awsRedrivers(clients, env),
         async loadQueueBusy() {
           const { Attributes: a = {} } = await clients.sqs.send(
