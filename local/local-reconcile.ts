@@ -7,8 +7,10 @@ import {
   redriveEventFor,
   type DeadLetter,
   type ReconcileDeps,
+  type Redrivers,
 } from '../processors/reconcile/reconcile';
 import { decodeS3ObjectKey, S3EventSchema } from '../processors/shared/s3-event';
+import { metricsFor } from '../processors/shared/metrics';
 import { createTransformHandler } from '../processors/transform/create-handler';
 import { normalizeETag } from '../core/outstanding-work';
 import { openLoadQueue } from './load-queue';
@@ -28,30 +30,50 @@ export function localReconcileDeps(o: {
   logger: Logger;
 }): ReconcileDeps {
   const queue = openLoadQueue(o.dataDir);
-  const transform = createTransformHandler({
-    s3: o.s3,
-    processedBucket: o.processedBucket,
-    logger: o.logger.child({ stage: 'transform' }),
-  });
-  const eventFor = (item: WorkItem) => redriveEventFor(item);
   return {
     s3: o.s3,
     ingestionBucket: o.ingestionBucket,
     processedBucket: o.processedBucket,
     loadedVersions: (keys) => loadedVersionsIn(o.warehouse, keys),
-    redrive: {
-      async transform(items) {
-        for (const item of items) await transform(eventFor(item));
-      },
-      async load(items) {
-        for (const item of items) await queue.send(JSON.stringify(eventFor(item)));
-      },
-    },
+    redrive: localRedrivers(o),
     async loadQueueBusy() {
       const depth = await queue.depth();
       return depth.visible + depth.inFlight > 0;
     },
     logger: o.logger,
+  };
+}
+
+/**
+ * How the local stack sends an object through a stage again: loads as messages on the on-disk load
+ * queue (the running `totes up` consumes them, or the next one), transforms by invoking the handler
+ * in this process with the event S3 would send.
+ */
+export function localRedrivers(o: {
+  dataDir: string;
+  s3: Pick<S3Client, 'send'>;
+  processedBucket: string;
+  logger: Logger;
+}): Redrivers {
+  const queue = openLoadQueue(o.dataDir);
+  const transform = createTransformHandler({
+    s3: o.s3,
+    processedBucket: o.processedBucket,
+    logger: o.logger.child({ stage: 'transform' }),
+    // As in `totes up`: EMF lines are log lines here, never the command's stdout.
+    metrics: metricsFor({
+      stage: 'transform',
+      write: (line) => o.logger.debug('metrics', { emf: JSON.parse(line) }),
+    }),
+  });
+  const eventFor = (item: WorkItem) => redriveEventFor(item);
+  return {
+    async transform(items) {
+      for (const item of items) await transform(eventFor(item));
+    },
+    async load(items) {
+      for (const item of items) await queue.send(JSON.stringify(eventFor(item)));
+    },
   };
 }
 

@@ -83,7 +83,10 @@ export interface AwsClients {
 const eventFor = (item: WorkItem): S3Event => redriveEventFor(item, process.env.AWS_REGION);
 
 /** The reconciler's re-drive paths in AWS: the load queue, and asynchronous invocations of transform. */
-export function awsRedrivers(clients: AwsClients, env: ReconcileEnvironment): ReconcileDeps['redrive'] {
+export function awsRedrivers(
+  clients: Pick<AwsClients, 'sqs' | 'lambda'>,
+  env: Pick<ReconcileEnvironment, 'loadQueueUrl' | 'transformFunctionName'>,
+): ReconcileDeps['redrive'] {
   return {
     async load(items) {
       for (let i = 0; i < items.length; i += 10) {

@@ -169,6 +169,28 @@ export async function listAll(
   return out;
 }
 
+/** The object as it is now (HEAD), or null when it does not exist. */
+export async function headObject(
+  s3: Pick<S3Client, 'send'>,
+  bucket: string,
+  key: string,
+  now = new Date(),
+): Promise<ListedObject | null> {
+  try {
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    return {
+      key,
+      eTag: normalizeETag(head.ETag),
+      lastModified: head.LastModified ?? now,
+      size: head.ContentLength ?? 0,
+    };
+  } catch (e) {
+    const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    if (status === 404 || (e as Error).name === 'NotFound' || (e as Error).name === 'NoSuchKey') return null;
+    throw e;
+  }
+}
+
 /** `yyyy/MM/dd/` of the last `days` days (UTC), newest first. */
 export function dayPrefixes(now: Date, days: number): string[] {
   return Array.from({ length: days }, (_, i) => {
@@ -370,21 +392,8 @@ export async function redriveDeadLetters(
 ): Promise<{ redriven: number; dropped: number }> {
   const logger = deps.logger ?? silentLogger;
   const now = (deps.now ?? (() => new Date()))();
-  const exists = async (key: string, bucket = deps.processedBucket): Promise<ListedObject | undefined> => {
-    try {
-      const head = await deps.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-      return {
-        key,
-        eTag: normalizeETag(head.ETag),
-        lastModified: head.LastModified ?? now,
-        size: head.ContentLength ?? 0,
-      };
-    } catch (e) {
-      const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-      if (status === 404 || (e as Error).name === 'NotFound') return undefined;
-      throw e;
-    }
-  };
+  const exists = async (key: string, bucket = deps.processedBucket): Promise<ListedObject | undefined> =>
+    (await headObject(deps.s3, bucket, key, now)) ?? undefined;
   const loaded = new Set(
     loadDoneKeys(
       await deps.loadedVersions(letters.filter((l) => l.item.stage === 'load').map((l) => l.item.key)),
