@@ -9,7 +9,8 @@ import {
   SQSClient,
 } from '@aws-sdk/client-sqs';
 import { Client } from 'pg';
-import { createLogger, type Logger } from '../../core/logger';
+import type { Logger } from '../../core/logger';
+import { lambdaLogger } from '../shared/lambda-logger';
 import { normalizeETag, WORK_STAGES, type WorkItem, type WorkStage } from '../../core/outstanding-work';
 import { readLoadConfig, resolveWarehouseConnection } from '../load/load-config';
 import { metricsFor, type MetricSet } from '../shared/metrics';
@@ -265,7 +266,7 @@ function lambdaDeps(env: NodeJS.ProcessEnv): ReconcileHandlerDeps {
   return {
     clients: { s3: new S3Client({}), sqs: new SQSClient({}), lambda: new LambdaClient({}) },
     env: readReconcileEnvironment(env),
-    logger: createLogger({ service: 'reconcile' }),
+    logger: lambdaLogger('reconcile'),
     async connectWarehouse() {
       const client = new Client({
         ...(await resolveWarehouseConnection(config, secrets)),
