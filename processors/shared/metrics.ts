@@ -60,6 +60,25 @@ const RESERVED = new Set(['_aws', 'Stage']);
  * One EMF document (a single line, no trailing newline): the metrics of one stage at one instant,
  * plus `properties`, which CloudWatch keeps as searchable log fields but not as metrics.
  */
+/**
+ * One Powertools Metrics per namespace, reused. Measured here (2 shared cores, 20,000 documents of
+ * 8 metrics, tsx): about 210 µs per document with a new instance each time, 85–115 µs reused,
+ * 18–25 µs for the hand-written writer this replaced; Powertools Logger 32–36 µs per line against
+ * 9 µs. A function writes one or two documents and a few lines per object, whose load or transform
+ * takes milliseconds: well under 1% — not a reason to keep the hand-written code. Documents are
+ * built synchronously, so invocations cannot interleave on the shared instance.
+ */
+const builders = new Map<string, Metrics>();
+function builderFor(namespace: string): Metrics {
+  let emf = builders.get(namespace);
+  if (!emf) {
+    emf = new Metrics({ namespace });
+    emf.clearDefaultDimensions(); // no `service` dimension: see the module comment
+    builders.set(namespace, emf);
+  }
+  return emf;
+}
+
 export function formatEmf(options: {
   stage: string;
   metrics: readonly MetricDatum[];
@@ -69,13 +88,19 @@ export function formatEmf(options: {
 }): string {
   if (options.metrics.length > MAX_METRICS_PER_DOCUMENT)
     throw new InvalidMetricError('(document)', `more than ${MAX_METRICS_PER_DOCUMENT} metrics`);
-  const emf = new Metrics({ namespace: options.namespace ?? METRICS_NAMESPACE });
-  emf.clearDefaultDimensions(); // no `service` dimension: see the module comment
-  emf.addDimension('Stage', options.stage);
-  for (const [key, value] of Object.entries(options.properties ?? {}))
-    if (!RESERVED.has(key)) emf.addMetadata(key, String(value));
-  for (const m of options.metrics) emf.addMetric(m.name, m.unit, m.value);
-  const document = emf.serializeMetrics();
+  const emf = builderFor(options.namespace ?? METRICS_NAMESPACE);
+  let document: ReturnType<Metrics['serializeMetrics']>;
+  try {
+    emf.addDimension('Stage', options.stage);
+    for (const [key, value] of Object.entries(options.properties ?? {}))
+      if (!RESERVED.has(key)) emf.addMetadata(key, String(value));
+    for (const m of options.metrics) emf.addMetric(m.name, m.unit, m.value);
+    document = emf.serializeMetrics();
+  } finally {
+    emf.clearMetrics();
+    emf.clearDimensions();
+    emf.clearMetadata();
+  }
   // Set here rather than with setTimestamp, which warns about old timestamps (tests use fixed ones).
   document._aws.Timestamp = options.timestamp.getTime();
   return JSON.stringify(document);
