@@ -66,6 +66,17 @@ function currencyBatch(ids: number[]) {
   });
 }
 
+/** The reconciler on the local stack of `dataDir` (its load queue), these buckets and warehouse. */
+const depsFor = (dataDir: string) =>
+  localReconcileDeps({
+    dataDir,
+    s3: client,
+    ingestionBucket: INGESTION,
+    processedBucket: PROCESSED,
+    warehouse,
+    logger: silentLogger,
+  });
+
 /** An hour partition of today, where the reconciler looks by default. */
 function hourPath(): string {
   const d = new Date();
@@ -84,14 +95,7 @@ it('finds, re-drives and counts unfinished work; never loops a quarantined objec
   const bad = `${folder}/bad.csv`;
   await put(INGESTION, good, encodeChangeBatchAsCsv(batch));
   await put(INGESTION, bad, 'not,"a valid\nchange csv');
-  const deps = localReconcileDeps({
-    dataDir,
-    s3: client,
-    ingestionBucket: INGESTION,
-    processedBucket: PROCESSED,
-    warehouse,
-    logger: silentLogger,
-  });
+  const deps = depsFor(dataDir);
   const run = () => reconcile(deps, { graceMs: 0 });
 
   // Act 1: both are outstanding; the reconciler transforms them (one output, one quarantine pointer).
@@ -224,3 +228,45 @@ it('finds, re-drives and counts unfinished work; never loops a quarantined objec
     await consumer.stop();
   }
 }, 90_000);
+
+it('never loops an object replaced by a version that fails too: the new version is quarantined in its turn', async () => {
+  // Prepare: an unreadable CSV and an unreadable Parquet object, each quarantined by its stage.
+  const dataDir = path.join(root, 'data-replaced');
+  const schema = schemaObjectFor(currencyBatch([1]));
+  await put(INGESTION, schemaObjectKey('currency', schema.fingerprint), encodeSchemaObject(schema));
+  const csv = `totesys/currency/schema=${schema.fingerprint}/${hourPath()}/replaced.csv`;
+  const parquet = `dim_currency/${hourPath()}/replaced.parquet`;
+  await put(INGESTION, csv, 'not,"a valid\nchange csv');
+  await put(PROCESSED, parquet, 'not parquet');
+  const deps = depsFor(dataDir);
+  const load = createLoadHandler({ s3: client, warehouse: pool });
+  const queue = openLoadQueue(dataDir);
+  /** One reconciler run, then the load queue handled as `totes up` would. */
+  const run = async () => {
+    const result = await reconcile(deps, { graceMs: 0, lookbackDays: 1 });
+    for (const message of await queue.receive(10)) {
+      await load(JSON.parse(message.body));
+      await queue.delete(message.receiptHandle);
+    }
+    return result;
+  };
+  const mine = (r: Awaited<ReturnType<typeof run>>) =>
+    r.outstanding.filter((i) => [csv, parquet].includes(i.key));
+  await run();
+  await run();
+  expect(mine(await run())).toEqual([]);
+
+  // Act: both are replaced by versions that fail too (new ETags: not covered by the old marks).
+  await put(INGESTION, csv, 'still,"not valid\ncsv');
+  await put(PROCESSED, parquet, 'still not parquet');
+  const first = await run();
+
+  // Assess: sent once each, quarantined in their turn, then never sent again.
+  expect(
+    mine(first)
+      .map((i) => i.key)
+      .sort(),
+  ).toEqual([parquet, csv].sort());
+  expect(mine(await run())).toEqual([]);
+  expect(mine(await run())).toEqual([]);
+}, 60_000);

@@ -140,6 +140,7 @@ export function createLoadHandler(
   async function quarantine(
     record: S3EventRecord,
     key: string,
+    eTag: string,
     body: Buffer,
     why: Unloadable,
     logger: Logger,
@@ -147,13 +148,18 @@ export function createLoadHandler(
     const bucket = record.s3.bucket.name;
     const quarantineKey = loadQuarantineKeyFor(key);
     const reasonKey = `${quarantineKey}.reason.json`;
-    let done = false;
-    try {
-      await deps.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: reasonKey }));
-      done = true;
-    } catch (e) {
-      if (!isNotFound(e)) throw e;
-    }
+    const eTagOf = async (k: string): Promise<string | null | undefined> => {
+      try {
+        return normalizeETag((await deps.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: k }))).ETag);
+      } catch (e) {
+        if (!isNotFound(e)) throw e;
+        return undefined;
+      }
+    };
+    // Already quarantined when the mark is complete (the reason is written last) and its copy holds
+    // THESE bytes (equal content, equal ETag: one PutObject each, SSE-S3). A replaced version that
+    // fails too is marked in its turn, or the reconciler would send it again on every run.
+    const done = (await eTagOf(reasonKey)) !== undefined && (await eTagOf(quarantineKey)) === eTag;
     if (!done) {
       await deps.s3.send(
         new PutObjectCommand({
@@ -173,7 +179,7 @@ export function createLoadHandler(
           bucket,
           key,
           size: record.s3.object.size,
-          eTag: record.s3.object.eTag,
+          eTag: eTag || record.s3.object.eTag,
           sequencer: record.s3.object.sequencer,
           eventTime: record.eventTime,
         },
@@ -250,7 +256,7 @@ export function createLoadHandler(
       const why =
         unloadableFrom(e) ??
         new Unloadable('not a readable Parquet file', { error: (e as Error)?.name ?? 'unknown' });
-      return quarantine(record, key, body, why, logger);
+      return quarantine(record, key, eTag, body, why, logger);
     }
     let batch;
     try {
@@ -258,7 +264,7 @@ export function createLoadHandler(
     } catch (e) {
       const why = unloadableFrom(e);
       if (!why) throw e;
-      return quarantine(record, key, body, why, logger);
+      return quarantine(record, key, eTag, body, why, logger);
     }
     const client = await deps.warehouse.connect();
     let outcome: ApplyOutcome;
@@ -270,7 +276,7 @@ export function createLoadHandler(
       // A failed connection must not go back to the pool; a data error leaves it healthy.
       client.release(why ? undefined : (e as Error));
       if (!why) throw e;
-      return quarantine(record, key, body, why, logger);
+      return quarantine(record, key, eTag, body, why, logger);
     }
     if (outcome.duplicate) {
       logger.info('object already loaded; skipped', { key, table: outcome.table });
