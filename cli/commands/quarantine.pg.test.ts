@@ -1,4 +1,10 @@
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -201,6 +207,47 @@ it('lists what was set aside with its reasons, shows it, and re-drives it after 
   // Assess: nothing is left in quarantine.
   expect(await list()).toEqual({ code: 0, entries: [] });
   expect((await runTotes('quarantine', 'list', ...base())).out).toBe('nothing quarantined\n');
+});
+
+it('says when a marked object loaded since (done) or no longer exists (gone), and retry then only clears or reports', async () => {
+  // Prepare: two Parquet objects load cannot read, both quarantined.
+  const loadedSince = 'dim_currency/2025/03/01/10/loaded-since.parquet';
+  const vanished = 'dim_currency/2025/03/01/10/vanished.parquet';
+  await put(PROCESSED, loadedSince, 'junk');
+  await put(PROCESSED, vanished, 'junk');
+  const load = createLoadHandler({ s3: client, warehouse: pool });
+  await load(await eventFor({ bucket: PROCESSED, key: loadedSince }, { bucket: PROCESSED, key: vanished }));
+  // Act: one is replaced by a loadable version that loads (by its own notification); the other is deleted.
+  await put(
+    PROCESSED,
+    loadedSince,
+    await parquetOf(objectOf('dim_currency', [rowOf('dim_currency', 4, {}, at(1))])),
+  );
+  expect((await load(await eventFor({ bucket: PROCESSED, key: loadedSince }))).objects[0].status).toBe(
+    'loaded',
+  );
+  await client.send(new DeleteObjectCommand({ Bucket: PROCESSED, Key: vanished }));
+  const doneId = `${loadQuarantineKeyFor(loadedSince)}.reason.json`;
+  const goneId = `${loadQuarantineKeyFor(vanished)}.reason.json`;
+
+  // Assess: listed as done and gone; nothing waits, so the exit code is 0.
+  const listed = await list();
+  expect(listed.code).toBe(0);
+  expect(listed.entries.map((e) => [e.id, e.status])).toEqual(
+    expect.arrayContaining([
+      [doneId, 'done'],
+      [goneId, 'gone'],
+    ]),
+  );
+  // Without a warehouse, a load since is not recognised: the mark is taken as corrected.
+  const blind = await runTotes('quarantine', 'list', '--data-dir', root);
+  expect(blind.out).toContain(`corrected    ${doneId}`);
+  expect(blind.out).toContain('(no warehouse given: objects loaded since are not recognised)');
+  // retry clears the mark of the done one, and cannot send the gone one.
+  const retried = await runTotes('quarantine', 'retry', doneId, goneId, ...base());
+  expect(retried.out).toBe(`mark cleared ${doneId}\nobject gone  ${goneId}\n`);
+  expect((await list()).entries.map((e) => e.id)).toEqual([goneId]);
+  expect(await drainLoadQueue()).toEqual([]);
 });
 
 it('refuses bad usage and unknown entries', async () => {
