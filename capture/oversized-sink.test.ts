@@ -1,10 +1,10 @@
-import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { Column } from '../core/change-event';
 import { createLogger } from '../core/logger';
-import { s3ClientFor, startS3rver, type LocalS3 } from '../local/s3rver';
+import { s3ClientFor, startS3rver } from '../local/s3rver';
+import { useLocalS3 } from '../test/support/local-s3';
 import { ChangeBatcher } from './change-batcher';
 import {
   KinesisSink,
@@ -29,21 +29,7 @@ const columns: Column[] = [
   { name: 'design_name', type: 'text', key: false },
 ];
 
-let dir: string;
-let s3: LocalS3;
-let client: S3Client;
-
-beforeAll(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-oversized-sink-'));
-  s3 = await startS3rver({ dataDir: dir, buckets: [BUCKET] });
-  client = s3ClientFor(s3.endpoint);
-});
-
-afterAll(async () => {
-  client.destroy();
-  await s3.stop();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+const local = useLocalS3([BUCKET]);
 
 /** Records what the stream was given, and whether each payload was in S3 at that moment. */
 class RecordingSink implements RecordSink {
@@ -52,7 +38,7 @@ class RecordingSink implements RecordSink {
   async put(records: readonly SinkRecord[]): Promise<PutResult> {
     const stored = await Promise.all(
       this.keys().map((Key) =>
-        client.send(new HeadObjectCommand({ Bucket: BUCKET, Key })).then(
+        local.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key })).then(
           () => true,
           () => false,
         ),
@@ -90,7 +76,11 @@ describe('OversizedPayloadSink', () => {
     const inner = new RecordingSink(() => keys);
     const lines: string[] = [];
     const logger = createLogger({ service: 'test', level: 'info', write: (line) => lines.push(line) });
-    const sink = new OversizedPayloadSink({ sink: inner, store: new S3PayloadStore(client, BUCKET), logger });
+    const sink = new OversizedPayloadSink({
+      sink: inner,
+      store: new S3PayloadStore(local.client, BUCKET),
+      logger,
+    });
 
     // Act
     await sink.put(records);
@@ -106,7 +96,7 @@ describe('OversizedPayloadSink', () => {
       undefined,
     ]);
     expect(inner.puts[0].records.map((r) => r.data)).toEqual(records.map((r) => r.data));
-    const body = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: keys[0] }));
+    const body = await local.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: keys[0] }));
     // Compared with Buffer.equals: jest's deep equality walks a MiB-long buffer byte by byte, slowly.
     expect(Buffer.from(await body.Body!.transformToByteArray()).equals(records[0].oversized![0].body)).toBe(
       true,
@@ -139,7 +129,10 @@ describe('OversizedPayloadSink', () => {
 
   it('stops the put, naming the change and the object, when S3 cannot be reached', async () => {
     // Prepare: a second s3rver, stopped, so its port refuses connections.
-    const gone = await startS3rver({ dataDir: fs.mkdtempSync(path.join(dir, 'gone-')), buckets: [BUCKET] });
+    const gone = await startS3rver({
+      dataDir: fs.mkdtempSync(path.join(local.dataDir, 'gone-')),
+      buckets: [BUCKET],
+    });
     await gone.stop();
     const unreachable = s3ClientFor(gone.endpoint);
     const inner = new RecordingSink(() => []);
