@@ -1,5 +1,6 @@
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { silentLogger } from '../../core/logger';
@@ -26,12 +27,55 @@ function hugeText(tag: string): string {
 
 const lines: string[] = [];
 let stack: LocalStack | undefined;
-let dataDir: string;
+const dataDirs: string[] = [];
 
 afterAll(async () => {
   await stack?.stop();
-  if (dataDir) removeDataDir(dataDir);
+  for (const dir of dataDirs) removeDataDir(dir);
 });
+
+function start(
+  names: { sourceUrl: string; warehouseUrl: string; dataDir: string; slot: string },
+  env: Record<string, string> = {},
+): Promise<LocalStack> {
+  return startLocalStack({
+    dataDir: names.dataDir,
+    sourceUrl: names.sourceUrl,
+    warehouseUrl: names.warehouseUrl,
+    logger: silentLogger,
+    bufferIntervalMs: 300,
+    heartbeatIntervalMs: 1000,
+    captureEnv: { TOTES_SLOT: `slot_${names.slot}`, TOTES_PUBLICATION: `pub_${names.slot}`, ...env },
+    onCaptureOutput: (line) => lines.push(line),
+  });
+}
+
+async function converged(sourceUrl: string, warehouseUrl: string): Promise<void> {
+  let last: VerifyReport | undefined;
+  await waitFor(
+    'the warehouse to equal the source',
+    () =>
+      withClient(sourceUrl, (source) =>
+        withClient(warehouseUrl, async (warehouse) => {
+          last = await verifyWarehouse(source, warehouse);
+          return last.ok ? true : undefined;
+        }),
+      ),
+    120_000,
+    500,
+  ).catch((e: Error) => {
+    throw new Error(`${e.message}\n${last ? renderVerifyReport(last) : ''}`, { cause: e });
+  });
+}
+
+/** A local port nothing listens on: connections to it are refused. */
+async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
 
 async function designName(url: string, table: string, id: number): Promise<string | undefined> {
   return withClient(url, async (c) => {
@@ -44,7 +88,8 @@ it('carries multi-MiB values from source to warehouse byte for byte, snapshot an
   // Prepare: a source whose design 1 already holds a 3 MiB name when capture first starts.
   const sourceUrl = await createTestDatabase('oversized_src');
   const warehouseUrl = await createTestDatabase('oversized_wh');
-  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-oversized-'));
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-oversized-'));
+  dataDirs.push(dataDir);
   const inSnapshot = hugeText('snapshot');
   const inStream = hugeText('stream');
   await withClient(sourceUrl, async (c) => {
@@ -55,16 +100,7 @@ it('carries multi-MiB values from source to warehouse byte for byte, snapshot an
 
   // Act: the snapshot, then an UPDATE of design 2 with another 3 MiB name in the stream, then an
   // UPDATE of design 2 that leaves the name alone (sent as unchanged TOAST, merged at load).
-  stack = await startLocalStack({
-    dataDir,
-    sourceUrl,
-    warehouseUrl,
-    logger: silentLogger,
-    bufferIntervalMs: 300,
-    heartbeatIntervalMs: 1000,
-    captureEnv: { TOTES_SLOT: 'slot_oversized', TOTES_PUBLICATION: 'pub_oversized' },
-    onCaptureOutput: (line) => lines.push(line),
-  });
+  stack = await start({ sourceUrl, warehouseUrl, dataDir, slot: 'oversized' });
   const reached = (id: number, value: string) => async () =>
     (await designName(warehouseUrl, 'dim_design', id)) === value ? true : undefined;
   try {
@@ -76,21 +112,7 @@ it('carries multi-MiB values from source to warehouse byte for byte, snapshot an
     await withClient(sourceUrl, (c) =>
       c.query(`UPDATE "design" SET "file_name" = 'renamed.json' WHERE "design_id" = 2`),
     );
-    let last: VerifyReport | undefined;
-    await waitFor(
-      'the warehouse to equal the source',
-      () =>
-        withClient(sourceUrl, (source) =>
-          withClient(warehouseUrl, async (warehouse) => {
-            last = await verifyWarehouse(source, warehouse);
-            return last.ok ? true : undefined;
-          }),
-        ),
-      120_000,
-      500,
-    ).catch((e: Error) => {
-      throw new Error(`${e.message}\n${last ? renderVerifyReport(last) : ''}`, { cause: e });
-    });
+    await converged(sourceUrl, warehouseUrl);
   } catch (e) {
     process.stderr.write(`capture said:\n${lines.filter((l) => !l.includes('capture.stats')).join('\n')}\n`);
     throw e;
@@ -116,5 +138,74 @@ it('carries multi-MiB values from source to warehouse byte for byte, snapshot an
       expect.stringMatching(/^design \(design_id=1\) at epoch \d+, lsn [0-9A-F/]+, seq \d+$/),
       expect.stringMatching(/^design \(design_id=2\) at epoch \d+, lsn [0-9A-F/]+, seq 0$/),
     ]),
+  );
+});
+
+it('stops capture at an oversized change it cannot store, naming it, confirming nothing past it; a restart delivers it', async () => {
+  // Prepare: a running pipeline whose capture cannot reach S3 (a port nothing listens on).
+  const sourceUrl = await createTestDatabase('oversized_err_src');
+  const warehouseUrl = await createTestDatabase('oversized_err_wh');
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-oversized-err-'));
+  dataDirs.push(dataDir);
+  const names = { sourceUrl, warehouseUrl, dataDir, slot: 'oversized_err' };
+  await withClient(sourceUrl, (c) => installTotesys(c, { scale: 0.02 }));
+  await stack?.stop();
+  lines.length = 0;
+  stack = await start(names, { TOTES_S3_ENDPOINT: `http://127.0.0.1:${await closedPort()}` });
+  await converged(sourceUrl, warehouseUrl);
+  // Act: a 3 MiB name for design 3.
+  const value = hugeText('unreachable');
+  await withClient(sourceUrl, (c) =>
+    c.query('UPDATE "design" SET "design_name" = $1 WHERE "design_id" = 3', [value]),
+  );
+
+  // Assess: capture fails naming table, key and position, and the slot is not confirmed past the change.
+  const failure = await waitFor(
+    'capture to fail on the oversized change',
+    async () => lines.find((l) => l.includes('could not store the oversized change')),
+    120_000,
+    200,
+  );
+  expect(failure).toMatch(
+    /could not store the oversized change design \(design_id=3\) at epoch \d+, lsn [0-9A-F]+\/[0-9A-F]+, seq 0 at s3:\/\/totes-ingestion\/oversized\/design\/[0-9a-f]{64}\.json/,
+  );
+  // The change's own position: its transaction's commit LSN, which the slot must not pass.
+  const commitLsn = /lsn ([0-9A-F]+\/[0-9A-F]+), seq 0/.exec(failure)![1];
+  const confirmedPast = async () =>
+    withClient(sourceUrl, async (c) => {
+      const { rows } = await c.query(
+        `SELECT confirmed_flush_lsn > $1::pg_lsn AS past FROM pg_replication_slots WHERE slot_name = 'slot_oversized_err'`,
+        [commitLsn],
+      );
+      return rows[0].past as boolean;
+    });
+  // Another restart by the supervisor fails the same way: still nothing confirmed past the change.
+  await waitFor(
+    'a second failure on the same change',
+    async () =>
+      lines.filter((l) => l.includes('could not store the oversized change')).length >= 2 ? true : undefined,
+    120_000,
+    200,
+  );
+  expect(await confirmedPast()).toBe(false);
+  expect((await designName(warehouseUrl, 'dim_design', 3)) === value).toBe(false);
+
+  // Act: capture restarted with S3 reachable (the stack's own endpoint).
+  await stack.stop();
+  stack = await start(names);
+
+  // Assess: the change arrives whole, and the slot moves on.
+  await waitFor(
+    'the 3 MiB name in the warehouse',
+    async () => ((await designName(warehouseUrl, 'dim_design', 3)) === value ? true : undefined),
+    180_000,
+    500,
+  );
+  await converged(sourceUrl, warehouseUrl);
+  await waitFor(
+    'the slot confirmed past the change',
+    async () => ((await confirmedPast()) ? true : undefined),
+    60_000,
+    200,
   );
 });
