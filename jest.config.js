@@ -14,6 +14,7 @@ module.exports = {
     '<rootDir>/dashboard',
     '<rootDir>/test',
     '<rootDir>/bench',
+    '<rootDir>/chaos',
   ],
   testMatch: ['**/*.test.ts'],
   transform: {
