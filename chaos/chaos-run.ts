@@ -60,8 +60,16 @@ class Business {
     const { signal } = this.abort;
     for (let attempt = 0; !signal.aborted; attempt++) {
       try {
-        // A new planner seed per attempt: the state is read back from the database each time.
-        await runSimulation(this.sourceUrl, { rate: this.rate, seed: this.seed * 1000 + attempt, signal });
+        const client = new Client({ connectionString: this.sourceUrl, connectionTimeoutMillis: 10_000 });
+        // A source restart ends the session between two changes: the next query fails, handled here.
+        client.on('error', () => undefined);
+        await client.connect();
+        try {
+          // A new planner seed per attempt: the state is read back from the database each time.
+          await runSimulation(client, { rate: this.rate, seed: this.seed * 1000 + attempt, signal });
+        } finally {
+          await client.end().catch(() => undefined);
+        }
       } catch (e) {
         if (signal.aborted) break;
         this.interruptions++;

@@ -1,4 +1,5 @@
 import { Client } from 'pg';
+import { rawTextClient } from '../capture/pg-text';
 import { sourceRowHash } from '../core/star-mapping';
 import { TOTESYS_TABLES } from '../core/totesys-tables';
 import { WAREHOUSE_TABLES } from '../core/warehouse-model';
@@ -31,13 +32,11 @@ BEGIN
   RETURN NULL;
 END $$`;
 
-/** Every value as the text Postgres renders, as pgoutput sends it (no Date, no number parsing). */
+/** Every value as the text Postgres renders, as pgoutput sends it; a database restart only fails the query. */
 function textClient(url: string): Client {
-  return new Client({
-    connectionString: url,
-    connectionTimeoutMillis: 10_000,
-    types: { getTypeParser: () => (value: string) => value },
-  });
+  const client = rawTextClient({ connectionString: url, connectionTimeoutMillis: 10_000 });
+  client.on('error', () => undefined);
+  return client;
 }
 
 /**
