@@ -59,11 +59,13 @@ class Business {
   private async loop(): Promise<void> {
     const { signal } = this.abort;
     for (let attempt = 0; !signal.aborted; attempt++) {
+      let connected = false;
       try {
         const client = new Client({ connectionString: this.sourceUrl, connectionTimeoutMillis: 10_000 });
         // A source restart ends the session between two changes: the next query fails, handled here.
         client.on('error', () => undefined);
         await client.connect();
+        connected = true;
         try {
           // A new planner seed per attempt: the state is read back from the database each time.
           await runSimulation(client, { rate: this.rate, seed: this.seed * 1000 + attempt, signal });
@@ -72,7 +74,8 @@ class Business {
         }
       } catch (e) {
         if (signal.aborted) break;
-        this.interruptions++;
+        // Counted once per lost session, not per refused attempt to reconnect.
+        if (connected) this.interruptions++;
         this.lastError = e instanceof Error ? e.message : String(e);
         // Not a wait for a condition: a pause before trying a source that refused, so it does not spin.
         await sleep(200, undefined, { signal }).catch(() => undefined);
