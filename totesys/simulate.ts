@@ -282,9 +282,15 @@ export async function runSimulation(
   if (!(options.rate > 0)) throw new RangeError('rate must be > 0');
   if (typeof target === 'string') {
     const client = new Client({ connectionString: target, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+    // A source restart can end the session between two changes: the next query then fails with it.
+    // Unheard, the connection's 'error' event would end the process instead (found by npm run chaos).
+    let lost: Error | undefined;
+    client.on('error', (e) => (lost ??= e));
     await client.connect();
     try {
       return await runSimulation(client, options);
+    } catch (e) {
+      throw lost ?? e;
     } finally {
       await client.end();
     }
