@@ -134,7 +134,8 @@ export async function runCapture(env: Record<string, string | undefined>): Promi
   process.once('SIGINT', onSignal);
   // Started by `totes up` with an IPC channel: if that parent dies (even by SIGKILL) the channel
   // closes, and capture drains and exits instead of holding the slot as an orphan.
-  if (process.send) process.once('disconnect', () => onSignal('parent exited'));
+  const onParentGone = () => onSignal('parent exited');
+  if (process.send) process.once('disconnect', onParentGone);
   try {
     await service.run();
     return 0;
@@ -145,6 +146,8 @@ export async function runCapture(env: Record<string, string | undefined>): Promi
     close();
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+    // Letting go of the channel below emits 'disconnect' here too: that is not the parent leaving.
+    process.off('disconnect', onParentGone);
     // An open IPC channel keeps the process alive; let go of it so capture exits once drained.
     if (process.connected) process.disconnect();
   }
