@@ -30,6 +30,8 @@ export interface ChaosReport {
   changesWritten: number;
   /** Times the simulator lost its connection (a source restart) and started again. */
   simulatorInterruptions: number;
+  /** Why the simulator's runs ended early (lost sessions, refused connections), counted by message. */
+  simulatorErrors: Record<string, number>;
   /** Starts of totes up (1 + kill-stack faults). */
   stackStarts: number;
   /** Committed fact versions (seed + changes) against the warehouse's fact history. */

@@ -44,7 +44,8 @@ class Business {
   private readonly abort = new AbortController();
   private running: Promise<void> | null = null;
   interruptions = 0;
-  lastError: string | null = null;
+  /** Why runs of the simulator ended early, counted by message. */
+  readonly errors: Record<string, number> = {};
 
   constructor(
     private readonly sourceUrl: string,
@@ -76,7 +77,8 @@ class Business {
         if (signal.aborted) break;
         // Counted once per lost session, not per refused attempt to reconnect.
         if (connected) this.interruptions++;
-        this.lastError = e instanceof Error ? e.message : String(e);
+        const message = (e instanceof Error ? e.message : String(e)).slice(0, 200);
+        this.errors[message] = (this.errors[message] ?? 0) + 1;
         // Not a wait for a condition: a pause before trying a source that refused, so it does not spin.
         await sleep(200, undefined, { signal }).catch(() => undefined);
       }
@@ -291,6 +293,7 @@ export async function runChaos(ctx: ChaosRunContext): Promise<ChaosReport> {
     faultsByKind,
     changesWritten: ledger.changes,
     simulatorInterruptions: business.interruptions,
+    simulatorErrors: business.errors,
     stackStarts: up.starts,
     versions,
     lost: versions.lost,

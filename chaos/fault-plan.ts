@@ -61,7 +61,7 @@ export function describeFault(f: PlannedFault): string {
     case 'kill-capture':
       return 'SIGKILL capture';
     case 'kill-stack':
-      return 'SIGKILL totes up and capture (the process group), start totes up again';
+      return 'SIGKILL totes up and capture, start totes up again';
     case 'restart-source':
     case 'restart-warehouse':
       return `${f.mode} shutdown of the ${f.kind === 'restart-source' ? 'source' : 'warehouse'}, down ${(f.downMs / 1000).toFixed(1)} s`;

@@ -25,9 +25,9 @@ function exitOf(child: ChildProcess): Promise<void> {
 }
 
 /**
- * `totes up` as a person runs it, in a process group of its own so that a SIGKILL of the group is a
- * power cut of the whole local stack: totes up (kinesalite, s3rver, the delivery stream, transform,
- * load) and its capture child at once. The databases are the run's own (RestartablePostgres), given
+ * `totes up` as a person runs it, in a process group of its own, so that killAll() is a power cut
+ * of the whole local stack: totes up (kinesalite, s3rver, the delivery stream, transform, load) and
+ * its capture child at once. The databases are the run's own (RestartablePostgres), given
  * by URL, so they outlive it.
  */
 export class TotesUpProcess {
@@ -109,15 +109,22 @@ export class TotesUpProcess {
     return undefined;
   }
 
-  /** SIGKILL to the whole process group: nothing drains, nothing is told. */
+  /**
+   * A power cut: SIGKILL to totes up's process group and to capture's (the supervisor gives capture
+   * a group of its own, so that a terminal's Ctrl-C reaches totes up alone). Nothing drains.
+   */
   async killAll(): Promise<void> {
     const child = this.child;
     if (!child?.pid) return;
+    const capture = this.capturePid();
     this.child = null;
-    try {
-      process.kill(-child.pid, 'SIGKILL');
-    } catch {
-      // Already gone.
+    for (const group of [child.pid, capture]) {
+      if (group === undefined) continue;
+      try {
+        process.kill(-group, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
     }
     await exitOf(child);
   }
