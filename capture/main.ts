@@ -1,8 +1,8 @@
 import { KinesisClient } from '@aws-sdk/client-kinesis';
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { Client } from 'pg';
+import { awsRequestHandler } from '../aws/request-handler';
 import { createLogger, redactUrl, type Logger } from '../core/logger';
 import { CaptureService } from './capture-service';
 import { captureSettingsFromEnv, sourceUrlFromSecret, type CaptureSettings } from './config';
@@ -14,22 +14,6 @@ import { FileStateStore, S3StateStore, type StateStore } from './state-store';
  * The capture process: environment → settings → service, with SIGTERM/SIGINT draining it (stop
  * reading, flush, confirm, exit 0). ECS sends SIGTERM and waits stopTimeout before SIGKILL.
  */
-
-/** Connect within 5 s, answer within 30 s (PutRecords of 5 MiB takes well under a second). */
-export const AWS_CONNECTION_TIMEOUT_MS = 5_000;
-export const AWS_REQUEST_TIMEOUT_MS = 30_000;
-
-export function awsRequestHandler(
-  timeouts: { connectionMs?: number; requestMs?: number } = {},
-): NodeHttpHandler {
-  return new NodeHttpHandler({
-    connectionTimeout: timeouts.connectionMs ?? AWS_CONNECTION_TIMEOUT_MS,
-    requestTimeout: timeouts.requestMs ?? AWS_REQUEST_TIMEOUT_MS,
-    // @smithy/node-http-handler 4.x only logs a warning when requestTimeout passes unless told to
-    // throw (measured: a PutRecords to a server that never answers hung past 60 s without this).
-    throwOnRequestTimeout: true,
-  });
-}
 
 async function resolveSourceUrl(settings: CaptureSettings): Promise<string> {
   if (settings.sourceUrl) return settings.sourceUrl;
