@@ -21,7 +21,12 @@ export class RestartablePostgres {
   ) {}
 
   async start(): Promise<void> {
-    this.cluster = await startEmbeddedCluster({ dataDir: this.dataDir, port: this.port });
+    this.cluster = await startEmbeddedCluster({
+      dataDir: this.dataDir,
+      port: this.port,
+      // The server's own log, beside the run's other logs: why a shutdown took long, what recovery did.
+      onLog: (line) => fs.appendFileSync(`${this.dataDir}.log`, `${line}\n`),
+    });
     this.port = this.cluster.port;
   }
 
