@@ -524,6 +524,32 @@ describe('capture stays live (real Postgres + kinesalite)', () => {
   });
 });
 
+describe('capture lets go of the source when it fails', () => {
+  it('ends its replication connection when the control connection is lost', async () => {
+    // A source shutting down ends the control session first. Capture fails — and must close its
+    // replication connection too: a walsender left waiting for a client that no longer answers holds
+    // a fast shutdown (and capture's own restart) for wal_sender_timeout. Seen in `npm run chaos`.
+    const url = await createTestDatabase('capture_control_lost');
+    await withClient(url, (c) => c.query('CREATE TABLE t (id int PRIMARY KEY)'));
+    const h = await startCapture(url, ['t']);
+    await waitFor('streaming', async () => ((await h.state.load())?.snapshotCompletedAt ? true : undefined));
+    const slot = slotFor(url);
+    await waitFor('the slot in use', () =>
+      withClient(url, async (c) => ((await getSlot(c, slot))?.active ? true : undefined)),
+    );
+    await withClient(url, (c) =>
+      c.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()`,
+      ),
+    );
+    await expect(h.running).rejects.toThrow(/control connection failed/);
+    await waitFor('the slot to be let go', () =>
+      withClient(url, async (c) => ((await getSlot(c, slot))?.active === false ? true : undefined)),
+    );
+  });
+});
+
 describe('AWS calls have deadlines', () => {
   it('ends a PutRecords that never gets an answer', async () => {
     const server = net.createServer(() => undefined); // accepts, never answers

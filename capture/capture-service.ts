@@ -688,7 +688,15 @@ export class CaptureService {
     const drained = new Promise<void>((resolve) => {
       this.onDrained = resolve;
     });
-    await Promise.race([ended, failed, drained]);
+    try {
+      await Promise.race([ended, failed, drained]);
+    } catch (e) {
+      // Failed: nothing more will be confirmed. End the replication connection now — a walsender left
+      // waiting on a client that no longer answers holds a source's fast shutdown, and this slot for
+      // the next capture, for wal_sender_timeout (found by `npm run chaos`, restart-source).
+      await stream.stop(1000).catch(() => undefined);
+      throw e;
+    }
     await this.stopping;
   }
 

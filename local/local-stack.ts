@@ -2,7 +2,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Client, Pool } from 'pg';
+import { Client, Pool, type PoolClient } from 'pg';
 import { INGESTION_ROOT } from '../core/csv-codec';
 import type { Logger } from '../core/logger';
 import { redactUrl } from '../core/logger';
@@ -243,7 +243,18 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     // 'error' event, which without a listener kills `totes up`. The pool drops that client; the next
     // load connects again, and a load that failed mid-way is retried from the queue.
     pool.on('error', (err) => logger.warn('an idle warehouse connection ended; it is replaced', { err }));
-    stops.push(() => pool.end());
+    // pool.end() resolves once its clients are asked to end, not once they have: wait for each
+    // connection to close, or the warehouse, stopped next, ends them first (a warning on every stop).
+    const connections = new Set<PoolClient>();
+    pool.on('connect', (c) => {
+      connections.add(c);
+      c.once('end', () => connections.delete(c));
+    });
+    stops.push(async () => {
+      const closed = [...connections].map((c) => new Promise((resolve) => c.once('end', resolve)));
+      await pool.end();
+      await Promise.all(closed);
+    });
     const triggersDir = path.join(dataDir, 'triggers');
     // S3 → queue → load, as in AWS: a warehouse outage leaves the objects waiting in the queue.
     const load = await startQueuedS3Trigger({
