@@ -152,10 +152,18 @@ describe('assessHealth', () => {
       expect(none.problems[0].message).toMatch(/only of other_slot/);
     });
 
-    it('none yet is a warning; a warehouse without the heartbeat table keeps the old judgement', () => {
+    it('none yet (or no heartbeat table) leaves freshness unknown and the old judgement in place', () => {
       const none = assessHealth(facts({ warehouse: warehouse({ heartbeats: [] }) }));
-      expect(none.problems.map((p) => [p.code, p.severity])).toEqual([['heartbeat-missing', 'warning']]);
+      expect(none.status).toBe('healthy');
+      expect(none.heartbeat).toEqual({ slotName: '', newestCommitTs: null, ageSeconds: null });
       expect(renderHealthReport(none)).toMatch(/freshness {3}unknown/);
+      const old = warehouse({
+        heartbeats: [],
+        tables: warehouse().tables.map((t) => ({ ...t, newestCommitTs: ago(7200) })),
+      });
+      expect(assessHealth(facts({ warehouse: old })).problems.map((p) => p.code)).toEqual([
+        'warehouse-stale',
+      ]);
       const before = assessHealth(facts({ warehouse: warehouse({ heartbeats: null }) }));
       expect(before.heartbeat).toBeNull();
       expect(before.status).toBe('healthy');

@@ -368,8 +368,9 @@ export function assessHealth(
           message: `${failed} event(s) failed after every retry: their data is not in the warehouse`,
         });
     }
-  } else if (facts.warehouse.reachable && !facts.source && !heartbeat) {
-    // Warehouse only: old data may be an idle source or a stalled pipeline; say so, gently.
+  } else if (facts.warehouse.reachable && !facts.source && heartbeat?.ageSeconds == null) {
+    // Warehouse only and no heartbeat: old data may be an idle source or a stalled pipeline; say
+    // so, gently.
     const stale = freshness.filter((f) => f.ageSeconds !== null && f.ageSeconds >= t.freshnessWarningSeconds);
     if (stale.length > 0 && stale.length === freshness.length)
       add({
@@ -425,15 +426,15 @@ function heartbeatProblem(
   t: HealthThresholds,
 ): HealthProblem | null {
   if (!heartbeat) return null;
-  if (heartbeat.ageSeconds === null)
+  if (heartbeat.ageSeconds === null) {
+    // None at all: capture predates heartbeats or nothing went through yet; the stages tell which.
+    if (!heartbeats || heartbeats.length === 0) return null;
     return {
       severity: 'warning',
       code: 'heartbeat-missing',
-      message:
-        heartbeats && heartbeats.length > 0
-          ? `warehouse: no heartbeat of slot ${heartbeat.slotName} has arrived (only of ${heartbeats.map((h) => h.slotName).join(', ')})`
-          : 'warehouse: no capture heartbeat has arrived yet (capture not started, or the pipeline not through once)',
+      message: `warehouse: no heartbeat of slot ${heartbeat.slotName} has arrived (only of ${heartbeats.map((h) => h.slotName).join(', ')})`,
     };
+  }
   if (heartbeat.ageSeconds < t.heartbeatWarningSeconds) return null;
   return {
     severity: heartbeat.ageSeconds >= t.heartbeatCriticalSeconds ? 'critical' : 'warning',

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Change, Column } from './change-event';
 
 /**
@@ -28,11 +29,20 @@ export const HEARTBEAT_SOURCE_TABLE = '_totes_heartbeat';
 /** The warehouse table the heartbeats land in, one row per capture slot. */
 export const HEARTBEAT_WAREHOUSE_TABLE = 'pipeline_heartbeat';
 
-/** The pseudo table's layout: which slot's capture committed it, and that capture's clock. */
+/**
+ * The pseudo table's layout: which slot's capture committed it (the key is a number, as every
+ * warehouse dimension key is: see heartbeatSlotId), and that capture's clock.
+ */
 export const HEARTBEAT_COLUMNS: readonly Column[] = [
-  { name: 'slot_name', type: 'text', key: true },
+  { name: 'slot_id', type: 'int4', key: true },
+  { name: 'slot_name', type: 'text', key: false },
   { name: 'emitted_at', type: 'text', key: false },
 ];
+
+/** A slot name as a positive int4: the first 31 bits of its SHA-256 (slot names are ≤ 63 bytes). */
+export function heartbeatSlotId(slot: string): number {
+  return createHash('sha256').update(slot, 'utf8').digest().readUInt32BE(0) >>> 1;
+}
 
 /** What capture writes as the message content. */
 export interface HeartbeatContent {
@@ -70,7 +80,7 @@ export function heartbeatChange(
     lsn: position.lsn,
     seq: position.seq,
     ts: position.ts,
-    values: [content.slot, content.emittedAt],
+    values: [String(heartbeatSlotId(content.slot)), content.slot, content.emittedAt],
   };
 }
 

@@ -308,7 +308,7 @@ export const SOURCE_SPECS: Readonly<Record<TotesysTable | typeof HEARTBEAT_SOURC
   // Capture's heartbeat (core/pipeline-heartbeat.ts): its commit time is the row's `_commit_ts`.
   [HEARTBEAT_SOURCE_TABLE]: {
     target: 'pipeline_heartbeat',
-    fields: [text('slot_name'), text('emitted_at')],
+    fields: [int('slot_id'), text('slot_name'), text('emitted_at')],
   },
 };
 

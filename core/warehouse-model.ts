@@ -300,8 +300,8 @@ export const WAREHOUSE_TABLES: Readonly<Record<WarehouseTableName, WarehouseTabl
     name: 'pipeline_heartbeat',
     kind: 'dimension',
     source: '_totes_heartbeat',
-    key: 'slot_name',
-    columns: [col('slot_name', 'text'), col('emitted_at', 'text', true)],
+    key: 'slot_id',
+    columns: [col('slot_id', 'int'), col('slot_name', 'text'), col('emitted_at', 'text', true)],
   },
 };
 

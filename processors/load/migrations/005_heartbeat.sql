@@ -1,6 +1,6 @@
 -- Capture's heartbeat in the warehouse (core/pipeline-heartbeat.ts): capture commits a
 -- transactional logical message on the source every interval, which travels the whole pipeline as a
--- change of the pseudo table `_totes_heartbeat` and lands here, one row per capture slot, holding
+-- change of the pseudo table `_totes_heartbeat` and lands here, one row per capture slot (keyed by its name's hash), holding
 -- the newest heartbeat loaded (a dimension: the highest source position wins, whatever the order
 -- or repeats of delivery). Freshness = now() − "_commit_ts": it keeps growing when any stage stops,
 -- which the per-table freshness cannot tell apart from an idle source.
@@ -8,6 +8,7 @@
 -- Never edit this file once released (migrate.ts refuses a changed checksum).
 
 CREATE TABLE "pipeline_heartbeat" (
+  "slot_id" integer NOT NULL, -- the slot name's hash (core/pipeline-heartbeat.ts: heartbeatSlotId)
   "slot_name" text NOT NULL,
   "emitted_at" text, -- capture's own clock when it emitted the message (ISO 8601)
   "_lsn" pg_lsn NOT NULL,
@@ -21,7 +22,7 @@ CREATE TABLE "pipeline_heartbeat" (
   "_toast_pending" text[] NOT NULL DEFAULT '{}',
   "_epoch" bigint NOT NULL DEFAULT 0,
   "_deleted_epoch" bigint,
-  CONSTRAINT "pipeline_heartbeat_pkey" PRIMARY KEY ("slot_name")
+  CONSTRAINT "pipeline_heartbeat_pkey" PRIMARY KEY ("slot_id")
 );
 
 -- For the reporting role (the dashboard, `totes status --warehouse-url`, the scheduled freshness
