@@ -13,6 +13,7 @@ import { createLogger, type Logger } from '../../core/logger';
 import { normalizeETag, WORK_STAGES, type WorkItem, type WorkStage } from '../../core/outstanding-work';
 import { readLoadConfig, resolveWarehouseConnection } from '../load/load-config';
 import { metricsFor, type MetricSet } from '../shared/metrics';
+import { publishHeartbeatFreshness } from './heartbeat-freshness';
 import { decodeS3ObjectKey, S3EventSchema, type S3Event } from '../shared/s3-event';
 import {
   reconcile,
@@ -232,6 +233,10 @@ export function createReconcileHandler(deps: ReconcileHandlerDeps) {
         metrics.flush();
         return result;
       }
+      // Freshness first, in its own document, so a failing reconcile run still publishes it.
+      await publishHeartbeatFreshness(warehouse, newMetrics(), logger).catch((e) =>
+        logger.error('could not read the heartbeat freshness', { err: e }),
+      );
       const result = await reconcile(reconcileDeps, {
         graceMs: env.graceMs,
         lookbackDays: env.lookbackDays,
