@@ -20,6 +20,7 @@ beforeAll(() => {
     'totes:sourceCidr': '10.20.0.0/16',
     'totes:alarmEmail': 'data@example.com',
     'totes:maxCaptureLagSeconds': 90,
+    'totes:sourceRdsInstanceId': 'totesys-db',
   });
   template = synth.pipeline;
 });
@@ -704,11 +705,37 @@ describe('pipeline stack: alarms and dashboard', () => {
     for (const stage of ['transform', 'load'])
       alarmOn('ObjectsQuarantined', { Namespace: 'Totes', Dimensions: [{ Name: 'Stage', Value: stage }] });
     alarmOn('ChangesRejected', { Namespace: 'Totes', Dimensions: [{ Name: 'Stage', Value: 'transform' }] });
-    alarmOn('WarehouseFreshness', {
+  });
+
+  it('alarms on freshness measured on the capture heartbeat, on the reconciler schedule, missing data breaching', () => {
+    alarmOn('HeartbeatFreshness', {
       Namespace: 'Totes',
-      Dimensions: [{ Name: 'Stage', Value: 'load' }],
+      Dimensions: [{ Name: 'Stage', Value: 'reconcile' }],
+      Statistic: 'Maximum',
+      Period: 900,
       Threshold: 600,
+      ComparisonOperator: 'GreaterThanThreshold',
+      TreatMissingData: 'breaching',
     });
+    // The per-load figure stops with the loads: it is drawn, never alarmed.
+    expect(
+      template.findResources('AWS::CloudWatch::Alarm', { Properties: { MetricName: 'WarehouseFreshness' } }),
+    ).toEqual({});
+    // The reconciler that publishes it runs on a schedule.
+    template.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(15 minutes)',
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [fnLogicalId('Reconcile'), 'Arn'] } })],
+    });
+  });
+
+  it("watches the source's slot from RDS' metrics too (they keep coming when capture is dead), missing data breaching", () => {
+    for (const metric of ['OldestReplicationSlotLag', 'TransactionLogsDiskUsage'])
+      alarmOn(metric, {
+        Namespace: 'AWS/RDS',
+        Dimensions: [{ Name: 'DBInstanceIdentifier', Value: 'totesys-db' }],
+        Threshold: 2147483648,
+        TreatMissingData: 'breaching',
+      });
   });
 
   it('watches the load queue, its dead letters, and the reconciler (a missing run breaches)', () => {
@@ -766,6 +793,7 @@ describe('pipeline stack: alarms and dashboard', () => {
       'IteratorAgeMilliseconds',
       'DataFreshness',
       'WarehouseFreshness',
+      'HeartbeatFreshness',
     ])
       expect(body).toContain(metric);
   });
