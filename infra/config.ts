@@ -441,11 +441,6 @@ export function configWarnings(config: TotesConfig): string[] {
   if (config.warehouse.mode === 'existing' && config.warehouse.cidr === '0.0.0.0/0')
     warnings.push('totes:warehouseCidr is 0.0.0.0/0: set it to the warehouse address range');
   if (!config.alarms.email) warnings.push('totes:alarmEmail is empty: alarms reach the SNS topic but nobody');
-  if (config.firehose.freshness === 'fast')
-    warnings.push(
-      'totes:freshness is fast: Firehose writes mixed-table objects under totesys/_mixed/, which transform ' +
-        'must split by table (docs/deploy.md, "Freshness modes"); the transform in this version does not yet',
-    );
   if (config.capture.desiredCount === 0)
     warnings.push(
       'capture is off (totes:captureDesiredCount resolves to 0): fill the source secret, check it with ' +

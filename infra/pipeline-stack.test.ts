@@ -813,6 +813,23 @@ describe('pipeline stack: freshness modes', () => {
         ParameterName: 'BufferIntervalInSeconds',
         ParameterValue: '0',
       });
+      // The processor starts each record with its layout; transform splits objects by it, writing
+      // per-table objects (only those: a key with schema=) beside them.
+      const fn = (prefix: string) =>
+        fast.pipeline.findResources('AWS::Lambda::Function')[
+          logicalId(fast.pipeline, 'AWS::Lambda::Function', `${prefix}Function`)
+        ];
+      expect(fn('FirehoseTransform').Properties.Environment.Variables.FRESHNESS_MODE).toBe('fast');
+      const transformRole = fn('Transform').Properties.Role['Fn::GetAtt'][0] as string;
+      expect(roleGrants(fast.pipeline, transformRole)).toContainEqual(
+        grant('s3:PutObject', `${INGESTION}/totesys/*/schema=*`),
+      );
+      expect(roleGrants(template, roleOf('Transform'))).not.toContainEqual(
+        grant('s3:PutObject', `${INGESTION}/totesys/*/schema=*`),
+      );
+      const defaultFirehoseTransform =
+        template.findResources('AWS::Lambda::Function')[fnLogicalId('FirehoseTransform')];
+      expect(defaultFirehoseTransform.Properties.Environment.Variables.FRESHNESS_MODE).toBeUndefined();
     } finally {
       fast.cleanup();
     }

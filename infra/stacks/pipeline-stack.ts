@@ -108,6 +108,9 @@ export class PipelineStack extends Stack {
       // So a schema object that does not exist yet answers 404, not 403.
       list: true,
     });
+    // Fast mode: each record's lines start with their layout record (core/mixed-csv.ts).
+    if (config.firehose.freshness === 'fast')
+      this.firehoseTransform.function.addEnvironment('FRESHNESS_MODE', 'fast');
 
     this.deliveryStream = new DeliveryStream(this, 'DeliveryStream', {
       source: stateful.stream,
@@ -145,6 +148,10 @@ export class PipelineStack extends Stack {
       // Parquet per warehouse table and quarantine/transform/; it HEADs an output before writing it
       // (GetObject, and ListBucket so a missing one answers 404), then puts with If-None-Match.
       .bindBucket('PROCESSED_BUCKET', processed, { get: ['*'], put: ['*'], list: true });
+    // Fast mode: transform splits each mixed object into per-table objects beside it (their events
+    // bring them back to it); only keys of the per-table layout, never a mixed one.
+    if (config.firehose.freshness === 'fast')
+      this.transform.grantObjects(ingestion, { put: [`${INGESTION_ROOT}/*/schema=*`] });
 
     const loadTimeout = Duration.minutes(5);
     this.loadDeadLetterQueue = new sqs.Queue(this, 'LoadDeadLetterQueue', {

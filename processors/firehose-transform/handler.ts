@@ -18,4 +18,9 @@ const logger = createLogger({
 
 const s3 = new S3Client({});
 
-export const handler = createHandler({ s3, bucket: config.ingestionBucket, logger });
+export const handler = createHandler({
+  s3,
+  bucket: config.ingestionBucket,
+  mixedObjects: config.mixedObjects,
+  logger,
+});
