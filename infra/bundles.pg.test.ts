@@ -251,8 +251,15 @@ it('migrates a new warehouse with the bundled migrate function, its migrations r
   }
 }, 120_000);
 
-it('runs the bundled reconciler: nothing outstanding after the path above, heartbeat freshness published', async () => {
-  // Prepare: a heartbeat in the warehouse two minutes old (by the warehouse's clock).
+it('runs the bundled reconciler: nothing outstanding, heartbeat freshness and the source slot published', async () => {
+  // Prepare: a source with capture's slot (nobody reading it), its URL in a secret…
+  const sourceUrl = await createTestDatabase('bundles_source');
+  const slot = `bundles_slot_${process.pid}`;
+  const source = new Client({ connectionString: sourceUrl });
+  await source.connect();
+  await source.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]);
+  const secrets = await secretsEndpoint({ source: sourceUrl });
+  // …and a heartbeat in the warehouse two minutes old (by the warehouse's clock).
   const c = new Client({ connectionString: warehouseUrl });
   await c.connect();
   try {
@@ -277,14 +284,25 @@ it('runs the bundled reconciler: nothing outstanding after the path above, heart
       TRANSFORM_DEAD_LETTER_QUEUE_URL: 'https://sqs.us-east-1.amazonaws.com/000000000000/transform-dlq',
       RECONCILE_GRACE_SECONDS: '0',
       WAREHOUSE_URL: warehouseUrl,
+      SOURCE_SECRET_ARN: 'source',
+      SOURCE_SLOT: slot,
+      PGSSLMODE: 'disable',
+      AWS_ENDPOINT_URL_SECRETS_MANAGER: secrets.url,
     },
-  );
+  ).finally(async () => {
+    secrets.close();
+    await source.query('SELECT pg_drop_replication_slot($1)', [slot]);
+    await source.end();
+  });
 
   // Assess: the CSV was transformed and its Parquet loaded (load_log), so nothing is re-driven; the
-  // EMF documents carry the outstanding count and the heartbeat's age.
+  // EMF documents carry the outstanding count, the heartbeat's age and the slot as the source sees it.
   expect(result).toMatchObject({ redriven: { transform: 0, load: 0 } });
   const emf = stdout.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
   expect(emf).toContainEqual(expect.objectContaining({ Stage: 'reconcile', OutstandingObjects: 0 }));
   const freshness = emf.find((m) => 'HeartbeatFreshness' in m);
   expect(freshness?.HeartbeatFreshness).toBeGreaterThanOrEqual(120);
+  const sourceSlot = emf.find((m) => 'SourceSlotActive' in m);
+  expect(sourceSlot).toMatchObject({ Stage: 'reconcile', SourceSlotActive: 0 });
+  expect(sourceSlot?.SourceRetainedWalBytes).toBeGreaterThanOrEqual(0);
 }, 120_000);

@@ -850,3 +850,52 @@ describe('pipeline stack: freshness modes', () => {
     });
   });
 });
+
+describe('pipeline stack: the slot measured from outside capture, for a source that is not RDS', () => {
+  it('the reconciler reads the source secret, reaches the source port only, and its figures alarm with missing data breaching', () => {
+    const plain = synthTotes({ 'totes:sourceCidr': '10.30.0.0/16', 'totes:sourcePort': 6432 });
+    try {
+      const t = plain.pipeline;
+      const reconcileId = logicalId(t, 'AWS::Lambda::Function', 'ReconcileFunction');
+      const reconcile = t.findResources('AWS::Lambda::Function')[reconcileId].Properties;
+      expect(reconcile.Environment.Variables).toMatchObject({
+        SOURCE_SLOT: 'totes_slot',
+        PGSSLMODE: 'verify-full',
+      });
+      expect(reconcile.Environment.Variables.SOURCE_SECRET_ARN).toBeDefined();
+      expect(roleGrants(t, reconcile.Role['Fn::GetAtt'][0])).toContainEqual(
+        grantOnOutput('secretsmanager:GetSecretValue', /RefSourceSecret/),
+      );
+      t.hasResourceProperties('AWS::EC2::SecurityGroup', {
+        GroupDescription: 'totes reconcile: the source database (its replication slot)',
+        SecurityGroupEgress: [{ CidrIp: '10.30.0.0/16', FromPort: 6432, ToPort: 6432, IpProtocol: 'tcp' }],
+      });
+      for (const [metric, comparison] of [
+        ['SourceRetainedWalBytes', 'GreaterThanThreshold'],
+        ['SourceSlotActive', 'LessThanThreshold'],
+      ])
+        t.hasResourceProperties('AWS::CloudWatch::Alarm', {
+          MetricName: metric,
+          Namespace: 'Totes',
+          Dimensions: [{ Name: 'Stage', Value: 'reconcile' }],
+          ComparisonOperator: comparison,
+          TreatMissingData: 'breaching',
+        });
+      expect(
+        t.findResources('AWS::CloudWatch::Alarm', {
+          Properties: { Namespace: 'AWS/RDS', MetricName: 'OldestReplicationSlotLag' },
+        }),
+      ).toEqual({});
+    } finally {
+      plain.cleanup();
+    }
+  });
+
+  it('with RDS, RDS measures it and the reconciler never reaches the source', () => {
+    const reconcile = template.findResources('AWS::Lambda::Function')[fnLogicalId('Reconcile')].Properties;
+    expect(reconcile.Environment.Variables.SOURCE_SECRET_ARN).toBeUndefined();
+    expect(
+      template.findResources('AWS::CloudWatch::Alarm', { Properties: { MetricName: 'SourceSlotActive' } }),
+    ).toEqual({});
+  });
+});

@@ -28,6 +28,8 @@ export interface ObservabilityProps {
   loadDeadLetterQueue: sqs.IQueue;
   reconcile: PipelineFunction;
   reconcileIntervalMinutes: number;
+  /** The reconciler publishes the source's slot figures (no RDS slot metrics): alarm on them. */
+  slotFromReconciler: boolean;
   migrate: PipelineFunction;
   warehouse: Warehouse;
   /** A t-class instance runs on CPU credits. */
@@ -144,6 +146,33 @@ export class Observability extends Construct {
         treatMissingData: cloudwatch.TreatMissingData.BREACHING,
         alarmDescription:
           "WAL on the source's disk exceeds the limit (or RDS reports nothing): a slot is pinning it.",
+      });
+    }
+    // Not RDS: the reconciler reads pg_replication_slots on the source on its schedule.
+    if (props.slotFromReconciler) {
+      const fromSource = (metricName: string) =>
+        emfMetric(props.reconcile.stage, metricName, {
+          statistic: cloudwatch.Stats.MAXIMUM,
+          period: Duration.minutes(props.reconcileIntervalMinutes),
+        });
+      this.alarm('SourceRetainedWal', {
+        metric: fromSource('SourceRetainedWalBytes'),
+        threshold: limits.maxRetainedWalBytes,
+        comparisonOperator: GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+        alarmDescription:
+          'The source says the slot keeps more WAL than allowed, or the reconciler could not read the slot ' +
+          '(missing, unreachable source, or no run): capture is down, hung or too slow.',
+      });
+      this.alarm('SourceSlotInactive', {
+        metric: fromSource('SourceSlotActive'),
+        threshold: 1,
+        comparisonOperator: LESS_THAN_THRESHOLD,
+        // Two runs: a capture task being replaced is briefly not reading.
+        evaluationPeriods: 2,
+        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+        alarmDescription: 'Nothing reads the replication slot on the source (as the source itself reports).',
       });
     }
     this.alarm('CaptureNotRunning', {

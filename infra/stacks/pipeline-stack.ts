@@ -278,6 +278,23 @@ export class PipelineStack extends Stack {
       suffix: LOAD_TRIGGER_SUFFIX,
     });
 
+    // Without RDS' own slot metrics, the reconciler measures the slot on the source itself
+    // (processors/reconcile/source-slot.ts): it needs the source secret and a way to the source.
+    const slotFromReconciler = config.alarms.sourceRdsInstanceId === null;
+    const reconcileSecurityGroups = [...inVpc.securityGroups];
+    if (slotFromReconciler) {
+      const sourceEgress = new ec2.SecurityGroup(this, 'ReconcileSourceEgress', {
+        vpc: stateful.vpc,
+        description: 'totes reconcile: the source database (its replication slot)',
+        allowAllOutbound: false,
+      });
+      sourceEgress.addEgressRule(
+        ec2.Peer.ipv4(config.source.cidr),
+        ec2.Port.tcp(config.source.port),
+        'the source database',
+      );
+      reconcileSecurityGroups.push(sourceEgress);
+    }
     this.reconcile = new PipelineFunction(this, 'Reconcile', {
       ...common,
       entry: entries.reconcile,
@@ -291,7 +308,7 @@ export class PipelineStack extends Stack {
         RECONCILE_GRACE_SECONDS: '900',
         RECONCILE_LOOKBACK_DAYS: '3',
       },
-      network: inVpc,
+      network: { ...inVpc, securityGroups: reconcileSecurityGroups },
     })
       // Lists both buckets; HEADs (GetObject) objects and reads transform's quarantine pointers.
       .bindBucket('INGESTION_BUCKET', ingestion, { get: [`${INGESTION_ROOT}/*`], list: true })
@@ -308,6 +325,12 @@ export class PipelineStack extends Stack {
       .bindFunction('TRANSFORM_FUNCTION_NAME', this.transform.function)
       // totes_reporting: it only reads load_log.
       .bindSecret('WAREHOUSE_SECRET_ARN', stateful.warehouse.roleSecrets.reporting);
+    if (slotFromReconciler) {
+      this.reconcile.bindSecret('SOURCE_SECRET_ARN', stateful.sourceSecret);
+      this.reconcile.function.addEnvironment('SOURCE_SLOT', config.capture.slot);
+      // TLS to the source as capture's (a sslmode in a URL secret overrides it).
+      this.reconcile.function.addEnvironment('PGSSLMODE', config.source.sslMode);
+    }
     new events.Rule(this, 'ReconcileSchedule', {
       description: 'totes: run the reconciler',
       schedule: events.Schedule.rate(Duration.minutes(config.reconcile.intervalMinutes)),
@@ -333,6 +356,7 @@ export class PipelineStack extends Stack {
       loadDeadLetterQueue: this.loadDeadLetterQueue,
       reconcile: this.reconcile,
       reconcileIntervalMinutes: config.reconcile.intervalMinutes,
+      slotFromReconciler,
       migrate: this.migrate,
       warehouse: stateful.warehouse,
       warehouseBurstable: config.warehouse.mode === 'create' && config.warehouse.instanceType.startsWith('t'),
