@@ -73,9 +73,16 @@ it('captures a seeded source into the on-disk stream, restarts capture if it die
         }),
       60_000,
     );
-    const salesFacts = await withClient(
-      warehouseUrl,
-      async (c) => (await c.query('SELECT count(*)::int AS n FROM fact_sales_order')).rows[0].n,
+    // Objects load in any order (the currency update's object may land before the facts' objects):
+    // wait for the facts too, rather than read them the moment the update is there.
+    const salesFacts = await waitFor(
+      'every sales order in the warehouse',
+      () =>
+        withClient(warehouseUrl, async (c) => {
+          const n = (await c.query('SELECT count(*)::int AS n FROM fact_sales_order')).rows[0].n as number;
+          return n >= sourceRows ? n : undefined;
+        }),
+      60_000,
     );
     expect(salesFacts).toBe(sourceRows);
     expect(stack.transform.stats.invocations).toBeGreaterThan(0);

@@ -1,6 +1,7 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { createLogger, type LogLevel } from '../../core/logger';
 import { createHandler, readTransformConfig } from './create-handler';
+import { awsClientConfig } from '../../aws/request-handler';
 
 /**
  * Lambda entry for the Firehose record transformation. Configuration is read and the S3 client built
@@ -16,7 +17,7 @@ const logger = createLogger({
   level: LEVELS.includes(process.env.LOG_LEVEL ?? '') ? (process.env.LOG_LEVEL as LogLevel) : 'info',
 });
 
-const s3 = new S3Client({});
+const s3 = new S3Client(awsClientConfig());
 
 export const handler = createHandler({
   s3,

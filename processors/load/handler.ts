@@ -5,6 +5,7 @@ import { createLogger, type Logger, type LogLevel } from '../../core/logger';
 import type { BatchItemFailures } from '../shared/s3-object-handler';
 import { createLoadHandler, type LoadHandlerDeps, type LoadReport } from './create-handler';
 import { readLoadConfig, resolveWarehouseConnection, type LoadConfig } from './load-config';
+import { awsClientConfig } from '../../aws/request-handler';
 
 export { createLoadHandler } from './create-handler';
 
@@ -119,8 +120,8 @@ export function lambdaDeps(env: NodeJS.ProcessEnv): LoadHandlerDeps & { warehous
     level: LEVELS.includes(env.LOG_LEVEL ?? '') ? (env.LOG_LEVEL as LogLevel) : 'info',
   });
   return {
-    s3: new S3Client({}),
-    warehouse: lazyWarehouse(config, { secrets: new SecretsManagerClient({}), logger }),
+    s3: new S3Client(awsClientConfig()),
+    warehouse: lazyWarehouse(config, { secrets: new SecretsManagerClient(awsClientConfig()), logger }),
     logger,
   };
 }

@@ -25,6 +25,7 @@ import {
   type DeadLetter,
   type ReconcileDeps,
 } from './reconcile';
+import { awsClientConfig } from '../../aws/request-handler';
 
 /**
  * Lambda entry of the reconciler, run by an EventBridge schedule (infra/stacks/pipeline-stack.ts):
@@ -295,10 +296,14 @@ function notInLambda(): never {
 
 function lambdaDeps(env: NodeJS.ProcessEnv): ReconcileHandlerDeps {
   const config = readLoadConfig(env);
-  const secrets = new SecretsManagerClient({});
+  const secrets = new SecretsManagerClient(awsClientConfig());
   const sourceSecretArn = env.SOURCE_SECRET_ARN?.trim();
   return {
-    clients: { s3: new S3Client({}), sqs: new SQSClient({}), lambda: new LambdaClient({}) },
+    clients: {
+      s3: new S3Client(awsClientConfig()),
+      sqs: new SQSClient(awsClientConfig()),
+      lambda: new LambdaClient(awsClientConfig()),
+    },
     env: readReconcileEnvironment(env),
     logger: createLogger({ service: 'reconcile' }),
     async connectWarehouse() {

@@ -2,6 +2,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { createLogger, type LogLevel } from '../../core/logger';
 import { metricsFor } from '../shared/metrics';
 import { createTransformHandler, readTransformConfig } from './create-handler';
+import { awsClientConfig } from '../../aws/request-handler';
 
 /**
  * Lambda entry for the transform stage (ObjectCreated in the ingestion bucket). Configuration is
@@ -17,7 +18,7 @@ const logger = createLogger({
   level: LEVELS.includes(process.env.LOG_LEVEL ?? '') ? (process.env.LOG_LEVEL as LogLevel) : 'info',
 });
 
-const s3 = new S3Client({});
+const s3 = new S3Client(awsClientConfig());
 
 export const handler = createTransformHandler({
   s3,
