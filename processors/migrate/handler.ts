@@ -1,6 +1,7 @@
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { Client, type ClientConfig } from 'pg';
-import { createLogger, type Logger } from '../../core/logger';
+import type { Logger } from '../../core/logger';
+import { lambdaLogger } from '../shared/lambda-logger';
 import { resolveWarehouseConnection, SSL_MODES, type LoadConfig, type SslMode } from '../load/load-config';
 import { migrateWarehouse, type MigrationResult } from '../load/migrate';
 import { ensureWarehouseRoles, WAREHOUSE_ROLES, type WarehouseRole } from './roles';
@@ -131,6 +132,6 @@ export const handler = process.env.AWS_LAMBDA_FUNCTION_NAME
   ? createMigrateHandler({
       secrets: new SecretsManagerClient(awsClientConfig()),
       env: readMigrateEnvironment(process.env),
-      logger: createLogger({ service: 'migrate' }),
+      logger: lambdaLogger('migrate'),
     })
   : notInLambda;
