@@ -388,14 +388,18 @@ it("the alarms read what the bundled functions emit: Powertools' EMF documents a
           };
         },
     );
-  const ran = new Set(['firehose-transform', 'transform', 'load']);
+  // The reconciler ran too (the test before), and publishes the freshness and slot figures.
+  const ran = new Set(['firehose-transform', 'transform', 'load', 'reconcile']);
   const read = alarmMetrics().filter((m) => m.namespace === METRIC_NAMESPACE && ran.has(m.dimensions.Stage));
   expect(read.map((m) => `${m.name} ${m.dimensions.Stage}`)).toEqual(
     expect.arrayContaining([
       `${EMF_METRICS.objectsQuarantined} transform`,
       `${EMF_METRICS.objectsQuarantined} load`,
       `${EMF_METRICS.changesRejected} transform`,
-      `${EMF_METRICS.warehouseFreshness} load`,
+      `${EMF_METRICS.heartbeatFreshness} reconcile`,
+      `${EMF_METRICS.outstandingObjects} reconcile`,
+      'SourceRetainedWalBytes reconcile',
+      'SourceSlotActive reconcile',
     ]),
   );
   for (const m of read) {
