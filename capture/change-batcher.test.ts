@@ -1,4 +1,6 @@
 import { decodeChangeBatch, type Change, type Column } from '../core/change-event';
+import { MAX_INLINE_CHANGE_BYTES, oversizedObjectKey, resolvePointer } from '../core/oversized-change';
+import { CSV_FORMAT_VERSION } from '../core/csv-codec';
 import { ChangeBatcher, partitionKeyFor } from './change-batcher';
 
 const columns: Column[] = [
@@ -66,6 +68,70 @@ describe('ChangeBatcher', () => {
     const b = new ChangeBatcher({ maxRecordBytes: 400, maxChangesPerRecord: 10_000 });
     for (let i = 0; i < 10; i++) b.add('public', 'design', columns, change(i, '🧵'.repeat(20)));
     for (const r of b.drain()) expect(r.data.length).toBeLessThanOrEqual(400);
+  });
+});
+
+describe('ChangeBatcher: oversized changes (claim check)', () => {
+  it('sends a change too big for a record as a pointer, with its whole event as the payload', () => {
+    // Prepare: a small change, a 3 MiB one and another small one of the same table.
+    const b = new ChangeBatcher();
+    b.epoch = 1764600000000;
+    const big = change(1, '€'.repeat(1024 * 1024));
+
+    // Act
+    b.add('public', 'design', columns, change(0));
+    b.add('public', 'design', columns, big);
+    b.add('public', 'design', columns, change(2));
+    const records = b.drain();
+
+    // Assess: the pointer rides alone in a v2 record; the neighbours stay inline.
+    expect(records).toHaveLength(2);
+    const [pointerRecord, inline] = records;
+    expect(decodeChangeBatch(inline.data).changes.map((c) => c.seq)).toEqual([0, 2]);
+    expect(inline.oversized).toBeUndefined();
+    expect(pointerRecord.data.length).toBeLessThan(1024);
+    expect(pointerRecord).toMatchObject({ partitionKey: 'design:1', table: 'design', changes: 1 });
+    const pointerBatch = decodeChangeBatch(pointerRecord.data);
+    expect(pointerBatch.v).toBe(2);
+    const [pointer] = pointerBatch.changes;
+    const [payload] = pointerRecord.oversized!;
+    expect(pointer).toMatchObject({ seq: 1, values: ['1', null], ref: payload.key });
+    expect(payload.key).toBe(oversizedObjectKey('design', payload.body));
+    expect(payload.change).toBe('design (id=1) at epoch 1764600000000, lsn 00000000/00000100, seq 1');
+    expect(payload.bytes).toBeGreaterThan(3 * 1024 * 1024);
+    const full = resolvePointer(
+      pointer,
+      { table: 'design', columns, formatVersion: CSV_FORMAT_VERSION },
+      payload.body,
+    );
+    expect(full).toEqual({ ...big, epoch: 1764600000000 });
+    // The payload waits for the flush too, so it counts towards the bytes that trigger one.
+    expect(b.isEmpty).toBe(true);
+  });
+
+  it('counts the held payload towards the flush threshold', () => {
+    const b = new ChangeBatcher();
+    b.add('public', 'design', columns, change(1, 'x'.repeat(2 * MAX_INLINE_CHANGE_BYTES)));
+    expect(b.byteCount).toBeGreaterThan(2 * MAX_INLINE_CHANGE_BYTES);
+    expect(b.sealedRecordCount).toBe(1);
+  });
+
+  it('keeps a change just under the limit inline, and measures JSON escapes as bytes', () => {
+    const limits = { maxRecordBytes: 256 * 1024, maxChangesPerRecord: 2000, maxInlineChangeBytes: 4000 };
+    const b = new ChangeBatcher(limits);
+    b.add('public', 'design', columns, change(1, 'y'.repeat(3500)));
+    // 1,000 newlines are 2,000 bytes of JSON (`\n`): with 2,000 letters it no longer fits.
+    b.add('public', 'design', columns, change(2, `${'\n'.repeat(1000)}${'z'.repeat(2000)}`));
+    const records = b.drain();
+    expect(records.map((r) => r.oversized?.length ?? 0).sort()).toEqual([0, 1]);
+    const inline = records.find((r) => !r.oversized)!;
+    expect(decodeChangeBatch(inline.data).changes.map((c) => c.seq)).toEqual([1]);
+  });
+
+  it('never sends a truncate or snapshot end by claim check (they carry no values)', () => {
+    const b = new ChangeBatcher({ maxRecordBytes: 1000, maxChangesPerRecord: 10, maxInlineChangeBytes: 10 });
+    b.add('public', 'design', columns, { ...change(0), op: 'truncate', values: [] });
+    expect(b.drain()[0].oversized).toBeUndefined();
   });
 });
 

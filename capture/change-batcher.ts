@@ -1,4 +1,19 @@
-import { CHANGE_BATCH_VERSION, type Change, type Column } from '../core/change-event';
+import {
+  carriesNoValues,
+  CHANGE_BATCH_VERSION,
+  POINTER_BATCH_VERSION,
+  type Change,
+  type Column,
+} from '../core/change-event';
+import {
+  csvLineBytes,
+  describeChange,
+  isOversized,
+  MAX_INLINE_CHANGE_BYTES,
+  oversizedObjectKey,
+  pointerChange,
+} from '../core/oversized-change';
+import type { OversizedPayload } from './kinesis-sink';
 
 /**
  * Packs change events into Kinesis records: one record = one ChangeBatch (one table, one column
@@ -6,6 +21,10 @@ import { CHANGE_BATCH_VERSION, type Change, type Column } from '../core/change-e
  *
  * Each change is serialised once, when it is added, and the record text is assembled from the
  * pieces, so the byte count that drives sealing is exact and no event is encoded twice.
+ *
+ * A change too big for any record (`maxInlineChangeBytes`) goes by claim check
+ * (core/oversized-change.ts): its whole event becomes an `oversized` payload of a record of its own
+ * that carries only a pointer, and the sink stores the payload before it sends the record.
  */
 
 export interface BatchRecord {
@@ -13,17 +32,25 @@ export interface BatchRecord {
   data: Buffer;
   table: string;
   changes: number;
+  /** Events of oversized changes the record points to: stored before the record is sent. */
+  oversized?: OversizedPayload[];
 }
 
 export interface ChangeBatcherLimits {
   /** Kinesis takes records up to 1 MiB; smaller records keep Firehose transform invocations small. */
   maxRecordBytes: number;
   maxChangesPerRecord: number;
+  /**
+   * A change whose record alone would be bigger goes by claim check (core/oversized-change.ts);
+   * default MAX_INLINE_CHANGE_BYTES.
+   */
+  maxInlineChangeBytes?: number;
 }
 
 export const DEFAULT_BATCHER_LIMITS: ChangeBatcherLimits = {
   maxRecordBytes: 256 * 1024,
   maxChangesPerRecord: 2000,
+  maxInlineChangeBytes: MAX_INLINE_CHANGE_BYTES,
 };
 
 /** Kinesis partition keys are at most 256 Unicode characters. */
@@ -57,13 +84,19 @@ export class ChangeBatcher {
    */
   epoch = 0;
 
-  constructor(private readonly limits: ChangeBatcherLimits = DEFAULT_BATCHER_LIMITS) {}
+  private readonly maxInlineChangeBytes: number;
+
+  constructor(private readonly limits: ChangeBatcherLimits = DEFAULT_BATCHER_LIMITS) {
+    this.maxInlineChangeBytes = limits.maxInlineChangeBytes ?? MAX_INLINE_CHANGE_BYTES;
+  }
 
   add(schema: string, table: string, columns: readonly Column[], change: Change): void {
     const { json: layout, id } = this.layoutOf(columns);
     const slot = `${schema}\u0000${table}\u0000${id}`;
     const part = JSON.stringify(change);
     const partBytes = Buffer.byteLength(part) + 1;
+    if (partBytes > this.maxInlineChangeBytes / 2 && this.addOversized(schema, table, columns, change, part))
+      return;
     let batch = this.open.get(slot);
     if (
       batch &&
@@ -74,7 +107,7 @@ export class ChangeBatcher {
       batch = undefined;
     }
     if (!batch) {
-      const header = `{"v":${CHANGE_BATCH_VERSION},"epoch":${this.epoch},"schema":${JSON.stringify(schema)},"table":${JSON.stringify(table)},"columns":${layout},"changes":[`;
+      const header = this.header(CHANGE_BATCH_VERSION, schema, table, layout);
       batch = {
         header,
         table,
@@ -89,6 +122,47 @@ export class ChangeBatcher {
     batch.bytes += partBytes;
     this.openBytes += partBytes;
     this.openChanges += 1;
+  }
+
+  private header(v: number, schema: string, table: string, layout: string): string {
+    return `{"v":${v},"epoch":${this.epoch},"schema":${JSON.stringify(schema)},"table":${JSON.stringify(table)},"columns":${layout},"changes":[`;
+  }
+
+  /**
+   * Seals a record holding only the change's pointer, with the change's whole event (the record it
+   * would have been alone) as its payload, when that record is too big; false when it fits.
+   */
+  private addOversized(
+    schema: string,
+    table: string,
+    columns: readonly Column[],
+    change: Change,
+    part: string,
+  ): boolean {
+    if (carriesNoValues(change.op)) return false;
+    const layout = this.layoutOf(columns).json;
+    const body = Buffer.from(`${this.header(CHANGE_BATCH_VERSION, schema, table, layout)}${part}]}`, 'utf8');
+    const recordBytes = body.length + Buffer.byteLength(partitionKeyFor(table, columns, change));
+    const withEpoch = { ...change, epoch: this.epoch };
+    const csvBytes = () =>
+      csvLineBytes({ epoch: this.epoch, schema, table, columns: [...columns] }, withEpoch);
+    if (!isOversized(recordBytes, csvBytes, this.maxInlineChangeBytes)) return false;
+    const key = oversizedObjectKey(table, body);
+    const pointer = pointerChange(columns, change, key);
+    const data = Buffer.from(
+      `${this.header(POINTER_BATCH_VERSION, schema, table, layout)}${JSON.stringify(pointer)}]}`,
+      'utf8',
+    );
+    this.sealed.push({
+      partitionKey: partitionKeyFor(table, columns, pointer),
+      data,
+      table,
+      changes: 1,
+      oversized: [{ key, body, change: describeChange(table, columns, withEpoch), bytes: recordBytes }],
+    });
+    // The payload is held until the flush too: it counts towards the bytes that trigger one.
+    this.sealedBytes += data.length + body.length;
+    return true;
   }
 
   private layoutOf(columns: readonly Column[]): { json: string; id: number } {

@@ -19,6 +19,13 @@ export interface CaptureSettings {
   streamName: string;
   /** Set for kinesalite; unset in AWS. */
   kinesisEndpoint: string | null;
+  /**
+   * Where a change too big for one stream record is stored (its pointer goes through the stream):
+   * the ingestion bucket, under `oversized/`. null: such a change stops capture, named, unconfirmed.
+   */
+  oversizedBucket: string | null;
+  /** Set for s3rver; unset in AWS. */
+  s3Endpoint: string | null;
   region: string;
   state: { kind: 'file'; path: string } | { kind: 's3'; bucket: string; key: string };
   heartbeatIntervalMs: number;
@@ -85,6 +92,8 @@ export function captureSettingsFromEnv(env: Env): CaptureSettings {
     slot: env.TOTES_SLOT || CAPTURE_DEFAULTS.slot,
     streamName,
     kinesisEndpoint: env.TOTES_KINESIS_ENDPOINT || null,
+    oversizedBucket: env.TOTES_OVERSIZED_BUCKET || null,
+    s3Endpoint: env.TOTES_S3_ENDPOINT || null,
     region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1',
     state: parseStateLocation(env),
     heartbeatIntervalMs: positiveInt(

@@ -12,6 +12,23 @@ export interface SinkRecord {
   /** Chooses the shard (MD5 of the key); 1–256 characters. */
   partitionKey: string;
   data: Uint8Array;
+  /**
+   * Events of oversized changes this record only points to (core/oversized-change.ts). A sink
+   * that sends the record must have stored them first: capture/oversized-sink.ts does, and hands
+   * the record on without them; KinesisSink refuses a record that still carries any.
+   */
+  oversized?: readonly OversizedPayload[];
+}
+
+/** One oversized change's whole event, and where it must be stored before its pointer is sent. */
+export interface OversizedPayload {
+  /** Key in the bucket for oversized changes (`oversized/<table>/<sha256>.json`). */
+  key: string;
+  body: Uint8Array;
+  /** `design (design_id=7) at epoch …, lsn …, seq …`: what logs and errors name. */
+  change: string;
+  /** The record the change would have been on its own: why it went by claim check. */
+  bytes: number;
 }
 
 export interface RecordSink {
@@ -68,6 +85,20 @@ export class RecordTooLargeError extends KinesisSinkError {
   ) {
     super(
       `record ${recordIndex} is ${recordBytes} bytes (data + partition key); Kinesis accepts at most ${limitBytes}`,
+    );
+  }
+}
+
+/** A record points to oversized changes nobody stored: sending it would lose them. */
+export class UnstoredPayloadError extends KinesisSinkError {
+  override name = 'UnstoredPayloadError';
+  constructor(
+    readonly recordIndex: number,
+    readonly change: string,
+  ) {
+    super(
+      `record ${recordIndex} points to the oversized change ${change}, which was not stored first ` +
+        '(capture/oversized-sink.ts stores it)',
     );
   }
 }
@@ -143,6 +174,7 @@ export function planPutRecordsCalls(
   const calls: PlannedCall[] = [];
   let current: PlannedCall | undefined;
   records.forEach((record, index) => {
+    if (record.oversized?.length) throw new UnstoredPayloadError(index, record.oversized[0].change);
     // `.length` counts UTF-16 code units: for keys outside the BMP it is the stricter reading of
     // "256 characters", which errs on the side of rejecting here rather than at the service.
     const keyLength = record.partitionKey.length;

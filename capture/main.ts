@@ -7,6 +7,7 @@ import { createLogger, redactUrl, type Logger } from '../core/logger';
 import { CaptureService } from './capture-service';
 import { captureSettingsFromEnv, sourceUrlFromSecret, type CaptureSettings } from './config';
 import { KinesisSink } from './kinesis-sink';
+import { OversizedPayloadSink, S3PayloadStore } from './oversized-sink';
 import { checkSource, FINDING } from './source-checks';
 import { FileStateStore, S3StateStore, type StateStore } from './state-store';
 
@@ -26,9 +27,27 @@ async function resolveSourceUrl(settings: CaptureSettings): Promise<string> {
   }
 }
 
+/** An S3 client for the settings: AWS, or s3rver when TOTES_S3_ENDPOINT is set (`totes up`). */
+function s3ClientFor(settings: CaptureSettings): S3Client {
+  return new S3Client({
+    region: settings.region,
+    requestHandler: awsRequestHandler(),
+    ...(settings.s3Endpoint
+      ? {
+          endpoint: settings.s3Endpoint,
+          forcePathStyle: true,
+          credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+          // s3rver predates the SDK's default CRC32 checksums.
+          requestChecksumCalculation: 'WHEN_REQUIRED' as const,
+          responseChecksumValidation: 'WHEN_REQUIRED' as const,
+        }
+      : {}),
+  });
+}
+
 function stateStoreFor(settings: CaptureSettings): StateStore {
   if (settings.state.kind === 'file') return new FileStateStore(settings.state.path);
-  const s3 = new S3Client({ region: settings.region, requestHandler: awsRequestHandler() });
+  const s3 = s3ClientFor(settings);
   return new S3StateStore(s3, settings.state.bucket, settings.state.key, {
     get: (i) => new GetObjectCommand(i),
     put: (i) => new PutObjectCommand(i),
@@ -59,9 +78,12 @@ export async function buildCaptureService(settings: CaptureSettings, logger: Log
     // The sink retries with backoff itself; SDK retries underneath would multiply the attempts.
     maxAttempts: 1,
   });
+  // Oversized changes are stored in S3 before their pointers go on the stream (capture/oversized-sink.ts).
+  const s3 = settings.oversizedBucket ? s3ClientFor(settings) : null;
   logger.info('capture configured', {
     source: redactUrl(sourceUrl),
     stream: settings.streamName,
+    oversizedBucket: settings.oversizedBucket,
     slot: settings.slot,
     publication: settings.publication,
     tables: settings.tables.length,
@@ -80,7 +102,11 @@ export async function buildCaptureService(settings: CaptureSettings, logger: Log
       onSlotLost: settings.onSlotLost,
     },
     {
-      sink: new KinesisSink({ client: kinesis, streamName: settings.streamName, logger }),
+      sink: new OversizedPayloadSink({
+        sink: new KinesisSink({ client: kinesis, streamName: settings.streamName, logger }),
+        store: s3 && settings.oversizedBucket ? new S3PayloadStore(s3, settings.oversizedBucket) : null,
+        logger,
+      }),
       state: stateStoreFor(settings),
       logger,
       preflight: async () => {
@@ -102,7 +128,13 @@ export async function buildCaptureService(settings: CaptureSettings, logger: Log
       },
     },
   );
-  return { service, close: () => kinesis.destroy() };
+  return {
+    service,
+    close: () => {
+      kinesis.destroy();
+      s3?.destroy();
+    },
+  };
 }
 
 /** Runs capture until a signal; resolves with the exit code. */

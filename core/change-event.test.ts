@@ -76,10 +76,30 @@ describe('change batch wire format', () => {
   });
 
   it('rejects an unknown version or op', () => {
-    expect(() => decodeChangeBatch(JSON.stringify({ ...batch(), v: 2 }))).toThrow(/v:/);
+    expect(() => decodeChangeBatch(JSON.stringify({ ...batch(), v: 3 }))).toThrow(/v:/);
     const b = batch();
     (b.changes[0] as { op: string }).op = 'upsert';
     expect(() => decodeChangeBatch(JSON.stringify(b))).toThrow(/op/);
+  });
+});
+
+describe('pointer changes (core/oversized-change.ts)', () => {
+  const pointerBatch = (v: number, op = 'update') => {
+    const b = batch();
+    return JSON.stringify({
+      ...b,
+      v,
+      changes: [{ ...b.changes[0], op, ref: 'oversized/counterparty/x.json' }],
+    });
+  };
+
+  it('are read from a v2 batch, ref kept', () => {
+    expect(decodeChangeBatch(pointerBatch(2)).changes[0].ref).toBe('oversized/counterparty/x.json');
+  });
+
+  it('are refused in a v1 batch (a reader before pointers would load its NULLs) and on a table op', () => {
+    expect(() => decodeChangeBatch(pointerBatch(1))).toThrow(/changes\.0\.ref: a pointer needs a v2 batch/);
+    expect(() => decodeChangeBatch(pointerBatch(2, 'truncate'))).toThrow(/ref/);
   });
 });
 

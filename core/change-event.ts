@@ -29,6 +29,12 @@ export type ChangeOp = (typeof CHANGE_OPS)[number];
 
 /** Current version of the ChangeBatch wire format; bump on incompatible change. */
 export const CHANGE_BATCH_VERSION = 1;
+/**
+ * The version a batch carrying a pointer change (`ref`, core/oversized-change.ts) is written with.
+ * Version 1 readers strip unknown fields, so they would load a pointer's empty columns as NULLs;
+ * they reject `v: 2` instead, loudly (Firehose's processing-failed prefix), and lose nothing.
+ */
+export const POINTER_BATCH_VERSION = 2;
 
 const lsnString = z.string().refine(isLsn, { message: 'not an LSN (expected XXXXXXXX/XXXXXXXX)' });
 
@@ -74,12 +80,19 @@ export const ChangeSchema = z.object({
    * change. Their `values` entry is `null` but means "keep what you have", never SQL NULL.
    */
   unchanged: z.array(z.number().int().nonnegative()).optional(),
+  /**
+   * A pointer change: the change was too big for one stream record, so its full event (a
+   * one-change ChangeBatch) is stored at this key of the ingestion bucket, and `values` here carry
+   * only the key columns (the rest `null`). Transform reads it back before anything else
+   * (core/oversized-change.ts); no stage after transform ever sees one.
+   */
+  ref: z.string().min(1).optional(),
 });
 export type Change = z.infer<typeof ChangeSchema>;
 
 export const ChangeBatchSchema = z
   .object({
-    v: z.literal(CHANGE_BATCH_VERSION),
+    v: z.union([z.literal(CHANGE_BATCH_VERSION), z.literal(POINTER_BATCH_VERSION)]),
     /** The capture generation of every change in the batch (absent = 0). */
     epoch: z.number().int().nonnegative().optional(),
     schema: z.string().min(1),
@@ -97,6 +110,12 @@ export const ChangeBatchSchema = z
           message: `has ${change.values.length} values, expected ${expected}`,
         });
       }
+      if (change.ref !== undefined && (batch.v !== POINTER_BATCH_VERSION || carriesNoValues(change.op)))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['changes', i, 'ref'],
+          message: `a pointer needs a v${POINTER_BATCH_VERSION} batch and a row op`,
+        });
       for (const index of change.unchanged ?? []) {
         if (index >= batch.columns.length) {
           ctx.addIssue({

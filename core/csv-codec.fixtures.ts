@@ -53,6 +53,7 @@ export interface ChangeSpec {
   values: (string | null)[];
   unchanged?: number[];
   rows?: number;
+  ref?: string;
 }
 
 export function changeFactory(spec: ChangeSpec): Change {
@@ -67,6 +68,7 @@ export function changeFactory(spec: ChangeSpec): Change {
   };
   if (spec.unchanged?.length) change.unchanged = spec.unchanged;
   if (spec.rows !== undefined) change.rows = spec.rows;
+  if (spec.ref !== undefined) change.ref = spec.ref;
   return change;
 }
 

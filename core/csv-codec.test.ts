@@ -59,8 +59,8 @@ describe('encodeChangeBatchAsCsv / decodeCsvObject', () => {
     expect(back).toEqual(withEpoch(changes));
     expect(back[0].values[1]).toBeNull();
     expect(back[1].values[1]).toBe('');
-    expect(csv.startsWith('insert,0,0/1,0,2025-02-28T09:15:02.123456Z,,,0,,\n')).toBe(true);
-    expect(csv.split('\n')[1]).toBe('insert,0,0/2,1,2025-02-28T09:15:02.123456Z,,,1,"",""');
+    expect(csv.startsWith('insert,0,0/1,0,2025-02-28T09:15:02.123456Z,,,,0,,\n')).toBe(true);
+    expect(csv.split('\n')[1]).toBe('insert,0,0/2,1,2025-02-28T09:15:02.123456Z,,,,1,"",""');
   });
 
   it('keeps numerics and timestamps as their exact text', () => {
@@ -80,7 +80,7 @@ describe('encodeChangeBatchAsCsv / decodeCsvObject', () => {
     const batch = { ...changeBatchFactory({ columns: COLUMNS, changes }), epoch: 1764600000000 };
     const csv = encodeChangeBatchAsCsv(batch);
     expect(csv.split('\n')[1]).toBe(
-      'snapshot_end,1764600000000,00000000/01000000,1,2025-02-28T09:15:02.123456Z,,1,,',
+      'snapshot_end,1764600000000,00000000/01000000,1,2025-02-28T09:15:02.123456Z,,1,,,',
     );
     expect(decodeCsvObject(csv, schemaObjectFor(batch))).toEqual(withEpoch(changes, 1764600000000));
   });
@@ -93,6 +93,27 @@ describe('encodeChangeBatchAsCsv / decodeCsvObject', () => {
     ]);
   });
 
+  it('reads objects written in format 2 (no ref column)', () => {
+    const schema: SchemaObject = {
+      ...schemaObjectFor({ schema: 'public', table: 't', columns: COLUMNS }),
+      formatVersion: 2,
+      metadataColumns: ['op', 'epoch', 'lsn', 'seq', 'commit_ts', 'unchanged', 'rows'],
+      fingerprint: schemaFingerprint(COLUMNS, 2),
+    };
+    expect(decodeSchemaObject(encodeSchemaObject(schema))).toEqual(schema);
+    expect(decodeCsvObject('insert,5,0/1,4,2025-02-28T09:15:02.123456Z,,,1,x\n', schema)).toEqual([
+      { op: 'insert', epoch: 5, lsn: '0/1', seq: 4, ts: '2025-02-28T09:15:02.123456Z', values: ['1', 'x'] },
+    ]);
+  });
+
+  it('carries a pointer line (ref) through with its key and nothing else', () => {
+    const changes = [changeFactory({ op: 'update', values: ['7', null], ref: 'oversized/t/abc.json' })];
+    const batch = { ...changeBatchFactory({ columns: COLUMNS, changes }), v: 2 as const };
+    const csv = encodeChangeBatchAsCsv(batch);
+    expect(csv).toBe('update,0,00000000/01000000,0,2025-02-28T09:15:02.123456Z,,,oversized/t/abc.json,7,\n');
+    expect(decodeCsvObject(csv, schemaObjectFor(batch))).toEqual(withEpoch(changes));
+  });
+
   it('carries the unchanged-TOAST marker distinct from NULL, and truncates with no values', () => {
     const columns: Column[] = [...COLUMNS, { name: 'doc', type: 'text', key: false }];
     const changes = [
@@ -103,8 +124,8 @@ describe('encodeChangeBatchAsCsv / decodeCsvObject', () => {
     ];
     const batch = changeBatchFactory({ columns, changes });
     const csv = encodeChangeBatchAsCsv(batch);
-    expect(csv.split('\n')[0]).toBe('update,0,00000000/01000000,0,2025-02-28T09:15:02.123456Z,1;2,,1,,');
-    expect(csv.split('\n')[3]).toBe('truncate,0,00000000/01000000,3,2025-02-28T09:15:02.123456Z,,,,,');
+    expect(csv.split('\n')[0]).toBe('update,0,00000000/01000000,0,2025-02-28T09:15:02.123456Z,1;2,,,1,,');
+    expect(csv.split('\n')[3]).toBe('truncate,0,00000000/01000000,3,2025-02-28T09:15:02.123456Z,,,,,,');
     expect(decodeCsvObject(csv, schemaObjectFor(batch))).toEqual(withEpoch(changes));
   });
 
@@ -154,9 +175,14 @@ describe('encodeChangeBatchAsCsv / decodeCsvObject', () => {
   });
 
   it.each([
-    ['a bad epoch', 'insert,-1,0/1,0,2025-02-28T09:15:02.123456Z,,,1,x\n', /epoch/],
-    ['a bad row count', 'snapshot_end,1,0/1,0,2025-02-28T09:15:02.123456Z,,x,,\n', /rows/],
-  ])('rejects %s with the record number (format 2)', (_what, text, reason) => {
+    ['a bad epoch', 'insert,-1,0/1,0,2025-02-28T09:15:02.123456Z,,,,1,x\n', /epoch/],
+    ['a bad row count', 'snapshot_end,1,0/1,0,2025-02-28T09:15:02.123456Z,,x,,,\n', /rows/],
+    [
+      'a pointer on a truncate',
+      'truncate,1,0/1,0,2025-02-28T09:15:02.123456Z,,,oversized/t/x.json,,\n',
+      /pointer/,
+    ],
+  ])('rejects %s with the record number (format 3)', (_what, text, reason) => {
     const schema = schemaObjectFor({ schema: 'public', table: 't', columns: COLUMNS });
     expect(() => decodeCsvObject(text, schema)).toThrow(CsvDecodeError);
     expect(() => decodeCsvObject(text, schema)).toThrow(reason);
@@ -173,7 +199,8 @@ describe('schemaFingerprint', () => {
     // Pinned: a change here silently re-homes every object; bump CSV_FORMAT_VERSION instead.
     expect(schemaFingerprint(COLUMNS)).toBe(schemaFingerprint([...COLUMNS.map((c) => ({ ...c }))]));
     expect(schemaFingerprint(COLUMNS, 1)).toBe('7bbef13c4c9f6658');
-    expect(schemaFingerprint(COLUMNS)).toBe('95bf2805d90dbf4b');
+    expect(schemaFingerprint(COLUMNS, 2)).toBe('95bf2805d90dbf4b');
+    expect(schemaFingerprint(COLUMNS)).toBe('9e9e4891b729ff0d');
   });
 
   it('changes with any name, type, key flag or order change', () => {
@@ -200,8 +227,8 @@ describe('schema objects', () => {
     expect(decodeSchemaObject(Buffer.from(text))).toEqual(schema);
     expect(JSON.parse(text)).toMatchObject({
       format: 'totes-change-csv',
-      formatVersion: 2,
-      metadataColumns: ['op', 'epoch', 'lsn', 'seq', 'commit_ts', 'unchanged', 'rows'],
+      formatVersion: 3,
+      metadataColumns: ['op', 'epoch', 'lsn', 'seq', 'commit_ts', 'unchanged', 'rows', 'ref'],
     });
   });
 

@@ -14,8 +14,9 @@ import {
  * The CSV rendering of change events in the ingestion bucket, and the layout that makes each CSV
  * object self-describing. Pure: no AWS SDK, no I/O.
  *
- * One line per change: the fixed metadata columns `op, epoch, lsn, seq, commit_ts, unchanged, rows`
- * (format 2; format 1 had `op, lsn, seq, commit_ts, unchanged` and reads as epoch 0), then the
+ * One line per change: the fixed metadata columns `op, epoch, lsn, seq, commit_ts, unchanged, rows,
+ * ref` (format 3; format 2 had no `ref`; format 1 had `op, lsn, seq, commit_ts, unchanged` and
+ * reads as epoch 0), then the
  * table's columns in the order of the batch's `columns`. There is no header line, because Firehose
  * concatenates the records it receives into one object and cannot write one
  * (https://docs.aws.amazon.com/firehose/latest/dev/basic-deliver.html); instead the column layout
@@ -31,16 +32,43 @@ import {
  *   `;`, or is empty. Such a column's field is empty too, but means "keep what you have", not NULL.
  * - `truncate` and `snapshot_end` lines carry NULL in every table column; `rows` is set only on
  *   `snapshot_end` lines (the table's snapshot row count).
+ * - `ref` is set only on a pointer line: a change too big for one record, stored whole under that
+ *   key of the ingestion bucket (core/oversized-change.ts). Its table columns hold only the key.
  */
 
 /** Bump when the line format changes incompatibly; it is part of every fingerprint. */
-export const CSV_FORMAT_VERSION = 2;
+export const CSV_FORMAT_VERSION = 3;
 export const CSV_FORMAT_NAME = 'totes-change-csv';
 
-export const CSV_METADATA_COLUMNS = ['op', 'epoch', 'lsn', 'seq', 'commit_ts', 'unchanged', 'rows'] as const;
+export const CSV_METADATA_COLUMNS = [
+  'op',
+  'epoch',
+  'lsn',
+  'seq',
+  'commit_ts',
+  'unchanged',
+  'rows',
+  'ref',
+] as const;
 export type CsvMetadataColumn = (typeof CSV_METADATA_COLUMNS)[number];
+/** Format 2's metadata columns: objects written before pointer lines still decode. */
+export const CSV_METADATA_COLUMNS_V2 = [
+  'op',
+  'epoch',
+  'lsn',
+  'seq',
+  'commit_ts',
+  'unchanged',
+  'rows',
+] as const;
 /** Format 1's metadata columns: objects written before epochs still decode (as epoch 0). */
 export const CSV_METADATA_COLUMNS_V1 = ['op', 'lsn', 'seq', 'commit_ts', 'unchanged'] as const;
+
+const METADATA_COLUMNS_OF_FORMAT = {
+  1: CSV_METADATA_COLUMNS_V1,
+  2: CSV_METADATA_COLUMNS_V2,
+  3: CSV_METADATA_COLUMNS,
+} as const;
 
 const UNCHANGED_SEPARATOR = ';';
 const QUOTE_WHEN = /^\s|\s$|[\r\n]/;
@@ -98,19 +126,27 @@ const schemaObjectFields = {
   columns: z.array(ColumnSchema).min(1),
 };
 
+/** Format 2's metadata columns, which format 3 extends with `ref`. */
+const FORMAT_2_METADATA = [
+  z.literal('op'),
+  z.literal('epoch'),
+  z.literal('lsn'),
+  z.literal('seq'),
+  z.literal('commit_ts'),
+  z.literal('unchanged'),
+  z.literal('rows'),
+] as const;
+
 export const SchemaObjectSchema = z.discriminatedUnion('formatVersion', [
   z.object({
     ...schemaObjectFields,
     formatVersion: z.literal(CSV_FORMAT_VERSION),
-    metadataColumns: z.tuple([
-      z.literal('op'),
-      z.literal('epoch'),
-      z.literal('lsn'),
-      z.literal('seq'),
-      z.literal('commit_ts'),
-      z.literal('unchanged'),
-      z.literal('rows'),
-    ]),
+    metadataColumns: z.tuple([...FORMAT_2_METADATA, z.literal('ref')]),
+  }),
+  z.object({
+    ...schemaObjectFields,
+    formatVersion: z.literal(2),
+    metadataColumns: z.tuple([...FORMAT_2_METADATA]),
   }),
   z.object({
     ...schemaObjectFields,
@@ -175,6 +211,7 @@ export function encodeChangeBatchAsCsv(batch: ChangeBatch): string {
     c.ts,
     c.unchanged?.length ? c.unchanged.join(UNCHANGED_SEPARATOR) : null,
     c.rows === undefined ? null : String(c.rows),
+    c.ref ?? null,
     ...(carriesNoValues(c.op) ? new Array<null>(width).fill(null) : c.values),
   ]);
   return stringify(rows, {
@@ -200,14 +237,16 @@ export function decodeCsvObject(text: string | Uint8Array, schema: SchemaObject)
     throw fail(e instanceof CsvSyntaxError ? e.record : undefined, 'not valid CSV', e);
   }
   const v1 = schema.formatVersion === 1;
-  const metadataWidth = v1 ? CSV_METADATA_COLUMNS_V1.length : CSV_METADATA_COLUMNS.length;
+  const metadataWidth = METADATA_COLUMNS_OF_FORMAT[schema.formatVersion].length;
   const width = metadataWidth + schema.columns.length;
   return rows.map((row, i) => {
     const record = i + 1;
     if (row.length !== width) throw fail(record, `has ${row.length} fields, expected ${width}`);
-    const [op, epoch, lsn, seq, ts, unchanged, count] = v1
-      ? [row[0], '0', row[1], row[2], row[3], row[4], null]
-      : row;
+    const [op, epoch, lsn, seq, ts, unchanged, count, ref] = v1
+      ? [row[0], '0', row[1], row[2], row[3], row[4], null, null]
+      : schema.formatVersion === 2
+        ? [...row.slice(0, 7), null]
+        : row;
     for (const [name, value] of [
       ['epoch', epoch],
       ['seq', seq],
@@ -226,6 +265,10 @@ export function decodeCsvObject(text: string | Uint8Array, schema: SchemaObject)
     };
     if (unchanged !== null) change.unchanged = unchanged.split(UNCHANGED_SEPARATOR).map(Number);
     if (count !== null) change.rows = Number(count);
+    if (ref !== null) {
+      if (carriesNoValues(op as Change['op'])) throw fail(record, `a ${op} line cannot be a pointer`);
+      change.ref = ref;
+    }
     const parsed = ChangeSchema.safeParse(change);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];

@@ -81,6 +81,7 @@ describe('pipeline stack: capture service', () => {
       TOTES_STREAM_NAME: expect.stringMatching(/^<Totes-Stateful:PublishOutputRefChangeStream/),
       TOTES_STATE_S3_URI:
         's3://totes-ingestion-<AWS::AccountId>-<AWS::Region>/_capture-state/totes_slot.json',
+      TOTES_OVERSIZED_BUCKET: 'totes-ingestion-<AWS::AccountId>-<AWS::Region>',
       TOTES_HEARTBEAT_INTERVAL_MS: '10000',
       TOTES_TABLES:
         'address,currency,department,design,payment_type,counterparty,staff,sales_order,purchase_order,transaction,payment',
@@ -112,7 +113,7 @@ describe('pipeline stack: capture service', () => {
     expect(capture.Properties.SecurityGroupIngress).toBeUndefined();
   });
 
-  it('task role: put records on the stream, its own state object, the source secret; nothing else', () => {
+  it('task role: put records on the stream, its own state object, oversized changes, the source secret; nothing else', () => {
     const role = logicalId(template, 'AWS::IAM::Role', 'CaptureTaskTaskRole');
 
     expect(roleGrants(template, role)).toEqual([
@@ -122,6 +123,8 @@ describe('pipeline stack: capture service', () => {
       grant('s3:GetObject', `${INGESTION}/_capture-state/totes_slot.json`),
       grant('s3:ListBucket', INGESTION),
       grant('s3:PutObject', `${INGESTION}/_capture-state/totes_slot.json`),
+      // Write only, and only under oversized/ (capture/oversized-sink.ts).
+      grant('s3:PutObject', `${INGESTION}/oversized/*`),
       grantOnOutput('secretsmanager:DescribeSecret', /RefSourceSecret/),
       grantOnOutput('secretsmanager:GetSecretValue', /RefSourceSecret/),
     ]);
@@ -322,13 +325,16 @@ describe('pipeline stack: functions', () => {
     ]);
   });
 
-  it('transform role: read ingested CSV and schemas, HEAD/PUT the processed bucket, its DLQ', () => {
+  it('transform role: read ingested CSV, schemas and oversized changes, HEAD/PUT the processed bucket, its DLQ', () => {
     expect(roleGrants(template, roleOf('Transform'))).toEqual([
       grant('logs:CreateLogStream', logsOf('Transform')),
       grant('logs:PutLogEvents', logsOf('Transform')),
       grant('s3:GetObject', `${INGESTION}/_schemas/*`),
+      grant('s3:GetObject', `${INGESTION}/oversized/*`),
       grant('s3:GetObject', `${INGESTION}/totesys/*`),
       grant('s3:GetObject', `${PROCESSED}/*`),
+      // A missing schema object or oversized event answers 404 (quarantined), not 403 (retried).
+      grant('s3:ListBucket', INGESTION),
       grant('s3:ListBucket', PROCESSED),
       grant('s3:PutObject', `${PROCESSED}/*`),
       grant('sqs:GetQueueAttributes', dlqOf('Transform')),

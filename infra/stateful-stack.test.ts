@@ -61,15 +61,19 @@ describe('stateful stack: buckets', () => {
     );
   });
 
-  it('moves ingested CSV (and only that prefix) to Infrequent Access after 30 days', () => {
+  it('moves ingested CSV and oversized changes (and only those prefixes) to Infrequent Access after 30 days, never expiring them', () => {
     const [, bucket] = bucketNamed('ingestion');
+    const rules = bucket.Properties.LifecycleConfiguration.Rules;
 
-    expect(bucket.Properties.LifecycleConfiguration.Rules).toContainEqual(
-      expect.objectContaining({
-        Prefix: 'totesys/',
-        Transitions: [{ StorageClass: 'STANDARD_IA', TransitionInDays: 30 }],
-      }),
-    );
+    for (const prefix of ['totesys/', 'oversized/'])
+      expect(rules).toContainEqual(
+        expect.objectContaining({
+          Prefix: prefix,
+          Transitions: [{ StorageClass: 'STANDARD_IA', TransitionInDays: 30 }],
+        }),
+      );
+    // A CSV line points to an oversized event as long as the line exists: neither may expire.
+    expect(rules.filter((r: { ExpirationInDays?: number }) => r.ExpirationInDays)).toEqual([]);
   });
 
   it('refuses plain HTTP and old TLS on both data buckets', () => {

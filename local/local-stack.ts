@@ -189,6 +189,10 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     await ensureStream(client, streamName, options.shards ?? 2).finally(() => client.destroy());
     logger.info('kinesis ready', { endpoint: kinesis.endpoint, stream: streamName });
 
+    const s3Dir = path.join(dataDir, 's3');
+    const s3 = await startS3rver({ dataDir: s3Dir, buckets: [INGESTION_BUCKET, PROCESSED_BUCKET], logger });
+    stops.push(() => s3.stop());
+
     const capture = new Supervisor({
       name: 'capture',
       command: process.execPath,
@@ -198,6 +202,9 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
         TOTES_SOURCE_URL: sourceUrl,
         TOTES_STREAM_NAME: streamName,
         TOTES_KINESIS_ENDPOINT: kinesis.endpoint,
+        // A change too big for one record is stored here, its pointer sent through the stream.
+        TOTES_OVERSIZED_BUCKET: INGESTION_BUCKET,
+        TOTES_S3_ENDPOINT: s3.endpoint,
         TOTES_STATE_FILE: path.join(dataDir, 'capture-state.json'),
         TOTES_HEARTBEAT_INTERVAL_MS: String(options.heartbeatIntervalMs ?? 5000),
         ...(options.statsIntervalMs ? { TOTES_STATS_INTERVAL_MS: String(options.statsIntervalMs) } : {}),
@@ -207,9 +214,6 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       onOutput: options.onCaptureOutput,
     });
 
-    const s3Dir = path.join(dataDir, 's3');
-    const s3 = await startS3rver({ dataDir: s3Dir, buckets: [INGESTION_BUCKET, PROCESSED_BUCKET], logger });
-    stops.push(() => s3.stop());
     const s3Client = s3ClientFor(s3.endpoint);
     stops.push(async () => s3Client.destroy());
     // Lambda writes EMF metric lines to stdout for CloudWatch; locally they go into the log stream.

@@ -3,6 +3,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import path from 'node:path';
 import { Client } from 'pg';
+import { awsClientConfig } from '../../aws/request-handler';
 import { createLogger, redactUrl } from '../../core/logger';
 import { embeddedUrl } from '../../local/gather-health';
 import { localRedrivers } from '../../local/local-reconcile';
@@ -116,14 +117,14 @@ export const command = defineCommand({
     let redrivers: () => Redrivers;
     let warehouseUrl = values['warehouse-url'] ?? process.env.TOTES_WAREHOUSE_URL;
     if (aws) {
-      s3 = new S3Client({});
+      s3 = new S3Client(awsClientConfig());
       buckets = {
         ingestionBucket: values['ingestion-bucket']!,
         processedBucket: values['processed-bucket']!,
       };
       redrivers = () =>
         awsRedrivers(
-          { sqs: new SQSClient({}), lambda: new LambdaClient({}) },
+          { sqs: new SQSClient(awsClientConfig()), lambda: new LambdaClient(awsClientConfig()) },
           { loadQueueUrl: values['load-queue-url']!, transformFunctionName: values['transform-function']! },
         );
     } else {

@@ -9,7 +9,8 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { acknowledge } from '../acknowledge';
+import { OVERSIZED_ROOT } from '../../core/oversized-change';
+import { acknowledge, iamResourceFinding } from '../acknowledge';
 import type { TotesConfig } from '../config';
 import {
   CAPTURE_STATS_MESSAGE,
@@ -24,6 +25,8 @@ export interface CaptureServiceProps {
   stream: kinesis.IStream;
   stateBucket: s3.IBucket;
   stateKey: string;
+  /** Where changes too big for one stream record are stored (the ingestion bucket, `oversized/`). */
+  oversizedBucket: s3.IBucket;
   sourceSecret: secretsmanager.ISecret;
   source: TotesConfig['source'];
   capture: TotesConfig['capture'];
@@ -81,6 +84,7 @@ export class CaptureService extends Construct {
         TOTES_SOURCE_SECRET_ARN: props.sourceSecret.secretArn,
         TOTES_STREAM_NAME: props.stream.streamName,
         TOTES_STATE_S3_URI: `s3://${props.stateBucket.bucketName}/${props.stateKey}`,
+        TOTES_OVERSIZED_BUCKET: props.oversizedBucket.bucketName,
         TOTES_HEARTBEAT_INTERVAL_MS: String(capture.heartbeatIntervalMs),
         TOTES_TABLES: capture.tables.join(','),
         TOTES_SLOT: capture.slot,
@@ -109,6 +113,18 @@ export class CaptureService extends Construct {
         actions: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'],
         resources: [props.stateBucket.arnForObjects(props.stateKey)],
       }),
+    );
+    // A change too big for one record: its event is written under oversized/ before its pointer goes
+    // on the stream (capture/oversized-sink.ts). Write only: capture never reads them back.
+    const oversizedObjects = props.oversizedBucket.arnForObjects(`${OVERSIZED_ROOT}/*`);
+    taskRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [oversizedObjects] }),
+    );
+    acknowledge(
+      taskRole,
+      'AwsSolutions-IAM5',
+      'Oversized change events are named by their content hash at run time: PutObject only, under oversized/ only.',
+      [iamResourceFinding(this, oversizedObjects)],
     );
     // Without ListBucket, reading a state object that does not exist yet (the first start) answers
     // 403 instead of NoSuchKey, and capture cannot tell "no state" from "no access".

@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { readMigrations } from '../../processors/load/migrate';
 import type { Construct } from 'constructs';
 import { INGESTION_ROOT, SCHEMA_OBJECT_ROOT } from '../../core/csv-codec';
+import { OVERSIZED_ROOT } from '../../core/oversized-change';
 import { acknowledge } from '../acknowledge';
 import type { TotesConfig } from '../config';
 import { CaptureService } from '../constructs/capture-service';
@@ -86,6 +87,7 @@ export class PipelineStack extends Stack {
       stream: stateful.stream,
       stateBucket: ingestion,
       stateKey: stateful.captureStateKey,
+      oversizedBucket: ingestion,
       sourceSecret: stateful.sourceSecret,
       source: config.source,
       capture: config.capture,
@@ -143,8 +145,12 @@ export class PipelineStack extends Stack {
       timeout: Duration.minutes(15),
       asyncInvocation: true,
     })
-      // Data objects, and the schema objects that describe their columns.
-      .grantObjects(ingestion, { get: [`${INGESTION_ROOT}/*`, `${SCHEMA_OBJECT_ROOT}/*`] })
+      // Data objects, the schema objects that describe their columns and the oversized changes their
+      // pointer lines name; ListBucket so a missing one answers 404 (quarantined) rather than 403.
+      .grantObjects(ingestion, {
+        get: [`${INGESTION_ROOT}/*`, `${SCHEMA_OBJECT_ROOT}/*`, `${OVERSIZED_ROOT}/*`],
+        list: true,
+      })
       // Parquet per warehouse table and quarantine/transform/; it HEADs an output before writing it
       // (GetObject, and ListBucket so a missing one answers 404), then puts with If-None-Match.
       .bindBucket('PROCESSED_BUCKET', processed, { get: ['*'], put: ['*'], list: true });

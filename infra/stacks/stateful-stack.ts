@@ -6,6 +6,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import { INGESTION_ROOT } from '../../core/csv-codec';
+import { OVERSIZED_ROOT } from '../../core/oversized-change';
 import { acknowledge } from '../acknowledge';
 import type { TotesConfig } from '../config';
 import { importSecret } from '../constructs/import-secret';
@@ -81,17 +82,21 @@ export class StatefulStack extends Stack {
     );
 
     const noncurrent = Duration.days(config.storage.noncurrentVersionExpirationDays);
+    const toInfrequentAccess = (id: string, prefix: string): s3.LifecycleRule => ({
+      id,
+      prefix,
+      transitions: [
+        {
+          storageClass: s3.StorageClass.INFREQUENT_ACCESS,
+          transitionAfter: Duration.days(config.storage.ingestionInfrequentAccessAfterDays),
+        },
+      ],
+    });
     this.ingestionBucket = this.dataBucket('IngestionBucket', 'ingestion', [
-      {
-        id: 'data-to-infrequent-access',
-        prefix: `${INGESTION_ROOT}/`,
-        transitions: [
-          {
-            storageClass: s3.StorageClass.INFREQUENT_ACCESS,
-            transitionAfter: Duration.days(config.storage.ingestionInfrequentAccessAfterDays),
-          },
-        ],
-      },
+      toInfrequentAccess('data-to-infrequent-access', `${INGESTION_ROOT}/`),
+      // Events of changes too big for one stream record (core/oversized-change.ts): kept as long as
+      // the CSV lines that point to them, which never expire, so they age the same way.
+      toInfrequentAccess('oversized-to-infrequent-access', `${OVERSIZED_ROOT}/`),
       { id: 'expire-noncurrent', noncurrentVersionExpiration: noncurrent },
       // Firehose writes with multipart uploads; a failed one leaves parts that cost storage forever.
       { id: 'abort-incomplete-uploads', abortIncompleteMultipartUploadAfter: Duration.days(7) },

@@ -230,6 +230,39 @@ describe('firehose-transform handler (real s3rver)', () => {
     expect(decodeSchemaObject(await getText(schemaObjectKey('staff_evolving', b!))).columns).toHaveLength(6);
   });
 
+  it('renders a pointer (a change stored under oversized/) as one line with ref, in the same partition', async () => {
+    // Prepare: an ordinary batch and a v2 pointer batch of the same table and layout.
+    const ordinary = staffBatch({ table: 'staff_ptr', firstId: 0, count: 1 });
+    const ref = `oversized/staff_ptr/${'a'.repeat(64)}.json`;
+    const pointer = {
+      ...ordinary,
+      v: 2 as const,
+      changes: [
+        {
+          ...ordinary.changes[0],
+          seq: 1,
+          values: ordinary.changes[0].values.map((v, i) => (i ? null : v)),
+          ref,
+        },
+      ],
+    };
+    const handler = createHandler({ s3: client, bucket: BUCKET });
+
+    // Act
+    const out = await handler(
+      firehoseEventFactory([
+        firehoseRecordFactory(encodeChangeBatch(ordinary)),
+        firehoseRecordFactory(encodeChangeBatch(pointer)),
+      ]),
+    );
+
+    // Assess
+    expect(out.records.map((r) => r.result)).toEqual(['Ok', 'Ok']);
+    expect(out.records[1].metadata).toEqual(out.records[0].metadata);
+    const [line] = decodeCsvObject(Buffer.from(out.records[1].data, 'base64'), schemaObjectFor(ordinary));
+    expect(line).toMatchObject({ seq: 1, ref, values: pointer.changes[0].values });
+  });
+
   it('rejects an event that is not a Firehose transformation event, failing the invocation', async () => {
     const handler = createHandler({ s3: client, bucket: BUCKET });
     await expect(handler({ records: [{ recordId: 'x' }] })).rejects.toBeInstanceOf(

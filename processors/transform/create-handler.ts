@@ -14,6 +14,7 @@ import {
 import { silentLogger, type Logger } from '../../core/logger';
 import { MixedCsvError, parseMixedObjectKey } from '../../core/mixed-csv';
 import { normalizeETag } from '../../core/outstanding-work';
+import { InvalidOversizedObjectError } from '../../core/oversized-change';
 import {
   isMappedSourceTable,
   StarMappingError,
@@ -31,6 +32,7 @@ import {
   s3ObjectHandler,
   type ObjectFailure,
 } from '../shared/s3-object-handler';
+import { resolveOversizedChanges } from './oversized-changes';
 
 /**
  * The transform stage: each CSV object Firehose writes to the ingestion bucket becomes ONE Parquet
@@ -403,15 +405,23 @@ export function createTransformHandler(
     let mapped: ReturnType<typeof toWarehouseRows>;
     let parquet: Buffer;
     try {
-      changes = decodeCsvObject(csv, schema);
+      // Pointer lines first: the changes too big for the stream, read back from `oversized/`.
+      changes = await resolveOversizedChanges(decodeCsvObject(csv, schema), schema, {
+        location: `s3://${bucket}`,
+        read: (ref) => read(bucket, ref, `oversized event ${ref}`),
+        isMissing: (e) => e instanceof UnreadableObjectError,
+      });
       mapped = toWarehouseRows(sourceTable, schema.columns, changes);
       parquet = await encodeParquet(targetTable, mapped.rows);
     } catch (e) {
+      if (e instanceof S3AccessError) throw e;
       // CsvDecodeError / MissingSourceColumnError carry value-free messages; a ParquetCodecError
       // here means the mapping let through a value it should have rejected (a bug), and may quote
       // it, so only its name is kept.
       const reason =
-        e instanceof CsvCodecError || e instanceof StarMappingError
+        e instanceof CsvCodecError ||
+        e instanceof StarMappingError ||
+        e instanceof InvalidOversizedObjectError
           ? e.message
           : e instanceof ParquetCodecError
             ? 'mapped rows could not be encoded as Parquet'
