@@ -43,7 +43,7 @@ export default tseslint.config(
   {
     // Tests and the benchmark read and write the temporary directories they create, and build the
     // patterns they expect from their own constants: file names and patterns come from no one else.
-    files: ['**/*.test.ts', 'test/**', 'infra/test-support/**', 'bench/**'],
+    files: ['**/*.test.ts', 'test/**', 'infra/test-support/**', 'bench/**', 'chaos/**'],
     rules: {
       'security/detect-non-literal-fs-filename': 'off',
       'security/detect-non-literal-regexp': 'off',

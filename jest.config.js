@@ -15,6 +15,7 @@ module.exports = {
     '<rootDir>/dashboard',
     '<rootDir>/test',
     '<rootDir>/bench',
+    '<rootDir>/chaos',
   ],
   testMatch: ['**/*.test.ts'],
   transform: {

@@ -21,6 +21,7 @@ import { loadQueueDir } from './load-queue';
 import { localReconcileDeps, startScheduledReconcile } from './local-reconcile';
 import { startQueuedS3Trigger, type QueuedS3Trigger } from './queue-event-source';
 import { S3Trigger } from './s3-trigger';
+import { startSinkThrottle } from './sink-throttle';
 import { s3ClientFor, startS3rver } from './s3rver';
 import { Supervisor } from './supervisor';
 
@@ -70,6 +71,11 @@ export interface LocalStackOptions {
   captureEnv?: Record<string, string>;
   /** Each log line of the capture process (JSON). */
   onCaptureOutput?: (line: string) => void;
+  /**
+   * Fault injection (`npm run chaos`): capture reaches Kinesis through a proxy that delays each
+   * request by the milliseconds this file holds (local/sink-throttle.ts).
+   */
+  sinkDelayFile?: string;
 }
 
 export interface LocalStack {
@@ -188,6 +194,18 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     const client = kinesisClientFor(kinesis.endpoint);
     await ensureStream(client, streamName, options.shards ?? 2).finally(() => client.destroy());
     logger.info('kinesis ready', { endpoint: kinesis.endpoint, stream: streamName });
+    let captureKinesisEndpoint = kinesis.endpoint;
+    if (options.sinkDelayFile) {
+      const throttle = await startSinkThrottle({
+        target: kinesis.endpoint,
+        controlFile: options.sinkDelayFile,
+      });
+      stops.push(() => throttle.stop());
+      captureKinesisEndpoint = throttle.endpoint;
+      logger.warn('capture reaches Kinesis through a fault-injection proxy', {
+        delayFile: options.sinkDelayFile,
+      });
+    }
 
     const s3Dir = path.join(dataDir, 's3');
     const s3 = await startS3rver({ dataDir: s3Dir, buckets: [INGESTION_BUCKET, PROCESSED_BUCKET], logger });
@@ -201,7 +219,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
         ...process.env,
         TOTES_SOURCE_URL: sourceUrl,
         TOTES_STREAM_NAME: streamName,
-        TOTES_KINESIS_ENDPOINT: kinesis.endpoint,
+        TOTES_KINESIS_ENDPOINT: captureKinesisEndpoint,
         // A change too big for one record is stored here, its pointer sent through the stream.
         TOTES_OVERSIZED_BUCKET: INGESTION_BUCKET,
         TOTES_S3_ENDPOINT: s3.endpoint,

@@ -129,6 +129,8 @@ export const command = defineCommand({
         logger,
         // A terminal gets fresh numbers every 2 s; JSON logs keep capture's 10 s.
         statsIntervalMs: terminal ? 2000 : undefined,
+        // Fault injection for `npm run chaos` (local/sink-throttle.ts); unset in normal use.
+        sinkDelayFile: process.env.TOTES_FAULT_SINK_DELAY_FILE || undefined,
         onCaptureOutput: terminal
           ? (line) => terminal.line(line)
           : (line) => atLeast(line, level) && process.stderr.write(`${line}\n`),

@@ -267,14 +267,22 @@ export function createLoadHandler(
       return quarantine(record, key, eTag, body, why, logger);
     }
     const client = await deps.warehouse.connect();
+    // A session ended under a running load (a warehouse restart) fails the query, handled below; the
+    // client also emits 'error', which must not go unheard or it ends the process (npm run chaos).
+    const lost = (err: Error) => logger.warn('warehouse connection lost during a load', { key, err });
+    client.on('error', lost);
+    const release = (err?: Error) => {
+      client.off('error', lost);
+      client.release(err);
+    };
     let outcome: ApplyOutcome;
     try {
       outcome = await applyBatch(client, batch, { objectKey: key, eTag, logger });
-      client.release();
+      release();
     } catch (e) {
       const why = unloadableFrom(e);
       // A failed connection must not go back to the pool; a data error leaves it healthy.
-      client.release(why ? undefined : (e as Error));
+      release(why ? undefined : (e as Error));
       if (!why) throw e;
       return quarantine(record, key, eTag, body, why, logger);
     }
