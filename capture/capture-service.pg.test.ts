@@ -1,6 +1,7 @@
 import { KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
 import net from 'node:net';
 import { createLogger, silentLogger, type Logger } from '../core/logger';
+import { compareLsn } from '../core/lsn';
 import { ensureStream, kinesisClientFor, startKinesalite, type LocalKinesis } from '../local/kinesalite';
 import { StreamCollector, replayToState } from '../test/support/kinesis';
 import { createTestDatabase, waitFor, withClient } from '../test/support/pg';
@@ -430,6 +431,33 @@ describe('capture service (real Postgres + kinesalite)', () => {
       }),
     );
     expect(h.collector.ofTable('busy')).toEqual([]);
+    await stopCapture(h);
+  });
+
+  it("sends its heartbeat down the stream as a change of _totes_heartbeat at the commit's position, and no other slot's", async () => {
+    const url = await createTestDatabase('capture_heartbeat');
+    await withClient(url, (c) => c.query('CREATE TABLE quiet (id int PRIMARY KEY)'));
+    const h = await startCapture(url, ['quiet']);
+    const slot = slotFor(url);
+    await waitFor('snapshot', async () => ((await h.state.load())?.snapshotCompletedAt ? true : undefined));
+    // Another capture on the same source (another slot): every slot decodes every message.
+    const other = await withClient(url, async (c) => {
+      const { rows } = await c.query(
+        "SELECT pg_logical_emit_message(true, 'totes.heartbeat', $1)::text AS lsn",
+        [JSON.stringify({ slot: 'another_slot', emittedAt: new Date().toISOString() })],
+      );
+      return rows[0].lsn as string;
+    });
+    // A heartbeat committed after the other slot's message: that message was decoded before it.
+    await collectUntil(h, 'a heartbeat of this slot after the other one', () =>
+      h.collector.ofTable('_totes_heartbeat').some((b) => compareLsn(b.lsn, other) > 0),
+    );
+    const beats = h.collector.ofTable('_totes_heartbeat');
+    expect(beats.every((b) => b.row.slot_name === slot && b.op === 'insert')).toBe(true);
+    expect(beats.every((b) => !Number.isNaN(Date.parse(b.row.emitted_at ?? '')))).toBe(true);
+    // Each one is its own transaction: its position is the commit's, its time the source's commit time.
+    expect(new Set(beats.map((b) => b.lsn)).size).toBe(beats.length);
+    expect(beats.every((b) => b.ts.endsWith('Z'))).toBe(true);
     await stopCapture(h);
   });
 

@@ -2,6 +2,14 @@ import type { Client } from 'pg';
 import type { Pgoutput } from 'pg-logical-replication';
 import type { Logger } from '../core/logger';
 import { compareLsn, type Lsn } from '../core/lsn';
+import {
+  decodeHeartbeatContent,
+  encodeHeartbeatContent,
+  HEARTBEAT_COLUMNS,
+  HEARTBEAT_PREFIX,
+  HEARTBEAT_SOURCE_TABLE,
+  heartbeatChange,
+} from '../core/pipeline-heartbeat';
 import { AckTracker } from './ack-tracker';
 import { assessLiveness, silenceTimeoutFor } from './liveness';
 import {
@@ -95,8 +103,7 @@ export const CAPTURE_DEFAULTS = {
 /** First key of capture's advisory lock on the source (ASCII "totc"); the second is the slot's hash. */
 export const CAPTURE_LOCK_NAMESPACE = 0x746f7463;
 
-/** Prefix of the logical decoding messages capture emits as heartbeats. */
-export const HEARTBEAT_PREFIX = 'totes.heartbeat';
+export { HEARTBEAT_PREFIX } from '../core/pipeline-heartbeat';
 
 export interface CaptureStats {
   snapshotRows: number;
@@ -730,10 +737,28 @@ export class CaptureService {
         this.scheduleLinger();
         return;
       case 'message':
-        return; // heartbeats matter only through the commit that follows them
+        this.onLogicalMessage(item);
+        return;
       default:
         item satisfies never;
     }
+  }
+
+  /**
+   * Our own heartbeat becomes a change of the pseudo table `_totes_heartbeat`, which travels to the
+   * warehouse's `pipeline_heartbeat` (core/pipeline-heartbeat.ts). Every slot on the source decodes
+   * every message: another capture's heartbeats (another slot) are left to it.
+   */
+  private onLogicalMessage(item: Extract<DecodedItem, { kind: 'message' }>): void {
+    if (item.prefix !== HEARTBEAT_PREFIX || !item.position) return;
+    const content = decodeHeartbeatContent(item.content);
+    if (content?.slot !== this.config.slot) return;
+    this.batcher.add(
+      this.config.schema,
+      HEARTBEAT_SOURCE_TABLE,
+      HEARTBEAT_COLUMNS,
+      heartbeatChange(content, item.position),
+    );
   }
 
   private onKeepalive(walEnd: Lsn, replyRequested: boolean): void {
@@ -816,7 +841,7 @@ export class CaptureService {
         control
           .query('SELECT pg_logical_emit_message(true, $1, $2)', [
             HEARTBEAT_PREFIX,
-            new Date(this.now()).toISOString(),
+            encodeHeartbeatContent({ slot: this.config.slot, emittedAt: new Date(this.now()).toISOString() }),
           ])
           .catch((e) => this.log.warn('heartbeat failed', { err: e }));
       }, this.config.heartbeatIntervalMs),

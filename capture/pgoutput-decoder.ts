@@ -21,7 +21,14 @@ export type DecodedItem =
       ts: string;
       changes: number;
     }
-  | { kind: 'message'; prefix: string; content: string; transactional: boolean };
+  | {
+      kind: 'message';
+      prefix: string;
+      content: string;
+      transactional: boolean;
+      /** A transactional message's place in its transaction (it takes an ordinal like a change). */
+      position?: { lsn: Lsn; ts: string; seq: number };
+    };
 
 export class DecodeError extends Error {
   override readonly name = 'DecodeError';
@@ -150,13 +157,17 @@ export class PgoutputDecoder {
         return this.change(message.relation, 'delete', message.old ?? message.key);
       case 'truncate':
         return message.relations.map((relation) => this.change(relation, 'truncate', null));
-      case 'message':
+      case 'message': {
+        // A transactional message arrives inside its transaction's BEGIN/COMMIT; others at once.
+        const txn = message.transactional ? this.txn : null;
         return {
           kind: 'message',
           prefix: message.prefix,
           content: Buffer.from(message.content).toString('utf8'),
           transactional: message.transactional,
+          ...(txn ? { position: { lsn: txn.lsn, ts: txn.ts, seq: txn.seq++ } } : {}),
         };
+      }
       case 'relation':
       case 'type':
       case 'origin':

@@ -111,6 +111,65 @@ describe('assessHealth', () => {
     expect(report.problems[0].message).toMatch(/2\.0 h/);
   });
 
+  describe('the capture heartbeat (freshness end to end)', () => {
+    const beat = (slotName: string, seconds: number) => ({
+      slotName,
+      newestCommitTs: ago(seconds),
+      lastLoadedAt: ago(seconds - 1),
+    });
+
+    it('is the freshness: a recent heartbeat is healthy, and reported as a metric and a line', () => {
+      const report = assessHealth(facts({ warehouse: warehouse({ heartbeats: [beat('totes_slot', 20)] }) }));
+      expect(report.status).toBe('healthy');
+      expect(report.heartbeat).toEqual({ slotName: 'totes_slot', newestCommitTs: ago(20), ageSeconds: 20 });
+      expect(healthMetrics(report)).toContainEqual({ name: 'HeartbeatAge', value: 20, unit: 'Seconds' });
+      expect(renderHealthReport(report)).toMatch(
+        /freshness {3}20 s \(the newest capture heartbeat loaded, slot totes_slot\)/,
+      );
+    });
+
+    it('goes stale: a warning, then critical (unhealthy) even with the warehouse alone, whatever the tables say', () => {
+      const { heartbeatWarningSeconds: warn, heartbeatCriticalSeconds: crit } = DEFAULT_HEALTH_THRESHOLDS;
+      const late = assessHealth(facts({ warehouse: warehouse({ heartbeats: [beat('totes_slot', warn)] }) }));
+      expect(late.problems.map((p) => [p.code, p.severity])).toEqual([['heartbeat-stale', 'warning']]);
+      const stopped = assessHealth(
+        facts({ warehouse: warehouse({ heartbeats: [beat('totes_slot', crit)] }) }),
+      );
+      expect(stopped.status).toBe('unhealthy');
+      expect(stopped.problems[0].message).toMatch(/capture heartbeat loaded committed 10 min ago/);
+    });
+
+    it("with the source, judges that slot's heartbeat, not another capture's", () => {
+      const heartbeats = [beat('other_slot', 1), beat('totes_slot', 900)];
+      const report = assessHealth(facts({ warehouse: warehouse({ heartbeats }), source: source() }));
+      expect(report.heartbeat?.slotName).toBe('totes_slot');
+      expect(report.healthy).toBe(false);
+      const none = assessHealth(
+        facts({ warehouse: warehouse({ heartbeats: [beat('other_slot', 1)] }), source: source() }),
+      );
+      expect(none.heartbeat?.ageSeconds).toBeNull();
+      expect(none.problems.map((p) => p.code)).toEqual(['heartbeat-missing']);
+      expect(none.problems[0].message).toMatch(/only of other_slot/);
+    });
+
+    it('none yet (or no heartbeat table) leaves freshness unknown and the old judgement in place', () => {
+      const none = assessHealth(facts({ warehouse: warehouse({ heartbeats: [] }) }));
+      expect(none.status).toBe('healthy');
+      expect(none.heartbeat).toEqual({ slotName: '', newestCommitTs: null, ageSeconds: null });
+      expect(renderHealthReport(none)).toMatch(/freshness {3}unknown/);
+      const old = warehouse({
+        heartbeats: [],
+        tables: warehouse().tables.map((t) => ({ ...t, newestCommitTs: ago(7200) })),
+      });
+      expect(assessHealth(facts({ warehouse: old })).problems.map((p) => p.code)).toEqual([
+        'warehouse-stale',
+      ]);
+      const before = assessHealth(facts({ warehouse: warehouse({ heartbeats: null }) }));
+      expect(before.heartbeat).toBeNull();
+      expect(before.status).toBe('healthy');
+    });
+  });
+
   it('an unreachable warehouse is critical', () => {
     const report = assessHealth(facts({ warehouse: { reachable: false, error: 'connect ECONNREFUSED' } }));
     expect(report).toMatchObject({ healthy: false, status: 'unhealthy', freshness: [], throughput: null });

@@ -43,6 +43,18 @@ export interface WarehouseFacts {
     rowsLastHour: number;
     lastLoadedAt: string;
   }[];
+  /**
+   * rpt_pipeline_heartbeat: the newest heartbeat of each capture slot that reached the warehouse
+   * (core/pipeline-heartbeat.ts). null: the warehouse predates heartbeats (migration 005).
+   */
+  heartbeats?: readonly HeartbeatFacts[] | null;
+}
+
+export interface HeartbeatFacts {
+  slotName: string;
+  /** The heartbeat's commit time on the source. */
+  newestCommitTs: string | null;
+  lastLoadedAt: string;
 }
 
 export interface SourceFacts {
@@ -121,6 +133,14 @@ export interface TableFreshness {
   ageSeconds: number | null;
 }
 
+/** The end-to-end freshness: how old the newest heartbeat that reached the warehouse is. */
+export interface HeartbeatFreshness {
+  slotName: string;
+  newestCommitTs: string | null;
+  /** observedAt − the heartbeat's commit time; null: none has reached the warehouse yet. */
+  ageSeconds: number | null;
+}
+
 export interface HealthReport {
   observedAt: string;
   /** What the report could see: the warehouse only, plus the source, plus the local stack. */
@@ -130,6 +150,8 @@ export interface HealthReport {
   status: 'healthy' | 'degraded' | 'unhealthy';
   problems: HealthProblem[];
   freshness: TableFreshness[];
+  /** null: not known (the warehouse unreachable, or it has no heartbeat table). */
+  heartbeat: HeartbeatFreshness | null;
   stages: StageHealth[];
   throughput: { rowsPerSecond: number; rowsLastHour: number; objectsLastHour: number } | null;
   quarantined: number | null;
@@ -154,6 +176,12 @@ export interface HealthThresholds {
    * pipeline (warehouse-only scope): a warning, never critical.
    */
   freshnessWarningSeconds: number;
+  /**
+   * Age of the newest heartbeat loaded. Capture commits one every few seconds whatever the source
+   * does, so an old one means a stage between the source and the warehouse stopped: critical.
+   */
+  heartbeatWarningSeconds: number;
+  heartbeatCriticalSeconds: number;
 }
 
 export const DEFAULT_HEALTH_THRESHOLDS: HealthThresholds = {
@@ -164,6 +192,10 @@ export const DEFAULT_HEALTH_THRESHOLDS: HealthThresholds = {
   stageLagWarningSeconds: 60,
   stageLagCriticalSeconds: 600,
   freshnessWarningSeconds: 3600,
+  // Heartbeat every 5–10 s, the delivery stream's 60 s buffer (up to ~1.5× that in AWS), transform
+  // and load in seconds: two minutes is already late; ten is the AWS alarm's default.
+  heartbeatWarningSeconds: 120,
+  heartbeatCriticalSeconds: 600,
 };
 
 const secondsBetween = (from: string | null | undefined, to: string): number | null =>
@@ -226,6 +258,16 @@ export function assessHealth(
         message: 'warehouse: nothing has been loaded yet',
       });
   }
+
+  // ---- heartbeat: freshness end to end
+  const heartbeat = facts.warehouse.reachable
+    ? heartbeatFreshness(
+        facts.warehouse.heartbeats,
+        facts.source?.reachable ? facts.source.slotName : undefined,
+        at,
+      )
+    : null;
+  add(heartbeatProblem(heartbeat, facts.warehouse.reachable ? facts.warehouse.heartbeats : undefined, t));
 
   // ---- source: the slot
   const stages: StageHealth[] = [];
@@ -326,8 +368,9 @@ export function assessHealth(
           message: `${failed} event(s) failed after every retry: their data is not in the warehouse`,
         });
     }
-  } else if (facts.warehouse.reachable && !facts.source) {
-    // Warehouse only: old data may be an idle source or a stalled pipeline; say so, gently.
+  } else if (facts.warehouse.reachable && !facts.source && heartbeat?.ageSeconds == null) {
+    // Warehouse only and no heartbeat: old data may be an idle source or a stalled pipeline; say
+    // so, gently.
     const stale = freshness.filter((f) => f.ageSeconds !== null && f.ageSeconds >= t.freshnessWarningSeconds);
     if (stale.length > 0 && stale.length === freshness.length)
       add({
@@ -345,12 +388,58 @@ export function assessHealth(
     status: critical ? 'unhealthy' : problems.length > 0 ? 'degraded' : 'healthy',
     problems: problems.sort((a, b) => (a.severity === b.severity ? 0 : a.severity === 'critical' ? -1 : 1)),
     freshness,
+    heartbeat,
     stages,
     throughput,
     quarantined,
     failed,
     lastError: local?.lastError ?? null,
     snapshotCompleted: local?.snapshotCompleted ?? null,
+  };
+}
+
+/**
+ * The heartbeat that says how fresh the warehouse is: the source's slot's when the source is known,
+ * else the newest of all slots (a warehouse fed by one capture has one).
+ */
+function heartbeatFreshness(
+  heartbeats: readonly HeartbeatFacts[] | null | undefined,
+  slotName: string | undefined,
+  at: string,
+): HeartbeatFreshness | null {
+  if (!heartbeats) return null;
+  const candidates = slotName !== undefined ? heartbeats.filter((h) => h.slotName === slotName) : heartbeats;
+  const newest = [...candidates].sort(
+    (a, b) => Date.parse(b.newestCommitTs ?? '') - Date.parse(a.newestCommitTs ?? ''),
+  )[0];
+  if (!newest) return { slotName: slotName ?? '', newestCommitTs: null, ageSeconds: null };
+  return {
+    slotName: newest.slotName,
+    newestCommitTs: newest.newestCommitTs,
+    ageSeconds: secondsBetween(newest.newestCommitTs, at),
+  };
+}
+
+function heartbeatProblem(
+  heartbeat: HeartbeatFreshness | null,
+  heartbeats: readonly HeartbeatFacts[] | null | undefined,
+  t: HealthThresholds,
+): HealthProblem | null {
+  if (!heartbeat) return null;
+  if (heartbeat.ageSeconds === null) {
+    // None at all: capture predates heartbeats or nothing went through yet; the stages tell which.
+    if (!heartbeats || heartbeats.length === 0) return null;
+    return {
+      severity: 'warning',
+      code: 'heartbeat-missing',
+      message: `warehouse: no heartbeat of slot ${heartbeat.slotName} has arrived (only of ${heartbeats.map((h) => h.slotName).join(', ')})`,
+    };
+  }
+  if (heartbeat.ageSeconds < t.heartbeatWarningSeconds) return null;
+  return {
+    severity: heartbeat.ageSeconds >= t.heartbeatCriticalSeconds ? 'critical' : 'warning',
+    code: 'heartbeat-stale',
+    message: `warehouse: the newest capture heartbeat loaded committed ${formatSeconds(heartbeat.ageSeconds)} ago: capture or a stage after it has stopped`,
   };
 }
 
@@ -370,6 +459,8 @@ export function healthMetrics(report: HealthReport): HealthMetric[] {
   for (const f of report.freshness)
     if (f.ageSeconds !== null)
       out.push({ name: 'WarehouseAge', value: f.ageSeconds, unit: 'Seconds', table: f.warehouseTable });
+  if (report.heartbeat?.ageSeconds != null)
+    out.push({ name: 'HeartbeatAge', value: report.heartbeat.ageSeconds, unit: 'Seconds' });
   for (const s of report.stages) {
     const name = s.stage[0].toUpperCase() + s.stage.slice(1);
     if (s.lagSeconds !== null) out.push({ name: `${name}LagSeconds`, value: s.lagSeconds, unit: 'Seconds' });
@@ -430,6 +521,15 @@ export function renderHealthReport(report: HealthReport): string {
       lines.push(`${s.stage.padEnd(11)} ${lag.padEnd(12)} ${backlog}`);
     }
   }
+  if (report.heartbeat)
+    lines.push(
+      '',
+      `freshness   ${
+        report.heartbeat.ageSeconds === null
+          ? 'unknown: no capture heartbeat in the warehouse yet'
+          : `${formatSeconds(report.heartbeat.ageSeconds)} (the newest capture heartbeat loaded, slot ${report.heartbeat.slotName})`
+      }`,
+    );
   if (report.freshness.length > 0) {
     lines.push('', 'warehouse table          newest change   age');
     for (const f of report.freshness)

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Change, Column } from './change-event';
 import { isLsn, normaliseLsn } from './lsn';
+import { HEARTBEAT_SOURCE_TABLE } from './pipeline-heartbeat';
 import type { TotesysTable } from './totesys-tables';
 import {
   CURRENCY_NAMES,
@@ -194,7 +195,7 @@ const dateAndTime = (from: string, prefix: string): FieldSpec => ({
 });
 
 /** How each captured table becomes its warehouse table (totesys.md §2). */
-export const SOURCE_SPECS: Readonly<Record<TotesysTable, SourceSpec>> = {
+export const SOURCE_SPECS: Readonly<Record<TotesysTable | typeof HEARTBEAT_SOURCE_TABLE, SourceSpec>> = {
   address: {
     target: 'dim_location',
     fields: [
@@ -304,14 +305,19 @@ export const SOURCE_SPECS: Readonly<Record<TotesysTable, SourceSpec>> = {
       date('payment_date'),
     ],
   },
+  // Capture's heartbeat (core/pipeline-heartbeat.ts): its commit time is the row's `_commit_ts`.
+  [HEARTBEAT_SOURCE_TABLE]: {
+    target: 'pipeline_heartbeat',
+    fields: [int('slot_id'), text('slot_name'), text('emitted_at')],
+  },
 };
 
 function specOf(sourceTable: string): SourceSpec {
   if (!Object.hasOwn(SOURCE_SPECS, sourceTable)) throw new UnknownSourceTableError(sourceTable);
-  return SOURCE_SPECS[sourceTable as TotesysTable];
+  return SOURCE_SPECS[sourceTable as keyof typeof SOURCE_SPECS];
 }
 
-/** True when toWarehouseRows knows the table (the 11 totesys tables of TARGET_OF_SOURCE). */
+/** True when toWarehouseRows knows the table (the 11 totesys tables and the heartbeat). */
 export function isMappedSourceTable(sourceTable: string): boolean {
   return Object.hasOwn(SOURCE_SPECS, sourceTable) && Object.hasOwn(TARGET_OF_SOURCE, sourceTable);
 }

@@ -83,6 +83,7 @@ export const WAREHOUSE_TABLE_NAMES = [
   'fact_sales_order',
   'fact_purchase_order',
   'fact_payment',
+  'pipeline_heartbeat',
 ] as const;
 export type WarehouseTableName = (typeof WAREHOUSE_TABLE_NAMES)[number];
 
@@ -293,6 +294,15 @@ export const WAREHOUSE_TABLES: Readonly<Record<WarehouseTableName, WarehouseTabl
       col('payment_date', 'date', false, 'dim_date'),
     ],
   },
+  // Not business data: capture's heartbeat, one row per slot holding the newest heartbeat loaded
+  // (core/pipeline-heartbeat.ts). A dimension, so the load keeps the newest by source position.
+  pipeline_heartbeat: {
+    name: 'pipeline_heartbeat',
+    kind: 'dimension',
+    source: '_totes_heartbeat',
+    key: 'slot_id',
+    columns: [col('slot_id', 'int'), col('slot_name', 'text'), col('emitted_at', 'text', true)],
+  },
 };
 
 /**
@@ -336,6 +346,7 @@ export const TARGET_OF_SOURCE: Readonly<Record<string, WarehouseTableName>> = {
   sales_order: 'fact_sales_order',
   purchase_order: 'fact_purchase_order',
   payment: 'fact_payment',
+  _totes_heartbeat: 'pipeline_heartbeat',
 };
 
 /** ISO 4217 English names (decided in totesys.md §2); an unknown code is its own name. */

@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -64,6 +66,15 @@ function bundleOf(prefix: string): string {
 const emitted: { prefix: string; stream: 'stdout' | 'stderr'; line: string }[] = [];
 
 async function invoke(prefix: string, event: unknown, env: Record<string, string>): Promise<unknown> {
+  return (await invokeWithOutput(prefix, event, env)).result;
+}
+
+/** The handler's result, and the lines it wrote to stdout (EMF metrics) before it. */
+async function invokeWithOutput(
+  prefix: string,
+  event: unknown,
+  env: Record<string, string>,
+): Promise<{ result: unknown; stdout: string[] }> {
   const endpoint = new URL(s3.endpoint);
   const child = run(process.execPath, ['--import', 'tsx', INVOKE, path.join(bundleOf(prefix), 'index.js')], {
     env: {
@@ -93,7 +104,38 @@ async function invoke(prefix: string, event: unknown, env: Record<string, string
     error?: string;
   };
   if (!reply.ok) throw new Error(`${prefix} bundle failed: ${reply.error}`);
-  return reply.result;
+  return {
+    result: reply.result,
+    stdout: stdout.slice(0, stdout.lastIndexOf('@@reply@@')).split('\n').filter(Boolean),
+  };
+}
+
+/**
+ * Secrets Manager has no local peer: this answers GetSecretValue (the AWS JSON 1.1 protocol,
+ * https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html) from a map,
+ * for the bundles' own SDK client, which finds it through AWS_ENDPOINT_URL_SECRETS_MANAGER.
+ */
+async function secretsEndpoint(secrets: Record<string, string>): Promise<{ url: string; close(): void }> {
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
+    req.on('end', () => {
+      const { SecretId } = JSON.parse(body || '{}') as { SecretId?: string };
+      const known =
+        req.headers['x-amz-target'] === 'secretsmanager.GetSecretValue' && SecretId && secrets[SecretId];
+      res.writeHead(known ? 200 : 400, { 'content-type': 'application/x-amz-json-1.1' });
+      res.end(
+        JSON.stringify(
+          known
+            ? { ARN: SecretId, Name: SecretId, SecretString: secrets[SecretId!] }
+            : { __type: 'ResourceNotFoundException', message: 'no such secret' },
+        ),
+      );
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, close: () => server.close() };
 }
 
 it('carries a change through the bundled firehose-transform, transform and load functions', async () => {
@@ -176,6 +218,106 @@ it('carries a change through the bundled firehose-transform, transform and load 
   }
 }, 180_000);
 
+it('migrates a new warehouse with the bundled migrate function, its migrations read from beside it', async () => {
+  // Prepare: an empty database; the master user's secret in the shape RDS writes.
+  const url = new URL(await createTestDatabase('bundles_migrate'));
+  const secrets = await secretsEndpoint({
+    admin: JSON.stringify({
+      username: decodeURIComponent(url.username),
+      password: decodeURIComponent(url.password),
+      host: url.hostname,
+      port: Number(url.port),
+      dbname: url.pathname.slice(1),
+    }),
+  });
+  try {
+    // Act: as the CDK Trigger invokes it (no event), without role secrets (an existing warehouse).
+    const result = (await invoke(
+      'Migrate',
+      {},
+      {
+        WAREHOUSE_ADMIN_SECRET_ARN: 'admin',
+        WAREHOUSE_SSL: 'disable',
+        AWS_ENDPOINT_URL_SECRETS_MANAGER: secrets.url,
+      },
+    )) as { applied: string[] };
+
+    // Assess: every migration of the source tree, applied from the bundle's copy.
+    const expected = fs
+      .readdirSync(path.join(__dirname, '..', 'processors', 'load', 'migrations'))
+      .filter((f) => f.endsWith('.sql'))
+      .map((f) => f.replace(/\.sql$/, ''))
+      .sort();
+    expect(result.applied).toEqual(expected);
+    const c = new Client({ connectionString: url.toString() });
+    await c.connect();
+    try {
+      const { rows } = await c.query(`SELECT to_regclass('pipeline_heartbeat') IS NOT NULL AS present`);
+      expect(rows).toEqual([{ present: true }]);
+    } finally {
+      await c.end();
+    }
+  } finally {
+    secrets.close();
+  }
+}, 120_000);
+
+it('runs the bundled reconciler: nothing outstanding, heartbeat freshness and the source slot published', async () => {
+  // Prepare: a source with capture's slot (nobody reading it), its URL in a secret…
+  const sourceUrl = await createTestDatabase('bundles_source');
+  const slot = `bundles_slot_${process.pid}`;
+  const source = new Client({ connectionString: sourceUrl });
+  await source.connect();
+  await source.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]);
+  const secrets = await secretsEndpoint({ source: sourceUrl });
+  // …and a heartbeat in the warehouse two minutes old (by the warehouse's clock).
+  const c = new Client({ connectionString: warehouseUrl });
+  await c.connect();
+  try {
+    await c.query(
+      `INSERT INTO "pipeline_heartbeat" ("slot_id", "slot_name", "_lsn", "_seq", "_commit_ts")
+       VALUES (1, 'totes_slot', '0/10', 0, now() - interval '120 seconds')`,
+    );
+  } finally {
+    await c.end();
+  }
+
+  // Act: the scheduled run, every object old enough to count.
+  const { result, stdout } = await invokeWithOutput(
+    'Reconcile',
+    {},
+    {
+      INGESTION_BUCKET,
+      PROCESSED_BUCKET,
+      LOAD_QUEUE_URL: 'https://sqs.us-east-1.amazonaws.com/000000000000/load',
+      LOAD_DEAD_LETTER_QUEUE_URL: 'https://sqs.us-east-1.amazonaws.com/000000000000/load-dlq',
+      TRANSFORM_FUNCTION_NAME: 'totes-transform',
+      TRANSFORM_DEAD_LETTER_QUEUE_URL: 'https://sqs.us-east-1.amazonaws.com/000000000000/transform-dlq',
+      RECONCILE_GRACE_SECONDS: '0',
+      WAREHOUSE_URL: warehouseUrl,
+      SOURCE_SECRET_ARN: 'source',
+      SOURCE_SLOT: slot,
+      PGSSLMODE: 'disable',
+      AWS_ENDPOINT_URL_SECRETS_MANAGER: secrets.url,
+    },
+  ).finally(async () => {
+    secrets.close();
+    await source.query('SELECT pg_drop_replication_slot($1)', [slot]);
+    await source.end();
+  });
+
+  // Assess: the CSV was transformed and its Parquet loaded (load_log), so nothing is re-driven; the
+  // EMF documents carry the outstanding count, the heartbeat's age and the slot as the source sees it.
+  expect(result).toMatchObject({ redriven: { transform: 0, load: 0 } });
+  const emf = stdout.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  expect(emf).toContainEqual(expect.objectContaining({ Stage: 'reconcile', OutstandingObjects: 0 }));
+  const freshness = emf.find((m) => 'HeartbeatFreshness' in m);
+  expect(freshness?.HeartbeatFreshness).toBeGreaterThanOrEqual(120);
+  const sourceSlot = emf.find((m) => 'SourceSlotActive' in m);
+  expect(sourceSlot).toMatchObject({ Stage: 'reconcile', SourceSlotActive: 0 });
+  expect(sourceSlot?.SourceRetainedWalBytes).toBeGreaterThanOrEqual(0);
+}, 120_000);
+
 /** The metrics alarms read: a metric of their own, or each metric of their math expression. */
 function alarmMetrics(): {
   alarm: string;
@@ -246,14 +388,18 @@ it("the alarms read what the bundled functions emit: Powertools' EMF documents a
           };
         },
     );
-  const ran = new Set(['firehose-transform', 'transform', 'load']);
+  // The reconciler ran too (the test before), and publishes the freshness and slot figures.
+  const ran = new Set(['firehose-transform', 'transform', 'load', 'reconcile']);
   const read = alarmMetrics().filter((m) => m.namespace === METRIC_NAMESPACE && ran.has(m.dimensions.Stage));
   expect(read.map((m) => `${m.name} ${m.dimensions.Stage}`)).toEqual(
     expect.arrayContaining([
       `${EMF_METRICS.objectsQuarantined} transform`,
       `${EMF_METRICS.objectsQuarantined} load`,
       `${EMF_METRICS.changesRejected} transform`,
-      `${EMF_METRICS.warehouseFreshness} load`,
+      `${EMF_METRICS.heartbeatFreshness} reconcile`,
+      `${EMF_METRICS.outstandingObjects} reconcile`,
+      'SourceRetainedWalBytes reconcile',
+      'SourceSlotActive reconcile',
     ]),
   );
   for (const m of read) {

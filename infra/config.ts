@@ -133,8 +133,17 @@ export const CONTEXT_DEFAULTS = {
   'totes:maxRetainedWalBytes': 2 * 1024 ** 3,
   /** Age of the oldest record Firehose has not read yet. */
   'totes:maxIteratorAgeMs': 300_000,
-  /** Commit on the source → row in the warehouse (as the load function measures it). */
+  /**
+   * Commit on the source → in the warehouse, measured on capture's heartbeat by the reconciler on
+   * its schedule (core/pipeline-heartbeat.ts): no heartbeat loaded, or no run, breaches too.
+   */
   'totes:maxWarehouseFreshnessSeconds': 600,
+  /**
+   * When the source is an RDS instance: its identifier. The slot's lag and the WAL it retains are
+   * then also alarmed from RDS' own metrics (OldestReplicationSlotLag, TransactionLogsDiskUsage),
+   * which keep coming when capture is dead or hung. Empty: capture's own figures only.
+   */
+  'totes:sourceRdsInstanceId': '',
   /** Age of the oldest message in the load queue: loads are failing or far behind. */
   'totes:maxLoadQueueAgeSeconds': 3600,
   /**
@@ -206,6 +215,8 @@ export interface TotesConfig {
     maxRetainedWalBytes: number;
     maxIteratorAgeMs: number;
     maxWarehouseFreshnessSeconds: number;
+    /** The source's RDS instance, whose replication-slot metrics are alarmed; null: not RDS. */
+    sourceRdsInstanceId: string | null;
     maxLoadQueueAgeSeconds: number;
     maxWarehouseConnections: number;
     minWarehouseCpuCredits: number;
@@ -411,6 +422,7 @@ export function readTotesConfig(
       maxRetainedWalBytes: int('totes:maxRetainedWalBytes', 1, Number.MAX_SAFE_INTEGER),
       maxIteratorAgeMs: int('totes:maxIteratorAgeMs', 1_000, 7 * 86_400_000),
       maxWarehouseFreshnessSeconds: int('totes:maxWarehouseFreshnessSeconds', 60, 86_400),
+      sourceRdsInstanceId: str('totes:sourceRdsInstanceId') || null,
       maxLoadQueueAgeSeconds: int('totes:maxLoadQueueAgeSeconds', 60, 14 * 86_400),
       maxWarehouseConnections: int('totes:maxWarehouseConnections', 1, 5000),
       minWarehouseCpuCredits: int('totes:minWarehouseCpuCredits', 0, 10_000),
@@ -429,11 +441,6 @@ export function configWarnings(config: TotesConfig): string[] {
   if (config.warehouse.mode === 'existing' && config.warehouse.cidr === '0.0.0.0/0')
     warnings.push('totes:warehouseCidr is 0.0.0.0/0: set it to the warehouse address range');
   if (!config.alarms.email) warnings.push('totes:alarmEmail is empty: alarms reach the SNS topic but nobody');
-  if (config.firehose.freshness === 'fast')
-    warnings.push(
-      'totes:freshness is fast: Firehose writes mixed-table objects under totesys/_mixed/, which transform ' +
-        'must split by table (docs/deploy.md, "Freshness modes"); the transform in this version does not yet',
-    );
   if (config.capture.desiredCount === 0)
     warnings.push(
       'capture is off (totes:captureDesiredCount resolves to 0): fill the source secret, check it with ' +

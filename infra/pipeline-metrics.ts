@@ -49,6 +49,11 @@ export const EMF_METRICS = {
    */
   warehouseFreshness: 'WarehouseFreshness',
   /**
+   * reconcile, seconds, one value per run: the age of the newest capture heartbeat the warehouse
+   * holds (processors/reconcile/heartbeat-freshness.ts); nothing when there is none.
+   */
+  heartbeatFreshness: 'HeartbeatFreshness',
+  /**
    * reconcile, one value per run (zeros included): objects a stage never finished, past the grace
    * period (processors/reconcile/reconcile.ts).
    */

@@ -20,6 +20,7 @@ beforeAll(() => {
     'totes:sourceCidr': '10.20.0.0/16',
     'totes:alarmEmail': 'data@example.com',
     'totes:maxCaptureLagSeconds': 90,
+    'totes:sourceRdsInstanceId': 'totesys-db',
   });
   template = synth.pipeline;
 });
@@ -710,11 +711,37 @@ describe('pipeline stack: alarms and dashboard', () => {
     for (const stage of ['transform', 'load'])
       alarmOn('ObjectsQuarantined', { Namespace: 'Totes', Dimensions: [{ Name: 'Stage', Value: stage }] });
     alarmOn('ChangesRejected', { Namespace: 'Totes', Dimensions: [{ Name: 'Stage', Value: 'transform' }] });
-    alarmOn('WarehouseFreshness', {
+  });
+
+  it('alarms on freshness measured on the capture heartbeat, on the reconciler schedule, missing data breaching', () => {
+    alarmOn('HeartbeatFreshness', {
       Namespace: 'Totes',
-      Dimensions: [{ Name: 'Stage', Value: 'load' }],
+      Dimensions: [{ Name: 'Stage', Value: 'reconcile' }],
+      Statistic: 'Maximum',
+      Period: 900,
       Threshold: 600,
+      ComparisonOperator: 'GreaterThanThreshold',
+      TreatMissingData: 'breaching',
     });
+    // The per-load figure stops with the loads: it is drawn, never alarmed.
+    expect(
+      template.findResources('AWS::CloudWatch::Alarm', { Properties: { MetricName: 'WarehouseFreshness' } }),
+    ).toEqual({});
+    // The reconciler that publishes it runs on a schedule.
+    template.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(15 minutes)',
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [fnLogicalId('Reconcile'), 'Arn'] } })],
+    });
+  });
+
+  it("watches the source's slot from RDS' metrics too (they keep coming when capture is dead), missing data breaching", () => {
+    for (const metric of ['OldestReplicationSlotLag', 'TransactionLogsDiskUsage'])
+      alarmOn(metric, {
+        Namespace: 'AWS/RDS',
+        Dimensions: [{ Name: 'DBInstanceIdentifier', Value: 'totesys-db' }],
+        Threshold: 2147483648,
+        TreatMissingData: 'breaching',
+      });
   });
 
   it('watches the load queue, its dead letters, and the reconciler (a missing run breaches)', () => {
@@ -772,6 +799,7 @@ describe('pipeline stack: alarms and dashboard', () => {
       'IteratorAgeMilliseconds',
       'DataFreshness',
       'WarehouseFreshness',
+      'HeartbeatFreshness',
     ])
       expect(body).toContain(metric);
   });
@@ -791,6 +819,23 @@ describe('pipeline stack: freshness modes', () => {
         ParameterName: 'BufferIntervalInSeconds',
         ParameterValue: '0',
       });
+      // The processor starts each record with its layout; transform splits objects by it, writing
+      // per-table objects (only those: a key with schema=) beside them.
+      const fn = (prefix: string) =>
+        fast.pipeline.findResources('AWS::Lambda::Function')[
+          logicalId(fast.pipeline, 'AWS::Lambda::Function', `${prefix}Function`)
+        ];
+      expect(fn('FirehoseTransform').Properties.Environment.Variables.FRESHNESS_MODE).toBe('fast');
+      const transformRole = fn('Transform').Properties.Role['Fn::GetAtt'][0] as string;
+      expect(roleGrants(fast.pipeline, transformRole)).toContainEqual(
+        grant('s3:PutObject', `${INGESTION}/totesys/*/schema=*`),
+      );
+      expect(roleGrants(template, roleOf('Transform'))).not.toContainEqual(
+        grant('s3:PutObject', `${INGESTION}/totesys/*/schema=*`),
+      );
+      const defaultFirehoseTransform =
+        template.findResources('AWS::Lambda::Function')[fnLogicalId('FirehoseTransform')];
+      expect(defaultFirehoseTransform.Properties.Environment.Variables.FRESHNESS_MODE).toBeUndefined();
     } finally {
       fast.cleanup();
     }
@@ -809,5 +854,54 @@ describe('pipeline stack: freshness modes', () => {
       ParameterName: 'BufferIntervalInSeconds',
       ParameterValue: '60',
     });
+  });
+});
+
+describe('pipeline stack: the slot measured from outside capture, for a source that is not RDS', () => {
+  it('the reconciler reads the source secret, reaches the source port only, and its figures alarm with missing data breaching', () => {
+    const plain = synthTotes({ 'totes:sourceCidr': '10.30.0.0/16', 'totes:sourcePort': 6432 });
+    try {
+      const t = plain.pipeline;
+      const reconcileId = logicalId(t, 'AWS::Lambda::Function', 'ReconcileFunction');
+      const reconcile = t.findResources('AWS::Lambda::Function')[reconcileId].Properties;
+      expect(reconcile.Environment.Variables).toMatchObject({
+        SOURCE_SLOT: 'totes_slot',
+        PGSSLMODE: 'verify-full',
+      });
+      expect(reconcile.Environment.Variables.SOURCE_SECRET_ARN).toBeDefined();
+      expect(roleGrants(t, reconcile.Role['Fn::GetAtt'][0])).toContainEqual(
+        grantOnOutput('secretsmanager:GetSecretValue', /RefSourceSecret/),
+      );
+      t.hasResourceProperties('AWS::EC2::SecurityGroup', {
+        GroupDescription: 'totes reconcile: the source database (its replication slot)',
+        SecurityGroupEgress: [{ CidrIp: '10.30.0.0/16', FromPort: 6432, ToPort: 6432, IpProtocol: 'tcp' }],
+      });
+      for (const [metric, comparison] of [
+        ['SourceRetainedWalBytes', 'GreaterThanThreshold'],
+        ['SourceSlotActive', 'LessThanThreshold'],
+      ])
+        t.hasResourceProperties('AWS::CloudWatch::Alarm', {
+          MetricName: metric,
+          Namespace: 'Totes',
+          Dimensions: [{ Name: 'Stage', Value: 'reconcile' }],
+          ComparisonOperator: comparison,
+          TreatMissingData: 'breaching',
+        });
+      expect(
+        t.findResources('AWS::CloudWatch::Alarm', {
+          Properties: { Namespace: 'AWS/RDS', MetricName: 'OldestReplicationSlotLag' },
+        }),
+      ).toEqual({});
+    } finally {
+      plain.cleanup();
+    }
+  });
+
+  it('with RDS, RDS measures it and the reconciler never reaches the source', () => {
+    const reconcile = template.findResources('AWS::Lambda::Function')[fnLogicalId('Reconcile')].Properties;
+    expect(reconcile.Environment.Variables.SOURCE_SECRET_ARN).toBeUndefined();
+    expect(
+      template.findResources('AWS::CloudWatch::Alarm', { Properties: { MetricName: 'SourceSlotActive' } }),
+    ).toEqual({});
   });
 });

@@ -10,6 +10,7 @@ import {
   type HealthFacts,
   type HealthReport,
   type HealthThresholds,
+  type HeartbeatFacts,
   type LocalFacts,
   type SourceFacts,
   type StageQueueFacts,
@@ -57,6 +58,7 @@ export async function gatherWarehouseFacts(
             "objects_last_hour"::float8 AS oh, "rows_last_hour"::float8 AS rh, "last_loaded_at"
        FROM "rpt_pipeline_loads"`,
   );
+  const heartbeats = await gatherHeartbeats(client);
   const observed = (await client.query('SELECT now() AS "now"')).rows[0].now;
   return {
     observedAt: iso(observed)!,
@@ -76,8 +78,27 @@ export async function gatherWarehouseFacts(
         rowsLastHour: r.rh,
         lastLoadedAt: iso(r.last_loaded_at)!,
       })),
+      heartbeats,
     },
   };
+}
+
+/** rpt_pipeline_heartbeat (migration 005); null on a warehouse migrated before it. */
+async function gatherHeartbeats(client: Pick<ClientBase, 'query'>): Promise<HeartbeatFacts[] | null> {
+  try {
+    const { rows } = await client.query(
+      `SELECT "slot_name", "newest_commit_ts", "last_loaded_at" FROM "rpt_pipeline_heartbeat"`,
+    );
+    return rows.map((r) => ({
+      slotName: r.slot_name,
+      newestCommitTs: iso(r.newest_commit_ts),
+      lastLoadedAt: iso(r.last_loaded_at)!,
+    }));
+  } catch (e) {
+    // 42P01 undefined_table: https://www.postgresql.org/docs/current/errcodes-appendix.html
+    if ((e as { code?: unknown })?.code === '42P01') return null;
+    throw e;
+  }
 }
 
 export async function gatherSourceFacts(client: Client, slotName = DEFAULT_SLOT_NAME): Promise<SourceFacts> {

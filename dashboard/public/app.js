@@ -278,6 +278,13 @@ function renderPipeline(report) {
     figure('td', formatSeconds(f.ageSeconds), f.ageSeconds),
   ]);
   const parts = [];
+  // The end-to-end freshness: the newest capture heartbeat that reached the warehouse.
+  if (report.heartbeat)
+    parts.push(
+      report.heartbeat.ageSeconds === null
+        ? 'Freshness: unknown (no capture heartbeat has reached the warehouse yet).'
+        : `Freshness: ${formatSeconds(report.heartbeat.ageSeconds)} behind the source (newest capture heartbeat loaded).`,
+    );
   if (report.throughput)
     parts.push(
       `Loading ${decimal.format(report.throughput.rowsPerSecond)} rows/s (last minute); ` +

@@ -9,14 +9,15 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { acknowledge, iamResourceFinding } from '../acknowledge';
 import { INGESTION_ERROR_PREFIX, INGESTION_PREFIX, INGESTION_ROOT } from '../../core/csv-codec';
+import { MIXED_INGESTION_PREFIX } from '../../core/mixed-csv';
 
 /** Data objects end so (the local delivery stream's default too: local/delivery-stream.ts). */
 export const INGESTION_FILE_EXTENSION = '.csv';
 /**
  * Where fast mode's objects go: no dynamic partitioning, so no table or layout in the key; every
- * object holds the records of all tables, and transform splits them (docs/deploy.md).
+ * object holds the records of all tables, and transform splits them (core/mixed-csv.ts).
  */
-export const MIXED_INGESTION_PREFIX = `${INGESTION_ROOT}/_mixed/!{timestamp:yyyy/MM/dd/HH}/`;
+export { MIXED_INGESTION_PREFIX };
 /** Top folder of INGESTION_ERROR_PREFIX, for the role's grants. */
 export const INGESTION_ERROR_ROOT = INGESTION_ERROR_PREFIX.split('/')[0];
 

@@ -35,6 +35,8 @@ export interface ObservabilityProps {
   loadDeadLetterQueue: sqs.IQueue;
   reconcile: PipelineFunction;
   reconcileIntervalMinutes: number;
+  /** The reconciler publishes the source's slot figures (no RDS slot metrics): alarm on them. */
+  slotFromReconciler: boolean;
   migrate: PipelineFunction;
   warehouse: Warehouse;
   /** A t-class instance runs on CPU credits. */
@@ -122,6 +124,64 @@ export class Observability extends Construct {
         'The replication slot holds more WAL on the source than allowed: capture is stuck or too slow, and the ' +
         "source's disk is filling. Check the capture logs; drop the slot only as a last resort (full resync).",
     });
+    // Measured by RDS, not by capture: these keep coming when capture is dead or hung.
+    // https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/rds-metrics.html
+    if (limits.sourceRdsInstanceId) {
+      const rds = (metricName: string) =>
+        new cloudwatch.Metric({
+          namespace: 'AWS/RDS',
+          metricName,
+          dimensionsMap: { DBInstanceIdentifier: limits.sourceRdsInstanceId! },
+          statistic: cloudwatch.Stats.MAXIMUM,
+          period: Duration.minutes(5),
+        });
+      this.alarm('SourceSlotLag', {
+        metric: rds('OldestReplicationSlotLag'),
+        threshold: limits.maxRetainedWalBytes,
+        comparisonOperator: GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+        alarmDescription:
+          'RDS reports a replication slot on the source behind by more WAL than allowed (or reports nothing): ' +
+          'capture is down, hung or too slow, and the WAL stays on the source.',
+      });
+      this.alarm('SourceTransactionLogs', {
+        metric: rds('TransactionLogsDiskUsage'),
+        threshold: limits.maxRetainedWalBytes,
+        comparisonOperator: GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+        alarmDescription:
+          "WAL on the source's disk exceeds the limit (or RDS reports nothing): a slot is pinning it.",
+      });
+    }
+    // Not RDS: the reconciler reads pg_replication_slots on the source on its schedule.
+    if (props.slotFromReconciler) {
+      const fromSource = (metricName: string) =>
+        emfMetric(props.reconcile.stage, metricName, {
+          statistic: cloudwatch.Stats.MAXIMUM,
+          period: Duration.minutes(props.reconcileIntervalMinutes),
+        });
+      this.alarm('SourceRetainedWal', {
+        metric: fromSource('SourceRetainedWalBytes'),
+        threshold: limits.maxRetainedWalBytes,
+        comparisonOperator: GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+        alarmDescription:
+          'The source says the slot keeps more WAL than allowed, or the reconciler could not read the slot ' +
+          '(missing, unreachable source, or no run): capture is down, hung or too slow.',
+      });
+      this.alarm('SourceSlotInactive', {
+        metric: fromSource('SourceSlotActive'),
+        threshold: 1,
+        comparisonOperator: LESS_THAN_THRESHOLD,
+        // Two runs: a capture task being replaced is briefly not reading.
+        evaluationPeriods: 2,
+        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+        alarmDescription: 'Nothing reads the replication slot on the source (as the source itself reports).',
+      });
+    }
     this.alarm('CaptureNotRunning', {
       metric: running,
       threshold: 1,
@@ -266,15 +326,25 @@ export class Observability extends Construct {
     });
 
     // ---------------------------------------------------------------- warehouse
+    // Per load, for the graph: it stops when loads stop, so it alarms nothing.
     const warehouseFreshness = emfMetric(props.load.stage, EMF_METRICS.warehouseFreshness, {
       statistic: cloudwatch.Stats.MAXIMUM,
     });
+    // The alarm reads capture's heartbeat, published by the reconciler on its schedule whether or
+    // not anything loads: no heartbeat in the warehouse, or no run, is no data, and breaches.
+    const heartbeatFreshness = emfMetric(props.reconcile.stage, EMF_METRICS.heartbeatFreshness, {
+      statistic: cloudwatch.Stats.MAXIMUM,
+      period: Duration.minutes(props.reconcileIntervalMinutes),
+    });
     this.alarm('WarehouseFreshness', {
-      metric: warehouseFreshness,
+      metric: heartbeatFreshness,
       threshold: limits.maxWarehouseFreshnessSeconds,
       comparisonOperator: GREATER_THAN_THRESHOLD,
-      evaluationPeriods: 3,
-      alarmDescription: `Changes reach the warehouse more than ${limits.maxWarehouseFreshnessSeconds} s after their commit.`,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      alarmDescription:
+        `The newest capture heartbeat in the warehouse committed more than ${limits.maxWarehouseFreshnessSeconds} s ` +
+        'ago, or none is there, or the reconciler did not run: a stage between the source and the warehouse stopped.',
     });
 
     // ---------------------------------------------------------------- load queue and reconciler
@@ -360,6 +430,7 @@ export class Observability extends Construct {
       processingSuccess,
       recordsFailed,
       warehouseFreshness,
+      heartbeatFreshness,
     });
   }
 
@@ -427,7 +498,8 @@ export class Observability extends Construct {
       | 'freshness'
       | 'processingSuccess'
       | 'recordsFailed'
-      | 'warehouseFreshness',
+      | 'warehouseFreshness'
+      | 'heartbeatFreshness',
       cloudwatch.IMetric
     >,
   ): cloudwatch.Dashboard {
@@ -483,9 +555,13 @@ export class Observability extends Construct {
       graph('Firehose partitions', [
         deliveryStream.metric('PartitionCount', { statistic: cloudwatch.Stats.MAXIMUM }),
       ]),
-      graph('Warehouse freshness (s)', [m.warehouseFreshness], {
-        leftAnnotations: [{ value: limitsLine.maxWarehouseFreshnessSeconds, label: 'alarm' }],
-      }),
+      graph(
+        'Warehouse freshness (s): capture heartbeat, and per load',
+        [m.heartbeatFreshness, m.warehouseFreshness],
+        {
+          leftAnnotations: [{ value: limitsLine.maxWarehouseFreshnessSeconds, label: 'alarm' }],
+        },
+      ),
     );
     dashboard.addWidgets(
       graph(

@@ -110,6 +110,9 @@ export class PipelineStack extends Stack {
       // So a schema object that does not exist yet answers 404, not 403.
       list: true,
     });
+    // Fast mode: each record's lines start with their layout record (core/mixed-csv.ts).
+    if (config.firehose.freshness === 'fast')
+      this.firehoseTransform.function.addEnvironment('FRESHNESS_MODE', 'fast');
 
     this.deliveryStream = new DeliveryStream(this, 'DeliveryStream', {
       source: stateful.stream,
@@ -151,6 +154,10 @@ export class PipelineStack extends Stack {
       // Parquet per warehouse table and quarantine/transform/; it HEADs an output before writing it
       // (GetObject, and ListBucket so a missing one answers 404), then puts with If-None-Match.
       .bindBucket('PROCESSED_BUCKET', processed, { get: ['*'], put: ['*'], list: true });
+    // Fast mode: transform splits each mixed object into per-table objects beside it (their events
+    // bring them back to it); only keys of the per-table layout, never a mixed one.
+    if (config.firehose.freshness === 'fast')
+      this.transform.grantObjects(ingestion, { put: [`${INGESTION_ROOT}/*/schema=*`] });
 
     const loadTimeout = Duration.minutes(5);
     this.loadDeadLetterQueue = new sqs.Queue(this, 'LoadDeadLetterQueue', {
@@ -277,6 +284,23 @@ export class PipelineStack extends Stack {
       suffix: LOAD_TRIGGER_SUFFIX,
     });
 
+    // Without RDS' own slot metrics, the reconciler measures the slot on the source itself
+    // (processors/reconcile/source-slot.ts): it needs the source secret and a way to the source.
+    const slotFromReconciler = config.alarms.sourceRdsInstanceId === null;
+    const reconcileSecurityGroups = [...inVpc.securityGroups];
+    if (slotFromReconciler) {
+      const sourceEgress = new ec2.SecurityGroup(this, 'ReconcileSourceEgress', {
+        vpc: stateful.vpc,
+        description: 'totes reconcile: the source database (its replication slot)',
+        allowAllOutbound: false,
+      });
+      sourceEgress.addEgressRule(
+        ec2.Peer.ipv4(config.source.cidr),
+        ec2.Port.tcp(config.source.port),
+        'the source database',
+      );
+      reconcileSecurityGroups.push(sourceEgress);
+    }
     this.reconcile = new PipelineFunction(this, 'Reconcile', {
       ...common,
       entry: entries.reconcile,
@@ -290,7 +314,7 @@ export class PipelineStack extends Stack {
         RECONCILE_GRACE_SECONDS: '900',
         RECONCILE_LOOKBACK_DAYS: '3',
       },
-      network: inVpc,
+      network: { ...inVpc, securityGroups: reconcileSecurityGroups },
     })
       // Lists both buckets; HEADs (GetObject) objects and reads transform's quarantine pointers.
       .bindBucket('INGESTION_BUCKET', ingestion, { get: [`${INGESTION_ROOT}/*`], list: true })
@@ -307,6 +331,12 @@ export class PipelineStack extends Stack {
       .bindFunction('TRANSFORM_FUNCTION_NAME', this.transform.function)
       // totes_reporting: it only reads load_log.
       .bindSecret('WAREHOUSE_SECRET_ARN', stateful.warehouse.roleSecrets.reporting);
+    if (slotFromReconciler) {
+      this.reconcile.bindSecret('SOURCE_SECRET_ARN', stateful.sourceSecret);
+      this.reconcile.function.addEnvironment('SOURCE_SLOT', config.capture.slot);
+      // TLS to the source as capture's (a sslmode in a URL secret overrides it).
+      this.reconcile.function.addEnvironment('PGSSLMODE', config.source.sslMode);
+    }
     new events.Rule(this, 'ReconcileSchedule', {
       description: 'totes: run the reconciler',
       schedule: events.Schedule.rate(Duration.minutes(config.reconcile.intervalMinutes)),
@@ -332,6 +362,7 @@ export class PipelineStack extends Stack {
       loadDeadLetterQueue: this.loadDeadLetterQueue,
       reconcile: this.reconcile,
       reconcileIntervalMinutes: config.reconcile.intervalMinutes,
+      slotFromReconciler,
       migrate: this.migrate,
       warehouse: stateful.warehouse,
       warehouseBurstable: config.warehouse.mode === 'create' && config.warehouse.instanceType.startsWith('t'),

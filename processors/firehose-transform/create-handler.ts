@@ -10,6 +10,7 @@ import {
   type IngestionPartitionKeys,
 } from '../../core/csv-codec';
 import { silentLogger, type Logger } from '../../core/logger';
+import { encodeChangeBatchAsMixedCsv } from '../../core/mixed-csv';
 import {
   FirehoseTransformationEventSchema,
   type FirehoseTransformationEventRecord,
@@ -63,19 +64,26 @@ export class MissingConfigurationError extends FirehoseTransformError {
 export interface TransformConfig {
   /** Bucket the schema objects go to: the one Firehose delivers the CSV objects to. */
   ingestionBucket: string;
+  /**
+   * Fast mode (FRESHNESS_MODE=fast): Firehose does no dynamic partitioning and writes every table
+   * into one object, so each record's lines start with its layout record (core/mixed-csv.ts).
+   */
+  mixedObjects: boolean;
 }
 
 /** Reads the function's configuration; the Lambda entry calls it at cold start so a gap fails loudly. */
 export function readTransformConfig(env: NodeJS.ProcessEnv): TransformConfig {
   const ingestionBucket = env.INGESTION_BUCKET?.trim();
   if (!ingestionBucket) throw new MissingConfigurationError('INGESTION_BUCKET');
-  return { ingestionBucket };
+  return { ingestionBucket, mixedObjects: env.FRESHNESS_MODE?.trim() === 'fast' };
 }
 
 export interface TransformHandlerDeps {
   s3: Pick<S3Client, 'send'>;
   bucket: string;
   logger?: Logger;
+  /** Fast mode: mixed-table objects (TransformConfig.mixedObjects). */
+  mixedObjects?: boolean;
 }
 
 /** Why one record could not be transformed; codes are stable, for dashboards and alarms. */
@@ -98,7 +106,7 @@ type RecordOutcome = { ok: true; batch: ChangeBatch; csv: string } | { ok: false
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-function transformRecord(data: string): RecordOutcome {
+function transformRecord(data: string, mixedObjects: boolean): RecordOutcome {
   if (!BASE64.test(data))
     return { ok: false, failure: { code: 'InvalidBase64', reason: 'data is not base64', issues: [] } };
   let batch: ChangeBatch;
@@ -116,7 +124,11 @@ function transformRecord(data: string): RecordOutcome {
       ok: false,
       failure: { code: 'UnsafeTableName', reason: 'table name cannot be an S3 key segment', issues: [] },
     };
-  return { ok: true, batch, csv: encodeChangeBatchAsCsv(batch) };
+  return {
+    ok: true,
+    batch,
+    csv: mixedObjects ? encodeChangeBatchAsMixedCsv(batch) : encodeChangeBatchAsCsv(batch),
+  };
 }
 
 function isNotFound(e: unknown): boolean {
@@ -173,7 +185,7 @@ export function createHandler(
     const layouts = new Map<string, ChangeBatch>();
     let failed = 0;
     const records = event.records.map((record): FirehoseTransformationResultRecord => {
-      const outcome = transformRecord(record.data);
+      const outcome = transformRecord(record.data, deps.mixedObjects === true);
       if (!outcome.ok) {
         failed += 1;
         logFailure(logger, event.invocationId, record, outcome.failure);
@@ -189,7 +201,8 @@ export function createHandler(
         recordId: record.recordId,
         result: 'Ok',
         data: Buffer.from(csv, 'utf8').toString('base64'),
-        metadata: { partitionKeys: { ...partitionKeys } },
+        // Partition keys are for dynamic partitioning, which fast mode has not: its lines say it.
+        ...(deps.mixedObjects ? {} : { metadata: { partitionKeys: { ...partitionKeys } } }),
       };
     });
     let schemaObjectsWritten = 0;

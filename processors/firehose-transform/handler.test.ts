@@ -337,7 +337,11 @@ describe('Lambda entry (handler.ts)', () => {
   });
 
   it('reads its configuration from the environment', () => {
-    expect(readTransformConfig({ INGESTION_BUCKET: ' b ' })).toEqual({ ingestionBucket: 'b' });
+    expect(readTransformConfig({ INGESTION_BUCKET: ' b ' })).toEqual({
+      ingestionBucket: 'b',
+      mixedObjects: false,
+    });
+    expect(readTransformConfig({ INGESTION_BUCKET: 'b', FRESHNESS_MODE: 'fast' }).mixedObjects).toBe(true);
     expect(() => readTransformConfig({ INGESTION_BUCKET: '' })).toThrow(/INGESTION_BUCKET/);
   });
 });

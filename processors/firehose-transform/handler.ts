@@ -16,4 +16,9 @@ const logger = lambdaLogger('firehose-transform');
 
 const s3 = new S3Client(awsClientConfig());
 
-export const handler = createHandler({ s3, bucket: config.ingestionBucket, logger });
+export const handler = createHandler({
+  s3,
+  bucket: config.ingestionBucket,
+  mixedObjects: config.mixedObjects,
+  logger,
+});

@@ -1,6 +1,6 @@
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { S3Client } from '@aws-sdk/client-s3';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import {
   DeleteMessageCommand,
   GetQueueAttributesCommand,
@@ -14,6 +14,9 @@ import { lambdaLogger } from '../shared/lambda-logger';
 import { normalizeETag, WORK_STAGES, type WorkItem, type WorkStage } from '../../core/outstanding-work';
 import { readLoadConfig, resolveWarehouseConnection } from '../load/load-config';
 import { metricsFor, type MetricSet } from '../shared/metrics';
+import { publishHeartbeatFreshness } from './heartbeat-freshness';
+import { publishSourceSlot } from './source-slot';
+import { sourceUrlFromSecret } from '../../capture/source-secret';
 import { decodeS3ObjectKey, S3EventSchema, type S3Event } from '../shared/s3-event';
 import {
   reconcile,
@@ -193,6 +196,11 @@ export interface ReconcileHandlerDeps {
   env: ReconcileEnvironment;
   /** A connected warehouse client per invocation (the reporting role: it only reads load_log). */
   connectWarehouse(): Promise<Pick<Client, 'query' | 'end'>>;
+  /**
+   * The source and capture's slot, when the slot is measured from here (source-slot.ts): a
+   * connection per scheduled run. Absent: not measured (an RDS source has its own metrics).
+   */
+  source?: { slot: string; connect(): Promise<Pick<Client, 'query' | 'end'>> };
   logger: Logger;
   metrics?: () => MetricSet;
 }
@@ -231,6 +239,12 @@ export function createReconcileHandler(deps: ReconcileHandlerDeps) {
         metrics.flush();
         return result;
       }
+      // Freshness and the slot first, each in its own document, so a failing reconcile run still
+      // publishes them; a failure here publishes nothing, which their alarms treat as breaching.
+      await publishHeartbeatFreshness(warehouse, newMetrics(), logger).catch((e) =>
+        logger.error('could not read the heartbeat freshness', { err: e }),
+      );
+      if (deps.source) await measureSourceSlot(deps.source, newMetrics(), logger);
       const result = await reconcile(reconcileDeps, {
         graceMs: env.graceMs,
         lookbackDays: env.lookbackDays,
@@ -255,6 +269,23 @@ export function createReconcileHandler(deps: ReconcileHandlerDeps) {
   };
 }
 
+async function measureSourceSlot(
+  source: NonNullable<ReconcileHandlerDeps['source']>,
+  metrics: MetricSet,
+  logger: Logger,
+): Promise<void> {
+  try {
+    const client = await source.connect();
+    try {
+      await publishSourceSlot(client, source.slot, metrics, logger);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  } catch (e) {
+    logger.error('could not read the replication slot on the source', { err: e, slot: source.slot });
+  }
+}
+
 function notInLambda(): never {
   throw new Error(
     'processors/reconcile/handler.ts `handler` runs in AWS Lambda only; use createReconcileHandler',
@@ -264,6 +295,7 @@ function notInLambda(): never {
 function lambdaDeps(env: NodeJS.ProcessEnv): ReconcileHandlerDeps {
   const config = readLoadConfig(env);
   const secrets = new SecretsManagerClient(awsClientConfig());
+  const sourceSecretArn = env.SOURCE_SECRET_ARN?.trim();
   return {
     clients: {
       s3: new S3Client(awsClientConfig()),
@@ -282,6 +314,25 @@ function lambdaDeps(env: NodeJS.ProcessEnv): ReconcileHandlerDeps {
       await client.connect();
       return client;
     },
+    ...(sourceSecretArn
+      ? {
+          source: {
+            slot: env.SOURCE_SLOT?.trim() || 'totes_slot',
+            async connect() {
+              const secret = await secrets.send(new GetSecretValueCommand({ SecretId: sourceSecretArn }));
+              // TLS as capture's: PGSSLMODE, unless the URL in the secret says otherwise.
+              const client = new Client({
+                connectionString: sourceUrlFromSecret(secret.SecretString ?? ''),
+                application_name: 'totes-reconcile',
+                connectionTimeoutMillis: 10_000,
+                statement_timeout: 30_000,
+              });
+              await client.connect();
+              return client;
+            },
+          },
+        }
+      : {}),
   };
 }
 

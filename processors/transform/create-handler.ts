@@ -12,6 +12,7 @@ import {
   type SchemaObject,
 } from '../../core/csv-codec';
 import { silentLogger, type Logger } from '../../core/logger';
+import { MixedCsvError, parseMixedObjectKey } from '../../core/mixed-csv';
 import { normalizeETag } from '../../core/outstanding-work';
 import { InvalidOversizedObjectError } from '../../core/oversized-change';
 import {
@@ -24,6 +25,7 @@ import type { WarehouseTableName } from '../../core/warehouse-model';
 import { encodeParquet, ParquetCodecError } from '../shared/parquet-codec';
 import { metricsFor, type MetricSet } from '../shared/metrics';
 import { decodeS3ObjectKey, type S3EventRecord } from '../shared/s3-event';
+import { splitMixedObject } from './split-mixed-object';
 import {
   describeInvalidEvent,
   describeRetryableFailures,
@@ -139,7 +141,8 @@ export interface TransformHandlerDeps {
 }
 
 /** What happened to one object of the event. */
-export const OBJECT_STATUSES = ['written', 'duplicate', 'ignored', 'quarantined', 'failed'] as const;
+/** `split`: fast mode's mixed-table object, written out as per-table objects (split-mixed-object.ts). */
+export const OBJECT_STATUSES = ['written', 'duplicate', 'split', 'ignored', 'quarantined', 'failed'] as const;
 export type ObjectStatus = (typeof OBJECT_STATUSES)[number];
 
 export interface ObjectOutcome {
@@ -157,6 +160,8 @@ export interface ObjectOutcome {
   rejected?: number;
   /** Why the object was ignored, quarantined or failed. */
   reason?: string;
+  /** `split`: the per-table objects the mixed object became. */
+  parts?: string[];
 }
 
 /**
@@ -522,6 +527,16 @@ export function createTransformHandler(
       );
     }
     if (!key.startsWith(`${INGESTION_ROOT}/`)) return ignore(key, `outside ${INGESTION_ROOT}/`);
+    const mixed = parseMixedObjectKey(key);
+    if (mixed)
+      try {
+        const { parts } = await splitMixedObject(deps.s3, record, key, mixed, logger);
+        return { bucket, key, status: 'split', parts: parts.map((p) => p.key) };
+      } catch (e) {
+        if (!(e instanceof MixedCsvError)) throw e;
+        const why = new UnreadableObjectError(bucket, key, e.message, { cause: e });
+        return quarantineObject(record, key, '_mixed', why, logger);
+      }
     const layout = parseDataObjectKey(key);
     if (!layout)
       return quarantineObject(
@@ -553,6 +568,7 @@ export function createTransformHandler(
     statusMetrics: {
       written: 'ObjectsWritten',
       duplicate: 'ObjectsDuplicate',
+      split: 'ObjectsSplit',
       ignored: 'ObjectsIgnored',
       quarantined: 'ObjectsQuarantined',
       failed: 'ObjectsFailed',

@@ -1,0 +1,70 @@
+import { changeBatchFactory, changeFactory } from './csv-codec.fixtures';
+import { decodeCsvObject, schemaFingerprint, schemaObjectFor } from './csv-codec';
+import { encodeChangeBatchAsMixedCsv, MixedCsvError, parseMixedObjectKey, splitMixedCsv } from './mixed-csv';
+
+const TYPES = [
+  { name: 'payment_type_id', type: 'int4', key: true },
+  { name: 'payment_type_name', type: 'text', key: false },
+];
+const CURRENCY = [
+  { name: 'currency_id', type: 'int4', key: true },
+  { name: 'currency_code', type: 'text', key: false },
+];
+
+describe('mixed-table CSV (fast mode)', () => {
+  it('splits concatenated records by layout, keeping each layout’s lines in order and exact', () => {
+    // A value that holds a line starting with the layout tag must not split its record.
+    const hostile = 'SALES\n@layout,currency,0123456789abcdef\n"x",';
+    const types1 = changeBatchFactory({
+      table: 'payment_type',
+      columns: TYPES,
+      changes: [changeFactory({ values: ['1', hostile] })],
+    });
+    const currency = changeBatchFactory({
+      table: 'currency',
+      columns: CURRENCY,
+      changes: [changeFactory({ values: ['7', 'EUR'], lsn: '00000000/02000000' })],
+    });
+    const types2 = changeBatchFactory({
+      table: 'payment_type',
+      columns: TYPES,
+      changes: [
+        changeFactory({ values: ['2', ''], lsn: '00000000/03000000' }),
+        changeFactory({ op: 'delete', values: ['1', null], lsn: '00000000/03000000', seq: 1 }),
+      ],
+    });
+    // Firehose concatenates the records' data as they come.
+    const object = [types1, currency, types2].map(encodeChangeBatchAsMixedCsv).join('');
+
+    const segments = splitMixedCsv(object);
+
+    expect(segments.map((s) => [s.table, s.fingerprint])).toEqual([
+      ['payment_type', schemaFingerprint(TYPES)],
+      ['currency', schemaFingerprint(CURRENCY)],
+    ]);
+    expect(decodeCsvObject(segments[0].text, schemaObjectFor(types1))).toEqual([
+      ...types1.changes,
+      ...types2.changes,
+    ]);
+    expect(decodeCsvObject(segments[1].text, schemaObjectFor(currency))).toEqual(currency.changes);
+  });
+
+  it('refuses data before any layout record, and a malformed layout record', () => {
+    expect(() => splitMixedCsv('insert,0,0/1,0,2025-02-28T09:15:02.123456Z,,,1,GBP\n')).toThrow(
+      MixedCsvError,
+    );
+    expect(() => splitMixedCsv('@layout,currency,nothex\n')).toThrow(/malformed layout record/);
+    expect(splitMixedCsv('')).toEqual([]);
+  });
+
+  it('recognises fast mode keys only', () => {
+    expect(parseMixedObjectKey('totesys/_mixed/2025/02/28/09/totes-1-2025-02-28-09-15-00-abc')).toEqual({
+      hour: '2025/02/28/09',
+      name: 'totes-1-2025-02-28-09-15-00-abc',
+    });
+    expect(
+      parseMixedObjectKey('totesys/currency/schema=0123456789abcdef/2025/02/28/09/x.csv'),
+    ).toBeUndefined();
+    expect(parseMixedObjectKey('totesys/_mixed/2025/02/28/x')).toBeUndefined();
+  });
+});

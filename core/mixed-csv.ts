@@ -1,0 +1,85 @@
+import type { ChangeBatch } from './change-event';
+import { encodeChangeBatchAsCsv, INGESTION_ROOT, schemaFingerprint } from './csv-codec';
+
+/**
+ * Fast mode's mixed-table CSV objects (infra/config.ts `totes:freshness=fast`, docs/deploy.md
+ * "Freshness modes"). Pure.
+ *
+ * Without dynamic partitioning Firehose writes every table into one object
+ * (`totesys/_mixed/yyyy/MM/dd/HH/<name>`), and its keys name no table or layout. So in fast mode
+ * the record-transformation function starts each record's CSV lines with a *layout record*,
+ * `@layout,<table>,<fingerprint>`, and the lines after it (up to the next layout record) are that
+ * layout's, in the ordinary format (core/csv-codec.ts). A layout record cannot be mistaken for a
+ * change: a change record's first field is its op (`insert`, `snapshot`, …), and a `@` inside a
+ * quoted value is never at the start of a record. Transform splits a mixed object by layout into the
+ * ordinary per-table objects, which then take the default path.
+ */
+
+export const LAYOUT_RECORD_TAG = '@layout';
+
+/** Fast mode's Firehose prefix: no partition keys, so no table or layout in the key. */
+export const MIXED_INGESTION_PREFIX = `${INGESTION_ROOT}/_mixed/!{timestamp:yyyy/MM/dd/HH}/`;
+
+/** MIXED_INGESTION_PREFIX's keys (INGESTION_ROOT is `totesys`; fast-mode.test.ts builds keys from the prefix). */
+const MIXED_DATA_KEY = /^totesys\/_mixed\/(\d{4}\/\d{2}\/\d{2}\/\d{2})\/([^/]+)$/;
+
+/** The delivery hour (`yyyy/MM/dd/HH`) and file name of a mixed object's key; undefined otherwise. */
+export function parseMixedObjectKey(key: string): { hour: string; name: string } | undefined {
+  const m = MIXED_DATA_KEY.exec(key);
+  return m ? { hour: m[1], name: m[2] } : undefined;
+}
+
+/** One record's data in fast mode: its layout record, then its CSV lines. */
+export function encodeChangeBatchAsMixedCsv(batch: ChangeBatch): string {
+  // Table names that reach here are layout-safe (no comma, quote or line end): no quoting needed.
+  return `${LAYOUT_RECORD_TAG},${batch.table},${schemaFingerprint(batch.columns)}\n${encodeChangeBatchAsCsv(batch)}`;
+}
+
+export interface MixedSegment {
+  table: string;
+  fingerprint: string;
+  /** The layout's CSV lines, in object order (several records of one layout joined). */
+  text: string;
+}
+
+export class MixedCsvError extends Error {
+  override readonly name = 'MixedCsvError';
+}
+
+/**
+ * Splits a mixed object into one segment per layout, in order of first appearance. Scans record
+ * boundaries the RFC 4180 way (a line end inside a quoted field is data), so a value that contains
+ * a line starting with `@layout` cannot split a record. Throws MixedCsvError when data comes before
+ * any layout record or a layout record is malformed.
+ */
+export function splitMixedCsv(text: string): MixedSegment[] {
+  const segments = new Map<string, MixedSegment>();
+  let current: MixedSegment | undefined;
+  let recordStart = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  let inQuotes = false;
+  const take = (start: number, end: number) => {
+    if (start >= end) return;
+    const line = text.slice(start, end);
+    if (line.startsWith(`${LAYOUT_RECORD_TAG},`)) {
+      const [, table, fingerprint, ...rest] = line.replace(/\r?\n$/, '').split(',');
+      if (!table || !/^[0-9a-f]{16}$/.test(fingerprint ?? '') || rest.length)
+        throw new MixedCsvError(`malformed layout record at offset ${start}`);
+      const id = `${table}/${fingerprint}`;
+      current = segments.get(id) ?? { table, fingerprint, text: '' };
+      segments.set(id, current);
+      return;
+    }
+    if (!current) throw new MixedCsvError('data before the first layout record');
+    current.text += line;
+  };
+  for (let i = recordStart; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') inQuotes = !inQuotes;
+    else if (c === '\n' && !inQuotes) {
+      take(recordStart, i + 1);
+      recordStart = i + 1;
+    }
+  }
+  take(recordStart, text.length);
+  return [...segments.values()];
+}
