@@ -661,6 +661,12 @@ export class CaptureService {
         `replication slot "${config.slot}" is in use by another process (pid ${slot.activePid}); only one capture may read a slot`,
       );
     }
+    const silenceTimeoutMs =
+      this.config.silenceTimeoutMs ?? silenceTimeoutFor(await this.walSenderTimeoutMs());
+    // From here to stream.run() nothing awaits: a stop() either came before (honoured here) or finds
+    // the stream, its timers and onDrained in place. (One that landed in between used to find a stream
+    // not yet running, "drain" it, and leave run() streaming forever — a test hung for 60 s.)
+    if (this.stopping) return;
     this.acks = new AckTracker(slot.confirmedFlushLsn);
     this.stats.confirmedLsn = slot.confirmedFlushLsn;
     this.batcher.epoch = this.epoch;
@@ -673,8 +679,7 @@ export class CaptureService {
       },
     );
     this.stream = stream;
-    this.silenceTimeoutMs =
-      this.config.silenceTimeoutMs ?? silenceTimeoutFor(await this.walSenderTimeoutMs());
+    this.silenceTimeoutMs = silenceTimeoutMs;
     this.lastProgressAt = this.lastServerMessageAt = this.now();
     this.startTimers();
     this.log.info('streaming started', {
