@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { withClient } from '../test/support/pg';
-import { bundledInstallDir, startEmbeddedCluster } from './embedded-postgres';
+import { bundledInstallDir, findFreePort, startEmbeddedCluster } from './embedded-postgres';
 import { firstClosedDirectory, removeDataDir } from './postgres-placement';
 
 // Cloned into a private directory as root (/root is mode 700): Postgres refuses to run as root, so
@@ -97,6 +98,35 @@ asRoot('an embedded cluster started by root from a mode-700 directory', () => {
       new RegExp(`cannot enter ${privateDir} \\(mode 0700[^]*--data-dir`),
     );
     expect(mode(privateDir)).toBe(0o700);
+  });
+});
+
+describe('a cluster on a port of its own choosing', () => {
+  it('picks another port when the one it found is taken before Postgres binds it', async () => {
+    // Another process (a test, kinesalite, s3rver: all bind port 0) takes the port between the
+    // moment it was found free and the moment Postgres binds it.
+    const squatter = net.createServer();
+    await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+    const taken = (squatter.address() as net.AddressInfo).port;
+    const offered = [taken];
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-port-'));
+    const logs: string[] = [];
+    let cluster: Awaited<ReturnType<typeof startEmbeddedCluster>> | undefined;
+    try {
+      cluster = await startEmbeddedCluster({
+        dataDir: path.join(dir, 'pg'),
+        freePort: async () => offered.shift() ?? findFreePort(),
+        onLog: (l) => logs.push(l),
+      });
+      expect(cluster.port).not.toBe(taken);
+      const one = await withClient(cluster.url, async (c) => (await c.query('SELECT 1 AS one')).rows[0].one);
+      expect(one).toBe(1);
+      expect(logs.join('\n')).toContain(`port ${taken} was taken before Postgres could bind it`);
+    } finally {
+      await cluster?.stop();
+      squatter.close();
+      removeDataDir(dir);
+    }
   });
 });
 

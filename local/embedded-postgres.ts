@@ -43,6 +43,8 @@ export interface EmbeddedClusterOptions {
   onNotice?: (message: string) => void;
   /** A Postgres installation (bin/, lib/, share/) to run instead of the bundled one. */
   installDir?: string;
+  /** Finds a free port when none is named (tests hand out a taken one first). */
+  freePort?: () => Promise<number>;
 }
 
 const USER = 'postgres';
@@ -260,8 +262,9 @@ export async function startEmbeddedCluster(options: EmbeddedClusterOptions): Pro
   const placement = placeDataDir(options.dataDir, account);
   if (placement.notice) notice(placement.notice);
   const dataDir = placement.dataDir;
-  const port = options.port || (await findFreePort());
-  const settings = { ...LOGICAL_REPLICATION_SETTINGS, ...options.settings };
+  // Only the address our URLs name: with the default ('localhost': ::1 and 127.0.0.1), a taken IPv4
+  // port is only a warning, and clients on 127.0.0.1 would reach whatever holds it.
+  const settings = { listen_addresses: '127.0.0.1', ...LOGICAL_REPLICATION_SETTINGS, ...options.settings };
   const log = options.onLog ?? (() => undefined);
   const password = options.password ?? DEFAULT_PASSWORD;
   const locale = messagesLocale();
@@ -274,7 +277,22 @@ export async function startEmbeddedCluster(options: EmbeddedClusterOptions): Pro
   if (!fs.existsSync(path.join(dataDir, 'PG_VERSION')))
     await initialise(binaries.installDir, dataDir, password, spawnOptions, locale, log);
   else if (await stopLeftoverPostmaster(dataDir)) log(`stopped a Postgres left running on ${dataDir}`);
-  const stop = await startServer(binaries.installDir, dataDir, port, settings, spawnOptions, log);
+  // A port we picked was free a moment ago, but another process (a test, kinesalite, s3rver, all
+  // binding port 0) can take it before Postgres binds it: then pick another. A port the caller named
+  // is theirs to sort out.
+  const freePort = options.freePort ?? findFreePort;
+  let port = options.port || (await freePort());
+  let stop: () => Promise<void>;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      stop = await startServer(binaries.installDir, dataDir, port, settings, spawnOptions, log);
+      break;
+    } catch (e) {
+      if (options.port || attempt >= 5 || !/Address already in use/.test(String(e))) throw e;
+      log(`port ${port} was taken before Postgres could bind it; trying another`);
+      port = await freePort();
+    }
+  }
   const urlFor = (database: string) =>
     `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
   return { url: urlFor('postgres'), port, urlFor, dataDir, installDir: binaries.installDir, stop };
