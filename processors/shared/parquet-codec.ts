@@ -258,7 +258,8 @@ export async function encodeParquet(
 export interface ParquetTableReader {
   table: WarehouseTableName;
   rowCount: number;
-  batches(): AsyncGenerator<WarehouseRow[]>;
+  /** The rows in order, `size` (default ROW_GROUP_ROWS) at a time. */
+  batches(size?: number): AsyncGenerator<WarehouseRow[]>;
   close(): Promise<void>;
 }
 
@@ -281,7 +282,7 @@ export async function openParquetReader(buffer: Buffer): Promise<ParquetTableRea
   return {
     table,
     rowCount: Number(opened.getRowCount()),
-    async *batches() {
+    async *batches(size = ROW_GROUP_ROWS) {
       const cursor = opened.getCursor();
       let batch: WarehouseRow[] = [];
       for (let raw = await cursor.next(); raw; raw = await cursor.next()) {
@@ -289,7 +290,7 @@ export async function openParquetReader(buffer: Buffer): Promise<ParquetTableRea
         for (const [name, type] of types)
           row[name] = fromPhysical(type, (raw as Record<string, unknown>)[name]);
         batch.push(row);
-        if (batch.length >= ROW_GROUP_ROWS) {
+        if (batch.length >= size) {
           yield batch;
           batch = [];
         }
