@@ -284,8 +284,17 @@ export async function openParquetReader(buffer: Buffer): Promise<ParquetTableRea
     rowCount: Number(opened.getRowCount()),
     async *batches(size = ROW_GROUP_ROWS) {
       const cursor = opened.getCursor();
+      // The library throws its own errors (TProtocolException, TypeError, RangeError) from damaged
+      // pages, possibly quoting bytes: named, not passed on.
+      const next = () =>
+        cursor.next().catch((e: unknown) => {
+          throw new ParquetCodecError(
+            `not a readable Parquet file (${(e as Error)?.name ?? 'error'} reading a row group)`,
+            { cause: e },
+          );
+        });
       let batch: WarehouseRow[] = [];
-      for (let raw = await cursor.next(); raw; raw = await cursor.next()) {
+      for (let raw = await next(); raw; raw = await next()) {
         const row: WarehouseRow = {};
         for (const [name, type] of types)
           row[name] = fromPhysical(type, (raw as Record<string, unknown>)[name]);
