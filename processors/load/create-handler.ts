@@ -79,10 +79,32 @@ export interface LoadHandlerDeps {
 
 /**
  * An object of more rows than this is applied in parts of this many rows, one transaction each,
- * so the load's memory is bounded by a part, not by the object (a 128 MiB Firehose object is
- * ~600,000 rows). Most objects are one part, loaded exactly as before.
+ * so the load's memory is bounded by a part, not by the object (a 128 MiB Firehose object of
+ * payments is ~730,000 rows: bench/README.md, `bench:streaming`). Most objects are one part, loaded exactly as before.
  */
-export const LOAD_PART_ROWS = 20_000;
+export const LOAD_PART_ROWS = 10_000;
+
+/**
+ * An S3 body in one buffer, filled as its chunks arrive: the object is held once, where
+ * `Buffer.from(await Body.transformToByteArray())` held it three times at its peak (the SDK's
+ * chunks, their concatenation, and the copy) — 350 MB for a 115 MiB object.
+ */
+async function bodyBytes(body: AsyncIterable<Uint8Array>, length: number | undefined): Promise<Buffer> {
+  if (length === undefined) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of body) chunks.push(Buffer.from(chunk));
+    return Buffer.concat(chunks);
+  }
+  const bytes = Buffer.allocUnsafe(length);
+  let at = 0;
+  for await (const chunk of body) {
+    if (at + chunk.length > length) throw new Error(`S3 sent more than its ContentLength (${length} bytes)`);
+    bytes.set(chunk, at);
+    at += chunk.length;
+  }
+  if (at !== length) throw new Error(`S3 sent ${at} of ${length} bytes`);
+  return bytes;
+}
 
 /** One part of an object: its rows, where they start in the object, and whether it is the last. */
 interface ObjectPart {
@@ -303,7 +325,7 @@ export function createLoadHandler(
     let body: Buffer;
     try {
       const response = await deps.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-      body = Buffer.from(await response.Body!.transformToByteArray());
+      body = await bodyBytes(response.Body as AsyncIterable<Uint8Array>, response.ContentLength);
     } catch (e) {
       if (isNotFound(e)) {
         logger.warn('object no longer exists; nothing to load', { bucket, key });
