@@ -4,8 +4,9 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { TOTESYS_TABLES } from '../core/totesys-tables';
 import { ChangeBatcher } from '../capture/change-batcher';
-import { rawTextClient, quoteIdent } from '../capture/pg-text';
-import { describeTables, readSnapshot } from '../capture/snapshot';
+import type { Client } from 'pg';
+import { quoteIdent, quoteLiteral, rawTextClient } from '../capture/pg-text';
+import { describeTables, readSnapshot, type TableLayout } from '../capture/snapshot';
 import { startEmbeddedCluster } from '../local/embedded-postgres';
 import { DEFAULT_EXPORT_DIR } from './totesys-export';
 import { copyTablesOut, loadTotesys, recreateDatabase, totesysCsvFiles, withClient } from './workloads';
@@ -39,6 +40,24 @@ const ORDER_TABLES: Record<string, readonly string[]> = {
 const FLUSH_BYTES = 1024 * 1024;
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
+async function readWithCursor(client: Client, snapshot: string, layouts: readonly TableLayout[]) {
+  let rows = 0;
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  await client.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(snapshot)}`);
+  for (const layout of layouts) {
+    const cols = layout.columns.map((c) => quoteIdent(c.name)).join(', ');
+    await client.query(`DECLARE c NO SCROLL CURSOR FOR SELECT ${cols} FROM ${quoteIdent(layout.table)}`);
+    for (;;) {
+      const page = await client.query({ text: 'FETCH 5000 FROM c', rowMode: 'array' });
+      rows += page.rows.length;
+      if (page.rows.length < 5000) break;
+    }
+    await client.query('CLOSE c');
+  }
+  await client.query('COMMIT');
+  return rows;
+}
+
 async function main(): Promise<void> {
   const copies = option('copies', 8);
   const repeat = option('repeat', 3);
@@ -65,7 +84,12 @@ async function main(): Promise<void> {
       await c.query('VACUUM ANALYZE');
     });
     const tables = [...TOTESYS_TABLES];
-    const sides: Record<string, number[]> = { 'raw COPY … TO STDOUT': [], read: [], 'read + encode': [] };
+    const sides: Record<string, number[]> = {
+      'raw COPY … TO STDOUT': [],
+      'before: cursor FETCH': [],
+      read: [],
+      'read + encode': [],
+    };
     let rows = 0;
     let bytes = 0;
     const exporter = rawTextClient(url);
@@ -79,6 +103,17 @@ async function main(): Promise<void> {
         ({ rows, bytes } = await copyTablesOut(c, tables));
         if (run) sides['raw COPY … TO STDOUT'].push(rows / ((performance.now() - t0) / 1000));
       });
+      {
+        // What readSnapshot did before COPY: a cursor per table, FETCH 5000 rows at a time as arrays.
+        await exporter.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+        const name = (await exporter.query('SELECT pg_export_snapshot() AS name')).rows[0].name;
+        const t0 = performance.now();
+        const read = await readWithCursor(reader, name, layouts);
+        const seconds = (performance.now() - t0) / 1000;
+        await exporter.query('COMMIT');
+        if (read !== rows) throw new Error(`the cursor read ${read} rows, COPY ${rows}`);
+        if (run) sides['before: cursor FETCH'].push(read / seconds);
+      }
       for (const encode of [false, true]) {
         await exporter.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
         const name = (await exporter.query('SELECT pg_export_snapshot() AS name')).rows[0].name;
