@@ -5,6 +5,7 @@ module.exports = {
   testEnvironment: 'node',
   roots: [
     '<rootDir>/core',
+    '<rootDir>/aws',
     '<rootDir>/capture',
     '<rootDir>/processors',
     '<rootDir>/local',
@@ -33,7 +34,7 @@ module.exports = {
   testTimeout: 60_000,
   maxWorkers: 2,
   collectCoverageFrom: [
-    '{core,capture,processors,local,cli,infra,totesys,dashboard}/**/*.ts',
+    '{core,aws,capture,processors,local,cli,infra,totesys,dashboard}/**/*.ts',
     '!**/*.test.ts',
     '!**/main.ts',
   ],

@@ -6,7 +6,7 @@ import { StreamCollector, replayToState } from '../test/support/kinesis';
 import { createTestDatabase, waitFor, withClient } from '../test/support/pg';
 import { CaptureService, type CaptureConfig } from './capture-service';
 import { KinesisSink, type RecordSink } from './kinesis-sink';
-import { awsRequestHandler } from './main';
+import { awsRequestHandler } from '../aws/request-handler';
 import { getSlot } from './slot';
 import { MemoryStateStore } from './state-store';
 

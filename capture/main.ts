@@ -1,8 +1,8 @@
 import { KinesisClient } from '@aws-sdk/client-kinesis';
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { Client } from 'pg';
+import { awsRequestHandler } from '../aws/request-handler';
 import { createLogger, redactUrl, type Logger } from '../core/logger';
 import { CaptureService } from './capture-service';
 import { captureSettingsFromEnv, sourceUrlFromSecret, type CaptureSettings } from './config';
@@ -14,22 +14,6 @@ import { FileStateStore, S3StateStore, type StateStore } from './state-store';
  * The capture process: environment → settings → service, with SIGTERM/SIGINT draining it (stop
  * reading, flush, confirm, exit 0). ECS sends SIGTERM and waits stopTimeout before SIGKILL.
  */
-
-/** Connect within 5 s, answer within 30 s (PutRecords of 5 MiB takes well under a second). */
-export const AWS_CONNECTION_TIMEOUT_MS = 5_000;
-export const AWS_REQUEST_TIMEOUT_MS = 30_000;
-
-export function awsRequestHandler(
-  timeouts: { connectionMs?: number; requestMs?: number } = {},
-): NodeHttpHandler {
-  return new NodeHttpHandler({
-    connectionTimeout: timeouts.connectionMs ?? AWS_CONNECTION_TIMEOUT_MS,
-    requestTimeout: timeouts.requestMs ?? AWS_REQUEST_TIMEOUT_MS,
-    // @smithy/node-http-handler 4.x only logs a warning when requestTimeout passes unless told to
-    // throw (measured: a PutRecords to a server that never answers hung past 60 s without this).
-    throwOnRequestTimeout: true,
-  });
-}
 
 async function resolveSourceUrl(settings: CaptureSettings): Promise<string> {
   if (settings.sourceUrl) return settings.sourceUrl;
@@ -134,7 +118,8 @@ export async function runCapture(env: Record<string, string | undefined>): Promi
   process.once('SIGINT', onSignal);
   // Started by `totes up` with an IPC channel: if that parent dies (even by SIGKILL) the channel
   // closes, and capture drains and exits instead of holding the slot as an orphan.
-  if (process.send) process.once('disconnect', () => onSignal('parent exited'));
+  const onParentGone = () => onSignal('parent exited');
+  if (process.send) process.once('disconnect', onParentGone);
   try {
     await service.run();
     return 0;
@@ -145,6 +130,8 @@ export async function runCapture(env: Record<string, string | undefined>): Promi
     close();
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+    // Letting go of the channel below emits 'disconnect' here too: that is not the parent leaving.
+    process.off('disconnect', onParentGone);
     // An open IPC channel keeps the process alive; let go of it so capture exits once drained.
     if (process.connected) process.disconnect();
   }

@@ -141,9 +141,10 @@ describe('checkSource against real Postgres', () => {
     });
   });
 
-  it('warns a superuser that the publication is missing (capture can create it)', async () => {
+  it('tells a superuser that the publication is missing, as information: capture creates it', async () => {
     const findings = await check({ publication: 'not_there' });
-    expect(problems(findings)).toEqual([[FINDING.publicationMissing, 'warning']]);
+    expect(problems(findings)).toEqual([]);
+    expect(find(findings, FINDING.publicationMissing)).toMatchObject({ severity: 'info' });
   });
 
   it('finds missing tables, unidentifiable rows and a publication that is too narrow', async () => {

@@ -335,23 +335,23 @@ describe('evaluateSource', () => {
   });
 
   describe('publication', () => {
-    it('when missing, is a warning if the role can create it (CREATE on the database, owns the tables)', () => {
+    it('when missing, is only information if the role can create it (CREATE on the database, owns the tables)', () => {
       const facts = goodFacts({
         publication: null,
         role: { ...goodFacts().role, canCreateInDatabase: true },
         tables: [table('staff', { owned: true }), table('sales.order', { owned: true })],
       });
       const f = only(evaluateSource(facts, want), FINDING.publicationMissing);
-      expect(f.severity).toBe('warning');
+      expect(f.severity).toBe('info');
       expect(f.problem).toMatch(/capture creates it at start-up/);
       expect(f.fix).toBe(
         'To create it ahead of time: CREATE PUBLICATION totes_pub FOR TABLE public.staff, sales."order";',
       );
     });
 
-    it('when missing, is a warning for a superuser', () => {
+    it('when missing, is only information for a superuser (capture creates it)', () => {
       const facts = goodFacts({ publication: null, role: { ...goodFacts().role, superuser: true } });
-      expect(only(evaluateSource(facts, want), FINDING.publicationMissing).severity).toBe('warning');
+      expect(only(evaluateSource(facts, want), FINDING.publicationMissing).severity).toBe('info');
     });
 
     it.each([

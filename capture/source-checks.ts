@@ -837,7 +837,8 @@ function checkPublication(facts: SupportedSourceFacts, want: SourceWant): Findin
       ? [
           {
             id: FINDING.publicationMissing,
-            severity: SEVERITY.warning,
+            // Nothing for a person to do (like a slot that does not exist yet): capture creates it.
+            severity: SEVERITY.info,
             problem: `Publication ${want.publication} does not exist yet; capture creates it at start-up (role ${facts.role.name} has the rights to).`,
             fix: `To create it ahead of time: ${create}`,
           },

@@ -30,6 +30,11 @@ export const COMMANDS: Record<string, { summary: string; load: () => Command }> 
     summary: 'Find objects a stage never finished and send them again',
     load: () => load('reconcile'),
   },
+  quarantine: {
+    summary:
+      'List what the pipeline set aside (objects, rejected rows), show one, and re-drive them after a fix',
+    load: () => load('quarantine'),
+  },
   verify: {
     summary: 'Compare the warehouse with the source and print the differences',
     load: () => load('verify'),

@@ -1,9 +1,11 @@
 import {
   classifyWork,
   markCovers,
+  markStatus,
   normalizeETag,
   redriveDecision,
   summarizeWork,
+  versionKey,
   workKey,
   type QuarantineMark,
   type WorkFacts,
@@ -52,6 +54,28 @@ describe('outstanding work', () => {
 
     expect(classifyWork(item(), facts({ done }))).toBe('done');
     expect(classifyWork(item({ stage: 'transform' }), facts({ done }))).toBe('outstanding');
+  });
+
+  it('is done per version for load: a corrected object under a loaded key is outstanding until it loads', () => {
+    const done = new Set([versionKey('load', item().key, 'etag-1')]);
+    const corrected = item({ eTag: 'etag-2' });
+
+    expect(classifyWork(item(), facts({ done }))).toBe('done');
+    expect(classifyWork(corrected, facts({ done }))).toBe('outstanding');
+    expect(classifyWork(item({ eTag: null }), facts({ done }))).toBe('outstanding');
+    expect(
+      classifyWork(corrected, facts({ done: new Set([...done, versionKey('load', item().key, 'etag-2')]) })),
+    ).toBe('done');
+    // A key-wide record (transform's output; a load_log row from before versions) covers every version.
+    expect(classifyWork(corrected, facts({ done: new Set([workKey('load', item().key)]) }))).toBe('done');
+  });
+
+  it('says where a mark stands against the object as it is now', () => {
+    const none = new Set<string>();
+    expect(markStatus(mark(), item(), none)).toBe('quarantined');
+    expect(markStatus(mark(), item({ eTag: 'etag-2' }), none)).toBe('corrected');
+    expect(markStatus(mark(), item(), new Set([versionKey('load', item().key, 'etag-1')]))).toBe('done');
+    expect(markStatus(mark(), null, none)).toBe('gone');
   });
 
   it('never re-drives the quarantined version, but re-drives a corrected one (a new ETag)', () => {

@@ -1,3 +1,5 @@
+import { formatBytes } from './pipeline-health';
+
 /**
  * What a person watching `totes up` needs, read from the JSON log lines the pipeline already writes
  * (core/logger.ts): `capture.stats` and the snapshot lines from capture, `local.stats` from the local
@@ -60,17 +62,6 @@ export function formatDuration(seconds: number): string {
   const h = Math.floor(seconds / 3600);
   const m = Math.round((seconds - h * 3600) / 60);
   return m ? `${h} h ${m} min` : `${h} h`;
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${value} B` : `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
 /** Fields worth naming when a warning or an error is shown in plain words, in this order. */

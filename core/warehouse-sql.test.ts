@@ -224,10 +224,10 @@ describe('warehouse SQL builders', () => {
     );
     expect(progress.values).toEqual(['staff', 'stg_staff', '0/10', 2, '2025-02-28T09:15:02Z', 7]);
     expect(progress.text).toContain('greatest(p."newest_commit_ts", EXCLUDED."newest_commit_ts")');
-    expect(loadLogInsert('k', 'dim_design', 3)).toEqual({
-      text: expect.stringContaining('ON CONFLICT ("object_key") DO NOTHING'),
-      values: ['k', 'dim_design', 3],
+    expect(loadLogInsert('k', 'e1', 'dim_design', 3)).toEqual({
+      text: expect.stringContaining('ON CONFLICT ("object_key", "etag") DO NOTHING'),
+      values: ['k', 'e1', 'dim_design', 3],
     });
-    expect(loadLogLookup('k').values).toEqual(['k']);
+    expect(loadLogLookup('k', 'e1').values).toEqual(['k', 'e1']);
   });
 });

@@ -658,15 +658,39 @@ export function progressUpsert(
   };
 }
 
-export function loadLogInsert(objectKey: string, table: WarehouseTableName, rows: number): SqlStatement {
+/**
+ * One loaded VERSION of a processed object: (key, S3 ETag), migration 006. `eTag` is the ETag of
+ * the bytes that were read ('' when unknown), so a corrected object under the same key is another
+ * row, and a redelivery of the same bytes finds this one.
+ */
+export function loadLogInsert(
+  objectKey: string,
+  eTag: string,
+  table: WarehouseTableName,
+  rows: number,
+): SqlStatement {
   return {
-    text: 'INSERT INTO "load_log" ("object_key", "table", "rows") VALUES ($1, $2, $3) ON CONFLICT ("object_key") DO NOTHING',
-    values: [objectKey, table, rows],
+    text: 'INSERT INTO "load_log" ("object_key", "etag", "table", "rows") VALUES ($1, $2, $3, $4) ON CONFLICT ("object_key", "etag") DO NOTHING',
+    values: [objectKey, eTag, table, rows],
   };
 }
 
-export function loadLogLookup(objectKey: string): SqlStatement {
-  return { text: 'SELECT 1 FROM "load_log" WHERE "object_key" = $1', values: [objectKey] };
+export function loadLogLookup(objectKey: string, eTag: string): SqlStatement {
+  return {
+    text: 'SELECT 1 FROM "load_log" WHERE "object_key" = $1 AND "etag" = $2',
+    values: [objectKey, eTag],
+  };
+}
+
+/**
+ * The versions of these keys that loaded, as `{ object_key, etag }` rows ('' = loaded before
+ * versions were recorded): the reconciler's and quarantine's view of what load finished.
+ */
+export function loadLogVersions(objectKeys: readonly string[]): SqlStatement {
+  return {
+    text: 'SELECT "object_key", "etag" FROM "load_log" WHERE "object_key" = ANY($1::text[])',
+    values: [objectKeys],
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

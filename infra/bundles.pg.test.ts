@@ -13,6 +13,8 @@ import { listObjectsSince, s3ClientFor, startS3rver, type LocalS3 } from '../loc
 import { migrateWarehouse } from '../processors/load/migrate';
 import { s3EventFactory, sqsEventFactory } from '../test/support/s3-events';
 import { createTestDatabase } from '../test/support/pg';
+import { EMF_METRICS, LOG_METRICS, METRIC_NAMESPACE } from './pipeline-metrics';
+import { matchesJsonFilter } from './test-support/filter-pattern';
 import { logicalId, synthTotes, type SynthesizedTotes } from './test-support/synth';
 
 /**
@@ -58,6 +60,9 @@ function bundleOf(prefix: string): string {
   return path.join(synth.outdir, `asset.${key.replace(/\.zip$/, '')}`);
 }
 
+/** Every line the bundles wrote, by stream: EMF documents on stdout, Powertools' log lines. */
+const emitted: { prefix: string; stream: 'stdout' | 'stderr'; line: string }[] = [];
+
 async function invoke(prefix: string, event: unknown, env: Record<string, string>): Promise<unknown> {
   const endpoint = new URL(s3.endpoint);
   const child = run(process.execPath, ['--import', 'tsx', INVOKE, path.join(bundleOf(prefix), 'index.js')], {
@@ -68,14 +73,20 @@ async function invoke(prefix: string, event: unknown, env: Record<string, string
       AWS_ACCESS_KEY_ID: 'S3RVER',
       AWS_SECRET_ACCESS_KEY: 'S3RVER',
       AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${endpoint.port}`,
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: 'info',
       NODE_OPTIONS: '--enable-source-maps',
       ...env,
     },
     timeout: 60_000,
   });
   child.child.stdin!.end(JSON.stringify(event));
-  const { stdout } = await child;
+  const { stdout, stderr } = await child;
+  for (const [stream, text] of [
+    ['stdout', stdout.slice(0, stdout.lastIndexOf('@@reply@@'))],
+    ['stderr', stderr],
+  ] as const)
+    for (const line of text.split('\n').filter((l) => l.trim() !== ''))
+      emitted.push({ prefix, stream, line });
   const reply = JSON.parse(stdout.slice(stdout.lastIndexOf('@@reply@@') + '@@reply@@'.length)) as {
     ok: boolean;
     result?: unknown;
@@ -164,3 +175,123 @@ it('carries a change through the bundled firehose-transform, transform and load 
     await c.end();
   }
 }, 180_000);
+
+/** The metrics alarms read: a metric of their own, or each metric of their math expression. */
+function alarmMetrics(): {
+  alarm: string;
+  name: string;
+  namespace: string;
+  dimensions: Record<string, string>;
+}[] {
+  const out = [];
+  for (const [alarm, r] of Object.entries(synth.pipeline.findResources('AWS::CloudWatch::Alarm'))) {
+    const p = r.Properties;
+    const stats = p.MetricName
+      ? [{ MetricName: p.MetricName, Namespace: p.Namespace, Dimensions: p.Dimensions }]
+      : (p.Metrics ?? []).flatMap((m: { MetricStat?: { Metric: unknown } }) =>
+          m.MetricStat ? [m.MetricStat.Metric] : [],
+        );
+    for (const m of stats as {
+      MetricName: string;
+      Namespace: string;
+      Dimensions?: { Name: string; Value: unknown }[];
+    }[])
+      out.push({
+        alarm,
+        name: m.MetricName,
+        namespace: m.Namespace,
+        dimensions: Object.fromEntries((m.Dimensions ?? []).map((d) => [d.Name, d.Value as string])),
+      });
+  }
+  return out;
+}
+
+it("the alarms read what the bundled functions emit: Powertools' EMF documents and log lines", async () => {
+  // Prepare: the path of a change ran above; now a record Firehose's transformation must refuse.
+  const failed = (await invoke(
+    'FirehoseTransform',
+    {
+      invocationId: 'inv-2',
+      deliveryStreamArn: 'arn:aws:firehose:us-east-1:000000000000:deliverystream/totes',
+      sourceKinesisStreamArn: 'arn:aws:kinesis:us-east-1:000000000000:stream/totes',
+      region: 'us-east-1',
+      records: [
+        {
+          recordId: 'bad',
+          approximateArrivalTimestamp: Date.now(),
+          data: 'not base64 at all!',
+          kinesisRecordMetadata: {
+            shardId: 'shardId-000000000000',
+            partitionKey: 'currency:8',
+            approximateArrivalTimestamp: Date.now(),
+            sequenceNumber: '49590338271490256608559692538361571095921575989136588899',
+            subsequenceNumber: 0,
+          },
+        },
+      ],
+    },
+    { INGESTION_BUCKET },
+  )) as { records: { result: string }[] };
+  expect(failed.records[0].result).toBe('ProcessingFailed');
+
+  // Assess 1: every alarm on a metric of the functions that ran finds it in an emitted EMF document
+  // — same namespace, a dimension set of exactly the alarm's dimension names, the same values.
+  const documents = emitted
+    .filter((e) => e.stream === 'stdout' && e.line.startsWith('{"_aws"'))
+    .map(
+      (e) =>
+        JSON.parse(e.line) as Record<string, unknown> & {
+          _aws: {
+            CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string }[] }[];
+          };
+        },
+    );
+  const ran = new Set(['firehose-transform', 'transform', 'load']);
+  const read = alarmMetrics().filter((m) => m.namespace === METRIC_NAMESPACE && ran.has(m.dimensions.Stage));
+  expect(read.map((m) => `${m.name} ${m.dimensions.Stage}`)).toEqual(
+    expect.arrayContaining([
+      `${EMF_METRICS.objectsQuarantined} transform`,
+      `${EMF_METRICS.objectsQuarantined} load`,
+      `${EMF_METRICS.changesRejected} transform`,
+      `${EMF_METRICS.warehouseFreshness} load`,
+    ]),
+  );
+  for (const m of read) {
+    const names = Object.keys(m.dimensions).sort();
+    const found = documents.some(
+      (d) =>
+        d._aws.CloudWatchMetrics.some(
+          (c) =>
+            c.Namespace === m.namespace &&
+            c.Metrics.some((x) => x.Name === m.name) &&
+            c.Dimensions.some((set) => [...set].sort().join() === names.join()),
+        ) && Object.entries(m.dimensions).every(([k, v]) => d[k] === v),
+    );
+    expect({ alarm: m.alarm, metric: m.name, found }).toEqual({
+      alarm: m.alarm,
+      metric: m.name,
+      found: true,
+    });
+  }
+
+  // Assess 2: the log-based metric counts the error line firehose-transform wrote for the refused
+  // record, and none of the other lines the bundles wrote.
+  const filters = Object.values(synth.pipeline.findResources('AWS::Logs::MetricFilter')).filter(
+    (f) => f.Properties.MetricTransformations[0].MetricName === LOG_METRICS.recordsFailedTransformation,
+  );
+  expect(filters).toHaveLength(1);
+  const pattern = filters[0].Properties.FilterPattern as string;
+  const logLines = emitted.filter((e) => e.stream === 'stderr' || !e.line.startsWith('{"_aws"'));
+  const counted = logLines.filter((e) => matchesJsonFilter(pattern, e.line));
+  expect(counted).toEqual([expect.objectContaining({ prefix: 'FirehoseTransform', stream: 'stderr' })]);
+  expect(JSON.parse(counted[0].line)).toMatchObject({ level: 'ERROR', service: 'firehose-transform' });
+  // Powertools' INFO lines were written too (LOG_LEVEL=info), and are not counted.
+  const levelOf = (line: string) => {
+    try {
+      return (JSON.parse(line) as { level?: unknown }).level;
+    } catch {
+      return undefined; // not a log line (a Node warning, say)
+    }
+  };
+  expect(logLines.some((e) => levelOf(e.line) === 'INFO')).toBe(true);
+}, 60_000);

@@ -3,8 +3,8 @@
  *
  * - Capture's `capture.stats` log line (every TOTES_STATS_INTERVAL_MS, once streaming): metric
  *   filters on its log group turn the fields into metrics. Nothing in capture knows about CloudWatch.
- * - The Lambda functions' CloudWatch embedded metric format (EMF) lines (processors/shared/metrics.ts):
- *   namespace `Totes`, one dimension `Stage` naming the function.
+ * - The Lambda functions' CloudWatch embedded metric format (EMF) lines (processors/shared/metrics.ts,
+ *   built by Powertools Metrics): namespace `Totes`, one dimension `Stage` naming the function.
  *   https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
  * - Log lines other metric filters count (LOG_METRICS).
  *
@@ -53,6 +53,18 @@ export const EMF_METRICS = {
    * period (processors/reconcile/reconcile.ts).
    */
   outstandingObjects: 'OutstandingObjects',
+} as const;
+
+/**
+ * The Lambda functions' log lines are Powertools Logger's JSON (processors/shared/lambda-logger.ts):
+ * the level in capitals under `level`, the text under `message`. Capture's (the core logger) keep
+ * `level: "error"` and `msg`. infra/bundles.pg.test.ts matches the filters against lines the
+ * bundled functions really wrote.
+ */
+export const LAMBDA_LOG = {
+  levelField: '$.level',
+  errorLevel: 'ERROR',
+  messageField: '$.message',
 } as const;
 
 /** Metrics made from log lines by metric filters other than capture.stats. */

@@ -1,4 +1,4 @@
-import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,11 +13,11 @@ import {
 import { silentLogger } from '../core/logger';
 import { createLoadHandler } from '../processors/load/create-handler';
 import { migrateWarehouse } from '../processors/load/migrate';
-import { reconcile, redriveDeadLetters } from '../processors/reconcile/reconcile';
+import { listAll, loadedVersionsIn, reconcile, redriveDeadLetters } from '../processors/reconcile/reconcile';
 import { objectCreatedRecord } from '../processors/shared/s3-event';
 import { createTestDatabase, waitFor } from '../test/support/pg';
 import { openLoadQueue } from './load-queue';
-import { localLoadDeadLetters, localReconcileDeps, loadedKeys } from './local-reconcile';
+import { localLoadDeadLetters, localReconcileDeps } from './local-reconcile';
 import { QueueEventSource } from './queue-event-source';
 import { s3ClientFor, startS3rver, type LocalS3 } from './s3rver';
 
@@ -66,6 +66,17 @@ function currencyBatch(ids: number[]) {
   });
 }
 
+/** The reconciler on the local stack of `dataDir` (its load queue), these buckets and warehouse. */
+const depsFor = (dataDir: string) =>
+  localReconcileDeps({
+    dataDir,
+    s3: client,
+    ingestionBucket: INGESTION,
+    processedBucket: PROCESSED,
+    warehouse,
+    logger: silentLogger,
+  });
+
 /** An hour partition of today, where the reconciler looks by default. */
 function hourPath(): string {
   const d = new Date();
@@ -84,14 +95,7 @@ it('finds, re-drives and counts unfinished work; never loops a quarantined objec
   const bad = `${folder}/bad.csv`;
   await put(INGESTION, good, encodeChangeBatchAsCsv(batch));
   await put(INGESTION, bad, 'not,"a valid\nchange csv');
-  const deps = localReconcileDeps({
-    dataDir,
-    s3: client,
-    ingestionBucket: INGESTION,
-    processedBucket: PROCESSED,
-    warehouse,
-    logger: silentLogger,
-  });
+  const deps = depsFor(dataDir);
   const run = () => reconcile(deps, { graceMs: 0 });
 
   // Act 1: both are outstanding; the reconciler transforms them (one output, one quarantine pointer).
@@ -126,11 +130,11 @@ it('finds, re-drives and counts unfinished work; never loops a quarantined objec
   try {
     await waitFor('the load', async () =>
       (
-        await loadedKeys(
+        await loadedVersionsIn(
           warehouse,
           second.outstanding.map((i) => i.key),
         )
-      ).size === 1
+      ).length === 1
         ? true
         : undefined,
     );
@@ -155,6 +159,26 @@ it('finds, re-drives and counts unfinished work; never loops a quarantined objec
     await waitFor('the corrected object loaded', async () =>
       (await run()).counts.load.done === 2 ? true : undefined,
     );
+
+    // Act 4b: a loaded Parquet object is replaced under its key by other content (a new ETag): load
+    // bookkeeping is per version, so it is outstanding again, is sent again, and loads.
+    const outputs = (await listAll(client, PROCESSED, 'dim_currency/')).map((o) => o.key).sort();
+    expect(outputs).toHaveLength(2);
+    const other = await client.send(new GetObjectCommand({ Bucket: PROCESSED, Key: outputs[1] }));
+    await client.send(
+      new PutObjectCommand({
+        Bucket: PROCESSED,
+        Key: outputs[0],
+        Body: Buffer.from(await other.Body!.transformToByteArray()),
+      }),
+    );
+    await waitFor('the replaced object sent again', async () =>
+      (await run()).redriven.load === 1 ? true : undefined,
+    );
+    await waitFor('the replaced object loaded', async () =>
+      (await run()).counts.load.done === 2 ? true : undefined,
+    );
+    expect((await loadedVersionsIn(warehouse, [outputs[0]])).length).toBe(2);
 
     // Act 5: a Parquet object load cannot read is quarantined by load, and then never sent again.
     const junk = `dim_currency/${hourPath()}/junk.parquet`;
@@ -204,3 +228,45 @@ it('finds, re-drives and counts unfinished work; never loops a quarantined objec
     await consumer.stop();
   }
 }, 90_000);
+
+it('never loops an object replaced by a version that fails too: the new version is quarantined in its turn', async () => {
+  // Prepare: an unreadable CSV and an unreadable Parquet object, each quarantined by its stage.
+  const dataDir = path.join(root, 'data-replaced');
+  const schema = schemaObjectFor(currencyBatch([1]));
+  await put(INGESTION, schemaObjectKey('currency', schema.fingerprint), encodeSchemaObject(schema));
+  const csv = `totesys/currency/schema=${schema.fingerprint}/${hourPath()}/replaced.csv`;
+  const parquet = `dim_currency/${hourPath()}/replaced.parquet`;
+  await put(INGESTION, csv, 'not,"a valid\nchange csv');
+  await put(PROCESSED, parquet, 'not parquet');
+  const deps = depsFor(dataDir);
+  const load = createLoadHandler({ s3: client, warehouse: pool });
+  const queue = openLoadQueue(dataDir);
+  /** One reconciler run, then the load queue handled as `totes up` would. */
+  const run = async () => {
+    const result = await reconcile(deps, { graceMs: 0, lookbackDays: 1 });
+    for (const message of await queue.receive(10)) {
+      await load(JSON.parse(message.body));
+      await queue.delete(message.receiptHandle);
+    }
+    return result;
+  };
+  const mine = (r: Awaited<ReturnType<typeof run>>) =>
+    r.outstanding.filter((i) => [csv, parquet].includes(i.key));
+  await run();
+  await run();
+  expect(mine(await run())).toEqual([]);
+
+  // Act: both are replaced by versions that fail too (new ETags: not covered by the old marks).
+  await put(INGESTION, csv, 'still,"not valid\ncsv');
+  await put(PROCESSED, parquet, 'still not parquet');
+  const first = await run();
+
+  // Assess: sent once each, quarantined in their turn, then never sent again.
+  expect(
+    mine(first)
+      .map((i) => i.key)
+      .sort(),
+  ).toEqual([parquet, csv].sort());
+  expect(mine(await run())).toEqual([]);
+  expect(mine(await run())).toEqual([]);
+}, 60_000);

@@ -2,8 +2,15 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { ClientBase } from 'pg';
 import type { Logger } from '../core/logger';
 import type { WorkItem } from '../core/outstanding-work';
-import { redriveEventFor, type DeadLetter, type ReconcileDeps } from '../processors/reconcile/reconcile';
+import {
+  loadedVersionsIn,
+  redriveEventFor,
+  type DeadLetter,
+  type ReconcileDeps,
+  type Redrivers,
+} from '../processors/reconcile/reconcile';
 import { decodeS3ObjectKey, S3EventSchema } from '../processors/shared/s3-event';
+import { metricsFor } from '../processors/shared/metrics';
 import { createTransformHandler } from '../processors/transform/create-handler';
 import { normalizeETag } from '../core/outstanding-work';
 import { openLoadQueue } from './load-queue';
@@ -23,25 +30,12 @@ export function localReconcileDeps(o: {
   logger: Logger;
 }): ReconcileDeps {
   const queue = openLoadQueue(o.dataDir);
-  const transform = createTransformHandler({
-    s3: o.s3,
-    processedBucket: o.processedBucket,
-    logger: o.logger.child({ stage: 'transform' }),
-  });
-  const eventFor = (item: WorkItem) => redriveEventFor(item);
   return {
     s3: o.s3,
     ingestionBucket: o.ingestionBucket,
     processedBucket: o.processedBucket,
-    loadedKeys: (keys) => loadedKeys(o.warehouse, keys),
-    redrive: {
-      async transform(items) {
-        for (const item of items) await transform(eventFor(item));
-      },
-      async load(items) {
-        for (const item of items) await queue.send(JSON.stringify(eventFor(item)));
-      },
-    },
+    loadedVersions: (keys) => loadedVersionsIn(o.warehouse, keys),
+    redrive: localRedrivers(o),
     async loadQueueBusy() {
       const depth = await queue.depth();
       return depth.visible + depth.inFlight > 0;
@@ -50,17 +44,37 @@ export function localReconcileDeps(o: {
   };
 }
 
-/** The keys among `keys` that the warehouse's `load_log` holds. */
-export async function loadedKeys(
-  warehouse: Pick<ClientBase, 'query'>,
-  keys: readonly string[],
-): Promise<Set<string>> {
-  if (keys.length === 0) return new Set();
-  const { rows } = await warehouse.query<{ object_key: string }>(
-    'SELECT object_key FROM load_log WHERE object_key = ANY($1::text[])',
-    [keys],
-  );
-  return new Set(rows.map((r) => r.object_key));
+/**
+ * How the local stack sends an object through a stage again: loads as messages on the on-disk load
+ * queue (the running `totes up` consumes them, or the next one), transforms by invoking the handler
+ * in this process with the event S3 would send.
+ */
+export function localRedrivers(o: {
+  dataDir: string;
+  s3: Pick<S3Client, 'send'>;
+  processedBucket: string;
+  logger: Logger;
+}): Redrivers {
+  const queue = openLoadQueue(o.dataDir);
+  const transform = createTransformHandler({
+    s3: o.s3,
+    processedBucket: o.processedBucket,
+    logger: o.logger.child({ stage: 'transform' }),
+    // As in `totes up`: EMF lines are log lines here, never the command's stdout.
+    metrics: metricsFor({
+      stage: 'transform',
+      write: (line) => o.logger.debug('metrics', { emf: JSON.parse(line) }),
+    }),
+  });
+  const eventFor = (item: WorkItem) => redriveEventFor(item);
+  return {
+    async transform(items) {
+      for (const item of items) await transform(eventFor(item));
+    },
+    async load(items) {
+      for (const item of items) await queue.send(JSON.stringify(eventFor(item)));
+    },
+  };
 }
 
 /** The local load queue's dead letters, each as an object to drop or send again. */

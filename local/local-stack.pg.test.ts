@@ -11,7 +11,19 @@ import { startLocalStack } from './local-stack';
 // The local stack against an existing Postgres (`totes up --source-url`): kinesalite on disk and
 // the capture process, supervised. The embedded-source variant runs end to end in test/e2e.
 
-it('captures a seeded source into the on-disk stream, restarts capture if it dies, and carries on after a restart', async () => {
+/** Waits until the warehouse's currency 3 has `code`. */
+const currencyInWarehouse = (warehouseUrl: string, code: string, what: string) =>
+  waitFor(
+    what,
+    () =>
+      withClient(warehouseUrl, async (c) => {
+        const { rows } = await c.query('SELECT currency_code FROM dim_currency WHERE currency_id = 3');
+        return rows[0]?.currency_code === code ? true : undefined;
+      }),
+    60_000,
+  );
+
+it('captures a seeded source into the on-disk stream, restarts capture if it dies, outlives the warehouse ending its connections, and carries on after a restart', async () => {
   const url = await createTestDatabase('local_stack');
   const warehouseUrl = await createTestDatabase('local_stack_warehouse');
   await withClient(url, (c) => installTotesys(c, { scale: 0.02 }));
@@ -64,24 +76,36 @@ it('captures a seeded source into the on-disk stream, restarts capture if it die
     );
     expect(stack.capture.restartCount).toBe(1);
     // …and through the local Firehose, transform and load into the warehouse.
-    await waitFor(
-      'the update in the warehouse',
+    await currencyInWarehouse(warehouseUrl, 'CHF', 'the update in the warehouse');
+    // Objects load in any order (the currency update's object may land before the facts' objects):
+    // wait for the facts too, rather than read them the moment the update is there.
+    const salesFacts = await waitFor(
+      'every sales order in the warehouse',
       () =>
         withClient(warehouseUrl, async (c) => {
-          const { rows } = await c.query('SELECT currency_code FROM dim_currency WHERE currency_id = 3');
-          return rows[0]?.currency_code === 'CHF' ? true : undefined;
+          const n = (await c.query('SELECT count(*)::int AS n FROM fact_sales_order')).rows[0].n as number;
+          return n >= sourceRows ? n : undefined;
         }),
       60_000,
-    );
-    const salesFacts = await withClient(
-      warehouseUrl,
-      async (c) => (await c.query('SELECT count(*)::int AS n FROM fact_sales_order')).rows[0].n,
     );
     expect(salesFacts).toBe(sourceRows);
     expect(stack.transform.stats.invocations).toBeGreaterThan(0);
     expect(stack.load.stats.deadLettered).toBe(0);
     // Capture wrote nothing before the delivery stream's starting position (LATEST) was fixed.
     expect(stack.delivery.metrics().recordsBeforeStart).toBe(0);
+
+    // The warehouse ends every connection (a restart, a failover, an idle timeout): nothing in the
+    // stack crashes on its pooled, idle connections, and the next change still lands.
+    const ended = await withClient(warehouseUrl, async (c) => {
+      const { rowCount } = await c.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid()`,
+      );
+      return rowCount ?? 0;
+    });
+    expect(ended).toBeGreaterThan(0);
+    await withClient(url, (c) => c.query("UPDATE currency SET currency_code = 'SEK' WHERE currency_id = 3"));
+    await currencyInWarehouse(warehouseUrl, 'SEK', 'the update after the warehouse ended its connections');
     client.destroy();
     await stack.stop();
 

@@ -217,6 +217,10 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       metricsFor({ stage, write: (line) => logger.debug('metrics', { emf: JSON.parse(line) }) });
 
     const pool = new Pool({ connectionString: warehouseUrl, max: 4 });
+    // An idle pooled connection the warehouse ends (restart, failover, idle timeout) is reported as an
+    // 'error' event, which without a listener kills `totes up`. The pool drops that client; the next
+    // load connects again, and a load that failed mid-way is retried from the queue.
+    pool.on('error', (err) => logger.warn('an idle warehouse connection ended; it is replaced', { err }));
     stops.push(() => pool.end());
     const triggersDir = path.join(dataDir, 'triggers');
     // S3 → queue → load, as in AWS: a warehouse outage leaves the objects waiting in the queue.

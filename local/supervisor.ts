@@ -43,6 +43,11 @@ export class Supervisor {
       env: options.env,
       // The IPC channel lets the child notice when this process dies, even by SIGKILL.
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      // Its own process group: a Ctrl-C in the terminal (SIGINT to the foreground group) reaches this
+      // process only, which stops the child in order — as ECS, not the terminal, stops a task. A
+      // child that took the terminal's SIGINT itself exited before stop() said so, and was seen as a
+      // crash to restart.
+      detached: true,
     });
     this.child = child;
     for (const stream of [child.stdout!, child.stderr!]) {

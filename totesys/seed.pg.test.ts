@@ -170,11 +170,10 @@ describe('installTotesys on other starting points (real Postgres)', () => {
     expect(await withClient(db, rowCounts)).toEqual(counts);
   });
 
-  it('loads the full early-2025 profile (scale 1, ~55k rows) in a few seconds', async () => {
+  it('loads the full early-2025 profile (scale 1, ~55k rows)', async () => {
+    // How fast it loads is a benchmark's question, not a test's: a busy machine must not fail it.
     const db = await createTestDatabase('totesys_seed_full');
-    const started = Date.now();
     const counts = await withClient(db, (c) => installTotesys(c));
-    const seconds = (Date.now() - started) / 1000;
     expect(counts).toMatchObject({
       design: 540,
       sales_order: 13_000,
@@ -182,7 +181,6 @@ describe('installTotesys on other starting points (real Postgres)', () => {
       payment: 18_300,
     });
     expect(await withClient(db, rowCounts)).toEqual(counts);
-    expect(seconds).toBeLessThan(20);
   });
 });
 

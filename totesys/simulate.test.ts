@@ -1,5 +1,5 @@
 import type { ClientBase } from 'pg';
-import { runSimulation } from './simulate';
+import { runSimulation, type SimulationClock } from './simulate';
 
 /**
  * A stand-in for Postgres that answers every statement instantly, so these tests measure the
@@ -31,30 +31,54 @@ function instantClient(unpaid: number[] = [1, 2, 3]) {
   return { client: client as unknown as ClientBase, statements };
 }
 
+/**
+ * Virtual time: it moves only when the simulator sleeps, and statements take none of it — so the
+ * pacing is checked exactly, whatever else the machine is doing.
+ */
+function virtualClock() {
+  let now = 0;
+  const sleeps: number[] = [];
+  const clock: SimulationClock = {
+    now: () => now,
+    sleep: async (ms) => {
+      sleeps.push(ms);
+      now += ms;
+    },
+  };
+  return { clock, sleeps };
+}
+
 describe('runSimulation pacing and statements (no database)', () => {
-  it('keeps to the rate: rate × duration row changes, never more', async () => {
+  it('keeps to the rate: rate × duration row changes, never more, with progress along the way', async () => {
     const { client } = instantClient();
+    const { clock } = virtualClock();
     const progress: number[] = [];
     const result = await runSimulation(client, {
       rate: 200,
       durationMs: 1_000,
       progressIntervalMs: 250,
       onProgress: (p) => progress.push(p.rowChanges),
+      clock,
     });
-    expect(result.rowChanges).toBeGreaterThanOrEqual(180);
+    // 200/s for 1 s: a change starts while fewer than 200 are done; a new order (3 rows) may end 2 over.
+    expect(result.rowChanges).toBeGreaterThanOrEqual(200);
     expect(result.rowChanges).toBeLessThanOrEqual(202);
-    expect(result.elapsedMs).toBeGreaterThanOrEqual(1_000);
-    expect(progress.length).toBeGreaterThanOrEqual(3);
-    // Progress is spread over the run, not bunched at the end.
-    expect(progress[0]).toBeLessThan(100);
+    expect(result.elapsedMs).toBe(1_000);
+    // At 250, 500 and 750 ms: 50, 100 and 150 changes due, reported before the next change.
+    expect(progress).toHaveLength(3);
+    progress.forEach((done, i) => {
+      expect(done).toBeGreaterThanOrEqual(50 * (i + 1));
+      expect(done).toBeLessThanOrEqual(50 * (i + 1) + 2);
+    });
   });
 
-  it('with an unbounded rate, runs flat out until maxChanges', async () => {
+  it('with an unbounded rate, runs flat out until maxChanges, never waiting', async () => {
     const { client } = instantClient();
-    const result = await runSimulation(client, { rate: Infinity, maxChanges: 2_000 });
+    const { clock, sleeps } = virtualClock();
+    const result = await runSimulation(client, { rate: Infinity, maxChanges: 2_000, clock });
     expect(result.rowChanges).toBeGreaterThanOrEqual(2_000);
     expect(result.rowChanges).toBeLessThanOrEqual(2_002);
-    expect(result.elapsedMs).toBeLessThan(2_000);
+    expect(sleeps).toEqual([]);
   });
 
   it('writes each new order with its transaction and payment in one transaction, all parameterised', async () => {

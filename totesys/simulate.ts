@@ -47,7 +47,20 @@ export interface SimulationOptions {
   signal?: AbortSignal;
   onProgress?: (progress: SimulationProgress) => void;
   progressIntervalMs?: number;
+  /** Time, for the pacing: the real clock by default; tests pass a virtual one. */
+  clock?: SimulationClock;
 }
+
+export interface SimulationClock {
+  now(): number;
+  /** Resolves after `ms`, or rejects early when `signal` aborts. */
+  sleep(ms: number, signal?: AbortSignal): Promise<unknown>;
+}
+
+const realClock: SimulationClock = {
+  now: () => performance.now(),
+  sleep: (ms, signal) => sleep(ms, undefined, { signal }),
+};
 
 const DEFAULT_PROGRESS_INTERVAL_MS = 5_000;
 // An unreachable host would otherwise hang until the OS gives up.
@@ -282,18 +295,26 @@ export async function runSimulation(
   if (!(options.rate > 0)) throw new RangeError('rate must be > 0');
   if (typeof target === 'string') {
     const client = new Client({ connectionString: target, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+    // Idle between two changes, a connection the server ends (shutdown, failover) is reported as an
+    // 'error' event, which without a listener kills the process; keep it, and end the run with it
+    // (the next query only says the client "is not queryable").
+    let lost: unknown;
+    client.on('error', (e) => (lost ??= e));
     await client.connect();
     try {
       return await runSimulation(client, options);
+    } catch (e) {
+      throw lost ?? e;
     } finally {
-      await client.end();
+      await client.end().catch(() => undefined);
     }
   }
   const client = target;
   const state = await loadSimulationState(client);
   const planner = createChangePlanner(options.seed ?? 1);
   const progressEveryMs = options.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS;
-  const started = performance.now();
+  const clock = options.clock ?? realClock;
+  const started = clock.now();
   const endsAt = options.durationMs ? started + options.durationMs : Infinity;
   const maxChanges = options.maxChanges ?? Infinity;
   const byKind = emptyByKind();
@@ -301,7 +322,7 @@ export async function runSimulation(
   let rowChanges = 0;
   let nextProgressAt = started + progressEveryMs;
   const snapshot = (): SimulationProgress => {
-    const elapsedMs = performance.now() - started;
+    const elapsedMs = clock.now() - started;
     return {
       elapsedMs,
       events,
@@ -312,7 +333,7 @@ export async function runSimulation(
   };
 
   while (!options.signal?.aborted && rowChanges < maxChanges) {
-    const now = performance.now();
+    const now = clock.now();
     if (now >= endsAt) break;
     if (now >= nextProgressAt) {
       options.onProgress?.(snapshot());
@@ -322,9 +343,7 @@ export async function runSimulation(
     const dueAt = started + (rowChanges * 1000) / options.rate;
     if (dueAt > now) {
       // An abort rejects the wait early; the loop condition then ends the run.
-      await sleep(Math.min(dueAt, endsAt, nextProgressAt) - now, undefined, { signal: options.signal }).catch(
-        () => undefined,
-      );
+      await clock.sleep(Math.min(dueAt, endsAt, nextProgressAt) - now, options.signal).catch(() => undefined);
       continue;
     }
     const change = planner.next(state);

@@ -13,6 +13,7 @@ import {
 import { readRuntimeInfo, RuntimeInfoError } from '../../local/runtime-info';
 import { s3ClientFor } from '../../local/s3rver';
 import { defineCommand, UsageError } from '../command';
+import { awsClientConfig } from '../../aws/request-handler';
 
 export const command = defineCommand({
   name: 'replay',
@@ -64,9 +65,9 @@ export const command = defineCommand({
       const bucket = values.bucket ?? process.env.TOTES_INGESTION_BUCKET;
       if (!bucket) throw new UsageError('--bucket is required with --stream (or set TOTES_INGESTION_BUCKET)');
       target = {
-        kinesis: new KinesisClient({ region: values.region }),
+        kinesis: new KinesisClient(awsClientConfig(values.region)),
         streamName: values.stream,
-        s3: new S3Client({ region: values.region }),
+        s3: new S3Client(awsClientConfig(values.region)),
         bucket,
         atTimestamp: 'native',
       };

@@ -2,6 +2,7 @@ import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } fro
 import path from 'node:path';
 import { FileStateStore, S3StateStore, type StateStore } from '../../capture/state-store';
 import { defineCommand, UsageError } from '../command';
+import { awsClientConfig } from '../../aws/request-handler';
 
 /**
  * `totes resync`: asks capture for a reconciling snapshot of some tables (or all). The request is
@@ -52,7 +53,7 @@ function storeFor(values: Record<string, unknown>): StateStore {
   if (uri) {
     const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(uri);
     if (!m) throw new UsageError(`--state-s3-uri must look like s3://bucket/key, got ${JSON.stringify(uri)}`);
-    return new S3StateStore(new S3Client({ region: values.region as string | undefined }), m[1], m[2], {
+    return new S3StateStore(new S3Client(awsClientConfig(values.region as string | undefined)), m[1], m[2], {
       get: (i) => new GetObjectCommand(i),
       put: (i) => new PutObjectCommand(i),
       del: (i) => new DeleteObjectCommand(i),

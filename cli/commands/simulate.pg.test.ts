@@ -65,8 +65,9 @@ describe('totes simulate', () => {
     );
     expect(done).not.toBeNull();
     const [, changes, , seconds] = done!;
-    // Loose floor: the shared test cluster may be busy (totesys/simulate.test.ts checks pacing tightly).
-    expect(Number(changes)).toBeGreaterThanOrEqual(30);
+    // Only the ceiling: how many a busy shared cluster allowed is not this test's to say
+    // (totesys/simulate.test.ts checks the pacing exactly, on a virtual clock).
+    expect(Number(changes)).toBeGreaterThan(0);
     expect(Number(changes)).toBeLessThanOrEqual(65);
     expect(Number(seconds)).toBeGreaterThanOrEqual(1);
     expect(done![5]).toMatch(/new_sales_order \d+/);

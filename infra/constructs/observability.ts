@@ -9,7 +9,14 @@ import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import type { TotesConfig } from '../config';
-import { EMF_METRICS, LOG_METRICS, METRIC_NAMESPACE, STAGE_DIMENSION, type Stage } from '../pipeline-metrics';
+import {
+  EMF_METRICS,
+  LAMBDA_LOG,
+  LOG_METRICS,
+  METRIC_NAMESPACE,
+  STAGE_DIMENSION,
+  type Stage,
+} from '../pipeline-metrics';
 import type { CaptureService } from './capture-service';
 import type { DeliveryStream } from './delivery-stream';
 import type { PipelineFunction } from './pipeline-function';
@@ -205,7 +212,7 @@ export class Observability extends Construct {
       logGroup: props.firehoseTransform.logGroup,
       // firehose-transform logs each record it answers ProcessingFailed with an `errorCode`.
       filterPattern: logs.FilterPattern.all(
-        logs.FilterPattern.stringValue('$.level', '=', 'error'),
+        logs.FilterPattern.stringValue(LAMBDA_LOG.levelField, '=', LAMBDA_LOG.errorLevel),
         logs.FilterPattern.exists('$.errorCode'),
       ),
       metricNamespace: METRIC_NAMESPACE,

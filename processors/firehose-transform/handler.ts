@@ -1,6 +1,7 @@
 import { S3Client } from '@aws-sdk/client-s3';
-import { createLogger, type LogLevel } from '../../core/logger';
+import { lambdaLogger } from '../shared/lambda-logger';
 import { createHandler, readTransformConfig } from './create-handler';
+import { awsClientConfig } from '../../aws/request-handler';
 
 /**
  * Lambda entry for the Firehose record transformation. Configuration is read and the S3 client built
@@ -10,12 +11,9 @@ import { createHandler, readTransformConfig } from './create-handler';
  */
 const config = readTransformConfig(process.env);
 
-const LEVELS: readonly string[] = ['debug', 'info', 'warn', 'error'] satisfies LogLevel[];
-const logger = createLogger({
-  service: 'firehose-transform',
-  level: LEVELS.includes(process.env.LOG_LEVEL ?? '') ? (process.env.LOG_LEVEL as LogLevel) : 'info',
-});
+// Powertools Logger (processors/shared/lambda-logger.ts): level from LOG_LEVEL, set by the stack.
+const logger = lambdaLogger('firehose-transform');
 
-const s3 = new S3Client({});
+const s3 = new S3Client(awsClientConfig());
 
 export const handler = createHandler({ s3, bucket: config.ingestionBucket, logger });

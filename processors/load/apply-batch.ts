@@ -94,8 +94,10 @@ export class WarehouseUnavailableError extends ApplyBatchError {
 }
 
 export interface ApplyOptions {
-  /** The processed-bucket key, recorded in load_log (a key found there is not loaded again). */
+  /** The processed-bucket key, recorded in load_log with `eTag` (a version found there is not loaded again). */
   objectKey: string;
+  /** The S3 ETag of the bytes being loaded (content identity, migration 006); '' when unknown. */
+  eTag?: string;
   logger?: Logger;
   /** Attempts on deadlock / serialization failure; default 3. */
   maxAttempts?: number;
@@ -104,7 +106,7 @@ export interface ApplyOptions {
 export interface ApplyOutcome {
   objectKey: string;
   table: WarehouseTableName;
-  /** True when load_log already had the key: nothing was written. */
+  /** True when load_log already had this version of the key: nothing was written. */
   duplicate: boolean;
   rows: number;
   /** Dimension/staging rows inserted or changed; fact versions inserted (repeats excluded). */
@@ -233,9 +235,11 @@ async function applyOnce(
   client: ClientBase,
   batch: PreparedBatch,
   objectKey: string,
+  eTag: string,
   outcome: ApplyOutcome,
 ): Promise<void> {
-  const found = await client.query(loadLogLookup(objectKey).text, loadLogLookup(objectKey).values);
+  const lookup = loadLogLookup(objectKey, eTag);
+  const found = await client.query(lookup.text, lookup.values);
   if (found.rowCount) {
     outcome.duplicate = true;
     return;
@@ -294,7 +298,7 @@ async function applyOnce(
       client,
       progressUpsert(batch.sourceTable, batch.table, batch.maxPosition, batch.newestCommitTs),
     );
-  await run(client, loadLogInsert(objectKey, batch.table, batch.rowCount));
+  await run(client, loadLogInsert(objectKey, eTag, batch.table, batch.rowCount));
 }
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -332,7 +336,7 @@ export async function applyBatch(
     };
     try {
       await client.query('BEGIN');
-      await applyOnce(client, batch, options.objectKey, outcome);
+      await applyOnce(client, batch, options.objectKey, options.eTag ?? '', outcome);
       await client.query('COMMIT');
       outcome.durationMs = Date.now() - started;
       return outcome;

@@ -198,6 +198,35 @@ describe('load handler (s3rver + real Postgres)', () => {
     expect(await read(`${loadQuarantineKeyFor(broken)}.reason.json`)).toEqual(reasonBefore);
   });
 
+  it('loads a corrected object that replaced a loaded one under the same key; the same bytes stay a duplicate', async () => {
+    // Prepare: an object loaded once.
+    const key = 'dim_currency/2025/02/28/09/corrected.parquet';
+    const first = objectOf('dim_currency', [rowOf('dim_currency', 21, {}, at(1))]);
+    first.key = key;
+    const { handler } = harness();
+    expect((await handler(s3EventFactory(await putObject(first)))).objects[0].status).toBe('loaded');
+
+    // Act: a corrected version (new content, so a new ETag) lands under the same key.
+    const corrected = objectOf('dim_currency', [
+      rowOf('dim_currency', 21, {}, at(1)),
+      rowOf('dim_currency', 22, {}, at(2)),
+    ]);
+    corrected.key = key;
+    const spec = await putObject(corrected);
+    const report = await handler(s3EventFactory(spec));
+    const redelivered = await handler(s3EventFactory(spec));
+
+    // Assess: the corrected version loaded; its redelivery is a duplicate; load_log holds both versions.
+    expect(report.objects[0].status).toBe('loaded');
+    expect(
+      (await pool.query('SELECT "currency_id" FROM "dim_currency" WHERE "currency_id" > 20 ORDER BY 1')).rows,
+    ).toEqual([{ currency_id: 21 }, { currency_id: 22 }]);
+    expect(redelivered.objects[0].status).toBe('duplicate');
+    expect(
+      (await pool.query('SELECT count(*)::int AS n FROM "load_log" WHERE "object_key" = $1', [key])).rows,
+    ).toEqual([{ n: 2 }]);
+  });
+
   it('throws LoadRetryableError after trying every record when the warehouse is unavailable', async () => {
     const object = objectOf('dim_currency', [rowOf('dim_currency', 2, {}, at(1))]);
     const specs = [await putObject(object), await put('dim_currency/2025/02/28/09/junk.parquet', 'junk')];

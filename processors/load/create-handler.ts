@@ -1,6 +1,7 @@
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { PoolClient } from 'pg';
 import { silentLogger, type Logger } from '../../core/logger';
+import { normalizeETag } from '../../core/outstanding-work';
 import type { WarehouseTableName } from '../../core/warehouse-model';
 import { metricsFor, type MetricSet } from '../shared/metrics';
 import {
@@ -27,7 +28,9 @@ import { MalformedObjectError, prepareBatch } from './load-batch';
  * each object on its own (a bad object fails alone), report.
  *
  * Idempotent, because S3 events are at-least-once and Lambda retries: every write is idempotent on
- * the source position (see core/warehouse-sql.ts), and a key already in `load_log` is skipped.
+ * the source position (see core/warehouse-sql.ts), and a version already in `load_log` is skipped.
+ * A version is the key and the ETag of the bytes read (migration 006): a corrected object that
+ * replaced a loaded one under the same key loads; a redelivery of the same bytes does not.
  *
  * Failure policy (the envelope is processors/shared/s3-object-handler.ts):
  * - An object that can never load as it is (not Parquet, a table the load does not accept, a row
@@ -235,6 +238,7 @@ export function createLoadHandler(
   async function quarantine(
     record: S3EventRecord,
     key: string,
+    eTag: string,
     body: Buffer,
     why: Unloadable,
     logger: Logger,
@@ -242,13 +246,18 @@ export function createLoadHandler(
     const bucket = record.s3.bucket.name;
     const quarantineKey = loadQuarantineKeyFor(key);
     const reasonKey = `${quarantineKey}.reason.json`;
-    let done = false;
-    try {
-      await deps.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: reasonKey }));
-      done = true;
-    } catch (e) {
-      if (!isNotFound(e)) throw e;
-    }
+    const eTagOf = async (k: string): Promise<string | null | undefined> => {
+      try {
+        return normalizeETag((await deps.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: k }))).ETag);
+      } catch (e) {
+        if (!isNotFound(e)) throw e;
+        return undefined;
+      }
+    };
+    // Already quarantined when the mark is complete (the reason is written last) and its copy holds
+    // THESE bytes (equal content, equal ETag: one PutObject each, SSE-S3). A replaced version that
+    // fails too is marked in its turn, or the reconciler would send it again on every run.
+    const done = (await eTagOf(reasonKey)) !== undefined && (await eTagOf(quarantineKey)) === eTag;
     if (!done) {
       await deps.s3.send(
         new PutObjectCommand({
@@ -268,7 +277,7 @@ export function createLoadHandler(
           bucket,
           key,
           size: record.s3.object.size,
-          eTag: record.s3.object.eTag,
+          eTag: eTag || record.s3.object.eTag,
           sequencer: record.s3.object.sequencer,
           eventTime: record.eventTime,
         },
@@ -323,9 +332,12 @@ export function createLoadHandler(
   async function loadObject(record: S3EventRecord, key: string, logger: Logger): Promise<LoadObjectOutcome> {
     const bucket = record.s3.bucket.name;
     let body: Buffer;
+    let eTag: string;
     try {
       const response = await deps.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
       body = await bodyBytes(response.Body as AsyncIterable<Uint8Array>, response.ContentLength);
+      // The version actually read (the event's ETag may be an older one's): what load_log records.
+      eTag = normalizeETag(response.ETag) ?? normalizeETag(record.s3.object.eTag) ?? '';
     } catch (e) {
       if (isNotFound(e)) {
         logger.warn('object no longer exists; nothing to load', { bucket, key });
@@ -341,7 +353,7 @@ export function createLoadHandler(
       const why =
         unloadableFrom(e) ??
         new Unloadable('not a readable Parquet file', { error: (e as Error)?.name ?? 'unknown' });
-      return quarantine(record, key, body, why, logger);
+      return quarantine(record, key, eTag, body, why, logger);
     }
     const partRows = deps.partRows ?? LOAD_PART_ROWS;
     let outcome: ApplyOutcome | null = null;
@@ -357,7 +369,7 @@ export function createLoadHandler(
         if (part.last) batch.rowCount = reader.rowCount;
         const client = await deps.warehouse.connect();
         try {
-          const applied = await applyBatch(client, batch, { objectKey: partKey(key, part), logger });
+          const applied = await applyBatch(client, batch, { objectKey: partKey(key, part), eTag, logger });
           client.release();
           outcome = outcome ? mergeOutcomes(outcome, applied) : applied;
         } catch (e) {
@@ -372,7 +384,7 @@ export function createLoadHandler(
       // re-driving the object after a fix skips them (load_log).
       const why = unloadableFrom(e);
       if (!why) throw e;
-      return quarantine(record, key, body, why, logger);
+      return quarantine(record, key, eTag, body, why, logger);
     } finally {
       await reader.close();
     }

@@ -1,10 +1,12 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { Pool, type PoolClient } from 'pg';
-import { createLogger, type Logger, type LogLevel } from '../../core/logger';
+import type { Logger } from '../../core/logger';
+import { lambdaLogger } from '../shared/lambda-logger';
 import type { BatchItemFailures } from '../shared/s3-object-handler';
 import { createLoadHandler, type LoadHandlerDeps, type LoadReport } from './create-handler';
 import { readLoadConfig, resolveWarehouseConnection, type LoadConfig } from './load-config';
+import { awsClientConfig } from '../../aws/request-handler';
 
 export { createLoadHandler } from './create-handler';
 
@@ -109,18 +111,14 @@ export function lazyWarehouse(
   };
 }
 
-const LEVELS: readonly string[] = ['debug', 'info', 'warn', 'error'] satisfies LogLevel[];
-
 /** Everything the Lambda entry builds from the environment; exported for tests. */
 export function lambdaDeps(env: NodeJS.ProcessEnv): LoadHandlerDeps & { warehouse: LazyWarehouse } {
   const config = readLoadConfig(env);
-  const logger = createLogger({
-    service: 'load',
-    level: LEVELS.includes(env.LOG_LEVEL ?? '') ? (env.LOG_LEVEL as LogLevel) : 'info',
-  });
+  // Powertools Logger (processors/shared/lambda-logger.ts): level from LOG_LEVEL, set by the stack.
+  const logger = lambdaLogger('load', env);
   return {
-    s3: new S3Client({}),
-    warehouse: lazyWarehouse(config, { secrets: new SecretsManagerClient({}), logger }),
+    s3: new S3Client(awsClientConfig()),
+    warehouse: lazyWarehouse(config, { secrets: new SecretsManagerClient(awsClientConfig()), logger }),
     logger,
   };
 }

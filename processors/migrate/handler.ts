@@ -1,9 +1,11 @@
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { Client, type ClientConfig } from 'pg';
-import { createLogger, type Logger } from '../../core/logger';
+import type { Logger } from '../../core/logger';
+import { lambdaLogger } from '../shared/lambda-logger';
 import { resolveWarehouseConnection, SSL_MODES, type LoadConfig, type SslMode } from '../load/load-config';
 import { migrateWarehouse, type MigrationResult } from '../load/migrate';
 import { ensureWarehouseRoles, WAREHOUSE_ROLES, type WarehouseRole } from './roles';
+import { awsClientConfig } from '../../aws/request-handler';
 
 /**
  * The migration step of a deployment (a CDK Trigger runs it before the load function is updated:
@@ -128,8 +130,8 @@ function notInLambda(): never {
 
 export const handler = process.env.AWS_LAMBDA_FUNCTION_NAME
   ? createMigrateHandler({
-      secrets: new SecretsManagerClient({}),
+      secrets: new SecretsManagerClient(awsClientConfig()),
       env: readMigrateEnvironment(process.env),
-      logger: createLogger({ service: 'migrate' }),
+      logger: lambdaLogger('migrate'),
     })
   : notInLambda;

@@ -9,7 +9,8 @@ import {
   SQSClient,
 } from '@aws-sdk/client-sqs';
 import { Client } from 'pg';
-import { createLogger, type Logger } from '../../core/logger';
+import type { Logger } from '../../core/logger';
+import { lambdaLogger } from '../shared/lambda-logger';
 import { normalizeETag, WORK_STAGES, type WorkItem, type WorkStage } from '../../core/outstanding-work';
 import { readLoadConfig, resolveWarehouseConnection } from '../load/load-config';
 import { metricsFor, type MetricSet } from '../shared/metrics';
@@ -19,9 +20,11 @@ import {
   RECONCILE_DEFAULTS,
   redriveEventFor,
   redriveDeadLetters,
+  loadedVersionsIn,
   type DeadLetter,
   type ReconcileDeps,
 } from './reconcile';
+import { awsClientConfig } from '../../aws/request-handler';
 
 /**
  * Lambda entry of the reconciler, run by an EventBridge schedule (infra/stacks/pipeline-stack.ts):
@@ -82,7 +85,10 @@ export interface AwsClients {
 const eventFor = (item: WorkItem): S3Event => redriveEventFor(item, process.env.AWS_REGION);
 
 /** The reconciler's re-drive paths in AWS: the load queue, and asynchronous invocations of transform. */
-export function awsRedrivers(clients: AwsClients, env: ReconcileEnvironment): ReconcileDeps['redrive'] {
+export function awsRedrivers(
+  clients: Pick<AwsClients, 'sqs' | 'lambda'>,
+  env: Pick<ReconcileEnvironment, 'loadQueueUrl' | 'transformFunctionName'>,
+): ReconcileDeps['redrive'] {
   return {
     async load(items) {
       for (let i = 0; i < items.length; i += 10) {
@@ -201,14 +207,7 @@ export function createReconcileHandler(deps: ReconcileHandlerDeps) {
         s3: clients.s3,
         ingestionBucket: env.ingestionBucket,
         processedBucket: env.processedBucket,
-        async loadedKeys(keys) {
-          if (keys.length === 0) return new Set<string>();
-          const { rows } = await warehouse.query<{ object_key: string }>(
-            'SELECT object_key FROM load_log WHERE object_key = ANY($1::text[])',
-            [keys],
-          );
-          return new Set(rows.map((r) => r.object_key));
-        },
+        loadedVersions: (keys) => loadedVersionsIn(warehouse, keys),
         redrive: awsRedrivers(clients, env),
         async loadQueueBusy() {
           const { Attributes: a = {} } = await clients.sqs.send(
@@ -264,11 +263,15 @@ function notInLambda(): never {
 
 function lambdaDeps(env: NodeJS.ProcessEnv): ReconcileHandlerDeps {
   const config = readLoadConfig(env);
-  const secrets = new SecretsManagerClient({});
+  const secrets = new SecretsManagerClient(awsClientConfig());
   return {
-    clients: { s3: new S3Client({}), sqs: new SQSClient({}), lambda: new LambdaClient({}) },
+    clients: {
+      s3: new S3Client(awsClientConfig()),
+      sqs: new SQSClient(awsClientConfig()),
+      lambda: new LambdaClient(awsClientConfig()),
+    },
     env: readReconcileEnvironment(env),
-    logger: createLogger({ service: 'reconcile' }),
+    logger: lambdaLogger('reconcile'),
     async connectWarehouse() {
       const client = new Client({
         ...(await resolveWarehouseConnection(config, secrets)),

@@ -6,11 +6,13 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { INGESTION_ROOT, parseDataObjectKey, SCHEMA_OBJECT_ROOT } from '../../core/csv-codec';
+import type { ClientBase } from 'pg';
 import { silentLogger, type Logger } from '../../core/logger';
 import {
   normalizeETag,
   redriveDecision,
   summarizeWork,
+  versionKey,
   workKey,
   type QuarantineMark,
   type WorkCounts,
@@ -21,6 +23,7 @@ import {
 import { isMappedSourceTable, targetTableOf } from '../../core/star-mapping';
 import { TOTESYS_TABLES } from '../../core/totesys-tables';
 import { WAREHOUSE_TABLE_NAMES } from '../../core/warehouse-model';
+import { loadLogVersions } from '../../core/warehouse-sql';
 import { LOAD_QUARANTINE_ROOT, loadQuarantineKeyFor } from '../load/create-handler';
 import { objectCreatedRecord, type S3EventRecord } from '../shared/s3-event';
 import {
@@ -40,12 +43,38 @@ import {
  * - transform is done for an input when its Parquet output exists (outputKeyFor), or when its table
  *   feeds no warehouse table; it is quarantined by `quarantine/transform/…/<hash>.object.jsonl`,
  *   whose `source.eTag` names the version (or, without one, its write time bounds it);
- * - load is done for a key in `load_log`; it is quarantined by `quarantine/load/<key>.reason.json`,
+ * - load is done for a version (key + ETag) in `load_log`; it is quarantined by `quarantine/load/<key>.reason.json`,
  *   the version being the ETag of the copy beside it (the same bytes, written by one PutObject).
  *
  * Load objects are sent again only while the load queue is empty: a busy queue may still hold them
  * (an outage being waited out), and the count says how many are outstanding either way.
  */
+
+/** One row of `load_log`: a version of a processed object that loaded. */
+export interface LoadedVersion {
+  key: string;
+  /** The ETag of the bytes loaded; '' when loaded before versions were recorded (migration 006). */
+  eTag: string;
+}
+
+/** Reads the versions of `keys` that loaded, from `load_log` (any role that may read it). */
+export async function loadedVersionsIn(
+  warehouse: Pick<ClientBase, 'query'>,
+  keys: readonly string[],
+): Promise<LoadedVersion[]> {
+  if (keys.length === 0) return [];
+  const statement = loadLogVersions(keys);
+  const { rows } = await warehouse.query<{ object_key: string; etag: string }>(
+    statement.text,
+    statement.values,
+  );
+  return rows.map((r) => ({ key: r.object_key, eTag: r.etag }));
+}
+
+/** `WorkFacts.done` entries of loaded versions: a row without an ETag counts for every version. */
+export function loadDoneKeys(versions: readonly LoadedVersion[]): string[] {
+  return versions.map((v) => (v.eTag === '' ? workKey('load', v.key) : versionKey('load', v.key, v.eTag)));
+}
 
 export interface ListedObject {
   key: string;
@@ -63,8 +92,8 @@ export interface ReconcileDeps {
   s3: Pick<S3Client, 'send'>;
   ingestionBucket: string;
   processedBucket: string;
-  /** The keys among these that `load_log` holds. */
-  loadedKeys(keys: readonly string[]): Promise<Set<string>>;
+  /** The versions of these keys that `load_log` holds (eTag '' = loaded before versions were kept). */
+  loadedVersions(keys: readonly string[]): Promise<LoadedVersion[]>;
   redrive: Redrivers;
   /** True while the load queue holds messages (visible or in flight). */
   loadQueueBusy(): Promise<boolean>;
@@ -138,6 +167,28 @@ export async function listAll(
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
   return out;
+}
+
+/** The object as it is now (HEAD), or null when it does not exist. */
+export async function headObject(
+  s3: Pick<S3Client, 'send'>,
+  bucket: string,
+  key: string,
+  now = new Date(),
+): Promise<ListedObject | null> {
+  try {
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    return {
+      key,
+      eTag: normalizeETag(head.ETag),
+      lastModified: head.LastModified ?? now,
+      size: head.ContentLength ?? 0,
+    };
+  } catch (e) {
+    const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    if (status === 404 || (e as Error).name === 'NotFound' || (e as Error).name === 'NoSuchKey') return null;
+    throw e;
+  }
 }
 
 /** `yyyy/MM/dd/` of the last `days` days (UTC), newest first. */
@@ -274,7 +325,7 @@ export async function reconcile(
       );
   }
   const loadable = outputs.filter((o) => isLoadable(o.key));
-  for (const key of await deps.loadedKeys(loadable.map((o) => o.key))) done.add(workKey('load', key));
+  for (const id of loadDoneKeys(await deps.loadedVersions(loadable.map((o) => o.key)))) done.add(id);
   for (const output of loadable) {
     items.push(loadItem(processed, output));
     const quarantineKey = loadQuarantineKeyFor(output.key);
@@ -336,27 +387,18 @@ export interface DeadLetter {
  * no longer exists is dropped).
  */
 export async function redriveDeadLetters(
-  deps: Pick<ReconcileDeps, 's3' | 'processedBucket' | 'loadedKeys' | 'logger' | 'now'>,
+  deps: Pick<ReconcileDeps, 's3' | 'processedBucket' | 'loadedVersions' | 'logger' | 'now'>,
   letters: readonly DeadLetter[],
 ): Promise<{ redriven: number; dropped: number }> {
   const logger = deps.logger ?? silentLogger;
   const now = (deps.now ?? (() => new Date()))();
-  const exists = async (key: string, bucket = deps.processedBucket): Promise<ListedObject | undefined> => {
-    try {
-      const head = await deps.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-      return {
-        key,
-        eTag: normalizeETag(head.ETag),
-        lastModified: head.LastModified ?? now,
-        size: head.ContentLength ?? 0,
-      };
-    } catch (e) {
-      const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-      if (status === 404 || (e as Error).name === 'NotFound') return undefined;
-      throw e;
-    }
-  };
-  const loaded = await deps.loadedKeys(letters.filter((l) => l.item.stage === 'load').map((l) => l.item.key));
+  const exists = async (key: string, bucket = deps.processedBucket): Promise<ListedObject | undefined> =>
+    (await headObject(deps.s3, bucket, key, now)) ?? undefined;
+  const loaded = new Set(
+    loadDoneKeys(
+      await deps.loadedVersions(letters.filter((l) => l.item.stage === 'load').map((l) => l.item.key)),
+    ),
+  );
   let redriven = 0;
   let dropped = 0;
   for (const letter of letters) {
@@ -374,11 +416,11 @@ export async function redriveDeadLetters(
       continue;
     }
     const item: WorkItem = { ...letter.item, eTag: current.eTag, lastModified: current.lastModified };
-    const done = new Set<string>();
+    // Load: done per version, from load_log (a corrected object's letter is sent again).
+    const done = new Set<string>(item.stage === 'load' ? loaded : []);
     const quarantined = new Map<string, QuarantineMark>();
     const id = workKey(item.stage, item.key);
     if (item.stage === 'load') {
-      if (loaded.has(item.key)) done.add(id);
       const reason = await exists(`${loadQuarantineKeyFor(item.key)}.reason.json`);
       if (reason)
         quarantined.set(id, {

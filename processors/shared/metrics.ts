@@ -1,7 +1,22 @@
+import { Metrics } from '@aws-lambda-powertools/metrics';
+
 /**
  * Metrics as CloudWatch Embedded Metric Format (EMF) log lines: one JSON object per line on stdout,
  * which CloudWatch Logs turns into metrics without any API call from the function (no latency, no
  * throttling, no SDK). https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
+ *
+ * The documents are built by Powertools for AWS Lambda (TypeScript) Metrics
+ * (https://docs.powertools.aws.dev/lambda/typescript/latest/features/metrics/), which validates
+ * names, units and dimensions the way CloudWatch will. What stays here is what Powertools does
+ * differently from what the alarms were built on:
+ * - counters are SUMMED per name before a document is written (Powertools keeps every `addMetric`
+ *   as a separate value of an array, which would change SampleCount and Average);
+ * - the one dimension is `Stage`: Powertools adds a `service` dimension by default, which is
+ *   removed (clearDefaultDimensions) so every metric keeps the identity the alarms and dashboards
+ *   read (infra/pipeline-metrics.ts; infra/pipeline-metrics.test.ts checks emitted lines against
+ *   the synthesized alarms);
+ * - lines go to `write` (default stdout, as Powertools' own Console does in Lambda), so the local
+ *   pipeline can route them into its logs.
  *
  * Every stage publishes into the `Totes` namespace with one dimension, `Stage`, so a dashboard
  * shows transform and load side by side and an alarm is one metric name + one stage. Collect a
@@ -45,6 +60,25 @@ const RESERVED = new Set(['_aws', 'Stage']);
  * One EMF document (a single line, no trailing newline): the metrics of one stage at one instant,
  * plus `properties`, which CloudWatch keeps as searchable log fields but not as metrics.
  */
+/**
+ * One Powertools Metrics per namespace, reused. Measured here (2 shared cores, 20,000 documents of
+ * 8 metrics, tsx): about 210 µs per document with a new instance each time, 85–115 µs reused,
+ * 18–25 µs for the hand-written writer this replaced; Powertools Logger 32–36 µs per line against
+ * 9 µs. A function writes one or two documents and a few lines per object, whose load or transform
+ * takes milliseconds: well under 1% — not a reason to keep the hand-written code. Documents are
+ * built synchronously, so invocations cannot interleave on the shared instance.
+ */
+const builders = new Map<string, Metrics>();
+function builderFor(namespace: string): Metrics {
+  let emf = builders.get(namespace);
+  if (!emf) {
+    emf = new Metrics({ namespace });
+    emf.clearDefaultDimensions(); // no `service` dimension: see the module comment
+    builders.set(namespace, emf);
+  }
+  return emf;
+}
+
 export function formatEmf(options: {
   stage: string;
   metrics: readonly MetricDatum[];
@@ -54,22 +88,21 @@ export function formatEmf(options: {
 }): string {
   if (options.metrics.length > MAX_METRICS_PER_DOCUMENT)
     throw new InvalidMetricError('(document)', `more than ${MAX_METRICS_PER_DOCUMENT} metrics`);
-  const document: Record<string, unknown> = {
-    _aws: {
-      Timestamp: options.timestamp.getTime(),
-      CloudWatchMetrics: [
-        {
-          Namespace: options.namespace ?? METRICS_NAMESPACE,
-          Dimensions: [['Stage']],
-          Metrics: options.metrics.map((m) => ({ Name: m.name, Unit: m.unit })),
-        },
-      ],
-    },
-    Stage: options.stage,
-  };
-  for (const [key, value] of Object.entries(options.properties ?? {}))
-    if (!RESERVED.has(key)) document[key] = value;
-  for (const m of options.metrics) document[m.name] = m.value;
+  const emf = builderFor(options.namespace ?? METRICS_NAMESPACE);
+  let document: ReturnType<Metrics['serializeMetrics']>;
+  try {
+    emf.addDimension('Stage', options.stage);
+    for (const [key, value] of Object.entries(options.properties ?? {}))
+      if (!RESERVED.has(key)) emf.addMetadata(key, String(value));
+    for (const m of options.metrics) emf.addMetric(m.name, m.unit, m.value);
+    document = emf.serializeMetrics();
+  } finally {
+    emf.clearMetrics();
+    emf.clearDimensions();
+    emf.clearMetadata();
+  }
+  // Set here rather than with setTimestamp, which warns about old timestamps (tests use fixed ones).
+  document._aws.Timestamp = options.timestamp.getTime();
   return JSON.stringify(document);
 }
 

@@ -13,6 +13,7 @@ import {
   type SchemaObject,
 } from '../../core/csv-codec';
 import { silentLogger, type Logger } from '../../core/logger';
+import { normalizeETag } from '../../core/outstanding-work';
 import {
   isMappedSourceTable,
   StarMappingError,
@@ -267,6 +268,7 @@ export function createTransformHandler(
     body: Buffer | string,
     contentType: string,
     metadata: Record<string, string>,
+    overwrite = false,
   ): Promise<boolean> {
     try {
       await deps.s3.send(
@@ -277,15 +279,33 @@ export function createTransformHandler(
           ContentType: contentType,
           Metadata: userMetadata(metadata),
           // Conditional write: objects are never overwritten, even by a concurrent duplicate
-          // delivery that passed the existence check at the same time.
+          // delivery that passed the existence check at the same time (except a quarantine
+          // pointer that names another version, below).
           // https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html
-          IfNoneMatch: '*',
+          ...(overwrite ? {} : { IfNoneMatch: '*' }),
         }),
       );
       return true;
     } catch (e) {
       if (isAlreadyExists(e)) return false;
       throw new S3AccessError('PutObject', processed, key, { cause: e });
+    }
+  }
+
+  /** The version (ETag) a quarantine pointer names; undefined: no pointer; null: none named. */
+  async function markedVersion(key: string): Promise<string | null | undefined> {
+    let text: string;
+    try {
+      const response = await deps.s3.send(new GetObjectCommand({ Bucket: processed, Key: key }));
+      text = await response.Body!.transformToString();
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw new S3AccessError('GetObject', processed, key, { cause: e });
+    }
+    try {
+      return normalizeETag((JSON.parse(text.split('\n')[0]) as { source?: { eTag?: string } }).source?.eTag);
+    } catch {
+      return null;
     }
   }
 
@@ -413,12 +433,19 @@ export function createTransformHandler(
       },
       quarantinedAt: now().toISOString(),
     });
-    // A redelivery of the same unreadable object finds its pointer and leaves it as it is.
-    if (!(await exists(quarantineKey)))
-      await putOnce(quarantineKey, `${pointer}\n`, 'application/x-ndjson', {
-        'source-bucket': bucket,
-        'source-key': key,
-      });
+    // A redelivery of the same unreadable object finds its pointer and leaves it as it is; a
+    // replaced version that is unreadable too gets the pointer (its ETag is the mark's), or the
+    // reconciler would send it again on every run.
+    const marked = await markedVersion(quarantineKey);
+    const version = normalizeETag(record.s3.object.eTag);
+    if (marked === undefined || (version !== null && marked !== version))
+      await putOnce(
+        quarantineKey,
+        `${pointer}\n`,
+        'application/x-ndjson',
+        { 'source-bucket': bucket, 'source-key': key },
+        marked !== undefined,
+      );
     // The cause is not logged: parser messages may quote the object's content.
     logger.error('object quarantined: it cannot be transformed', {
       bucket,

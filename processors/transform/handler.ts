@@ -1,7 +1,8 @@
 import { S3Client } from '@aws-sdk/client-s3';
-import { createLogger, type LogLevel } from '../../core/logger';
+import { lambdaLogger } from '../shared/lambda-logger';
 import { metricsFor } from '../shared/metrics';
 import { createTransformHandler, readTransformConfig } from './create-handler';
+import { awsClientConfig } from '../../aws/request-handler';
 
 /**
  * Lambda entry for the transform stage (ObjectCreated in the ingestion bucket). Configuration is
@@ -11,13 +12,10 @@ import { createTransformHandler, readTransformConfig } from './create-handler';
  */
 const config = readTransformConfig(process.env);
 
-const LEVELS: readonly string[] = ['debug', 'info', 'warn', 'error'] satisfies LogLevel[];
-const logger = createLogger({
-  service: 'transform',
-  level: LEVELS.includes(process.env.LOG_LEVEL ?? '') ? (process.env.LOG_LEVEL as LogLevel) : 'info',
-});
+// Powertools Logger (processors/shared/lambda-logger.ts): level from LOG_LEVEL, set by the stack.
+const logger = lambdaLogger('transform');
 
-const s3 = new S3Client({});
+const s3 = new S3Client(awsClientConfig());
 
 export const handler = createTransformHandler({
   s3,

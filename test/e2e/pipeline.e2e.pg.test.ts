@@ -17,6 +17,7 @@ import { waitFor } from '../support/pg';
 const CLI = path.resolve(__dirname, '..', '..', 'bin', 'totes.js');
 let dataDir: string;
 let up: ChildProcess | null = null;
+const problems: string[] = [];
 
 beforeAll(() => {
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-e2e-'));
@@ -58,6 +59,8 @@ async function startUp(): Promise<{ child: ChildProcess; urls: Urls }> {
   child.stderr!.on('data', (d) => {
     if (process.env.TOTES_E2E_VERBOSE) process.stderr.write(d);
   });
+  // Warnings and errors (the run logs at warn level), kept to check what a stop logs.
+  readline.createInterface({ input: child.stderr! }).on('line', (line) => problems.push(line));
   const urls: Partial<Urls> = {};
   const password = (name: string) => fs.readFileSync(path.join(dataDir, `${name}-password`), 'utf8').trim();
   await new Promise<void>((resolve, reject) => {
@@ -134,7 +137,13 @@ it('keeps the warehouse equal to the source through a running business and a kil
   const facts = report.tables.filter((t) => t.table.startsWith('fact_'));
   expect(facts.every((t) => (t.versions ?? 0) >= t.sourceRows)).toBe(true);
 
+  // SIGTERM (what ECS or systemd sends) drains every stage and stops the databases last: exit 0, and
+  // nothing warned or failed on the way down.
+  const beforeStop = problems.length;
   up.kill('SIGTERM');
   const code = await new Promise<number | null>((r) => up!.once('exit', r));
-  expect(code).toBe(0);
+  expect({ code, loggedWhileStopping: problems.slice(beforeStop) }).toEqual({
+    code: 0,
+    loggedWhileStopping: [],
+  });
 }, 420_000);
