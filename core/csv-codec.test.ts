@@ -10,6 +10,7 @@ import {
 import {
   CSV_METADATA_COLUMNS,
   CsvDecodeError,
+  CsvObjectDecoder,
   decodeCsvObject,
   decodeSchemaObject,
   encodeChangeBatchAsCsv,
@@ -190,6 +191,54 @@ describe('encodeChangeBatchAsCsv / decodeCsvObject', () => {
 
   it('decodes an empty object as no changes', () => {
     expect(decodeCsvObject('', schemaObjectFor({ schema: 'p', table: 't', columns: COLUMNS }))).toEqual([]);
+  });
+});
+
+describe('CsvObjectDecoder (an object read in pieces)', () => {
+  it('decodes the same changes wherever the pieces are cut, inside quotes and UTF-8 characters too', () => {
+    const columns: Column[] = [...COLUMNS, { name: 'tail', type: 'text', key: false }];
+    const changes = HOSTILE_VALUES.map((value, i) =>
+      changeFactory({ lsn: `0/${(i + 1).toString(16)}`, seq: i, values: [String(i), value, value] }),
+    );
+    const batch = changeBatchFactory({ table: 'hostile', columns, changes });
+    const bytes = Buffer.from(encodeChangeBatchAsCsv(batch) + encodeChangeBatchAsCsv(batch));
+    const schema = schemaObjectFor(batch);
+    const whole = decodeCsvObject(bytes, schema);
+    expect(whole).toHaveLength(2 * changes.length);
+    for (const size of [1, 2, 3, 7, 64, 1000]) {
+      const decoder = new CsvObjectDecoder(schema);
+      const out: Change[] = [];
+      for (let at = 0; at < bytes.length; at += size)
+        out.push(...decoder.push(bytes.subarray(at, at + size)));
+      out.push(...decoder.end());
+      expect(out).toEqual(whole);
+    }
+  });
+
+  it('returns each record as soon as its line ends, and the last one without a line feed at the end', () => {
+    const schema = formatOneSchema(COLUMNS);
+    const decoder = new CsvObjectDecoder(schema);
+    expect(decoder.push('insert,0/1,0,2025-02-28T09:15:02.123456Z,,1,"a\n')).toEqual([]);
+    expect(decoder.push('b"\ninsert,0/1,1,2025-02-28T09:15:02.123456Z,,2,')).toMatchObject([
+      { seq: 0, values: ['1', 'a\nb'] },
+    ]);
+    expect(decoder.push('x')).toEqual([]);
+    expect(decoder.end()).toMatchObject([{ seq: 1, values: ['2', 'x'] }]);
+  });
+
+  it('numbers records from the start of the object in its errors', () => {
+    const schema = formatOneSchema(COLUMNS);
+    const decoder = new CsvObjectDecoder(schema);
+    const good = 'insert,0/1,0,2025-02-28T09:15:02.123456Z,,1,x\n';
+    decoder.push(good + good);
+    expect(() => decoder.push(`${good}insert,0/1,1,,,1,x\n`)).toThrow(
+      expect.objectContaining({ record: 4, name: 'CsvDecodeError' }),
+    );
+    const broken = new CsvObjectDecoder(schema);
+    broken.push(good);
+    expect(() => broken.push('insert,0/1,0,2025-02-28T09:15:02.123456Z,,1,"x"y\n')).toThrow(
+      expect.objectContaining({ record: 2 }),
+    );
   });
 });
 

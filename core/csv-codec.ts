@@ -228,33 +228,94 @@ export function encodeChangeBatchAsCsv(batch: ChangeBatch): string {
  * layout of its schema object. Every record is validated; the first bad one throws CsvDecodeError.
  */
 export function decodeCsvObject(text: string | Uint8Array, schema: SchemaObject): Change[] {
-  const fail = (record: number | undefined, reason: string, cause?: unknown) =>
-    new CsvDecodeError(schema.table, schema.fingerprint, record, reason, cause ? { cause } : undefined);
-  let rows: (string | null)[][];
-  try {
-    rows = parseCsvRecords(typeof text === 'string' ? text : Buffer.from(text).toString('utf8'));
-  } catch (e) {
-    throw fail(e instanceof CsvSyntaxError ? e.record : undefined, 'not valid CSV', e);
+  const decoder = new CsvObjectDecoder(schema);
+  return [...decoder.push(text), ...decoder.end()];
+}
+
+/**
+ * Decodes a CSV object that arrives in pieces (a stream's chunks, cut anywhere, even inside a
+ * UTF-8 character or a quoted field) into changes, a whole number of records at a time: what it
+ * holds between pieces is at most one partial record. The same validation, errors and record
+ * numbers as decodeCsvObject, which is this over one piece.
+ */
+export class CsvObjectDecoder {
+  private readonly utf8 = new TextDecoder('utf-8');
+  private pending = '';
+  /** How much of `pending` was scanned for record ends, and whether that ends inside quotes. */
+  private scanned = 0;
+  private inQuotes = false;
+  /** Records decoded so far (error messages number records from the object's start). */
+  private records = 0;
+  private readonly metadataWidth: number;
+  private readonly width: number;
+
+  constructor(private readonly schema: SchemaObject) {
+    this.metadataWidth = METADATA_COLUMNS_OF_FORMAT[schema.formatVersion].length;
+    this.width = this.metadataWidth + schema.columns.length;
   }
-  const v1 = schema.formatVersion === 1;
-  const metadataWidth = METADATA_COLUMNS_OF_FORMAT[schema.formatVersion].length;
-  const width = metadataWidth + schema.columns.length;
-  return rows.map((row, i) => {
-    const record = i + 1;
-    if (row.length !== width) throw fail(record, `has ${row.length} fields, expected ${width}`);
-    const [op, epoch, lsn, seq, ts, unchanged, count, ref] = v1
-      ? [row[0], '0', row[1], row[2], row[3], row[4], null, null]
-      : schema.formatVersion === 2
-        ? [...row.slice(0, 7), null]
-        : row;
+
+  /** The changes of every record that `piece` completes. */
+  push(piece: string | Uint8Array): Change[] {
+    this.pending += typeof piece === 'string' ? piece : this.utf8.decode(piece, { stream: true });
+    // A record ends at a line feed outside quotes; a doubled quote inside a quoted field toggles
+    // twice, so counting quotes is enough (RFC 4180).
+    let cut = -1;
+    const text = this.pending;
+    for (let i = this.scanned; i < text.length; i += 1) {
+      const c = text.charCodeAt(i);
+      if (c === 0x22) this.inQuotes = !this.inQuotes;
+      else if (c === 0x0a && !this.inQuotes) cut = i + 1;
+    }
+    this.scanned = text.length;
+    if (cut < 0) return [];
+    this.pending = text.slice(cut);
+    this.scanned -= cut;
+    return this.decode(text.slice(0, cut));
+  }
+
+  /** The changes of the last record (one without a final line feed). */
+  end(): Change[] {
+    const rest = this.pending + this.utf8.decode();
+    this.pending = '';
+    this.scanned = 0;
+    return rest ? this.decode(rest) : [];
+  }
+
+  private fail(record: number | undefined, reason: string, cause?: unknown): CsvDecodeError {
+    const { table, fingerprint } = this.schema;
+    return new CsvDecodeError(table, fingerprint, record, reason, cause ? { cause } : undefined);
+  }
+
+  private decode(text: string): Change[] {
+    const first = this.records;
+    let rows: (string | null)[][];
+    try {
+      rows = parseCsvRecords(text);
+    } catch (e) {
+      throw this.fail(e instanceof CsvSyntaxError ? first + e.record : undefined, 'not valid CSV', e);
+    }
+    this.records += rows.length;
+    return rows.map((row, i) => this.change(row, first + i + 1));
+  }
+
+  private change(row: (string | null)[], record: number): Change {
+    const { schema, metadataWidth, width } = this;
+    if (row.length !== width) throw this.fail(record, `has ${row.length} fields, expected ${width}`);
+    const [op, epoch, lsn, seq, ts, unchanged, count, ref] =
+      schema.formatVersion === 1
+        ? [row[0], '0', row[1], row[2], row[3], row[4], null, null]
+        : schema.formatVersion === 2
+          ? [...row.slice(0, 7), null]
+          : row;
     for (const [name, value] of [
       ['epoch', epoch],
       ['seq', seq],
     ] as const)
-      if (value === null || !/^\d+$/.test(value)) throw fail(record, `${name} is not a non-negative integer`);
-    if (count !== null && !/^\d+$/.test(count)) throw fail(record, 'rows is not a non-negative integer');
+      if (value === null || !/^\d+$/.test(value))
+        throw this.fail(record, `${name} is not a non-negative integer`);
+    if (count !== null && !/^\d+$/.test(count)) throw this.fail(record, 'rows is not a non-negative integer');
     if (unchanged !== null && !/^\d+(;\d+)*$/.test(unchanged))
-      throw fail(record, 'unchanged is not a ;-separated list of column indices');
+      throw this.fail(record, 'unchanged is not a ;-separated list of column indices');
     const change: Record<string, unknown> = {
       op,
       epoch: Number(epoch),
@@ -266,18 +327,18 @@ export function decodeCsvObject(text: string | Uint8Array, schema: SchemaObject)
     if (unchanged !== null) change.unchanged = unchanged.split(UNCHANGED_SEPARATOR).map(Number);
     if (count !== null) change.rows = Number(count);
     if (ref !== null) {
-      if (carriesNoValues(op as Change['op'])) throw fail(record, `a ${op} line cannot be a pointer`);
+      if (carriesNoValues(op as Change['op'])) throw this.fail(record, `a ${op} line cannot be a pointer`);
       change.ref = ref;
     }
     const parsed = ChangeSchema.safeParse(change);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      throw fail(record, `${issue.path.join('.')}: ${issue.message}`);
+      throw this.fail(record, `${issue.path.join('.')}: ${issue.message}`);
     }
     for (const index of parsed.data.unchanged ?? [])
-      if (index >= schema.columns.length) throw fail(record, `unchanged index ${index} out of range`);
+      if (index >= schema.columns.length) throw this.fail(record, `unchanged index ${index} out of range`);
     return parsed.data;
-  });
+  }
 }
 
 class CsvSyntaxError extends Error {

@@ -4,7 +4,12 @@ import { silentLogger, type Logger } from '../../core/logger';
 import { normalizeETag } from '../../core/outstanding-work';
 import type { WarehouseTableName } from '../../core/warehouse-model';
 import { metricsFor, type MetricSet } from '../shared/metrics';
-import { decodeParquet, ParquetCodecError } from '../shared/parquet-codec';
+import {
+  openParquetReader,
+  ParquetCodecError,
+  type ParquetTableReader,
+  type WarehouseRow,
+} from '../shared/parquet-codec';
 import { decodeS3ObjectKey, type S3EventRecord } from '../shared/s3-event';
 import {
   describeInvalidEvent,
@@ -13,6 +18,7 @@ import {
   type ObjectFailure,
 } from '../shared/s3-object-handler';
 import { applyBatch, WarehouseDataError, type ApplyOutcome } from './apply-batch';
+import { comparePosition } from '../../core/warehouse-sql';
 import { MalformedObjectError, prepareBatch } from './load-batch';
 
 /**
@@ -70,6 +76,98 @@ export interface LoadHandlerDeps {
   /** A fresh MetricSet per use; default: EMF lines on stdout, stage `load`. */
   metrics?: () => MetricSet;
   now?: () => Date;
+  /** Rows applied per transaction of a large object; default LOAD_PART_ROWS. */
+  partRows?: number;
+}
+
+/**
+ * An object of more rows than this is applied in parts of this many rows, one transaction each,
+ * so the load's memory is bounded by a part, not by the object (a 128 MiB Firehose object of
+ * payments is ~730,000 rows: bench/README.md, `bench:streaming`). Most objects are one part, loaded exactly as before.
+ */
+export const LOAD_PART_ROWS = 10_000;
+
+/**
+ * An S3 body in one buffer, filled as its chunks arrive: the object is held once, where
+ * `Buffer.from(await Body.transformToByteArray())` held it three times at its peak (the SDK's
+ * chunks, their concatenation, and the copy) — 350 MB for a 115 MiB object.
+ */
+async function bodyBytes(body: AsyncIterable<Uint8Array>, length: number | undefined): Promise<Buffer> {
+  if (length === undefined) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of body) chunks.push(Buffer.from(chunk));
+    return Buffer.concat(chunks);
+  }
+  const bytes = Buffer.allocUnsafe(length);
+  let at = 0;
+  for await (const chunk of body) {
+    if (at + chunk.length > length) throw new Error(`S3 sent more than its ContentLength (${length} bytes)`);
+    bytes.set(chunk, at);
+    at += chunk.length;
+  }
+  if (at !== length) throw new Error(`S3 sent ${at} of ${length} bytes`);
+  return bytes;
+}
+
+/** One part of an object: its rows, where they start in the object, and whether it is the last. */
+interface ObjectPart {
+  rows: WarehouseRow[];
+  firstRow: number;
+  last: boolean;
+}
+
+/** The object's parts in order (an empty object is one empty part). Holds at most two parts. */
+async function* partsOf(reader: ParquetTableReader, partRows: number): AsyncGenerator<ObjectPart> {
+  let held: ObjectPart = { rows: [], firstRow: 0, last: false };
+  let next = 0;
+  for await (const rows of reader.batches(partRows)) {
+    if (next > 0) yield held;
+    held = { rows, firstRow: next, last: false };
+    next += rows.length;
+  }
+  yield { ...held, last: true };
+}
+
+/**
+ * The load_log key of a part: the object's own key for the last part, so the object counts as
+ * loaded (for duplicates, the reconciler, `totes verify`) only once every part is; the others get
+ * `<key>#rows-<first row>`, so a retry after a crash skips the parts already loaded.
+ */
+function partKey(key: string, part: ObjectPart): string {
+  return part.last ? key : `${key}#rows-${part.firstRow}`;
+}
+
+function laterPosition(a: ApplyOutcome['maxPosition'], b: ApplyOutcome['maxPosition']) {
+  return !a || (b && comparePosition(b, a) > 0) ? b : a;
+}
+
+function newerTimestamp(a: string | null, b: string | null): string | null {
+  return a === null || (b !== null && Date.parse(b) > Date.parse(a)) ? b : a;
+}
+
+/** One outcome for an object applied in parts. */
+function mergeOutcomes(a: ApplyOutcome, b: ApplyOutcome): ApplyOutcome {
+  const derived = { ...a.derived };
+  for (const [table, n] of Object.entries(b.derived) as [WarehouseTableName, number][])
+    derived[table] = (derived[table] ?? 0) + n;
+  return {
+    objectKey: b.objectKey,
+    table: b.table,
+    duplicate: a.duplicate && b.duplicate,
+    rows: a.rows + b.rows,
+    written: a.written + b.written,
+    deletes: a.deletes + b.deletes,
+    truncated: a.truncated + b.truncated,
+    rereadVersionsDropped: a.rereadVersionsDropped + b.rereadVersionsDropped,
+    reconciled: [...a.reconciled, ...b.reconciled],
+    datesInserted: a.datesInserted + b.datesInserted,
+    placeholdersInserted: a.placeholdersInserted + b.placeholdersInserted,
+    derived,
+    attempts: Math.max(a.attempts, b.attempts),
+    durationMs: a.durationMs + b.durationMs,
+    maxPosition: laterPosition(a.maxPosition, b.maxPosition),
+    newestCommitTs: newerTimestamp(a.newestCommitTs, b.newestCommitTs),
+  };
 }
 
 export const LOAD_OBJECT_STATUSES = ['loaded', 'duplicate', 'ignored', 'quarantined', 'failed'] as const;
@@ -237,7 +335,7 @@ export function createLoadHandler(
     let eTag: string;
     try {
       const response = await deps.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-      body = Buffer.from(await response.Body!.transformToByteArray());
+      body = await bodyBytes(response.Body as AsyncIterable<Uint8Array>, response.ContentLength);
       // The version actually read (the event's ETag may be an older one's): what load_log records.
       eTag = normalizeETag(response.ETag) ?? normalizeETag(record.s3.object.eTag) ?? '';
     } catch (e) {
@@ -247,45 +345,59 @@ export function createLoadHandler(
       }
       throw e;
     }
-    let parquet;
+    let reader: ParquetTableReader;
     try {
-      parquet = await decodeParquet(body);
+      reader = await openParquetReader(body);
     } catch (e) {
-      // Whatever decoding throws is a property of these bytes, so retrying cannot help. parquetjs-lite
-      // throws its own errors (TProtocolException, TypeError) from damaged pages: name them only.
+      // Whatever decoding throws is a property of these bytes, so retrying cannot help.
       const why =
         unloadableFrom(e) ??
         new Unloadable('not a readable Parquet file', { error: (e as Error)?.name ?? 'unknown' });
       return quarantine(record, key, eTag, body, why, logger);
     }
-    let batch;
+    const partRows = deps.partRows ?? LOAD_PART_ROWS;
+    let outcome: ApplyOutcome | null = null;
     try {
-      batch = prepareBatch(parquet);
+      // An object of several parts is checked whole before any part is applied: a malformed row
+      // quarantines it with nothing loaded, as it does an object of one part.
+      if (reader.rowCount > partRows)
+        for await (const part of partsOf(reader, partRows))
+          prepareBatch({ table: reader.table, rows: part.rows }, { firstRow: part.firstRow });
+      for await (const part of partsOf(reader, partRows)) {
+        const batch = prepareBatch({ table: reader.table, rows: part.rows }, { firstRow: part.firstRow });
+        // load_log records the object's rows under its own key.
+        if (part.last) batch.rowCount = reader.rowCount;
+        const client = await deps.warehouse.connect();
+        // A session ended under a running load (a warehouse restart) fails the query, handled below;
+        // the client also emits 'error', which must not go unheard or it ends the process (npm run chaos).
+        const lost = (err: Error) => logger.warn('warehouse connection lost during a load', { key, err });
+        client.on('error', lost);
+        const release = (err?: Error) => {
+          client.off('error', lost);
+          client.release(err);
+        };
+        try {
+          const applied = await applyBatch(client, batch, { objectKey: partKey(key, part), eTag, logger });
+          release();
+          outcome = outcome ? mergeOutcomes(outcome, applied) : applied;
+        } catch (e) {
+          // A failed connection must not go back to the pool; a data error leaves it healthy.
+          release(unloadableFrom(e) ? undefined : (e as Error));
+          throw e;
+        }
+      }
     } catch (e) {
+      // Damaged pages, a malformed row, data Postgres refuses: properties of these bytes. Parts
+      // before the one refused stay loaded (each is order-proof on its own, like any object);
+      // re-driving the object after a fix skips them (load_log).
       const why = unloadableFrom(e);
       if (!why) throw e;
       return quarantine(record, key, eTag, body, why, logger);
+    } finally {
+      await reader.close();
     }
-    const client = await deps.warehouse.connect();
-    // A session ended under a running load (a warehouse restart) fails the query, handled below; the
-    // client also emits 'error', which must not go unheard or it ends the process (npm run chaos).
-    const lost = (err: Error) => logger.warn('warehouse connection lost during a load', { key, err });
-    client.on('error', lost);
-    const release = (err?: Error) => {
-      client.off('error', lost);
-      client.release(err);
-    };
-    let outcome: ApplyOutcome;
-    try {
-      outcome = await applyBatch(client, batch, { objectKey: key, eTag, logger });
-      release();
-    } catch (e) {
-      const why = unloadableFrom(e);
-      // A failed connection must not go back to the pool; a data error leaves it healthy.
-      release(why ? undefined : (e as Error));
-      if (!why) throw e;
-      return quarantine(record, key, eTag, body, why, logger);
-    }
+    if (!outcome) throw new Error('an object always has a part');
+    outcome = { ...outcome, rows: reader.rowCount };
     if (outcome.duplicate) {
       logger.info('object already loaded; skipped', { key, table: outcome.table });
       return { bucket, key, status: 'duplicate', table: outcome.table, rows: outcome.rows, load: outcome };

@@ -269,13 +269,13 @@ function foldUpserts(versions: VersionedRow[]): VersionedRow {
 
 const ascending = (a: number, b: number) => a - b;
 
-function prepareDates(parquet: ParquetTable): PreparedBatch {
+function prepareDates(parquet: ParquetTable, firstRow: number): PreparedBatch {
   const issues: string[] = [];
   const dates = new Set<string>();
   parquet.rows.forEach((row, i) => {
     const value = row.date_id;
     if (typeof value !== 'string' || !DATE.test(value) || !isCalendarDate(value))
-      issues.push(`row ${i}: date_id is not a YYYY-MM-DD calendar date`);
+      issues.push(`row ${firstRow + i}: date_id is not a YYYY-MM-DD calendar date`);
     else dates.add(value);
   });
   if (issues.length) throw new MalformedObjectError('dim_date', issues.slice(0, MAX_ISSUES));
@@ -296,11 +296,15 @@ function prepareDates(parquet: ParquetTable): PreparedBatch {
   };
 }
 
-/** Checks and folds one decoded object. Throws MalformedObjectError. */
-export function prepareBatch(parquet: ParquetTable): PreparedBatch {
+/**
+ * Checks and folds one decoded object, or one part of it: `firstRow` is the index of its first row
+ * in the object (issues name rows by their index in the object). Throws MalformedObjectError.
+ */
+export function prepareBatch(parquet: ParquetTable, options: { firstRow?: number } = {}): PreparedBatch {
   const { table } = parquet;
+  const firstRow = options.firstRow ?? 0;
   const spec = WAREHOUSE_TABLES[table];
-  if (spec.kind === 'date') return prepareDates(parquet);
+  if (spec.kind === 'date') return prepareDates(parquet, firstRow);
   if (spec.source === null)
     throw new MalformedObjectError(table, [
       `${table} is computed in the warehouse, never loaded from objects`,
@@ -309,7 +313,7 @@ export function prepareBatch(parquet: ParquetTable): PreparedBatch {
   const issues: string[] = [];
   const checked: CheckedRow[] = [];
   for (const [i, row] of parquet.rows.entries()) {
-    const ok = checkRow(table, row, i, issues);
+    const ok = checkRow(table, row, firstRow + i, issues);
     if (ok) checked.push(ok);
     if (issues.length >= MAX_ISSUES) break;
   }

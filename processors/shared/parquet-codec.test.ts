@@ -1,4 +1,17 @@
-import { decodeParquet, encodeParquet, ParquetCodecError, type WarehouseRow } from './parquet-codec';
+import { DuckDBInstance } from '@duckdb/node-api';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ParquetReader } from '@dsnp/parquetjs';
+import {
+  decodeParquet,
+  encodeParquet,
+  openParquetReader,
+  openParquetWriter,
+  ParquetCodecError,
+  type WarehouseRow,
+} from './parquet-codec';
+import { Writable } from 'node:stream';
 
 const row = (overrides: Partial<WarehouseRow> = {}): WarehouseRow => ({
   payment_id: 1,
@@ -25,7 +38,7 @@ const row = (overrides: Partial<WarehouseRow> = {}): WarehouseRow => ({
 });
 
 describe('parquet codec', () => {
-  it('round-trips every column type exactly, money as text, with NULLs', async () => {
+  it('round-trips every column type exactly, money as DECIMAL, with NULLs', async () => {
     const rows = [
       row(),
       row({ payment_id: 2, payment_amount: '-99999999.99', paid: false, created_time: '23:59:59.999' }),
@@ -65,6 +78,88 @@ describe('parquet codec', () => {
     await expect(encodeParquet('fact_payment', [row({ created_time: 'noon' })])).rejects.toThrow(
       /created_time/,
     );
+  });
+
+  it('prints money as Postgres prints numeric(10,2), whatever text it was given', async () => {
+    const amounts = ['3.9', '0', '-0.05', '7.00', '12345678.9'];
+    const decoded = await decodeParquet(
+      await encodeParquet(
+        'fact_payment',
+        amounts.map((payment_amount) => row({ payment_amount })),
+      ),
+    );
+    expect(decoded.rows.map((r) => r.payment_amount)).toEqual([
+      '3.90',
+      '0.00',
+      '-0.05',
+      '7.00',
+      '12345678.90',
+    ]);
+  });
+
+  it('refuses money that is not a numeric(10,2), naming the column', async () => {
+    for (const payment_amount of ['123456789.00', '1.234', '1e3', ''])
+      await expect(encodeParquet('fact_payment', [row({ payment_amount })])).rejects.toThrow(
+        /payment_amount/,
+      );
+  });
+
+  it('declares money DECIMAL(10,2) in the file schema, and DuckDB reads numbers', async () => {
+    const amounts = ['56925.44', '-99999999.99', '0.01'];
+    const file = await encodeParquet(
+      'fact_payment',
+      amounts.map((payment_amount, i) => row({ payment_id: i + 1, payment_amount })),
+    );
+    const reader = await ParquetReader.openBuffer(file);
+    const element = reader.metadata!.schema.find((e) => e.name === 'payment_amount')!;
+    await reader.close();
+    expect({ precision: element.precision, scale: element.scale, type: element.converted_type }).toEqual({
+      precision: 10,
+      scale: 2,
+      type: 5, // ConvertedType.DECIMAL in parquet.thrift
+    });
+
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-parquet-'));
+    try {
+      const at = path.join(dir, 'fact_payment.parquet');
+      fs.writeFileSync(at, file);
+      const duck = await (await DuckDBInstance.create(':memory:')).connect();
+      const result = await duck.runAndReadAll(
+        `SELECT any_value(typeof(payment_amount)) AS type, sum(payment_amount)::VARCHAR AS total,
+                min(payment_amount)::VARCHAR AS least FROM read_parquet('${at}')`,
+      );
+      expect(result.getRowObjectsJson()).toEqual([
+        { type: 'DECIMAL(10,2)', total: '-99943074.54', least: '-99999999.99' },
+      ]);
+      duck.closeSync();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('writes and reads a file a row group at a time', async () => {
+    const chunks: Buffer[] = [];
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        chunks.push(Buffer.from(chunk));
+        done();
+      },
+    });
+    const writer = await openParquetWriter('fact_payment', sink, { rowGroupRows: 3 });
+    const rows = Array.from({ length: 8 }, (_, i) => row({ payment_id: i + 1, _seq: i }));
+    for (const r of rows) await writer.append(r);
+    expect(writer.rows).toBe(8);
+    await writer.close();
+    const reader = await openParquetReader(Buffer.concat(chunks));
+    expect({ table: reader.table, rowCount: reader.rowCount }).toEqual({
+      table: 'fact_payment',
+      rowCount: 8,
+    });
+    const batches: WarehouseRow[][] = [];
+    for await (const batch of reader.batches(3)) batches.push(batch);
+    await reader.close();
+    expect(batches.map((b) => b.length)).toEqual([3, 3, 2]);
+    expect(batches.flat()).toEqual(rows);
   });
 
   it('refuses a file that is not Parquet', async () => {

@@ -1,7 +1,5 @@
 import { Writable } from 'node:stream';
-// parquetjs-lite ships no types; the few calls used here are typed locally.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const parquet = require('parquetjs-lite') as ParquetModule;
+import { ParquetReader, ParquetSchema, ParquetWriter } from '@dsnp/parquetjs';
 import {
   SOURCE_POSITION_COLUMNS,
   WAREHOUSE_TABLES,
@@ -17,41 +15,25 @@ export type { WarehouseRow, WarehouseValue } from '../../core/warehouse-model';
 
 /**
  * Parquet files of the processed bucket: one warehouse table per object, the table's columns (see
- * core/warehouse-model.ts) followed by the bookkeeping columns (SOURCE_POSITION_COLUMNS there). Every column is OPTIONAL (delete rows carry only the key; unchanged TOAST values
- * are null plus a mark in `_unchanged`).
+ * core/warehouse-model.ts) followed by the bookkeeping columns (SOURCE_POSITION_COLUMNS there).
+ * Every column is OPTIONAL (delete rows carry only the key; unchanged TOAST values are null plus a
+ * mark in `_unchanged`).
  *
  * In memory a row holds canonical values: int → number, boolean → boolean, and text for the rest —
- * date `YYYY-MM-DD`, time `HH:MM:SS.mmm`, numeric(10,2) exactly as Postgres wrote it. Physical
- * types: INT32, BOOLEAN, DATE (days since epoch), TIME_MILLIS, UTF8. Money stays UTF8 text:
- * parquetjs-lite has no DECIMAL type (architecture.md, measured), and text keeps it exact; the load
- * casts it to numeric(10,2).
+ * date `YYYY-MM-DD`, time `HH:MM:SS.mmm`, numeric(10,2) as Postgres prints it (`12.30`). Physical
+ * types: INT32, BOOLEAN, DATE (days since epoch), TIME_MILLIS, UTF8, and money as
+ * DECIMAL(10,2) so Athena, DuckDB or Spark reading the lake get numbers. The DECIMAL is stored as
+ * a 5-byte FIXED_LEN_BYTE_ARRAY (big-endian two's complement of the unscaled value, enough for 11
+ * digits), which the codec builds and reads itself from the text: exact, never through a float.
+ * https://github.com/apache/parquet-format/blob/master/LogicalTypes.md#decimal
+ *
+ * Written with @dsnp/parquetjs, the maintained fork of parquetjs; it replaced parquetjs-lite when
+ * `npm run bench:parquet` measured it faster on the same rows (bench/README.md).
  */
 
 export interface ParquetTable {
   table: WarehouseTableName;
   rows: WarehouseRow[];
-}
-
-interface ParquetModule {
-  ParquetSchema: new (fields: Record<string, { type: string; optional?: boolean }>) => unknown;
-  ParquetWriter: {
-    openStream(
-      schema: unknown,
-      stream: Writable,
-      opts?: object,
-    ): Promise<{
-      appendRow(row: object): Promise<void>;
-      setMetadata(key: string, value: string): void;
-      close(): Promise<void>;
-    }>;
-  };
-  ParquetReader: {
-    openBuffer(buffer: Buffer): Promise<{
-      getCursor(): { next(): Promise<Record<string, unknown> | null> };
-      getMetadata(): Record<string, string>;
-      close(): Promise<void>;
-    }>;
-  };
 }
 
 export class ParquetCodecError extends Error {
@@ -61,17 +43,22 @@ export class ParquetCodecError extends Error {
   }
 }
 
-const PHYSICAL: Record<WarehouseColumn['type'], string> = {
+/** Money: numeric(10,2) in totesys (../shared/reference/totesys.md). */
+const MONEY = { precision: 10, scale: 2, bytes: 5 } as const;
+
+export type Physical = 'INT32' | 'INT64' | 'UTF8' | 'DATE' | 'TIME_MILLIS' | 'BOOLEAN' | 'DECIMAL';
+
+const PHYSICAL: Record<WarehouseColumn['type'], Physical> = {
   int: 'INT32',
   text: 'UTF8',
   varchar: 'UTF8',
-  'numeric(10,2)': 'UTF8',
+  'numeric(10,2)': 'DECIMAL',
   date: 'DATE',
   time: 'TIME_MILLIS',
   boolean: 'BOOLEAN',
 };
 
-const BOOKKEEPING_TYPES: Record<(typeof SOURCE_POSITION_COLUMNS)[number], string> = {
+const BOOKKEEPING_TYPES: Record<(typeof SOURCE_POSITION_COLUMNS)[number], Physical> = {
   _op: 'UTF8',
   _epoch: 'INT64',
   _lsn: 'UTF8',
@@ -85,18 +72,41 @@ const BOOKKEEPING_TYPES: Record<(typeof SOURCE_POSITION_COLUMNS)[number], string
 /** Metadata key naming the warehouse table inside the file. */
 const TABLE_METADATA_KEY = 'totes.table';
 
-function schemaFor(table: WarehouseTableName): unknown {
-  const fields: Record<string, { type: string; optional: boolean }> = {};
-  for (const c of WAREHOUSE_TABLES[table].columns)
-    fields[c.name] = { type: PHYSICAL[c.type], optional: true };
-  for (const [name, type] of Object.entries(BOOKKEEPING_TYPES)) fields[name] = { type, optional: true };
-  return new parquet.ParquetSchema(fields);
+/**
+ * Rows per row group. A row group is what a writer holds before writing and what a reader
+ * decodes at once, so it bounds the memory of both; 4,096 rows of a fact table are ~1 MiB.
+ */
+export const ROW_GROUP_ROWS = 4096;
+
+function columnTypes(table: WarehouseTableName): [string, Physical][] {
+  return [
+    ...WAREHOUSE_TABLES[table].columns.map((c) => [c.name, PHYSICAL[c.type]] as [string, Physical]),
+    ...Object.entries(BOOKKEEPING_TYPES),
+  ];
+}
+
+function schemaFor(table: WarehouseTableName): ParquetSchema {
+  const fields: ConstructorParameters<typeof ParquetSchema>[0] = {};
+  for (const [name, type] of columnTypes(table))
+    fields[name] =
+      type === 'DECIMAL'
+        ? {
+            type,
+            typeLength: MONEY.bytes,
+            precision: MONEY.precision,
+            scale: MONEY.scale,
+            optional: true,
+          }
+        : { type, optional: true };
+  return new ParquetSchema(fields);
 }
 
 const DATE_TEXT = /^(\d{4})-(\d{2})-(\d{2})$/;
 const TIME_TEXT = /^(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,3}))?$/;
+/** numeric(10,2) text: at most 8 integer and 2 fraction digits. */
+const MONEY_TEXT = /^(-?)(\d{1,8})(?:\.(\d{1,2}))?$/;
 
-function toPhysical(type: string, value: WarehouseValue, column: string): unknown {
+function toPhysical(type: Physical, value: WarehouseValue, column: string): unknown {
   if (value === null || value === undefined) return undefined;
   switch (type) {
     case 'DATE': {
@@ -116,6 +126,16 @@ function toPhysical(type: string, value: WarehouseValue, column: string): unknow
         ((Number(m[1]) * 60 + Number(m[2])) * 60 + Number(m[3])) * 1000 + Number((m[4] ?? '0').padEnd(3, '0'))
       );
     }
+    case 'DECIMAL': {
+      const m = MONEY_TEXT.exec(String(value));
+      if (!m)
+        throw new ParquetCodecError(`column ${column}: ${JSON.stringify(value)} is not a numeric(10,2)`);
+      // The unscaled value (cents) from the digits, never through a float: at most 10 digits.
+      const cents = Number(m[2] + (m[3] ?? '').padEnd(MONEY.scale, '0'));
+      const bytes = Buffer.allocUnsafe(MONEY.bytes);
+      bytes.writeIntBE(m[1] ? -cents : cents, 0, MONEY.bytes);
+      return bytes;
+    }
     case 'INT64':
       return BigInt(value as number);
     default:
@@ -123,15 +143,21 @@ function toPhysical(type: string, value: WarehouseValue, column: string): unknow
   }
 }
 
-function fromPhysical(type: string, value: unknown): WarehouseValue {
+const pad = (n: number, w = 2) => String(n).padStart(w, '0');
+
+function fromPhysical(type: Physical, value: unknown): WarehouseValue {
   if (value === null || value === undefined) return null;
   switch (type) {
     case 'DATE':
       return (value as Date).toISOString().slice(0, 10);
     case 'TIME_MILLIS': {
       const ms = Number(value);
-      const pad = (n: number, w = 2) => String(n).padStart(w, '0');
       return `${pad(Math.floor(ms / 3_600_000))}:${pad(Math.floor(ms / 60_000) % 60)}:${pad(Math.floor(ms / 1000) % 60)}.${pad(ms % 1000, 3)}`;
+    }
+    case 'DECIMAL': {
+      const cents = (value as Buffer).readIntBE(0, MONEY.bytes);
+      const abs = Math.abs(cents);
+      return `${cents < 0 ? '-' : ''}${Math.floor(abs / 100)}.${pad(abs % 100)}`;
     }
     case 'INT64':
     case 'INT32':
@@ -141,11 +167,69 @@ function fromPhysical(type: string, value: unknown): WarehouseValue {
   }
 }
 
-function columnTypes(table: WarehouseTableName): [string, string][] {
-  return [
-    ...WAREHOUSE_TABLES[table].columns.map((c) => [c.name, PHYSICAL[c.type]] as [string, string]),
-    ...Object.entries(BOOKKEEPING_TYPES),
-  ];
+/** The Parquet column names and physical types of a table, in file order (bench/parquet.ts uses it). */
+export function parquetColumns(table: WarehouseTableName): readonly [string, Physical][] {
+  return columnTypes(table);
+}
+
+/** A row's values as the writer takes them (absent = NULL). */
+export function physicalRow(
+  types: readonly [string, Physical][],
+  row: WarehouseRow,
+): Record<string, unknown> {
+  const physical: Record<string, unknown> = {};
+  for (const [name, type] of types) {
+    const value = toPhysical(type, row[name] ?? null, name);
+    if (value !== undefined) physical[name] = value;
+  }
+  return physical;
+}
+
+/** A row as the reader returns it, back in canonical form. */
+export function warehouseRowOf(
+  types: readonly [string, Physical][],
+  raw: Record<string, unknown>,
+): WarehouseRow {
+  const row: WarehouseRow = {};
+  for (const [name, type] of types) row[name] = fromPhysical(type, raw[name]);
+  return row;
+}
+
+/**
+ * Writes one warehouse table's rows to `sink` as they come, a row group at a time: what it holds
+ * is at most one row group, whatever the file's size.
+ */
+export interface ParquetTableWriter {
+  append(row: WarehouseRow): Promise<void>;
+  /** Rows appended so far. */
+  readonly rows: number;
+  /** Writes the last row group and the footer. */
+  close(): Promise<void>;
+}
+
+export async function openParquetWriter(
+  table: WarehouseTableName,
+  sink: Writable,
+  options: { rowGroupRows?: number } = {},
+): Promise<ParquetTableWriter> {
+  const types = columnTypes(table);
+  // Typed as a file stream, but only write() and end() are used.
+  const stream = sink as unknown as Parameters<typeof ParquetWriter.openStream>[1];
+  const writer = await ParquetWriter.openStream(schemaFor(table), stream, {
+    rowGroupSize: options.rowGroupRows ?? ROW_GROUP_ROWS,
+  });
+  writer.setMetadata(TABLE_METADATA_KEY, table);
+  let rows = 0;
+  return {
+    async append(row) {
+      await writer.appendRow(physicalRow(types, row));
+      rows += 1;
+    },
+    get rows() {
+      return rows;
+    },
+    close: () => writer.close(),
+  };
 }
 
 /** Encodes rows of one warehouse table as a Parquet file (in memory). */
@@ -160,45 +244,79 @@ export async function encodeParquet(
       done();
     },
   });
-  const types = columnTypes(table);
-  const writer = await parquet.ParquetWriter.openStream(schemaFor(table), sink);
-  writer.setMetadata(TABLE_METADATA_KEY, table);
-  for (const row of rows) {
-    const physical: Record<string, unknown> = {};
-    for (const [name, type] of types) {
-      const value = toPhysical(type, row[name] ?? null, name);
-      if (value !== undefined) physical[name] = value;
-    }
-    await writer.appendRow(physical);
-  }
+  const writer = await openParquetWriter(table, sink);
+  for (const row of rows) await writer.append(row);
   await writer.close();
   return Buffer.concat(chunks);
 }
 
-/** Decodes a file written by encodeParquet; the table comes from the file's own metadata. */
-export async function decodeParquet(buffer: Buffer): Promise<ParquetTable> {
+/**
+ * A Parquet file of the processed bucket opened for reading: its table, row count, and its rows
+ * in batches of at most one row group (decoded only when asked for), so a reader's memory is
+ * bounded by a row group, not by the file.
+ */
+export interface ParquetTableReader {
+  table: WarehouseTableName;
+  rowCount: number;
+  /** The rows in order, `size` (default ROW_GROUP_ROWS) at a time. */
+  batches(size?: number): AsyncGenerator<WarehouseRow[]>;
+  close(): Promise<void>;
+}
+
+export async function openParquetReader(buffer: Buffer): Promise<ParquetTableReader> {
   let reader;
   try {
-    reader = await parquet.ParquetReader.openBuffer(buffer);
+    reader = await ParquetReader.openBuffer(buffer);
   } catch (e) {
     throw new ParquetCodecError('not a readable Parquet file', { cause: e });
   }
+  const table = reader.getMetadata()[TABLE_METADATA_KEY] as WarehouseTableName | undefined;
+  if (!table || !(table in WAREHOUSE_TABLES)) {
+    await reader.close();
+    throw new ParquetCodecError(
+      `Parquet file names no known warehouse table (${TABLE_METADATA_KEY}=${table})`,
+    );
+  }
+  const types = columnTypes(table);
+  const opened = reader;
+  return {
+    table,
+    rowCount: Number(opened.getRowCount()),
+    async *batches(size = ROW_GROUP_ROWS) {
+      const cursor = opened.getCursor();
+      // The library throws its own errors (TProtocolException, TypeError, RangeError) from damaged
+      // pages, possibly quoting bytes: named, not passed on.
+      const next = () =>
+        cursor.next().catch((e: unknown) => {
+          throw new ParquetCodecError(
+            `not a readable Parquet file (${(e as Error)?.name ?? 'error'} reading a row group)`,
+            { cause: e },
+          );
+        });
+      let batch: WarehouseRow[] = [];
+      for (let raw = await next(); raw; raw = await next()) {
+        const row: WarehouseRow = {};
+        for (const [name, type] of types)
+          row[name] = fromPhysical(type, (raw as Record<string, unknown>)[name]);
+        batch.push(row);
+        if (batch.length >= size) {
+          yield batch;
+          batch = [];
+        }
+      }
+      if (batch.length) yield batch;
+    },
+    close: () => opened.close(),
+  };
+}
+
+/** Decodes a file written by encodeParquet; the table comes from the file's own metadata. */
+export async function decodeParquet(buffer: Buffer): Promise<ParquetTable> {
+  const reader = await openParquetReader(buffer);
   try {
-    const table = reader.getMetadata()[TABLE_METADATA_KEY] as WarehouseTableName | undefined;
-    if (!table || !(table in WAREHOUSE_TABLES)) {
-      throw new ParquetCodecError(
-        `Parquet file names no known warehouse table (${TABLE_METADATA_KEY}=${table})`,
-      );
-    }
-    const types = columnTypes(table);
-    const cursor = reader.getCursor();
     const rows: WarehouseRow[] = [];
-    for (let raw = await cursor.next(); raw; raw = await cursor.next()) {
-      const row: WarehouseRow = {};
-      for (const [name, type] of types) row[name] = fromPhysical(type, raw[name]);
-      rows.push(row);
-    }
-    return { table, rows };
+    for await (const batch of reader.batches()) for (const row of batch) rows.push(row);
+    return { table: reader.table, rows };
   } finally {
     await reader.close();
   }

@@ -1,9 +1,10 @@
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
 import type { Change } from '../../core/change-event';
+import { Writable } from 'node:stream';
 import {
   CsvCodecError,
-  decodeCsvObject,
+  CsvObjectDecoder,
   decodeSchemaObject,
   INGESTION_ROOT,
   isLayoutSafeTableName,
@@ -20,9 +21,10 @@ import {
   StarMappingError,
   targetTableOf,
   toWarehouseRows,
+  type StarMappingResult,
 } from '../../core/star-mapping';
 import type { WarehouseTableName } from '../../core/warehouse-model';
-import { encodeParquet, ParquetCodecError } from '../shared/parquet-codec';
+import { openParquetWriter, ParquetCodecError } from '../shared/parquet-codec';
 import { metricsFor, type MetricSet } from '../shared/metrics';
 import { decodeS3ObjectKey, type S3EventRecord } from '../shared/s3-event';
 import { splitMixedObject } from './split-mixed-object';
@@ -230,6 +232,15 @@ function isAlreadyExists(e: unknown): boolean {
   return (e as { name?: unknown })?.name === 'PreconditionFailed' || httpStatusOf(e) === 412;
 }
 
+/** The chunks of an S3 body; a failure while reading is S3's (retryable), not the object's. */
+async function* readingFrom(body: AsyncIterable<Uint8Array>, bucket: string, key: string) {
+  try {
+    for await (const chunk of body) yield chunk;
+  } catch (e) {
+    throw new S3AccessError('GetObject', bucket, key, { cause: e });
+  }
+}
+
 /** A change as it goes to the quarantine: values included (this is the one place they may go). */
 function quarantineLine(base: Record<string, unknown>, change: Change, reason: string): string {
   return JSON.stringify({ ...base, reason, change });
@@ -333,6 +344,85 @@ export function createTransformHandler(
     return schema;
   }
 
+  /**
+   * Streams a data object from S3 through the CSV decoder, the star mapping and the Parquet writer,
+   * so what is held is a chunk of CSV, the changes it completes, one row group and the Parquet
+   * written so far — not the object's changes and rows (a 64–128 MiB Firehose object decodes to
+   * gigabytes of them). The Parquet is kept in memory: PutObject needs its length up front, and it is
+   * a fraction of the CSV (bench/README.md, `bench:streaming`).
+   */
+  async function streamToParquet(
+    bucket: string,
+    key: string,
+    schema: SchemaObject,
+    targetTable: WarehouseTableName,
+  ): Promise<{
+    parquet: Buffer;
+    changes: number;
+    rows: number;
+    rejected: StarMappingResult['rejected'];
+    bytesIn: number;
+  }> {
+    let body: AsyncIterable<Uint8Array>;
+    try {
+      const response = await deps.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      body = response.Body as AsyncIterable<Uint8Array>;
+    } catch (e) {
+      if (isNotFound(e))
+        throw new UnreadableObjectError(bucket, key, 'data object does not exist', { cause: e });
+      throw new S3AccessError('GetObject', bucket, key, { cause: e });
+    }
+    const out: Buffer[] = [];
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        out.push(Buffer.from(chunk));
+        done();
+      },
+    });
+    const decoder = new CsvObjectDecoder(schema);
+    const rejected: StarMappingResult['rejected'] = [];
+    let changes = 0;
+    let bytesIn = 0;
+    try {
+      const writer = await openParquetWriter(targetTable, sink);
+      const take = async (decoded: Change[]) => {
+        changes += decoded.length;
+        // Pointer lines first: the changes too big for the stream, read back from `oversized/`.
+        const batch = await resolveOversizedChanges(decoded, schema, {
+          location: `s3://${bucket}`,
+          read: (ref) => read(bucket, ref, `oversized event ${ref}`),
+          isMissing: (e) => e instanceof UnreadableObjectError,
+        });
+        const mapped = toWarehouseRows(schema.table, schema.columns, batch);
+        for (const r of mapped.rejected) rejected.push(r);
+        for (const row of mapped.rows) await writer.append(row);
+      };
+      for await (const chunk of readingFrom(body, bucket, key)) {
+        bytesIn += chunk.length;
+        await take(decoder.push(chunk));
+      }
+      await take(decoder.end());
+      await writer.close();
+      const parquet = Buffer.concat(out);
+      out.length = 0;
+      return { parquet, changes, rows: writer.rows, rejected, bytesIn };
+    } catch (e) {
+      if (e instanceof S3AccessError) throw e;
+      // CsvDecodeError / MissingSourceColumnError carry value-free messages; a ParquetCodecError
+      // here means the mapping let through a value it should have rejected (a bug), and may quote
+      // it, so only its name is kept.
+      const reason =
+        e instanceof CsvCodecError ||
+        e instanceof StarMappingError ||
+        e instanceof InvalidOversizedObjectError
+          ? e.message
+          : e instanceof ParquetCodecError
+            ? 'mapped rows could not be encoded as Parquet'
+            : `unexpected ${(e as Error)?.name ?? 'error'} while transforming`;
+      throw new UnreadableObjectError(bucket, key, reason, { cause: e });
+    }
+  }
+
   async function quarantineObject(
     record: S3EventRecord,
     key: string,
@@ -400,48 +490,26 @@ export function createTransformHandler(
       return { ...base, status: 'duplicate' };
     }
     const schema = await schemaFor(bucket, key, sourceTable, fingerprint);
-    const csv = await read(bucket, key, 'data object');
-    let changes: Change[];
-    let mapped: ReturnType<typeof toWarehouseRows>;
-    let parquet: Buffer;
-    try {
-      // Pointer lines first: the changes too big for the stream, read back from `oversized/`.
-      changes = await resolveOversizedChanges(decodeCsvObject(csv, schema), schema, {
-        location: `s3://${bucket}`,
-        read: (ref) => read(bucket, ref, `oversized event ${ref}`),
-        isMissing: (e) => e instanceof UnreadableObjectError,
-      });
-      mapped = toWarehouseRows(sourceTable, schema.columns, changes);
-      parquet = await encodeParquet(targetTable, mapped.rows);
-    } catch (e) {
-      if (e instanceof S3AccessError) throw e;
-      // CsvDecodeError / MissingSourceColumnError carry value-free messages; a ParquetCodecError
-      // here means the mapping let through a value it should have rejected (a bug), and may quote
-      // it, so only its name is kept.
-      const reason =
-        e instanceof CsvCodecError ||
-        e instanceof StarMappingError ||
-        e instanceof InvalidOversizedObjectError
-          ? e.message
-          : e instanceof ParquetCodecError
-            ? 'mapped rows could not be encoded as Parquet'
-            : `unexpected ${(e as Error)?.name ?? 'error'} while transforming`;
-      throw new UnreadableObjectError(bucket, key, reason, { cause: e });
-    }
+    const { parquet, changes, rows, rejected, bytesIn } = await streamToParquet(
+      bucket,
+      key,
+      schema,
+      targetTable,
+    );
 
     let quarantineKey: string | undefined;
-    if (mapped.rejected.length) {
+    if (rejected.length) {
       quarantineKey = quarantineKeyFor(sourceTable, key, 'rejected');
       const lineBase = { stage: 'transform', sourceBucket: bucket, sourceKey: key, table: sourceTable };
-      const body = mapped.rejected.map((r) => quarantineLine(lineBase, r.change, r.reason)).join('\n');
+      const body = rejected.map((r) => quarantineLine(lineBase, r.change, r.reason)).join('\n');
       // Before the Parquet object, which marks the input done: a crash in between redoes both.
       if (!(await exists(quarantineKey)))
         await putOnce(quarantineKey, `${body}\n`, 'application/x-ndjson', {
           'source-bucket': bucket,
           'source-key': key,
-          'rejected-changes': String(mapped.rejected.length),
+          'rejected-changes': String(rejected.length),
         });
-      for (const r of mapped.rejected.slice(0, MAX_REJECTIONS_LOGGED_PER_OBJECT))
+      for (const r of rejected.slice(0, MAX_REJECTIONS_LOGGED_PER_OBJECT))
         logger.error('change rejected and quarantined', {
           key,
           table: sourceTable,
@@ -451,11 +519,11 @@ export function createTransformHandler(
           reason: r.reason,
           quarantineKey,
         });
-      if (mapped.rejected.length > MAX_REJECTIONS_LOGGED_PER_OBJECT)
+      if (rejected.length > MAX_REJECTIONS_LOGGED_PER_OBJECT)
         logger.error('more changes rejected than logged individually', {
           key,
           table: sourceTable,
-          rejected: mapped.rejected.length,
+          rejected: rejected.length,
           logged: MAX_REJECTIONS_LOGGED_PER_OBJECT,
           quarantineKey,
         });
@@ -466,32 +534,32 @@ export function createTransformHandler(
       'source-key': key,
       'source-table': sourceTable,
       'schema-fingerprint': fingerprint,
-      rows: String(mapped.rows.length),
-      'rejected-changes': String(mapped.rejected.length),
+      rows: String(rows),
+      'rejected-changes': String(rejected.length),
     });
     const outcome: ObjectOutcome = {
       ...base,
       status: written ? 'written' : 'duplicate',
       quarantineKey,
-      rows: mapped.rows.length,
-      rejected: mapped.rejected.length,
+      rows: rows,
+      rejected: rejected.length,
     };
     if (!written) {
       logger.info('written concurrently by another invocation; skipped', { key, outputKey });
       return outcome;
     }
-    metrics.add('RowsWritten', mapped.rows.length);
-    metrics.add('ChangesRejected', mapped.rejected.length);
+    metrics.add('RowsWritten', rows);
+    metrics.add('ChangesRejected', rejected.length);
     metrics.add('ParquetBytesWritten', parquet.length, 'Bytes');
     logger.info('transformed', {
       key,
       table: sourceTable,
       targetTable,
       outputKey,
-      changes: changes.length,
-      rows: mapped.rows.length,
-      rejected: mapped.rejected.length,
-      bytesIn: csv.length,
+      changes,
+      rows: rows,
+      rejected: rejected.length,
+      bytesIn,
       bytesOut: parquet.length,
     });
     return outcome;

@@ -506,6 +506,35 @@ describe('transform handler against s3rver', () => {
     expect(retry.objects.map((o) => o.status)).toEqual(['written', 'duplicate']);
   });
 
+  it('reads the object as a stream: a connection lost mid-body is retryable and writes nothing', async () => {
+    const object = await putDataObject([batchOf('department', [change('department'), change('department')])]);
+    const reset = Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+    const cut: Pick<S3Client, 'send'> = {
+      send: (async (command: unknown) => {
+        const response = await client.send(command as never);
+        if (!(command instanceof GetObjectCommand) || command.input.Key !== object.key) return response;
+        const bytes = await (
+          response as { Body: { transformToByteArray(): Promise<Uint8Array> } }
+        ).Body.transformToByteArray();
+        async function* firstHalfThenReset() {
+          yield bytes.subarray(0, Math.floor(bytes.length / 2));
+          throw reset;
+        }
+        return { ...(response as object), Body: firstHalfThenReset() };
+      }) as S3Client['send'],
+    };
+    const error = await harness({ s3: cut })
+      .handler(s3EventFactory(object))
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TransformRetryableError);
+    expect((error as TransformRetryableError).failures[0].reason).toContain('GetObject');
+    expect(await listKeys(PROCESSED, outputKeyFor('stg_department', object.key))).toEqual([]);
+    expect((await harness().handler(s3EventFactory(object))).objects[0]).toMatchObject({
+      status: 'written',
+      rows: 2,
+    });
+  });
+
   it('treats a lost conditional write (412) as a concurrent duplicate', async () => {
     const object = await putDataObject([batchOf('payment_type', [change('payment_type')])]);
     const preconditionFailed = Object.assign(
