@@ -17,8 +17,12 @@ import { encodeChangeBatchAsCsv, INGESTION_ROOT, schemaFingerprint } from './csv
 
 export const LAYOUT_RECORD_TAG = '@layout';
 
+/** Where mixed objects live, and the name their quarantine entries are filed under (no table). */
+export const MIXED_TABLE = '_mixed';
+export const MIXED_ROOT = `${INGESTION_ROOT}/${MIXED_TABLE}/`;
+
 /** Fast mode's Firehose prefix: no partition keys, so no table or layout in the key. */
-export const MIXED_INGESTION_PREFIX = `${INGESTION_ROOT}/_mixed/!{timestamp:yyyy/MM/dd/HH}/`;
+export const MIXED_INGESTION_PREFIX = `${MIXED_ROOT}!{timestamp:yyyy/MM/dd/HH}/`;
 
 /** MIXED_INGESTION_PREFIX's keys (INGESTION_ROOT is `totesys`; fast-mode.test.ts builds keys from the prefix). */
 const MIXED_DATA_KEY = /^totesys\/_mixed\/(\d{4}\/\d{2}\/\d{2}\/\d{2})\/([^/]+)$/;

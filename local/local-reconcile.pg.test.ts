@@ -11,6 +11,7 @@ import {
   schemaObjectKey,
 } from '../core/csv-codec';
 import { silentLogger } from '../core/logger';
+import { encodeChangeBatchAsMixedCsv, MIXED_ROOT } from '../core/mixed-csv';
 import { createLoadHandler } from '../processors/load/create-handler';
 import { migrateWarehouse } from '../processors/load/migrate';
 import { listAll, loadedVersionsIn, reconcile, redriveDeadLetters } from '../processors/reconcile/reconcile';
@@ -270,3 +271,35 @@ it('never loops an object replaced by a version that fails too: the new version 
   expect(mine(await run())).toEqual([]);
   expect(mine(await run())).toEqual([]);
 }, 60_000);
+
+it('in fast mode, re-drives a mixed object never split, counts it done once split, and never loops an unsplittable one', async () => {
+  // Prepare: two mixed-table objects as fast-mode Firehose writes them, never transformed: one
+  // valid (currency rows after its layout record), one without a layout record.
+  const dataDir = path.join(root, 'data-mixed');
+  const batch = currencyBatch([4, 5]);
+  const schema = schemaObjectFor(batch);
+  await put(INGESTION, schemaObjectKey(batch.table, schema.fingerprint), encodeSchemaObject(schema));
+  const good = `${MIXED_ROOT}${hourPath()}/mixed-good`;
+  const bad = `${MIXED_ROOT}${hourPath()}/mixed-bad`;
+  await put(INGESTION, good, encodeChangeBatchAsMixedCsv(batch));
+  await put(INGESTION, bad, encodeChangeBatchAsCsv(batch)); // no @layout record first
+  const deps = depsFor(dataDir);
+  const mixedState = async () => {
+    const { outstanding } = await reconcile(deps, { graceMs: 0, dryRun: true });
+    return [good, bad].map((k) => outstanding.some((i) => i.key === k));
+  };
+  expect(await mixedState()).toEqual([true, true]);
+
+  // Act: one run re-drives both through transform (in process): the good one is split, the bad one
+  // quarantined.
+  const run = await reconcile(deps, { graceMs: 0 });
+  expect(run.redriven.transform).toBeGreaterThanOrEqual(2);
+
+  // Assert: neither is outstanding any more — the split one is done (its part exists), the
+  // unsplittable one quarantined — and the split part is ordinary work of its own.
+  expect(await mixedState()).toEqual([false, false]);
+  const part = `totesys/${batch.table}/schema=${schema.fingerprint}/${hourPath()}/mixed-good`;
+  expect((await listAll(client, INGESTION, part)).map((o) => o.key)).toEqual([part]);
+  const again = await reconcile(deps, { graceMs: 0, dryRun: true });
+  expect(again.outstanding.map((i) => i.key)).not.toContain(bad);
+});

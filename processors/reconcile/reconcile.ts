@@ -20,6 +20,7 @@ import {
   type WorkItem,
   type WorkStage,
 } from '../../core/outstanding-work';
+import { MIXED_ROOT, MIXED_TABLE, parseMixedObjectKey } from '../../core/mixed-csv';
 import { isMappedSourceTable, targetTableOf } from '../../core/star-mapping';
 import { TOTESYS_TABLES } from '../../core/totesys-tables';
 import { WAREHOUSE_TABLE_NAMES } from '../../core/warehouse-model';
@@ -274,9 +275,11 @@ export async function reconcile(
   const days = lookback === null ? null : dayPrefixes(now, lookback);
   const { s3, ingestionBucket: ingestion, processedBucket: processed } = deps;
 
-  const [inputs, outputs, transformPointers, loadMarks] = await Promise.all([
+  const [inputs, mixedInputs, outputs, transformPointers, loadMarks] = await Promise.all([
     // totesys/<table>/schema=<fingerprint>/yyyy/MM/dd/HH/…
     ingestionFolders(s3, ingestion).then((folders) => listRecent(s3, ingestion, folders, days)),
+    // Fast mode: totesys/_mixed/yyyy/MM/dd/HH/…, split by transform into the objects above.
+    listRecent(s3, ingestion, [MIXED_ROOT], days),
     // <warehouse table>/yyyy/MM/dd/HH/….parquet
     listRecent(
       s3,
@@ -288,7 +291,7 @@ export async function reconcile(
     listRecent(
       s3,
       processed,
-      TOTESYS_TABLES.map((t) => `${TRANSFORM_QUARANTINE_ROOT}/${t}/`),
+      [...TOTESYS_TABLES, MIXED_TABLE].map((t) => `${TRANSFORM_QUARANTINE_ROOT}/${t}/`),
       days,
     ),
     // quarantine/load/<warehouse table>/yyyy/MM/dd/HH/<hash>.parquet(.reason.json)
@@ -318,6 +321,24 @@ export async function reconcile(
       continue;
     }
     const pointer = pointers.get(quarantineKeyFor(where.table, input.key, 'object'));
+    if (pointer)
+      quarantined.set(
+        workKey('transform', input.key),
+        await transformMark(s3, processed, input.key, pointer),
+      );
+  }
+  // A mixed object is done once split: its parts carry its hour and name under their own layouts
+  // (processors/transform/split-mixed-object.ts). Splitting again is idempotent (If-None-Match).
+  const splitFrom = new Set(inputs.map((o) => o.key.split('/').slice(-5).join('/')));
+  for (const input of mixedInputs) {
+    const mixed = parseMixedObjectKey(input.key);
+    if (!mixed) continue;
+    items.push(transformItem(ingestion, input));
+    if (splitFrom.has(`${mixed.hour}/${mixed.name}`)) {
+      done.add(workKey('transform', input.key));
+      continue;
+    }
+    const pointer = pointers.get(quarantineKeyFor(MIXED_TABLE, input.key, 'object'));
     if (pointer)
       quarantined.set(
         workKey('transform', input.key),

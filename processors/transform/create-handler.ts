@@ -13,7 +13,7 @@ import {
   type SchemaObject,
 } from '../../core/csv-codec';
 import { silentLogger, type Logger } from '../../core/logger';
-import { MixedCsvError, parseMixedObjectKey } from '../../core/mixed-csv';
+import { MIXED_TABLE, MixedCsvError, parseMixedObjectKey } from '../../core/mixed-csv';
 import { normalizeETag } from '../../core/outstanding-work';
 import { InvalidOversizedObjectError } from '../../core/oversized-change';
 import {
@@ -180,7 +180,9 @@ const sha256Hex = (text: string) => createHash('sha256').update(text, 'utf8').di
 
 /** `yyyy/MM/dd/HH` of a data key (the Firehose delivery hour), or `unpartitioned`. */
 function hourPartitionOf(key: string): string {
-  return parseDataObjectKey(key) ? key.split('/').slice(3, 7).join('/') : 'unpartitioned';
+  if (parseDataObjectKey(key)) return key.split('/').slice(3, 7).join('/');
+  // A fast-mode mixed object's quarantine entry sits in its hour too, where the reconciler looks.
+  return parseMixedObjectKey(key)?.hour ?? 'unpartitioned';
 }
 
 /**
@@ -603,7 +605,7 @@ export function createTransformHandler(
       } catch (e) {
         if (!(e instanceof MixedCsvError)) throw e;
         const why = new UnreadableObjectError(bucket, key, e.message, { cause: e });
-        return quarantineObject(record, key, '_mixed', why, logger);
+        return quarantineObject(record, key, MIXED_TABLE, why, logger);
       }
     const layout = parseDataObjectKey(key);
     if (!layout)
