@@ -19,6 +19,8 @@ export interface ColdStartOptions {
   targetSeconds: number;
   /** Give up waiting for the warehouse, or for verify to pass, after this many seconds. */
   timeoutSeconds: number;
+  /** Sampling interval of the stack process' CPU profile (by stage); 0 profiles nothing. */
+  profileIntervalUs: number;
   /** Measure the floor (raw COPY out of the source and into empty tables) after the run. */
   baseline: boolean;
   out: string;
@@ -48,6 +50,8 @@ Options:
                        end when the source is a given one)
   --target-seconds N   cold start → verified target (default 60)
   --timeout S          give up after S seconds of waiting for the warehouse (default 1800)
+  --profile-us N       sampling interval of the stack process' CPU profile from its start to
+                       the warehouse complete, for the time by stage (default 2000; 0: off)
   --skip-baseline      do not measure the COPY floor
   --out FILE           JSON results (default bench/results/coldstart-<date>.json)
   --keep               keep the data directory (printed) instead of removing it
@@ -74,6 +78,7 @@ export function parseColdStartOptions(argv: string[], now = new Date()): ColdSta
       slot: { type: 'string' },
       'target-seconds': { type: 'string' },
       timeout: { type: 'string' },
+      'profile-us': { type: 'string' },
       'skip-baseline': { type: 'boolean' },
       out: { type: 'string' },
       keep: { type: 'boolean' },
@@ -91,6 +96,7 @@ export function parseColdStartOptions(argv: string[], now = new Date()): ColdSta
     slot: values.slot ?? 'totes_coldstart',
     targetSeconds: positive('target-seconds', values['target-seconds'], 60),
     timeoutSeconds: positive('timeout', values.timeout, 1800),
+    profileIntervalUs: values['profile-us'] === '0' ? 0 : positive('profile-us', values['profile-us'], 2000),
     baseline: !(values['skip-baseline'] ?? false),
     out: values.out
       ? path.resolve(values.out)

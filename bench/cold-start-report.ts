@@ -1,6 +1,7 @@
 import type { WindowUsage } from './process-sampler';
 import type { Machine } from './report';
 import type { SourceBuild } from './cold-start-source';
+import type { StageShare, TopFrame } from './profile-stages';
 
 /** What `npm run bench:coldstart` found: the JSON it writes, and the text it prints. */
 
@@ -49,12 +50,18 @@ export interface ColdStartResult {
   snapshotTables: { table: string; rows: number; at: number }[];
   stages: {
     capture: { rows: number; firstAt: number | null; lastAt: number | null };
-    firehose: { records: number; objects: number; bytes: number; lastAt: number | null };
+    /** Kinesis records capture wrote by the snapshot's end; when Firehose had read them all. */
+    firehose: { records: number; objects: number; bytes: number; readAt: number | null };
     transform: StageSpan & { bytesIn: number };
     load: StageSpan & { busySeconds: number };
   };
   /** From the snapshot's start to the last object loaded: the source rows per second end to end. */
   pipeline: { seconds: number; rowsPerSecond: number };
+  /**
+   * A V8 CPU profile of the stack process (kinesalite, s3rver, the local Firehose, transform, load)
+   * from capture's start (the stack ready) to the warehouse complete, by stage; null with --profile-us 0.
+   */
+  stackProfile: { seconds: number; stages: StageShare[]; top: TopFrame[] } | null;
   verify: { ok: boolean; attempts: number; seconds: number; report: string };
   /** Cold start → verify passes. */
   totalSeconds: number;
@@ -106,12 +113,23 @@ export function formatColdStartReport(r: ColdStartResult): string {
     '',
     '  stages (seconds after the cold start)',
     `    capture snapshot   ${int(s.capture.rows)} rows, ${secs(s.capture.firstAt)} → ${secs(s.capture.lastAt)}`,
-    `    Firehose           ${int(s.firehose.records)} Kinesis records → ${int(s.firehose.objects)} objects (${(s.firehose.bytes / 2 ** 20).toFixed(1)} MiB), last record read at ${secs(s.firehose.lastAt)}`,
+    `    Firehose           ${int(s.firehose.records)} Kinesis records → ${int(s.firehose.objects)} objects (${(s.firehose.bytes / 2 ** 20).toFixed(1)} MiB), the snapshot's records all read at ${secs(s.firehose.readAt)}`,
     `    transform          ${int(s.transform.objects)} objects, ${int(s.transform.rows)} changes, ${secs(s.transform.firstAt)} → ${secs(s.transform.lastAt)}`,
     `    load               ${int(s.load.objects)} objects, ${int(s.load.rows)} rows, ${secs(s.load.firstAt)} → ${secs(s.load.lastAt)}; ` +
       `busy ${s.load.busySeconds.toFixed(1)} s (${s.load.busySeconds > 0 ? int(s.load.rows / s.load.busySeconds) : '–'} rows per busy second)`,
     `    end to end         ${int(r.source.rows)} rows in ${r.pipeline.seconds.toFixed(1)} s from the snapshot's start to the last load: ${int(r.pipeline.rowsPerSecond)} rows/s`,
   );
+  if (r.stackProfile) {
+    const pct = (n: number) => `${Math.round(n * 100)}%`;
+    const busy = r.stackProfile.stages.filter((x) => x.stage !== 'idle' && x.share >= 0.01);
+    lines.push(
+      `    stack process by stage (CPU profile, capture start → complete): ${busy.map((x) => `${x.stage} ${pct(x.share)}`).join(' · ')}`,
+      `    top frames: ${r.stackProfile.top
+        .slice(0, 6)
+        .map((f) => `${f.frame} ${pct(f.share)}`)
+        .join(' · ')}`,
+    );
+  }
   if (r.floor) {
     const f = r.floor;
     lines.push(

@@ -173,15 +173,25 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
   const stackDir = path.join(root, 'stack');
   const logFile = path.join(root, 'stack.log');
   let stackPid = 0;
+  let latestCapturePid: number | null = null;
   const stackPids = () => (stackPid ||= childrenOf(process.pid, /pipeline-stack/)[0] ?? 0);
   const groups: ProcessGroup[] = [
     { name: 'stack', pids: () => (stackPids() ? [stackPids()] : []) },
-    { name: 'capture', pids: () => (stackPids() ? childrenOf(stackPids(), /totes\.js capture/) : []) },
+    // Capture's pid from the stack's stats (polled anyway); a scan of /proc until the first reply.
+    {
+      name: 'capture',
+      pids: () =>
+        latestCapturePid
+          ? [latestCapturePid]
+          : stackPids()
+            ? childrenOf(stackPids(), /totes\.js capture/)
+            : [],
+    },
     { name: 'bench', pids: () => [process.pid] },
     ...(source.dataDir ? postgresGroups('source', source.dataDir) : []),
     ...(options.warehouseUrl ? [] : postgresGroups('warehouse', path.join(stackDir, 'warehouse'))),
   ];
-  const sampler = new ProcessSampler(groups, 250);
+  const sampler = new ProcessSampler(groups, 500);
   const tail = new StackLogTail(logFile);
   const usage: Record<string, WindowUsage> = {};
   let window = sampler.open();
@@ -205,12 +215,15 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
   stops.push(() => stack.stop());
   const readyAt = Date.now();
   endPhase('stack start');
+  // Where the stack process' time goes from here to the warehouse complete, by stage.
+  if (options.profileIntervalUs > 0) await stack.startProfile(options.profileIntervalUs);
   const warehouseUrl = stack.ready.warehouseUrl;
   progress(`stack up in ${((readyAt - t0) / 1000).toFixed(1)} s; capture takes the snapshot`);
 
-  // Delivery's counters only move in stats; the moment each last moved is when that stage finished.
-  let deliveryLastAt: number | null = null;
-  let lastRecordsIn = 0;
+  // Firehose's progress is only in stats: it has read the snapshot once it has read as many
+  // records as capture had written when it finished (heartbeats trickle in after that).
+  let snapshotRecords: number | null = null;
+  let firehoseReadAt: number | null = null;
   let stats: StackStats;
   let idleSince: number | null = null;
   let lastSaid = Date.now();
@@ -223,10 +236,7 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
       throw new Error(
         `capture exited ${stats.captureRestarts} times: ${Object.keys(tail.problems).join(' | ')}`,
       );
-    if (stats.delivery.recordsIn !== lastRecordsIn) {
-      lastRecordsIn = stats.delivery.recordsIn;
-      deliveryLastAt = now;
-    }
+    latestCapturePid = stats.capturePid;
     if (phase === 'capture start' && tail.snapshotStartedAt !== null) {
       endPhase(phase);
       phase = 'snapshot read';
@@ -240,6 +250,8 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
     }
     const finished = tail.snapshotFinished;
     const capture = stats.capture;
+    if (finished && capture && capture.at > finished.at) snapshotRecords ??= capture.records;
+    if (snapshotRecords !== null && stats.delivery.recordsIn >= snapshotRecords) firehoseReadAt ??= now;
     // Complete: capture's snapshot is all in Kinesis (its stats after the snapshot counted every
     // record), Firehose has read every record, and nothing is buffered, queued or running after it.
     const complete =
@@ -273,6 +285,7 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
   // The warehouse is complete when the last object is loaded (the idle check confirms it after).
   const completeAt = tail.loaded.lastAt ?? idleSince!;
   endPhase('drain');
+  const profile = options.profileIntervalUs > 0 ? await stack.stopProfile(null) : null;
   progress(
     `the warehouse is complete ${((completeAt - t0) / 1000).toFixed(1)} s after the cold start; verifying`,
   );
@@ -331,7 +344,6 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
     rowsPerSecond: rows === null || to === from ? null : rows / ((to - from) / 1000),
     usage: usage[name]!,
   });
-  const loadedRows = tail.loaded.sums.rows ?? 0;
   const totalSeconds = (verifiedAt - t0) / 1000;
   if (!verify.ok) notes.push('verify never passed: the figure is not a cold start to a verified warehouse');
   return {
@@ -352,7 +364,7 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
       phase$('stack start', t0, readyAt, null),
       phase$('capture start', readyAt, startedAt, null),
       phase$('snapshot read', startedAt, snapshot.at, snapshot.rows),
-      phase$('drain', snapshot.at, completeAt, loadedRows),
+      phase$('drain', snapshot.at, completeAt, null),
       phase$('verify', completeAt, verifiedAt, built.rows),
     ],
     snapshotTables: tail.snapshotTables.map((t) => ({
@@ -363,10 +375,10 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
     stages: {
       capture: { rows: snapshot.rows, firstAt: since(t0, startedAt), lastAt: since(t0, snapshot.at) },
       firehose: {
-        records: stats.delivery.recordsIn,
+        records: snapshotRecords ?? stats.delivery.recordsIn,
         objects: stats.delivery.objectsOut,
         bytes: stats.delivery.bytesOut,
-        lastAt: since(t0, deliveryLastAt),
+        readAt: since(t0, firehoseReadAt),
       },
       transform: { ...span(tail.transformed, 'changes'), bytesIn: tail.transformed.sums.bytesIn ?? 0 },
       load: {
@@ -378,6 +390,7 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
       seconds: (completeAt - startedAt) / 1000,
       rowsPerSecond: built.rows / ((completeAt - startedAt) / 1000),
     },
+    stackProfile: profile ? { seconds: profile.seconds, stages: profile.stages, top: profile.top } : null,
     verify: { ok: verify.ok, attempts, seconds: (verifiedAt - verifyStarted) / 1000, report: verify.report },
     totalSeconds,
     target: { seconds: options.targetSeconds, pass: verify.ok && totalSeconds <= options.targetSeconds },
