@@ -32,6 +32,8 @@ export class StackLogTail {
   private offset = 0;
   private rest = '';
   snapshotStartedAt: number | null = null;
+  /** Rows capture had read at its last `snapshot progress` line (every 5 s) or its end. */
+  snapshotRows = 0;
   snapshotFinished: { at: number; rows: number; seconds: number } | null = null;
   readonly snapshotTables: SnapshotTable[] = [];
   readonly transformed = emptySpan();
@@ -81,11 +83,13 @@ export class StackLogTail {
     if (!Number.isFinite(at)) return;
     const num = (k: string) => (typeof record[k] === 'number' ? (record[k] as number) : 0);
     if (msg === 'snapshot started') this.snapshotStartedAt ??= at;
+    else if (msg === 'snapshot progress') this.snapshotRows = num('rows');
     else if (msg === 'snapshot of table finished')
       this.snapshotTables.push({ table: String(record.table), rows: num('rows'), at });
-    else if (msg === 'snapshot finished')
+    else if (msg === 'snapshot finished') {
       this.snapshotFinished ??= { at, rows: num('rows'), seconds: num('seconds') };
-    else if (msg === 'transformed' && record.stage === 'transform') add(this.transformed, at, num);
+      this.snapshotRows = num('rows');
+    } else if (msg === 'transformed' && record.stage === 'transform') add(this.transformed, at, num);
     else if (msg === 'object loaded' && record.stage === 'load') add(this.loaded, at, num);
   }
 }

@@ -268,13 +268,13 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
     if (now - t0 > options.timeoutSeconds * 1000)
       throw new Error(
         `the warehouse was not complete after ${options.timeoutSeconds} s (${phase}; ` +
-          `snapshot rows ${capture?.snapshotRows ?? '?'}, transformed ${tail.transformed.sums.changes ?? 0}, ` +
+          `snapshot rows read ${tail.snapshotRows}, transformed ${tail.transformed.sums.changes ?? 0}, ` +
           `loaded ${tail.loaded.sums.rows ?? 0})`,
       );
     if (now - lastSaid >= 10_000) {
       lastSaid = now;
       progress(
-        `${phase}: ${((now - t0) / 1000).toFixed(0)} s; snapshot rows ${(capture?.snapshotRows ?? 0).toLocaleString('en-GB')}, ` +
+        `${phase}: ${((now - t0) / 1000).toFixed(0)} s; snapshot rows read ${tail.snapshotRows.toLocaleString('en-GB')}, ` +
           `Firehose records in ${stats.delivery.recordsIn}, transformed ${(tail.transformed.sums.changes ?? 0).toLocaleString('en-GB')} changes, ` +
           `loaded ${(tail.loaded.sums.rows ?? 0).toLocaleString('en-GB')} rows (transform queue ${stats.transform.queued}, load queue ${stats.load.queued})`,
       );
