@@ -11,11 +11,15 @@ import fs from 'node:fs';
 /** First and last line of one kind, and what their fields add up to. */
 export interface LineSpan {
   count: number;
+  /** Lines for an object (`key`) already seen: work done again (a redelivered queue message). */
+  repeats: number;
   /** Epoch milliseconds of the first and last such line. */
   firstAt: number | null;
   lastAt: number | null;
   /** Sums of the lines' numeric fields the bench reports (rows, changes, durationMs, bytesIn). */
   sums: Record<string, number>;
+  /** The first time each object was done, with `count` (rows or changes) summed over first times. */
+  progress: { at: number; total: number }[];
 }
 
 export interface SnapshotTable {
@@ -26,7 +30,19 @@ export interface SnapshotTable {
 
 const SUMMED = ['rows', 'changes', 'written', 'durationMs', 'bytesIn', 'bytesOut'];
 
-const emptySpan = (): LineSpan => ({ count: 0, firstAt: null, lastAt: null, sums: {} });
+const emptySpan = (): LineSpan => ({
+  count: 0,
+  repeats: 0,
+  firstAt: null,
+  lastAt: null,
+  sums: {},
+  progress: [],
+});
+
+/** When a span's distinct objects first added up to `total` (rows or changes), epoch ms; or null. */
+export function reachedAt(span: LineSpan, total: number): number | null {
+  return span.progress.find((p) => p.total >= total)?.at ?? null;
+}
 
 export class StackLogTail {
   private offset = 0;
@@ -89,12 +105,23 @@ export class StackLogTail {
     else if (msg === 'snapshot finished') {
       this.snapshotFinished ??= { at, rows: num('rows'), seconds: num('seconds') };
       this.snapshotRows = num('rows');
-    } else if (msg === 'transformed' && record.stage === 'transform') add(this.transformed, at, num);
-    else if (msg === 'object loaded' && record.stage === 'load') add(this.loaded, at, num);
+    } else if (msg === 'transformed' && record.stage === 'transform')
+      add(this.transformed, at, num, record.key, num('changes'));
+    else if (msg === 'object loaded' && record.stage === 'load')
+      add(this.loaded, at, num, record.key, num('rows'));
   }
 }
 
-function add(span: LineSpan, at: number, num: (k: string) => number): void {
+const seen = new WeakMap<LineSpan, Set<unknown>>();
+
+function add(span: LineSpan, at: number, num: (k: string) => number, key: unknown, counted: number): void {
+  const keys = seen.get(span) ?? new Set<unknown>();
+  seen.set(span, keys);
+  if (keys.has(key)) span.repeats += 1;
+  else {
+    keys.add(key);
+    span.progress.push({ at, total: (span.progress.at(-1)?.total ?? 0) + counted });
+  }
   span.count += 1;
   span.firstAt ??= at;
   span.lastAt = at;

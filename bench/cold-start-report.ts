@@ -23,6 +23,10 @@ export interface Phase {
 export interface StageSpan {
   objects: number;
   rows: number;
+  /** Objects done again (the load queue redelivers a message not deleted within its visibility timeout). */
+  repeats: number;
+  /** Seconds after the cold start when the stage's distinct objects first held every snapshot row. */
+  snapshotDoneAt: number | null;
   /** Seconds after the cold start of the stage's first and last object. */
   firstAt: number | null;
   lastAt: number | null;
@@ -75,6 +79,7 @@ export interface ColdStartResult {
 const int = (n: number) => Math.round(n).toLocaleString('en-GB');
 const secs = (n: number | null) => (n === null ? '–' : `${n.toFixed(1)} s`);
 const pad = (s: string, n: number) => s.padEnd(n);
+const again = (s: StageSpan) => (s.repeats ? ` (${s.repeats} done again)` : '');
 const lpad = (s: string, n: number) => s.padStart(n);
 
 /** Per group, `cpu s (cores) · peak RSS`, busiest first; groups that used nothing left out. */
@@ -114,8 +119,8 @@ export function formatColdStartReport(r: ColdStartResult): string {
     '  stages (seconds after the cold start)',
     `    capture snapshot   ${int(s.capture.rows)} rows, ${secs(s.capture.firstAt)} → ${secs(s.capture.lastAt)}`,
     `    Firehose           ${int(s.firehose.records)} Kinesis records → ${int(s.firehose.objects)} objects (${(s.firehose.bytes / 2 ** 20).toFixed(1)} MiB), the snapshot's records all read at ${secs(s.firehose.readAt)}`,
-    `    transform          ${int(s.transform.objects)} objects, ${int(s.transform.rows)} changes, ${secs(s.transform.firstAt)} → ${secs(s.transform.lastAt)}`,
-    `    load               ${int(s.load.objects)} objects, ${int(s.load.rows)} rows, ${secs(s.load.firstAt)} → ${secs(s.load.lastAt)}; ` +
+    `    transform          ${int(s.transform.objects)} objects, ${int(s.transform.rows)} changes, first ${secs(s.transform.firstAt)}, every snapshot row at ${secs(s.transform.snapshotDoneAt)}${again(s.transform)}`,
+    `    load               ${int(s.load.objects)} objects, ${int(s.load.rows)} rows, first ${secs(s.load.firstAt)}, every snapshot row at ${secs(s.load.snapshotDoneAt)}${again(s.load)}; ` +
       `busy ${s.load.busySeconds.toFixed(1)} s (${s.load.busySeconds > 0 ? int(s.load.rows / s.load.busySeconds) : '–'} rows per busy second)`,
     `    end to end         ${int(r.source.rows)} rows in ${r.pipeline.seconds.toFixed(1)} s from the snapshot's start to the last load: ${int(r.pipeline.rowsPerSecond)} rows/s`,
   );

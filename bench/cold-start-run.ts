@@ -8,7 +8,7 @@ import { startEmbeddedCluster } from '../local/embedded-postgres';
 import { outstandingProblems } from '../processors/load/outstanding-problems';
 import { renderVerifyReport, verifyWarehouse } from '../processors/load/verify';
 import { createTotesysSchema, inspectTotesys } from '../totesys';
-import { StackLogTail } from './cold-start-log';
+import { StackLogTail, reachedAt } from './cold-start-log';
 import type { ColdStartOptions } from './cold-start-options';
 import type { ColdStartResult, Floor, Phase, StageSpan } from './cold-start-report';
 import { buildColdStartSource } from './cold-start-source';
@@ -332,6 +332,8 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
   const span = (s: typeof tail.transformed, rowsKey: string): StageSpan => ({
     objects: s.count,
     rows: s.sums[rowsKey] ?? 0,
+    repeats: s.repeats,
+    snapshotDoneAt: since(t0, reachedAt(s, snapshot.rows)),
     firstAt: since(t0, s.firstAt),
     lastAt: since(t0, s.lastAt),
   });

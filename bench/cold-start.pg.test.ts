@@ -51,6 +51,8 @@ if (!present) console.warn(`bench:coldstart miniature skipped: no totesys export
     // Capture read every row, the warehouse got it, and the comparison passed.
     expect(result.stages.capture.rows).toBe(3000);
     expect(result.stages.transform.rows).toBeGreaterThanOrEqual(3000);
+    expect(result.stages.transform.snapshotDoneAt).not.toBeNull();
+    expect(result.stages.load.snapshotDoneAt).not.toBeNull();
     expect(result.verify.ok).toBe(true);
     expect(result.phases.map((p) => p.name)).toEqual([
       'stack start',
