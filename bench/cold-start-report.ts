@@ -59,6 +59,11 @@ export interface ColdStartResult {
     transform: StageSpan & { bytesIn: number };
     load: StageSpan & { busySeconds: number };
   };
+  /**
+   * CPU microseconds per source row from the cold start to the warehouse complete (verify left out),
+   * per process group: the figure that moves least with what else runs on the machine.
+   */
+  cpuPerRowUs: Record<string, number>;
   /** From the snapshot's start to the last object loaded: the source rows per second end to end. */
   pipeline: { seconds: number; rowsPerSecond: number };
   /**
@@ -124,6 +129,14 @@ export function formatColdStartReport(r: ColdStartResult): string {
       `busy ${s.load.busySeconds.toFixed(1)} s (${s.load.busySeconds > 0 ? int(s.load.rows / s.load.busySeconds) : '–'} rows per busy second)`,
     `    end to end         ${int(r.source.rows)} rows in ${r.pipeline.seconds.toFixed(1)} s from the snapshot's start to the last load: ${int(r.pipeline.rowsPerSecond)} rows/s`,
   );
+  const perRow = Object.entries(r.cpuPerRowUs).filter(([, us]) => us >= 1);
+  if (perRow.length) {
+    const [busiest, us] = perRow[0]!;
+    lines.push(
+      `    CPU per source row (cold start → complete): ${perRow.map(([g, n]) => `${g} ${Math.round(n)} µs`).join(' · ')}`,
+      `    ${busiest} alone needs ${((us * r.source.rows) / 1e6).toFixed(1)} s of CPU for these rows: no faster on a core of its own`,
+    );
+  }
   if (r.stackProfile) {
     const pct = (n: number) => `${Math.round(n * 100)}%`;
     const busy = r.stackProfile.stages.filter((x) => x.stage !== 'idle' && x.share >= 0.01);

@@ -347,6 +347,15 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
     usage: usage[name]!,
   });
   const totalSeconds = (verifiedAt - t0) / 1000;
+  const cpu: Record<string, number> = {};
+  for (const name of ['stack start', 'capture start', 'snapshot read', 'drain'])
+    for (const [group, g] of Object.entries(usage[name]!.groups))
+      cpu[group] = (cpu[group] ?? 0) + g.cpuSeconds;
+  const cpuPerRowUs = Object.fromEntries(
+    Object.entries(cpu)
+      .sort(([, a], [, b]) => b - a)
+      .map(([group, seconds]) => [group, (seconds * 1e6) / built.rows]),
+  );
   if (!verify.ok) notes.push('verify never passed: the figure is not a cold start to a verified warehouse');
   return {
     machine: {
@@ -388,6 +397,7 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
         busySeconds: (tail.loaded.sums.durationMs ?? 0) / 1000,
       },
     },
+    cpuPerRowUs,
     pipeline: {
       seconds: (completeAt - startedAt) / 1000,
       rowsPerSecond: built.rows / ((completeAt - startedAt) / 1000),
