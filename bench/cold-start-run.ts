@@ -159,15 +159,18 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
     source.url,
     async (c) => (await c.query('SHOW server_version')).rows[0].server_version as string,
   );
-  if (options.sourceUrl)
+  const dropSlotAndPublication = () =>
+    withClient(source.url, async (c) => {
+      await dropSlots(c, 'slot_name', options.slot);
+      await c.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(options.slot)}`);
+    });
+  if (options.sourceUrl) {
+    // Cold means no slot: one an interrupted run left would make capture resume, not start.
+    await dropSlotAndPublication();
     // A given source outlives the bench: leave no slot pinning its WAL, and no publication
     // (registered first, so that it runs once the stack has stopped).
-    stops.push(() =>
-      withClient(source.url, async (c) => {
-        await dropSlots(c, 'slot_name', options.slot);
-        await c.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(options.slot)}`);
-      }),
-    );
+    stops.push(dropSlotAndPublication);
+  }
 
   // Nothing yet: the stack's data directory (kinesalite, s3rver, checkpoints, the warehouse cluster).
   const stackDir = path.join(root, 'stack');
