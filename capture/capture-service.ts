@@ -1,5 +1,4 @@
 import type { Client } from 'pg';
-import type { Pgoutput } from 'pg-logical-replication';
 import type { Logger } from '../core/logger';
 import { compareLsn, type Lsn } from '../core/lsn';
 import {
@@ -22,6 +21,7 @@ import type { RecordSink } from './kinesis-sink';
 import { rawTextClient } from './pg-text';
 import { serialiseQueries } from './serialise-queries';
 import { PgoutputDecoder, snapshotLsn, type DecodedItem } from './pgoutput-decoder';
+import type { StreamMessage } from './pgoutput-rows';
 import { ReplicationStream } from './replication-stream';
 import {
   addMissingPublicationTables,
@@ -715,7 +715,7 @@ export class CaptureService {
     await this.stopping;
   }
 
-  private onMessage(message: Pgoutput.Message): void {
+  private onMessage(message: StreamMessage): void {
     this.lastServerMessageAt = this.now();
     if (this.failed) return;
     try {

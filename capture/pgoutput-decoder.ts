@@ -1,6 +1,7 @@
 import type { Pgoutput } from 'pg-logical-replication';
 import { microsToIso, type Change, type ChangeOp, type Column } from '../core/change-event';
 import { addToLsn, normaliseLsn, type Lsn } from '../core/lsn';
+import type { StreamMessage, TextTuple } from './pgoutput-rows';
 
 /**
  * Turns pgoutput messages (as parsed by pg-logical-replication) into change events. Pure: it keeps
@@ -92,7 +93,19 @@ function describeColumns(relation: Pgoutput.MessageRelation): Column[] {
   }));
 }
 
-type Tuple = Record<string, unknown> | null;
+/**
+ * A row as the stream delivers it (capture/pgoutput-rows.ts: values in column order), or in
+ * pg-logical-replication's own shape (an object keyed by column name).
+ */
+type Tuple = TextTuple | Record<string, unknown> | null;
+
+/** Values of the message kinds the decoder takes: the stream's, or the library's own. */
+export type DecoderMessage = StreamMessage | Pgoutput.Message;
+
+function valueAt(relation: Pgoutput.MessageRelation, tuple: Tuple, i: number): unknown {
+  if (!tuple) return null;
+  return Array.isArray(tuple) ? tuple[i] : (tuple as Record<string, unknown>)[relation.columns[i].name];
+}
 
 /**
  * Aligns a parsed tuple with the relation's columns. A column missing from the tuple (`undefined`)
@@ -102,24 +115,28 @@ function toValues(
   relation: Pgoutput.MessageRelation,
   tuple: Tuple,
 ): { values: (string | null)[]; unchanged: number[] } {
-  const values: (string | null)[] = [];
-  const unchanged: number[] = [];
-  relation.columns.forEach((column, i) => {
-    const value = tuple ? tuple[column.name] : null;
+  const width = relation.columns.length;
+  const values: (string | null)[] = new Array<string | null>(width);
+  let unchanged: number[] | null = null;
+  for (let i = 0; i < width; i++) {
+    const value = valueAt(relation, tuple, i);
     if (value === undefined) {
-      unchanged.push(i);
-      values.push(null);
+      (unchanged ??= []).push(i);
+      values[i] = null;
     } else if (value === null || typeof value === 'string') {
-      values.push(value);
+      values[i] = value;
     } else {
       // Binary-format columns are never requested; anything else means the raw-text parser was bypassed.
+      const column = relation.columns[i];
       throw new DecodeError(
         `column ${relation.schema}.${relation.name}.${column.name} arrived as ${typeof value}, expected text`,
       );
     }
-  });
-  return { values, unchanged };
+  }
+  return { values, unchanged: unchanged ?? NONE };
 }
+
+const NONE: number[] = [];
 
 export class PgoutputDecoder {
   private txn: { lsn: Lsn; ts: string; seq: number } | null = null;
@@ -129,7 +146,7 @@ export class PgoutputDecoder {
     return this.txn !== null;
   }
 
-  decode(message: Pgoutput.Message): DecodedItem | DecodedItem[] | null {
+  decode(message: DecoderMessage): DecodedItem | DecodedItem[] | null {
     switch (message.tag) {
       case 'begin': {
         if (!message.commitLsn) throw new DecodeError('BEGIN without a final LSN');
@@ -197,9 +214,11 @@ export class PgoutputDecoder {
   private update(relation: Pgoutput.MessageRelation, old: Tuple, tuple: Tuple): DecodedItem | DecodedItem[] {
     const updated = this.change(relation, 'update', tuple);
     if (!old || updated.kind !== 'change') return updated;
-    const keyChanged = relation.columns.some(
-      (c) => (c.flags & 1) === 1 && old[c.name] !== undefined && old[c.name] !== (tuple ?? {})[c.name],
-    );
+    const keyChanged = relation.columns.some((c, i) => {
+      if ((c.flags & 1) !== 1) return false;
+      const before = valueAt(relation, old, i);
+      return before !== undefined && before !== valueAt(relation, tuple, i);
+    });
     if (!keyChanged) return updated;
     // The delete takes the update's ordinal; the update the next one.
     const removed = this.change(relation, 'delete', old);
