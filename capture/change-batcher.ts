@@ -63,6 +63,8 @@ interface OpenBatch {
   text: string;
   changes: number;
   bytes: number;
+  /** Every character is ASCII (bytes = characters): the record is then written as Latin-1, a copy. */
+  ascii: boolean;
 }
 
 interface Layout {
@@ -122,17 +124,20 @@ export class ChangeBatcher {
     }
     if (!batch) {
       const header = this.header(CHANGE_BATCH_VERSION, schema, table, layout.json);
+      const headerBytes = Buffer.byteLength(header);
       batch = {
         table,
         partitionKey: partitionKeyFor(table, columns, change),
         text: header,
         changes: 0,
-        bytes: Buffer.byteLength(header) + 2,
+        bytes: headerBytes + 2,
+        ascii: headerBytes === header.length,
       };
       this.open.set(slot, batch);
       this.openBytes += batch.bytes;
     }
     batch.text = batch.changes === 0 ? batch.text + part : batch.text + ',' + part;
+    if (partBytes !== part.length + 1) batch.ascii = false;
     batch.changes += 1;
     batch.bytes += partBytes;
     this.openBytes += partBytes;
@@ -270,7 +275,7 @@ export class ChangeBatcher {
     this.open.delete(slot);
     this.openBytes -= batch.bytes;
     this.openChanges -= batch.changes;
-    const data = Buffer.from(`${batch.text}]}`, 'utf8');
+    const data = Buffer.from(`${batch.text}]}`, batch.ascii ? 'latin1' : 'utf8');
     this.sealed.push({
       partitionKey: batch.partitionKey,
       data,
