@@ -53,14 +53,21 @@ export const DEFAULT_BATCHER_LIMITS: ChangeBatcherLimits = {
   maxInlineChangeBytes: MAX_INLINE_CHANGE_BYTES,
 };
 
+const COMMA = 0x2c;
+const CLOSE_BRACKET = 0x5d;
+const CLOSE_BRACE = 0x7d;
+const latin1Write = (b: Buffer, text: string, at: number) => b.write(text, at, 'latin1');
+const utf8Write = (b: Buffer, text: string, at: number) => b.write(text, at, 'utf8');
+
 /** Kinesis partition keys are at most 256 Unicode characters. */
 const MAX_PARTITION_KEY_CHARS = 256;
 
 interface OpenBatch {
   table: string;
   partitionKey: string;
-  /** The record's text so far: header and the changes, comma-separated (a rope until sealed). */
-  text: string;
+  header: string;
+  /** Each change's JSON. */
+  parts: string[];
   changes: number;
   bytes: number;
   /** Every character is ASCII (bytes = characters): the record is then written as Latin-1, a copy. */
@@ -128,7 +135,8 @@ export class ChangeBatcher {
       batch = {
         table,
         partitionKey: partitionKeyFor(table, columns, change),
-        text: header,
+        header,
+        parts: [],
         changes: 0,
         bytes: headerBytes + 2,
         ascii: headerBytes === header.length,
@@ -136,7 +144,7 @@ export class ChangeBatcher {
       this.open.set(slot, batch);
       this.openBytes += batch.bytes;
     }
-    batch.text = batch.changes === 0 ? batch.text + part : batch.text + ',' + part;
+    batch.parts.push(part);
     if (partBytes !== part.length + 1) batch.ascii = false;
     batch.changes += 1;
     batch.bytes += partBytes;
@@ -275,7 +283,19 @@ export class ChangeBatcher {
     this.open.delete(slot);
     this.openBytes -= batch.bytes;
     this.openChanges -= batch.changes;
-    const data = Buffer.from(`${batch.text}]}`, batch.ascii ? 'latin1' : 'utf8');
+    // The exact size is known (the bytes counted as changes were added, less the first change's
+    // comma): each piece is written in place, with no joined string to build and encode again.
+    // Latin-1 is a plain copy, right only for ASCII text; UTF-8 otherwise.
+    const data = Buffer.allocUnsafe(batch.bytes - 1);
+    const write = batch.ascii ? latin1Write : utf8Write;
+    let at = write(data, batch.header, 0);
+    const { parts } = batch;
+    for (let i = 0; i < parts.length; i++) {
+      if (i > 0) data[at++] = COMMA;
+      at += write(data, parts[i], at);
+    }
+    data[at++] = CLOSE_BRACKET;
+    data[at] = CLOSE_BRACE;
     this.sealed.push({
       partitionKey: batch.partitionKey,
       data,
