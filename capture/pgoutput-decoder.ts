@@ -116,6 +116,10 @@ function toValues(
   tuple: Tuple,
 ): { values: (string | null)[]; unchanged: number[] } {
   const width = relation.columns.length;
+  // The stream's tuples are arrays of text made for this one message: one with every value sent is
+  // the change's values as it is.
+  if (Array.isArray(tuple) && tuple.length === width && !tuple.includes(undefined))
+    return { values: tuple as (string | null)[], unchanged: NONE };
   const values: (string | null)[] = new Array<string | null>(width);
   let unchanged: number[] | null = null;
   for (let i = 0; i < width; i++) {
