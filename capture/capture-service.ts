@@ -721,7 +721,8 @@ export class CaptureService {
     try {
       const decoded = this.decoder.decode(message);
       if (decoded === null) return;
-      for (const item of Array.isArray(decoded) ? decoded : [decoded]) this.apply(item);
+      if (Array.isArray(decoded)) for (const item of decoded) this.apply(item);
+      else this.apply(decoded);
       if (this.batcher.byteCount >= this.config.flushBytes) this.enqueueFlush();
     } catch (e) {
       this.fail(e);
