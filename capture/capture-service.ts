@@ -736,7 +736,7 @@ export class CaptureService {
         acks.begin();
         return;
       case 'change':
-        this.batcher.add(item.schema, item.table, item.columns, item.change);
+        this.batcher.add(item.schema, item.table, item.columns, item.change, item.valuesJson);
         this.stats.changes += 1;
         return;
       case 'commit':

@@ -89,6 +89,14 @@ describe('ChangeBatcher', () => {
       expect(JSON.parse(r.data.toString('utf8'))).toEqual(JSON.parse(r.data.toString()));
   });
 
+  it("writes the values' JSON it is given instead of stringifying them", () => {
+    const b = new ChangeBatcher();
+    b.add('public', 'design', columns, change(0, 'x'), '["0" , "x"]'); // same values, other spacing
+    const record = b.drain()[0];
+    expect(record.data.toString('utf8')).toContain('"values":["0" , "x"]}');
+    expect(decodeChangeBatch(record.data).changes[0].values).toEqual(['0', 'x']);
+  });
+
   it('writes each change as JSON.stringify would, optional fields included', () => {
     const b = new ChangeBatcher();
     const plain = change(0);

@@ -110,13 +110,17 @@ export class ChangeBatcher {
     this.maxInlineChangeBytes = limits.maxInlineChangeBytes ?? MAX_INLINE_CHANGE_BYTES;
   }
 
-  add(schema: string, table: string, columns: readonly Column[], change: Change): void {
+  /**
+   * `valuesJson`, when given, must be JSON.stringify(change.values) (the stream's parser writes it
+   * for values that need no escaping, capture/pgoutput-rows.ts).
+   */
+  add(schema: string, table: string, columns: readonly Column[], change: Change, valuesJson?: string): void {
     const layout = this.layoutOf(columns);
     const slot =
       layout.slot === undefined || layout.schema !== schema || layout.table !== table
         ? this.slotOf(layout, schema, table)
         : layout.slot;
-    const part = this.serialise(change);
+    const part = this.serialise(change, valuesJson);
     const partBytes = Buffer.byteLength(part) + 1;
     if (partBytes > this.maxInlineChangeBytes / 2 && this.addOversized(schema, table, columns, change, part))
       return;
@@ -159,7 +163,7 @@ export class ChangeBatcher {
    * add()'s cost (bench/batcher.ts). Anything but the plain five fields goes through
    * JSON.stringify, so optional fields keep their order and presence exactly.
    */
-  private serialise(change: Change): string {
+  private serialise(change: Change, valuesJson: string | undefined): string {
     if (
       change.unchanged !== undefined ||
       change.rows !== undefined ||
@@ -175,7 +179,7 @@ export class ChangeBatcher {
       cache.head = `{"op":${JSON.stringify(change.op)},"lsn":${JSON.stringify(change.lsn)},"seq":`;
       cache.middle = `,"ts":${JSON.stringify(change.ts)},"values":`;
     }
-    return `${cache.head}${change.seq}${cache.middle}${JSON.stringify(change.values)}}`;
+    return `${cache.head}${change.seq}${cache.middle}${valuesJson ?? JSON.stringify(change.values)}}`;
   }
 
   /** The open-batch key of a table and layout, kept on the layout for the next change. */

@@ -12,7 +12,15 @@ import type { StreamMessage, TextTuple } from './pgoutput-rows';
 /** What the decoder hands to the capture loop, one item per pgoutput message that matters. */
 export type DecodedItem =
   | { kind: 'begin'; lsn: Lsn; ts: string }
-  | { kind: 'change'; schema: string; table: string; columns: Column[]; change: Change }
+  | {
+      kind: 'change';
+      schema: string;
+      table: string;
+      columns: Column[];
+      change: Change;
+      /** JSON.stringify(change.values), when the parser wrote it (capture/pgoutput-rows.ts). */
+      valuesJson?: string;
+    }
   | {
       kind: 'commit';
       /** Commit record's LSN: the identity every change of the transaction carries. */
@@ -142,6 +150,11 @@ function toValues(
 
 const NONE: number[] = [];
 
+/** The parser's JSON of a tuple, on the stream's row messages (the library's have none). */
+function jsonOf(message: object, field: 'newJson' | 'oldJson'): string | undefined {
+  return (message as { newJson?: string; oldJson?: string })[field];
+}
+
 export class PgoutputDecoder {
   private txn: { lsn: Lsn; ts: string; seq: number } | null = null;
 
@@ -171,11 +184,18 @@ export class PgoutputDecoder {
         };
       }
       case 'insert':
-        return this.change(message.relation, 'insert', message.new);
+        return this.change(message.relation, 'insert', message.new, jsonOf(message, 'newJson'));
       case 'update':
-        return this.update(message.relation, message.key ?? message.old, message.new);
+        return this.update(
+          message.relation,
+          message.key ?? message.old,
+          message.new,
+          jsonOf(message, 'newJson'),
+        );
       case 'delete':
-        return this.change(message.relation, 'delete', message.old ?? message.key);
+        return message.old
+          ? this.change(message.relation, 'delete', message.old, jsonOf(message, 'oldJson'))
+          : this.change(message.relation, 'delete', message.key);
       case 'truncate':
         return message.relations.map((relation) => this.change(relation, 'truncate', null));
       case 'message': {
@@ -215,8 +235,13 @@ export class PgoutputDecoder {
    * so one key change arrives with the updates of its referencing rows in the same transaction.
    * https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
    */
-  private update(relation: Pgoutput.MessageRelation, old: Tuple, tuple: Tuple): DecodedItem | DecodedItem[] {
-    const updated = this.change(relation, 'update', tuple);
+  private update(
+    relation: Pgoutput.MessageRelation,
+    old: Tuple,
+    tuple: Tuple,
+    json: string | undefined,
+  ): DecodedItem | DecodedItem[] {
+    const updated = this.change(relation, 'update', tuple, json);
     if (!old || updated.kind !== 'change') return updated;
     const keyChanged = relation.columns.some((c, i) => {
       if ((c.flags & 1) !== 1) return false;
@@ -234,7 +259,7 @@ export class PgoutputDecoder {
     return [removed, updated];
   }
 
-  private change(relation: Pgoutput.MessageRelation, op: ChangeOp, tuple: Tuple): DecodedItem {
+  private change(relation: Pgoutput.MessageRelation, op: ChangeOp, tuple: Tuple, json?: string): DecodedItem {
     const txn = this.requireTxn(op.toUpperCase());
     const columns = columnsOf(relation);
     const { values, unchanged } =
@@ -243,7 +268,16 @@ export class PgoutputDecoder {
     // Only an update can leave a TOASTed value unsent; a key-only delete simply lacks the other
     // columns, which toValues also reports as absent: those are plain nulls.
     if (unchanged.length > 0 && op === 'update') change.unchanged = unchanged;
-    return { kind: 'change', schema: relation.schema, table: relation.name, columns, change };
+    const item: DecodedItem = {
+      kind: 'change',
+      schema: relation.schema,
+      table: relation.name,
+      columns,
+      change,
+    };
+    // The parser's JSON is of the tuple: it holds for the values only when they are that tuple.
+    if (json !== undefined && values === tuple) item.valuesJson = json;
+    return item;
   }
 }
 
