@@ -2,7 +2,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { LogicalReplicationService, type Pgoutput } from 'pg-logical-replication';
+import { LogicalReplicationService } from 'pg-logical-replication';
+import type { StreamMessage } from '../capture/pgoutput-rows';
 import { RawTextPgoutputPlugin } from '../capture/replication-stream';
 import { normaliseLsn, type Lsn } from '../core/lsn';
 import { ownCpuSeconds, type RunCpu } from './cpu';
@@ -79,7 +80,7 @@ export function readWithLibrary(
       startedAt = performance.now();
       cpuAtStart = ownCpuSeconds();
     });
-    service.on('data', (_lsn: string, message: Pgoutput.Message) => {
+    service.on('data', (_lsn: string, message: StreamMessage) => {
       switch (message.tag) {
         case 'insert':
         case 'update':

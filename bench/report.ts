@@ -19,7 +19,8 @@ export function machineBasics(): Pick<Machine, 'date' | 'cpus' | 'cpuModel' | 'n
   };
 }
 
-const TARGETS = { minChangesPerSecond: 20_000, minRatioToRaw: 0.5 } as const;
+/** Issue 2's targets, and issue 12's ratio to pg_recvlogical on the same WAL. */
+const TARGETS = { minChangesPerSecond: 20_000, minRatioToRaw: 0.5, minRatioToRecvlogical: 0.6 } as const;
 
 export interface Machine {
   date: string;
@@ -158,6 +159,13 @@ export function compare(
           threshold: TARGETS.minRatioToRaw,
           pass: ratio >= TARGETS.minRatioToRaw,
         });
+        if (baseline.id === 'raw.pg_recvlogical')
+          targets.push({
+            what: `${capture.label} ≥ ${TARGETS.minRatioToRecvlogical} × ${baseline.label} (issue 12)`,
+            value: ratio,
+            threshold: TARGETS.minRatioToRecvlogical,
+            pass: ratio >= TARGETS.minRatioToRecvlogical,
+          });
       }
     }
   }
@@ -229,7 +237,7 @@ export function formatReport(result: BenchResult): string {
     for (const m of w.captures) lines.push(rateLine(m, w.unit, w.count, width));
     const labelOf = (id: string) => all.find((m) => m.id === id)?.label ?? id;
     if (w.targets.length > 0) {
-      lines.push('  targets (issue 2)');
+      lines.push('  targets (issues 2 and 12)');
       for (const t of w.targets) {
         const value = t.threshold < 1 ? t.value.toFixed(2) : `${fmtInt(t.value)} changes/s`;
         lines.push(`    ${t.pass ? 'PASS' : 'MISS'}  ${t.what.padEnd(width + 32)} ${value}`);

@@ -1,5 +1,4 @@
 import type { Client } from 'pg';
-import type { Pgoutput } from 'pg-logical-replication';
 import type { Logger } from '../core/logger';
 import { compareLsn, type Lsn } from '../core/lsn';
 import {
@@ -20,7 +19,9 @@ import {
 } from './change-batcher';
 import type { RecordSink } from './kinesis-sink';
 import { rawTextClient } from './pg-text';
+import { serialiseQueries } from './serialise-queries';
 import { PgoutputDecoder, snapshotLsn, type DecodedItem } from './pgoutput-decoder';
+import type { StreamMessage } from './pgoutput-rows';
 import { ReplicationStream } from './replication-stream';
 import {
   addMissingPublicationTables,
@@ -212,7 +213,9 @@ export class CaptureService {
 
   async run(): Promise<void> {
     const { config } = this;
-    this.control = rawTextClient(config.sourceUrl);
+    // Timers share this connection (heartbeat, slot statistics, publication check, resync): its
+    // queries run one at a time (capture/serialise-queries.ts).
+    this.control = serialiseQueries(rawTextClient(config.sourceUrl));
     this.control.on('error', (e) => this.fail(new CaptureError('control connection failed', { cause: e })));
     await this.control.connect();
     try {
@@ -712,13 +715,14 @@ export class CaptureService {
     await this.stopping;
   }
 
-  private onMessage(message: Pgoutput.Message): void {
+  private onMessage(message: StreamMessage): void {
     this.lastServerMessageAt = this.now();
     if (this.failed) return;
     try {
       const decoded = this.decoder.decode(message);
       if (decoded === null) return;
-      for (const item of Array.isArray(decoded) ? decoded : [decoded]) this.apply(item);
+      if (Array.isArray(decoded)) for (const item of decoded) this.apply(item);
+      else this.apply(decoded);
       if (this.batcher.byteCount >= this.config.flushBytes) this.enqueueFlush();
     } catch (e) {
       this.fail(e);
@@ -732,7 +736,7 @@ export class CaptureService {
         acks.begin();
         return;
       case 'change':
-        this.batcher.add(item.schema, item.table, item.columns, item.change);
+        this.batcher.add(item.schema, item.table, item.columns, item.change, item.valuesJson);
         this.stats.changes += 1;
         return;
       case 'commit':
@@ -840,37 +844,54 @@ export class CaptureService {
     const control = this.control!;
     let lastChanges = this.stats.changes;
     let lastAt = this.now();
+    // The control connection runs one query at a time; a tick whose previous query is still
+    // waiting (a slow or busy source) is skipped rather than queued behind it.
+    const checkCaptureSet = unlessBusy(() =>
+      this.checkCaptureSet().catch((e) => this.log.warn('could not check the publication', { err: e })),
+    );
     this.timers.push(
-      setInterval(() => {
-        // Transactional, so it flows through the slot like any commit and moves it along.
-        control
-          .query('SELECT pg_logical_emit_message(true, $1, $2)', [
-            HEARTBEAT_PREFIX,
-            encodeHeartbeatContent({ slot: this.config.slot, emittedAt: new Date(this.now()).toISOString() }),
-          ])
-          .catch((e) => this.log.warn('heartbeat failed', { err: e }));
-      }, this.config.heartbeatIntervalMs),
-      setInterval(() => {
-        getSlot(control, this.config.slot)
-          .then((slot) => {
-            const at = this.now();
-            this.stats.lagBytes = slot?.lagBytes ?? null;
-            this.stats.retainedWalBytes = slot?.retainedWalBytes ?? null;
-            const changesPerSecond = ((this.stats.changes - lastChanges) * 1000) / Math.max(1, at - lastAt);
-            lastChanges = this.stats.changes;
-            lastAt = at;
-            const lagSeconds = this.stats.lastDurableCommitTs
-              ? Math.max(0, (at - Date.parse(this.stats.lastDurableCommitTs)) / 1000)
-              : null;
-            const sample = { ...this.stats, at, changesPerSecond, lagSeconds };
-            this.log.info('capture.stats', sample);
-            this.deps.onStats?.(sample);
-          })
-          .catch((e) => this.log.warn('could not read slot statistics', { err: e }));
-      }, this.config.statsIntervalMs),
+      setInterval(
+        unlessBusy(() =>
+          // Transactional, so it flows through the slot like any commit and moves it along.
+          control
+            .query('SELECT pg_logical_emit_message(true, $1, $2)', [
+              HEARTBEAT_PREFIX,
+              encodeHeartbeatContent({
+                slot: this.config.slot,
+                emittedAt: new Date(this.now()).toISOString(),
+              }),
+            ])
+            .then(
+              () => undefined,
+              (e) => this.log.warn('heartbeat failed', { err: e }),
+            ),
+        ),
+        this.config.heartbeatIntervalMs,
+      ),
+      setInterval(
+        unlessBusy(() =>
+          getSlot(control, this.config.slot)
+            .then((slot) => {
+              const at = this.now();
+              this.stats.lagBytes = slot?.lagBytes ?? null;
+              this.stats.retainedWalBytes = slot?.retainedWalBytes ?? null;
+              const changesPerSecond = ((this.stats.changes - lastChanges) * 1000) / Math.max(1, at - lastAt);
+              lastChanges = this.stats.changes;
+              lastAt = at;
+              const lagSeconds = this.stats.lastDurableCommitTs
+                ? Math.max(0, (at - Date.parse(this.stats.lastDurableCommitTs)) / 1000)
+                : null;
+              const sample = { ...this.stats, at, changesPerSecond, lagSeconds };
+              this.log.info('capture.stats', sample);
+              this.deps.onStats?.(sample);
+            })
+            .catch((e) => this.log.warn('could not read slot statistics', { err: e })),
+        ),
+        this.config.statsIntervalMs,
+      ),
       setInterval(() => this.keepAlive(this.now()), Math.min(1000, this.config.statusIntervalMs)),
       setInterval(() => {
-        this.checkCaptureSet().catch((e) => this.log.warn('could not check the publication', { err: e }));
+        checkCaptureSet();
         this.takeResyncRequest(this.versionNum).catch((e) =>
           this.fail(new CaptureError('the requested resync failed', { cause: e })),
         );
@@ -944,4 +965,16 @@ export class CaptureService {
     if (this.lingerTimer) clearTimeout(this.lingerTimer);
     this.lingerTimer = null;
   }
+}
+
+/** A timer callback that skips its tick while the task's previous run has not settled. */
+function unlessBusy(task: () => Promise<void>): () => void {
+  let busy = false;
+  return () => {
+    if (busy) return;
+    busy = true;
+    void task().finally(() => {
+      busy = false;
+    });
+  };
 }

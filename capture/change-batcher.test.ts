@@ -69,6 +69,46 @@ describe('ChangeBatcher', () => {
     for (let i = 0; i < 10; i++) b.add('public', 'design', columns, change(i, '🧵'.repeat(20)));
     for (const r of b.drain()) expect(r.data.length).toBeLessThanOrEqual(400);
   });
+
+  it('writes ASCII and non-ASCII text alike, in any order within a record', () => {
+    // Prepare: plain changes, then accented and astral ones, then plain again, in one record.
+    const b = new ChangeBatcher();
+    const names = ['plain', 'naïve café', '🧵 thread', 'quote " and \\ back', 'plain again'];
+
+    // Act
+    names.forEach((name, i) => b.add('public', 'désign', columns, change(i, name)));
+    b.add('public', 'staff', columns, change(9, 'only ascii'));
+    const records = b.drain();
+
+    // Assess
+    const batches = records.map((r) => decodeChangeBatch(r.data));
+    expect(batches.map((x) => x.table)).toEqual(['désign', 'staff']);
+    expect(batches[0].changes.map((c) => c.values[1])).toEqual(names);
+    expect(batches[1].changes.map((c) => c.values[1])).toEqual(['only ascii']);
+    for (const r of records)
+      expect(JSON.parse(r.data.toString('utf8'))).toEqual(JSON.parse(r.data.toString()));
+  });
+
+  it("writes the values' JSON it is given instead of stringifying them", () => {
+    const b = new ChangeBatcher();
+    b.add('public', 'design', columns, change(0, 'x'), '["0" , "x"]'); // same values, other spacing
+    const record = b.drain()[0];
+    expect(record.data.toString('utf8')).toContain('"values":["0" , "x"]}');
+    expect(decodeChangeBatch(record.data).changes[0].values).toEqual(['0', 'x']);
+  });
+
+  it('writes each change as JSON.stringify would, optional fields included', () => {
+    const b = new ChangeBatcher();
+    const plain = change(0);
+    const withUnchanged: Change = { ...change(1), op: 'update', values: ['1', null], unchanged: [1] };
+    const end: Change = { op: 'snapshot_end', lsn: plain.lsn, seq: 2, ts: plain.ts, values: [], rows: 2 };
+    const laterTxn: Change = { ...change(3), lsn: '00000000/00000200', ts: '2025-02-28T09:15:03.000001Z' };
+    for (const c of [plain, withUnchanged, end, laterTxn]) b.add('public', 'design', columns, c);
+    const text = b.drain()[0].data.toString('utf8');
+    expect(text).toContain(
+      `[${[plain, withUnchanged, end, laterTxn].map((c) => JSON.stringify(c)).join(',')}]`,
+    );
+  });
 });
 
 describe('ChangeBatcher: oversized changes (claim check)', () => {

@@ -53,15 +53,34 @@ export const DEFAULT_BATCHER_LIMITS: ChangeBatcherLimits = {
   maxInlineChangeBytes: MAX_INLINE_CHANGE_BYTES,
 };
 
+const COMMA = 0x2c;
+const CLOSE_BRACKET = 0x5d;
+const CLOSE_BRACE = 0x7d;
+const latin1Write = (b: Buffer, text: string, at: number) => b.write(text, at, 'latin1');
+const utf8Write = (b: Buffer, text: string, at: number) => b.write(text, at, 'utf8');
+
 /** Kinesis partition keys are at most 256 Unicode characters. */
 const MAX_PARTITION_KEY_CHARS = 256;
 
 interface OpenBatch {
-  header: string;
   table: string;
   partitionKey: string;
+  header: string;
+  /** Each change's JSON. */
   parts: string[];
+  changes: number;
   bytes: number;
+  /** Every character is ASCII (bytes = characters): the record is then written as Latin-1, a copy. */
+  ascii: boolean;
+}
+
+interface Layout {
+  json: string;
+  id: number;
+  /** The last table added with this layout, and its open-batch key. */
+  schema?: string;
+  table?: string;
+  slot?: string;
 }
 
 export class ChangeBatcher {
@@ -70,7 +89,7 @@ export class ChangeBatcher {
    * Column layouts by array identity (callers reuse one array per table layout), with a small id
    * per distinct JSON so equal layouts from different arrays still share a batch.
    */
-  private readonly layouts = new WeakMap<readonly Column[], { json: string; id: number }>();
+  private readonly layouts = new WeakMap<readonly Column[], Layout>();
   private readonly layoutIds = new Map<string, number>();
   private sealed: BatchRecord[] = [];
   private sealedBytes = 0;
@@ -85,15 +104,23 @@ export class ChangeBatcher {
   epoch = 0;
 
   private readonly maxInlineChangeBytes: number;
+  private readonly prefix = { op: '', lsn: '', ts: '', head: '', middle: '' };
 
   constructor(private readonly limits: ChangeBatcherLimits = DEFAULT_BATCHER_LIMITS) {
     this.maxInlineChangeBytes = limits.maxInlineChangeBytes ?? MAX_INLINE_CHANGE_BYTES;
   }
 
-  add(schema: string, table: string, columns: readonly Column[], change: Change): void {
-    const { json: layout, id } = this.layoutOf(columns);
-    const slot = `${schema}\u0000${table}\u0000${id}`;
-    const part = JSON.stringify(change);
+  /**
+   * `valuesJson`, when given, must be JSON.stringify(change.values) (the stream's parser writes it
+   * for values that need no escaping, capture/pgoutput-rows.ts).
+   */
+  add(schema: string, table: string, columns: readonly Column[], change: Change, valuesJson?: string): void {
+    const layout = this.layoutOf(columns);
+    const slot =
+      layout.slot === undefined || layout.schema !== schema || layout.table !== table
+        ? this.slotOf(layout, schema, table)
+        : layout.slot;
+    const part = this.serialise(change, valuesJson);
     const partBytes = Buffer.byteLength(part) + 1;
     if (partBytes > this.maxInlineChangeBytes / 2 && this.addOversized(schema, table, columns, change, part))
       return;
@@ -101,27 +128,66 @@ export class ChangeBatcher {
     if (
       batch &&
       (batch.bytes + partBytes > this.limits.maxRecordBytes ||
-        batch.parts.length >= this.limits.maxChangesPerRecord)
+        batch.changes >= this.limits.maxChangesPerRecord)
     ) {
       this.seal(slot, batch);
       batch = undefined;
     }
     if (!batch) {
-      const header = this.header(CHANGE_BATCH_VERSION, schema, table, layout);
+      const header = this.header(CHANGE_BATCH_VERSION, schema, table, layout.json);
+      const headerBytes = Buffer.byteLength(header);
       batch = {
-        header,
         table,
         partitionKey: partitionKeyFor(table, columns, change),
+        header,
         parts: [],
-        bytes: Buffer.byteLength(header) + 2,
+        changes: 0,
+        bytes: headerBytes + 2,
+        ascii: headerBytes === header.length,
       };
       this.open.set(slot, batch);
       this.openBytes += batch.bytes;
     }
     batch.parts.push(part);
+    if (partBytes !== part.length + 1) batch.ascii = false;
+    batch.changes += 1;
     batch.bytes += partBytes;
     this.openBytes += partBytes;
     this.openChanges += 1;
+  }
+
+  /**
+   * A change's JSON, as JSON.stringify(change) writes it. The changes of one transaction (or one
+   * snapshot) share op, lsn and ts, so the text around seq is built once per run of them and only
+   * seq and the values are written per change: JSON.stringify of the whole object was most of
+   * add()'s cost (bench/batcher.ts). Anything but the plain five fields goes through
+   * JSON.stringify, so optional fields keep their order and presence exactly.
+   */
+  private serialise(change: Change, valuesJson: string | undefined): string {
+    if (
+      change.unchanged !== undefined ||
+      change.rows !== undefined ||
+      change.ref !== undefined ||
+      change.epoch !== undefined
+    )
+      return JSON.stringify(change);
+    const cache = this.prefix;
+    if (cache.op !== change.op || cache.lsn !== change.lsn || cache.ts !== change.ts) {
+      cache.op = change.op;
+      cache.lsn = change.lsn;
+      cache.ts = change.ts;
+      cache.head = `{"op":${JSON.stringify(change.op)},"lsn":${JSON.stringify(change.lsn)},"seq":`;
+      cache.middle = `,"ts":${JSON.stringify(change.ts)},"values":`;
+    }
+    return `${cache.head}${change.seq}${cache.middle}${valuesJson ?? JSON.stringify(change.values)}}`;
+  }
+
+  /** The open-batch key of a table and layout, kept on the layout for the next change. */
+  private slotOf(layout: Layout, schema: string, table: string): string {
+    layout.schema = schema;
+    layout.table = table;
+    layout.slot = `${schema}\u0000${table}\u0000${layout.id}`;
+    return layout.slot;
   }
 
   private header(v: number, schema: string, table: string, layout: string): string {
@@ -165,7 +231,7 @@ export class ChangeBatcher {
     return true;
   }
 
-  private layoutOf(columns: readonly Column[]): { json: string; id: number } {
+  private layoutOf(columns: readonly Column[]): Layout {
     let layout = this.layouts.get(columns);
     if (!layout) {
       const json = JSON.stringify(columns);
@@ -220,13 +286,25 @@ export class ChangeBatcher {
   private seal(slot: string, batch: OpenBatch): void {
     this.open.delete(slot);
     this.openBytes -= batch.bytes;
-    this.openChanges -= batch.parts.length;
-    const data = Buffer.from(`${batch.header}${batch.parts.join(',')}]}`, 'utf8');
+    this.openChanges -= batch.changes;
+    // The exact size is known (the bytes counted as changes were added, less the first change's
+    // comma): each piece is written in place, with no joined string to build and encode again.
+    // Latin-1 is a plain copy, right only for ASCII text; UTF-8 otherwise.
+    const data = Buffer.allocUnsafe(batch.bytes - 1);
+    const write = batch.ascii ? latin1Write : utf8Write;
+    let at = write(data, batch.header, 0);
+    const { parts } = batch;
+    for (let i = 0; i < parts.length; i++) {
+      if (i > 0) data[at++] = COMMA;
+      at += write(data, parts[i], at);
+    }
+    data[at++] = CLOSE_BRACKET;
+    data[at] = CLOSE_BRACE;
     this.sealed.push({
       partitionKey: batch.partitionKey,
       data,
       table: batch.table,
-      changes: batch.parts.length,
+      changes: batch.changes,
     });
     this.sealedBytes += data.length;
   }

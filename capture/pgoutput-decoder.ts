@@ -1,6 +1,7 @@
 import type { Pgoutput } from 'pg-logical-replication';
 import { microsToIso, type Change, type ChangeOp, type Column } from '../core/change-event';
 import { addToLsn, normaliseLsn, type Lsn } from '../core/lsn';
+import type { StreamMessage, TextTuple } from './pgoutput-rows';
 
 /**
  * Turns pgoutput messages (as parsed by pg-logical-replication) into change events. Pure: it keeps
@@ -11,7 +12,15 @@ import { addToLsn, normaliseLsn, type Lsn } from '../core/lsn';
 /** What the decoder hands to the capture loop, one item per pgoutput message that matters. */
 export type DecodedItem =
   | { kind: 'begin'; lsn: Lsn; ts: string }
-  | { kind: 'change'; schema: string; table: string; columns: Column[]; change: Change }
+  | {
+      kind: 'change';
+      schema: string;
+      table: string;
+      columns: Column[];
+      change: Change;
+      /** JSON.stringify(change.values), when the parser wrote it (capture/pgoutput-rows.ts). */
+      valuesJson?: string;
+    }
   | {
       kind: 'commit';
       /** Commit record's LSN: the identity every change of the transaction carries. */
@@ -92,7 +101,19 @@ function describeColumns(relation: Pgoutput.MessageRelation): Column[] {
   }));
 }
 
-type Tuple = Record<string, unknown> | null;
+/**
+ * A row as the stream delivers it (capture/pgoutput-rows.ts: values in column order), or in
+ * pg-logical-replication's own shape (an object keyed by column name).
+ */
+type Tuple = TextTuple | Record<string, unknown> | null;
+
+/** Values of the message kinds the decoder takes: the stream's, or the library's own. */
+export type DecoderMessage = StreamMessage | Pgoutput.Message;
+
+function valueAt(relation: Pgoutput.MessageRelation, tuple: Tuple, i: number): unknown {
+  if (!tuple) return null;
+  return Array.isArray(tuple) ? tuple[i] : (tuple as Record<string, unknown>)[relation.columns[i].name];
+}
 
 /**
  * Aligns a parsed tuple with the relation's columns. A column missing from the tuple (`undefined`)
@@ -102,23 +123,36 @@ function toValues(
   relation: Pgoutput.MessageRelation,
   tuple: Tuple,
 ): { values: (string | null)[]; unchanged: number[] } {
-  const values: (string | null)[] = [];
-  const unchanged: number[] = [];
-  relation.columns.forEach((column, i) => {
-    const value = tuple ? tuple[column.name] : null;
+  const width = relation.columns.length;
+  // The stream's tuples are arrays of text made for this one message: one with every value sent is
+  // the change's values as it is.
+  if (Array.isArray(tuple) && tuple.length === width && !tuple.includes(undefined))
+    return { values: tuple as (string | null)[], unchanged: NONE };
+  const values: (string | null)[] = new Array<string | null>(width);
+  let unchanged: number[] | null = null;
+  for (let i = 0; i < width; i++) {
+    const value = valueAt(relation, tuple, i);
     if (value === undefined) {
-      unchanged.push(i);
-      values.push(null);
+      (unchanged ??= []).push(i);
+      values[i] = null;
     } else if (value === null || typeof value === 'string') {
-      values.push(value);
+      values[i] = value;
     } else {
       // Binary-format columns are never requested; anything else means the raw-text parser was bypassed.
+      const column = relation.columns[i];
       throw new DecodeError(
         `column ${relation.schema}.${relation.name}.${column.name} arrived as ${typeof value}, expected text`,
       );
     }
-  });
-  return { values, unchanged };
+  }
+  return { values, unchanged: unchanged ?? NONE };
+}
+
+const NONE: number[] = [];
+
+/** The parser's JSON of a tuple, on the stream's row messages (the library's have none). */
+function jsonOf(message: object, field: 'newJson' | 'oldJson'): string | undefined {
+  return (message as { newJson?: string; oldJson?: string })[field];
 }
 
 export class PgoutputDecoder {
@@ -129,7 +163,7 @@ export class PgoutputDecoder {
     return this.txn !== null;
   }
 
-  decode(message: Pgoutput.Message): DecodedItem | DecodedItem[] | null {
+  decode(message: DecoderMessage): DecodedItem | DecodedItem[] | null {
     switch (message.tag) {
       case 'begin': {
         if (!message.commitLsn) throw new DecodeError('BEGIN without a final LSN');
@@ -150,11 +184,18 @@ export class PgoutputDecoder {
         };
       }
       case 'insert':
-        return this.change(message.relation, 'insert', message.new);
+        return this.change(message.relation, 'insert', message.new, jsonOf(message, 'newJson'));
       case 'update':
-        return this.update(message.relation, message.key ?? message.old, message.new);
+        return this.update(
+          message.relation,
+          message.key ?? message.old,
+          message.new,
+          jsonOf(message, 'newJson'),
+        );
       case 'delete':
-        return this.change(message.relation, 'delete', message.old ?? message.key);
+        return message.old
+          ? this.change(message.relation, 'delete', message.old, jsonOf(message, 'oldJson'))
+          : this.change(message.relation, 'delete', message.key);
       case 'truncate':
         return message.relations.map((relation) => this.change(relation, 'truncate', null));
       case 'message': {
@@ -194,12 +235,19 @@ export class PgoutputDecoder {
    * so one key change arrives with the updates of its referencing rows in the same transaction.
    * https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
    */
-  private update(relation: Pgoutput.MessageRelation, old: Tuple, tuple: Tuple): DecodedItem | DecodedItem[] {
-    const updated = this.change(relation, 'update', tuple);
+  private update(
+    relation: Pgoutput.MessageRelation,
+    old: Tuple,
+    tuple: Tuple,
+    json: string | undefined,
+  ): DecodedItem | DecodedItem[] {
+    const updated = this.change(relation, 'update', tuple, json);
     if (!old || updated.kind !== 'change') return updated;
-    const keyChanged = relation.columns.some(
-      (c) => (c.flags & 1) === 1 && old[c.name] !== undefined && old[c.name] !== (tuple ?? {})[c.name],
-    );
+    const keyChanged = relation.columns.some((c, i) => {
+      if ((c.flags & 1) !== 1) return false;
+      const before = valueAt(relation, old, i);
+      return before !== undefined && before !== valueAt(relation, tuple, i);
+    });
     if (!keyChanged) return updated;
     // The delete takes the update's ordinal; the update the next one.
     const removed = this.change(relation, 'delete', old);
@@ -211,7 +259,7 @@ export class PgoutputDecoder {
     return [removed, updated];
   }
 
-  private change(relation: Pgoutput.MessageRelation, op: ChangeOp, tuple: Tuple): DecodedItem {
+  private change(relation: Pgoutput.MessageRelation, op: ChangeOp, tuple: Tuple, json?: string): DecodedItem {
     const txn = this.requireTxn(op.toUpperCase());
     const columns = columnsOf(relation);
     const { values, unchanged } =
@@ -220,7 +268,16 @@ export class PgoutputDecoder {
     // Only an update can leave a TOASTed value unsent; a key-only delete simply lacks the other
     // columns, which toValues also reports as absent: those are plain nulls.
     if (unchanged.length > 0 && op === 'update') change.unchanged = unchanged;
-    return { kind: 'change', schema: relation.schema, table: relation.name, columns, change };
+    const item: DecodedItem = {
+      kind: 'change',
+      schema: relation.schema,
+      table: relation.name,
+      columns,
+      change,
+    };
+    // The parser's JSON is of the tuple: it holds for the values only when they are that tuple.
+    if (json !== undefined && values === tuple) item.valuesJson = json;
+    return item;
   }
 }
 
