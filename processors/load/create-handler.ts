@@ -17,7 +17,7 @@ import {
   s3ObjectHandler,
   type ObjectFailure,
 } from '../shared/s3-object-handler';
-import { applyBatch, WarehouseDataError, type ApplyOutcome } from './apply-batch';
+import { applyBatch, emptyOutcome, WarehouseDataError, type ApplyOutcome } from './apply-batch';
 import { comparePosition, loadLogLookup } from '../../core/warehouse-sql';
 import { MalformedObjectError, prepareBatch } from './load-batch';
 
@@ -234,27 +234,6 @@ async function isLoaded(client: PoolClient, key: string, eTag: string): Promise<
   return ((await client.query(lookup.text, lookup.values)).rowCount ?? 0) > 0;
 }
 
-function duplicateOutcome(key: string, table: WarehouseTableName, rows: number): ApplyOutcome {
-  return {
-    objectKey: key,
-    table,
-    duplicate: true,
-    rows,
-    written: 0,
-    deletes: 0,
-    truncated: 0,
-    rereadVersionsDropped: 0,
-    reconciled: [],
-    datesInserted: 0,
-    placeholdersInserted: 0,
-    derived: {},
-    attempts: 1,
-    durationMs: 0,
-    maxPosition: null,
-    newestCommitTs: null,
-  };
-}
-
 export function createLoadHandler(
   deps: LoadHandlerDeps,
 ): (event: unknown, context?: { awsRequestId?: string }) => Promise<LoadReport> {
@@ -419,7 +398,7 @@ export function createLoadHandler(
     }
     if (loaded) {
       await reader.close();
-      outcome = duplicateOutcome(key, reader.table, reader.rowCount);
+      outcome = emptyOutcome(key, reader.table, reader.rowCount, { duplicate: true });
     } else
       try {
         // An object of several parts is checked whole before any part is applied: a malformed row
