@@ -169,7 +169,13 @@ function topFunctions(profile: CpuProfile, limit = 14): { name: string; ms: numb
   for (const node of profile.nodes) {
     const us = self.get(node.id) ?? 0;
     const f = node.callFrame;
-    if (f.functionName === '(idle)' || f.functionName === '(program)') continue;
+    // The profiler's own start (inspector `dispatch`, no script) is not the load's.
+    if (
+      f.functionName === '(idle)' ||
+      f.functionName === '(program)' ||
+      (f.functionName === 'dispatch' && !f.url)
+    )
+      continue;
     total += us;
     const where = f.url ? path.basename(f.url.replace(/^file:\/\//, '')) : '';
     const name = `${f.functionName || '(anonymous)'}${where ? ` ${where}` : ''}`;

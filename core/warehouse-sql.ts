@@ -175,9 +175,15 @@ export function comparePosition(
   a: { epoch?: number; lsn: string; seq: number },
   b: { epoch?: number; lsn: string; seq: number },
 ): number {
-  const [ah, al] = a.lsn.split('/').map((h) => parseInt(h, 16));
-  const [bh, bl] = b.lsn.split('/').map((h) => parseInt(h, 16));
-  return (a.epoch ?? 0) - (b.epoch ?? 0) || ah - bh || al - bl || a.seq - b.seq;
+  const epochs = (a.epoch ?? 0) - (b.epoch ?? 0);
+  if (epochs) return epochs;
+  // The rows of one transaction share its commit LSN: no need to parse it.
+  if (a.lsn !== b.lsn) {
+    const [ah, al] = a.lsn.split('/').map((h) => parseInt(h, 16));
+    const [bh, bl] = b.lsn.split('/').map((h) => parseInt(h, 16));
+    if (ah - bh || al - bl) return ah - bh || al - bl;
+  }
+  return a.seq - b.seq;
 }
 
 /** `(alias."_epoch", alias."_lsn", alias."_seq")`: a position, for row-wise comparison. */
