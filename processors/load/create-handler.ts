@@ -19,7 +19,7 @@ import {
 } from '../shared/s3-object-handler';
 import { applyBatch, emptyOutcome, WarehouseDataError, type ApplyOutcome } from './apply-batch';
 import { comparePosition, loadLogLookup } from '../../core/warehouse-sql';
-import { MalformedObjectError, prepareBatch } from './load-batch';
+import { checkBatch, MalformedObjectError, prepareBatch } from './load-batch';
 
 /**
  * The load stage: each Parquet object the transform writes to the processed bucket is applied to
@@ -405,7 +405,7 @@ export function createLoadHandler(
         // quarantines it with nothing loaded, as it does an object of one part.
         if (reader.rowCount > partRows)
           for await (const part of partsOf(reader, partRows))
-            prepareBatch({ table: reader.table, rows: part.rows }, { firstRow: part.firstRow });
+            checkBatch({ table: reader.table, rows: part.rows }, { firstRow: part.firstRow });
         for await (const part of partsOf(reader, partRows)) {
           const batch = prepareBatch({ table: reader.table, rows: part.rows }, { firstRow: part.firstRow });
           // load_log records the object's rows under its own key.

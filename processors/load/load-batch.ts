@@ -186,6 +186,7 @@ function checkRow(
   row: WarehouseRow,
   index: number,
   issues: string[],
+  build = true,
 ): CheckedRow | null {
   const spec = WAREHOUSE_TABLES[table];
   const at = `row ${index}`;
@@ -231,7 +232,7 @@ function checkRow(
     const problem = valueIssue(c, value);
     if (problem) issues.push(`${at}: ${c.name} is ${problem}`);
   }
-  if (issues.length > start) return null;
+  if (issues.length > start || !build) return null;
   const values: WarehouseRow = {};
   for (const c of spec.columns) values[c.name] = row[c.name] ?? null;
   return {
@@ -318,6 +319,34 @@ function prepareDates(parquet: ParquetTable, firstRow: number): PreparedBatch {
   };
 }
 
+/** Runs every row's checks; the rows that pass, when `build`. Throws MalformedObjectError. */
+function checkedRows(parquet: ParquetTable, firstRow: number, build: boolean): CheckedRow[] {
+  const { table } = parquet;
+  if (WAREHOUSE_TABLES[table].source === null)
+    throw new MalformedObjectError(table, [
+      `${table} is computed in the warehouse, never loaded from objects`,
+    ]);
+  const issues: string[] = [];
+  const checked: CheckedRow[] = [];
+  const rows = parquet.rows;
+  for (let i = 0; i < rows.length; i += 1) {
+    const ok = checkRow(table, rows[i], firstRow + i, issues, build);
+    if (ok) checked.push(ok);
+    if (issues.length >= MAX_ISSUES) break;
+  }
+  if (issues.length) throw new MalformedObjectError(table, issues.slice(0, MAX_ISSUES));
+  return checked;
+}
+
+/**
+ * Only checks one decoded object or part, building nothing: what prepareBatch would throw, it
+ * throws (the load checks every part of a large object this way before applying any).
+ */
+export function checkBatch(parquet: ParquetTable, options: { firstRow?: number } = {}): void {
+  if (WAREHOUSE_TABLES[parquet.table].kind === 'date') prepareDates(parquet, options.firstRow ?? 0);
+  else checkedRows(parquet, options.firstRow ?? 0, false);
+}
+
 /**
  * Checks and folds one decoded object, or one part of it: `firstRow` is the index of its first row
  * in the object (issues name rows by their index in the object). Throws MalformedObjectError.
@@ -327,19 +356,8 @@ export function prepareBatch(parquet: ParquetTable, options: { firstRow?: number
   const firstRow = options.firstRow ?? 0;
   const spec = WAREHOUSE_TABLES[table];
   if (spec.kind === 'date') return prepareDates(parquet, firstRow);
-  if (spec.source === null)
-    throw new MalformedObjectError(table, [
-      `${table} is computed in the warehouse, never loaded from objects`,
-    ]);
-
-  const issues: string[] = [];
-  const checked: CheckedRow[] = [];
-  for (const [i, row] of parquet.rows.entries()) {
-    const ok = checkRow(table, row, firstRow + i, issues);
-    if (ok) checked.push(ok);
-    if (issues.length >= MAX_ISSUES) break;
-  }
-  if (issues.length) throw new MalformedObjectError(table, issues.slice(0, MAX_ISSUES));
+  const checked = checkedRows(parquet, firstRow, true);
+  const source = spec.source!;
 
   let maxPosition: Position | null = null;
   let newestCommitTs: string | null = null;
@@ -366,7 +384,7 @@ export function prepareBatch(parquet: ParquetTable, options: { firstRow?: number
     rowCount: parquet.rows.length,
     keys,
     truncates: [...truncates.values()],
-    snapshots: snapshotParts(spec.source, checked),
+    snapshots: snapshotParts(source, checked),
     maxPosition,
     newestCommitTs,
   };
