@@ -44,7 +44,8 @@ import { DEFAULT_EXPORT_DIR, readExportTable } from './totesys-export';
  *   and foreign keys; rolled back).
  *
  * Options: --sizes 10000,50000,200000 · --tables sales_order,purchase_order,payment ·
- * --cpu-profile DIR (a V8 profile of each load, summarized) · --keep (leave the temp directory).
+ * --cpu-profile DIR (a V8 profile of each load, summarized) · --without-fact-fks (drop the facts'
+ * foreign keys in the bench's warehouse first: what they cost) · --keep (leave the temp directory).
  */
 
 const BUCKET = 'processed';
@@ -233,7 +234,19 @@ async function main(): Promise<void> {
     await warehouse.connect();
     await migrateWarehouse(warehouse);
     await warehouse.query('CREATE EXTENSION pg_stat_statements');
+    if (process.argv.includes('--without-fact-fks')) {
+      // What the load would do without the facts' foreign keys (each a per-row check that locks the
+      // dimension row): the bench's own warehouse only, to measure that limit.
+      const { rows: fks } = await warehouse.query<{ sql: string }>(
+        `SELECT format('ALTER TABLE %I DROP CONSTRAINT %I', conrelid::regclass::text, conname) AS sql
+           FROM pg_constraint WHERE contype = 'f' AND conrelid::regclass::text LIKE 'fact\\_%'`,
+      );
+      for (const { sql } of fks) await warehouse.query(sql);
+      process.stderr.write(`--without-fact-fks: dropped ${fks.length} foreign keys of the facts\n`);
+    }
     pool = new Pool({ connectionString: url, max: 1 });
+    // An idle connection's error (the cluster stopping) is reported by the next query, not thrown here.
+    pool.on('error', (e) => process.stderr.write(`warehouse pool: ${e.message}\n`));
     const handler = createLoadHandler({
       s3,
       warehouse: pool,
