@@ -845,8 +845,10 @@ export function factRefreshDeleted(name: WarehouseTableName, keys: readonly numb
       `           AND (n."next_epoch" IS NULL OR ${pos('d')} < (n."next_epoch", n."next_lsn", n."next_seq"))) AS "deleted"`,
       `  FROM (SELECT ${id}, ${k}, "_epoch", "_lsn", "_seq",`,
       '               lead("_epoch") OVER w AS "next_epoch", lead("_lsn") OVER w AS "next_lsn", lead("_seq") OVER w AS "next_seq"',
+      // The keys with deletes, found first (an InitPlan, once) from fact_delete's primary key, so the
+      // versions are read for those keys only: none when nothing was ever deleted.
       `        FROM ${quoteIdent(name)} AS s WHERE true${filter}`,
-      `          AND EXISTS (SELECT 1 FROM "fact_delete" AS d0 WHERE d0."warehouse_table" = ${wt} AND d0."key" = s.${k})`,
+      `          AND s.${k} = ANY(ARRAY(SELECT DISTINCT d0."key" FROM "fact_delete" AS d0 WHERE d0."warehouse_table" = ${wt}${keyFilter(params, 'd0."key"', keys)}))`,
       `        WINDOW w AS (PARTITION BY ${k} ORDER BY "_epoch", "_lsn", "_seq")) AS n`,
       ') AS v',
       `WHERE f.${id} = v.${id} AND f."_deleted" IS DISTINCT FROM v."deleted"`,
