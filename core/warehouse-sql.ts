@@ -836,7 +836,10 @@ export function factRefreshDeleted(name: WarehouseTableName, keys: readonly numb
   const k = quoteIdent(table.key);
   const id = quoteIdent(table.surrogateKey);
   const wt = params.add(name);
-  const filter = keyFilter(params, k, keys);
+  // The keys with deletes (of the given keys), found first — an InitPlan, run once, over
+  // fact_delete's primary key — are the only ones whose versions are read: none when nothing of
+  // these keys was ever deleted.
+  const deleted = `ARRAY(SELECT DISTINCT d0."key" FROM "fact_delete" AS d0 WHERE d0."warehouse_table" = ${wt}${keyFilter(params, 'd0."key"', keys)})`;
   return {
     text: [
       `UPDATE ${quoteIdent(name)} AS f SET "_deleted" = v."deleted" FROM (`,
@@ -845,10 +848,7 @@ export function factRefreshDeleted(name: WarehouseTableName, keys: readonly numb
       `           AND (n."next_epoch" IS NULL OR ${pos('d')} < (n."next_epoch", n."next_lsn", n."next_seq"))) AS "deleted"`,
       `  FROM (SELECT ${id}, ${k}, "_epoch", "_lsn", "_seq",`,
       '               lead("_epoch") OVER w AS "next_epoch", lead("_lsn") OVER w AS "next_lsn", lead("_seq") OVER w AS "next_seq"',
-      // The keys with deletes, found first (an InitPlan, once) from fact_delete's primary key, so the
-      // versions are read for those keys only: none when nothing was ever deleted.
-      `        FROM ${quoteIdent(name)} AS s WHERE true${filter}`,
-      `          AND s.${k} = ANY(ARRAY(SELECT DISTINCT d0."key" FROM "fact_delete" AS d0 WHERE d0."warehouse_table" = ${wt}${keyFilter(params, 'd0."key"', keys)}))`,
+      `        FROM ${quoteIdent(name)} WHERE ${k} = ANY(${deleted})`,
       `        WINDOW w AS (PARTITION BY ${k} ORDER BY "_epoch", "_lsn", "_seq")) AS n`,
       ') AS v',
       `WHERE f.${id} = v.${id} AND f."_deleted" IS DISTINCT FROM v."deleted"`,
