@@ -220,6 +220,19 @@ async function main(): Promise<void> {
     dataDir: path.join(root, 'pg'),
     settings: { shared_preload_libraries: 'pg_stat_statements' },
   });
+  // Interrupted (Ctrl-C, `timeout`): the warehouse and s3rver are stopped, not left running.
+  const onSignal = (signal: NodeJS.Signals) => {
+    process.stderr.write(`${signal}: stopping the warehouse and s3rver…\n`);
+    void cluster
+      .stop()
+      .finally(() => s3Server.stop())
+      .finally(() => {
+        if (!process.argv.includes('--keep')) fs.rmSync(root, { recursive: true, force: true });
+        process.exit(130);
+      });
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   const loadAverages = [os.loadavg()[0]];
   const results: ObjectResult[] = [];
   let pool: Pool | null = null;
