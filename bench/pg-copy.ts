@@ -28,6 +28,7 @@ class CopyQuery implements Submittable {
   constructor(
     private readonly text: string,
     private readonly input?: Buffer,
+    private readonly onRow?: (row: Buffer) => void,
   ) {
     this.done = new Promise<string>((resolve, reject) => {
       this.settle = (error, tag) => (error ? reject(error) : resolve(tag));
@@ -50,6 +51,7 @@ class CopyQuery implements Submittable {
     // In text and CSV format each CopyData message from the server is exactly one row.
     this.rows += 1;
     this.bytes += message.chunk.length;
+    this.onRow?.(message.chunk);
   }
 
   handleCommandComplete(message: { text: string }): void {
@@ -79,6 +81,17 @@ export async function copyFrom(client: Client, sql: string, input: Buffer): Prom
 /** `COPY … TO STDOUT`, discarding the output; resolves to the rows and bytes received. */
 export async function copyToNowhere(client: Client, sql: string): Promise<{ rows: number; bytes: number }> {
   const query = client.query(new CopyQuery(sql));
+  await query.done;
+  return { rows: query.rows, bytes: query.bytes };
+}
+
+/** `COPY … TO STDOUT`, each row (one CopyData message, newline included) handed to `onRow`. */
+export async function copyToRows(
+  client: Client,
+  sql: string,
+  onRow: (row: Buffer) => void,
+): Promise<{ rows: number; bytes: number }> {
+  const query = client.query(new CopyQuery(sql, undefined, onRow));
   await query.done;
   return { rows: query.rows, bytes: query.bytes };
 }

@@ -232,7 +232,7 @@ export class ProcessSampler {
 export type PostgresRole = 'walsender' | 'backends' | 'background';
 
 /** Parent pid of every process now. */
-function parentPids(): Map<number, number> {
+export function parentPids(): Map<number, number> {
   const parents = new Map<number, number>();
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;

@@ -19,13 +19,13 @@ import { prepareBatch } from '../processors/load/load-batch';
 export const DEFAULT_EXPORT_DIR = path.resolve(__dirname, '..', '..', 'shared', 'data', 'totesys-2025-02');
 
 /** Order tables and the id columns a copy shifts (ids that point at another order table too). */
-const COPIED: Partial<Record<TotesysTable, readonly string[]>> = {
+export const COPIED: Partial<Record<TotesysTable, readonly string[]>> = {
   sales_order: ['sales_order_id'],
   purchase_order: ['purchase_order_id'],
   transaction: ['transaction_id', 'sales_order_id', 'purchase_order_id'],
   payment: ['payment_id', 'transaction_id'],
 };
-const ID_SHIFT = 1_000_000;
+export const ID_SHIFT = 1_000_000;
 
 export interface ExportLoadOptions {
   dir?: string;

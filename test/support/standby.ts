@@ -69,6 +69,48 @@ function copyLive(from: string, to: string, owner: { uid: number; gid: number },
   }
 }
 
+interface StandbyServer {
+  child: ChildProcess;
+  exited: Promise<void>;
+}
+
+/** Starts the standby's postmaster; rejects with its log when it exits before it is ready. */
+async function startServer(
+  program: string,
+  standbyDir: string,
+  port: number,
+  settings: string[],
+  owner: { uid: number; gid: number },
+): Promise<StandbyServer> {
+  const child: ChildProcess = spawn(program, ['-D', standbyDir, '-p', String(port), ...settings], {
+    uid: owner.uid,
+    gid: owner.gid,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const log: string[] = [];
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`the standby did not start:\n${log.join('\n')}`)),
+      60_000,
+    );
+    for (const stream of [child.stdout!, child.stderr!])
+      readline.createInterface({ input: stream }).on('line', (line) => {
+        log.push(line);
+        if (line.includes('database system is ready to accept read-only connections')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the standby exited (${code}) while starting:\n${log.join('\n')}`));
+    });
+  });
+  return { child, exited };
+}
+
 /** The primary's server program and `-c` settings, from the postmaster.opts it wrote at start. */
 function serverCommand(dataDir: string): { program: string; settings: string[] } {
   const opts = fs.readFileSync(path.join(dataDir, 'postmaster.opts'), 'utf8').trim();
@@ -115,33 +157,20 @@ export async function startStandby(primaryUrl: string): Promise<Standby> {
   }
 
   const { program, settings } = serverCommand(primaryDir);
-  const port = await findFreePort();
-  const child: ChildProcess = spawn(program, ['-D', standbyDir, '-p', String(port), ...settings], {
-    uid: owner.uid,
-    gid: owner.gid,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const log: string[] = [];
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`the standby did not start:\n${log.join('\n')}`)),
-      60_000,
-    );
-    for (const stream of [child.stdout!, child.stderr!])
-      readline.createInterface({ input: stream }).on('line', (line) => {
-        log.push(line);
-        if (line.includes('database system is ready to accept read-only connections')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`the standby exited (${code}) while starting:\n${log.join('\n')}`));
-    });
-  });
+  // The port was free a moment ago, but another test's server can take it before the standby binds
+  // it (the same race local/embedded-postgres.ts retries): then try another.
+  let server: StandbyServer;
+  let port: number;
+  for (let attempt = 1; ; attempt++) {
+    port = await findFreePort();
+    try {
+      server = await startServer(program, standbyDir, port, settings, owner);
+      break;
+    } catch (e) {
+      if (attempt >= 5 || !/Address already in use/.test(String(e))) throw e;
+    }
+  }
+  const { child, exited } = server;
 
   const url = new URL(primaryUrl);
   url.port = String(port);
