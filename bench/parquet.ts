@@ -127,12 +127,12 @@ async function decodeLite(table: WarehouseTableName, buffer: Buffer): Promise<nu
   return rows.length;
 }
 
-interface Timing {
+export interface Timing {
   wallMs: number;
   cpuMs: number;
 }
 
-async function timed<T>(work: () => Promise<T>): Promise<[T, Timing]> {
+export async function timed<T>(work: () => Promise<T>): Promise<[T, Timing]> {
   const cpu = process.cpuUsage();
   const start = performance.now();
   const result = await work();

@@ -301,6 +301,34 @@ async function applyOnce(
   await run(client, loadLogInsert(objectKey, eTag, batch.table, batch.rowCount));
 }
 
+/** An outcome with nothing written yet. */
+export function emptyOutcome(
+  objectKey: string,
+  table: WarehouseTableName,
+  rows: number,
+  fields: Partial<ApplyOutcome> = {},
+): ApplyOutcome {
+  return {
+    objectKey,
+    table,
+    duplicate: false,
+    rows,
+    written: 0,
+    deletes: 0,
+    truncated: 0,
+    rereadVersionsDropped: 0,
+    reconciled: [],
+    datesInserted: 0,
+    placeholdersInserted: 0,
+    derived: {},
+    attempts: 1,
+    durationMs: 0,
+    maxPosition: null,
+    newestCommitTs: null,
+    ...fields,
+  };
+}
+
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -316,24 +344,11 @@ export async function applyBatch(
   const maxAttempts = options.maxAttempts ?? 3;
   const started = Date.now();
   for (let attempt = 1; ; attempt += 1) {
-    const outcome: ApplyOutcome = {
-      objectKey: options.objectKey,
-      table: batch.table,
-      duplicate: false,
-      rows: batch.rowCount,
-      written: 0,
-      deletes: 0,
-      truncated: 0,
-      rereadVersionsDropped: 0,
-      reconciled: [],
-      datesInserted: 0,
-      placeholdersInserted: 0,
-      derived: {},
+    const outcome = emptyOutcome(options.objectKey, batch.table, batch.rowCount, {
       attempts: attempt,
-      durationMs: 0,
       maxPosition: batch.maxPosition,
       newestCommitTs: batch.newestCommitTs,
-    };
+    });
     try {
       await client.query('BEGIN');
       await applyOnce(client, batch, options.objectKey, options.eTag ?? '', outcome);

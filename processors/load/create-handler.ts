@@ -17,9 +17,9 @@ import {
   s3ObjectHandler,
   type ObjectFailure,
 } from '../shared/s3-object-handler';
-import { applyBatch, WarehouseDataError, type ApplyOutcome } from './apply-batch';
-import { comparePosition } from '../../core/warehouse-sql';
-import { MalformedObjectError, prepareBatch } from './load-batch';
+import { applyBatch, emptyOutcome, WarehouseDataError, type ApplyOutcome } from './apply-batch';
+import { comparePosition, loadLogLookup } from '../../core/warehouse-sql';
+import { checkBatch, MalformedObjectError, prepareBatch } from './load-batch';
 
 /**
  * The load stage: each Parquet object the transform writes to the processed bucket is applied to
@@ -228,12 +228,42 @@ function unloadableFrom(e: unknown): Unloadable | null {
   return null;
 }
 
+/** True when this version of the object (key and ETag) is in load_log: every part of it loaded. */
+async function isLoaded(client: PoolClient, key: string, eTag: string): Promise<boolean> {
+  const lookup = loadLogLookup(key, eTag);
+  return ((await client.query(lookup.text, lookup.values)).rowCount ?? 0) > 0;
+}
+
 export function createLoadHandler(
   deps: LoadHandlerDeps,
 ): (event: unknown, context?: { awsRequestId?: string }) => Promise<LoadReport> {
   const rootLogger = deps.logger ?? silentLogger;
   const newMetrics = deps.metrics ?? metricsFor({ stage: 'load' });
   const now = deps.now ?? (() => new Date());
+
+  /** Runs `work` on a warehouse connection, which goes back to the pool unless the failure was its. */
+  async function withWarehouse<T>(
+    key: string,
+    logger: Logger,
+    work: (client: PoolClient) => Promise<T>,
+  ): Promise<T> {
+    const client = await deps.warehouse.connect();
+    // A session ended under a running load (a warehouse restart) fails the query, handled by the
+    // caller; the client also emits 'error', which must not go unheard or it ends the process (npm run chaos).
+    const lost = (err: Error) => logger.warn('warehouse connection lost during a load', { key, err });
+    client.on('error', lost);
+    try {
+      const result = await work(client);
+      client.off('error', lost);
+      client.release();
+      return result;
+    } catch (e) {
+      // A failed connection must not go back to the pool; a data error leaves it healthy.
+      client.off('error', lost);
+      client.release(unloadableFrom(e) ? undefined : (e as Error));
+      throw e;
+    }
+  }
 
   async function quarantine(
     record: S3EventRecord,
@@ -357,45 +387,44 @@ export function createLoadHandler(
     }
     const partRows = deps.partRows ?? LOAD_PART_ROWS;
     let outcome: ApplyOutcome | null = null;
+    // A version loaded whole (its own key is recorded with its last part) is skipped before any row
+    // is decoded: a redelivery costs one lookup, not a decode and check of every row (bench:load).
+    let loaded: boolean;
     try {
-      // An object of several parts is checked whole before any part is applied: a malformed row
-      // quarantines it with nothing loaded, as it does an object of one part.
-      if (reader.rowCount > partRows)
-        for await (const part of partsOf(reader, partRows))
-          prepareBatch({ table: reader.table, rows: part.rows }, { firstRow: part.firstRow });
-      for await (const part of partsOf(reader, partRows)) {
-        const batch = prepareBatch({ table: reader.table, rows: part.rows }, { firstRow: part.firstRow });
-        // load_log records the object's rows under its own key.
-        if (part.last) batch.rowCount = reader.rowCount;
-        const client = await deps.warehouse.connect();
-        // A session ended under a running load (a warehouse restart) fails the query, handled below;
-        // the client also emits 'error', which must not go unheard or it ends the process (npm run chaos).
-        const lost = (err: Error) => logger.warn('warehouse connection lost during a load', { key, err });
-        client.on('error', lost);
-        const release = (err?: Error) => {
-          client.off('error', lost);
-          client.release(err);
-        };
-        try {
-          const applied = await applyBatch(client, batch, { objectKey: partKey(key, part), eTag, logger });
-          release();
-          outcome = outcome ? mergeOutcomes(outcome, applied) : applied;
-        } catch (e) {
-          // A failed connection must not go back to the pool; a data error leaves it healthy.
-          release(unloadableFrom(e) ? undefined : (e as Error));
-          throw e;
-        }
-      }
+      loaded = await withWarehouse(key, logger, (client) => isLoaded(client, key, eTag));
     } catch (e) {
-      // Damaged pages, a malformed row, data Postgres refuses: properties of these bytes. Parts
-      // before the one refused stay loaded (each is order-proof on its own, like any object);
-      // re-driving the object after a fix skips them (load_log).
-      const why = unloadableFrom(e);
-      if (!why) throw e;
-      return quarantine(record, key, eTag, body, why, logger);
-    } finally {
       await reader.close();
+      throw e;
     }
+    if (loaded) {
+      await reader.close();
+      outcome = emptyOutcome(key, reader.table, reader.rowCount, { duplicate: true });
+    } else
+      try {
+        // An object of several parts is checked whole before any part is applied: a malformed row
+        // quarantines it with nothing loaded, as it does an object of one part.
+        if (reader.rowCount > partRows)
+          for await (const part of partsOf(reader, partRows))
+            checkBatch({ table: reader.table, rows: part.rows }, { firstRow: part.firstRow });
+        for await (const part of partsOf(reader, partRows)) {
+          const batch = prepareBatch({ table: reader.table, rows: part.rows }, { firstRow: part.firstRow });
+          // load_log records the object's rows under its own key.
+          if (part.last) batch.rowCount = reader.rowCount;
+          const applied = await withWarehouse(key, logger, (client) =>
+            applyBatch(client, batch, { objectKey: partKey(key, part), eTag, logger }),
+          );
+          outcome = outcome ? mergeOutcomes(outcome, applied) : applied;
+        }
+      } catch (e) {
+        // Damaged pages, a malformed row, data Postgres refuses: properties of these bytes. Parts
+        // before the one refused stay loaded (each is order-proof on its own, like any object);
+        // re-driving the object after a fix skips them (load_log).
+        const why = unloadableFrom(e);
+        if (!why) throw e;
+        return quarantine(record, key, eTag, body, why, logger);
+      } finally {
+        await reader.close();
+      }
     if (!outcome) throw new Error('an object always has a part');
     outcome = { ...outcome, rows: reader.rowCount };
     if (outcome.duplicate) {

@@ -1,6 +1,6 @@
 import type { WarehouseRow } from '../../core/warehouse-model';
 import { at, deleteOf, rowOf, warehouseRow } from '../../test/support/warehouse-rows';
-import { MalformedObjectError, prepareBatch } from './load-batch';
+import { checkBatch, MalformedObjectError, prepareBatch } from './load-batch';
 
 function issuesOf(fn: () => unknown): readonly string[] {
   try {
@@ -136,6 +136,12 @@ describe('prepareBatch', () => {
       'row 13: _unchanged is not text',
     ]);
     expect(issues.join('\n')).not.toContain('SECRET-VALUE');
+    // The check-only pass (every part of a large object before any is applied) finds the same.
+    expect(issuesOf(() => checkBatch({ table: 'fact_sales_order', rows: bad }))).toEqual(issues);
+    expect(() => checkBatch({ table: 'fact_sales_order', rows: [good] })).not.toThrow();
+    expect(issuesOf(() => checkBatch({ table: 'dim_date', rows: [{ date_id: '2024-02-30' }] }))).toEqual([
+      'row 0: date_id is not a YYYY-MM-DD calendar date',
+    ]);
   });
 
   it('checks every type, and stops collecting after twenty issues', () => {

@@ -121,7 +121,8 @@ describe('loading an object in parts', () => {
     const failingSecond = {
       connect: () => {
         connects += 1;
-        return connects === 2 ? Promise.reject(new Error('connection refused')) : pool.connect();
+        // The first connection looks the object up in load_log; the third applies the second part.
+        return connects === 3 ? Promise.reject(new Error('connection refused')) : pool.connect();
       },
     };
     await expect(
@@ -138,5 +139,17 @@ describe('loading an object in parts', () => {
     expect((dump.load_log as { object_key: string }[]).map((l) => l.object_key).sort()).toEqual(
       [spec.key, `${spec.key}#rows-0`, `${spec.key}#rows-2`].sort(),
     );
+
+    // Once loaded whole, a redelivery is answered by one load_log lookup: no part is applied again.
+    let lookups = 0;
+    const counting = {
+      connect: () => {
+        lookups += 1;
+        return pool.connect();
+      },
+    };
+    const again = await handlerOn(pool, { partRows: 2, warehouse: counting })(s3EventFactory(spec));
+    expect(again.objects[0]).toMatchObject({ status: 'duplicate', rows: 5 });
+    expect(lookups).toBe(1);
   });
 });

@@ -9,6 +9,8 @@ import {
   openParquetReader,
   openParquetWriter,
   ParquetCodecError,
+  parquetColumns,
+  warehouseRowOf,
   type WarehouseRow,
 } from './parquet-codec';
 import { Writable } from 'node:stream';
@@ -160,6 +162,59 @@ describe('parquet codec', () => {
     await reader.close();
     expect(batches.map((b) => b.length)).toEqual([3, 3, 2]);
     expect(batches.flat()).toEqual(rows);
+  });
+
+  it("reads column by column exactly what the library's record cursor reads, every type, NULLs, several row groups", async () => {
+    const chunks: Buffer[] = [];
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        chunks.push(Buffer.from(chunk));
+        done();
+      },
+    });
+    const writer = await openParquetWriter('fact_payment', sink, { rowGroupRows: 4 });
+    const rows = Array.from({ length: 11 }, (_, i) =>
+      row({
+        payment_id: i + 1,
+        payment_amount: ['0.01', '-0.29', '99999999.99', null][i % 4],
+        paid: [true, false, null][i % 3],
+        created_date: ['1970-01-01', '0099-12-31', '2024-02-29', null][i % 4],
+        created_time: ['00:00:00.000', '23:59:59.999', null][i % 3],
+        _row_hash: i % 2 ? null : `h\t"é"東${i}`,
+        _rows: i === 10 ? 2 ** 40 : null,
+        _seq: 2 ** 50 + i,
+      }),
+    );
+    for (const r of rows) await writer.append(r);
+    await writer.close();
+    const bytes = Buffer.concat(chunks);
+
+    const library = await ParquetReader.openBuffer(bytes);
+    const cursor = library.getCursor();
+    const byRecord: WarehouseRow[] = [];
+    for (let raw = await cursor.next(); raw; raw = await cursor.next())
+      byRecord.push(warehouseRowOf(parquetColumns('fact_payment'), raw as Record<string, unknown>));
+    await library.close();
+
+    const reader = await openParquetReader(bytes);
+    const byColumn: WarehouseRow[] = [];
+    for await (const batch of reader.batches(5)) byColumn.push(...batch);
+    await reader.close();
+    expect(byColumn).toEqual(byRecord);
+    expect(byColumn).toEqual(rows);
+  });
+
+  it('refuses a file whose pages are damaged, without quoting them', async () => {
+    const rows = Array.from({ length: 50 }, (_, i) => row({ payment_id: i + 1 }));
+    const bytes = await encodeParquet('fact_payment', rows);
+    // The footer stays intact (the file opens); the first column chunk's page header does not.
+    bytes.fill(0xff, 4, 200);
+    const reader = await openParquetReader(bytes);
+    const read = async () => {
+      for await (const batch of reader.batches()) void batch;
+    };
+    await expect(read()).rejects.toThrow(ParquetCodecError);
+    await reader.close();
   });
 
   it('refuses a file that is not Parquet', async () => {
