@@ -1,26 +1,34 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import readline from 'node:readline';
 import { TOTESYS_TABLES } from '../core/totesys-tables';
+import { silentLogger } from '../core/logger';
 import { ChangeBatcher } from '../capture/change-batcher';
-import type { Client } from 'pg';
-import { quoteIdent, quoteLiteral, rawTextClient } from '../capture/pg-text';
-import { describeTables, readSnapshot, type TableLayout } from '../capture/snapshot';
+import { KinesisSink } from '../capture/kinesis-sink';
+import { quoteIdent, rawTextClient } from '../capture/pg-text';
+import { copySnapshotTables, describeTables, readSnapshot, SNAPSHOT_CONNECTIONS } from '../capture/snapshot';
 import { startEmbeddedCluster } from '../local/embedded-postgres';
+import { ensureStream, kinesisClientFor } from '../local/kinesalite';
+import { ownCpuSeconds } from './cpu';
 import { DEFAULT_EXPORT_DIR } from './totesys-export';
 import { copyTablesOut, loadTotesys, recreateDatabase, totesysCsvFiles, withClient } from './workloads';
 
 /**
- * `npm run bench:snapshot`: capture's initial-snapshot read (capture/snapshot.ts readSnapshot:
- * `COPY … TO STDOUT` in text format inside an exported snapshot) into a discarding sink, against
- * the raw `COPY (SELECT * FROM t) TO STDOUT` of the same tables in the same run. Two figures for
- * capture: `read` (pages of parsed rows, discarded) and `read + encode` (every row added to the
- * ChangeBatcher as capture does and the records drained at capture's flush size, then discarded:
- * everything the snapshot costs but Kinesis). The data is the totesys export with its order tables
- * `--copies` times over (ids shifted), in an embedded Postgres 17 under the OS temp directory.
+ * `npm run bench:snapshot`: capture's initial snapshot (capture/snapshot.ts copySnapshotTables:
+ * `COPY … TO STDOUT` text lines encoded straight into Kinesis records, tables on parallel
+ * connections inside one exported snapshot) into a discarding sink, against the raw
+ * `COPY (SELECT * FROM t) TO STDOUT` of the same tables in the same run, and against what capture
+ * did before (readSnapshot's row arrays, with and without ChangeBatcher). Each side reports rows/s
+ * and the CPU it took per row, in this process (the reader and encoder) and in the whole Postgres
+ * cluster (the COPY backends): on a shared machine CPU per row moves much less than rows/s. With
+ * `--kinesalite`, the last run also sends the snapshot into a kinesalite child process.
+ * The data is the totesys export with its order tables `--copies` times over (ids shifted), in an
+ * embedded Postgres 17 under the OS temp directory.
  *
- * Options: --copies N (8: ~440,000 rows), --repeat N (3; medians).
+ * Options: --copies N (8: ~440,000 rows), --repeat N (3; medians), --kinesalite.
  */
 
 function option(name: string, fallback: number): number {
@@ -37,30 +45,69 @@ const ORDER_TABLES: Record<string, readonly string[]> = {
   transaction: ['transaction_id', 'sales_order_id', 'purchase_order_id'],
   payment: ['payment_id', 'transaction_id'],
 };
+/** capture's default flush size (CAPTURE_DEFAULTS.flushBytes). */
 const FLUSH_BYTES = 1024 * 1024;
+const TS = '2025-02-28T09:15:02.123456Z';
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
-async function readWithCursor(client: Client, snapshot: string, layouts: readonly TableLayout[]) {
-  let rows = 0;
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-  await client.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(snapshot)}`);
-  for (const layout of layouts) {
-    const cols = layout.columns.map((c) => quoteIdent(c.name)).join(', ');
-    await client.query(`DECLARE c NO SCROLL CURSOR FOR SELECT ${cols} FROM ${quoteIdent(layout.table)}`);
-    for (;;) {
-      const page = await client.query({ text: 'FETCH 5000 FROM c', rowMode: 'array' });
-      rows += page.rows.length;
-      if (page.rows.length < 5000) break;
+interface Side {
+  rates: number[];
+  nodeUs: number[];
+  pgUs: number[];
+}
+
+/**
+ * CPU seconds of a Postgres cluster so far: the postmaster's children that are running, plus
+ * those that ended (the kernel adds a reaped child's time to its parent's cutime and cstime).
+ * https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html (USER_HZ = 100)
+ */
+function clusterCpuSeconds(postmaster: number): number {
+  const fields = (pid: string) => {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+    } catch {
+      return null; // ended meanwhile
     }
-    await client.query('CLOSE c');
+  };
+  const own = fields(String(postmaster));
+  if (!own) return 0;
+  let ticks = Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14]);
+  for (const pid of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const f = fields(pid);
+    if (f && Number(f[1]) === postmaster) ticks += Number(f[11]) + Number(f[12]);
   }
-  await client.query('COMMIT');
-  return rows;
+  return ticks / 100;
+}
+
+/** kinesalite in a process of its own (bench/kinesalite-process.ts), as `totes up` runs it. */
+async function startKinesaliteChild(root: string) {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join(__dirname, 'kinesalite-process.ts'), path.join(root, 'kinesis')],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  const endpoint = await new Promise<string>((resolve, reject) => {
+    readline.createInterface({ input: child.stdout! }).once('line', (l) => resolve(JSON.parse(l).endpoint));
+    child.once('exit', (code) => reject(new Error(`the kinesalite process exited early with code ${code}`)));
+  });
+  const client = kinesisClientFor(endpoint);
+  return {
+    client,
+    stop: async () => {
+      client.destroy();
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.stdin!.end();
+      await exited;
+    },
+  };
 }
 
 async function main(): Promise<void> {
   const copies = option('copies', 8);
   const repeat = option('repeat', 3);
+  const withKinesalite = process.argv.includes('--kinesalite');
   const files = totesysCsvFiles(DEFAULT_EXPORT_DIR);
   if (!files) throw new Error(`the totesys export is not in ${DEFAULT_EXPORT_DIR}`);
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-bench-snapshot-'));
@@ -83,73 +130,113 @@ async function main(): Promise<void> {
       }
       await c.query('VACUUM ANALYZE');
     });
+    const postmaster = Number(
+      fs.readFileSync(path.join(root, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0],
+    );
     const tables = [...TOTESYS_TABLES];
-    const sides: Record<string, number[]> = {
-      'raw COPY … TO STDOUT': [],
-      'before: cursor FETCH': [],
-      read: [],
-      'read + encode': [],
-    };
+    const sides: Record<string, Side> = {};
+    const side = (name: string) => (sides[name] ??= { rates: [], nodeUs: [], pgUs: [] });
     let rows = 0;
     let bytes = 0;
     const exporter = rawTextClient(url);
     const reader = rawTextClient(url);
     await Promise.all([exporter.connect(), reader.connect()]);
     const layouts = await describeTables(reader, 'public', tables);
-    for (let run = 0; run <= repeat; run += 1) {
-      // Run 0 warms V8 and the buffer cache up: not reported.
-      await withClient(url, async (c) => {
-        const t0 = performance.now();
-        ({ rows, bytes } = await copyTablesOut(c, tables));
-        if (run) sides['raw COPY … TO STDOUT'].push(rows / ((performance.now() - t0) / 1000));
-      });
-      {
-        // What readSnapshot did before COPY: a cursor per table, FETCH 5000 rows at a time as arrays.
-        await exporter.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-        const name = (await exporter.query('SELECT pg_export_snapshot() AS name')).rows[0].name;
-        const t0 = performance.now();
-        const read = await readWithCursor(reader, name, layouts);
-        const seconds = (performance.now() - t0) / 1000;
-        await exporter.query('COMMIT');
-        if (read !== rows) throw new Error(`the cursor read ${read} rows, COPY ${rows}`);
-        if (run) sides['before: cursor FETCH'].push(read / seconds);
-      }
-      for (const encode of [false, true]) {
-        await exporter.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-        const name = (await exporter.query('SELECT pg_export_snapshot() AS name')).rows[0].name;
-        const batcher = new ChangeBatcher();
-        let read = 0;
-        let seq = 0;
-        const t0 = performance.now();
-        for await (const page of readSnapshot(reader, name, layouts)) {
-          read += page.rows.length;
-          if (!encode) continue;
-          const { schema, table, columns } = page.layout;
-          for (const values of page.rows)
-            batcher.add(schema, table, columns, {
-              op: 'snapshot',
+    const kinesis = withKinesalite ? await startKinesaliteChild(root) : null;
+    try {
+      for (let run = 0; run <= repeat; run += 1) {
+        // Run 0 warms V8 and the buffer cache up: not reported.
+        const measure = async (name: string, body: (snapshot: string) => Promise<number>) => {
+          await exporter.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+          const snapshot = (await exporter.query('SELECT pg_export_snapshot() AS name')).rows[0].name;
+          const cpu0 = ownCpuSeconds();
+          const pg0 = clusterCpuSeconds(postmaster);
+          const t0 = performance.now();
+          const read = await body(snapshot);
+          const seconds = (performance.now() - t0) / 1000;
+          const nodeCpu = ownCpuSeconds() - cpu0;
+          const pgCpu = clusterCpuSeconds(postmaster) - pg0;
+          await exporter.query('COMMIT');
+          if (read !== rows) throw new Error(`${name} read ${read} rows, COPY ${rows}`);
+          if (!run) return;
+          side(name).rates.push(read / seconds);
+          side(name).nodeUs.push((nodeCpu / read) * 1e6);
+          side(name).pgUs.push((pgCpu / read) * 1e6);
+        };
+        const connect = async () => {
+          const client = rawTextClient(url);
+          await client.connect();
+          return client;
+        };
+        await measure('raw COPY … TO STDOUT', async () => {
+          ({ rows, bytes } = await copyTablesOut(reader, tables));
+          return rows;
+        });
+        await measure('before: read (row arrays)', async (snapshot) => {
+          let read = 0;
+          for await (const page of readSnapshot(reader, snapshot, layouts)) read += page.rows.length;
+          return read;
+        });
+        await measure('before: read + ChangeBatcher', async (snapshot) => {
+          const batcher = new ChangeBatcher();
+          let read = 0;
+          let seq = 0;
+          for await (const page of readSnapshot(reader, snapshot, layouts)) {
+            read += page.rows.length;
+            const { schema, table, columns } = page.layout;
+            for (const values of page.rows)
+              batcher.add(schema, table, columns, { op: 'snapshot', lsn: '0/1', seq: seq++, ts: TS, values });
+            if (batcher.byteCount >= FLUSH_BYTES) batcher.drain();
+          }
+          batcher.drain();
+          return read;
+        });
+        for (const connections of [1, 2, 3, 4]) {
+          await measure(`read + encode, ${connections} conn.`, async (snapshot) => {
+            const { rows: read } = await copySnapshotTables({
+              connect,
+              snapshotName: snapshot,
+              layouts,
               lsn: '0/1',
-              seq: seq++,
-              ts: '2025-02-28T09:15:02.123456Z',
-              values,
+              epoch: 1,
+              connections,
+              flushBytes: FLUSH_BYTES,
+              put: async () => undefined,
             });
-          if (batcher.byteCount >= FLUSH_BYTES) batcher.drain();
+            return read;
+          });
         }
-        batcher.drain();
-        const seconds = (performance.now() - t0) / 1000;
-        await exporter.query('COMMIT');
-        if (read !== rows) throw new Error(`readSnapshot read ${read} rows, COPY ${rows}`);
-        if (run) sides[encode ? 'read + encode' : 'read'].push(read / seconds);
+        if (kinesis && run === repeat) {
+          // Once, into kinesalite: its PutRecords handling is the limit here, not the read.
+          const streamName = 'bench-snapshot';
+          await ensureStream(kinesis.client, streamName, 4);
+          const sink = new KinesisSink({ client: kinesis.client, streamName, logger: silentLogger });
+          await measure(`into kinesalite, ${SNAPSHOT_CONNECTIONS} conn.`, async (snapshot) => {
+            const { rows: read } = await copySnapshotTables({
+              connect,
+              snapshotName: snapshot,
+              layouts,
+              lsn: '0/1',
+              epoch: 1,
+              flushBytes: FLUSH_BYTES,
+              put: async (records) => void (await sink.put(records)),
+            });
+            return read;
+          });
+        }
+        process.stderr.write(`run ${run}/${repeat}\n`);
       }
-      process.stderr.write(`run ${run}/${repeat}\n`);
+    } finally {
+      await Promise.all([exporter.end(), reader.end()]);
+      await kinesis?.stop();
     }
-    await Promise.all([exporter.end(), reader.end()]);
-    const raw = median(sides['raw COPY … TO STDOUT']);
+    const raw = median(sides['raw COPY … TO STDOUT'].rates);
     const lines = [
       `bench:snapshot — ${rows.toLocaleString('en')} rows in ${tables.length} tables (${(bytes / 2 ** 20).toFixed(1)} MiB of COPY text), median of ${repeat} runs, load average ${os.loadavg()[0].toFixed(1)}`,
+      `  ${'side'.padEnd(30)} ${'rows/s'.padStart(10)}   × raw   node CPU µs/row   Postgres CPU µs/row   (runs)`,
       ...Object.entries(sides).map(
-        ([name, rates]) =>
-          `  ${name.padEnd(24)} ${Math.round(median(rates)).toLocaleString('en').padStart(10)} rows/s   ${(median(rates) / raw).toFixed(2)} × raw   (runs: ${rates.map((r) => Math.round(r).toLocaleString('en')).join(', ')})`,
+        ([name, { rates, nodeUs, pgUs }]) =>
+          `  ${name.padEnd(30)} ${Math.round(median(rates)).toLocaleString('en').padStart(10)}   ${(median(rates) / raw).toFixed(2).padStart(5)}   ${median(nodeUs).toFixed(2).padStart(15)}   ${(median(pgUs) ? median(pgUs).toFixed(2) : '–').padStart(19)}   (${rates.map((r) => Math.round(r).toLocaleString('en')).join(', ')})`,
       ),
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
