@@ -58,12 +58,12 @@ function encodeBoth(
     lsn: LSN,
     ts: TS,
     epoch: batcher.epoch,
-    firstSeq: 17,
+    firstSeq: 9_999_990, // the ordinals cross a digit boundary
     limits,
   });
   const expected: BatchRecord[] = [];
   const actual: BatchRecord[] = [];
-  let seq = 17;
+  let seq = 9_999_990;
   lines.forEach((l, i) => {
     const values = parseCopyTextRow(l, COLUMNS.length);
     batcher.add('public', 'staff', COLUMNS, { op: 'snapshot', lsn: LSN, seq: seq++, ts: TS, values });

@@ -47,13 +47,15 @@ export class SnapshotEncoder {
   private seq: number;
   private readonly limits: ChangeBatcherLimits;
   private readonly maxInline: number;
-  private readonly header: Buffer;
-  private readonly prefix: Buffer;
-  private readonly middle: Buffer;
+  private readonly headerLength: number;
+  private readonly prefix: Uint8Array;
+  private readonly middle: Uint8Array;
   private readonly width: number;
-  /** The change being encoded; grown when a row does not fit. */
-  private part: Buffer = Buffer.allocUnsafe(64 * 1024);
-  /** The open record (header, parts joined by commas) while `open`; the buffer is reused. */
+  /**
+   * The record being filled: the header, always at its start (a sealed record is copied out), then
+   * while `open` the parts joined by commas up to `recordLength`. A change is encoded in place
+   * after them and moved only when it starts a new record.
+   */
   private record: Buffer;
   private open = false;
   private recordLength = 0;
@@ -70,13 +72,15 @@ export class SnapshotEncoder {
     this.seq = options.firstSeq;
     this.width = options.columns.length;
     const { schema, table, columns, lsn, ts, epoch } = options;
-    this.header = Buffer.from(
+    const header = Buffer.from(
       `{"v":${CHANGE_BATCH_VERSION},"epoch":${epoch},"schema":${JSON.stringify(schema)},"table":${JSON.stringify(table)},"columns":${JSON.stringify(columns)},"changes":[`,
     );
+    this.headerLength = header.length;
+    this.record = Buffer.allocUnsafe(Math.max(this.limits.maxRecordBytes, header.length) + 64 * 1024);
+    header.copy(this.record, 0);
     // JSON.stringify({ op, lsn, seq, ts, values }) in pieces: the key order of a Change literal.
     this.prefix = Buffer.from(`{"op":"snapshot","lsn":${JSON.stringify(lsn)},"seq":`);
     this.middle = Buffer.from(`,"ts":${JSON.stringify(ts)},"values":[`);
-    this.record = Buffer.allocUnsafe(Math.max(this.limits.maxRecordBytes, this.header.length) + 64);
   }
 
   /** Bytes held, sealed or not (ChangeBatcher.byteCount). */
@@ -93,47 +97,59 @@ export class SnapshotEncoder {
   addCopyRow(line: Buffer): void {
     let end = line.length;
     if (end > 0 && line[end - 1] === NEWLINE) end -= 1;
-    let part = this.part;
-    // Room for the fixed pieces and the seq; values are checked as they are written.
-    let at = this.prefix.copy(part, 0);
-    at += part.write(String(this.seq), at, 'latin1');
-    at += this.middle.copy(part, at);
+    const base = this.open ? this.recordLength + 1 : this.headerLength;
+    // Room for the row when no value needs escaping: each field grows by at most 3 bytes
+    // (quotes and comma, or `\N` to `null` and comma); escaped values check for themselves.
+    let buf = this.record;
+    const room = base + this.prefix.length + this.middle.length + 24 + end + 3 * this.width + 8;
+    if (room > buf.length) buf = this.grow(room, base);
+    let at = base;
+    const { prefix, middle } = this;
+    for (let i = 0; i < prefix.length; i += 1) buf[at++] = prefix[i];
+    at = writeDigits(buf, at, this.seq);
+    for (let i = 0; i < middle.length; i += 1) buf[at++] = middle[i];
     let fields = 0;
     let start = 0;
     for (;;) {
-      let stop = start;
-      while (stop < end && line[stop] !== TAB) stop += 1;
-      // A field: `\N` is NULL; otherwise copied between quotes unless a byte needs JSON escaping.
-      if (fields > 0) part[at++] = COMMA;
-      const need = at + (stop - start) + 8;
-      if (need > part.length) part = this.grow(need, at);
-      if (stop - start === 2 && line[start] === BACKSLASH && line[start + 1] === 0x4e) {
-        part[at++] = 0x6e; // null
-        part[at++] = 0x75;
-        part[at++] = 0x6c;
-        part[at++] = 0x6c;
+      if (fields > 0) buf[at++] = COMMA;
+      let stop: number;
+      if (
+        line[start] === BACKSLASH &&
+        line[start + 1] === 0x4e &&
+        (start + 2 === end || line[start + 2] === TAB)
+      ) {
+        stop = start + 2; // `\N`: NULL
+        buf[at++] = 0x6e;
+        buf[at++] = 0x75;
+        buf[at++] = 0x6c;
+        buf[at++] = 0x6c;
       } else {
+        // Copied between quotes as it is scanned, unless a byte needs JSON escaping.
         const open = at;
-        part[at++] = QUOTE;
+        buf[at++] = QUOTE;
         let plain = true;
         let ascii = true;
-        for (let i = start; i < stop; i += 1) {
+        let i = start;
+        for (; i < end; i += 1) {
           const b = line[i];
-          if (b === BACKSLASH || b === QUOTE || b < 0x20) {
+          if (b < 0x20 || b === QUOTE || b === BACKSLASH) {
+            if (b === TAB) break;
             plain = false;
+            while (i < end && line[i] !== TAB) i += 1;
             break;
           }
           if (b >= 0x80) ascii = false;
-          part[at++] = b;
+          buf[at++] = b;
         }
+        stop = i;
         if (plain && !ascii && !isUtf8(line.subarray(start, stop))) plain = false;
-        if (plain) part[at++] = QUOTE;
+        if (plain) buf[at++] = QUOTE;
         else {
           at = open;
           const json = JSON.stringify(decodeField(line, start, stop));
-          const bytes = Buffer.byteLength(json);
-          if (at + bytes + 8 > part.length) part = this.grow(at + bytes + 8, at);
-          at += part.write(json, at);
+          const need = at + Buffer.byteLength(json) + room - base;
+          if (need > buf.length) buf = this.grow(need, at);
+          at += buf.write(json, at);
         }
       }
       fields += 1;
@@ -142,9 +158,9 @@ export class SnapshotEncoder {
     }
     if (fields !== this.width)
       throw new CopyFormatError(`COPY row has ${fields} fields, expected ${this.width}`);
-    part[at++] = 0x5d; // ]
-    part[at++] = 0x7d; // }
-    this.addPart(at, line);
+    buf[at++] = 0x5d; // ]
+    buf[at++] = 0x7d; // }
+    this.place(base, at - base, line, null);
   }
 
   /** Closes the table: its `snapshot_end` change, with the row count, through the same path. */
@@ -152,9 +168,10 @@ export class SnapshotEncoder {
     const { lsn, ts } = this.options;
     const change: Change = { op: 'snapshot_end', lsn, seq: this.seq, ts, values: [], rows: this.rows };
     const json = JSON.stringify(change);
-    const bytes = Buffer.byteLength(json);
-    if (bytes > this.part.length) this.part = Buffer.allocUnsafe(bytes);
-    this.addPart(this.part.write(json, 0), null, change);
+    const base = this.open ? this.recordLength + 1 : this.headerLength;
+    const need = base + Buffer.byteLength(json) + 8;
+    if (need > this.record.length) this.grow(need, base);
+    this.place(base, this.record.write(json, base), null, change);
   }
 
   /** Seals the open record and hands over every sealed one (ChangeBatcher.drain). */
@@ -167,50 +184,53 @@ export class SnapshotEncoder {
   }
 
   private grow(need: number, keep: number): Buffer {
-    const bigger = Buffer.allocUnsafe(Math.max(need, this.part.length * 2));
-    this.part.copy(bigger, 0, 0, keep);
-    this.part = bigger;
+    const bigger = Buffer.allocUnsafe(Math.max(need, this.record.length * 2));
+    this.record.copy(bigger, 0, 0, keep);
+    this.record = bigger;
     return bigger;
   }
 
   /**
-   * The part (`this.part[0, length)`) joins the open record, as ChangeBatcher.add: an oversized
-   * one goes by claim check, a full record is sealed first.
+   * The change just encoded at `record[base, base + length)` joins the open record, as
+   * ChangeBatcher.add decides: an oversized one goes by claim check, a full record is sealed first
+   * (and the change moved to the start of the next).
    */
-  private addPart(length: number, line: Buffer | null, endChange?: Change): void {
+  private place(base: number, length: number, line: Buffer | null, endChange: Change | null): void {
     const partBytes = length + 1;
-    const change = () => endChange ?? this.rowChange(line!);
-    if (partBytes > this.maxInline / 2 && this.addOversized(change())) {
-      this.afterAdd(endChange);
+    if (partBytes > this.maxInline / 2 && this.addOversized(endChange ?? this.rowChange(line!))) {
+      this.counted(endChange);
       return;
     }
+    let at = base;
     if (
       this.open &&
       (this.recordBytes + partBytes > this.limits.maxRecordBytes ||
         this.recordChanges >= this.limits.maxChangesPerRecord)
-    )
+    ) {
       this.seal();
-    if (!this.open) {
+      this.record.copyWithin(this.headerLength, base, base + length);
+      at = this.headerLength;
+    }
+    if (this.open) this.record[this.recordLength] = COMMA;
+    else {
       this.open = true;
-      this.recordLength = this.header.copy(this.record, 0);
-      this.recordBytes = this.header.length + 2;
+      this.recordBytes = this.headerLength + 2;
       this.recordChanges = 0;
-      this.partitionKey = partitionKeyFor(this.options.table, this.options.columns, change());
+      this.recordLength = this.headerLength;
+      // The record's first change: its key, decoded once a record.
+      this.partitionKey = partitionKeyFor(
+        this.options.table,
+        this.options.columns,
+        endChange ?? this.rowChange(line!),
+      );
     }
-    const need = this.recordLength + partBytes + 2;
-    if (need > this.record.length) {
-      const bigger = Buffer.allocUnsafe(Math.max(need, this.record.length * 2));
-      this.record.copy(bigger, 0, 0, this.recordLength);
-      this.record = bigger;
-    }
-    if (this.recordChanges > 0) this.record[this.recordLength++] = COMMA;
-    this.recordLength += this.part.copy(this.record, this.recordLength, 0, length);
+    this.recordLength = at + length;
     this.recordBytes += partBytes;
     this.recordChanges += 1;
-    this.afterAdd(endChange);
+    this.counted(endChange);
   }
 
-  private afterAdd(endChange: Change | undefined): void {
+  private counted(endChange: Change | null): void {
     this.seq += 1;
     if (!endChange) this.rows += 1;
   }
@@ -235,12 +255,12 @@ export class SnapshotEncoder {
     return true;
   }
 
+  /** Copies the open record out (the buffer keeps its header for the next). */
   private seal(): void {
-    const record = this.record;
-    record[this.recordLength++] = 0x5d; // ]
-    record[this.recordLength++] = 0x7d; // }
-    const data = Buffer.allocUnsafe(this.recordLength);
-    record.copy(data, 0, 0, this.recordLength);
+    const data = Buffer.allocUnsafe(this.recordLength + 2);
+    this.record.copy(data, 0, 0, this.recordLength);
+    data[this.recordLength] = 0x5d; // ]
+    data[this.recordLength + 1] = 0x7d; // }
     this.sealed.push({
       partitionKey: this.partitionKey,
       data,
@@ -250,6 +270,18 @@ export class SnapshotEncoder {
     this.sealedBytes += data.length;
     this.open = false;
   }
+}
+
+/** A non-negative integer's decimal digits (what JSON.stringify writes for it). */
+function writeDigits(buf: Buffer, at: number, value: number): number {
+  let digits = 1;
+  for (let rest = value; rest >= 10; rest = Math.floor(rest / 10)) digits += 1;
+  let rest = value;
+  for (let i = at + digits - 1; i >= at; i -= 1) {
+    buf[i] = 0x30 + (rest % 10);
+    rest = Math.floor(rest / 10);
+  }
+  return at + digits;
 }
 
 /** One field of a COPY text line, decoded (escapes, NULL is handled by the caller). */
