@@ -61,7 +61,7 @@ interface Side {
  * those that ended (the kernel adds a reaped child's time to its parent's cutime and cstime).
  * https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html (USER_HZ = 100)
  */
-function clusterCpuSeconds(postmaster: number): number {
+function clusterCpu(postmaster: number): { seconds: number; children: number } {
   const fields = (pid: string) => {
     try {
       const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -71,14 +71,31 @@ function clusterCpuSeconds(postmaster: number): number {
     }
   };
   const own = fields(String(postmaster));
-  if (!own) return 0;
+  if (!own) throw new Error(`Postgres (pid ${postmaster}) is gone`);
   let ticks = Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14]);
+  let children = 0;
   for (const pid of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     const f = fields(pid);
-    if (f && Number(f[1]) === postmaster) ticks += Number(f[11]) + Number(f[12]);
+    if (f && Number(f[1]) === postmaster) {
+      ticks += Number(f[11]) + Number(f[12]);
+      children += 1;
+    }
   }
-  return ticks / 100;
+  return { seconds: ticks / 100, children };
+}
+
+/**
+ * The cluster's CPU once the backends a run opened have ended and been reaped (their time then
+ * moves to the postmaster's cutime): polled until it runs no more children than at the start.
+ */
+async function clusterCpuAfter(postmaster: number, children: number): Promise<number> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const now = clusterCpu(postmaster);
+    if (now.children <= children || Date.now() > deadline) return now.seconds;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
 
 /** kinesalite in a process of its own (bench/kinesalite-process.ts), as `totes up` runs it. */
@@ -150,12 +167,12 @@ async function main(): Promise<void> {
           await exporter.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
           const snapshot = (await exporter.query('SELECT pg_export_snapshot() AS name')).rows[0].name;
           const cpu0 = ownCpuSeconds();
-          const pg0 = clusterCpuSeconds(postmaster);
+          const pg0 = clusterCpu(postmaster);
           const t0 = performance.now();
           const read = await body(snapshot);
           const seconds = (performance.now() - t0) / 1000;
           const nodeCpu = ownCpuSeconds() - cpu0;
-          const pgCpu = clusterCpuSeconds(postmaster) - pg0;
+          const pgCpu = (await clusterCpuAfter(postmaster, pg0.children)) - pg0.seconds;
           await exporter.query('COMMIT');
           if (read !== rows) throw new Error(`${name} read ${read} rows, COPY ${rows}`);
           if (!run) return;

@@ -182,12 +182,13 @@ export async function copySnapshotTables(
     const ts = await transactionTimestamp(clients[0]);
     await Promise.all(clients.map((c) => beginSnapshot(c, options.snapshotName)));
     const counts = width > 1 ? await countRows(clients[0], layouts) : null;
+    // With counts, each table's first ordinal is known at the start; without, tables run in order.
     const firstSeq: number[] = [];
-    let seq = 0;
-    for (let i = 0; i < layouts.length; i += 1) {
-      firstSeq.push(seq);
-      seq += (counts?.[i] ?? 0) + 1;
+    for (let i = 0, at = 0; i < layouts.length; i += 1) {
+      firstSeq.push(at);
+      at += (counts?.[i] ?? 0) + 1;
     }
+    let seq = 0;
     // One put at a time, in order; a table awaits the put queued before its own, then reads on.
     let chain: Promise<void> = Promise.resolve();
     const enqueue = (records: BatchRecord[]): Promise<void> => {
