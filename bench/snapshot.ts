@@ -4,15 +4,22 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import readline from 'node:readline';
+import { Worker } from 'node:worker_threads';
 import { TOTESYS_TABLES } from '../core/totesys-tables';
 import { silentLogger } from '../core/logger';
 import { ChangeBatcher } from '../capture/change-batcher';
 import { KinesisSink } from '../capture/kinesis-sink';
 import { quoteIdent, rawTextClient } from '../capture/pg-text';
-import { copySnapshotTables, describeTables, readSnapshot, SNAPSHOT_CONNECTIONS } from '../capture/snapshot';
+import {
+  copySnapshotTables,
+  describeTables,
+  readSnapshot,
+  SNAPSHOT_CONNECTIONS,
+  type TableLayout,
+} from '../capture/snapshot';
 import { startEmbeddedCluster } from '../local/embedded-postgres';
 import { ensureStream, kinesisClientFor } from '../local/kinesalite';
-import { ownCpuSeconds } from './cpu';
+import { ownCpuSeconds, processCpuSeconds } from './cpu';
 import { DEFAULT_EXPORT_DIR } from './totesys-export';
 import { copyTablesOut, loadTotesys, recreateDatabase, totesysCsvFiles, withClient } from './workloads';
 
@@ -48,10 +55,15 @@ const ORDER_TABLES: Record<string, readonly string[]> = {
 /** capture's default flush size (CAPTURE_DEFAULTS.flushBytes). */
 const FLUSH_BYTES = 1024 * 1024;
 const TS = '2025-02-28T09:15:02.123456Z';
+const RAW = 'raw COPY … TO STDOUT';
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 interface Side {
   rates: number[];
+  /** Each run's rate over raw COPY's in the same run. */
+  ratios: number[];
+  /** CPU of the kinesalite child, where there is one. */
+  otherUs: number[];
   nodeUs: number[];
   pgUs: number[];
 }
@@ -98,6 +110,57 @@ async function clusterCpuAfter(postmaster: number, children: number): Promise<nu
   }
 }
 
+/** Tables split into `n` shares of about equal size (largest first, each to the smallest share). */
+function shares(layouts: readonly TableLayout[], sizes: Map<string, number>, n: number): TableLayout[][] {
+  const out = Array.from({ length: n }, () => ({ bytes: 0, layouts: [] as TableLayout[] }));
+  const bySize = [...layouts].sort((a, b) => (sizes.get(b.table) ?? 0) - (sizes.get(a.table) ?? 0));
+  for (const layout of bySize) {
+    const smallest = out.reduce((min, share) => (share.bytes < min.bytes ? share : min));
+    smallest.layouts.push(layout);
+    smallest.bytes += sizes.get(layout.table) ?? 0;
+  }
+  return out.map((share) => share.layouts);
+}
+
+/**
+ * Worker threads (bench/snapshot-worker.ts), each with its share of the tables, started and
+ * ready; `run` hands them the snapshot and resolves to the rows they copied. Workers load the
+ * TypeScript through tsx's CommonJS hook: Node 20 does not pass `--import tsx` hooks on to them.
+ */
+async function startWorkers(url: string, tables: TableLayout[][]) {
+  const workers = await Promise.all(
+    tables.map(async (layouts) => {
+      const worker = new Worker(
+        `require('tsx/cjs'); require(${JSON.stringify(path.join(__dirname, 'snapshot-worker.ts'))});`,
+        { eval: true, workerData: { url, layouts, flushBytes: FLUSH_BYTES } },
+      );
+      await new Promise((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+      return worker;
+    }),
+  );
+  return {
+    run: async (snapshot: string) => {
+      const counts = await Promise.all(
+        workers.map(
+          (worker) =>
+            new Promise<number>((resolve, reject) => {
+              worker.on('message', (m: { rows?: number; records?: Uint8Array[] }) => {
+                if (m.rows !== undefined) resolve(m.rows);
+              });
+              worker.once('error', reject);
+              worker.postMessage({ snapshot });
+            }),
+        ),
+      );
+      await Promise.all(workers.map((w) => w.terminate()));
+      return counts.reduce((a, b) => a + b, 0);
+    },
+  };
+}
+
 /** kinesalite in a process of its own (bench/kinesalite-process.ts), as `totes up` runs it. */
 async function startKinesaliteChild(root: string) {
   const child = spawn(
@@ -112,6 +175,7 @@ async function startKinesaliteChild(root: string) {
   const client = kinesisClientFor(endpoint);
   return {
     client,
+    pid: child.pid,
     stop: async () => {
       client.destroy();
       const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -152,31 +216,51 @@ async function main(): Promise<void> {
     );
     const tables = [...TOTESYS_TABLES];
     const sides: Record<string, Side> = {};
-    const side = (name: string) => (sides[name] ??= { rates: [], nodeUs: [], pgUs: [] });
+    const side = (name: string) =>
+      (sides[name] ??= { rates: [], ratios: [], otherUs: [], nodeUs: [], pgUs: [] });
+    const loads: number[] = [];
+    let rawThisRun = 0;
     let rows = 0;
     let bytes = 0;
     const exporter = rawTextClient(url);
     const reader = rawTextClient(url);
     await Promise.all([exporter.connect(), reader.connect()]);
     const layouts = await describeTables(reader, 'public', tables);
+    const sizes = new Map<string, number>(
+      (
+        await reader.query(
+          `SELECT relname, pg_relation_size(oid)::float8 AS size FROM pg_class WHERE relname = ANY ($1::text[])`,
+          [tables],
+        )
+      ).rows.map((r) => [r.relname, Number(r.size)]),
+    );
     const kinesis = withKinesalite ? await startKinesaliteChild(root) : null;
     try {
       for (let run = 0; run <= repeat; run += 1) {
         // Run 0 warms V8 and the buffer cache up: not reported.
-        const measure = async (name: string, body: (snapshot: string) => Promise<number>) => {
+        const measure = async (
+          name: string,
+          body: (snapshot: string) => Promise<number>,
+          otherPid?: number,
+        ) => {
           await exporter.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
           const snapshot = (await exporter.query('SELECT pg_export_snapshot() AS name')).rows[0].name;
           const cpu0 = ownCpuSeconds();
+          const other0 = otherPid ? (processCpuSeconds(otherPid) ?? 0) : 0;
           const pg0 = clusterCpu(postmaster);
           const t0 = performance.now();
           const read = await body(snapshot);
           const seconds = (performance.now() - t0) / 1000;
           const nodeCpu = ownCpuSeconds() - cpu0;
+          const otherCpu = otherPid ? (processCpuSeconds(otherPid) ?? 0) - other0 : 0;
           const pgCpu = (await clusterCpuAfter(postmaster, pg0.children)) - pg0.seconds;
           await exporter.query('COMMIT');
           if (read !== rows) throw new Error(`${name} read ${read} rows, COPY ${rows}`);
           if (!run) return;
+          if (name === RAW) rawThisRun = read / seconds;
           side(name).rates.push(read / seconds);
+          side(name).ratios.push(read / seconds / rawThisRun);
+          if (otherPid) side(name).otherUs.push((otherCpu / read) * 1e6);
           side(name).nodeUs.push((nodeCpu / read) * 1e6);
           side(name).pgUs.push((pgCpu / read) * 1e6);
         };
@@ -185,7 +269,8 @@ async function main(): Promise<void> {
           await client.connect();
           return client;
         };
-        await measure('raw COPY … TO STDOUT', async () => {
+        loads.push(os.loadavg()[0]);
+        await measure(RAW, async () => {
           ({ rows, bytes } = await copyTablesOut(reader, tables));
           return rows;
         });
@@ -223,23 +308,31 @@ async function main(): Promise<void> {
             return read;
           });
         }
+        for (const threads of [2]) {
+          const workers = await startWorkers(url, shares(layouts, sizes, threads));
+          await measure(`workers ×${threads}, 1 conn. each`, (snapshot) => workers.run(snapshot));
+        }
         if (kinesis && run === repeat) {
           // Once, into kinesalite: its PutRecords handling is the limit here, not the read.
           const streamName = 'bench-snapshot';
           await ensureStream(kinesis.client, streamName, 4);
           const sink = new KinesisSink({ client: kinesis.client, streamName, logger: silentLogger });
-          await measure(`into kinesalite, ${SNAPSHOT_CONNECTIONS} conn.`, async (snapshot) => {
-            const { rows: read } = await copySnapshotTables({
-              connect,
-              snapshotName: snapshot,
-              layouts,
-              lsn: '0/1',
-              epoch: 1,
-              flushBytes: FLUSH_BYTES,
-              put: async (records) => void (await sink.put(records)),
-            });
-            return read;
-          });
+          await measure(
+            `into kinesalite, ${SNAPSHOT_CONNECTIONS} conn.`,
+            async (snapshot) => {
+              const { rows: read } = await copySnapshotTables({
+                connect,
+                snapshotName: snapshot,
+                layouts,
+                lsn: '0/1',
+                epoch: 1,
+                flushBytes: FLUSH_BYTES,
+                put: async (records) => void (await sink.put(records)),
+              });
+              return read;
+            },
+            kinesis.pid,
+          );
         }
         process.stderr.write(`run ${run}/${repeat}\n`);
       }
@@ -247,14 +340,15 @@ async function main(): Promise<void> {
       await Promise.all([exporter.end(), reader.end()]);
       await kinesis?.stop();
     }
-    const raw = median(sides['raw COPY … TO STDOUT'].rates);
+    const n = (v: number) => Math.round(v).toLocaleString('en');
     const lines = [
-      `bench:snapshot — ${rows.toLocaleString('en')} rows in ${tables.length} tables (${(bytes / 2 ** 20).toFixed(1)} MiB of COPY text), median of ${repeat} runs, load average ${os.loadavg()[0].toFixed(1)}`,
-      `  ${'side'.padEnd(30)} ${'rows/s'.padStart(10)}   × raw   node CPU µs/row   Postgres CPU µs/row   (runs)`,
+      `bench:snapshot — ${n(rows)} rows in ${tables.length} tables (${(bytes / 2 ** 20).toFixed(1)} MiB of COPY text), median of ${repeat} runs, load average ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)}`,
+      `  ${'side'.padEnd(30)} ${'rows/s'.padStart(9)} ${'× raw'.padStart(6)} ${'best'.padStart(9)} ${'node µs'.padStart(8)} ${'pg µs'.padStart(6)}   (runs: rows/s × raw)`,
       ...Object.entries(sides).map(
-        ([name, { rates, nodeUs, pgUs }]) =>
-          `  ${name.padEnd(30)} ${Math.round(median(rates)).toLocaleString('en').padStart(10)}   ${(median(rates) / raw).toFixed(2).padStart(5)}   ${median(nodeUs).toFixed(2).padStart(15)}   ${(median(pgUs) ? median(pgUs).toFixed(2) : '–').padStart(19)}   (${rates.map((r) => Math.round(r).toLocaleString('en')).join(', ')})`,
+        ([name, { rates, ratios, nodeUs, pgUs, otherUs }]) =>
+          `  ${name.padEnd(30)} ${n(median(rates)).padStart(9)} ${median(ratios).toFixed(2).padStart(6)} ${n(Math.max(...rates)).padStart(9)} ${median(nodeUs).toFixed(2).padStart(8)} ${median(pgUs).toFixed(2).padStart(6)}   (${rates.map((r, i) => `${n(r)} ${ratios[i].toFixed(2)}`).join(', ')})${otherUs.length ? `  kinesalite process ${median(otherUs).toFixed(2)} µs/row` : ''}`,
       ),
+      '  (node µs, pg µs: CPU per row in this process, worker threads included, and in the whole Postgres cluster)',
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
