@@ -7,7 +7,7 @@ import readline from 'node:readline';
 import { Worker } from 'node:worker_threads';
 import { TOTESYS_TABLES } from '../core/totesys-tables';
 import { silentLogger } from '../core/logger';
-import { ChangeBatcher } from '../capture/change-batcher';
+import { ChangeBatcher, type BatchRecord } from '../capture/change-batcher';
 import { KinesisSink } from '../capture/kinesis-sink';
 import { quoteIdent, rawTextClient } from '../capture/pg-text';
 import {
@@ -270,6 +270,24 @@ async function main(): Promise<void> {
           return client;
         };
         loads.push(os.loadavg()[0]);
+        /** What capture does (capture/snapshot.ts), into `put`. */
+        const copyInto = async (
+          snapshot: string,
+          connections: number,
+          put: (r: BatchRecord[]) => Promise<void>,
+        ) =>
+          (
+            await copySnapshotTables({
+              connect,
+              snapshotName: snapshot,
+              layouts,
+              lsn: '0/1',
+              epoch: 1,
+              connections,
+              flushBytes: FLUSH_BYTES,
+              put,
+            })
+          ).rows;
         await measure(RAW, async () => {
           ({ rows, bytes } = await copyTablesOut(reader, tables));
           return rows;
@@ -294,19 +312,9 @@ async function main(): Promise<void> {
           return read;
         });
         for (const connections of [1, 2, 3, 4]) {
-          await measure(`read + encode, ${connections} conn.`, async (snapshot) => {
-            const { rows: read } = await copySnapshotTables({
-              connect,
-              snapshotName: snapshot,
-              layouts,
-              lsn: '0/1',
-              epoch: 1,
-              connections,
-              flushBytes: FLUSH_BYTES,
-              put: async () => undefined,
-            });
-            return read;
-          });
+          await measure(`read + encode, ${connections} conn.`, (snapshot) =>
+            copyInto(snapshot, connections, async () => undefined),
+          );
         }
         for (const threads of [2]) {
           const workers = await startWorkers(url, shares(layouts, sizes, threads));
@@ -319,18 +327,7 @@ async function main(): Promise<void> {
           const sink = new KinesisSink({ client: kinesis.client, streamName, logger: silentLogger });
           await measure(
             `into kinesalite, ${SNAPSHOT_CONNECTIONS} conn.`,
-            async (snapshot) => {
-              const { rows: read } = await copySnapshotTables({
-                connect,
-                snapshotName: snapshot,
-                layouts,
-                lsn: '0/1',
-                epoch: 1,
-                flushBytes: FLUSH_BYTES,
-                put: async (records) => void (await sink.put(records)),
-              });
-              return read;
-            },
+            (snapshot) => copyInto(snapshot, SNAPSHOT_CONNECTIONS, async (r) => void (await sink.put(r))),
             kinesis.pid,
           );
         }
