@@ -151,6 +151,17 @@ describe('SnapshotEncoder', () => {
     expect(readable(actual)).toEqual(readable(expected));
   });
 
+  it('grows its record for a row longer than a record, as ChangeBatcher lets it through', () => {
+    const lines = [
+      line(['1', 'a', 'w'.repeat(100_000)]),
+      line(['2', 'b', 'say "hi"'.repeat(20_000)]),
+      line(['3', 'c', null]),
+    ];
+    const { expected, actual } = encodeBoth(lines, { maxRecordBytes: 1000, maxChangesPerRecord: 10 });
+    expect(actual.length).toBe(3); // each long row alone, then row 3 with the end
+    expect(readable(actual)).toEqual(readable(expected));
+  });
+
   it('refuses a line of the wrong width', () => {
     const encoder = new SnapshotEncoder({
       schema: 'public',
