@@ -33,7 +33,7 @@ import {
   publishedTables,
   type SourceIdentity,
 } from './slot';
-import { describeTables, readSnapshot, transactionTimestamp, type TableLayout } from './snapshot';
+import { copySnapshotTables, describeTables, type TableLayout } from './snapshot';
 import type { CaptureState, StateStore } from './state-store';
 
 /**
@@ -543,10 +543,6 @@ export class CaptureService {
     reason: string,
   ): Promise<number> {
     const { config } = this;
-    const batcher = new ChangeBatcher(config.batcher);
-    batcher.epoch = this.epoch;
-    const reader = rawTextClient(config.sourceUrl);
-    await reader.connect();
     const started = this.now();
     this.log.info('snapshot started', {
       reason,
@@ -555,42 +551,26 @@ export class CaptureService {
       tables: layouts.length,
     });
     let total = 0;
-    try {
-      const lsn = snapshotLsn(exported.consistentPoint);
-      const ts = await transactionTimestamp(reader);
-      let seq = 0;
-      let tableRows = 0;
-      let inFlight: Promise<unknown> = Promise.resolve();
-      let lastProgress = started;
-      for await (const page of readSnapshot(
-        reader,
-        exported.snapshotName,
-        layouts,
-        config.snapshotPageRows,
-      )) {
-        const { schema, table, columns } = page.layout;
-        for (const values of page.rows)
-          batcher.add(schema, table, columns, { op: 'snapshot', lsn, seq: seq++, ts, values });
-        tableRows += page.rows.length;
-        total += page.rows.length;
-        this.stats.snapshotRows += page.rows.length;
-        if (page.tableDone) {
-          batcher.add(schema, table, columns, {
-            op: 'snapshot_end',
-            lsn,
-            seq: seq++,
-            ts,
-            values: [],
-            rows: tableRows,
-          });
-          this.log.info('snapshot of table finished', { table, rows: tableRows });
-          tableRows = 0;
-        }
-        if (batcher.byteCount >= config.flushBytes) {
-          // One put in flight while the next page is read.
-          await inFlight;
-          inFlight = this.put(batcher.drain());
-        }
+    let lastProgress = started;
+    // Tables on parallel connections inside the exported snapshot, each table's COPY lines encoded
+    // straight into records (capture/snapshot.ts copySnapshotTables; bench/README.md measures it).
+    const { rows } = await copySnapshotTables({
+      connect: async () => {
+        const client = rawTextClient(config.sourceUrl);
+        await client.connect();
+        return client;
+      },
+      snapshotName: exported.snapshotName,
+      layouts,
+      lsn: snapshotLsn(exported.consistentPoint),
+      epoch: this.epoch,
+      limits: config.batcher,
+      flushBytes: config.flushBytes,
+      pageRows: config.snapshotPageRows,
+      put: (records) => this.put(records),
+      onBatch: (table, rows) => {
+        total += rows;
+        this.stats.snapshotRows += rows;
         if (this.now() - lastProgress >= 5000) {
           lastProgress = this.now();
           const seconds = (lastProgress - started) / 1000;
@@ -602,20 +582,17 @@ export class CaptureService {
         }
         if (this.stopping)
           throw new CaptureError('stopped during the snapshot; it restarts (and reconciles) next time');
-      }
-      await inFlight;
-      await this.put(batcher.drain());
-      this.log.info('snapshot finished', {
-        reason,
-        rows: total,
-        seconds: (this.now() - started) / 1000,
-        consistentPoint: exported.consistentPoint,
-        epoch: this.epoch,
-      });
-      return total;
-    } finally {
-      await reader.end().catch(() => undefined);
-    }
+      },
+      onTableDone: (table, rows) => this.log.info('snapshot of table finished', { table, rows }),
+    });
+    this.log.info('snapshot finished', {
+      reason,
+      rows,
+      seconds: (this.now() - started) / 1000,
+      consistentPoint: exported.consistentPoint,
+      epoch: this.epoch,
+    });
+    return rows;
   }
 
   private async put(records: BatchRecord[]): Promise<void> {

@@ -2,7 +2,16 @@ import type { Client } from 'pg';
 import { HOSTILE_VALUES } from '../core/csv-codec.fixtures';
 import { createTestDatabase } from '../test/support/pg';
 import { rawTextClient } from './pg-text';
-import { describeTables, parseCopyTextRow, readSnapshot, type SnapshotRows } from './snapshot';
+import { ChangeBatchSchema, type Change } from '../core/change-event';
+import type { BatchRecord } from './change-batcher';
+import {
+  copySnapshotTables,
+  describeTables,
+  parseCopyTextRow,
+  readSnapshot,
+  type CopySnapshotOptions,
+  type SnapshotRows,
+} from './snapshot';
 
 /**
  * readSnapshot reads tables with COPY … TO STDOUT in text format inside an exported snapshot: the
@@ -106,4 +115,166 @@ describe('parseCopyTextRow', () => {
     expect(parseCopyTextRow(Buffer.from('\\303\\274\\x41\\q\t\\N\n'), 2)).toEqual(['üAq', null]);
     expect(() => parseCopyTextRow(Buffer.from('a\tb\n'), 3)).toThrow(/2 fields, expected 3/);
   });
+});
+
+describe('copySnapshotTables (tables on parallel connections in one snapshot)', () => {
+  const TABLES = ['hostile', 'empty "one"', 'wide'];
+  beforeAll(async () => {
+    await exporter.query(
+      `CREATE TABLE big AS SELECT i AS id, repeat('y', 1000) AS filler FROM generate_series(1, 2000) AS i`,
+    );
+  });
+  const connect = async () => {
+    const c = rawTextClient(url);
+    await c.connect();
+    return c;
+  };
+
+  async function copyAll(
+    connections: number,
+    extra: Partial<CopySnapshotOptions> = {},
+    between?: () => Promise<void>,
+    tables = TABLES,
+  ): Promise<{ records: BatchRecord[]; changes: (Change & { table: string })[]; rows: number }> {
+    const name = await exportedSnapshot();
+    try {
+      await between?.();
+      const layouts = await describeTables(client, 'public', tables);
+      const records: BatchRecord[] = [];
+      const { rows } = await copySnapshotTables({
+        connect,
+        snapshotName: name,
+        layouts,
+        lsn: '0/16B3747',
+        epoch: 7,
+        connections,
+        flushBytes: 2 ** 30,
+        put: async (batch) => void records.push(...batch),
+        ...extra,
+      });
+      const changes = records.flatMap((r) => {
+        const batch = ChangeBatchSchema.parse(JSON.parse(r.data.toString('utf8')));
+        return batch.changes.map((c) => ({ ...c, table: batch.table }));
+      });
+      return { records, changes, rows };
+    } finally {
+      await exporter.query('COMMIT');
+    }
+  }
+
+  /** What a SELECT gives for every table, as text, by table. */
+  async function selectAll(): Promise<Record<string, (string | null)[][]>> {
+    const layouts = await describeTables(client, 'public', TABLES);
+    const out: Record<string, (string | null)[][]> = {};
+    for (const { table, columns } of layouts) {
+      const cols = columns.map((c) => `"${c.name}"`).join(', ');
+      const { rows } = await client.query({
+        text: `SELECT ${cols} FROM "${table.replace(/"/g, '""')}" ORDER BY 1`,
+        rowMode: 'array',
+      });
+      out[table] = rows;
+    }
+    return out;
+  }
+
+  it('copies exactly the rows of each table, with its snapshot_end count and ordinals in table order', async () => {
+    const expected = await selectAll();
+    const sequential = await copyAll(1);
+    const parallel = await copyAll(3);
+    for (const { changes, rows } of [sequential, parallel]) {
+      expect(rows).toBe(expected.hostile.length + expected.wide.length);
+      for (const table of TABLES) {
+        const own = changes.filter((c) => c.table === table);
+        const values = own.filter((c) => c.op === 'snapshot').map((c) => c.values);
+        values.sort((a, b) => Number(a[0]) - Number(b[0]));
+        expect(values).toEqual(expected[table]);
+        const ends = own.filter((c) => c.op === 'snapshot_end');
+        expect(ends).toEqual([expect.objectContaining({ rows: expected[table].length })]);
+        // The table's end is its last ordinal.
+        expect(ends[0].seq).toBe(Math.max(...own.map((c) => c.seq)));
+      }
+      // Ordinals 0… across the whole snapshot, tables one after another, as a sequential read gives.
+      const seqs = changes.map((c) => c.seq).sort((a, b) => a - b);
+      expect(seqs).toEqual(seqs.map((_, i) => i));
+      for (let t = 1; t < TABLES.length; t += 1) {
+        const before = changes.filter((c) => c.table === TABLES[t - 1]).map((c) => c.seq);
+        const after = changes.filter((c) => c.table === TABLES[t]).map((c) => c.seq);
+        expect(Math.min(...after)).toBe(Math.max(...before) + 1);
+      }
+    }
+    // The same records, byte for byte, whichever connection read a table.
+    const byTable = (records: BatchRecord[]) =>
+      TABLES.map((t) =>
+        records
+          .filter((r) => r.table === t)
+          // The same but for the time each copy read (`ts`).
+          .map((r) => [r.partitionKey, r.data.toString('utf8').replace(/"ts":"[^"]+"/g, '"ts":"…"')]),
+      );
+    expect(byTable(parallel.records)).toEqual(byTable(sequential.records));
+  });
+
+  it('sees the exported snapshot on every connection, not rows committed after it', async () => {
+    const other = rawTextClient(url);
+    await other.connect();
+    try {
+      const { changes } = await copyAll(3, {}, async () => {
+        await other.query(`INSERT INTO wide VALUES (1000, 'later')`);
+        await other.query(`INSERT INTO hostile (id, v) VALUES (1000, 'later')`);
+        await other.query(`INSERT INTO "empty ""one""" VALUES (1000)`);
+      });
+      expect(changes.filter((c) => c.values.includes('later') || c.values[0] === '1000')).toEqual([]);
+      const ends = Object.fromEntries(
+        changes.filter((c) => c.op === 'snapshot_end').map((c) => [c.table, c.rows]),
+      );
+      expect(ends).toEqual({ hostile: expect.any(Number), 'empty "one"': 0, wide: 50 });
+    } finally {
+      await other.query('DELETE FROM wide WHERE id = 1000');
+      await other.query('DELETE FROM hostile WHERE id = 1000');
+      await other.query(`DELETE FROM "empty ""one""" WHERE id = 1000`);
+      await other.end();
+    }
+  });
+
+  it('hands records over in batches bounded by bytes, and stops, connections closed, when told to', async () => {
+    const puts: number[] = [];
+    const { records } = await copyAll(
+      2,
+      {
+        flushBytes: 64 * 1024,
+        put: async (batch) => void puts.push(batch.reduce((sum, r) => sum + r.data.length, 0)),
+      },
+      undefined,
+      ['big', 'wide'],
+    );
+    expect(records).toEqual([]);
+    // 2 MB in `big`: batches of 64 KiB and what the socket read that crossed it held (up to 64 KiB).
+    expect(puts.length).toBeGreaterThan(10);
+    expect(Math.max(...puts)).toBeLessThanOrEqual(64 * 1024 + 64 * 1024 + 1100);
+
+    const before = await backends();
+    let batches = 0;
+    await expect(
+      copyAll(
+        2,
+        {
+          flushBytes: 64 * 1024,
+          onBatch: () => {
+            batches += 1;
+            if (batches === 2) throw new Error('stopping');
+          },
+        },
+        undefined,
+        ['big', 'wide'],
+      ),
+    ).rejects.toThrow('stopping');
+    // Every connection the copy opened is closed when it rejects.
+    expect(await backends()).toBe(before);
+  });
+
+  async function backends(): Promise<number> {
+    const { rows } = await client.query(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database()`,
+    );
+    return rows[0].n;
+  }
 });
