@@ -97,11 +97,20 @@ export class DurableQueue {
   /**
    * Up to `max` visible messages, oldest first, each made invisible for the visibility timeout.
    * Messages past their receives go to the dead-letter queue; messages past retention are deleted.
+   *
+   * `held`: ids of messages the caller is still working on. They are never handed out again, and
+   * their visibility is extended (SQS's ChangeMessageVisibility) before it runs out, so they count
+   * as in flight and, should the caller die, come back one visibility timeout later.
    */
-  async receive(max: number): Promise<ReceivedMessage[]> {
+  async receive(max: number, held: ReadonlySet<string> = new Set()): Promise<ReceivedMessage[]> {
     const now = this.now();
     const out: ReceivedMessage[] = [];
     for (const message of await this.list(this.messagesDir)) {
+      if (held.has(message.id)) {
+        if (message.visibleAt - now < this.o.visibilityTimeoutMs / 2)
+          await this.write(this.messagesDir, { ...message, visibleAt: now + this.o.visibilityTimeoutMs });
+        continue;
+      }
       if (out.length >= max) break;
       if (message.visibleAt > now) continue;
       if (now - message.sentAt > (this.o.retentionMs ?? FOURTEEN_DAYS_MS)) {

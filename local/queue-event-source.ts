@@ -49,6 +49,12 @@ export interface QueueEventSourceStats {
 export class QueueEventSource {
   readonly stats: QueueEventSourceStats = { invocations: 0, messagesFailed: 0, messagesDeleted: 0 };
   private readonly running = new Set<Promise<void>>();
+  /**
+   * Messages whose invocation is running. AWS stops a function at its timeout, a sixth of the
+   * queue's visibility timeout, so a message never comes back while its invocation runs; locally
+   * the function has no timeout, so the mapping holds its messages for as long as it runs.
+   */
+  private readonly held = new Set<string>();
   private loop: Promise<void> | undefined;
   private stopped = false;
   private wake: (() => void) | undefined;
@@ -74,7 +80,7 @@ export class QueueEventSource {
       }
       let batch: ReceivedMessage[] = [];
       try {
-        batch = await this.o.queue.receive(this.o.batchSize);
+        batch = await this.o.queue.receive(this.o.batchSize, this.held);
       } catch (e) {
         this.o.logger.error('receiving from the local queue failed', { queue: this.o.name, err: e });
       }
@@ -113,6 +119,15 @@ export class QueueEventSource {
   }
 
   private async invoke(batch: ReceivedMessage[]): Promise<void> {
+    for (const message of batch) this.held.add(message.messageId);
+    try {
+      await this.invokeHeld(batch);
+    } finally {
+      for (const message of batch) this.held.delete(message.messageId);
+    }
+  }
+
+  private async invokeHeld(batch: ReceivedMessage[]): Promise<void> {
     this.stats.invocations += 1;
     let failed: Set<string>;
     try {
@@ -145,7 +160,10 @@ export interface QueuedS3TriggerOptions extends Omit<S3TriggerOptions, 'handler'
   dir: string;
   batchSize?: number;
   maximumConcurrency?: number;
-  /** Locally the handler has no timeout; AWS sets 6 x the function timeout. */
+  /**
+   * Locally the handler has no timeout (AWS sets 6 x the function timeout): a message stays
+   * invisible while its invocation runs, and comes back this long after it ends unsuccessfully.
+   */
   visibilityTimeoutMs?: number;
   maxReceiveCount?: number;
   pollIntervalMs?: number;
