@@ -200,8 +200,56 @@ export function decodeSchemaObject(text: string | Uint8Array): SchemaObject {
   return parsed.data;
 }
 
+/**
+ * A field as csv-stringify renders it with the options this format used before this function
+ * replaced it (`quoted_match: QUOTE_WHEN`, `record_delimiter: 'unix'`, the empty string quoted):
+ * NULL is nothing, the empty string `""`; a value holding a quote, comma, CR or LF, or starting or
+ * ending with white space (`\s`: Unicode spaces and the BOM too) is quoted with its quotes doubled;
+ * anything else is as it is. Hand-written because csv-stringify's per-field work (cast callback,
+ * option merging, separator searches) was most of the Firehose transformation's CPU
+ * (bench:transform); core/csv-codec.encoder.test.ts holds it to csv-stringify's exact bytes.
+ */
+export function csvField(value: string | null | undefined): string {
+  if (value === null || value === undefined) return '';
+  if (value === '') return '""';
+  if (!NEEDS_QUOTES.test(value)) return value;
+  return `"${value.includes('"') ? value.replaceAll('"', '""') : value}"`;
+}
+/** What makes csv-stringify quote a field here: its own rules (quote, comma, CR, LF) and QUOTE_WHEN. */
+const NEEDS_QUOTES = /[",\r\n]|^\s|\s$/;
+
 /** One batch's CSV lines, each ending in `\n`, ready to be concatenated with other batches'. */
 export function encodeChangeBatchAsCsv(batch: ChangeBatch): string {
+  const nulls = ','.repeat(batch.columns.length);
+  let out = '';
+  for (const c of batch.changes) {
+    out += csvField(c.op);
+    out += ',';
+    out += csvField(String(c.epoch ?? batch.epoch ?? 0));
+    out += ',';
+    out += csvField(c.lsn);
+    out += ',';
+    out += csvField(String(c.seq));
+    out += ',';
+    out += csvField(c.ts);
+    out += ',';
+    if (c.unchanged?.length) out += csvField(c.unchanged.join(UNCHANGED_SEPARATOR));
+    out += ',';
+    if (c.rows !== undefined) out += csvField(String(c.rows));
+    out += ',';
+    out += csvField(c.ref);
+    if (carriesNoValues(c.op)) out += nulls;
+    else for (const value of c.values) out += value === null ? ',' : `,${csvField(value)}`;
+    out += '\n';
+  }
+  return out;
+}
+
+/**
+ * The encoder this format was defined with (csv-stringify), kept as the reference the hand-written
+ * one is tested and benchmarked against (core/csv-codec.encoder.test.ts, bench/transform.ts).
+ */
+export function encodeChangeBatchAsCsvWithStringify(batch: ChangeBatch): string {
   const width = batch.columns.length;
   const rows = batch.changes.map((c) => [
     c.op,
