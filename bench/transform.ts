@@ -16,6 +16,7 @@ import {
 import {
   CsvObjectDecoder,
   encodeChangeBatchAsCsv,
+  encodeChangeBatchAsCsvWithStringify,
   parseCsvRecords,
   schemaObjectFor,
   type SchemaObject,
@@ -24,6 +25,7 @@ import { toWarehouseRows } from '../core/star-mapping';
 import type { TotesysTable } from '../core/totesys-tables';
 import type { WarehouseRow, WarehouseTableName } from '../core/warehouse-model';
 import { createHandler } from '../processors/firehose-transform/create-handler';
+import { decodeRecordData } from '../processors/firehose-transform/decode-record';
 import type { FirehoseTransformationEvent } from '../processors/firehose-transform/firehose-types';
 import { openParquetWriter } from '../processors/shared/parquet-codec';
 import { resolveOversizedChanges } from '../processors/transform/oversized-changes';
@@ -198,9 +200,13 @@ function decodeAll(o: TableObject): Change[] {
   return changes;
 }
 
-async function encodeRows(target: WarehouseTableName, rows: readonly WarehouseRow[]): Promise<number> {
+async function encodeRows(
+  target: WarehouseTableName,
+  rows: readonly WarehouseRow[],
+  libraryShredding = false,
+): Promise<number> {
   const { sink, size } = collector();
-  const writer = await openParquetWriter(target, sink);
+  const writer = await openParquetWriter(target, sink, { libraryShredding });
   for (const row of rows) await writer.append(row);
   await writer.close();
   return size();
@@ -230,12 +236,15 @@ async function streamObject(o: TableObject, target: WarehouseTableName): Promise
 const PHASES = [
   'firehose: handler (JSON batch → CSV lines)',
   '  floor: base64 decode + JSON.parse',
-  '  part: decodeChangeBatch (parse + validate)',
+  '  part: record decoding (decodeRecordData)',
+  '  before: decodeChangeBatch (zod)',
   '  part: encodeChangeBatchAsCsv',
+  '  before: csv-stringify encoder',
   'transform: stream CSV → star rows → Parquet',
   '  part: CSV decode (CsvObjectDecoder)',
   '  part: star mapping (toWarehouseRows)',
   '  part: Parquet encoding',
+  '  before: Parquet encoding, library shredding',
   '  floor: csv-parse, no casting',
   '  floor: parseCsvRecords alone',
 ] as const;
@@ -306,12 +315,18 @@ async function main(): Promise<void> {
     });
     record('  floor: base64 decode + JSON.parse', t);
     let batches: ChangeBatch[] = [];
-    [batches, t] = await timed(() => workload.records.map((r) => decodeChangeBatch(r)));
-    record('  part: decodeChangeBatch (parse + validate)', t);
+    [batches, t] = await timed(() => workload.records.map((r) => decodeRecordData(r)));
+    record('  part: record decoding (decodeRecordData)', t);
+    [, t] = await timed(() => workload.records.map((r) => decodeChangeBatch(r)));
+    record('  before: decodeChangeBatch (zod)', t);
     [, t] = await timed(() => {
       for (const b of batches) encodeChangeBatchAsCsv(b);
     });
     record('  part: encodeChangeBatchAsCsv', t);
+    [, t] = await timed(() => {
+      for (const b of batches) encodeChangeBatchAsCsvWithStringify(b);
+    });
+    record('  before: csv-stringify encoder', t);
     batches = [];
 
     [parquetBytes, t] = await timed(async () => {
@@ -333,6 +348,10 @@ async function main(): Promise<void> {
       for (const [i, o] of objects.entries()) await encodeRows(targets.get(o.table)!, mapped[i]);
     });
     record('  part: Parquet encoding', t);
+    [, t] = await timed(async () => {
+      for (const [i, o] of objects.entries()) await encodeRows(targets.get(o.table)!, mapped[i], true);
+    });
+    record('  before: Parquet encoding, library shredding', t);
     mapped = [];
     [, t] = await timed(() => {
       for (const o of objects) parse(o.csv, { relax_column_count: false });
