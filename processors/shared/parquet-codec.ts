@@ -109,6 +109,31 @@ const TIME_TEXT = /^(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,3}))?$/;
 /** numeric(10,2) text: at most 8 integer and 2 fraction digits. */
 const MONEY_TEXT = /^(-?)(\d{1,8})(?:\.(\d{1,2}))?$/;
 
+/** The number of the 2 ASCII digits at `at`, or NaN. */
+function twoDigits(text: string, at: number): number {
+  const a = text.charCodeAt(at) - 48;
+  const b = text.charCodeAt(at + 1) - 48;
+  return a >= 0 && a <= 9 && b >= 0 && b <= 9 ? a * 10 + b : NaN;
+}
+
+/**
+ * `HH:MM:SS.mmm`, the form the star mapping writes, in milliseconds by character position (no
+ * regex match per value); undefined for anything else, which the regex then reads or refuses.
+ */
+function canonicalTimeMillis(text: string): number | undefined {
+  if (
+    text.length !== 12 ||
+    text.charCodeAt(2) !== 0x3a ||
+    text.charCodeAt(5) !== 0x3a ||
+    text.charCodeAt(8) !== 0x2e
+  )
+    return undefined;
+  const last = text.charCodeAt(11) - 48;
+  const ms = twoDigits(text, 9) * 10 + (last >= 0 && last <= 9 ? last : NaN);
+  const millis = ((twoDigits(text, 0) * 60 + twoDigits(text, 3)) * 60 + twoDigits(text, 6)) * 1000 + ms;
+  return Number.isNaN(millis) ? undefined : millis;
+}
+
 function toPhysical(type: Physical, value: WarehouseValue, column: string): unknown {
   if (value === null || value === undefined) return undefined;
   switch (type) {
@@ -122,6 +147,8 @@ function toPhysical(type: Physical, value: WarehouseValue, column: string): unkn
       return date;
     }
     case 'TIME_MILLIS': {
+      const millis = typeof value === 'string' ? canonicalTimeMillis(value) : undefined;
+      if (millis !== undefined) return millis;
       const m = TIME_TEXT.exec(String(value));
       if (!m)
         throw new ParquetCodecError(`column ${column}: ${JSON.stringify(value)} is not an HH:MM:SS.mmm time`);

@@ -40,4 +40,22 @@ describe('the flat shredder', () => {
       expect((await decodeParquet(await encodeParquet(target, rows))).rows).toEqual(rows);
     },
   );
+
+  it('reads times by position to the same milliseconds as the pattern', async () => {
+    const times = ['00:00:00.000', '00:00:00.001', '09:05:07.080', '23:59:59.999', '12:34:56.7', '12:34:56'];
+    const { target, rows } = rowsOf('payment', times.length);
+    const timed = rows.map((row, i) => ({ ...row, created_time: times[i] }));
+    const decoded = (await decodeParquet(await encodeParquet(target, timed))).rows;
+    expect(decoded.map((r) => r.created_time)).toEqual([
+      '00:00:00.000',
+      '00:00:00.001',
+      '09:05:07.080',
+      '23:59:59.999',
+      '12:34:56.700',
+      '12:34:56.000',
+    ]);
+    await expect(encodeParquet(target, [{ ...rows[0], created_time: '12:34:5x.000' }])).rejects.toThrow(
+      'is not an HH:MM:SS.mmm time',
+    );
+  });
 });
