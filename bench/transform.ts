@@ -38,7 +38,7 @@ import { DEFAULT_EXPORT_DIR, readExportTable } from './totesys-export';
  * - **firehose**: the record-transformation handler (processors/firehose-transform) on Firehose
  *   events of capture's records (JSON change batch → CSV lines, base64 both ways), against its floor
  *   in the same run: base64 decoding plus a bare `JSON.parse` of the same records. Its parts are
- *   timed on their own too: `decodeChangeBatch` (parse + validation) and `encodeChangeBatchAsCsv`.
+ *   timed on their own too: `decodeRecordData` (parse + validation) and `encodeChangeBatchAsCsv`.
  * - **transform**: the transform's per-object path (processors/transform `streamToParquet` minus
  *   S3): the CSV object in 64 KiB chunks through `CsvObjectDecoder`, the star mapping and the
  *   Parquet writer; and each of the three alone (decode; mapping of the decoded changes; encoding
@@ -50,6 +50,10 @@ import { DEFAULT_EXPORT_DIR, readExportTable } from './totesys-export';
  * updates) in transactions of 50, added to capture's own `ChangeBatcher` (256 KiB / 2,000-change
  * records). The CSV objects are the handler's output concatenated per table, as Firehose's dynamic
  * partitioning writes them.
+ *
+ * Three `before:` rows time, in the same run and on the same input, the code each step replaced and
+ * keeps as its reference: zod decoding (`decodeChangeBatch`), the csv-stringify encoder, and the
+ * Parquet library's own shredding.
  *
  * One warm-up round, then `--rounds` rounds; medians of this process' CPU time (user + system,
  * `process.cpuUsage`) and of wall time, per change. On a shared machine the CPU figure is the
