@@ -309,14 +309,33 @@ export class CsvObjectDecoder {
     this.pending += typeof piece === 'string' ? piece : this.utf8.decode(piece, { stream: true });
     // A record ends at a line feed outside quotes; a doubled quote inside a quoted field toggles
     // twice, so counting quotes is enough (RFC 4180).
+    // Jumping from quote to quote with indexOf (native), not testing every character in a loop.
     let cut = -1;
     const text = this.pending;
-    for (let i = this.scanned; i < text.length; i += 1) {
-      const c = text.charCodeAt(i);
-      if (c === 0x22) this.inQuotes = !this.inQuotes;
-      else if (c === 0x0a && !this.inQuotes) cut = i + 1;
+    const n = text.length;
+    let i = this.scanned;
+    let lineFeed = -2; // the next line feed at or after i; -1: none left; -2: not searched yet
+    while (i < n) {
+      const quote = text.indexOf('"', i);
+      if (this.inQuotes) {
+        if (quote < 0) break;
+        this.inQuotes = false;
+        i = quote + 1;
+        continue;
+      }
+      // The line feeds before that quote end records; each search starts where the last ended, so
+      // the scan stays linear however many quoted fields a record has.
+      const end = quote < 0 ? n : quote;
+      if (lineFeed !== -1 && lineFeed < i) lineFeed = text.indexOf('\n', i);
+      while (lineFeed !== -1 && lineFeed < end) {
+        cut = lineFeed + 1;
+        lineFeed = text.indexOf('\n', cut);
+      }
+      if (quote < 0) break;
+      this.inQuotes = true;
+      i = quote + 1;
     }
-    this.scanned = text.length;
+    this.scanned = n;
     if (cut < 0) return [];
     this.pending = text.slice(cut);
     this.scanned -= cut;
