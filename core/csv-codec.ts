@@ -3,12 +3,14 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import {
   carriesNoValues,
+  CHANGE_OPS,
   ChangeSchema,
   ColumnSchema,
   type Change,
   type ChangeBatch,
   type Column,
 } from './change-event';
+import { isLsn } from './lsn';
 
 /**
  * The CSV rendering of change events in the ingestion bucket, and the layout that makes each CSV
@@ -200,8 +202,56 @@ export function decodeSchemaObject(text: string | Uint8Array): SchemaObject {
   return parsed.data;
 }
 
+/**
+ * A field as csv-stringify renders it with the options this format used before this function
+ * replaced it (`quoted_match: QUOTE_WHEN`, `record_delimiter: 'unix'`, the empty string quoted):
+ * NULL is nothing, the empty string `""`; a value holding a quote, comma, CR or LF, or starting or
+ * ending with white space (`\s`: Unicode spaces and the BOM too) is quoted with its quotes doubled;
+ * anything else is as it is. Hand-written because csv-stringify's per-field work (cast callback,
+ * option merging, separator searches) was most of the Firehose transformation's CPU
+ * (bench:transform); core/csv-codec.encoder.test.ts holds it to csv-stringify's exact bytes.
+ */
+export function csvField(value: string | null | undefined): string {
+  if (value === null || value === undefined) return '';
+  if (value === '') return '""';
+  if (!NEEDS_QUOTES.test(value)) return value;
+  return `"${value.includes('"') ? value.replaceAll('"', '""') : value}"`;
+}
+/** What makes csv-stringify quote a field here: its own rules (quote, comma, CR, LF) and QUOTE_WHEN. */
+const NEEDS_QUOTES = /[",\r\n]|^\s|\s$/;
+
 /** One batch's CSV lines, each ending in `\n`, ready to be concatenated with other batches'. */
 export function encodeChangeBatchAsCsv(batch: ChangeBatch): string {
+  const nulls = ','.repeat(batch.columns.length);
+  let out = '';
+  for (const c of batch.changes) {
+    out += csvField(c.op);
+    out += ',';
+    out += csvField(String(c.epoch ?? batch.epoch ?? 0));
+    out += ',';
+    out += csvField(c.lsn);
+    out += ',';
+    out += csvField(String(c.seq));
+    out += ',';
+    out += csvField(c.ts);
+    out += ',';
+    if (c.unchanged?.length) out += csvField(c.unchanged.join(UNCHANGED_SEPARATOR));
+    out += ',';
+    if (c.rows !== undefined) out += csvField(String(c.rows));
+    out += ',';
+    out += csvField(c.ref);
+    if (carriesNoValues(c.op)) out += nulls;
+    else for (const value of c.values) out += value === null ? ',' : `,${csvField(value)}`;
+    out += '\n';
+  }
+  return out;
+}
+
+/**
+ * The encoder this format was defined with (csv-stringify), kept as the reference the hand-written
+ * one is tested and benchmarked against (core/csv-codec.encoder.test.ts, bench/transform.ts).
+ */
+export function encodeChangeBatchAsCsvWithStringify(batch: ChangeBatch): string {
   const width = batch.columns.length;
   const rows = batch.changes.map((c) => [
     c.op,
@@ -259,14 +309,33 @@ export class CsvObjectDecoder {
     this.pending += typeof piece === 'string' ? piece : this.utf8.decode(piece, { stream: true });
     // A record ends at a line feed outside quotes; a doubled quote inside a quoted field toggles
     // twice, so counting quotes is enough (RFC 4180).
+    // Jumping from quote to quote with indexOf (native), not testing every character in a loop.
     let cut = -1;
     const text = this.pending;
-    for (let i = this.scanned; i < text.length; i += 1) {
-      const c = text.charCodeAt(i);
-      if (c === 0x22) this.inQuotes = !this.inQuotes;
-      else if (c === 0x0a && !this.inQuotes) cut = i + 1;
+    const n = text.length;
+    let i = this.scanned;
+    let lineFeed = -2; // the next line feed at or after i; -1: none left; -2: not searched yet
+    while (i < n) {
+      const quote = text.indexOf('"', i);
+      if (this.inQuotes) {
+        if (quote < 0) break;
+        this.inQuotes = false;
+        i = quote + 1;
+        continue;
+      }
+      // The line feeds before that quote end records; each search starts where the last ended, so
+      // the scan stays linear however many quoted fields a record has.
+      const end = quote < 0 ? n : quote;
+      if (lineFeed !== -1 && lineFeed < i) lineFeed = text.indexOf('\n', i);
+      while (lineFeed !== -1 && lineFeed < end) {
+        cut = lineFeed + 1;
+        lineFeed = text.indexOf('\n', cut);
+      }
+      if (quote < 0) break;
+      this.inQuotes = true;
+      i = quote + 1;
     }
-    this.scanned = text.length;
+    this.scanned = n;
     if (cut < 0) return [];
     this.pending = text.slice(cut);
     this.scanned -= cut;
@@ -301,44 +370,81 @@ export class CsvObjectDecoder {
   private change(row: (string | null)[], record: number): Change {
     const { schema, metadataWidth, width } = this;
     if (row.length !== width) throw this.fail(record, `has ${row.length} fields, expected ${width}`);
-    const [op, epoch, lsn, seq, ts, unchanged, count, ref] =
-      schema.formatVersion === 1
-        ? [row[0], '0', row[1], row[2], row[3], row[4], null, null]
-        : schema.formatVersion === 2
-          ? [...row.slice(0, 7), null]
-          : row;
-    for (const [name, value] of [
-      ['epoch', epoch],
-      ['seq', seq],
-    ] as const)
-      if (value === null || !/^\d+$/.test(value))
-        throw this.fail(record, `${name} is not a non-negative integer`);
-    if (count !== null && !/^\d+$/.test(count)) throw this.fail(record, 'rows is not a non-negative integer');
-    if (unchanged !== null && !/^\d+(;\d+)*$/.test(unchanged))
+    const v = schema.formatVersion;
+    // Format 1 has no epoch (0), rows or ref; format 2 no ref.
+    const op = row[0];
+    const epoch = v === 1 ? '0' : row[1];
+    const lsn = row[v === 1 ? 1 : 2];
+    const seq = row[v === 1 ? 2 : 3];
+    const ts = row[v === 1 ? 3 : 4];
+    const unchanged = row[v === 1 ? 4 : 5];
+    const count = v === 1 ? null : row[6];
+    const ref = v === 3 ? row[7] : null;
+    if (epoch === null || !DIGITS.test(epoch)) throw this.fail(record, 'epoch is not a non-negative integer');
+    if (seq === null || !DIGITS.test(seq)) throw this.fail(record, 'seq is not a non-negative integer');
+    if (count !== null && !DIGITS.test(count)) throw this.fail(record, 'rows is not a non-negative integer');
+    if (unchanged !== null && !UNCHANGED_LIST.test(unchanged))
       throw this.fail(record, 'unchanged is not a ;-separated list of column indices');
+    const noValues = carriesNoValues(op as Change['op']);
+    // Keys in ChangeSchema's order, absent ones left out: what ChangeSchema.parse returns.
     const change: Record<string, unknown> = {
       op,
       epoch: Number(epoch),
       lsn,
       seq: Number(seq),
       ts,
-      values: carriesNoValues(op as Change['op']) ? [] : row.slice(metadataWidth),
+      values: noValues ? [] : row.slice(metadataWidth),
     };
-    if (unchanged !== null) change.unchanged = unchanged.split(UNCHANGED_SEPARATOR).map(Number);
     if (count !== null) change.rows = Number(count);
+    if (unchanged !== null) change.unchanged = unchanged.split(UNCHANGED_SEPARATOR).map(Number);
     if (ref !== null) {
-      if (carriesNoValues(op as Change['op'])) throw this.fail(record, `a ${op} line cannot be a pointer`);
+      if (noValues) throw this.fail(record, `a ${op} line cannot be a pointer`);
       change.ref = ref;
     }
+    const parsed = isPlainChange(change) ? (change as Change) : this.validated(change, record);
+    if (parsed.unchanged)
+      for (const index of parsed.unchanged)
+        if (index >= schema.columns.length) throw this.fail(record, `unchanged index ${index} out of range`);
+    return parsed;
+  }
+
+  /** ChangeSchema's verdict on what isPlainChange was not sure of: the change, or its first issue. */
+  private validated(change: Record<string, unknown>, record: number): Change {
     const parsed = ChangeSchema.safeParse(change);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       throw this.fail(record, `${issue.path.join('.')}: ${issue.message}`);
     }
-    for (const index of parsed.data.unchanged ?? [])
-      if (index >= schema.columns.length) throw this.fail(record, `unchanged index ${index} out of range`);
     return parsed.data;
   }
+}
+
+const DIGITS = /^\d+$/;
+const UNCHANGED_LIST = /^\d+(;\d+)*$/;
+const OPS = new Set<string>(CHANGE_OPS);
+const isCount = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
+
+/**
+ * True when ChangeSchema would accept a decoded change as it is (the decoder builds it in the
+ * schema's key order, with only the keys it sets). Zod walked and copied every change, the largest
+ * part of decoding after the CSV parsing itself (bench:transform); what this is unsure of (an
+ * integer too large to be safe, an empty ref, an unknown op, a bad LSN or timestamp) still goes
+ * to the schema, for the same error.
+ */
+function isPlainChange(c: Record<string, unknown>): boolean {
+  return (
+    typeof c.op === 'string' &&
+    OPS.has(c.op) &&
+    isCount(c.epoch) &&
+    typeof c.lsn === 'string' &&
+    isLsn(c.lsn) &&
+    isCount(c.seq) &&
+    typeof c.ts === 'string' &&
+    c.ts.length >= 20 &&
+    (c.rows === undefined || isCount(c.rows)) &&
+    (c.unchanged === undefined || (c.unchanged as number[]).every(isCount)) &&
+    (c.ref === undefined || (typeof c.ref === 'string' && c.ref.length > 0))
+  );
 }
 
 class CsvSyntaxError extends Error {

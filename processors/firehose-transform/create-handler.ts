@@ -1,5 +1,5 @@
 import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { decodeChangeBatch, InvalidChangeBatchError, type ChangeBatch } from '../../core/change-event';
+import { InvalidChangeBatchError, type ChangeBatch } from '../../core/change-event';
 import {
   encodeChangeBatchAsCsv,
   encodeSchemaObject,
@@ -11,6 +11,7 @@ import {
 } from '../../core/csv-codec';
 import { silentLogger, type Logger } from '../../core/logger';
 import { encodeChangeBatchAsMixedCsv } from '../../core/mixed-csv';
+import { decodeRecordData } from './decode-record';
 import {
   FirehoseTransformationEventSchema,
   type FirehoseTransformationEventRecord,
@@ -111,7 +112,7 @@ function transformRecord(data: string, mixedObjects: boolean): RecordOutcome {
     return { ok: false, failure: { code: 'InvalidBase64', reason: 'data is not base64', issues: [] } };
   let batch: ChangeBatch;
   try {
-    batch = decodeChangeBatch(Buffer.from(data, 'base64'));
+    batch = decodeRecordData(Buffer.from(data, 'base64'));
   } catch (e) {
     // InvalidChangeBatchError's message may quote the input (JSON.parse does): log only its issues.
     const issues = e instanceof InvalidChangeBatchError ? e.issues : [];

@@ -1,5 +1,8 @@
 import { Writable } from 'node:stream';
 import { ParquetReader, ParquetSchema, ParquetWriter } from '@dsnp/parquetjs';
+// The library's own value conversion, as its shredder calls it (see flatShredder).
+import { toPrimitive } from '@dsnp/parquetjs/dist/lib/types';
+import type { ParquetField } from '@dsnp/parquetjs/dist/lib/declare';
 import {
   SOURCE_POSITION_COLUMNS,
   WAREHOUSE_TABLES,
@@ -106,6 +109,31 @@ const TIME_TEXT = /^(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,3}))?$/;
 /** numeric(10,2) text: at most 8 integer and 2 fraction digits. */
 const MONEY_TEXT = /^(-?)(\d{1,8})(?:\.(\d{1,2}))?$/;
 
+/** The number of the 2 ASCII digits at `at`, or NaN. */
+function twoDigits(text: string, at: number): number {
+  const a = text.charCodeAt(at) - 48;
+  const b = text.charCodeAt(at + 1) - 48;
+  return a >= 0 && a <= 9 && b >= 0 && b <= 9 ? a * 10 + b : NaN;
+}
+
+/**
+ * `HH:MM:SS.mmm`, the form the star mapping writes, in milliseconds by character position (no
+ * regex match per value); undefined for anything else, which the regex then reads or refuses.
+ */
+function canonicalTimeMillis(text: string): number | undefined {
+  if (
+    text.length !== 12 ||
+    text.charCodeAt(2) !== 0x3a ||
+    text.charCodeAt(5) !== 0x3a ||
+    text.charCodeAt(8) !== 0x2e
+  )
+    return undefined;
+  const last = text.charCodeAt(11) - 48;
+  const ms = twoDigits(text, 9) * 10 + (last >= 0 && last <= 9 ? last : NaN);
+  const millis = ((twoDigits(text, 0) * 60 + twoDigits(text, 3)) * 60 + twoDigits(text, 6)) * 1000 + ms;
+  return Number.isNaN(millis) ? undefined : millis;
+}
+
 function toPhysical(type: Physical, value: WarehouseValue, column: string): unknown {
   if (value === null || value === undefined) return undefined;
   switch (type) {
@@ -119,6 +147,8 @@ function toPhysical(type: Physical, value: WarehouseValue, column: string): unkn
       return date;
     }
     case 'TIME_MILLIS': {
+      const millis = typeof value === 'string' ? canonicalTimeMillis(value) : undefined;
+      if (millis !== undefined) return millis;
       const m = TIME_TEXT.exec(String(value));
       if (!m)
         throw new ParquetCodecError(`column ${column}: ${JSON.stringify(value)} is not an HH:MM:SS.mmm time`);
@@ -210,19 +240,20 @@ export interface ParquetTableWriter {
 export async function openParquetWriter(
   table: WarehouseTableName,
   sink: Writable,
-  options: { rowGroupRows?: number } = {},
+  /** `libraryShredding`: every row through the library's appendRow (the flat shredder's reference). */
+  options: { rowGroupRows?: number; libraryShredding?: boolean } = {},
 ): Promise<ParquetTableWriter> {
   const types = columnTypes(table);
   // Typed as a file stream, but only write() and end() are used.
   const stream = sink as unknown as Parameters<typeof ParquetWriter.openStream>[1];
-  const writer = await ParquetWriter.openStream(schemaFor(table), stream, {
-    rowGroupSize: options.rowGroupRows ?? ROW_GROUP_ROWS,
-  });
+  const rowGroupRows = options.rowGroupRows ?? ROW_GROUP_ROWS;
+  const writer = await ParquetWriter.openStream(schemaFor(table), stream, { rowGroupSize: rowGroupRows });
   writer.setMetadata(TABLE_METADATA_KEY, table);
+  const shred = options.libraryShredding ? undefined : flatShredder(writer, types, rowGroupRows);
   let rows = 0;
   return {
     async append(row) {
-      await writer.appendRow(physicalRow(types, row));
+      if (!shred?.(row)) await writer.appendRow(physicalRow(types, row));
       rows += 1;
     },
     get rows() {
@@ -232,10 +263,96 @@ export async function openParquetWriter(
   };
 }
 
+/** The parts of the library's row buffer (lib/shred.js RecordBuffer) the flat shredder fills. */
+interface ColumnBuffer {
+  dlevels: number[];
+  rlevels: number[];
+  values: unknown[];
+  distinct_values: Set<unknown>;
+  count: number;
+}
+interface RowBuffer {
+  rowCount?: number;
+  pageRowCount?: number;
+  columnData?: Record<string, ColumnBuffer>;
+}
+interface LibraryWriter {
+  rowBuffer: RowBuffer;
+  envelopeWriter: { pageSize: number } | null;
+}
+
+/**
+ * The library's appendRow shreds each row through its generic Dremel code (lib/shred.js
+ * shredRecord), which for every row builds a throw-away buffer per column — four arrays and a Set
+ * for each of ~30 columns — and then copies it into the row group's buffer. bench:pipeline found
+ * shredding most of the Parquet encoding's CPU and a large part of the garbage collector's. Every
+ * column here is a flat OPTIONAL leaf, for which shredding is one append per column: repetition
+ * level 0, definition level 1 with the value (0 without), the value converted by the library's
+ * own `toPrimitive` and added to the column's distinct values, exactly what shredRecord appends.
+ *
+ * Returns a function that shreds a row into the open row group and returns true, or false when the
+ * row must go through appendRow: the first row of a row group (appendRow sets the buffer up) and a
+ * row that fills a page or the row group (appendRow encodes and writes them). Undefined when the
+ * writer is not as expected (a library upgrade): every row then takes appendRow.
+ * parquet-codec.test.ts holds both paths to identical bytes.
+ */
+function flatShredder(
+  writer: ParquetWriter,
+  types: readonly [string, Physical][],
+  rowGroupRows: number,
+): ((row: WarehouseRow) => boolean) | undefined {
+  const internal = writer as unknown as LibraryWriter;
+  const pageSize = internal.envelopeWriter?.pageSize;
+  if (typeof pageSize !== 'number' || typeof internal.rowBuffer !== 'object') return undefined;
+  const columns: { name: string; type: Physical; path: string; primitive: string; field: ParquetField }[] =
+    [];
+  for (const [name, type] of types) {
+    const field = writer.schema.fields[name];
+    if (!field || field.isNested || field.repetitionType !== 'OPTIONAL' || field.dLevelMax !== 1)
+      return undefined;
+    columns.push({
+      name,
+      type,
+      path: field.path.join(','),
+      primitive: field.originalType ?? field.primitiveType!,
+      field,
+    });
+  }
+  if (writer.schema.fieldList.length !== columns.length) return undefined;
+  return (row) => {
+    const buffer = internal.rowBuffer;
+    const data = buffer.columnData;
+    if (
+      data === undefined ||
+      buffer.rowCount === undefined ||
+      buffer.pageRowCount === undefined ||
+      buffer.rowCount + 1 >= rowGroupRows ||
+      buffer.pageRowCount + 1 >= pageSize
+    )
+      return false;
+    for (const column of columns) {
+      const out = data[column.path];
+      const value = toPhysical(column.type, row[column.name] ?? null, column.name);
+      out.rlevels.push(0);
+      if (value === undefined) out.dlevels.push(0);
+      else {
+        out.distinct_values.add(value);
+        out.values.push(toPrimitive(column.primitive, value, column.field));
+        out.dlevels.push(1);
+      }
+      out.count += 1;
+    }
+    buffer.rowCount += 1;
+    buffer.pageRowCount += 1;
+    return true;
+  };
+}
+
 /** Encodes rows of one warehouse table as a Parquet file (in memory). */
 export async function encodeParquet(
   table: WarehouseTableName,
   rows: readonly WarehouseRow[],
+  options: Parameters<typeof openParquetWriter>[2] = {},
 ): Promise<Buffer> {
   const chunks: Buffer[] = [];
   const sink = new Writable({
@@ -244,7 +361,7 @@ export async function encodeParquet(
       done();
     },
   });
-  const writer = await openParquetWriter(table, sink);
+  const writer = await openParquetWriter(table, sink, options);
   for (const row of rows) await writer.append(row);
   await writer.close();
   return Buffer.concat(chunks);

@@ -1,0 +1,125 @@
+import { decodeChangeBatch, InvalidChangeBatchError } from '../../core/change-event';
+import { decodeRecordData, isPlainChangeBatch } from './decode-record';
+
+/**
+ * decodeRecordData must return (or throw) exactly what decodeChangeBatch does for the same bytes:
+ * a valid batch, and a batch with each of the schema's rules broken one at a time.
+ */
+
+const valid = () => ({
+  v: 1,
+  epoch: 1764600000000,
+  schema: 'public',
+  table: 'staff',
+  columns: [
+    { name: 'staff_id', type: 'int4', key: true },
+    { name: 'first_name', type: 'text', key: false },
+  ],
+  changes: [
+    { op: 'insert', lsn: '0/16B3748', seq: 0, ts: '2025-02-28T09:15:02.123456Z', values: ['1', 'a "b",\nc'] },
+    {
+      op: 'update',
+      epoch: 7,
+      lsn: '0/16B3748',
+      seq: 1,
+      ts: '2025-02-28T09:15:02.123456Z',
+      values: ['1', null],
+      unchanged: [1],
+    },
+    { op: 'delete', lsn: '0/16B3750', seq: 0, ts: '2025-02-28T09:15:02.123456Z', values: ['1', null] },
+    { op: 'truncate', lsn: '0/16B3758', seq: 0, ts: '2025-02-28T09:15:02.123456Z', values: [] },
+    { op: 'snapshot_end', lsn: '0/16B3758', seq: 1, ts: '2025-02-28T09:15:02.123456Z', values: [], rows: 3 },
+  ],
+});
+type Batch = ReturnType<typeof valid> & Record<string, unknown>;
+type Edit = (b: Batch) => void;
+const change = (b: Batch, i = 0) => b.changes[i] as Record<string, unknown>;
+
+/** One rule broken per edit, plus what the fast path must hand to zod (unknown keys, nulls). */
+const EDITS: Record<string, Edit> = {
+  'as it is': () => {},
+  'no epoch': (b) => delete (b as Partial<Batch>).epoch,
+  'pointer batch with a ref': (b) => {
+    b.v = 2;
+    change(b).ref = 'oversized/staff/x.json';
+  },
+  'ref in a v1 batch': (b) => (change(b).ref = 'k'),
+  'ref on a truncate': (b) => {
+    b.v = 2;
+    change(b, 3).ref = 'k';
+  },
+  'empty ref': (b) => {
+    b.v = 2;
+    change(b).ref = '';
+  },
+  'version 3': (b) => (b.v = 3),
+  'version as text': (b) => ((b as Record<string, unknown>).v = '1'),
+  'negative epoch': (b) => (b.epoch = -1),
+  'fractional epoch': (b) => (b.epoch = 1.5),
+  'null epoch': (b) => ((b as Record<string, unknown>).epoch = null),
+  'empty table': (b) => (b.table = ''),
+  'schema a number': (b) => ((b as Record<string, unknown>).schema = 5),
+  'no columns': (b) => (b.columns = []),
+  'column without type': (b) => delete (b.columns[0] as Partial<(typeof b.columns)[0]>).type,
+  'column key as text': (b) => ((b.columns[0] as Record<string, unknown>).key = 'true'),
+  'column with an extra key': (b) => ((b.columns[0] as Record<string, unknown>).comment = 'x'),
+  'batch with an extra key': (b) => (b.extra = 1),
+  'no changes': (b) => (b.changes = []),
+  'unknown op': (b) => (change(b).op = 'upsert'),
+  'bad lsn': (b) => (change(b).lsn = '16B3748'),
+  'negative seq': (b) => (change(b).seq = -1),
+  'short ts': (b) => (change(b).ts = '2025-02-28'),
+  'too few values': (b) => (change(b).values = ['1']),
+  'values on a truncate': (b) => (change(b, 3).values = ['1', '2']),
+  'a number value': (b) => (change(b).values = ['1', 2]),
+  'unchanged out of range': (b) => (change(b, 1).unchanged = [2]),
+  'unchanged not a list': (b) => (change(b, 1).unchanged = 1),
+  'null rows': (b) => (change(b, 4).rows = null),
+  'change with an extra key': (b) => (change(b).source = 'x'),
+  'change a list': (b) => ((b.changes as unknown[])[0] = []),
+  'batch a list': () => {},
+};
+
+function outcome(decode: (data: Buffer) => unknown, data: Buffer): unknown {
+  try {
+    return { ok: decode(data) };
+  } catch (e) {
+    return {
+      error: (e as Error).name,
+      message: (e as Error).message,
+      issues: (e as InvalidChangeBatchError).issues,
+    };
+  }
+}
+
+describe('decodeRecordData', () => {
+  it.each(Object.keys(EDITS))('%s: the same result as decodeChangeBatch', (name) => {
+    const batch = valid() as Batch;
+    EDITS[name](batch);
+    const data = Buffer.from(name === 'batch a list' ? '[1]' : JSON.stringify(batch));
+    expect(outcome(decodeRecordData, data)).toEqual(outcome(decodeChangeBatch, data));
+  });
+
+  it('takes the fast path for valid batches, and hands everything else to the schema', () => {
+    const fast = Object.keys(EDITS)
+      .filter((name) => name !== 'batch a list')
+      .filter((name) => {
+        const batch = valid() as Batch;
+        EDITS[name](batch);
+        return isPlainChangeBatch(JSON.parse(JSON.stringify(batch)));
+      });
+    expect(fast).toEqual(['as it is', 'no epoch', 'pointer batch with a ref']);
+  });
+
+  it('not JSON, and not UTF-8: the same errors', () => {
+    for (const data of [Buffer.from('{"v":1,'), Buffer.from([0xff, 0xfe, 0x7b]), Buffer.from('null')])
+      expect(outcome(decodeRecordData, data)).toEqual(outcome(decodeChangeBatch, data));
+  });
+
+  it('copies the batch epoch onto changes that have none, keeping their own', () => {
+    const batch = decodeRecordData(Buffer.from(JSON.stringify(valid())));
+    expect(batch.changes.map((c) => c.epoch)).toEqual([
+      1764600000000, 7, 1764600000000, 1764600000000, 1764600000000,
+    ]);
+  });
+});
