@@ -88,9 +88,11 @@ const WORKER_ENTRY = path.join(__dirname, `stage-worker${path.extname(__filename
 function spawn(data: StageWorkerData, maxOldGenerationSizeMb: number | undefined): Worker {
   const resourceLimits = maxOldGenerationSizeMb ? { maxOldGenerationSizeMb } : undefined;
   const workerData = { totesStage: data };
-  if (!WORKER_ENTRY.endsWith('.ts')) return new Worker(WORKER_ENTRY, { workerData, resourceLimits });
+  // This process' environment as it is now (a worker copies it at start; jest's differs from the OS's).
+  const env = { ...process.env };
+  if (!WORKER_ENTRY.endsWith('.ts')) return new Worker(WORKER_ENTRY, { workerData, resourceLimits, env });
   const code = `require(${JSON.stringify(require.resolve('tsx/cjs'))}); require(${JSON.stringify(WORKER_ENTRY)});`;
-  return new Worker(code, { eval: true, workerData, resourceLimits });
+  return new Worker(code, { eval: true, workerData, resourceLimits, env });
 }
 
 export class StageWorkers {
