@@ -1,3 +1,5 @@
+import type { Profiler } from 'node:inspector';
+import { Session } from 'node:inspector/promises';
 import { parentPort, threadId, workerData, type MessagePort } from 'node:worker_threads';
 import type { LogFields, Logger, LogLevel } from '../core/logger';
 import { metricsFor } from '../processors/shared/metrics';
@@ -32,7 +34,11 @@ export interface SerializedError {
   cause?: SerializedError | unknown;
 }
 
-export type HostToWorker = { type: 'invoke'; id: number; event: unknown } | { type: 'close' };
+export type HostToWorker =
+  | { type: 'invoke'; id: number; event: unknown }
+  | { type: 'close' }
+  | { type: 'profile-start'; intervalUs: number }
+  | { type: 'profile-stop' };
 
 export type WorkerToHost =
   | { type: 'ready'; threadId: number }
@@ -40,7 +46,8 @@ export type WorkerToHost =
   | { type: 'log'; level: LogLevel; msg: string; fields: LogFields }
   | { type: 'result'; id: number; ok: true; value: unknown }
   | { type: 'result'; id: number; ok: false; error: SerializedError }
-  | { type: 'closed' };
+  | { type: 'closed' }
+  | { type: 'profile'; profile: Profiler.Profile | null; error?: string };
 
 /** An Error as plain data, keeping what core/logger.ts logs of it (name, message, code, cause). */
 export function serializeError(e: unknown): SerializedError {
@@ -121,8 +128,32 @@ export async function serveStage(port: MessagePort, data: StageWorkerData): Prom
     port.close();
     return;
   }
+  // A V8 CPU profile of this thread, for `npm run bench:pipeline`'s time by stage.
+  let profiler: Session | null = null;
+  const profile = async (message: HostToWorker & { type: `profile-${string}` }) => {
+    if (message.type === 'profile-start') {
+      profiler = new Session();
+      profiler.connect();
+      await profiler.post('Profiler.enable');
+      await profiler.post('Profiler.setSamplingInterval', { interval: message.intervalUs });
+      await profiler.post('Profiler.start');
+      return;
+    }
+    const session = profiler;
+    profiler = null;
+    if (!session) return post(port, { type: 'profile', profile: null, error: 'no profile running' });
+    const { profile: taken } = await session.post('Profiler.stop');
+    session.disconnect();
+    post(port, { type: 'profile', profile: taken });
+  };
   await new Promise<void>((resolve) => {
     port.on('message', (message: HostToWorker) => {
+      if (message.type === 'profile-start' || message.type === 'profile-stop') {
+        profile(message).catch((e: unknown) =>
+          post(port, { type: 'profile', profile: null, error: String(e) }),
+        );
+        return;
+      }
       if (message.type === 'close') {
         void stage
           .close()

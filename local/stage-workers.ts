@@ -1,3 +1,4 @@
+import type { Profiler } from 'node:inspector';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../core/logger';
@@ -61,6 +62,8 @@ interface Slot {
   threadId: number;
   pending: Map<number, Pending>;
   closing: boolean;
+  /** Waiting for the worker's CPU profile. */
+  profiled?: (profile: Profiler.Profile | null) => void;
 }
 
 /** An Error from its serialized form, with the worker's stack and the original class name. */
@@ -124,6 +127,10 @@ export class StageWorkers {
     return pool;
   }
 
+  get stage(): string {
+    return this.o.stage;
+  }
+
   /** The workers' thread ids (for tests and the bench's per-thread CPU). */
   get threadIds(): number[] {
     return this.slots.map((s) => s.threadId);
@@ -184,6 +191,10 @@ export class StageWorkers {
           }
           case 'closed':
             return;
+          case 'profile':
+            slot.profiled?.(m.profile);
+            slot.profiled = undefined;
+            return;
         }
       });
       // An uncaught exception in the worker (it then exits): its invocations fail, the trigger retries.
@@ -202,6 +213,7 @@ export class StageWorkers {
           : new StageWorkerError(`the ${this.o.stage} worker exited (code ${code}) while invoked`);
         for (const p of slot.pending.values()) p.reject(error);
         slot.pending.clear();
+        slot.profiled?.(null);
         if (!started)
           reject(new StageWorkerError(`the ${this.o.stage} worker exited (code ${code}) while starting`));
         if (started && !slot.closing && !this.stopping) void this.replace(slot);
@@ -223,6 +235,24 @@ export class StageWorkers {
     } catch (e) {
       this.o.logger.error('a stage worker could not be restarted', { stage: this.o.stage, err: e });
     }
+  }
+
+  /** Starts a V8 CPU profile in each worker (`npm run bench:pipeline`: time by stage, per thread). */
+  startProfile(intervalUs: number): void {
+    for (const slot of this.slots) slot.worker.postMessage({ type: 'profile-start', intervalUs });
+  }
+
+  /** Each worker's profile since startProfile (null for a worker that was replaced meanwhile). */
+  stopProfile(): Promise<{ threadId: number; profile: Profiler.Profile | null }[]> {
+    return Promise.all(
+      this.slots.map(
+        (slot) =>
+          new Promise<{ threadId: number; profile: Profiler.Profile | null }>((resolve) => {
+            slot.profiled = (profile) => resolve({ threadId: slot.threadId, profile });
+            slot.worker.postMessage({ type: 'profile-stop' });
+          }),
+      ),
+    );
   }
 
   /**
