@@ -171,7 +171,8 @@ async function main(): Promise<void> {
     },
   });
   let stopProfile: (() => Promise<CpuProfile>) | null = null;
-  const workers = () => (stack.workers ? [stack.workers.transform, stack.workers.load] : []);
+  const workers = () =>
+    stack.workers ? [stack.workers.firehoseTransform, stack.workers.transform, stack.workers.load] : [];
   let profileStartedAt = 0;
   let stopping: Promise<void> | null = null;
   const stop = () => (stopping ??= stack.stop());

@@ -25,7 +25,12 @@ import { S3Trigger } from './s3-trigger';
 import { startSinkThrottle } from './sink-throttle';
 import { s3ClientFor, startS3rver } from './s3rver';
 import { Supervisor } from './supervisor';
-import type { LoadStageOptions, TransformStageOptions } from './stage-factories';
+import type { FirehoseTransform } from '../processors/firehose-transform/firehose-types';
+import type {
+  FirehoseTransformStageOptions,
+  LoadStageOptions,
+  TransformStageOptions,
+} from './stage-factories';
 import { StageWorkers } from './stage-workers';
 
 /**
@@ -112,7 +117,7 @@ export interface LocalStack {
   load: QueuedS3Trigger;
   freshness: LocalFreshnessMode;
   /** The stage workers (none with `stages: 'in-process'`). */
-  workers: { transform: StageWorkers; load: StageWorkers } | null;
+  workers: { firehoseTransform: StageWorkers; transform: StageWorkers; load: StageWorkers } | null;
   stop(): Promise<void>;
 }
 
@@ -307,9 +312,9 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
         clearTimeout(timer);
       }
     };
-    // Both stages' workers start at once (each loads its handler's modules: a second or two).
-    const [loadWorkers, transformWorkers] = inProcess
-      ? [undefined, undefined]
+    // The stages' workers start at once (each loads its handler's modules: a second or two).
+    const [loadWorkers, transformWorkers, firehoseWorkers] = inProcess
+      ? [undefined, undefined, undefined]
       : await Promise.all([
           StageWorkers.start({
             stage: 'load',
@@ -330,13 +335,28 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
             } satisfies TransformStageOptions,
             logger,
           }),
+          StageWorkers.start({
+            stage: 'firehose-transform',
+            factory: 'firehoseTransformStage',
+            options: {
+              s3Endpoint: s3.endpoint,
+              bucket: INGESTION_BUCKET,
+              mixedObjects: freshness === 'fast',
+            } satisfies FirehoseTransformStageOptions,
+            logger,
+          }),
         ]);
     // Stopped after their triggers (stops run in reverse).
-    for (const workers of [loadWorkers, transformWorkers]) if (workers) stops.push(() => workers.stop());
+    for (const workers of [loadWorkers, transformWorkers, firehoseWorkers])
+      if (workers) stops.push(() => workers.stop());
     logger.info('stages ready', {
       freshness,
       stages: inProcess ? 'in-process' : 'workers',
-      threads: { transform: transformWorkers?.threadIds ?? [], load: loadWorkers?.threadIds ?? [] },
+      threads: {
+        firehoseTransform: firehoseWorkers?.threadIds ?? [],
+        transform: transformWorkers?.threadIds ?? [],
+        load: loadWorkers?.threadIds ?? [],
+      },
     });
     // S3 → queue → load, as in AWS: a warehouse outage leaves the objects waiting in the queue.
     const load = await startQueuedS3Trigger({
@@ -401,12 +421,15 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       streamName,
       s3: s3Client,
       bucket: INGESTION_BUCKET,
-      transform: createFirehoseTransform({
-        s3: s3Client,
-        bucket: INGESTION_BUCKET,
-        logger: logger.child({ stage: 'firehose-transform' }),
-        mixedObjects: freshness === 'fast',
-      }),
+      // Firehose invokes the record transformation synchronously; the delivery stream awaits it.
+      transform:
+        (firehoseWorkers?.handler as FirehoseTransform | undefined) ??
+        createFirehoseTransform({
+          s3: s3Client,
+          bucket: INGESTION_BUCKET,
+          logger: logger.child({ stage: 'firehose-transform' }),
+          mixedObjects: freshness === 'fast',
+        }),
       checkpointDir: path.join(dataDir, 'delivery-stream'),
       // Fast mode: no dynamic partitioning, so no table in the key (transform splits the objects).
       ...(freshness === 'fast' ? { prefix: MIXED_INGESTION_PREFIX } : {}),
@@ -468,7 +491,10 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       transform,
       load,
       freshness,
-      workers: transformWorkers && loadWorkers ? { transform: transformWorkers, load: loadWorkers } : null,
+      workers:
+        transformWorkers && loadWorkers && firehoseWorkers
+          ? { firehoseTransform: firehoseWorkers, transform: transformWorkers, load: loadWorkers }
+          : null,
       stop: stopAll,
     };
   } catch (e) {

@@ -1,5 +1,6 @@
 import { Pool, type PoolClient } from 'pg';
 import type { Logger } from '../core/logger';
+import { createHandler as createFirehoseTransform } from '../processors/firehose-transform/create-handler';
 import { createLoadHandler } from '../processors/load/create-handler';
 import type { MetricSet } from '../processors/shared/metrics';
 import { createTransformHandler } from '../processors/transform/create-handler';
@@ -72,5 +73,27 @@ export const loadStage: StageFactory<LoadStageOptions> = (options, context) => {
       await Promise.all(closed);
       s3.destroy();
     },
+  };
+};
+
+export interface FirehoseTransformStageOptions {
+  s3Endpoint: string;
+  /** The ingestion bucket (schema objects, oversized changes). */
+  bucket: string;
+  /** Fast mode: each record's lines start with its layout record. */
+  mixedObjects: boolean;
+}
+
+/** The Firehose record transformation, which the local delivery stream invokes synchronously. */
+export const firehoseTransformStage: StageFactory<FirehoseTransformStageOptions> = (options, context) => {
+  const s3 = s3ClientFor(options.s3Endpoint);
+  return {
+    handler: createFirehoseTransform({
+      s3,
+      bucket: options.bucket,
+      logger: context.logger,
+      mixedObjects: options.mixedObjects,
+    }) as (event: unknown) => Promise<unknown>,
+    close: async () => s3.destroy(),
   };
 };
