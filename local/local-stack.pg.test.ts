@@ -6,7 +6,9 @@ import { installTotesys } from '../totesys';
 import { StreamCollector } from '../test/support/kinesis';
 import { createTestDatabase, waitFor, withClient } from '../test/support/pg';
 import { kinesisClientFor } from './kinesalite';
-import { INGESTION_BUCKET, startLocalStack } from './local-stack';
+import { INGESTION_BUCKET, PROCESSED_BUCKET, startLocalStack } from './local-stack';
+import { localReconcileDeps } from './local-reconcile';
+import { reconcile } from '../processors/reconcile/reconcile';
 import { MIXED_ROOT } from '../core/mixed-csv';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { s3ClientFor } from './s3rver';
@@ -110,6 +112,29 @@ it('captures a seeded source into the on-disk stream, restarts capture if it die
     expect(mixed.length).toBeGreaterThan(0);
     expect(stack.workers?.transform.threadIds[0]).toBeGreaterThan(0);
     expect(stack.workers?.load.threadIds[0]).toBeGreaterThan(0);
+    // The reconciler counts a mixed object as done once transform split it: with no grace period,
+    // nothing of fast mode's is left outstanding (each new heartbeat object is split within a second).
+    const reconcileS3 = s3ClientFor(stack.s3Endpoint);
+    await withClient(warehouseUrl, async (warehouse) => {
+      const deps = localReconcileDeps({
+        dataDir,
+        s3: reconcileS3,
+        ingestionBucket: INGESTION_BUCKET,
+        processedBucket: PROCESSED_BUCKET,
+        warehouse,
+        logger: silentLogger,
+      });
+      await waitFor(
+        'no fast-mode object outstanding',
+        async () => {
+          const result = await reconcile(deps, { dryRun: true, graceMs: 0 });
+          return result.counts.transform.done > mixed.length && result.outstanding.length === 0
+            ? true
+            : undefined;
+        },
+        30_000,
+      );
+    }).finally(() => reconcileS3.destroy());
     expect(stack.load.stats.deadLettered).toBe(0);
     // Capture wrote nothing before the delivery stream's starting position (LATEST) was fixed.
     expect(stack.delivery.metrics().recordsBeforeStart).toBe(0);
