@@ -89,6 +89,7 @@ describe('StageWorkers', () => {
 
     expect(isAbandoned(await hanging)).toBe(true);
     expect(isAbandoned(await pool.handler({}).catch((e: unknown) => e))).toBe(true);
+    await pool.stop(); // after abandon: nothing left to close, and it returns
   });
 
   it('fails to start when the factory cannot be built', async () => {

@@ -62,6 +62,7 @@ interface Slot {
   threadId: number;
   pending: Map<number, Pending>;
   closing: boolean;
+  exited: boolean;
   /** Waiting for the worker's CPU profile. */
   profiled?: (profile: Profiler.Profile | null) => void;
 }
@@ -167,7 +168,13 @@ export class StageWorkers {
 
   private startSlot(): Promise<Slot> {
     const worker = spawn(this.o.data, this.o.maxOldGenerationSizeMb);
-    const slot: Slot = { worker, threadId: worker.threadId, pending: new Map(), closing: false };
+    const slot: Slot = {
+      worker,
+      threadId: worker.threadId,
+      pending: new Map(),
+      closing: false,
+      exited: false,
+    };
     return new Promise<Slot>((resolve, reject) => {
       let started = false;
       worker.on('message', (m: WorkerToHost) => {
@@ -208,6 +215,7 @@ export class StageWorkers {
           });
       });
       worker.once('exit', (code) => {
+        slot.exited = true;
         const error = slot.closing
           ? new StageInvocationAbandonedError(`the ${this.o.stage} worker was stopped while invoked`)
           : new StageWorkerError(`the ${this.o.stage} worker exited (code ${code}) while invoked`);
@@ -265,6 +273,7 @@ export class StageWorkers {
     await Promise.all(
       this.slots.map(async (slot) => {
         slot.closing = true;
+        if (slot.exited) return; // abandoned (terminated) already
         const exited = new Promise((resolve) => slot.worker.once('exit', resolve));
         slot.worker.postMessage({ type: 'close' });
         // A stage whose close hangs (a connection that never ends) does not hold the stack.
