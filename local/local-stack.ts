@@ -50,9 +50,10 @@ import { StageWorkers } from './stage-workers';
  *   runtime.json        endpoints of the running stack, for `totes replay` and friends
  *
  * Capture runs as a child process (as it runs as its own task in AWS), restarted if it dies. The
- * delivery stream runs in this process; transform and load run on worker threads of their own
- * (local/stage-workers.ts), invoked the way AWS invokes them, so the Lambda stages and the local
- * AWS stand-ins (kinesalite, s3rver, the delivery stream) use both cores instead of one event loop.
+ * delivery stream runs in this process; the three Lambda functions it and the triggers invoke (the
+ * Firehose record transformation, transform, load) run on worker threads of their own
+ * (local/stage-workers.ts), invoked the way AWS invokes them, so they and the local AWS stand-ins
+ * (kinesalite, s3rver, the delivery stream) use both cores instead of one event loop.
  *
  * Freshness mode (`freshness`), as infra/config.ts `totes:freshness` in AWS: `fast` (the default
  * here) is Firehose without dynamic partitioning — mixed-table objects under `totesys/_mixed/`,

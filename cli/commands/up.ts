@@ -92,7 +92,8 @@ export const command = defineCommand({
       `The local Firehose's buffering interval (default ${LOCAL_BUFFER_INTERVAL_MS.fast} ms in fast mode, ` +
       `${LOCAL_BUFFER_INTERVAL_MS.default} ms in default mode). Lower is fresher, with more, smaller objects.`,
     stages:
-      'workers | in-process. workers (the default): transform and load each on a worker thread of their own; ' +
+      'workers | in-process. workers (the default): the Firehose record transformation, transform and load each ' +
+      'on a worker thread of their own; ' +
       'in-process: on the main event loop with the local Firehose, kinesalite and s3rver.',
     'log-format':
       'human | json. human (the default when stderr is a terminal): progress, then one status line ' +
