@@ -75,7 +75,8 @@ Options:
                          no dynamic partitioning) or default (per-table objects)
   --buffer-interval-ms N the local Firehose's buffering interval (default the mode's: 250 ms
                          fast, 1000 ms default)
-  --stages WHERE         workers (default: transform and load on worker threads) or in-process
+  --stages WHERE         workers (default: the record transformation, transform and load on
+                         worker threads) or in-process
                          (on the stack's main event loop, as before)
   --skip-verify          do not compare the warehouse with the source at the end
   --out FILE             JSON results (default bench/results/pipeline-<date>.json)

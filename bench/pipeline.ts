@@ -589,12 +589,14 @@ export async function runPipelineBench(bench: PipelineBench): Promise<PipelineRe
       source: options.sourceUrl ? 'given' : 'embedded',
       warehouse: options.warehouseUrl ? 'given' : 'embedded',
       // What `totes up` runs (local/local-stack.ts): by default AWS's fast mode (no dynamic
-      // partitioning: mixed objects) with 250 ms buffering, transform and load on worker threads.
+      // partitioning: mixed objects) with 250 ms buffering, the three Lambda stages on worker threads.
       'firehose mode':
         `${options.freshness === 'fast' ? 'fast (mixed objects, no dynamic partitioning)' : 'default (dynamic partitioning, per-table objects)'}, ` +
         `buffering ${options.bufferIntervalMs ?? (options.freshness === 'fast' ? 250 : 1000)} ms`,
       stages:
-        options.stages === 'workers' ? 'transform and load on worker threads' : 'all on the main event loop',
+        options.stages === 'workers'
+          ? 'record transformation, transform and load on worker threads'
+          : 'all on the main event loop',
     },
     baseline,
     startup,
