@@ -28,6 +28,10 @@ export interface PipelineOptions {
   profileIntervalUs: number;
   /** Save the stack's per-step profiles and capture's whole-run profile here. */
   cpuProfileDir: string | null;
+  /** The stack as `totes up --freshness/--buffer-interval-ms/--stages` runs it. */
+  freshness: 'fast' | 'default';
+  bufferIntervalMs: number | null;
+  stages: 'workers' | 'in-process';
   verify: boolean;
   out: string;
   keepData: boolean;
@@ -67,6 +71,13 @@ Options:
                          time by stage (default 2000; 0 turns it off)
   --cpu-profile DIR      also save each step's profile of the stack process, and a profile of
                          capture over the whole run, as .cpuprofile files in DIR
+  --freshness MODE       the stack's mode, as totes up --freshness: fast (default: mixed objects,
+                         no dynamic partitioning) or default (per-table objects)
+  --buffer-interval-ms N the local Firehose's buffering interval (default the mode's: 250 ms
+                         fast, 1000 ms default)
+  --stages WHERE         workers (default: the record transformation, transform and load on
+                         worker threads) or in-process
+                         (on the stack's main event loop, as before)
   --skip-verify          do not compare the warehouse with the source at the end
   --out FILE             JSON results (default bench/results/pipeline-<date>.json)
   --keep                 keep the data directory (printed) instead of removing it
@@ -97,6 +108,14 @@ function rates(raw: string | undefined, fallback: number[]): number[] {
   return list;
 }
 
+/** A value of a closed list; the first is the default. */
+function oneOf<T extends string>(name: string, value: string | undefined, allowed: readonly T[]): T {
+  if (value === undefined) return allowed[0]!;
+  if (!(allowed as readonly string[]).includes(value))
+    throw new BenchUsageError(`--${name} must be one of ${allowed.join(', ')}`);
+  return value as T;
+}
+
 /** Null when --help was asked for (the help is printed). */
 export function parsePipelineOptions(argv: string[], now = new Date()): PipelineOptions | null {
   const values = parseBenchArgs(
@@ -120,6 +139,9 @@ export function parsePipelineOptions(argv: string[], now = new Date()): Pipeline
       'profile-us': { type: 'string' },
       'cpu-profile': { type: 'string' },
       'skip-verify': { type: 'boolean' },
+      freshness: { type: 'string' },
+      'buffer-interval-ms': { type: 'string' },
+      stages: { type: 'string' },
       out: { type: 'string' },
       keep: { type: 'boolean' },
       quick: { type: 'boolean' },
@@ -148,6 +170,12 @@ export function parsePipelineOptions(argv: string[], now = new Date()): Pipeline
     baselineChanges: integer('baseline-changes', values['baseline-changes'], quick ? 10_000 : 200_000, 0),
     profileIntervalUs: integer('profile-us', values['profile-us'], 2000, 0),
     cpuProfileDir: values['cpu-profile'] ? path.resolve(values['cpu-profile']) : null,
+    freshness: oneOf('freshness', values.freshness, ['fast', 'default'] as const),
+    bufferIntervalMs:
+      values['buffer-interval-ms'] === undefined
+        ? null
+        : integer('buffer-interval-ms', values['buffer-interval-ms'], 0, 0),
+    stages: oneOf('stages', values.stages, ['workers', 'in-process'] as const),
     verify: !(values['skip-verify'] ?? false),
     out: values.out ? path.resolve(values.out) : path.join(REPO_ROOT, `bench/results/pipeline-${stamp}.json`),
     keepData: values.keep ?? false,

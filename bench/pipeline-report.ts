@@ -249,6 +249,16 @@ function stepLines(step: StepResult): string[] {
   if (step.profile) {
     const busy = step.profile.stages.filter((s) => s.stage !== 'idle' && s.share >= 0.01);
     lines.push(`    stack process by stage: ${busy.map((s) => `${s.stage} ${pct(s.share)}`).join(' · ')}`);
+    const threads = step.profile.threads ?? [];
+    if (threads.length > 1) {
+      const cpu = threads.map((t) => `${t.thread} ${(t.busySeconds / step.profile!.seconds).toFixed(2)}`);
+      // Profiles sample wall time: on a busy machine a thread waiting for a CPU counts as busy.
+      lines.push(`    stack process threads, busy share of wall time (profiled): ${cpu.join(' · ')}`);
+      for (const t of threads) {
+        const own = t.stages.filter((s) => s.stage !== 'idle' && s.share >= 0.02);
+        lines.push(`      ${t.thread}: ${own.map((s) => `${s.stage} ${pct(s.share)}`).join(' · ')}`);
+      }
+    }
   }
   if (step.captureProfile) {
     const owners = step.captureProfile.owners.filter((o) => o.owner !== 'idle' && o.share >= 0.02);

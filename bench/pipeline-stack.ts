@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { LogFields, Logger } from '../core/logger';
 import { startLocalStack, type LocalStack } from '../local/local-stack';
 import { startCpuProfile, type CpuProfile } from './cpu-profile';
-import { stagesOf, topFrames } from './profile-stages';
+import { summarizeThreads } from './profile-stages';
 import type {
   CaptureCounters,
   StackConfig,
@@ -151,6 +151,9 @@ async function main(): Promise<void> {
     warehouseUrl: config.warehouseUrl,
     warehousePort: 0,
     statsIntervalMs: config.statsIntervalMs,
+    freshness: config.freshness,
+    bufferIntervalMs: config.bufferIntervalMs,
+    stages: config.stages,
     logger: benchLogger({}),
     onCaptureOutput: onCaptureLine,
     captureEnv: {
@@ -168,6 +171,8 @@ async function main(): Promise<void> {
     },
   });
   let stopProfile: (() => Promise<CpuProfile>) | null = null;
+  const workers = () =>
+    stack.workers ? [stack.workers.firehoseTransform, stack.workers.transform, stack.workers.load] : [];
   let profileStartedAt = 0;
   let stopping: Promise<void> | null = null;
   const stop = () => (stopping ??= stack.stop());
@@ -178,22 +183,30 @@ async function main(): Promise<void> {
         return stats(stack);
       case 'profile-start':
         stopProfile = await startCpuProfile(request.intervalUs);
+        for (const w of workers()) w.startProfile(request.intervalUs);
         profileStartedAt = performance.now();
         return null;
       case 'profile-stop': {
         if (!stopProfile) throw new Error('no profile running');
-        const profile = await stopProfile();
+        const main = await stopProfile();
         stopProfile = null;
+        // Transform and load run on worker threads: each profiles itself (local/stage-workers.ts).
+        const threads: { thread: string; profile: CpuProfile }[] = [{ thread: 'main', profile: main }];
+        for (const w of workers())
+          (await w.stopProfile()).forEach(({ profile }, i) => {
+            if (profile) threads.push({ thread: `${w.stage} worker ${i + 1}`, profile });
+          });
         if (request.file) {
           fs.mkdirSync(path.dirname(request.file), { recursive: true });
-          fs.writeFileSync(request.file, JSON.stringify(profile));
+          for (const { thread, profile } of threads)
+            fs.writeFileSync(
+              thread === 'main'
+                ? request.file
+                : request.file.replace(/\.cpuprofile$/, `-${thread.replace(/ /g, '-')}.cpuprofile`),
+              JSON.stringify(profile),
+            );
         }
-        return {
-          seconds: (performance.now() - profileStartedAt) / 1000,
-          stages: stagesOf(profile),
-          top: topFrames(profile),
-          file: request.file,
-        };
+        return summarizeThreads(threads, (performance.now() - profileStartedAt) / 1000, request.file);
       }
       case 'stop':
         await stop();

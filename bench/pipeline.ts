@@ -482,6 +482,9 @@ export async function runPipelineBench(bench: PipelineBench): Promise<PipelineRe
     logFile: path.join(root, 'stack.log'),
     slot: options.slot,
     captureProfileDir: options.cpuProfileDir ?? undefined,
+    freshness: options.freshness,
+    bufferIntervalMs: options.bufferIntervalMs ?? undefined,
+    stages: options.stages,
   });
   stops.push(() => stack.stop());
   const stackSeconds = secondsSince(stackStarted);
@@ -585,9 +588,15 @@ export async function runPipelineBench(bench: PipelineBench): Promise<PipelineRe
       'profile-us': options.profileIntervalUs,
       source: options.sourceUrl ? 'given' : 'embedded',
       warehouse: options.warehouseUrl ? 'given' : 'embedded',
-      // What `totes up` runs: the local Firehose's defaults (local/delivery-stream.ts), i.e. AWS's
-      // fast mode (no dynamic partitioning, 1 s buffering), not the 60 s+ of dynamic partitioning.
-      'firehose mode': 'local defaults (fast mode)',
+      // What `totes up` runs (local/local-stack.ts): by default AWS's fast mode (no dynamic
+      // partitioning: mixed objects) with 250 ms buffering, the three Lambda stages on worker threads.
+      'firehose mode':
+        `${options.freshness === 'fast' ? 'fast (mixed objects, no dynamic partitioning)' : 'default (dynamic partitioning, per-table objects)'}, ` +
+        `buffering ${options.bufferIntervalMs ?? (options.freshness === 'fast' ? 250 : 1000)} ms`,
+      stages:
+        options.stages === 'workers'
+          ? 'record transformation, transform and load on worker threads'
+          : 'all on the main event loop',
     },
     baseline,
     startup,

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { indexProfile, type CpuProfile } from './cpu-profile';
+import type { ProfileSummary, ThreadProfile } from './stack-protocol';
 
 /**
  * Which pipeline stage a CPU profile of the stack process spent its time in. kinesalite, s3rver,
@@ -197,4 +198,36 @@ export function topFrames(profile: CpuProfile, n = 15): TopFrame[] {
   return shares(micros, (frame, seconds, share) => ({ frame, seconds, share }))
     .filter((f) => f.frame !== 'idle')
     .slice(0, n);
+}
+
+/**
+ * The stack process' profiles, one per thread (the main event loop and each stage worker: V8
+ * profiles one isolate at a time), per thread and together. A thread's busy seconds are its CPU.
+ */
+export function summarizeThreads(
+  threads: { thread: string; profile: CpuProfile }[],
+  seconds: number,
+  file: string | null,
+): ProfileSummary {
+  const perThread: ThreadProfile[] = threads.map(({ thread, profile }) => {
+    const stages = stagesOf(profile);
+    const busySeconds = stages.filter((s) => s.stage !== 'idle').reduce((sum, s) => sum + s.seconds, 0);
+    return { thread, busySeconds, stages, top: topFrames(profile) };
+  });
+  const total = new Map<string, number>();
+  for (const t of perThread)
+    for (const s of t.stages) total.set(s.stage, (total.get(s.stage) ?? 0) + s.seconds * 1e6);
+  const busy = perThread.reduce((sum, t) => sum + t.busySeconds, 0);
+  const top = perThread
+    .flatMap((t) => t.top)
+    .sort((a, b) => b.seconds - a.seconds)
+    .slice(0, 15)
+    .map((f) => ({ ...f, share: busy > 0 ? f.seconds / busy : 0 }));
+  return {
+    seconds,
+    stages: shares(total, (stage, secs, share) => ({ stage, seconds: secs, share })),
+    top,
+    threads: perThread,
+    file,
+  };
 }

@@ -21,6 +21,12 @@ export interface StackConfig {
   logFile: string;
   /** Preload capture-profiler.ts into capture, writing the profiles SIGUSR2 asks for here. */
   captureProfileDir?: string;
+  /** `totes up --freshness` (default fast). */
+  freshness?: 'fast' | 'default';
+  /** `totes up --buffer-interval-ms` (default the mode's). */
+  bufferIntervalMs?: number;
+  /** `totes up --stages` (default workers). */
+  stages?: 'workers' | 'in-process';
 }
 
 export interface StackReady {
@@ -84,10 +90,23 @@ export interface StackStats {
   logs: StageCounters;
 }
 
-export interface ProfileSummary {
-  seconds: number;
+/** One thread's share of the stack process: the main event loop, or a stage worker. */
+export interface ThreadProfile {
+  /** `main`, `transform worker 1`, `load worker 2`, … */
+  thread: string;
+  /** CPU seconds sampled busy (not idle) over the profile: this thread's CPU. */
+  busySeconds: number;
   stages: StageShare[];
   top: TopFrame[];
+}
+
+export interface ProfileSummary {
+  seconds: number;
+  /** Every thread's samples together, by stage. */
+  stages: StageShare[];
+  top: TopFrame[];
+  /** Per thread (the main thread alone with `--stages in-process`). */
+  threads?: ThreadProfile[];
   /** Where the .cpuprofile was saved, if asked to. */
   file: string | null;
 }

@@ -6,7 +6,22 @@ import { installTotesys } from '../totesys';
 import { StreamCollector } from '../test/support/kinesis';
 import { createTestDatabase, waitFor, withClient } from '../test/support/pg';
 import { kinesisClientFor } from './kinesalite';
-import { startLocalStack } from './local-stack';
+import { INGESTION_BUCKET, PROCESSED_BUCKET, startLocalStack } from './local-stack';
+import { localReconcileDeps } from './local-reconcile';
+import { reconcile } from '../processors/reconcile/reconcile';
+import { MIXED_ROOT } from '../core/mixed-csv';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { s3ClientFor } from './s3rver';
+
+async function s3Keys(endpoint: string, bucket: string, prefix: string): Promise<string[]> {
+  const client = s3ClientFor(endpoint);
+  try {
+    const listed = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }));
+    return (listed.Contents ?? []).map((o) => o.Key!);
+  } finally {
+    client.destroy();
+  }
+}
 
 // The local stack against an existing Postgres (`totes up --source-url`): kinesalite on disk and
 // the capture process, supervised. The embedded-source variant runs end to end in test/e2e.
@@ -90,6 +105,36 @@ it('captures a seeded source into the on-disk stream, restarts capture if it die
     );
     expect(salesFacts).toBe(sourceRows);
     expect(stack.transform.stats.invocations).toBeGreaterThan(0);
+    // Fast mode by default: mixed-table objects (no dynamic partitioning), split by transform, which
+    // runs with load on worker threads of their own.
+    expect(stack.freshness).toBe('fast');
+    const mixed = await s3Keys(stack.s3Endpoint, INGESTION_BUCKET, MIXED_ROOT);
+    expect(mixed.length).toBeGreaterThan(0);
+    expect(stack.workers?.transform.threadIds[0]).toBeGreaterThan(0);
+    expect(stack.workers?.load.threadIds[0]).toBeGreaterThan(0);
+    // The reconciler counts a mixed object as done once transform split it: with no grace period,
+    // nothing of fast mode's is left outstanding (each new heartbeat object is split within a second).
+    const reconcileS3 = s3ClientFor(stack.s3Endpoint);
+    await withClient(warehouseUrl, async (warehouse) => {
+      const deps = localReconcileDeps({
+        dataDir,
+        s3: reconcileS3,
+        ingestionBucket: INGESTION_BUCKET,
+        processedBucket: PROCESSED_BUCKET,
+        warehouse,
+        logger: silentLogger,
+      });
+      await waitFor(
+        'no fast-mode object outstanding',
+        async () => {
+          const result = await reconcile(deps, { dryRun: true, graceMs: 0 });
+          return result.counts.transform.done > mixed.length && result.outstanding.length === 0
+            ? true
+            : undefined;
+        },
+        30_000,
+      );
+    }).finally(() => reconcileS3.destroy());
     expect(stack.load.stats.deadLettered).toBe(0);
     // Capture wrote nothing before the delivery stream's starting position (LATEST) was fixed.
     expect(stack.delivery.metrics().recordsBeforeStart).toBe(0);

@@ -11,6 +11,7 @@ import { createLoadHandler } from '../processors/load/create-handler';
 import { migrateWarehouse } from '../processors/load/migrate';
 import { metricsFor } from '../processors/shared/metrics';
 import { createTransformHandler } from '../processors/transform/create-handler';
+import { MIXED_INGESTION_PREFIX } from '../core/mixed-csv';
 import { inspectTotesys, installTotesys } from '../totesys';
 import { DeliveryStream } from './delivery-stream';
 import { startEmbeddedCluster, type EmbeddedCluster } from './embedded-postgres';
@@ -24,6 +25,13 @@ import { S3Trigger } from './s3-trigger';
 import { startSinkThrottle } from './sink-throttle';
 import { s3ClientFor, startS3rver } from './s3rver';
 import { Supervisor } from './supervisor';
+import type { FirehoseTransform } from '../processors/firehose-transform/firehose-types';
+import type {
+  FirehoseTransformStageOptions,
+  LoadStageOptions,
+  TransformStageOptions,
+} from './stage-factories';
+import { StageWorkers } from './stage-workers';
 
 /**
  * `totes up`: the whole pipeline on this machine, every box a real process or protocol peer.
@@ -42,7 +50,16 @@ import { Supervisor } from './supervisor';
  *   runtime.json        endpoints of the running stack, for `totes replay` and friends
  *
  * Capture runs as a child process (as it runs as its own task in AWS), restarted if it dies. The
- * delivery stream, transform and load run in this process, invoked the way AWS invokes them.
+ * delivery stream runs in this process; the three Lambda functions it and the triggers invoke (the
+ * Firehose record transformation, transform, load) run on worker threads of their own
+ * (local/stage-workers.ts), invoked the way AWS invokes them, so they and the local AWS stand-ins
+ * (kinesalite, s3rver, the delivery stream) use both cores instead of one event loop.
+ *
+ * Freshness mode (`freshness`), as infra/config.ts `totes:freshness` in AWS: `fast` (the default
+ * here) is Firehose without dynamic partitioning — mixed-table objects under `totesys/_mixed/`,
+ * which transform splits by table (core/mixed-csv.ts) — buffered for `bufferIntervalMs` (250 ms:
+ * AWS fast mode buffers nothing); `default` is dynamic partitioning, one object per table and
+ * layout, buffered 1 s here (60 s in AWS).
  */
 export interface LocalStackOptions {
   dataDir: string;
@@ -58,8 +75,17 @@ export interface LocalStackOptions {
   warehousePort?: number;
   streamName?: string;
   shards?: number;
-  /** The local Firehose's buffering interval (AWS: 0–900 s; locally 1 s for second-level latency). */
+  /** `fast` (default): mixed-table objects, no dynamic partitioning; `default`: per-table objects. */
+  freshness?: LocalFreshnessMode;
+  /** The local Firehose's buffering interval (AWS: 0–900 s); default 250 ms fast, 1 s default mode. */
   bufferIntervalMs?: number;
+  /**
+   * Where transform and load run: `workers` (default), a worker thread per stage; `in-process`, on
+   * this process' event loop, as before (for profiling one thread, or a platform without workers).
+   */
+  stages?: 'workers' | 'in-process';
+  /** On stop, how long running transform and load invocations may finish before they are abandoned (default 30 s). */
+  stopGraceMs?: number;
   heartbeatIntervalMs?: number;
   /**
    * How often capture logs `capture.stats` and the stack logs `local.stats` (the delivery stream's
@@ -90,8 +116,24 @@ export interface LocalStack {
   delivery: DeliveryStream;
   transform: S3Trigger;
   load: QueuedS3Trigger;
+  freshness: LocalFreshnessMode;
+  /** The stage workers (none with `stages: 'in-process'`). */
+  workers: { firehoseTransform: StageWorkers; transform: StageWorkers; load: StageWorkers } | null;
   stop(): Promise<void>;
 }
+
+export const LOCAL_FRESHNESS_MODES = ['fast', 'default'] as const;
+export type LocalFreshnessMode = (typeof LOCAL_FRESHNESS_MODES)[number];
+
+/**
+ * The local Firehose's buffering interval per mode. AWS fast mode has zero buffering; a quarter
+ * second here batches a busy second into a few objects while an idle change waits at most 250 ms
+ * (bench/README.md, `bench:pipeline`, recommendation 4). With dynamic partitioning AWS needs at
+ * least 60 s; locally 1 s. https://docs.aws.amazon.com/firehose/latest/dev/buffering-hints.html
+ */
+export const LOCAL_BUFFER_INTERVAL_MS: Record<LocalFreshnessMode, number> = { fast: 250, default: 1_000 };
+
+const DEFAULT_STOP_GRACE_MS = 30_000;
 
 export const INGESTION_BUCKET = 'totes-ingestion';
 export const PROCESSED_BUCKET = 'totes-processed';
@@ -168,6 +210,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   const dataDir = path.resolve(options.dataDir);
   fs.mkdirSync(dataDir, { recursive: true });
   const streamName = options.streamName ?? DEFAULT_STREAM_NAME;
+  const freshness = options.freshness ?? 'fast';
   const stops: (() => Promise<void>)[] = [];
   const stopAll = async () => {
     for (const stop of stops.splice(0).reverse())
@@ -256,6 +299,66 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       await Promise.all(closed);
     });
     const triggersDir = path.join(dataDir, 'triggers');
+    const inProcess = options.stages === 'in-process';
+    const graceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
+    const concurrency = 2;
+    /** The stage on its worker thread, stopped after its trigger (stops run in reverse). */
+
+    /** Stops a trigger, abandoning its workers' invocations if they outlast the grace period. */
+    const stopWithGrace = (stop: () => Promise<void>, workers: StageWorkers | undefined) => async () => {
+      const timer = workers && setTimeout(() => void workers.abandon(), graceMs);
+      try {
+        await stop();
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    // The stages' workers start at once (each loads its handler's modules: a second or two).
+    const [loadWorkers, transformWorkers, firehoseWorkers] = inProcess
+      ? [undefined, undefined, undefined]
+      : await Promise.all([
+          StageWorkers.start({
+            stage: 'load',
+            factory: 'loadStage',
+            options: {
+              s3Endpoint: s3.endpoint,
+              warehouseUrl,
+              connections: concurrency,
+            } satisfies LoadStageOptions,
+            logger,
+          }),
+          StageWorkers.start({
+            stage: 'transform',
+            factory: 'transformStage',
+            options: {
+              s3Endpoint: s3.endpoint,
+              processedBucket: PROCESSED_BUCKET,
+            } satisfies TransformStageOptions,
+            logger,
+          }),
+          StageWorkers.start({
+            stage: 'firehose-transform',
+            factory: 'firehoseTransformStage',
+            options: {
+              s3Endpoint: s3.endpoint,
+              bucket: INGESTION_BUCKET,
+              mixedObjects: freshness === 'fast',
+            } satisfies FirehoseTransformStageOptions,
+            logger,
+          }),
+        ]);
+    // Stopped after their triggers (stops run in reverse).
+    for (const workers of [loadWorkers, transformWorkers, firehoseWorkers])
+      if (workers) stops.push(() => workers.stop());
+    logger.info('stages ready', {
+      freshness,
+      stages: inProcess ? 'in-process' : 'workers',
+      threads: {
+        firehoseTransform: firehoseWorkers?.threadIds ?? [],
+        transform: transformWorkers?.threadIds ?? [],
+        load: loadWorkers?.threadIds ?? [],
+      },
+    });
     // S3 → queue → load, as in AWS: a warehouse outage leaves the objects waiting in the queue.
     const load = await startQueuedS3Trigger({
       name: 'load',
@@ -263,17 +366,19 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       client: s3Client,
       bucket: PROCESSED_BUCKET,
       suffix: '.parquet',
-      handler: createLoadHandler({
-        s3: s3Client,
-        warehouse: pool,
-        logger: logger.child({ stage: 'load' }),
-        metrics: metricsTo('load'),
-      }),
-      concurrency: 2,
+      handler:
+        loadWorkers?.handler ??
+        createLoadHandler({
+          s3: s3Client,
+          warehouse: pool,
+          logger: logger.child({ stage: 'load' }),
+          metrics: metricsTo('load'),
+        }),
+      concurrency,
       dir: loadQueueDir(dataDir),
       logger,
     });
-    stops.push(() => load.stop());
+    stops.push(stopWithGrace(() => load.stop(), loadWorkers));
     // The reconciler on a schedule, as EventBridge runs it in AWS: whatever a stage never finished
     // (an outage longer than the load queue's receives, a lost notification) is sent again.
     const reconcileDeps = localReconcileDeps({
@@ -295,18 +400,20 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       client: s3Client,
       bucket: INGESTION_BUCKET,
       prefix: `${INGESTION_ROOT}/`,
-      handler: createTransformHandler({
-        s3: s3Client,
-        processedBucket: PROCESSED_BUCKET,
-        logger: logger.child({ stage: 'transform' }),
-        metrics: metricsTo('transform'),
-      }),
-      concurrency: 2,
+      handler:
+        transformWorkers?.handler ??
+        createTransformHandler({
+          s3: s3Client,
+          processedBucket: PROCESSED_BUCKET,
+          logger: logger.child({ stage: 'transform' }),
+          metrics: metricsTo('transform'),
+        }),
+      concurrency,
       stateDir: triggersDir,
       logger,
     });
     await transform.start();
-    stops.push(() => transform.stop());
+    stops.push(stopWithGrace(() => transform.stop(), transformWorkers));
 
     const deliveryKinesis = kinesisClientFor(kinesis.endpoint);
     stops.push(async () => deliveryKinesis.destroy());
@@ -315,13 +422,19 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       streamName,
       s3: s3Client,
       bucket: INGESTION_BUCKET,
-      transform: createFirehoseTransform({
-        s3: s3Client,
-        bucket: INGESTION_BUCKET,
-        logger: logger.child({ stage: 'firehose-transform' }),
-      }),
+      // Firehose invokes the record transformation synchronously; the delivery stream awaits it.
+      transform:
+        (firehoseWorkers?.handler as FirehoseTransform | undefined) ??
+        createFirehoseTransform({
+          s3: s3Client,
+          bucket: INGESTION_BUCKET,
+          logger: logger.child({ stage: 'firehose-transform' }),
+          mixedObjects: freshness === 'fast',
+        }),
       checkpointDir: path.join(dataDir, 'delivery-stream'),
-      bufferingHints: options.bufferIntervalMs ? { intervalMs: options.bufferIntervalMs } : undefined,
+      // Fast mode: no dynamic partitioning, so no table in the key (transform splits the objects).
+      ...(freshness === 'fast' ? { prefix: MIXED_INGESTION_PREFIX } : {}),
+      bufferingHints: { intervalMs: options.bufferIntervalMs ?? LOCAL_BUFFER_INTERVAL_MS[freshness] },
       logger: logger.child({ stage: 'delivery-stream' }),
     });
     const delivering = delivery.run().catch((e) => logger.error('delivery stream failed', { err: e }));
@@ -378,6 +491,11 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       delivery,
       transform,
       load,
+      freshness,
+      workers:
+        transformWorkers && loadWorkers && firehoseWorkers
+          ? { firehoseTransform: firehoseWorkers, transform: transformWorkers, load: loadWorkers }
+          : null,
       stop: stopAll,
     };
   } catch (e) {

@@ -65,6 +65,11 @@ export class QueueEventSource {
     this.loop ??= this.poll();
   }
 
+  /** A message was just sent: poll now rather than after the idle wait (SQS long polling answers at once too). */
+  wakeUp(): void {
+    this.wake?.();
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     this.wake?.();
@@ -219,7 +224,14 @@ export async function startQueuedS3Trigger(o: QueuedS3TriggerOptions): Promise<Q
     suffix: o.suffix,
     concurrency: o.concurrency,
     logger: o.logger,
-    queue,
+    // Long polling, locally: a notification sent to the queue wakes the idle consumer at once.
+    queue: {
+      send: async (body: string) => {
+        const sent = await queue.send(body);
+        source.wakeUp();
+        return sent;
+      },
+    },
     stateDir: o.dir,
   });
   await notifications.start();

@@ -5,6 +5,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from '../core/logger';
 import type { DurableQueue } from './durable-queue';
 import { decodeS3ObjectKey } from '../processors/shared/s3-event';
+import { isAbandoned } from './stage-workers';
 import { encodeS3EventKey, listObjectsSince, type LocalS3, type S3Event, type S3EventRecord } from './s3rver';
 
 /**
@@ -54,6 +55,8 @@ export interface S3TriggerStats {
 export class S3Trigger {
   private readonly queue: S3EventRecord[] = [];
   private readonly inFlight = new Map<number, S3EventRecord>();
+  /** Invocations the stack stopped waiting for (a stage worker ended while stopping): not handled. */
+  private readonly abandoned: S3EventRecord[] = [];
   private nextId = 0;
   private unsubscribe: (() => void) | null = null;
   private stopped = false;
@@ -165,6 +168,12 @@ export class S3Trigger {
         else await handler!({ Records: [record] });
         return;
       } catch (e) {
+        // Stopping, the stack gave up waiting for it (local/stage-workers.ts): neither done nor
+        // failed. The watermark stays before it, so the next start's catch-up invokes it again.
+        if (this.stopped && isAbandoned(e)) {
+          this.abandoned.push(record);
+          return;
+        }
         this.stats.failures += 1;
         if (attempt >= delays.length || this.stopped) {
           this.deadLetter(record, e);
@@ -201,7 +210,9 @@ export class S3Trigger {
    * where a restart must look from (minus a second: LastModified has second resolution).
    */
   private saveWatermark(): void {
-    const pending = [...this.inFlight.values(), ...this.queue].map((r) => Date.parse(r.eventTime));
+    const pending = [...this.inFlight.values(), ...this.queue, ...this.abandoned].map((r) =>
+      Date.parse(r.eventTime),
+    );
     const at = pending.length > 0 ? Math.min(...pending) : Date.now();
     const tmp = `${this.watermarkFile}.tmp`;
     fs.writeFileSync(tmp, JSON.stringify({ handledBefore: new Date(at - 1000).toISOString() }));

@@ -4,7 +4,12 @@ import { quoteIdent } from '../../capture/pg-text';
 import { createLogger, redactUrl, type Logger, type LogLevel } from '../../core/logger';
 import { TOTESYS_TABLES } from '../../core/totesys-tables';
 import { startLocalDashboard } from '../../dashboard/local-dashboard';
-import { startLocalStack } from '../../local/local-stack';
+import {
+  LOCAL_BUFFER_INTERVAL_MS,
+  LOCAL_FRESHNESS_MODES,
+  startLocalStack,
+  type LocalFreshnessMode,
+} from '../../local/local-stack';
 import { TerminalStatus, type TerminalMode } from '../../local/terminal-status';
 import { defineCommand, UsageError } from '../command';
 
@@ -63,6 +68,9 @@ export const command = defineCommand({
     'warehouse-url': { type: 'string' },
     'warehouse-port': { type: 'string' },
     scale: { type: 'string' },
+    freshness: { type: 'string' },
+    'buffer-interval-ms': { type: 'string' },
+    stages: { type: 'string' },
     'log-format': { type: 'string' },
     'log-level': { type: 'string' },
     quiet: { type: 'boolean', short: 'q' },
@@ -76,6 +84,17 @@ export const command = defineCommand({
     'warehouse-url': 'Load into this Postgres instead of the embedded warehouse.',
     'warehouse-port': 'Port for the embedded warehouse Postgres (default 54330; 0 = any free port).',
     scale: 'Seed scale for a fresh embedded source (default 1 ≈ 55,000 rows).',
+    freshness:
+      "fast | default, as the AWS deployment's totes:freshness. fast (the default here): the local Firehose " +
+      'does no dynamic partitioning and writes mixed-table objects under totesys/_mixed/, which transform ' +
+      'splits by table. default: dynamic partitioning, one object per table and layout.',
+    'buffer-interval-ms':
+      `The local Firehose's buffering interval (default ${LOCAL_BUFFER_INTERVAL_MS.fast} ms in fast mode, ` +
+      `${LOCAL_BUFFER_INTERVAL_MS.default} ms in default mode). Lower is fresher, with more, smaller objects.`,
+    stages:
+      'workers | in-process. workers (the default): the Firehose record transformation, transform and load each ' +
+      'on a worker thread of their own; ' +
+      'in-process: on the main event loop with the local Firehose, kinesalite and s3rver.',
     'log-format':
       'human | json. human (the default when stderr is a terminal): progress, then one status line ' +
       'refreshed in place, warnings and errors in plain words. json (otherwise): one JSON log line per event.',
@@ -92,6 +111,16 @@ export const command = defineCommand({
         throw new UsageError(`--${flag} must be a port number`);
       return value;
     };
+    const freshness = (values.freshness ?? 'fast') as LocalFreshnessMode;
+    if (!LOCAL_FRESHNESS_MODES.includes(freshness))
+      throw new UsageError(`--freshness must be one of ${LOCAL_FRESHNESS_MODES.join(', ')}`);
+    const bufferIntervalMs =
+      values['buffer-interval-ms'] === undefined ? undefined : Number(values['buffer-interval-ms']);
+    if (bufferIntervalMs !== undefined && !(Number.isInteger(bufferIntervalMs) && bufferIntervalMs >= 0))
+      throw new UsageError('--buffer-interval-ms must be a whole number of milliseconds');
+    const stages = values.stages ?? 'workers';
+    if (stages !== 'workers' && stages !== 'in-process')
+      throw new UsageError('--stages must be workers or in-process');
     const sourcePort = port('source-port', 54329);
     const warehousePort = port('warehouse-port', 54330);
     const dataDir = path.resolve(values['data-dir'] ?? process.env.TOTES_DATA_DIR ?? '.totes');
@@ -126,6 +155,9 @@ export const command = defineCommand({
         warehouseUrl: values['warehouse-url'] ?? process.env.TOTES_WAREHOUSE_URL,
         warehousePort,
         scale,
+        freshness,
+        bufferIntervalMs,
+        stages,
         logger,
         // A terminal gets fresh numbers every 2 s; JSON logs keep capture's 10 s.
         statsIntervalMs: terminal ? 2000 : undefined,
@@ -150,6 +182,7 @@ export const command = defineCommand({
         `  kinesis     ${stack.kinesisEndpoint}  stream ${stack.streamName}`,
         `  s3          ${stack.s3Endpoint}  files under ${stack.s3Dir}`,
         `  data dir    ${dataDir}`,
+        `  mode        ${stack.freshness === 'fast' ? 'fast (mixed objects, no dynamic partitioning)' : 'default (per-table objects)'}, buffering ${bufferIntervalMs ?? LOCAL_BUFFER_INTERVAL_MS[stack.freshness]} ms`,
         `  dashboard   ${dashboard.url}`,
         '  Try: totes simulate --rate 20, then totes verify (URLs above; passwords in the files named).',
         '  Ctrl-C stops everything cleanly; `totes up` with the same --data-dir carries on.',
