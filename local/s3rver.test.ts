@@ -171,13 +171,21 @@ describe('listObjectsSince', () => {
       await client.send(new PutObjectCommand({ Bucket: 'ingestion', Key: 'p/old', Body: '1' }));
       await client.send(new PutObjectCommand({ Bucket: 'ingestion', Key: 'q/other', Body: '1' }));
       const [old] = await listObjectsSince(client, 'ingestion', new Date(0), { prefix: 'p/' });
-      // LastModified has whole seconds: wait into the next one, then write more.
+      // LastModified has whole seconds: write a marker until one lands in a later second than
+      // `old`, and list from the marker's own time. (A `since` from this process' clock raced the
+      // file system's coarser clock: an object written just after it could carry a time before it.)
+      let since = old.lastModified;
       await waitFor(
-        'the next second',
-        () => (Date.now() >= old.lastModified.getTime() + 1000 ? true : undefined),
-        3_000,
+        'a marker written in the next second',
+        async () => {
+          await client.send(new PutObjectCommand({ Bucket: 'ingestion', Key: 'm/marker', Body: '' }));
+          [{ lastModified: since }] = await listObjectsSince(client, 'ingestion', new Date(0), {
+            prefix: 'm/',
+          });
+          return since.getTime() >= old.lastModified.getTime() + 1000 ? true : undefined;
+        },
+        10_000,
       );
-      const since = new Date();
       await client.send(new PutObjectCommand({ Bucket: 'ingestion', Key: 'p/new-b', Body: '22' }));
       await client.send(new PutObjectCommand({ Bucket: 'ingestion', Key: 'p/new-a', Body: '1' }));
 
@@ -185,14 +193,18 @@ describe('listObjectsSince', () => {
 
       expect(listed.map((o) => o.key).sort()).toEqual(['p/new-a', 'p/new-b']);
       const all = await listObjectsSince(client, 'ingestion', new Date(0));
-      expect(all).toHaveLength(4);
+      expect(all).toHaveLength(5);
       for (const list of [listed, all])
         for (let i = 1; i < list.length; i++) {
           const [a, b] = [list[i - 1], list[i]];
           const order = a.lastModified.getTime() - b.lastModified.getTime() || a.key.localeCompare(b.key);
           expect(order).toBeLessThan(0);
         }
-      expect(all.slice(0, 2).map((o) => o.key)).toEqual(['p/old', 'q/other']);
+      expect(all.filter((o) => o.key !== 'm/marker').map((o) => o.key)).toEqual([
+        'p/old',
+        'q/other',
+        ...listed.map((o) => o.key),
+      ]);
     });
   });
 });
