@@ -20,7 +20,8 @@ import {
   schemaObjectKey,
 } from '../../core/csv-codec';
 import { createLogger } from '../../core/logger';
-import { s3ClientFor, startS3rver, type LocalS3 } from '../../local/s3rver';
+import { s3ClientFor, startS3rver } from '../../local/s3rver';
+import { useLocalS3 } from '../../test/support/local-s3';
 import {
   createHandler,
   InvalidTransformationEventError,
@@ -32,21 +33,9 @@ import type { FirehoseTransformationEvent, FirehoseTransformationEventRecord } f
 
 const BUCKET = 'ingestion';
 
-let s3: LocalS3;
+const local = useLocalS3([BUCKET]);
 let client: S3Client;
-let dataDir: string;
-
-beforeAll(async () => {
-  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-transform-'));
-  s3 = await startS3rver({ dataDir, buckets: [BUCKET] });
-  client = s3ClientFor(s3.endpoint);
-});
-
-afterAll(async () => {
-  client.destroy();
-  await s3.stop();
-  fs.rmSync(dataDir, { recursive: true, force: true });
-});
+beforeAll(() => ({ client } = local));
 
 /** A Kinesis-sourced Firehose record, as Firehose hands it to the function (cf. powertools' factories). */
 let sequence = 49_546_986_683_135_544_286_507_457_936_321_625_675_700_192_471_156_785_154n;

@@ -1,11 +1,8 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { Client, Pool } from 'pg';
 import { createLogger } from '../../core/logger';
-import { s3ClientFor, startS3rver, type LocalS3 } from '../../local/s3rver';
+import { useLocalS3 } from '../../test/support/local-s3';
 import { createTestDatabase, waitFor } from '../../test/support/pg';
 import { s3EventFactory } from '../../test/support/s3-events';
 import { objectOf, parquetOf, rowOf, at } from '../../test/support/warehouse-rows';
@@ -19,21 +16,9 @@ import { migrateWarehouse } from './migrate';
 // held on a lock so that its session is surely mid-load when pg_terminate_backend ends it, as a
 // restart does (57P01).
 const BUCKET = 'processed';
-let s3: LocalS3;
+const local = useLocalS3([BUCKET]);
 let client: S3Client;
-let dataDir: string;
-
-beforeAll(async () => {
-  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-load-lost-'));
-  s3 = await startS3rver({ dataDir, buckets: [BUCKET] });
-  client = s3ClientFor(s3.endpoint);
-});
-
-afterAll(async () => {
-  client.destroy();
-  await s3.stop();
-  fs.rmSync(dataDir, { recursive: true, force: true });
-});
+beforeAll(() => ({ client } = local));
 
 it('survives its warehouse session ending mid-load, and says so', async () => {
   const url = await createTestDatabase('load_connection_lost');

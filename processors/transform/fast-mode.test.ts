@@ -1,13 +1,10 @@
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { encodeChangeBatch, type ChangeBatch } from '../../core/change-event';
 import { changeBatchFactory, changeFactory } from '../../core/csv-codec.fixtures';
 import { MIXED_INGESTION_PREFIX } from '../../core/mixed-csv';
 import { toWarehouseRows } from '../../core/star-mapping';
 import { evaluatePrefix } from '../../local/delivery-stream-prefix';
-import { s3ClientFor, startS3rver, type LocalS3 } from '../../local/s3rver';
+import { useLocalS3 } from '../../test/support/local-s3';
 import { s3EventFactory } from '../../test/support/s3-events';
 import { createHandler as createFirehoseTransform } from '../firehose-transform/create-handler';
 import { decodeParquet } from '../shared/parquet-codec';
@@ -19,21 +16,9 @@ import { createTransformHandler, outputKeyFor, quarantineKeyFor } from './create
 
 const INGESTION = 'ingestion';
 const PROCESSED = 'processed';
-let s3: LocalS3;
+const local = useLocalS3([INGESTION, PROCESSED]);
 let client: S3Client;
-let dataDir: string;
-
-beforeAll(async () => {
-  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-fast-'));
-  s3 = await startS3rver({ dataDir, buckets: [INGESTION, PROCESSED] });
-  client = s3ClientFor(s3.endpoint);
-});
-
-afterAll(async () => {
-  client.destroy();
-  await s3.stop();
-  fs.rmSync(dataDir, { recursive: true, force: true });
-});
+beforeAll(() => ({ client } = local));
 
 const CURRENCY = [
   { name: 'currency_id', type: 'int4', key: true },

@@ -5,9 +5,6 @@ import {
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import type { Change, ChangeBatch } from '../../core/change-event';
 import { changeBatchFactory } from '../../core/csv-codec.fixtures';
 import {
@@ -26,7 +23,8 @@ import {
 } from '../../core/star-mapping.fixtures';
 import { toWarehouseRows } from '../../core/star-mapping';
 import type { TotesysTable } from '../../core/totesys-tables';
-import { s3ClientFor, startS3rver, type LocalS3, type S3Event as LocalS3Event } from '../../local/s3rver';
+import { type LocalS3, type S3Event as LocalS3Event } from '../../local/s3rver';
+import { useLocalS3 } from '../../test/support/local-s3';
 import { s3EventFactory, type S3ObjectSpec } from '../../test/support/s3-events';
 import { decodeParquet } from '../shared/parquet-codec';
 import { metricsFor } from '../shared/metrics';
@@ -45,21 +43,10 @@ import {
 const INGESTION = 'ingestion';
 const PROCESSED = 'processed';
 
+const local = useLocalS3([INGESTION, PROCESSED]);
 let s3: LocalS3;
 let client: S3Client;
-let dataDir: string;
-
-beforeAll(async () => {
-  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-transform-s3-'));
-  s3 = await startS3rver({ dataDir, buckets: [INGESTION, PROCESSED] });
-  client = s3ClientFor(s3.endpoint);
-});
-
-afterAll(async () => {
-  client.destroy();
-  await s3.stop();
-  fs.rmSync(dataDir, { recursive: true, force: true });
-});
+beforeAll(() => ({ s3, client } = local));
 
 interface Harness {
   handler: ReturnType<typeof createTransformHandler>;
