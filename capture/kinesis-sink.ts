@@ -75,16 +75,24 @@ export class KinesisSinkError extends Error {
   override name = 'KinesisSinkError';
 }
 
-/** A single record above the per-record quota: no split can make it fit, so it is rejected upfront. */
+/**
+ * A single record above the per-record quota: no split can make it fit, so it is rejected upfront.
+ * Capture sends a change too big for a record by claim check (core/oversized-change.ts) with only
+ * its key columns, so a record still too big has key values over the limit: the message names the
+ * row by its partition key (`<table>:<key values>`) and says what can be done.
+ */
 export class RecordTooLargeError extends KinesisSinkError {
   override name = 'RecordTooLargeError';
   constructor(
     readonly recordIndex: number,
     readonly recordBytes: number,
     readonly limitBytes: number,
+    readonly partitionKey = '',
   ) {
     super(
-      `record ${recordIndex} is ${recordBytes} bytes (data + partition key); Kinesis accepts at most ${limitBytes}`,
+      `record ${recordIndex}${partitionKey ? ` (partition key ${JSON.stringify(partitionKey.slice(0, 100))})` : ''} is ${recordBytes} bytes (data + partition key); Kinesis accepts at most ${limitBytes}. ` +
+        'Changes too big for a record travel by claim check with only their key columns, so these key values alone are too big: ' +
+        'shorten them in the source, or leave the table out of capture (TOTES_TABLES)',
     );
   }
 }
@@ -181,7 +189,8 @@ export function planPutRecordsCalls(
     if (keyLength < 1 || keyLength > limits.maxPartitionKeyLength)
       throw new InvalidPartitionKeyError(index, keyLength, limits.maxPartitionKeyLength);
     const bytes = recordBytes(record);
-    if (bytes > limits.maxRecordBytes) throw new RecordTooLargeError(index, bytes, limits.maxRecordBytes);
+    if (bytes > limits.maxRecordBytes)
+      throw new RecordTooLargeError(index, bytes, limits.maxRecordBytes, record.partitionKey);
     if (
       current === undefined ||
       current.count === limits.maxRecordsPerCall ||
