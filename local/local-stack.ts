@@ -139,7 +139,11 @@ export const INGESTION_BUCKET = 'totes-ingestion';
 export const PROCESSED_BUCKET = 'totes-processed';
 
 export const DEFAULT_STREAM_NAME = 'totes-changes';
-const CLI = path.resolve(__dirname, '..', 'bin', 'totes.js');
+// The CLI that starts capture: beside the sources (local/), or two levels up from a build (dist/local/).
+const CLI = [
+  path.resolve(__dirname, '..', 'bin', 'totes.js'),
+  path.resolve(__dirname, '..', '..', 'bin', 'totes.js'),
+].find((file) => fs.existsSync(file))!;
 
 function readOrCreateSecret(file: string): string {
   try {
