@@ -80,7 +80,15 @@ export interface MigrationResult {
   alreadyApplied: string[];
 }
 
-export const DEFAULT_MIGRATIONS_DIR = path.join(__dirname, 'migrations');
+/**
+ * Beside this module (the sources, and the Lambda bundle that ships the directory), or, from a
+ * `npm run build` tree (dist/processors/load/, where tsc copies no SQL), the sources' own.
+ */
+export const DEFAULT_MIGRATIONS_DIR =
+  [
+    path.join(__dirname, 'migrations'),
+    path.resolve(__dirname, '..', '..', '..', 'processors', 'load', 'migrations'),
+  ].find((dir) => fs.existsSync(dir)) ?? path.join(__dirname, 'migrations');
 
 const MIGRATION_LOCK_ID = WAREHOUSE_LOCK_IDS.migrations;
 
