@@ -91,9 +91,16 @@ function isAlive(pid: number): boolean {
  * A `totes up` that was killed (kill -9) leaves its Postgres running: the postmaster does not die
  * with its parent. Ask it for a fast shutdown (SIGINT: abort sessions, checkpoint, exit) and wait,
  * so this start owns the data directory again. Nothing is lost: committed data is on disk.
+ *
+ * A fast shutdown can be held: a walsender waits for its client to take the last WAL, and the
+ * orphaned capture of the killed `totes up` (its Kinesis gone with it) may have stopped reading.
+ * Then an immediate shutdown (SIGQUIT): still nothing lost, the next start replays the WAL.
  * https://www.postgresql.org/docs/current/server-shutdown.html
  */
-export async function stopLeftoverPostmaster(dataDir: string, timeoutMs = 30_000): Promise<boolean> {
+export async function stopLeftoverPostmaster(
+  dataDir: string,
+  timeouts: { fastMs: number; immediateMs: number } = { fastMs: 15_000, immediateMs: 30_000 },
+): Promise<boolean> {
   let pid: number;
   try {
     pid = Number(fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
@@ -102,10 +109,18 @@ export async function stopLeftoverPostmaster(dataDir: string, timeoutMs = 30_000
   }
   if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return false;
   process.kill(pid, 'SIGINT');
-  const deadline = Date.now() + timeoutMs;
+  if (await exitsWithin(pid, timeouts.fastMs)) return true;
+  process.kill(pid, 'SIGQUIT');
+  if (await exitsWithin(pid, timeouts.immediateMs)) return true;
+  throw new Error(
+    `Postgres (pid ${pid}) on ${dataDir} did not shut down: neither a fast shutdown in ${timeouts.fastMs} ms nor an immediate one in ${timeouts.immediateMs} ms`,
+  );
+}
+
+async function exitsWithin(pid: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
   while (isAlive(pid)) {
-    if (Date.now() > deadline)
-      throw new Error(`Postgres (pid ${pid}) on ${dataDir} did not shut down in ${timeoutMs} ms`);
+    if (Date.now() > deadline) return false;
     await new Promise((r) => setTimeout(r, 50));
   }
   return true;

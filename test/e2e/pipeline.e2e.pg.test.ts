@@ -65,7 +65,10 @@ async function startUp(): Promise<{ child: ChildProcess; urls: Urls }> {
   const password = (name: string) => fs.readFileSync(path.join(dataDir, `${name}-password`), 'utf8').trim();
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('totes up did not come up in 120 s')), 120_000);
-    child.once('exit', (code) => reject(new Error(`totes up exited with ${code}`)));
+    // Name the cause: what it logged at warn and error ('close': after its output has been read).
+    child.once('close', (code) =>
+      reject(new Error(`totes up exited with ${code}; it logged:\n${problems.slice(-30).join('\n')}`)),
+    );
     readline.createInterface({ input: child.stdout! }).on('line', (line) => {
       const m = /^\s+(source|warehouse)\s+(postgres:\/\/\S+)/.exec(line);
       if (m) urls[m[1] as keyof Urls] = m[2].replace('***', encodeURIComponent(password(m[1])));
