@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { ChangeBatcher, DEFAULT_BATCHER_LIMITS, partitionKeyFor } from '../capture/change-batcher';
 import type { Change, Column } from '../core/change-event';
+import { median } from './timing';
 
 /**
  * `node --import tsx bench/batcher.ts [--changes N] [--rounds K]`: CPU per change of
@@ -146,8 +147,6 @@ function cpuMicrosPerChange(run: (changes: readonly Change[]) => void, changes: 
   const used = process.cpuUsage(before);
   return (used.user + used.system) / changes.length;
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function main(): void {
   const changes = workload(option('changes', 200_000));

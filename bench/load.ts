@@ -17,7 +17,7 @@ import { metricsFor } from '../processors/shared/metrics';
 import { encodeParquet, openParquetReader } from '../processors/shared/parquet-codec';
 import { s3EventFactory } from '../test/support/s3-events';
 import { startCpuProfile, type CpuProfile } from './cpu-profile';
-import { timed, type Timing } from './parquet';
+import { timed, type Timing } from './timing';
 import { copyFrom } from './pg-copy';
 import { postgresGroups, UsageWindow } from './process-sampler';
 import { DEFAULT_EXPORT_DIR, readExportTable } from './totesys-export';

@@ -1,5 +1,4 @@
 import { Writable } from 'node:stream';
-import { performance } from 'node:perf_hooks';
 import type { Change } from '../core/change-event';
 import { toWarehouseRows } from '../core/star-mapping';
 import type { TotesysTable } from '../core/totesys-tables';
@@ -13,6 +12,7 @@ import {
   type Physical,
 } from '../processors/shared/parquet-codec';
 import { DEFAULT_EXPORT_DIR, readExportTable } from './totesys-export';
+import { median, timed, type Timing } from './timing';
 
 /**
  * `npm run bench:parquet`: the transform's Parquet encoding (and the load's decoding) with the
@@ -126,22 +126,6 @@ async function decodeLite(table: WarehouseTableName, buffer: Buffer): Promise<nu
   await reader.close();
   return rows.length;
 }
-
-export interface Timing {
-  wallMs: number;
-  cpuMs: number;
-}
-
-export async function timed<T>(work: () => Promise<T>): Promise<[T, Timing]> {
-  const cpu = process.cpuUsage();
-  const start = performance.now();
-  const result = await work();
-  const wallMs = performance.now() - start;
-  const used = process.cpuUsage(cpu);
-  return [result, { wallMs, cpuMs: (used.user + used.system) / 1000 }];
-}
-
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 async function main(): Promise<void> {
   const rounds = option('rounds', 5);

@@ -22,6 +22,7 @@ import { ensureStream, kinesisClientFor } from '../local/kinesalite';
 import { ownCpuSeconds, processCpuSeconds } from './cpu';
 import { DEFAULT_EXPORT_DIR } from './totesys-export';
 import { copyTablesOut, loadTotesys, recreateDatabase, totesysCsvFiles, withClient } from './workloads';
+import { median } from './timing';
 
 /**
  * `npm run bench:snapshot`: capture's initial snapshot (capture/snapshot.ts copySnapshotTables:
@@ -56,8 +57,6 @@ const ORDER_TABLES: Record<string, readonly string[]> = {
 const FLUSH_BYTES = 1024 * 1024;
 const TS = '2025-02-28T09:15:02.123456Z';
 const RAW = 'raw COPY … TO STDOUT';
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
-
 interface Side {
   rates: number[];
   /** Each run's rate over raw COPY's in the same run. */

@@ -2,7 +2,6 @@ import { parse } from 'csv-parse/sync';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { ChangeBatcher } from '../capture/change-batcher';
@@ -30,6 +29,7 @@ import type { FirehoseTransformationEvent } from '../processors/firehose-transfo
 import { openParquetWriter } from '../processors/shared/parquet-codec';
 import { resolveOversizedChanges } from '../processors/transform/oversized-changes';
 import { DEFAULT_EXPORT_DIR, readExportTable } from './totesys-export';
+import { median, timed, type Timing } from './timing';
 
 /**
  * `npm run bench:transform`: CPU per change of the two stages between Kinesis and the processed
@@ -157,22 +157,6 @@ function buildWorkload(copies: number): Workload {
   }
   return { records, events, changes, byTable };
 }
-
-interface Timing {
-  cpuMs: number;
-  wallMs: number;
-}
-
-async function timed<T>(work: () => Promise<T> | T): Promise<[T, Timing]> {
-  const cpu = process.cpuUsage();
-  const start = performance.now();
-  const result = await work();
-  const wallMs = performance.now() - start;
-  const used = process.cpuUsage(cpu);
-  return [result, { wallMs, cpuMs: (used.user + used.system) / 1000 }];
-}
-
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 /** A Writable that keeps the Parquet bytes, as the transform's sink does. */
 function collector(): { sink: Writable; size: () => number } {
