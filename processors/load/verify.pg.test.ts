@@ -421,6 +421,52 @@ describe('verifyWarehouse (real Postgres)', () => {
     expect(text).toMatch(/warehouse differs from the source in dim_date\n$/);
   });
 
+  it('finds fact versions whose dimension or date row does not exist, per reference', async () => {
+    const { source, warehouse } = await pair();
+    // Postgres enforces no foreign key of the facts (migration 007): the load writes the referenced
+    // rows (placeholders if need be) first, and verify checks every reference.
+    await warehouse.query(`SET session_replication_role = replica`);
+    // An older version of one key per fact with every reference dangling: only history, so the
+    // current rows still equal the source's and only the reference check can see it.
+    const dangling = (table: WarehouseTableName) =>
+      WAREHOUSE_TABLES[table].columns
+        .filter((c) => c.references)
+        .map((c) => ({
+          column: c.name,
+          references: c.references!,
+          value: c.references === 'dim_date' ? '1999-12-31' : String(990_000 + c.name.length),
+        }));
+    const facts = ['fact_sales_order', 'fact_purchase_order', 'fact_payment'] as const;
+    for (const table of facts)
+      await addVersion(warehouse, table, 2, {
+        lsn: '0/0',
+        hash: null,
+        snapshot: false,
+        set: Object.fromEntries(dangling(table).map((d) => [d.column, `'${d.value}'`])),
+      });
+    await warehouse.query(`SET session_replication_role = DEFAULT`);
+    const report = await verifyWarehouse(source, warehouse);
+
+    expect(report.ok).toBe(false);
+    expect(report.tables.every((t) => t.differences.length === 0)).toBe(true);
+    const expected = facts.flatMap((table) =>
+      dangling(table).map((d) => ({
+        table,
+        column: d.column,
+        references: d.references,
+        rows: 1,
+        examples: [d.value],
+      })),
+    );
+    expect(expected).toHaveLength(9 + 8 + 7);
+    expect(report.references).toEqual({ checked: 24, dangling: expected });
+    const text = renderVerifyReport(report);
+    expect(text).toMatch(/^✗ references +24 fact → dimension references: 24 dangling$/m);
+    expect(text).toContain('    fact_sales_order.design_id → dim_design.design_id: 1 row, e.g. 990009');
+    expect(text).toContain('    fact_payment.payment_date → dim_date.date_id: 1 row, e.g. 1999-12-31');
+    expect(text).toMatch(/warehouse differs from the source in dim_date and in 24 of 24 references\n$/);
+  });
+
   it('fails on an empty source or an empty warehouse: comparing nothing proves nothing', async () => {
     const emptySource = await emptyDatabase('verify_empty_source');
     await createTotesysSchema(emptySource);
