@@ -8,6 +8,12 @@ import {
 import { quoteIdent } from '../../core/warehouse-sql';
 import { dimDateRow } from '../../core/star-mapping';
 import { renderOutstanding, type OutstandingReport } from './outstanding-problems';
+import {
+  checkReferences,
+  DANGLING_ADVICE,
+  type DanglingReference,
+  type ReferenceReport,
+} from './verify-references';
 
 /**
  * `totes verify`: does the warehouse hold what the source holds, and did it get there cleanly?
@@ -26,6 +32,8 @@ import { renderOutstanding, type OutstandingReport } from './outstanding-problem
  *   is a real version of the source's history and is not counted. NULL hashes say nothing.
  * - dim_date: every date any fact version refers to has its row, with the attributes computed here
  *   independently of the load (ISO day of week, English names, quarter).
+ * - References: every reference of every fact version (the foreign keys migration 001 declared,
+ *   which Postgres no longer enforces since 007) names a row that exists (verify-references.ts).
  * - An empty source or warehouse fails: two empty databases are equal and prove nothing.
  * Every value is compared as text in one canonical form (dates YYYY-MM-DD, times HH:MM:SS.mmm,
  * numerics as Postgres prints numeric(10,2)), so `3.9` and `3.90` or a lost millisecond differ.
@@ -121,10 +129,14 @@ export interface DateReport {
 }
 
 export interface VerifyReport {
-  /** Everything below holds: no difference, no re-read, dim_date complete, neither side empty. */
+  /**
+   * Everything below holds: no difference, no re-read, dim_date complete, no dangling reference,
+   * neither side empty.
+   */
   ok: boolean;
   tables: TableReport[];
   dates: DateReport;
+  references: ReferenceReport;
   /** Sides without a single (current) row in the compared tables. */
   empty: ('source' | 'warehouse')[];
 }
@@ -526,6 +538,7 @@ export function compareTable(
 const differencesOf = (t: TableReport) => t.missing + t.deleted + t.extra + t.different;
 const tableFails = (t: TableReport) => differencesOf(t) + (t.rereads?.keys ?? 0) > 0;
 const datesFail = (d: DateReport) => d.missing + d.wrong > 0;
+const referencesFail = (r: ReferenceReport) => r.dangling.length > 0;
 
 async function inSnapshot<T>(client: ClientBase, fn: () => Promise<T>): Promise<T> {
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -575,18 +588,23 @@ export async function verifyWarehouse(
   });
   for (const row of sourceRows.get('dim_currency')!)
     row.currency_name = CURRENCY_NAMES[row.currency_code as string] ?? row.currency_code;
-  const { tables, dates } = await inSnapshot(warehouse, async () => {
+  const { tables, dates, references } = await inSnapshot(warehouse, async () => {
     const reports: TableReport[] = [];
     for (const table of VERIFIED_TABLES)
       reports.push(await readTable(warehouse, table, sourceRows.get(table)!, limit));
     const dateRows = await warehouse.query<{ date: string; found: boolean } & Row>(datesSql());
-    return { tables: reports, dates: compareDates(dateRows.rows, limit) };
+    return {
+      tables: reports,
+      dates: compareDates(dateRows.rows, limit),
+      references: await checkReferences(warehouse, VERIFIED_TABLES.filter(isFact), limit),
+    };
   });
   const empty: VerifyReport['empty'] = [];
   if (tables.every((t) => t.sourceRows === 0)) empty.push('source');
   if (tables.every((t) => t.warehouseRows === 0)) empty.push('warehouse');
-  const ok = empty.length === 0 && !tables.some(tableFails) && !datesFail(dates);
-  return { ok, tables, dates, empty };
+  const ok =
+    empty.length === 0 && !tables.some(tableFails) && !datesFail(dates) && !referencesFail(references);
+  return { ok, tables, dates, references, empty };
 }
 
 const MAX_VALUE_CHARS = 60;
@@ -678,14 +696,34 @@ function dateLines(d: DateReport, width: number): string[] {
   return lines;
 }
 
+function describeDangling(d: DanglingReference): string {
+  const more = d.keys > d.examples.length ? ', …' : '';
+  return (
+    `${d.table}.${d.column} → ${d.references}.${WAREHOUSE_TABLES[d.references].key}: ` +
+    `${plural(d.rows, 'row')}, ${plural(d.keys, 'missing key')}: ${d.examples.join(', ')}${more}`
+  );
+}
+
+function referenceLines(r: ReferenceReport, width: number): string[] {
+  const head = `${referencesFail(r) ? '✗' : '✓'} ${'references'.padEnd(width)}  ${r.checked} fact → dimension references`;
+  if (!referencesFail(r)) return [`${head}, every row's target present`];
+  return [
+    `${head}: ${r.dangling.length} dangling`,
+    ...r.dangling.map((d) => `    ${describeDangling(d)}`),
+    `    (${DANGLING_ADVICE})`,
+  ];
+}
+
 function verdict(report: VerifyReport): string {
   if (report.empty.length) return 'nothing to compare: an empty database proves nothing';
   if (report.ok)
     return `warehouse matches the source (${report.tables.length} tables, ${report.dates.referenced} dates)`;
   const tables = report.tables.filter(tableFails).length;
+  const r = report.references;
   const where = [
     tables > 0 ? `${tables} of ${report.tables.length} tables` : '',
     datesFail(report.dates) ? 'dim_date' : '',
+    referencesFail(r) ? `${r.dangling.length} of ${r.checked} references` : '',
   ].filter(Boolean);
   return `warehouse differs from the source in ${where.join(' and in ')}`;
 }
@@ -699,11 +737,20 @@ export interface OutstandingSection {
 
 /**
  * The report as text: one line per table (rows compared, what differs, re-read versions) with its
- * first differences indented, then dim_date, then an empty side, then quarantine, then the verdict.
+ * first differences indented, then dim_date, then the references, then an empty side, then
+ * quarantine, then the verdict.
  */
 export function renderVerifyReport(report: VerifyReport, outstanding?: OutstandingSection): string {
-  const width = Math.max('dim_date'.length, 'quarantine'.length, ...report.tables.map((t) => t.table.length));
-  const lines = [...report.tables.flatMap((t) => tableLines(t, width)), ...dateLines(report.dates, width)];
+  const width = Math.max(
+    'references'.length,
+    'quarantine'.length,
+    ...report.tables.map((t) => t.table.length),
+  );
+  const lines = [
+    ...report.tables.flatMap((t) => tableLines(t, width)),
+    ...dateLines(report.dates, width),
+    ...referenceLines(report.references, width),
+  ];
   if (report.empty.includes('source')) lines.push('✗ the source has no rows in any compared table');
   if (report.empty.includes('warehouse'))
     lines.push('✗ the warehouse has no current rows in any compared table');
