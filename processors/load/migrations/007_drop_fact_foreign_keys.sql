@@ -10,6 +10,8 @@
 -- Columnar warehouses treat them so: Redshift
 -- (https://docs.aws.amazon.com/redshift/latest/dg/t_Defining_constraints.html) and Snowflake
 -- (https://docs.snowflake.com/en/sql-reference/constraints) keep foreign keys as information only.
+-- Postgres 18 could keep them so too (`NOT ENFORCED`,
+-- https://www.postgresql.org/docs/18/sql-createtable.html); the warehouse runs 17, so they go.
 --
 -- What keeps the guarantee: the load, as above, and `totes verify`, which checks every reference 001
 -- declared (core/warehouse-model.ts `references`: each date → dim_date; staff, counterparty,
