@@ -698,9 +698,10 @@ function dateLines(d: DateReport, width: number): string[] {
 
 function describeDangling(d: DanglingReference): string {
   const more = d.keys > d.examples.length ? ', …' : '';
+  const shown = d.examples.length ? `: ${d.examples.join(', ')}${more}` : '';
   return (
     `${d.table}.${d.column} → ${d.references}.${WAREHOUSE_TABLES[d.references].key}: ` +
-    `${plural(d.rows, 'row')}, ${plural(d.keys, 'missing key')}: ${d.examples.join(', ')}${more}`
+    `${plural(d.rows, 'row')}, ${plural(d.keys, 'missing key')}${shown}`
   );
 }
 
