@@ -348,13 +348,16 @@ function warehouseSql(table: VerifiedTable): string {
 
 /**
  * Keys the warehouse knows but holds no current row for, and why. A fact key is deleted when it
- * has versions but no row in its current view (the view leaves out only deleted keys).
+ * has versions but no row in its current view (the view leaves out only keys whose latest version
+ * a delete ended, so only keys with a `_deleted` version can be missing from it: those, normally
+ * few, are looked up in the view, which is then not computed for every key again).
  */
 function notLiveSql(table: VerifiedTable): string {
   const key = q(WAREHOUSE_TABLES[table].key);
   if (isFact(table))
-    return `SELECT k::text AS key, 'deleted' AS state
-              FROM (SELECT ${key} AS k FROM ${q(table)} EXCEPT SELECT ${key} FROM ${q(currentRelation(table))}) AS gone`;
+    return `SELECT c.k::text AS key, 'deleted' AS state
+              FROM (SELECT DISTINCT ${key} AS k FROM ${q(table)} WHERE "_deleted") AS c
+             WHERE NOT EXISTS (SELECT 1 FROM ${q(currentRelation(table))} AS v WHERE v.${key} = c.k)`;
   return `SELECT ${key}::text AS key, CASE WHEN "_deleted" THEN 'deleted' ELSE 'placeholder' END AS state
             FROM ${q(table)} WHERE "_deleted" OR "_inferred"`;
 }
@@ -393,16 +396,19 @@ function rereadSql(table: VerifiedTable): string {
             FROM (SELECT k, n FROM per_key ORDER BY k LIMIT $3) AS e) AS examples`;
 }
 
-/** Every date a version of any fact refers to through a dim_date column, and its dim_date row. */
+/**
+ * Every date a version of any fact refers to through a dim_date column, and its dim_date row. One
+ * scan per fact table, its date columns unnested (half the time of a UNION of one scan per column).
+ */
 function datesSql(): string {
-  const refs = VERIFIED_TABLES.filter(isFact).flatMap((table) =>
-    WAREHOUSE_TABLES[table].columns
-      .filter((c) => c.references === 'dim_date')
-      .map((c) => `SELECT ${q(c.name)} AS d FROM ${q(table)}`),
-  );
+  const refs = VERIFIED_TABLES.filter(isFact).map((table) => {
+    const dates = WAREHOUSE_TABLES[table].columns.filter((c) => c.references === 'dim_date');
+    return `SELECT unnest(ARRAY[${dates.map((c) => q(c.name)).join(', ')}]) AS d FROM ${q(table)}`;
+  });
   const attributes = DIM_DATE_ATTRIBUTES.map((a) => `dd.${q(a)}::text AS ${q(a)}`).join(', ');
   return `SELECT to_char(r.d, 'YYYY-MM-DD') AS date, dd."date_id" IS NOT NULL AS found, ${attributes}
-            FROM (${refs.join(' UNION ')}) AS r LEFT JOIN "dim_date" AS dd ON dd."date_id" = r.d
+            FROM (SELECT DISTINCT u.d FROM (${refs.join(' UNION ALL ')}) AS u) AS r
+            LEFT JOIN "dim_date" AS dd ON dd."date_id" = r.d
            ORDER BY r.d`;
 }
 
@@ -474,12 +480,16 @@ const WAREHOUSE_RELATIONS = [
 ];
 
 function byKey(rows: Row[], key: string): Map<string, Row> {
-  return new Map(rows.map((r) => [r[key] as string, r]));
+  const map = new Map<string, Row>();
+  for (const r of rows) map.set(r[key] as string, r);
+  return map;
 }
 
 /**
  * Compares a table's source rows with its current warehouse rows. `notLive`: keys the warehouse
  * holds without a current row, and why (a missing source row is then `deleted` or `placeholder`).
+ * One pass over the source against a map of the warehouse rows (what is left in the map is
+ * extra); only the differences (normally none) are sorted, not every key.
  */
 export function compareTable(
   table: WarehouseTableName,
@@ -490,9 +500,7 @@ export function compareTable(
 ): TableReport {
   const spec = WAREHOUSE_TABLES[table];
   const key = spec.key;
-  const left = byKey(source, key);
   const right = byKey(warehouse, key);
-  const keys = [...new Set([...left.keys(), ...right.keys()])].sort((a, b) => Number(a) - Number(b));
   const excluded = { placeholders: 0, deleted: 0 };
   for (const state of notLive.values()) excluded[state === 'deleted' ? 'deleted' : 'placeholders'] += 1;
   const report: TableReport = {
@@ -508,30 +516,32 @@ export function compareTable(
     differences: [],
     excluded,
   };
-  const note = (d: Difference) => {
-    if (report.differences.length < limit) report.differences.push(d);
-  };
-  for (const k of keys) {
-    const s = left.get(k);
+  const found: Difference[] = [];
+  for (const s of source) {
+    const k = s[key] as string;
     const w = right.get(k);
     if (!w) {
       const state = notLive.get(k);
       if (state === 'deleted') report.deleted += 1;
       else report.missing += 1;
-      note({ kind: state ?? 'missing', key: k, source: s! });
-    } else if (!s) {
-      report.extra += 1;
-      note({ kind: 'extra', key: k, warehouse: w });
-    } else {
-      const columns = spec.columns
-        .filter((c) => s[c.name] !== w[c.name])
-        .map((c) => ({ column: c.name, source: s[c.name], warehouse: w[c.name] }));
-      if (columns.length) {
-        report.different += 1;
-        note({ kind: 'different', key: k, columns });
-      }
+      found.push({ kind: state ?? 'missing', key: k, source: s });
+      continue;
+    }
+    right.delete(k);
+    let columns: { column: string; source: Value; warehouse: Value }[] | undefined;
+    for (const c of spec.columns)
+      if (s[c.name] !== w[c.name])
+        (columns ??= []).push({ column: c.name, source: s[c.name], warehouse: w[c.name] });
+    if (columns) {
+      report.different += 1;
+      found.push({ kind: 'different', key: k, columns });
     }
   }
+  for (const [k, w] of right) {
+    report.extra += 1;
+    found.push({ kind: 'extra', key: k, warehouse: w });
+  }
+  report.differences = found.sort((a, b) => Number(a.key) - Number(b.key)).slice(0, limit);
   return report;
 }
 
@@ -549,15 +559,27 @@ async function inSnapshot<T>(client: ClientBase, fn: () => Promise<T>): Promise<
   }
 }
 
+/**
+ * One table of each side: the source's rows and the warehouse's current rows are read at once (two
+ * connections, so the two servers work while this process decodes), compared, and dropped before
+ * the next table, so memory holds one table of each side (holding every source table at once cost
+ * more in garbage collection than the comparison itself).
+ */
 async function readTable(
+  source: ClientBase,
   warehouse: ClientBase,
   table: VerifiedTable,
-  source: Row[],
   limit: number,
 ): Promise<TableReport> {
-  const rows = (await warehouse.query<Row>(warehouseSql(table))).rows;
-  const notLive = (await warehouse.query<{ key: string; state: NotLive }>(notLiveSql(table))).rows;
-  const report = compareTable(table, source, rows, limit, new Map(notLive.map((r) => [r.key, r.state])));
+  const [sourceRows, rows, notLive] = await Promise.all([
+    source.query<Row>(sourceSql(table)).then((r) => r.rows),
+    warehouse.query<Row>(warehouseSql(table)).then((r) => r.rows),
+    warehouse.query<{ key: string; state: NotLive }>(notLiveSql(table)).then((r) => r.rows),
+  ]);
+  if (table === 'dim_currency')
+    for (const row of sourceRows)
+      row.currency_name = CURRENCY_NAMES[row.currency_code as string] ?? row.currency_code;
+  const report = compareTable(table, sourceRows, rows, limit, new Map(notLive.map((r) => [r.key, r.state])));
   report.compared = currentRelation(table);
   if (isFact(table)) {
     const versions = await warehouse.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${q(table)}`);
@@ -581,24 +603,19 @@ export async function verifyWarehouse(
   const limit = options.limit ?? 10;
   await requireTables(source, 'source', SOURCE_TABLES);
   await requireTables(warehouse, 'warehouse', WAREHOUSE_RELATIONS);
-  const sourceRows = await inSnapshot(source, async () => {
-    const out = new Map<VerifiedTable, Row[]>();
-    for (const table of VERIFIED_TABLES) out.set(table, (await source.query<Row>(sourceSql(table))).rows);
-    return out;
-  });
-  for (const row of sourceRows.get('dim_currency')!)
-    row.currency_name = CURRENCY_NAMES[row.currency_code as string] ?? row.currency_code;
-  const { tables, dates, references } = await inSnapshot(warehouse, async () => {
-    const reports: TableReport[] = [];
-    for (const table of VERIFIED_TABLES)
-      reports.push(await readTable(warehouse, table, sourceRows.get(table)!, limit));
-    const dateRows = await warehouse.query<{ date: string; found: boolean } & Row>(datesSql());
-    return {
-      tables: reports,
-      dates: compareDates(dateRows.rows, limit),
-      references: await checkReferences(warehouse, VERIFIED_TABLES.filter(isFact), limit),
-    };
-  });
+  // Both snapshots stay open for the whole comparison: each side is read as of one instant.
+  const { tables, dates, references } = await inSnapshot(source, () =>
+    inSnapshot(warehouse, async () => {
+      const reports: TableReport[] = [];
+      for (const table of VERIFIED_TABLES) reports.push(await readTable(source, warehouse, table, limit));
+      const dateRows = await warehouse.query<{ date: string; found: boolean } & Row>(datesSql());
+      return {
+        tables: reports,
+        dates: compareDates(dateRows.rows, limit),
+        references: await checkReferences(warehouse, VERIFIED_TABLES.filter(isFact), limit),
+      };
+    }),
+  );
   const empty: VerifyReport['empty'] = [];
   if (tables.every((t) => t.sourceRows === 0)) empty.push('source');
   if (tables.every((t) => t.warehouseRows === 0)) empty.push('warehouse');
