@@ -104,6 +104,6 @@ export async function checkReferences(
 
 /** What to do about dangling references, for the report. */
 export const DANGLING_ADVICE =
-  'the load writes every referenced row before a fact and never erases one, so a dangling reference ' +
-  'means a row was deleted by hand or a load was bypassed: `totes resync --table <source table>` ' +
-  'of the dimension re-reads rows the source still has';
+  'the load writes every row a fact refers to before the fact and never erases one, so a row was ' +
+  'deleted by hand or written around the load; `totes resync --table T` re-reads T: the source ' +
+  "table of the dimension (the fact's, for dim_date), restoring rows the source still has";
