@@ -53,6 +53,7 @@ describe('totes verify (real Postgres)', () => {
     expect(out).toMatch(/^✓ dim_location +source 30, warehouse 30\n/);
     expect(out).toMatch(/✓ fact_payment +source \d+, warehouse \d+ \(\d+ versions\)\n/);
     expect(out).toMatch(/\n✓ dim_date +\d+ referenced dates, all present with correct attributes\n/);
+    expect(out).toMatch(/\n✓ references +24 fact → dimension references, every row's target present\n/);
     expect(out).toContain(`\n✓ quarantine           nothing quarantined or dead-lettered in ${cleanDir}\n`);
     expect(out).toMatch(/warehouse matches the source \(10 tables, \d+ dates\)\n$/);
   });

@@ -24,7 +24,8 @@ export const command = defineCommand({
   summary:
     "Compare the warehouse with the totesys source: every dimension's current rows and deleted flags, " +
     "every fact's current view row for row, no re-read version in any fact's history (two consecutive " +
-    'versions of a source row equal with no delete between), dim_date for every referenced date; and ' +
+    'versions of a source row equal with no delete between), dim_date for every referenced date, every ' +
+    "fact version's references to its dimensions and dates (Postgres does not enforce them); and " +
     'look for quarantined or dead-lettered work in the local data directory. Prints the first problems ' +
     'of each and exits 0 when all is well, 1 when the warehouse differs from the source (also when ' +
     'either side is empty: that proves nothing), 2 on bad usage, 3 when it could not compare, 4 when ' +
@@ -49,7 +50,9 @@ export const command = defineCommand({
       'one, quarantine is reported as not checked).',
     'allow-quarantine': 'List quarantined and dead-lettered work without failing on it (exit 0, not 4).',
     json: 'Print the full report as JSON instead of text.',
-    limit: 'Differences, re-read keys, dates and quarantined items listed per table or place (default 10).',
+    limit:
+      'Differences, re-read keys, dates, missing keys and quarantined items listed per table, reference ' +
+      'or place (default 10).',
     wait:
       'Keep comparing for up to SECONDS until the two match (a pipeline still catching up), then report ' +
       'the last comparison. Default 0: compare once.',

@@ -22,6 +22,7 @@ import {
 } from '../../test/support/warehouse-rows';
 import { decodeParquet } from '../shared/parquet-codec';
 import { applyBatch, WarehouseDataError, type ApplyOutcome } from './apply-batch';
+import { checkReferences } from './verify-references';
 import { prepareBatch } from './load-batch';
 import { migrateWarehouse } from './migrate';
 
@@ -258,11 +259,16 @@ describe('applyBatch (real Postgres): delivery does not matter', () => {
     expect(log).toHaveLength(2 * objects.length);
   });
 
-  it('holds the foreign keys when facts arrive first: placeholders, then replaced by the real rows', async () => {
+  it('keeps every reference when facts arrive first: placeholders, then replaced by the real rows', async () => {
     const objects = scenarioObjects();
     const facts = objects.filter((o) => o.table.startsWith('fact_'));
     await loadAll(client, facts);
+    // No foreign key makes the load write them (migration 007): verify's reference check must pass.
+    expect(
+      await checkReferences(client, ['fact_sales_order', 'fact_purchase_order', 'fact_payment'], 5),
+    ).toEqual({ checked: 24, dangling: [] });
     const before = await rowsOf('SELECT "staff_id", "_inferred", "first_name" FROM "dim_staff" ORDER BY 1');
+    expect(before.length).toBeGreaterThan(0);
     expect(before.every((r) => r._inferred && r.first_name === '(unknown)')).toBe(true);
     await loadAll(
       client,

@@ -124,17 +124,11 @@ describe('migrateWarehouse (real Postgres)', () => {
     }
   });
 
-  it('keys dimensions by their natural key and facts by a surrogate, unique per version, with the FKs', async () => {
-    const { rows } = await client.query<{
-      table: string;
-      type: string;
-      columns: string[];
-      references: string | null;
-    }>(
+  it('keys dimensions by their natural key and facts by a surrogate, unique per version, without FKs', async () => {
+    const { rows } = await client.query<{ table: string; type: string; columns: string[] }>(
       `SELECT c.conrelid::regclass::text AS "table", c.contype::text AS type,
               array(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
-                      JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i) AS columns,
-              c.confrelid::regclass::text AS "references"
+                      JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i) AS columns
          FROM pg_constraint c WHERE c.connamespace = 'public'::regnamespace AND c.contype IN ('p', 'u', 'f')`,
     );
     for (const name of WAREHOUSE_TABLE_NAMES) {
@@ -147,15 +141,49 @@ describe('migrateWarehouse (real Postgres)', () => {
           [table.key, '_lsn', '_seq'],
         ]);
       } else expect(primary.columns).toEqual([table.key]);
-      const foreign = mine
-        .filter((r) => r.type === 'f')
-        .map((r) => `${r.columns[0]}→${r.references}`)
-        .sort();
-      const expected = table.columns
-        .filter((c) => c.references)
-        .map((c) => `${c.name}→${c.references}`)
-        .sort();
-      expect(foreign).toEqual(expected);
+    }
+    // Migration 007 dropped the facts' foreign keys (the model's `references` are checked by
+    // `totes verify`, verify-references.ts); no other table ever had one.
+    expect(rows.filter((r) => r.type === 'f')).toEqual([]);
+  });
+
+  it("drops the facts' foreign keys in 007: 001 declared one per model reference, and a fact row may dangle", async () => {
+    const schema = 'before_007';
+    await client.query(`CREATE SCHEMA ${schema}`);
+    const scoped = await connect(schema);
+    try {
+      const upTo = (id: number) => readMigrations().filter((m) => m.id <= id);
+      await migrateWarehouse(scoped, { migrations: upTo(6) });
+      const foreign = async () => {
+        const { rows } = await scoped.query<{ fk: string }>(
+          `SELECT format('%s.%s→%s', c.conrelid::regclass, a.attname, c.confrelid::regclass) AS fk
+             FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+            WHERE c.connamespace = $1::regnamespace AND c.contype = 'f'`,
+          [schema],
+        );
+        return rows.map((r) => r.fk).sort();
+      };
+      const declared = WAREHOUSE_TABLE_NAMES.flatMap((name) =>
+        WAREHOUSE_TABLES[name].columns
+          .filter((c) => c.references)
+          .map((c) => `${name}.${c.name}→${c.references}`),
+      ).sort();
+      expect(declared).toHaveLength(24);
+      expect(await foreign()).toEqual(declared);
+      expect(await migrateWarehouse(scoped, { migrations: upTo(7) })).toMatchObject({
+        applied: ['007_drop_fact_foreign_keys'],
+      });
+      expect(await foreign()).toEqual([]);
+      // What a foreign key refused before is now stored, and left to verify to find.
+      await scoped.query(
+        `INSERT INTO "fact_payment" ("payment_id", "created_date", "created_time", "last_updated_date",
+           "last_updated_time", "transaction_id", "counterparty_id", "payment_amount", "currency_id",
+           "payment_type_id", "paid", "payment_date", "_lsn", "_seq", "_commit_ts")
+         VALUES (1, '2025-01-01', '00:00', '2025-01-01', '00:00', 1, 1, 1, 1, 1, false, '2025-01-01', '0/1', 0, now())`,
+      );
+    } finally {
+      await scoped.end();
+      await client.query(`DROP SCHEMA ${schema} CASCADE`);
     }
   });
 

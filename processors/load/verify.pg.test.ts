@@ -141,6 +141,8 @@ describe('verifyWarehouse (real Postgres)', () => {
     expect(report.dates.referenced).toBeGreaterThan(100);
     const text = renderVerifyReport(report);
     expect(text).toMatch(/^✓ dim_date +\d+ referenced dates, all present with correct attributes$/m);
+    expect(report.references).toEqual({ checked: 24, dangling: [] });
+    expect(text).toMatch(/^✓ references +24 fact → dimension references, every row's target present$/m);
     expect(text).toMatch(/warehouse matches the source \(10 tables, \d+ dates\)\n$/);
   });
 
@@ -374,16 +376,13 @@ describe('verifyWarehouse (real Postgres)', () => {
         WHERE "payment_date" <> $1::date ORDER BY "payment_id" LIMIT 1`,
       [created],
     );
-    // dim_date rows can only go missing with the foreign keys off (a hand-made or broken warehouse):
-    // https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-SESSION-REPLICATION-ROLE
-    await warehouse.query(`SET session_replication_role = replica`);
+    // No foreign key keeps dim_date rows (migration 007); the load never deletes one.
     // A date referenced only by an older version still needs its row.
     await addVersion(warehouse, 'fact_purchase_order', 1, {
       lsn: '0/2',
       set: { agreed_delivery_date: `'1999-12-31'` },
     });
     await warehouse.query(`DELETE FROM "dim_date" WHERE "date_id" IN ($1, '1999-12-31')`, [created]);
-    await warehouse.query(`SET session_replication_role = DEFAULT`);
     await warehouse.query(
       `UPDATE "dim_date" SET "day_of_week" = "day_of_week" % 7 + 1, "day_name" = 'Someday', "quarter" = 5 WHERE "date_id" = $1`,
       [paid],
@@ -418,7 +417,59 @@ describe('verifyWarehouse (real Postgres)', () => {
     expect(text).toContain(`    ${created}: missing from dim_date`);
     expect(text).toContain(`    ${paid}: day_of_week expected "${expected.day_of_week}" ≠ warehouse`);
     expect(text).toContain(`; day_name expected "${expected.day_name}" ≠ warehouse "Someday"; quarter`);
-    expect(text).toMatch(/warehouse differs from the source in dim_date\n$/);
+    // The fact rows referring to the missing dates are dangling references too.
+    expect(report.references.dangling.map((d) => d.references)).toContain('dim_date');
+    expect(report.references.dangling.every((d) => d.references === 'dim_date')).toBe(true);
+    expect(text).toMatch(/warehouse differs from the source in dim_date and in \d+ of 24 references\n$/);
+  });
+
+  it('finds fact versions whose dimension or date row does not exist, per reference', async () => {
+    const { source, warehouse } = await pair();
+    // Postgres enforces no foreign key of the facts (migration 007): the load writes the referenced
+    // rows (placeholders if need be) first, and verify checks every reference.
+    // An older version of one key per fact with every reference dangling: only history, so the
+    // current rows still equal the source's and only the reference check can see it.
+    const dangling = (table: WarehouseTableName) =>
+      WAREHOUSE_TABLES[table].columns
+        .filter((c) => c.references)
+        .map((c) => ({
+          column: c.name,
+          references: c.references!,
+          value: c.references === 'dim_date' ? '1999-12-31' : String(990_000 + c.name.length),
+        }));
+    const facts = ['fact_sales_order', 'fact_purchase_order', 'fact_payment'] as const;
+    for (const table of facts)
+      await addVersion(warehouse, table, 2, {
+        lsn: '0/0',
+        hash: null,
+        snapshot: false,
+        set: Object.fromEntries(dangling(table).map((d) => [d.column, `'${d.value}'`])),
+      });
+    const report = await verifyWarehouse(source, warehouse);
+
+    expect(report.ok).toBe(false);
+    expect(report.tables.every((t) => t.differences.length === 0)).toBe(true);
+    const expected = facts.flatMap((table) =>
+      dangling(table).map((d) => ({
+        table,
+        column: d.column,
+        references: d.references,
+        rows: 1,
+        keys: 1,
+        examples: [d.value],
+      })),
+    );
+    expect(expected).toHaveLength(9 + 8 + 7);
+    expect(report.references).toEqual({ checked: 24, dangling: expected });
+    const text = renderVerifyReport(report);
+    expect(text).toMatch(/^✗ references +24 fact → dimension references: 24 dangling$/m);
+    expect(text).toContain(
+      '    fact_sales_order.design_id → dim_design.design_id: 1 row, 1 missing key: 990009',
+    );
+    expect(text).toContain(
+      '    fact_payment.payment_date → dim_date.date_id: 1 row, 1 missing key: 1999-12-31',
+    );
+    expect(text).toMatch(/warehouse differs from the source in dim_date and in 24 of 24 references\n$/);
   });
 
   it('fails on an empty source or an empty warehouse: comparing nothing proves nothing', async () => {
@@ -491,7 +542,13 @@ describe('compareTable', () => {
     );
     expect(report).toMatchObject({ missing: 1, extra: 1, different: 2, deleted: 1 });
     expect(report.differences.map((d) => `${d.kind} ${d.key}`)).toEqual(['different 2', 'different 3']);
-    const text = renderVerifyReport({ ok: false, tables: [report], dates: noDates, empty: [] });
+    const text = renderVerifyReport({
+      ok: false,
+      tables: [report],
+      dates: noDates,
+      references: noReferences,
+      empty: [],
+    });
     expect(text).toContain('payment_type_id 3: payment_type_name source NULL ≠ warehouse "C"');
     expect(text).toContain('… and 3 more');
   });
@@ -504,10 +561,17 @@ describe('compareTable', () => {
       [{ payment_type_id: '1', payment_type_name: 'y' }],
       10,
     );
-    expect(renderVerifyReport({ ok: false, tables: [report], dates: noDates, empty: [] })).toMatch(
-      /source "x{57}…" ≠ warehouse "y"/,
-    );
+    expect(
+      renderVerifyReport({
+        ok: false,
+        tables: [report],
+        dates: noDates,
+        references: noReferences,
+        empty: [],
+      }),
+    ).toMatch(/source "x{57}…" ≠ warehouse "y"/);
   });
 });
 
 const noDates = { referenced: 0, missing: 0, wrong: 0, differences: [] };
+const noReferences = { checked: 24, dangling: [] };

@@ -8,6 +8,12 @@ import {
 import { quoteIdent } from '../../core/warehouse-sql';
 import { dimDateRow } from '../../core/star-mapping';
 import { renderOutstanding, type OutstandingReport } from './outstanding-problems';
+import {
+  checkReferences,
+  DANGLING_ADVICE,
+  type DanglingReference,
+  type ReferenceReport,
+} from './verify-references';
 
 /**
  * `totes verify`: does the warehouse hold what the source holds, and did it get there cleanly?
@@ -26,6 +32,8 @@ import { renderOutstanding, type OutstandingReport } from './outstanding-problem
  *   is a real version of the source's history and is not counted. NULL hashes say nothing.
  * - dim_date: every date any fact version refers to has its row, with the attributes computed here
  *   independently of the load (ISO day of week, English names, quarter).
+ * - References: every reference of every fact version (the foreign keys migration 001 declared,
+ *   which Postgres no longer enforces since 007) names a row that exists (verify-references.ts).
  * - An empty source or warehouse fails: two empty databases are equal and prove nothing.
  * Every value is compared as text in one canonical form (dates YYYY-MM-DD, times HH:MM:SS.mmm,
  * numerics as Postgres prints numeric(10,2)), so `3.9` and `3.90` or a lost millisecond differ.
@@ -121,10 +129,14 @@ export interface DateReport {
 }
 
 export interface VerifyReport {
-  /** Everything below holds: no difference, no re-read, dim_date complete, neither side empty. */
+  /**
+   * Everything below holds: no difference, no re-read, dim_date complete, no dangling reference,
+   * neither side empty.
+   */
   ok: boolean;
   tables: TableReport[];
   dates: DateReport;
+  references: ReferenceReport;
   /** Sides without a single (current) row in the compared tables. */
   empty: ('source' | 'warehouse')[];
 }
@@ -336,13 +348,16 @@ function warehouseSql(table: VerifiedTable): string {
 
 /**
  * Keys the warehouse knows but holds no current row for, and why. A fact key is deleted when it
- * has versions but no row in its current view (the view leaves out only deleted keys).
+ * has versions but no row in its current view (the view leaves out only keys whose latest version
+ * a delete ended, so only keys with a `_deleted` version can be missing from it: those, normally
+ * few, are looked up in the view, which is then not computed for every key again).
  */
 function notLiveSql(table: VerifiedTable): string {
   const key = q(WAREHOUSE_TABLES[table].key);
   if (isFact(table))
-    return `SELECT k::text AS key, 'deleted' AS state
-              FROM (SELECT ${key} AS k FROM ${q(table)} EXCEPT SELECT ${key} FROM ${q(currentRelation(table))}) AS gone`;
+    return `SELECT c.k::text AS key, 'deleted' AS state
+              FROM (SELECT DISTINCT ${key} AS k FROM ${q(table)} WHERE "_deleted") AS c
+             WHERE NOT EXISTS (SELECT 1 FROM ${q(currentRelation(table))} AS v WHERE v.${key} = c.k)`;
   return `SELECT ${key}::text AS key, CASE WHEN "_deleted" THEN 'deleted' ELSE 'placeholder' END AS state
             FROM ${q(table)} WHERE "_deleted" OR "_inferred"`;
 }
@@ -381,16 +396,19 @@ function rereadSql(table: VerifiedTable): string {
             FROM (SELECT k, n FROM per_key ORDER BY k LIMIT $3) AS e) AS examples`;
 }
 
-/** Every date a version of any fact refers to through a dim_date column, and its dim_date row. */
+/**
+ * Every date a version of any fact refers to through a dim_date column, and its dim_date row. One
+ * scan per fact table, its date columns unnested (half the time of a UNION of one scan per column).
+ */
 function datesSql(): string {
-  const refs = VERIFIED_TABLES.filter(isFact).flatMap((table) =>
-    WAREHOUSE_TABLES[table].columns
-      .filter((c) => c.references === 'dim_date')
-      .map((c) => `SELECT ${q(c.name)} AS d FROM ${q(table)}`),
-  );
+  const refs = VERIFIED_TABLES.filter(isFact).map((table) => {
+    const dates = WAREHOUSE_TABLES[table].columns.filter((c) => c.references === 'dim_date');
+    return `SELECT unnest(ARRAY[${dates.map((c) => q(c.name)).join(', ')}]) AS d FROM ${q(table)}`;
+  });
   const attributes = DIM_DATE_ATTRIBUTES.map((a) => `dd.${q(a)}::text AS ${q(a)}`).join(', ');
   return `SELECT to_char(r.d, 'YYYY-MM-DD') AS date, dd."date_id" IS NOT NULL AS found, ${attributes}
-            FROM (${refs.join(' UNION ')}) AS r LEFT JOIN "dim_date" AS dd ON dd."date_id" = r.d
+            FROM (SELECT DISTINCT u.d FROM (${refs.join(' UNION ALL ')}) AS u) AS r
+            LEFT JOIN "dim_date" AS dd ON dd."date_id" = r.d
            ORDER BY r.d`;
 }
 
@@ -462,12 +480,16 @@ const WAREHOUSE_RELATIONS = [
 ];
 
 function byKey(rows: Row[], key: string): Map<string, Row> {
-  return new Map(rows.map((r) => [r[key] as string, r]));
+  const map = new Map<string, Row>();
+  for (const r of rows) map.set(r[key] as string, r);
+  return map;
 }
 
 /**
  * Compares a table's source rows with its current warehouse rows. `notLive`: keys the warehouse
  * holds without a current row, and why (a missing source row is then `deleted` or `placeholder`).
+ * One pass over the source against a map of the warehouse rows (what is left in the map is
+ * extra); only the differences (normally none) are sorted, not every key.
  */
 export function compareTable(
   table: WarehouseTableName,
@@ -478,9 +500,7 @@ export function compareTable(
 ): TableReport {
   const spec = WAREHOUSE_TABLES[table];
   const key = spec.key;
-  const left = byKey(source, key);
   const right = byKey(warehouse, key);
-  const keys = [...new Set([...left.keys(), ...right.keys()])].sort((a, b) => Number(a) - Number(b));
   const excluded = { placeholders: 0, deleted: 0 };
   for (const state of notLive.values()) excluded[state === 'deleted' ? 'deleted' : 'placeholders'] += 1;
   const report: TableReport = {
@@ -496,36 +516,39 @@ export function compareTable(
     differences: [],
     excluded,
   };
-  const note = (d: Difference) => {
-    if (report.differences.length < limit) report.differences.push(d);
-  };
-  for (const k of keys) {
-    const s = left.get(k);
+  const found: Difference[] = [];
+  for (const s of source) {
+    const k = s[key] as string;
     const w = right.get(k);
     if (!w) {
       const state = notLive.get(k);
       if (state === 'deleted') report.deleted += 1;
       else report.missing += 1;
-      note({ kind: state ?? 'missing', key: k, source: s! });
-    } else if (!s) {
-      report.extra += 1;
-      note({ kind: 'extra', key: k, warehouse: w });
-    } else {
-      const columns = spec.columns
-        .filter((c) => s[c.name] !== w[c.name])
-        .map((c) => ({ column: c.name, source: s[c.name], warehouse: w[c.name] }));
-      if (columns.length) {
-        report.different += 1;
-        note({ kind: 'different', key: k, columns });
-      }
+      found.push({ kind: state ?? 'missing', key: k, source: s });
+      continue;
+    }
+    right.delete(k);
+    let columns: { column: string; source: Value; warehouse: Value }[] | undefined;
+    for (const c of spec.columns)
+      if (s[c.name] !== w[c.name])
+        (columns ??= []).push({ column: c.name, source: s[c.name], warehouse: w[c.name] });
+    if (columns) {
+      report.different += 1;
+      found.push({ kind: 'different', key: k, columns });
     }
   }
+  for (const [k, w] of right) {
+    report.extra += 1;
+    found.push({ kind: 'extra', key: k, warehouse: w });
+  }
+  report.differences = found.sort((a, b) => Number(a.key) - Number(b.key)).slice(0, limit);
   return report;
 }
 
 const differencesOf = (t: TableReport) => t.missing + t.deleted + t.extra + t.different;
 const tableFails = (t: TableReport) => differencesOf(t) + (t.rereads?.keys ?? 0) > 0;
 const datesFail = (d: DateReport) => d.missing + d.wrong > 0;
+const referencesFail = (r: ReferenceReport) => r.dangling.length > 0;
 
 async function inSnapshot<T>(client: ClientBase, fn: () => Promise<T>): Promise<T> {
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -536,15 +559,27 @@ async function inSnapshot<T>(client: ClientBase, fn: () => Promise<T>): Promise<
   }
 }
 
+/**
+ * One table of each side: the source's rows and the warehouse's current rows are read at once (two
+ * connections, so the two servers work while this process decodes), compared, and dropped before
+ * the next table, so memory holds one table of each side (holding every source table at once cost
+ * more in garbage collection than the comparison itself).
+ */
 async function readTable(
+  source: ClientBase,
   warehouse: ClientBase,
   table: VerifiedTable,
-  source: Row[],
   limit: number,
 ): Promise<TableReport> {
-  const rows = (await warehouse.query<Row>(warehouseSql(table))).rows;
-  const notLive = (await warehouse.query<{ key: string; state: NotLive }>(notLiveSql(table))).rows;
-  const report = compareTable(table, source, rows, limit, new Map(notLive.map((r) => [r.key, r.state])));
+  const [sourceRows, rows, notLive] = await Promise.all([
+    source.query<Row>(sourceSql(table)).then((r) => r.rows),
+    warehouse.query<Row>(warehouseSql(table)).then((r) => r.rows),
+    warehouse.query<{ key: string; state: NotLive }>(notLiveSql(table)).then((r) => r.rows),
+  ]);
+  if (table === 'dim_currency')
+    for (const row of sourceRows)
+      row.currency_name = CURRENCY_NAMES[row.currency_code as string] ?? row.currency_code;
+  const report = compareTable(table, sourceRows, rows, limit, new Map(notLive.map((r) => [r.key, r.state])));
   report.compared = currentRelation(table);
   if (isFact(table)) {
     const versions = await warehouse.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${q(table)}`);
@@ -568,25 +603,25 @@ export async function verifyWarehouse(
   const limit = options.limit ?? 10;
   await requireTables(source, 'source', SOURCE_TABLES);
   await requireTables(warehouse, 'warehouse', WAREHOUSE_RELATIONS);
-  const sourceRows = await inSnapshot(source, async () => {
-    const out = new Map<VerifiedTable, Row[]>();
-    for (const table of VERIFIED_TABLES) out.set(table, (await source.query<Row>(sourceSql(table))).rows);
-    return out;
-  });
-  for (const row of sourceRows.get('dim_currency')!)
-    row.currency_name = CURRENCY_NAMES[row.currency_code as string] ?? row.currency_code;
-  const { tables, dates } = await inSnapshot(warehouse, async () => {
-    const reports: TableReport[] = [];
-    for (const table of VERIFIED_TABLES)
-      reports.push(await readTable(warehouse, table, sourceRows.get(table)!, limit));
-    const dateRows = await warehouse.query<{ date: string; found: boolean } & Row>(datesSql());
-    return { tables: reports, dates: compareDates(dateRows.rows, limit) };
-  });
+  // Both snapshots stay open for the whole comparison: each side is read as of one instant.
+  const { tables, dates, references } = await inSnapshot(source, () =>
+    inSnapshot(warehouse, async () => {
+      const reports: TableReport[] = [];
+      for (const table of VERIFIED_TABLES) reports.push(await readTable(source, warehouse, table, limit));
+      const dateRows = await warehouse.query<{ date: string; found: boolean } & Row>(datesSql());
+      return {
+        tables: reports,
+        dates: compareDates(dateRows.rows, limit),
+        references: await checkReferences(warehouse, VERIFIED_TABLES.filter(isFact), limit),
+      };
+    }),
+  );
   const empty: VerifyReport['empty'] = [];
   if (tables.every((t) => t.sourceRows === 0)) empty.push('source');
   if (tables.every((t) => t.warehouseRows === 0)) empty.push('warehouse');
-  const ok = empty.length === 0 && !tables.some(tableFails) && !datesFail(dates);
-  return { ok, tables, dates, empty };
+  const ok =
+    empty.length === 0 && !tables.some(tableFails) && !datesFail(dates) && !referencesFail(references);
+  return { ok, tables, dates, references, empty };
 }
 
 const MAX_VALUE_CHARS = 60;
@@ -678,14 +713,35 @@ function dateLines(d: DateReport, width: number): string[] {
   return lines;
 }
 
+function describeDangling(d: DanglingReference): string {
+  const more = d.keys > d.examples.length ? ', …' : '';
+  const shown = d.examples.length ? `: ${d.examples.join(', ')}${more}` : '';
+  return (
+    `${d.table}.${d.column} → ${d.references}.${WAREHOUSE_TABLES[d.references].key}: ` +
+    `${plural(d.rows, 'row')}, ${plural(d.keys, 'missing key')}${shown}`
+  );
+}
+
+function referenceLines(r: ReferenceReport, width: number): string[] {
+  const head = `${referencesFail(r) ? '✗' : '✓'} ${'references'.padEnd(width)}  ${r.checked} fact → dimension references`;
+  if (!referencesFail(r)) return [`${head}, every row's target present`];
+  return [
+    `${head}: ${r.dangling.length} dangling`,
+    ...r.dangling.map((d) => `    ${describeDangling(d)}`),
+    `    (${DANGLING_ADVICE})`,
+  ];
+}
+
 function verdict(report: VerifyReport): string {
   if (report.empty.length) return 'nothing to compare: an empty database proves nothing';
   if (report.ok)
     return `warehouse matches the source (${report.tables.length} tables, ${report.dates.referenced} dates)`;
   const tables = report.tables.filter(tableFails).length;
+  const r = report.references;
   const where = [
     tables > 0 ? `${tables} of ${report.tables.length} tables` : '',
     datesFail(report.dates) ? 'dim_date' : '',
+    referencesFail(r) ? `${r.dangling.length} of ${r.checked} references` : '',
   ].filter(Boolean);
   return `warehouse differs from the source in ${where.join(' and in ')}`;
 }
@@ -699,11 +755,20 @@ export interface OutstandingSection {
 
 /**
  * The report as text: one line per table (rows compared, what differs, re-read versions) with its
- * first differences indented, then dim_date, then an empty side, then quarantine, then the verdict.
+ * first differences indented, then dim_date, then the references, then an empty side, then
+ * quarantine, then the verdict.
  */
 export function renderVerifyReport(report: VerifyReport, outstanding?: OutstandingSection): string {
-  const width = Math.max('dim_date'.length, 'quarantine'.length, ...report.tables.map((t) => t.table.length));
-  const lines = [...report.tables.flatMap((t) => tableLines(t, width)), ...dateLines(report.dates, width)];
+  const width = Math.max(
+    'references'.length,
+    'quarantine'.length,
+    ...report.tables.map((t) => t.table.length),
+  );
+  const lines = [
+    ...report.tables.flatMap((t) => tableLines(t, width)),
+    ...dateLines(report.dates, width),
+    ...referenceLines(report.references, width),
+  ];
   if (report.empty.includes('source')) lines.push('✗ the source has no rows in any compared table');
   if (report.empty.includes('warehouse'))
     lines.push('✗ the warehouse has no current rows in any compared table');
