@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { BenchUsageError, parseBenchArgs } from './options';
+import { parseBenchArgs, positiveInt, resultsFile } from './options';
 import { DEFAULT_EXPORT_DIR } from './totesys-export';
 
 /** `npm run bench:coldstart`'s command line, parsed and checked once at the entry point. */
@@ -26,8 +26,6 @@ export interface ColdStartOptions {
   out: string;
   keepData: boolean;
 }
-
-const REPO_ROOT = path.resolve(__dirname, '..');
 
 const HELP = `Usage: npm run bench:coldstart -- [options]
 
@@ -58,14 +56,6 @@ Options:
   -h, --help           show this help
 `;
 
-function positive(name: string, raw: string | undefined, fallback: number): number {
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n <= 0)
-    throw new BenchUsageError(`--${name} must be a positive integer, got "${raw}"`);
-  return n;
-}
-
 /** Null when --help was asked for (the help is printed). */
 export function parseColdStartOptions(argv: string[], now = new Date()): ColdStartOptions | null {
   const values = parseBenchArgs(
@@ -87,20 +77,18 @@ export function parseColdStartOptions(argv: string[], now = new Date()): ColdSta
     HELP,
   );
   if (!values) return null;
-  const stamp = now.toISOString().replace(/:/g, '-').replace(/\..*/, '');
   return {
-    rows: positive('rows', values.rows, 1_000_000),
+    rows: positiveInt('rows', values.rows, 1_000_000),
     data: values.data ? path.resolve(values.data) : DEFAULT_EXPORT_DIR,
     sourceUrl: values['source-url'] ?? null,
     warehouseUrl: values['warehouse-url'] ?? null,
     slot: values.slot ?? 'totes_coldstart',
-    targetSeconds: positive('target-seconds', values['target-seconds'], 60),
-    timeoutSeconds: positive('timeout', values.timeout, 1800),
-    profileIntervalUs: values['profile-us'] === '0' ? 0 : positive('profile-us', values['profile-us'], 2000),
+    targetSeconds: positiveInt('target-seconds', values['target-seconds'], 60),
+    timeoutSeconds: positiveInt('timeout', values.timeout, 1800),
+    profileIntervalUs:
+      values['profile-us'] === '0' ? 0 : positiveInt('profile-us', values['profile-us'], 2000),
     baseline: !(values['skip-baseline'] ?? false),
-    out: values.out
-      ? path.resolve(values.out)
-      : path.join(REPO_ROOT, `bench/results/coldstart-${stamp}.json`),
+    out: resultsFile(values.out, 'coldstart', now),
     keepData: values.keep ?? false,
   };
 }

@@ -81,12 +81,20 @@ export function parseBenchArgs<T extends ParseArgsConfig['options']>(
   return values;
 }
 
-function positiveInt(name: string, raw: string | undefined, fallback: number): number {
+/** `--name`'s value as a positive integer, or `fallback` when not given. */
+export function positiveInt(name: string, raw: string | undefined, fallback: number): number {
   if (raw === undefined) return fallback;
   const n = Number(raw);
   if (!Number.isSafeInteger(n) || n <= 0)
     throw new BenchUsageError(`--${name} must be a positive integer, got "${raw}"`);
   return n;
+}
+
+/** Where a bench writes its JSON report: `--out`, or bench/results/<name>-<UTC time>.json. */
+export function resultsFile(out: string | undefined, name: string, now: Date): string {
+  if (out) return path.resolve(out);
+  const stamp = now.toISOString().replace(/:/g, '-').replace(/\..*/, '');
+  return path.join(REPO_ROOT, `bench/results/${name}-${stamp}.json`);
 }
 
 function subset<T extends string>(name: string, raw: string | undefined, all: readonly T[]): T[] {

@@ -1,6 +1,5 @@
 import { Writable } from 'node:stream';
 import type { Change } from '../core/change-event';
-import { toWarehouseRows } from '../core/star-mapping';
 import type { TotesysTable } from '../core/totesys-tables';
 import type { WarehouseRow, WarehouseTableName } from '../core/warehouse-model';
 import {
@@ -11,7 +10,7 @@ import {
   warehouseRowOf,
   type Physical,
 } from '../processors/shared/parquet-codec';
-import { DEFAULT_EXPORT_DIR, readExportTable } from './totesys-export';
+import { DEFAULT_EXPORT_DIR, readExportTable, starRowsOf } from './totesys-export';
 import { median, timed, type Timing } from './timing';
 
 /**
@@ -73,13 +72,7 @@ export function starRows(
         ts: '2025-02-28T09:15:02.123456Z',
         values,
       });
-  const mapped = toWarehouseRows(
-    table,
-    columns.map((name) => ({ name })),
-    changes,
-  );
-  if (mapped.rejected.length) throw new Error(`${table}: ${mapped.rejected[0].reason}`);
-  return { table: mapped.table, rows: mapped.rows };
+  return starRowsOf(table, columns, changes);
 }
 
 function collector(): { sink: Writable; bytes: () => Buffer } {

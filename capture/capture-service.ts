@@ -265,6 +265,21 @@ export class CaptureService {
     return this.stopping;
   }
 
+  /**
+   * Ends the replication connection at once, flushing and confirming nothing more: for when nothing
+   * is left to deliver to (capture/main.ts: the `totes up` that started capture, and its Kinesis, are
+   * gone). A drain already under way is cut short. The slot keeps its confirmed position, so the next
+   * capture re-reads everything not confirmed. A walsender whose client stopped reading would hold
+   * the source's fast shutdown until wal_sender_timeout (60 s by default, 0 = never):
+   * https://www.postgresql.org/docs/current/runtime-config-replication.html#GUC-WAL-SENDER-TIMEOUT
+   */
+  async abandon(): Promise<void> {
+    this.failed = true;
+    this.stopping ??= Promise.resolve();
+    this.clearTimers();
+    await this.stream?.stop(1000).catch(() => undefined);
+  }
+
   private async drainAndStop(): Promise<void> {
     this.clearTimers();
     const stream = this.stream;

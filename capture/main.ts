@@ -149,8 +149,19 @@ export async function runCapture(env: Record<string, string | undefined>): Promi
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
   // Started by `totes up` with an IPC channel: if that parent dies (even by SIGKILL) the channel
-  // closes, and capture drains and exits instead of holding the slot as an orphan.
-  const onParentGone = () => onSignal('parent exited');
+  // closes. Its Kinesis died with it, so a drain would only wait on puts that cannot succeed, the
+  // walsender meanwhile holding the source's shutdown (capture/orphaned-capture.pg.test.ts): end the
+  // replication connection and exit at once. Open sockets and retry timers would keep the process
+  // alive after run() ended, hence process.exit.
+  const onParentGone = () => {
+    logger.warn(
+      'the process that started capture is gone; ending the replication connection without draining',
+    );
+    void service.abandon().finally(() => {
+      close();
+      process.exit(1);
+    });
+  };
   if (process.send) process.once('disconnect', onParentGone);
   try {
     await service.run();

@@ -44,6 +44,10 @@ const NOTES: (string | null)[] = [
   '123.45',
 ];
 
+/** An encoder for the `staff` rows of these tests, at LSN and TS. */
+const encoderFor = (options: { epoch: number; firstSeq: number; limits?: ChangeBatcherLimits }) =>
+  new SnapshotEncoder({ schema: 'public', table: 'staff', columns: COLUMNS, lsn: LSN, ts: TS, ...options });
+
 function encodeBoth(
   lines: Buffer[],
   limits: ChangeBatcherLimits,
@@ -51,16 +55,8 @@ function encodeBoth(
 ): { expected: BatchRecord[]; actual: BatchRecord[] } {
   const batcher = new ChangeBatcher(limits);
   batcher.epoch = 1733100000000;
-  const encoder = new SnapshotEncoder({
-    schema: 'public',
-    table: 'staff',
-    columns: COLUMNS,
-    lsn: LSN,
-    ts: TS,
-    epoch: batcher.epoch,
-    firstSeq: 9_999_990, // the ordinals cross a digit boundary
-    limits,
-  });
+  // The ordinals cross a digit boundary.
+  const encoder = encoderFor({ epoch: batcher.epoch, firstSeq: 9_999_990, limits });
   const expected: BatchRecord[] = [];
   const actual: BatchRecord[] = [];
   let seq = 9_999_990;
@@ -163,15 +159,7 @@ describe('SnapshotEncoder', () => {
   });
 
   it('refuses a line of the wrong width', () => {
-    const encoder = new SnapshotEncoder({
-      schema: 'public',
-      table: 'staff',
-      columns: COLUMNS,
-      lsn: LSN,
-      ts: TS,
-      epoch: 0,
-      firstSeq: 0,
-    });
+    const encoder = encoderFor({ epoch: 0, firstSeq: 0 });
     expect(() => encoder.addCopyRow(Buffer.from('1\ta\n'))).toThrow(/2 fields, expected 3/);
   });
 });

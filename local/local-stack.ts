@@ -140,7 +140,7 @@ export const PROCESSED_BUCKET = 'totes-processed';
 
 export const DEFAULT_STREAM_NAME = 'totes-changes';
 // The CLI that starts capture: beside the sources (local/), or two levels up from a build (dist/local/).
-const CLI = [
+export const CLI = [
   path.resolve(__dirname, '..', 'bin', 'totes.js'),
   path.resolve(__dirname, '..', '..', 'bin', 'totes.js'),
 ].find((file) => fs.existsSync(file))!;

@@ -3,7 +3,6 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   PutObjectCommand,
-  type S3Client,
 } from '@aws-sdk/client-s3';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -18,12 +17,12 @@ import {
 } from '../../core/csv-codec';
 import { openLoadQueue } from '../../local/load-queue';
 import { writeRuntimeInfo } from '../../local/runtime-info';
-import { s3ClientFor, startS3rver, type LocalS3 } from '../../local/s3rver';
 import { createLoadHandler, loadQuarantineKeyFor } from '../../processors/load/create-handler';
 import { migrateWarehouse } from '../../processors/load/migrate';
 import type { QuarantineEntry } from '../../processors/reconcile/quarantine';
 import { createTransformHandler, quarantineKeyFor } from '../../processors/transform/create-handler';
 import { runTotes } from '../../test/support/cli';
+import { useLocalS3 } from '../../test/support/local-s3';
 import { createTestDatabase } from '../../test/support/pg';
 import { s3EventFactory } from '../../test/support/s3-events';
 import { objectOf, parquetOf, rowOf, at } from '../../test/support/warehouse-rows';
@@ -34,20 +33,18 @@ import { objectOf, parquetOf, rowOf, at } from '../../test/support/warehouse-row
 
 const INGESTION = 'ingestion';
 const PROCESSED = 'processed';
+// The data directory needs only runtime.json naming s3rver: where s3rver keeps its files is its own.
+const local = useLocalS3([INGESTION, PROCESSED]);
 let root: string;
-let s3: LocalS3;
-let client: S3Client;
 let warehouseUrl: string;
 let pool: Pool;
 
 beforeAll(async () => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-quarantine-cli-'));
-  s3 = await startS3rver({ dataDir: path.join(root, 's3'), buckets: [INGESTION, PROCESSED] });
-  client = s3ClientFor(s3.endpoint);
   await writeRuntimeInfo(root, {
     kinesisEndpoint: 'http://127.0.0.1:1',
     streamName: 'changes',
-    s3Endpoint: s3.endpoint,
+    s3Endpoint: local.s3.endpoint,
     ingestionBucket: INGESTION,
     processedBucket: PROCESSED,
     pid: process.pid,
@@ -58,8 +55,6 @@ beforeAll(async () => {
   await migrateWarehouse(c).finally(() => c.release());
 });
 afterAll(async () => {
-  client.destroy();
-  await s3.stop();
   await pool.end();
   fs.rmSync(root, { recursive: true, force: true });
 });
@@ -68,17 +63,17 @@ afterAll(async () => {
 async function eventFor(...objects: { bucket: string; key: string }[]) {
   const specs = [];
   for (const o of objects) {
-    const head = await client.send(new HeadObjectCommand({ Bucket: o.bucket, Key: o.key }));
+    const head = await local.client.send(new HeadObjectCommand({ Bucket: o.bucket, Key: o.key }));
     specs.push({ ...o, eTag: head.ETag!.replace(/"/g, ''), size: head.ContentLength });
   }
   return s3EventFactory(specs);
 }
 
 const put = (bucket: string, key: string, body: string | Buffer) =>
-  client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+  local.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
 
 async function read(bucket: string, key: string): Promise<string> {
-  const response = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  const response = await local.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
   return response.Body!.transformToString();
 }
 
@@ -96,7 +91,7 @@ function currencyBatch(ids: string[]) {
 
 /** What `totes up` does with the load queue: hand each message to the load handler. */
 async function drainLoadQueue(): Promise<string[]> {
-  const load = createLoadHandler({ s3: client, warehouse: pool });
+  const load = createLoadHandler({ s3: local.client, warehouse: pool });
   const queue = openLoadQueue(root);
   const statuses: string[] = [];
   for (const message of await queue.receive(100)) {
@@ -125,11 +120,11 @@ it('lists what was set aside with its reasons, shows it, and re-drives it after 
   const bad = `${folder}/bad.csv`;
   await put(INGESTION, good, encodeChangeBatchAsCsv(batch));
   await put(INGESTION, bad, 'not,"a valid\nchange csv');
-  const transform = createTransformHandler({ s3: client, processedBucket: PROCESSED });
+  const transform = createTransformHandler({ s3: local.client, processedBucket: PROCESSED });
   await transform(await eventFor({ bucket: INGESTION, key: good }, { bucket: INGESTION, key: bad }));
   const junk = 'dim_currency/2025/02/28/09/junk.parquet';
   await put(PROCESSED, junk, 'junk');
-  const load = createLoadHandler({ s3: client, warehouse: pool });
+  const load = createLoadHandler({ s3: local.client, warehouse: pool });
   await load(await eventFor({ bucket: PROCESSED, key: junk }));
   const rowsId = quarantineKeyFor('currency', good, 'rejected');
   const pointerId = quarantineKeyFor('currency', bad, 'object');
@@ -215,7 +210,7 @@ it('says when a marked object loaded since (done) or no longer exists (gone), an
   const vanished = 'dim_currency/2025/03/01/10/vanished.parquet';
   await put(PROCESSED, loadedSince, 'junk');
   await put(PROCESSED, vanished, 'junk');
-  const load = createLoadHandler({ s3: client, warehouse: pool });
+  const load = createLoadHandler({ s3: local.client, warehouse: pool });
   await load(await eventFor({ bucket: PROCESSED, key: loadedSince }, { bucket: PROCESSED, key: vanished }));
   // Act: one is replaced by a loadable version that loads (by its own notification); the other is deleted.
   await put(
@@ -226,7 +221,7 @@ it('says when a marked object loaded since (done) or no longer exists (gone), an
   expect((await load(await eventFor({ bucket: PROCESSED, key: loadedSince }))).objects[0].status).toBe(
     'loaded',
   );
-  await client.send(new DeleteObjectCommand({ Bucket: PROCESSED, Key: vanished }));
+  await local.client.send(new DeleteObjectCommand({ Bucket: PROCESSED, Key: vanished }));
   const doneId = `${loadQuarantineKeyFor(loadedSince)}.reason.json`;
   const goneId = `${loadQuarantineKeyFor(vanished)}.reason.json`;
 
@@ -248,6 +243,80 @@ it('says when a marked object loaded since (done) or no longer exists (gone), an
   expect(retried.out).toBe(`mark cleared ${doneId}\nobject gone  ${goneId}\n`);
   expect((await list()).entries.map((e) => e.id)).toEqual([goneId]);
   expect(await drainLoadQueue()).toEqual([]);
+});
+
+/** Runs `fn` with `vars` set in this process's environment, as they would be for the CLI in AWS. */
+async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  const before = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of Object.entries(before)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
+it('lists, shows and retries against AWS buckets, its S3 client configured from the environment', async () => {
+  // Prepare: a Parquet object load cannot read, quarantined; then a loadable version of it loads.
+  const key = 'dim_currency/2025/03/02/11/aws.parquet';
+  await put(PROCESSED, key, 'junk');
+  const load = createLoadHandler({ s3: local.client, warehouse: pool });
+  await load(await eventFor({ bucket: PROCESSED, key }));
+  const id = `${loadQuarantineKeyFor(key)}.reason.json`;
+  const aws = [
+    '--ingestion-bucket',
+    INGESTION,
+    '--processed-bucket',
+    PROCESSED,
+    '--warehouse-url',
+    warehouseUrl,
+  ];
+  // The SDK's own configuration, as an operator's shell or CI would give it: s3rver stands in for S3
+  // through AWS_ENDPOINT_URL_S3 (an IP address makes the SDK address buckets by path), and predates
+  // the SDK's default CRC32 checksums.
+  // https://docs.aws.amazon.com/sdkref/latest/guide/feature-ss-endpoints.html
+  const env = {
+    AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${new URL(local.s3.endpoint).port}`,
+    AWS_REGION: 'eu-west-2',
+    AWS_ACCESS_KEY_ID: 'S3RVER',
+    AWS_SECRET_ACCESS_KEY: 'S3RVER',
+    AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED',
+    AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
+  };
+
+  await withEnv(env, async () => {
+    // Act + Assess: listed with its reason, and shown.
+    const listed = await runTotes('quarantine', 'list', ...aws, '--json');
+    expect(listed.code).toBe(1);
+    expect((JSON.parse(listed.out) as QuarantineEntry[]).find((e) => e.id === id)).toMatchObject({
+      kind: 'load-object',
+      key,
+      status: 'quarantined',
+    });
+    const shown = await runTotes('quarantine', 'show', id, ...aws);
+    expect(shown).toMatchObject({ code: 0 });
+    expect(shown.out).toContain('not a readable Parquet file');
+  });
+
+  // A corrected version loads (by its own notification): retry only clears the mark, sending nothing
+  // to the queue or the function (neither exists here: a call to them would fail the command).
+  await put(PROCESSED, key, await parquetOf(objectOf('dim_currency', [rowOf('dim_currency', 5, {}, at(1))])));
+  expect((await load(await eventFor({ bucket: PROCESSED, key }))).objects[0].status).toBe('loaded');
+  await withEnv(env, async () => {
+    const redrive = [
+      '--load-queue-url',
+      'http://127.0.0.1:1/queue',
+      '--transform-function',
+      'totes-transform',
+    ];
+    const retried = await runTotes('quarantine', 'retry', id, ...aws, ...redrive);
+    expect(retried).toMatchObject({ code: 0, out: `mark cleared ${id}\n` });
+    const after = await runTotes('quarantine', 'list', ...aws, '--json');
+    expect((JSON.parse(after.out) as QuarantineEntry[]).map((e) => e.id)).not.toContain(id);
+  });
 });
 
 it('refuses bad usage and unknown entries', async () => {
