@@ -1,8 +1,5 @@
-import path from 'node:path';
-import type { CpuProfile } from './cpu-profile';
 import { judgeStep, kneeOf, percentile, summariseLatencies, type StepResult } from './pipeline-report';
 import { postgresRoleOf } from './process-sampler';
-import { stagesOf, topFrames } from './profile-stages';
 
 describe('latency summary', () => {
   it('takes nearest-rank percentiles', () => {
@@ -54,45 +51,5 @@ describe('process roles and CPU by stage', () => {
     expect(postgresRoleOf('postgres: postgres totesys 127.0.0.1(40110) idle')).toBe('backends');
     expect(postgresRoleOf('postgres: checkpointer ')).toBe('background');
     expect(postgresRoleOf('postgres: autovacuum worker totesys')).toBe('background');
-  });
-
-  it('charges a sample to the nearest stage frame, else to a package one stage owns', () => {
-    const root = path.resolve(__dirname, '..');
-    const frame = (id: number, functionName: string, url: string, children: number[] = []) => ({
-      id,
-      callFrame: { functionName, url, scriptId: '0', lineNumber: 0, columnNumber: 0 },
-      children,
-    });
-    const profile: CpuProfile = {
-      nodes: [
-        frame(1, '(root)', '', [2, 4, 6, 7, 8]),
-        frame(2, 'handler', `file://${root}/processors/load/create-handler.ts`, [3]),
-        frame(3, 'decode', `file://${root}/node_modules/parquetjs-lite/lib/reader.js`),
-        frame(4, 'onData', `file://${root}/node_modules/kinesalite/actions/putRecords.js`, [5]),
-        frame(5, 'put', `file://${root}/node_modules/leveldown/leveldown.js`),
-        frame(6, 'parse', `file://${root}/node_modules/@smithy/core/dist/index.js`),
-        frame(7, '(idle)', ''),
-        frame(8, 'encodeParquet', `file://${root}/processors/shared/parquet-codec.ts`, [9]),
-        frame(9, 'shredRecord', `file://${root}/node_modules/parquetjs-lite/lib/shred.js`),
-      ],
-      startTime: 0,
-      endTime: 10,
-      samples: [3, 3, 5, 6, 7, 9, 9, 9, 9],
-      timeDeltas: [1e6, 1e6, 1e6, 1e6, 1e6, 1e6, 1e6, 1e6, 1e6],
-    };
-    const stages = Object.fromEntries(stagesOf(profile).map((s) => [s.stage, s.share]));
-    // The shared Parquet codec is charged by the side of it that runs: encoding is transform's.
-    expect(stages).toEqual({
-      'transform: Parquet encoding': 0.5,
-      load: 0.25,
-      'kinesalite (Kinesis)': 0.125,
-      'other: @smithy/core': 0.125,
-      idle: 0,
-    });
-    expect(topFrames(profile)[0]).toEqual({
-      frame: 'shredRecord (parquetjs-lite/lib/shred.js:1)',
-      seconds: 4,
-      share: 0.5,
-    });
   });
 });

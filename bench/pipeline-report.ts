@@ -252,8 +252,8 @@ function stepLines(step: StepResult): string[] {
     const threads = step.profile.threads ?? [];
     if (threads.length > 1) {
       const cpu = threads.map((t) => `${t.thread} ${(t.busySeconds / step.profile!.seconds).toFixed(2)}`);
-      // Profiles sample wall time: on a busy machine a thread waiting for a CPU counts as busy.
-      lines.push(`    stack process threads, busy share of wall time (profiled): ${cpu.join(' · ')}`);
+      // Samples × interval (bench/profile-stages.ts): a thread's waits for a core are left out.
+      lines.push(`    stack process threads, cores busy (profiled): ${cpu.join(' · ')}`);
       for (const t of threads) {
         const own = t.stages.filter((s) => s.stage !== 'idle' && s.share >= 0.02);
         lines.push(`      ${t.thread}: ${own.map((s) => `${s.stage} ${pct(s.share)}`).join(' · ')}`);

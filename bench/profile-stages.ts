@@ -164,12 +164,33 @@ function walker(profile: CpuProfile): Walker {
   return { stageOf, frameOf };
 }
 
-function tally(profile: CpuProfile, key: (id: number) => string): Map<string, number> {
+/**
+ * What the samples' time deltas beyond one sampling interval add up to on busy samples: time the
+ * thread had work but no core. V8 samples a thread by signalling it; a thread the kernel has not
+ * scheduled takes the signal only when it runs again, and that sample's delta spans the whole wait.
+ * On the shared 2-core machine at 10k changes/s that wait was most of a busy thread's samples: the
+ * record transformation's 4.2 s was ~0.8 s of CPU (bench/firehose-worker.ts measures both).
+ */
+export const WAITING_FOR_A_CORE = 'waiting for a core (runnable, not running)';
+
+/** Stages that are not CPU: their share is 0 and they are not busy time. */
+const NOT_CPU: ReadonlySet<string> = new Set(['idle', WAITING_FOR_A_CORE]);
+
+/**
+ * Micros by key. With `intervalUs` (the profile's sampling interval), a busy sample is charged at
+ * most one interval and the rest of its delta goes to WAITING_FOR_A_CORE: CPU, not wall time while
+ * busy. Idle samples keep their whole delta. Without it, every sample is charged its whole delta.
+ */
+function tally(profile: CpuProfile, key: (id: number) => string, intervalUs?: number): Map<string, number> {
   const micros = new Map<string, number>();
+  const add = (k: string, us: number) => micros.set(k, (micros.get(k) ?? 0) + us);
   const deltas = profile.timeDeltas ?? [];
   (profile.samples ?? []).forEach((id, i) => {
     const k = key(id);
-    micros.set(k, (micros.get(k) ?? 0) + (deltas[i] ?? 0));
+    const delta = deltas[i] ?? 0;
+    if (intervalUs === undefined || k === 'idle' || delta <= intervalUs) return add(k, delta);
+    add(k, intervalUs);
+    add(WAITING_FOR_A_CORE, delta - intervalUs);
   });
   return micros;
 }
@@ -178,41 +199,52 @@ function shares<T>(
   micros: Map<string, number>,
   make: (key: string, seconds: number, share: number) => T,
 ): T[] {
-  const busy = [...micros].filter(([k]) => k !== 'idle').reduce((sum, [, us]) => sum + us, 0);
+  const busy = [...micros].filter(([k]) => !NOT_CPU.has(k)).reduce((sum, [, us]) => sum + us, 0);
   return [...micros]
     .sort((a, b) => b[1] - a[1])
-    .map(([k, us]) => make(k, us / 1e6, k === 'idle' || busy === 0 ? 0 : us / busy));
+    .map(([k, us]) => make(k, us / 1e6, NOT_CPU.has(k) || busy === 0 ? 0 : us / busy));
 }
 
-/** CPU time by stage, the largest first ('idle' included, with share 0). */
-export function stagesOf(profile: CpuProfile): StageShare[] {
+/**
+ * CPU time by stage, the largest first ('idle' and, given `intervalUs`, WAITING_FOR_A_CORE included,
+ * with share 0). Pass the sampling interval: without it a loaded machine's waits count as CPU.
+ */
+export function stagesOf(profile: CpuProfile, intervalUs?: number): StageShare[] {
   const w = walker(profile);
-  return shares(tally(profile, w.stageOf), (stage, seconds, share) => ({ stage, seconds, share }));
+  return shares(tally(profile, w.stageOf, intervalUs), (stage, seconds, share) => ({
+    stage,
+    seconds,
+    share,
+  }));
 }
 
-/** The `n` functions with the most self time (idle left out). */
-export function topFrames(profile: CpuProfile, n = 15): TopFrame[] {
+/** The `n` functions with the most self time (idle and waits left out). */
+export function topFrames(profile: CpuProfile, n = 15, intervalUs?: number): TopFrame[] {
   const w = walker(profile);
   const idle = new Set(profile.nodes.filter((x) => x.callFrame.functionName === '(idle)').map((x) => x.id));
-  const micros = tally(profile, (id) => (idle.has(id) ? 'idle' : w.frameOf(id)));
+  const micros = tally(profile, (id) => (idle.has(id) ? 'idle' : w.frameOf(id)), intervalUs);
   return shares(micros, (frame, seconds, share) => ({ frame, seconds, share }))
-    .filter((f) => f.frame !== 'idle')
+    .filter((f) => !NOT_CPU.has(f.frame))
     .slice(0, n);
 }
 
 /**
  * The stack process' profiles, one per thread (the main event loop and each stage worker: V8
- * profiles one isolate at a time), per thread and together. A thread's busy seconds are its CPU.
+ * profiles one isolate at a time), per thread and together. With the sampling interval, a thread's
+ * busy seconds estimate its CPU (samples × interval: 10–25% under the kernel's count in
+ * bench/firehose-worker.ts, as the sampler thread waits for a core too); without it they are wall
+ * time while busy, several times the CPU on a loaded machine.
  */
 export function summarizeThreads(
   threads: { thread: string; profile: CpuProfile }[],
   seconds: number,
   file: string | null,
+  intervalUs?: number,
 ): ProfileSummary {
   const perThread: ThreadProfile[] = threads.map(({ thread, profile }) => {
-    const stages = stagesOf(profile);
-    const busySeconds = stages.filter((s) => s.stage !== 'idle').reduce((sum, s) => sum + s.seconds, 0);
-    return { thread, busySeconds, stages, top: topFrames(profile) };
+    const stages = stagesOf(profile, intervalUs);
+    const busySeconds = stages.filter((s) => !NOT_CPU.has(s.stage)).reduce((sum, s) => sum + s.seconds, 0);
+    return { thread, busySeconds, stages, top: topFrames(profile, 15, intervalUs) };
   });
   const total = new Map<string, number>();
   for (const t of perThread)

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { ChangeBatcher } from '../capture/change-batcher';
+import { ChangeBatcher, DEFAULT_BATCHER_LIMITS } from '../capture/change-batcher';
 import {
   decodeChangeBatch,
   type Change,
@@ -83,15 +83,19 @@ function typeOf(name: string): string {
   return 'varchar';
 }
 
-interface Workload {
+export interface Workload {
   records: Buffer[];
   events: FirehoseTransformationEvent[];
   changes: number;
   byTable: Map<TotesysTable, { columns: Column[]; schema: SchemaObject }>;
 }
 
-function buildWorkload(copies: number): Workload {
-  const batcher = new ChangeBatcher();
+/** The workload; `maxChangesPerRecord` below capture's 2,000 gives the smaller records of a live stream. */
+export function buildWorkload(copies: number, maxChangesPerRecord?: number): Workload {
+  const batcher = new ChangeBatcher({
+    ...DEFAULT_BATCHER_LIMITS,
+    maxChangesPerRecord: maxChangesPerRecord ?? DEFAULT_BATCHER_LIMITS.maxChangesPerRecord,
+  });
   batcher.epoch = 1_764_600_000_000;
   const sources = TABLES.map((table) => {
     const { columns: names, rows } = readExportTable(DEFAULT_EXPORT_DIR, table);
