@@ -254,6 +254,28 @@ describe('firehose-transform handler (real s3rver)', () => {
     expect(decodeSchemaObject(await getText(schemaObjectKey('staff_evolving', b!))).columns).toHaveLength(6);
   });
 
+  it("keys each record by its own layout when a column's type or key flag changes, however often layouts alternate", async () => {
+    const retyped = STAFF_COLUMNS.map((c, i) => (i === 1 ? { ...c, type: 'varchar' } : c));
+    const rekeyed = STAFF_COLUMNS.map((c, i) => ({ ...c, key: i === 1 }));
+    const layouts = [STAFF_COLUMNS, retyped, rekeyed, STAFF_COLUMNS, rekeyed];
+    const handler = createHandler({ s3: client, bucket: BUCKET });
+
+    const result = await handler(
+      firehoseEventFactory(
+        layouts.map((columns, i) =>
+          firehoseRecordFactory(
+            encodeChangeBatch(staffBatch({ table: 'staff_alternating', columns, firstId: i, count: 1 })),
+          ),
+        ),
+      ),
+    );
+
+    expect(result.records.map((r) => r.metadata?.partitionKeys.schema)).toEqual(
+      layouts.map((columns) => schemaFingerprint(columns)),
+    );
+    expect(new Set(layouts.map((columns) => schemaFingerprint(columns))).size).toBe(3);
+  });
+
   it('renders a pointer (a change stored under oversized/) as one line with ref, in the same partition', async () => {
     // Prepare: an ordinary batch and a v2 pointer batch of the same table and layout.
     const ordinary = staffBatch({ table: 'staff_ptr', firstId: 0, count: 1 });
