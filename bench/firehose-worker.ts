@@ -135,10 +135,11 @@ async function main(): Promise<void> {
     const wall = Number(process.hrtime.bigint() - wallBefore) / 1e9;
     const mainCpu = threadCpuSeconds() - mainBefore;
     const workerCpu = ((await pool.handler(CPU_PROBE)) as number) - workerBefore;
+    for (const h of hogs.splice(0)) h.kill();
     const stages = stagesOf(profile!);
     const busy = stages.filter((s) => s.stage !== 'idle').reduce((sum, s) => sum + s.seconds, 0);
     const fh = stages.find((s) => s.stage === 'firehose record transformation')?.seconds ?? 0;
-    out(`hogs ${hogs.length}; wall ${wall.toFixed(2)} s`);
+    out(`hogs ${args.hogs}; wall ${wall.toFixed(2)} s`);
     out(`worker thread CPU (kernel):            ${perChange(workerCpu)} µs/change`);
     out(`worker profile busy (whole deltas):    ${perChange(busy)} µs/change`);
     out(`worker profile "firehose record transformation": ${perChange(fh)} µs/change`);
