@@ -11,11 +11,18 @@ import {
   schemaObjectKey,
 } from '../core/csv-codec';
 import { silentLogger } from '../core/logger';
-import { encodeChangeBatchAsMixedCsv, MIXED_ROOT } from '../core/mixed-csv';
+import {
+  encodeChangeBatchAsMixedCsv,
+  MIXED_ROOT,
+  mixedPartKey,
+  parseMixedObjectKey,
+} from '../core/mixed-csv';
 import { createLoadHandler } from '../processors/load/create-handler';
 import { migrateWarehouse } from '../processors/load/migrate';
 import { listAll, loadedVersionsIn, reconcile, redriveDeadLetters } from '../processors/reconcile/reconcile';
 import { objectCreatedRecord } from '../processors/shared/s3-event';
+import { outputKeyFor } from '../processors/transform/create-handler';
+import { mixedManifestKeyFor } from '../processors/transform/transform-mixed-object';
 import { createTestDatabase, waitFor } from '../test/support/pg';
 import { openLoadQueue } from './load-queue';
 import { localLoadDeadLetters, localReconcileDeps } from './local-reconcile';
@@ -272,7 +279,7 @@ it('never loops an object replaced by a version that fails too: the new version 
   expect(mine(await run())).toEqual([]);
 }, 60_000);
 
-it('in fast mode, re-drives a mixed object never split, counts it done once split, and never loops an unsplittable one', async () => {
+it('in fast mode, re-drives a mixed object never transformed, counts it done once its manifest is written, and never loops an unreadable one', async () => {
   // Prepare: two mixed-table objects as fast-mode Firehose writes them, never transformed: one
   // valid (currency rows after its layout record), one without a layout record.
   const dataDir = path.join(root, 'data-mixed');
@@ -290,16 +297,18 @@ it('in fast mode, re-drives a mixed object never split, counts it done once spli
   };
   expect(await mixedState()).toEqual([true, true]);
 
-  // Act: one run re-drives both through transform (in process): the good one is split, the bad one
-  // quarantined.
+  // Act: one run re-drives both through transform (in process): the good one becomes its table's
+  // Parquet and manifest, the bad one is quarantined.
   const run = await reconcile(deps, { graceMs: 0 });
   expect(run.redriven.transform).toBeGreaterThanOrEqual(2);
 
-  // Assert: neither is outstanding any more — the split one is done (its part exists), the
-  // unsplittable one quarantined — and the split part is ordinary work of its own.
+  // Assert: neither is outstanding any more — the good one is done (its manifest exists), the
+  // unreadable one quarantined; no per-table CSV was written, and the Parquet is load's work now.
   expect(await mixedState()).toEqual([false, false]);
-  const part = `totesys/${batch.table}/schema=${schema.fingerprint}/${hourPath()}/mixed-good`;
-  expect((await listAll(client, INGESTION, part)).map((o) => o.key)).toEqual([part]);
+  expect(await listAll(client, PROCESSED, mixedManifestKeyFor(good))).toHaveLength(1);
+  const part = mixedPartKey(parseMixedObjectKey(good)!, batch.table, schema.fingerprint);
+  expect(await listAll(client, INGESTION, part)).toEqual([]);
   const again = await reconcile(deps, { graceMs: 0, dryRun: true });
   expect(again.outstanding.map((i) => i.key)).not.toContain(bad);
+  expect(again.outstanding.map((i) => i.key)).toContain(outputKeyFor('dim_currency', part));
 });
