@@ -38,8 +38,9 @@ import { resolveOversizedChanges } from './oversized-changes';
 
 /**
  * The transform stage: each CSV object Firehose writes to the ingestion bucket becomes ONE Parquet
- * object of its warehouse table in the processed bucket. Three steps, as in any batch handler: parse
- * the S3 event, transform each object on its own (a bad object fails alone), report.
+ * object of its warehouse table in the processed bucket (a fast-mode mixed-table object: one per
+ * layout it holds, transform-mixed-object.ts). Three steps, as in any batch handler: parse the S3
+ * event, transform each object on its own (a bad object fails alone), report.
  *
  * Idempotent, because S3 events are at-least-once and Lambda retries: the output key is a function
  * of the input key (`outputKeyFor`), an existing output means "done" (skip), and writes are
@@ -629,7 +630,7 @@ export function createTransformHandler(
         {
           exists,
           read: (from, what) => read(from, what, 'mixed object'),
-          putOnce: (at, body, contentType, metadata) => putOnce(at, body, contentType, metadata),
+          putOnce,
           transformPart: async ({ table, fingerprint, partKey, csv }) => {
             const targetTable = targetTableOf(table);
             const outputKey = outputKeyFor(targetTable, partKey);
