@@ -116,8 +116,10 @@ export async function transformMixedObject(
       });
       continue;
     }
+    const csv = Buffer.from(segment.text);
+    segment.text = ''; // held once (as bytes) while its Parquet is written, not twice
     try {
-      parts.push(await steps.transformPart({ table, fingerprint, partKey, csv: Buffer.from(segment.text) }));
+      parts.push(await steps.transformPart({ table, fingerprint, partKey, csv }));
     } catch (e) {
       const reason = steps.unreadableReason(e);
       if (reason === undefined) throw e;
