@@ -105,14 +105,26 @@ interface RecordFailure {
 
 type RecordOutcome = { ok: true; batch: ChangeBatch; csv: string } | { ok: false; failure: RecordFailure };
 
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+/**
+ * Decodes strict, padded standard base64 (what Firehose sends), or returns undefined. Node's decoder
+ * is lenient (it skips whitespace and unknown characters and accepts the URL-safe alphabet and missing
+ * padding), so the bytes are encoded again and must give back the same text. Both steps are native;
+ * the anchored regular expression this replaced cost ~2.6 µs per source row in the 1M-row cold start
+ * (bench:coldstart profile), and 4–6 ms per 253 KB record against 0.2–1.4 ms for decode + re-encode
+ * in a micro-benchmark on the shared machine.
+ */
+function decodeStrictBase64(data: string): Buffer | undefined {
+  const bytes = Buffer.from(data, 'base64');
+  return bytes.toString('base64') === data ? bytes : undefined;
+}
 
 function transformRecord(data: string, mixedObjects: boolean): RecordOutcome {
-  if (!BASE64.test(data))
+  const bytes = decodeStrictBase64(data);
+  if (!bytes)
     return { ok: false, failure: { code: 'InvalidBase64', reason: 'data is not base64', issues: [] } };
   let batch: ChangeBatch;
   try {
-    batch = decodeRecordData(Buffer.from(data, 'base64'));
+    batch = decodeRecordData(bytes);
   } catch (e) {
     // InvalidChangeBatchError's message may quote the input (JSON.parse does): log only its issues.
     const issues = e instanceof InvalidChangeBatchError ? e.issues : [];

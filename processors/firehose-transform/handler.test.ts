@@ -172,6 +172,41 @@ describe('firehose-transform handler (real s3rver)', () => {
     for (const secret of ['row contents', 'only one', 'GBP', 'Last 3']) expect(logged).not.toContain(secret);
   });
 
+  it('refuses data that is not strict base64 even where Node would decode it (url-safe alphabet, whitespace, bad padding)', async () => {
+    // Arrange: Buffer.from(s, 'base64') accepts all of these silently, so only a strict check catches them.
+    const staff = staffBatch({ table: 'staff_strict', firstId: 0, count: 2 });
+    const standard = Buffer.from(encodeChangeBatch(staff)).toString('base64');
+    const variants = [
+      Buffer.from('{"a":">>>???"}').toString('base64url'),
+      `${standard.slice(0, 8)}\n${standard.slice(8)}`,
+      Buffer.from('{}').toString('base64').replace(/=+$/, ''),
+    ];
+    expect(variants[0]).toMatch(/[-_]/);
+    expect(variants[2]).toHaveLength(3);
+    const records = [
+      ...variants.map((v) => firehoseRecordFactory(v)),
+      firehoseRecordFactory(encodeChangeBatch(staff)),
+    ];
+    const { logger, lines } = captureLogs();
+    const handler = createHandler({ s3: client, bucket: BUCKET, logger });
+
+    // Act
+    const result = await handler(firehoseEventFactory(records));
+
+    // Assess
+    expect(result.records.map((r) => r.result)).toEqual([
+      'ProcessingFailed',
+      'ProcessingFailed',
+      'ProcessingFailed',
+      'Ok',
+    ]);
+    expect(lines.filter((l) => l.level === 'error').map((l) => l.errorCode)).toEqual([
+      'InvalidBase64',
+      'InvalidBase64',
+      'InvalidBase64',
+    ]);
+  });
+
   it("writes each layout's schema object once, and a warm or cold container does not rewrite it", async () => {
     // Prepare
     const batch = staffBatch({ table: 'staff_once', firstId: 0, count: 3 });
