@@ -22,8 +22,17 @@ export interface LatencySummary {
 export interface StageWork {
   capture: { changes: number; transactions: number; records: number; bytes: number } | null;
   delivery: { recordsIn: number; objectsOut: number; bytesOut: number };
-  transform: { objects: number; changes: number; rows: number; bytesIn: number; bytesOut: number };
+  /** invocations: of the stage's function (transform: one per S3 event; load: one per queue batch). */
+  transform: {
+    invocations: number;
+    objects: number;
+    changes: number;
+    rows: number;
+    bytesIn: number;
+    bytesOut: number;
+  };
   load: {
+    invocations: number;
     objects: number;
     rows: number;
     written: number;
@@ -270,8 +279,10 @@ function stepLines(step: StepResult): string[] {
     : 'capture (no stats)';
   const load = s.load;
   lines.push(
-    `    stages: ${capture} · delivery ${int(s.delivery.objectsOut)} objects · transform ${int(s.transform.objects)} ` +
-      `objects, ${int(s.transform.rows)} rows · load ${int(load.objects)} objects, ${int(load.rows)} rows, busy ` +
+    `    stages: ${capture} · delivery ${int(s.delivery.objectsOut)} objects · transform ` +
+      `${int(s.transform.invocations ?? 0)} invocations, ${int(s.transform.objects)} Parquet objects, ` +
+      `${int(s.transform.rows)} rows · load ${int(load.invocations ?? 0)} invocations, ${int(load.objects)} objects, ` +
+      `${int(load.rows)} rows, busy ` +
       `${load.busySeconds.toFixed(1)} s${load.rowsPerBusySecond !== null ? ` (${int(load.rowsPerBusySecond)} rows/s while loading)` : ''}`,
   );
   for (const w of (step.warehouseStatements ?? []).slice(0, 4))

@@ -185,6 +185,7 @@ function stageWork(before: StackStats, after: StackStats): StageWork {
       bytesOut: after.delivery.bytesOut - before.delivery.bytesOut,
     },
     transform: {
+      invocations: after.transform.invocations - before.transform.invocations,
       objects: t1.objects - t0.objects,
       changes: t1.changes - t0.changes,
       rows: t1.rows - t0.rows,
@@ -192,6 +193,7 @@ function stageWork(before: StackStats, after: StackStats): StageWork {
       bytesOut: t1.bytesOut - t0.bytesOut,
     },
     load: {
+      invocations: after.load.invocations - before.load.invocations,
       objects: l1.objects - l0.objects,
       rows,
       written: l1.written - l0.written,

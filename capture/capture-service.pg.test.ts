@@ -87,6 +87,29 @@ async function stopCapture(h: Harness): Promise<void> {
   await h.running;
 }
 
+/** A sink into a new stream whose puts, once `hang()` is called, never settle. */
+async function hangingSink(): Promise<{ stream: string; sink: RecordSink; hang(): void; hung(): number }> {
+  const stream = await newStream();
+  const real = new KinesisSink({ client, streamName: stream });
+  let hanging = false;
+  let hung = 0;
+  const sink: RecordSink = {
+    put: (records) => {
+      if (!hanging) return real.put(records);
+      hung += 1;
+      return new Promise(() => undefined);
+    },
+  };
+  return {
+    stream,
+    sink,
+    hang: () => {
+      hanging = true;
+    },
+    hung: () => hung,
+  };
+}
+
 async function collectUntil(
   h: Harness,
   what: string,
@@ -554,15 +577,10 @@ describe('capture stays live (real Postgres + kinesalite)', () => {
   it('fails (to be restarted) when the sink hangs with work pending', async () => {
     const url = await createTestDatabase('capture_hung');
     await withClient(url, (c) => c.query('CREATE TABLE t (id int PRIMARY KEY)'));
-    const stream = await newStream();
-    const real = new KinesisSink({ client, streamName: stream });
-    let hang = false;
-    const sink: RecordSink = {
-      put: (records) => (hang ? new Promise(() => undefined) : real.put(records)),
-    };
+    const { stream, sink, hang } = await hangingSink();
     const h = await startCapture(url, ['t'], { stream, sink, config: { stallTimeoutMs: 1000 } });
     await waitFor('snapshot', async () => ((await h.state.load())?.snapshotCompletedAt ? true : undefined));
-    hang = true;
+    hang();
     await withClient(url, (c) => c.query('INSERT INTO t VALUES (1)'));
     await expect(h.running).rejects.toThrow(/no progress for \d+ s with changes pending/);
   });
@@ -591,6 +609,35 @@ describe('capture lets go of the source when it fails', () => {
     await waitFor('the slot to be let go', () =>
       withClient(url, async (c) => ((await getSlot(c, slot))?.active === false ? true : undefined)),
     );
+  });
+});
+
+describe('capture abandoned (nothing left to deliver to)', () => {
+  it('ends its replication connection at once while a put hangs, and run() returns', async () => {
+    // capture/main.ts abandons when the `totes up` that started it is gone, its Kinesis with it: a
+    // drain would wait on puts that cannot succeed, the walsender holding the source's shutdown.
+    const url = await createTestDatabase('capture_abandoned');
+    await withClient(url, (c) => c.query('CREATE TABLE t (id int PRIMARY KEY)'));
+    const { stream, sink, hang, hung } = await hangingSink();
+    const h = await startCapture(url, ['t'], { stream, sink });
+    await waitFor('snapshot', async () => ((await h.state.load())?.snapshotCompletedAt ? true : undefined));
+    const slot = slotFor(url);
+    await waitFor('the slot in use', () =>
+      withClient(url, async (c) => ((await getSlot(c, slot))?.active ? true : undefined)),
+    );
+    hang();
+    await withClient(url, (c) => c.query('INSERT INTO t VALUES (1)'));
+    await waitFor('a put that hangs', () => (hung() > 0 ? true : undefined));
+    const confirmed = await withClient(url, async (c) => (await getSlot(c, slot))!.confirmedFlushLsn);
+
+    await h.service.abandon();
+
+    await h.running;
+    await waitFor('the slot to be let go', () =>
+      withClient(url, async (c) => ((await getSlot(c, slot))?.active === false ? true : undefined)),
+    );
+    // Nothing more was confirmed: the next capture re-reads the insert.
+    expect(await withClient(url, async (c) => (await getSlot(c, slot))!.confirmedFlushLsn)).toBe(confirmed);
   });
 });
 

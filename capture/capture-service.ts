@@ -278,6 +278,8 @@ export class CaptureService {
     this.stopping ??= Promise.resolve();
     this.clearTimers();
     await this.stream?.stop(1000).catch(() => undefined);
+    // run() ends here even if the connection never reports its end (see streamChanges).
+    this.onDrained?.();
   }
 
   private async drainAndStop(): Promise<void> {

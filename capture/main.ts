@@ -162,7 +162,11 @@ export async function runCapture(env: Record<string, string | undefined>): Promi
       process.exit(1);
     });
   };
-  if (process.send) process.once('disconnect', onParentGone);
+  if (process.send) {
+    process.once('disconnect', onParentGone);
+    // Gone already, while capture was being set up: the event came and went.
+    if (!process.connected) onParentGone();
+  }
   try {
     await service.run();
     return 0;

@@ -11,8 +11,9 @@ import { encodeChangeBatchAsCsv, INGESTION_ROOT, schemaFingerprint } from './csv
  * `@layout,<table>,<fingerprint>`, and the lines after it (up to the next layout record) are that
  * layout's, in the ordinary format (core/csv-codec.ts). A layout record cannot be mistaken for a
  * change: a change record's first field is its op (`insert`, `snapshot`, …), and a `@` inside a
- * quoted value is never at the start of a record. Transform splits a mixed object by layout into the
- * ordinary per-table objects, which then take the default path.
+ * quoted value is never at the start of a record. Transform splits a mixed object by layout in memory
+ * and turns each layout's lines straight into its table's Parquet, in one invocation
+ * (processors/transform/transform-mixed-object.ts).
  */
 
 export const LAYOUT_RECORD_TAG = '@layout';
@@ -31,6 +32,21 @@ const MIXED_DATA_KEY = /^totesys\/_mixed\/(\d{4}\/\d{2}\/\d{2}\/\d{2})\/([^/]+)$
 export function parseMixedObjectKey(key: string): { hour: string; name: string } | undefined {
   const m = MIXED_DATA_KEY.exec(key);
   return m ? { hour: m[1], name: m[2] } : undefined;
+}
+
+/**
+ * The key the per-table object of one layout of a mixed object would have
+ * (`totesys/<table>/schema=<fingerprint>/yyyy/MM/dd/HH/<name>`). No such object is written: it names
+ * the layout's part for everything keyed by an input key — its Parquet output, its quarantined
+ * rows (whose replay reads the layout from it) — so those keys are the ones a default-mode object of
+ * that layout would have.
+ */
+export function mixedPartKey(
+  mixed: { hour: string; name: string },
+  table: string,
+  fingerprint: string,
+): string {
+  return `${INGESTION_ROOT}/${table}/schema=${fingerprint}/${mixed.hour}/${mixed.name}`;
 }
 
 /** One record's data in fast mode: its layout record, then its CSV lines. */

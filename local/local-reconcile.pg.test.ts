@@ -11,14 +11,22 @@ import {
   schemaObjectKey,
 } from '../core/csv-codec';
 import { silentLogger } from '../core/logger';
-import { encodeChangeBatchAsMixedCsv, MIXED_ROOT } from '../core/mixed-csv';
+import {
+  encodeChangeBatchAsMixedCsv,
+  MIXED_ROOT,
+  mixedPartKey,
+  parseMixedObjectKey,
+} from '../core/mixed-csv';
 import { createLoadHandler } from '../processors/load/create-handler';
 import { migrateWarehouse } from '../processors/load/migrate';
+import { listQuarantine, retryQuarantine } from '../processors/reconcile/quarantine';
 import { listAll, loadedVersionsIn, reconcile, redriveDeadLetters } from '../processors/reconcile/reconcile';
 import { objectCreatedRecord } from '../processors/shared/s3-event';
+import { outputKeyFor } from '../processors/transform/create-handler';
+import { mixedManifestKeyFor } from '../processors/transform/transform-mixed-object';
 import { createTestDatabase, waitFor } from '../test/support/pg';
 import { openLoadQueue } from './load-queue';
-import { localLoadDeadLetters, localReconcileDeps } from './local-reconcile';
+import { localLoadDeadLetters, localReconcileDeps, localRedrivers } from './local-reconcile';
 import { QueueEventSource } from './queue-event-source';
 import { s3ClientFor, startS3rver, type LocalS3 } from './s3rver';
 
@@ -272,7 +280,7 @@ it('never loops an object replaced by a version that fails too: the new version 
   expect(mine(await run())).toEqual([]);
 }, 60_000);
 
-it('in fast mode, re-drives a mixed object never split, counts it done once split, and never loops an unsplittable one', async () => {
+it('in fast mode, re-drives a mixed object never transformed, counts it done once its manifest is written, and never loops an unreadable one', async () => {
   // Prepare: two mixed-table objects as fast-mode Firehose writes them, never transformed: one
   // valid (currency rows after its layout record), one without a layout record.
   const dataDir = path.join(root, 'data-mixed');
@@ -290,16 +298,88 @@ it('in fast mode, re-drives a mixed object never split, counts it done once spli
   };
   expect(await mixedState()).toEqual([true, true]);
 
-  // Act: one run re-drives both through transform (in process): the good one is split, the bad one
-  // quarantined.
+  // Act: one run re-drives both through transform (in process): the good one becomes its table's
+  // Parquet and manifest, the bad one is quarantined.
   const run = await reconcile(deps, { graceMs: 0 });
   expect(run.redriven.transform).toBeGreaterThanOrEqual(2);
 
-  // Assert: neither is outstanding any more — the split one is done (its part exists), the
-  // unsplittable one quarantined — and the split part is ordinary work of its own.
+  // Assert: neither is outstanding any more — the good one is done (its manifest exists), the
+  // unreadable one quarantined; no per-table CSV was written, and the Parquet is load's work now.
   expect(await mixedState()).toEqual([false, false]);
-  const part = `totesys/${batch.table}/schema=${schema.fingerprint}/${hourPath()}/mixed-good`;
-  expect((await listAll(client, INGESTION, part)).map((o) => o.key)).toEqual([part]);
+  expect(await listAll(client, PROCESSED, mixedManifestKeyFor(good))).toHaveLength(1);
+  const part = mixedPartKey(parseMixedObjectKey(good)!, batch.table, schema.fingerprint);
+  expect(await listAll(client, INGESTION, part)).toEqual([]);
   const again = await reconcile(deps, { graceMs: 0, dryRun: true });
   expect(again.outstanding.map((i) => i.key)).not.toContain(bad);
+  expect(again.outstanding.map((i) => i.key)).toContain(outputKeyFor('dim_currency', part));
+});
+
+it('in fast mode, quarantines a mixed object with a bad layout (naming it) and leaves it alone, then `quarantine retry` after the fix completes it', async () => {
+  // Prepare: a mixed object of two layouts, currency (described) and payment_type, whose schema
+  // object is missing; the other layout's Parquet must not wait for it.
+  const dataDir = path.join(root, 'data-mixed-retry');
+  const currency = currencyBatch([6]);
+  const currencySchema = schemaObjectFor(currency);
+  await put(
+    INGESTION,
+    schemaObjectKey(currency.table, currencySchema.fingerprint),
+    encodeSchemaObject(currencySchema),
+  );
+  const types = changeBatchFactory({
+    table: 'payment_type',
+    columns: [
+      { name: 'payment_type_id', type: 'int4', key: true },
+      { name: 'payment_type_name', type: 'text', key: false },
+      { name: 'added_later', type: 'text', key: false },
+    ],
+    changes: [changeFactory({ lsn: '00000000/07000000', values: ['9', 'REFUND', 'x'] })],
+  });
+  const typesSchema = schemaObjectFor(types);
+  const key = `${MIXED_ROOT}${hourPath()}/mixed-retry`;
+  await put(INGESTION, key, encodeChangeBatchAsMixedCsv(currency) + encodeChangeBatchAsMixedCsv(types));
+  const deps = depsFor(dataDir);
+  const quarantineDeps = { s3: client, ingestionBucket: INGESTION, processedBucket: PROCESSED };
+  const outstanding = async () =>
+    (await reconcile(deps, { graceMs: 0, dryRun: true })).outstanding.map((i) => i.key);
+
+  // Act 1: the reconciler sends it through transform.
+  await reconcile(deps, { graceMs: 0 });
+
+  // Assert 1: quarantined, the bad layout named; currency's Parquet written (load's work now); the
+  // object is not sent again.
+  const mixed = parseMixedObjectKey(key)!;
+  const currencyOutput = outputKeyFor(
+    'dim_currency',
+    mixedPartKey(mixed, 'currency', currencySchema.fingerprint),
+  );
+  const [entry] = (await listQuarantine(quarantineDeps)).filter((e) => e.key === key);
+  expect(entry).toMatchObject({ kind: 'transform-object', status: 'quarantined' });
+  expect(entry.reason).toBe(
+    `payment_type (layout ${typesSchema.fingerprint}): schema object ${schemaObjectKey('payment_type', typesSchema.fingerprint)} does not exist`,
+  );
+  expect(await outstanding()).not.toContain(key);
+  expect(await outstanding()).toContain(currencyOutput);
+
+  // Act 2: the fix, then `totes quarantine retry`.
+  await put(
+    INGESTION,
+    schemaObjectKey(types.table, typesSchema.fingerprint),
+    encodeSchemaObject(typesSchema),
+  );
+  const retried = await retryQuarantine(
+    quarantineDeps,
+    entry.id,
+    localRedrivers({ dataDir, s3: client, processedBucket: PROCESSED, logger: silentLogger }),
+  );
+
+  // Assert 2: sent again, done (its manifest), the payment_type Parquet written, no entry left.
+  expect(retried.outcome).toBe('sent again');
+  expect(await listAll(client, PROCESSED, mixedManifestKeyFor(key))).toHaveLength(1);
+  const typesOutput = outputKeyFor(
+    'dim_payment_type',
+    mixedPartKey(mixed, 'payment_type', typesSchema.fingerprint),
+  );
+  expect(await listAll(client, PROCESSED, typesOutput)).toHaveLength(1);
+  expect((await listQuarantine(quarantineDeps)).filter((e) => e.key === key)).toEqual([]);
+  expect(await outstanding()).not.toContain(key);
 });

@@ -57,8 +57,8 @@ import { StageWorkers } from './stage-workers';
  *
  * Freshness mode (`freshness`), as infra/config.ts `totes:freshness` in AWS: `fast` (the default
  * here) is Firehose without dynamic partitioning — mixed-table objects under `totesys/_mixed/`,
- * which transform splits by table (core/mixed-csv.ts) — buffered for `bufferIntervalMs` (250 ms:
- * AWS fast mode buffers nothing); `default` is dynamic partitioning, one object per table and
+ * which transform turns into each table's Parquet (core/mixed-csv.ts) — buffered for
+ * `bufferIntervalMs` (250 ms: AWS fast mode buffers nothing); `default` is dynamic partitioning, one object per table and
  * layout, buffered 1 s here (60 s in AWS).
  */
 export interface LocalStackOptions {
@@ -436,7 +436,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
           mixedObjects: freshness === 'fast',
         }),
       checkpointDir: path.join(dataDir, 'delivery-stream'),
-      // Fast mode: no dynamic partitioning, so no table in the key (transform splits the objects).
+      // Fast mode: no dynamic partitioning, so no table in the key (transform splits the objects by layout).
       ...(freshness === 'fast' ? { prefix: MIXED_INGESTION_PREFIX } : {}),
       bufferingHints: { intervalMs: options.bufferIntervalMs ?? LOCAL_BUFFER_INTERVAL_MS[freshness] },
       logger: logger.child({ stage: 'delivery-stream' }),

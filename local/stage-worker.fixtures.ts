@@ -1,3 +1,4 @@
+import { getHeapStatistics } from 'node:v8';
 import { threadId } from 'node:worker_threads';
 import type { StageFactory } from './stage-factories';
 
@@ -21,6 +22,7 @@ export const testStage: StageFactory<TestStageOptions> = (options, context) => {
       context.logger.child({ invocation: invocations }).info('invoked', { threadId, action });
       context.metrics().add('Invocations').flush();
       if (action === 'exit') process.exit(3);
+      if (action === 'heap') return { heapLimitBytes: getHeapStatistics().heap_size_limit };
       if (action === 'hang' || options.hang) return new Promise(() => undefined);
       if (invocations <= options.failures)
         throw Object.assign(new Error(`failure ${invocations} of ${options.failures}`), { code: 'FLAKY' });

@@ -2,13 +2,14 @@ import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { getHeapStatistics } from 'node:v8';
 import { MessageChannel, threadId } from 'node:worker_threads';
 import { createLogger, type Logger } from '../core/logger';
 import { waitFor } from '../test/support/pg';
 import { S3Trigger } from './s3-trigger';
 import { s3ClientFor, startS3rver, type LocalS3 } from './s3rver';
 import { serveStage, type HostToWorker, type WorkerToHost } from './stage-worker';
-import { isAbandoned, StageWorkers } from './stage-workers';
+import { isAbandoned, STAGE_WORKER_HEAP_MIB, StageWorkers } from './stage-workers';
 
 const FIXTURES = path.join(__dirname, 'stage-worker.fixtures.ts');
 
@@ -55,6 +56,29 @@ describe('StageWorkers', () => {
     expect(metrics).toHaveLength(2);
     expect(metrics[0]).toMatchObject({ level: 'debug', emf: { Stage: 'test', Invocations: 1 } });
     await pool.stop();
+  });
+
+  it('caps each worker’s heap (STAGE_WORKER_HEAP_MIB unless told), far below the heap Node gives a thread by default', async () => {
+    const heapLimit = async (maxOldGenerationSizeMb?: number) => {
+      const pool = await StageWorkers.start({
+        stage: 'test',
+        module: FIXTURES,
+        factory: 'testStage',
+        options: { failures: 0 },
+        logger: recordingLogger().logger,
+        maxOldGenerationSizeMb,
+      });
+      started.push(pool);
+      const { heapLimitBytes } = (await pool.handler({ action: 'heap' })) as { heapLimitBytes: number };
+      await pool.stop();
+      return heapLimitBytes;
+    };
+
+    const byDefault = await heapLimit();
+
+    expect(byDefault).toBe(await heapLimit(STAGE_WORKER_HEAP_MIB));
+    expect(byDefault).toBeLessThan(await heapLimit(4 * STAGE_WORKER_HEAP_MIB));
+    expect(byDefault).toBeLessThan(getHeapStatistics().heap_size_limit);
   });
 
   it('rejects with the handler error, rebuilt with its message and code', async () => {

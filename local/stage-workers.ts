@@ -33,7 +33,7 @@ export interface StageWorkersOptions {
   /** The stack's logger: every line of the workers arrives here, with `logFields` bound. */
   logger: Logger;
   logFields?: Record<string, unknown>;
-  /** Heap limit per worker (MiB); default Node's. */
+  /** Old-generation heap limit per worker (MiB); default STAGE_WORKER_HEAP_MIB. */
   maxOldGenerationSizeMb?: number;
 }
 
@@ -81,6 +81,18 @@ function rebuildCause(cause: unknown): unknown {
     ? rebuildError(cause as SerializedError)
     : cause;
 }
+
+/**
+ * Each worker's old-generation heap limit unless told otherwise. Node's default follows the
+ * machine's memory (4 GiB here), and V8 grows a heap lazily towards it before collecting hard:
+ * three stage workers holding a few objects each took the stack process to 1.4 GiB RSS in the
+ * 1M-row cold start (bench/README.md, `bench:coldstart`). A stage needs far less: a 128 MiB object
+ * streamed through transform or load in a 384 MB heap (`bench:streaming`), and local objects are at
+ * most the delivery stream's 5 MiB buffer; 512 leaves room for a load applying several at once.
+ * Measured in that cold start (load average 8–9): the stack's peak RSS 1,391 → 990 MiB (snapshot
+ * read), 1,335 → 928 MiB (drain), the garbage collector 22% → 23% of its CPU.
+ */
+export const STAGE_WORKER_HEAP_MIB = 512;
 
 const WORKER_ENTRY = path.join(__dirname, `stage-worker${path.extname(__filename)}`);
 
@@ -167,7 +179,7 @@ export class StageWorkers {
   };
 
   private startSlot(): Promise<Slot> {
-    const worker = spawn(this.o.data, this.o.maxOldGenerationSizeMb);
+    const worker = spawn(this.o.data, this.o.maxOldGenerationSizeMb ?? STAGE_WORKER_HEAP_MIB);
     const slot: Slot = {
       worker,
       threadId: worker.threadId,

@@ -87,7 +87,7 @@ export const command = defineCommand({
     freshness:
       "fast | default, as the AWS deployment's totes:freshness. fast (the default here): the local Firehose " +
       'does no dynamic partitioning and writes mixed-table objects under totesys/_mixed/, which transform ' +
-      'splits by table. default: dynamic partitioning, one object per table and layout.',
+      'turns into per-table Parquet. default: dynamic partitioning, one object per table and layout.',
     'buffer-interval-ms':
       `The local Firehose's buffering interval (default ${LOCAL_BUFFER_INTERVAL_MS.fast} ms in fast mode, ` +
       `${LOCAL_BUFFER_INTERVAL_MS.default} ms in default mode). Lower is fresher, with more, smaller objects.`,

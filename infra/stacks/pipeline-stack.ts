@@ -151,13 +151,10 @@ export class PipelineStack extends Stack {
         get: [`${INGESTION_ROOT}/*`, `${SCHEMA_OBJECT_ROOT}/*`, `${OVERSIZED_ROOT}/*`],
         list: true,
       })
-      // Parquet per warehouse table and quarantine/transform/; it HEADs an output before writing it
+      // Parquet per warehouse table, quarantine/transform/ and (fast mode) the mixed objects'
+      // manifest/transform/; it HEADs an output before writing it
       // (GetObject, and ListBucket so a missing one answers 404), then puts with If-None-Match.
       .bindBucket('PROCESSED_BUCKET', processed, { get: ['*'], put: ['*'], list: true });
-    // Fast mode: transform splits each mixed object into per-table objects beside it (their events
-    // bring them back to it); only keys of the per-table layout, never a mixed one.
-    if (config.firehose.freshness === 'fast')
-      this.transform.grantObjects(ingestion, { put: [`${INGESTION_ROOT}/*/schema=*`] });
 
     const loadTimeout = Duration.minutes(5);
     this.loadDeadLetterQueue = new sqs.Queue(this, 'LoadDeadLetterQueue', {

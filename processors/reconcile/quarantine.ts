@@ -2,6 +2,7 @@ import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client 
 import { ChangeSchema, type Change } from '../../core/change-event';
 import { decodeSchemaObject, parseDataObjectKey, schemaObjectKey } from '../../core/csv-codec';
 import { silentLogger, type Logger } from '../../core/logger';
+import { parseMixedObjectKey } from '../../core/mixed-csv';
 import {
   markStatus,
   normalizeETag,
@@ -15,6 +16,7 @@ import { isMappedSourceTable, targetTableOf, toWarehouseRows } from '../../core/
 import { LOAD_QUARANTINE_ROOT } from '../load/create-handler';
 import { encodeParquet } from '../shared/parquet-codec';
 import { outputKeyFor, QUARANTINE_ROOT as TRANSFORM_QUARANTINE_ROOT } from '../transform/create-handler';
+import { mixedManifestKeyFor } from '../transform/transform-mixed-object';
 import {
   headObject,
   listAll,
@@ -239,11 +241,11 @@ async function withStatus(deps: QuarantineDeps, found: Found[]): Promise<Quarant
     if (current && f.entry.kind === 'transform-object') {
       // Transform is done for a key when its output exists (outputKeyFor), whatever the version.
       const where = parseDataObjectKey(current.key);
-      if (
-        where &&
-        isMappedSourceTable(where.table) &&
-        (await head(deps.s3, deps.processedBucket, outputKeyFor(targetTableOf(where.table), current.key)))
-      )
+      // A fast-mode mixed object is done when its manifest exists (transform-mixed-object.ts).
+      const doneMark = where
+        ? isMappedSourceTable(where.table) && outputKeyFor(targetTableOf(where.table), current.key)
+        : parseMixedObjectKey(current.key) && mixedManifestKeyFor(current.key);
+      if (doneMark && (await head(deps.s3, deps.processedBucket, doneMark)))
         done.add(workKey('transform', current.key));
     }
     const item = current ? itemOf(f.entry.stage, f.entry.bucket, current) : null;

@@ -32,6 +32,7 @@ import {
   QUARANTINE_ROOT as TRANSFORM_QUARANTINE_ROOT,
   quarantineKeyFor,
 } from '../transform/create-handler';
+import { MANIFEST_ROOT, mixedManifestKeyFor } from '../transform/transform-mixed-object';
 
 /**
  * The reconciler: finds objects a stage never finished — ingestion CSV never transformed, processed
@@ -275,10 +276,10 @@ export async function reconcile(
   const days = lookback === null ? null : dayPrefixes(now, lookback);
   const { s3, ingestionBucket: ingestion, processedBucket: processed } = deps;
 
-  const [inputs, mixedInputs, outputs, transformPointers, loadMarks] = await Promise.all([
+  const [inputs, mixedInputs, outputs, manifests, transformPointers, loadMarks] = await Promise.all([
     // totesys/<table>/schema=<fingerprint>/yyyy/MM/dd/HH/…
     ingestionFolders(s3, ingestion).then((folders) => listRecent(s3, ingestion, folders, days)),
-    // Fast mode: totesys/_mixed/yyyy/MM/dd/HH/…, split by transform into the objects above.
+    // Fast mode: totesys/_mixed/yyyy/MM/dd/HH/…, each transformed into the Parquet of its tables.
     listRecent(s3, ingestion, [MIXED_ROOT], days),
     // <warehouse table>/yyyy/MM/dd/HH/….parquet
     listRecent(
@@ -287,6 +288,8 @@ export async function reconcile(
       WAREHOUSE_TABLE_NAMES.map((t) => `${t}/`),
       days,
     ),
+    // manifest/transform/_mixed/yyyy/MM/dd/HH/<hash>.json: a mixed object transform finished.
+    listRecent(s3, processed, [`${MANIFEST_ROOT}/${MIXED_TABLE}/`], days),
     // quarantine/transform/<source table>/yyyy/MM/dd/HH/<hash>.object.jsonl
     listRecent(
       s3,
@@ -327,14 +330,17 @@ export async function reconcile(
         await transformMark(s3, processed, input.key, pointer),
       );
   }
-  // A mixed object is done once split: its parts carry its hour and name under their own layouts
-  // (processors/transform/split-mixed-object.ts). Splitting again is idempotent (If-None-Match).
+  // A mixed object is done once its manifest exists, written after every layout's Parquet
+  // (processors/transform/transform-mixed-object.ts); sending it again writes only what is missing.
+  // Before manifests, transform split it into per-table objects carrying its hour and name: one of
+  // those counts as done too.
+  const manifestKeys = new Set(manifests.map((o) => o.key));
   const splitFrom = new Set(inputs.map((o) => o.key.split('/').slice(-5).join('/')));
   for (const input of mixedInputs) {
     const mixed = parseMixedObjectKey(input.key);
     if (!mixed) continue;
     items.push(transformItem(ingestion, input));
-    if (splitFrom.has(`${mixed.hour}/${mixed.name}`)) {
+    if (manifestKeys.has(mixedManifestKeyFor(input.key)) || splitFrom.has(`${mixed.hour}/${mixed.name}`)) {
       done.add(workKey('transform', input.key));
       continue;
     }

@@ -27,7 +27,7 @@ import type { WarehouseTableName } from '../../core/warehouse-model';
 import { openParquetWriter, ParquetCodecError } from '../shared/parquet-codec';
 import { metricsFor, type MetricSet } from '../shared/metrics';
 import { decodeS3ObjectKey, type S3EventRecord } from '../shared/s3-event';
-import { splitMixedObject } from './split-mixed-object';
+import { transformMixedObject, type PartOutcome } from './transform-mixed-object';
 import {
   describeInvalidEvent,
   describeRetryableFailures,
@@ -38,8 +38,9 @@ import { resolveOversizedChanges } from './oversized-changes';
 
 /**
  * The transform stage: each CSV object Firehose writes to the ingestion bucket becomes ONE Parquet
- * object of its warehouse table in the processed bucket. Three steps, as in any batch handler: parse
- * the S3 event, transform each object on its own (a bad object fails alone), report.
+ * object of its warehouse table in the processed bucket (a fast-mode mixed-table object: one per
+ * layout it holds, transform-mixed-object.ts). Three steps, as in any batch handler: parse the S3
+ * event, transform each object on its own (a bad object fails alone), report.
  *
  * Idempotent, because S3 events are at-least-once and Lambda retries: the output key is a function
  * of the input key (`outputKeyFor`), an existing output means "done" (skip), and writes are
@@ -143,8 +144,7 @@ export interface TransformHandlerDeps {
 }
 
 /** What happened to one object of the event. */
-/** `split`: fast mode's mixed-table object, written out as per-table objects (split-mixed-object.ts). */
-export const OBJECT_STATUSES = ['written', 'duplicate', 'split', 'ignored', 'quarantined', 'failed'] as const;
+export const OBJECT_STATUSES = ['written', 'duplicate', 'ignored', 'quarantined', 'failed'] as const;
 export type ObjectStatus = (typeof OBJECT_STATUSES)[number];
 
 export interface ObjectOutcome {
@@ -162,8 +162,10 @@ export interface ObjectOutcome {
   rejected?: number;
   /** Why the object was ignored, quarantined or failed. */
   reason?: string;
-  /** `split`: the per-table objects the mixed object became. */
-  parts?: string[];
+  /** A fast-mode mixed object: what became of each of its layouts (transform-mixed-object.ts). */
+  parts?: PartOutcome[];
+  /** A fast-mode mixed object: its manifest, written once every layout was (it marks it done). */
+  manifestKey?: string;
 }
 
 /**
@@ -249,6 +251,15 @@ function quarantineLine(base: Record<string, unknown>, change: Change, reason: s
 }
 
 const MAX_REJECTIONS_LOGGED_PER_OBJECT = 20;
+
+/** One layout's CSV as Parquet, and what the mapping made of its changes. */
+interface Encoded {
+  parquet: Buffer;
+  changes: number;
+  rows: number;
+  rejected: StarMappingResult['rejected'];
+  bytesIn: number;
+}
 
 export function createTransformHandler(
   deps: TransformHandlerDeps,
@@ -358,13 +369,7 @@ export function createTransformHandler(
     key: string,
     schema: SchemaObject,
     targetTable: WarehouseTableName,
-  ): Promise<{
-    parquet: Buffer;
-    changes: number;
-    rows: number;
-    rejected: StarMappingResult['rejected'];
-    bytesIn: number;
-  }> {
+  ): Promise<Encoded> {
     let body: AsyncIterable<Uint8Array>;
     try {
       const response = await deps.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
@@ -374,6 +379,17 @@ export function createTransformHandler(
         throw new UnreadableObjectError(bucket, key, 'data object does not exist', { cause: e });
       throw new S3AccessError('GetObject', bucket, key, { cause: e });
     }
+    return encodeToParquet(readingFrom(body, bucket, key), bucket, key, schema, targetTable);
+  }
+
+  /** CSV chunks of one layout (an S3 body, or a mixed object's part) to Parquet; see streamToParquet. */
+  async function encodeToParquet(
+    chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    bucket: string,
+    key: string,
+    schema: SchemaObject,
+    targetTable: WarehouseTableName,
+  ): Promise<Encoded> {
     const out: Buffer[] = [];
     const sink = new Writable({
       write(chunk, _enc, done) {
@@ -399,7 +415,7 @@ export function createTransformHandler(
         for (const r of mapped.rejected) rejected.push(r);
         for (const row of mapped.rows) await writer.append(row);
       };
-      for await (const chunk of readingFrom(body, bucket, key)) {
+      for await (const chunk of chunks) {
         bytesIn += chunk.length;
         await take(decoder.push(chunk));
       }
@@ -492,23 +508,48 @@ export function createTransformHandler(
       return { ...base, status: 'duplicate' };
     }
     const schema = await schemaFor(bucket, key, sourceTable, fingerprint);
-    const { parquet, changes, rows, rejected, bytesIn } = await streamToParquet(
-      bucket,
-      key,
-      schema,
-      targetTable,
-    );
+    const encoded = await streamToParquet(bucket, key, schema, targetTable);
+    return writeTransformed({ ...base, fingerprint }, encoded, metrics, logger);
+  }
 
+  /**
+   * Writes what one layout's CSV became: its rejected changes to quarantine, then its Parquet
+   * (If-None-Match: `duplicate` when it exists). `mixedKey`: the fast-mode object the layout's part
+   * (`key`) came from, named in the quarantined lines and the logs.
+   */
+  async function writeTransformed(
+    base: {
+      bucket: string;
+      key: string;
+      sourceTable: string;
+      targetTable: WarehouseTableName;
+      outputKey: string;
+      fingerprint: string;
+      mixedKey?: string;
+    },
+    { parquet, changes, rows, rejected, bytesIn }: Encoded,
+    metrics: MetricSet,
+    logger: Logger,
+  ): Promise<ObjectOutcome> {
+    const { bucket, key, sourceTable, targetTable, outputKey, fingerprint, mixedKey } = base;
+    const from = mixedKey ? { mixedKey } : {};
     let quarantineKey: string | undefined;
     if (rejected.length) {
       quarantineKey = quarantineKeyFor(sourceTable, key, 'rejected');
-      const lineBase = { stage: 'transform', sourceBucket: bucket, sourceKey: key, table: sourceTable };
+      const lineBase = {
+        stage: 'transform',
+        sourceBucket: bucket,
+        sourceKey: key,
+        ...from,
+        table: sourceTable,
+      };
       const body = rejected.map((r) => quarantineLine(lineBase, r.change, r.reason)).join('\n');
       // Before the Parquet object, which marks the input done: a crash in between redoes both.
       if (!(await exists(quarantineKey)))
         await putOnce(quarantineKey, `${body}\n`, 'application/x-ndjson', {
           'source-bucket': bucket,
           'source-key': key,
+          ...(mixedKey ? { 'mixed-key': mixedKey } : {}),
           'rejected-changes': String(rejected.length),
         });
       for (const r of rejected.slice(0, MAX_REJECTIONS_LOGGED_PER_OBJECT))
@@ -533,14 +574,19 @@ export function createTransformHandler(
 
     const written = await putOnce(outputKey, parquet, 'application/vnd.apache.parquet', {
       'source-bucket': bucket,
-      'source-key': key,
+      'source-key': mixedKey ?? key,
+      ...(mixedKey ? { 'part-key': key } : {}),
       'source-table': sourceTable,
       'schema-fingerprint': fingerprint,
       rows: String(rows),
       'rejected-changes': String(rejected.length),
     });
     const outcome: ObjectOutcome = {
-      ...base,
+      bucket,
+      key,
+      sourceTable,
+      targetTable,
+      outputKey,
       status: written ? 'written' : 'duplicate',
       quarantineKey,
       rows: rows,
@@ -555,6 +601,7 @@ export function createTransformHandler(
     metrics.add('ParquetBytesWritten', parquet.length, 'Bytes');
     logger.info('transformed', {
       key,
+      ...from,
       table: sourceTable,
       targetTable,
       outputKey,
@@ -565,6 +612,58 @@ export function createTransformHandler(
       bytesOut: parquet.length,
     });
     return outcome;
+  }
+
+  /** Fast mode: a mixed-table object straight to its tables' Parquet (transform-mixed-object.ts). */
+  async function transformMixed(
+    record: S3EventRecord,
+    key: string,
+    mixed: { hour: string; name: string },
+    metrics: MetricSet,
+    logger: Logger,
+  ): Promise<ObjectOutcome> {
+    const bucket = record.s3.bucket.name;
+    const quarantine = (why: UnreadableObjectError) =>
+      quarantineObject(record, key, MIXED_TABLE, why, logger);
+    try {
+      const result = await transformMixedObject(
+        {
+          exists,
+          read: (from, what) => read(from, what, 'mixed object'),
+          putOnce,
+          transformPart: async ({ table, fingerprint, partKey, csv }) => {
+            const targetTable = targetTableOf(table);
+            const outputKey = outputKeyFor(targetTable, partKey);
+            const base = { bucket, key: partKey, sourceTable: table, targetTable, outputKey };
+            // Written by an earlier attempt that did not get to the manifest: left as it is (and not
+            // encoded again). If-None-Match alone would do in S3, but s3rver does not honour it.
+            if (await exists(outputKey)) return { ...base, status: 'duplicate' };
+            const schema = await schemaFor(bucket, partKey, table, fingerprint);
+            const encoded = await encodeToParquet([csv], bucket, partKey, schema, targetTable);
+            const outcome = await writeTransformed(
+              { ...base, fingerprint, mixedKey: key },
+              encoded,
+              metrics,
+              logger,
+            );
+            return outcome as PartOutcome;
+          },
+          unreadableReason: (e) => (e instanceof UnreadableObjectError ? e.reason : undefined),
+        },
+        record,
+        key,
+        mixed,
+        logger,
+      );
+      const { parts, manifestKey } = result;
+      if (result.status !== 'unreadable') return { bucket, key, status: result.status, parts, manifestKey };
+      return { ...(await quarantine(new UnreadableObjectError(bucket, key, result.reason))), parts };
+    } catch (e) {
+      if (e instanceof MixedCsvError)
+        return quarantine(new UnreadableObjectError(bucket, key, e.message, { cause: e }));
+      if (e instanceof UnreadableObjectError) return quarantine(e);
+      throw e;
+    }
   }
 
   async function processRecord(
@@ -598,15 +697,7 @@ export function createTransformHandler(
     }
     if (!key.startsWith(`${INGESTION_ROOT}/`)) return ignore(key, `outside ${INGESTION_ROOT}/`);
     const mixed = parseMixedObjectKey(key);
-    if (mixed)
-      try {
-        const { parts } = await splitMixedObject(deps.s3, record, key, mixed, logger);
-        return { bucket, key, status: 'split', parts: parts.map((p) => p.key) };
-      } catch (e) {
-        if (!(e instanceof MixedCsvError)) throw e;
-        const why = new UnreadableObjectError(bucket, key, e.message, { cause: e });
-        return quarantineObject(record, key, MIXED_TABLE, why, logger);
-      }
+    if (mixed) return transformMixed(record, key, mixed, metrics, logger);
     const layout = parseDataObjectKey(key);
     if (!layout)
       return quarantineObject(
@@ -638,7 +729,6 @@ export function createTransformHandler(
     statusMetrics: {
       written: 'ObjectsWritten',
       duplicate: 'ObjectsDuplicate',
-      split: 'ObjectsSplit',
       ignored: 'ObjectsIgnored',
       quarantined: 'ObjectsQuarantined',
       failed: 'ObjectsFailed',
