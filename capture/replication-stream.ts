@@ -1,7 +1,14 @@
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 import type { Socket } from 'node:net';
-import { addToLsn, type Lsn } from '../core/lsn';
+import type { Lsn } from '../core/lsn';
 import { isRowMessage, parseRowMessage, type StreamMessage } from './pgoutput-rows';
+import { encodeStandbyStatusUpdate } from './standby-status';
+
+/** The part of pg's Connection this module uses (COPY BOTH data out, the socket for backpressure). */
+interface PgConnection {
+  stream?: Socket;
+  sendCopyFromChunk(chunk: Buffer): void;
+}
 
 /**
  * The Postgres side of capture: one replication connection reading pgoutput from our slot through
@@ -9,9 +16,10 @@ import { isRowMessage, parseRowMessage, type StreamMessage } from './pgoutput-ro
  *
  * - Acknowledgement is ours alone (`auto: false, timeoutSeconds: 0`): the library's automatic acks
  *   confirm the last *received* LSN, which loses data on a crash.
- * - `acknowledge(lsn)` in the library reports lsn + 1 as flushed. Confirming one byte past a commit's
- *   end can skip a transaction whose commit record starts exactly there, so we pass lsn − 1 and
- *   the server sees exactly the LSN we mean.
+ * - The library's `acknowledge(lsn)` reports lsn + 1 as flushed (confirming one byte past a commit's
+ *   end can skip a transaction whose commit record starts exactly there) and its clock a week ahead:
+ *   capture writes its own Standby Status Update with exactly the LSN meant
+ *   (capture/standby-status.ts).
  * - Values stay the text Postgres sent: the library would parse tuples through the process-global
  *   `pg` type parsers (timestamps into local-time Dates, losing microseconds); row messages are
  *   parsed here instead (capture/pgoutput-rows.ts), values kept as text, no global state touched.
@@ -102,9 +110,15 @@ export class ReplicationStream {
     });
   }
 
-  /** Confirms everything up to `lsn` as durably delivered (written, flushed and applied). */
+  /**
+   * Confirms everything up to `lsn` as durably delivered (written, flushed and applied), with a
+   * Standby Status Update of our own (capture/standby-status.ts: the library's has its clock a week
+   * ahead). Nothing is sent once the stream is stopped, as the library's acknowledge() did.
+   */
   async acknowledge(lsn: Lsn): Promise<void> {
-    await this.service.acknowledge(addToLsn(lsn, -1n));
+    const connection = this.connection();
+    if (this.service.isStop() || !connection) return;
+    connection.sendCopyFromChunk(encodeStandbyStatusUpdate(lsn, Date.now()));
   }
 
   /** Stops reading from the socket (backpressure); keepalives wait too, acks can still be sent. */
@@ -142,8 +156,12 @@ export class ReplicationStream {
     if (outcome === 'late') socket?.destroy();
   }
 
+  /** The library keeps the pg Connection private; its own acknowledge() and flow control use it too. */
+  private connection(): PgConnection | undefined {
+    return (this.service as unknown as { _connection?: PgConnection })._connection;
+  }
+
   private socket(): Socket | undefined {
-    // The library keeps the pg Connection private; it pauses the same stream for its own flow control.
-    return (this.service as unknown as { _connection?: { stream?: Socket } })._connection?.stream;
+    return this.connection()?.stream;
   }
 }
