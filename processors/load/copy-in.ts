@@ -56,8 +56,12 @@ class CopyIn implements Submittable {
     this.commandTag = message.text;
   }
 
+  /**
+   * node-postgres detaches the query on an ErrorResponse, so its ReadyForQuery never reaches it:
+   * settle here (the client still runs the next query only after ReadyForQuery).
+   */
   handleError(error: Error): void {
-    this.error ??= error;
+    this.settle(this.error ?? error, '');
   }
 
   handleReadyForQuery(): void {
@@ -73,7 +77,11 @@ class CopyIn implements Submittable {
 }
 
 /** Runs `COPY … FROM STDIN` with `input`'s chunks (built when the server is ready); resolves to the rows copied. */
-export async function copyIn(client: ClientBase, sql: string, input: () => Iterable<Buffer>): Promise<number> {
+export async function copyIn(
+  client: ClientBase,
+  sql: string,
+  input: () => Iterable<Buffer>,
+): Promise<number> {
   const tag = await client.query(new CopyIn(sql, input)).done;
   const rows = /^COPY (\d+)$/.exec(tag);
   return rows ? Number(rows[1]) : 0;

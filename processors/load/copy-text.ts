@@ -25,6 +25,9 @@ export function copyTextLine(fields: readonly unknown[]): string {
 }
 
 /** Many rows' lines, lazily: `fields(row)` gives one row's fields in column order. */
-export function* copyTextLines<T>(rows: Iterable<T>, fields: (row: T) => readonly unknown[]): Generator<string> {
+export function* copyTextLines<T>(
+  rows: Iterable<T>,
+  fields: (row: T) => readonly unknown[],
+): Generator<string> {
   for (const row of rows) yield copyTextLine(fields(row));
 }
