@@ -1068,6 +1068,18 @@ export function dimensionApplySnapshots(
 }
 
 /**
+ * Whether any snapshot of the source table was reconciled: until one is, `factApplySnapshots` over
+ * an object's keys finds nothing, yet costs an index probe per key (bench:load: up to 9 µs per row
+ * of a 200,000-row object).
+ */
+export function reconciledSnapshotExists(sourceTable: string): SqlStatement {
+  return {
+    text: 'SELECT 1 FROM "snapshot_table" WHERE "source_table" = $1 AND "reconciled_at" IS NOT NULL LIMIT 1',
+    values: [sourceTable],
+  };
+}
+
+/**
  * Applies completed snapshots to a fact: every key with a version older than a completed snapshot
  * that did not hold it gets a delete at the snapshot's end marker. (A key the source created again
  * after the snapshot keeps its newer versions: the delete only ends the older one.) For one

@@ -29,6 +29,7 @@ import {
   truncateExists,
   truncateInsert,
   progressUpsert,
+  reconciledSnapshotExists,
   snapshotLock,
   snapshotMarkReconciled,
   snapshotRecordDeleted,
@@ -190,8 +191,13 @@ async function settleFacts(
     batch.truncates.length > 0 || (await run(client, truncateExists(batch.sourceTable!))) > 0;
   const truncated = anyTruncate ? await keysOf(client, factTruncateDeletes(batch.table, keys)) : [];
   outcome.truncated += truncated.length;
-  // A version that loads after a snapshot it predates completed: that snapshot may end it.
-  const resynced = keys ? await keysOf(client, factApplySnapshots(batch.table, keys)) : [];
+  // A version that loads after a snapshot it predates completed: that snapshot may end it. Only
+  // a reconciled snapshot can: none reconciles meanwhile, as reconciling a fact's snapshot takes
+  // its fact lock exclusively (applyOnce), which this load holds.
+  const resynced =
+    keys && (await run(client, reconciledSnapshotExists(batch.sourceTable!))) > 0
+      ? await keysOf(client, factApplySnapshots(batch.table, keys))
+      : [];
   const touched = keys ?? truncated;
   if (touched.length === 0) return;
   // Also when this object holds no snapshot row: it may hold the version a re-read repeats.
