@@ -14,7 +14,12 @@ import {
   factDropRedundantSnapshots,
   factInheritance,
   factInsert,
+  factInsertFromStage,
   factLock,
+  factStageCopy,
+  factStageCreate,
+  factVersionFields,
+  factVersionsInOrder,
   factApplySnapshots,
   factRefreshDeleted,
   factTruncateDeletes,
@@ -24,6 +29,7 @@ import {
   truncateExists,
   truncateInsert,
   progressUpsert,
+  reconciledSnapshotExists,
   snapshotLock,
   snapshotMarkReconciled,
   snapshotRecordDeleted,
@@ -32,6 +38,9 @@ import {
   snapshotTableUpsert,
   type SqlStatement,
 } from '../../core/warehouse-sql';
+import { WAREHOUSE_TABLES } from '../../core/warehouse-model';
+import { copyChunks, copyIn } from './copy-in';
+import { copyTextLines } from './copy-text';
 import type { Position, PreparedBatch, SnapshotPart } from './load-batch';
 
 /**
@@ -101,7 +110,18 @@ export interface ApplyOptions {
   logger?: Logger;
   /** Attempts on deadlock / serialization failure; default 3. */
   maxAttempts?: number;
+  /** Fact versions from which the insert goes through COPY into a staging table; default FACT_COPY_MIN_ROWS. */
+  factCopyMinRows?: number;
 }
+
+/**
+ * From this many versions, a fact's insert COPYs them (text format) into a temporary staging table
+ * and inserts from there, instead of sending one array parameter per column: node-postgres'
+ * array serialization (`escapeElement`, `prepareValue`, `arrayString`) and the column arrays were
+ * the largest part of the load process' own cost per row (bench:load profiles, bench/README.md).
+ * Below it, the staging table's creation (catalog rows, per transaction) costs more than it saves.
+ */
+export const FACT_COPY_MIN_ROWS = 500;
 
 export interface ApplyOutcome {
   objectKey: string;
@@ -171,8 +191,13 @@ async function settleFacts(
     batch.truncates.length > 0 || (await run(client, truncateExists(batch.sourceTable!))) > 0;
   const truncated = anyTruncate ? await keysOf(client, factTruncateDeletes(batch.table, keys)) : [];
   outcome.truncated += truncated.length;
-  // A version that loads after a snapshot it predates completed: that snapshot may end it.
-  const resynced = keys ? await keysOf(client, factApplySnapshots(batch.table, keys)) : [];
+  // A version that loads after a snapshot it predates completed: that snapshot may end it. Only
+  // a reconciled snapshot can: none reconciles meanwhile, as reconciling a fact's snapshot takes
+  // its fact lock exclusively (applyOnce), which this load holds.
+  const resynced =
+    keys && (await run(client, reconciledSnapshotExists(batch.sourceTable!))) > 0
+      ? await keysOf(client, factApplySnapshots(batch.table, keys))
+      : [];
   const touched = keys ?? truncated;
   if (touched.length === 0) return;
   // Also when this object holds no snapshot row: it may hold the version a re-read repeats.
@@ -231,12 +256,27 @@ const PLACEHOLDER_ORDER: readonly WarehouseTableName[] = [
   'dim_counterparty',
 ];
 
+/**
+ * Inserts the fact versions through a staging table: the same rows, in the same order, by the same
+ * INSERT … ON CONFLICT as factInsert (apply-batch.pg.test.ts compares the two paths' tables).
+ */
+async function factInsertByCopy(client: ClientBase, batch: PreparedBatch): Promise<number> {
+  const table = WAREHOUSE_TABLES[batch.table];
+  await run(client, factStageCreate(batch.table));
+  const versions = factVersionsInOrder(batch.table, batch.upserts);
+  await copyIn(client, factStageCopy(batch.table), () =>
+    copyChunks(copyTextLines(versions, (row) => factVersionFields(table, row))),
+  );
+  return run(client, factInsertFromStage(batch.table));
+}
+
 async function applyOnce(
   client: ClientBase,
   batch: PreparedBatch,
   objectKey: string,
   eTag: string,
   outcome: ApplyOutcome,
+  factCopyMinRows: number,
 ): Promise<void> {
   const lookup = loadLogLookup(objectKey, eTag);
   const found = await client.query(lookup.text, lookup.values);
@@ -260,7 +300,10 @@ async function applyOnce(
         batch.snapshots.length > 0;
       await run(client, factLock(batch.table, exclusive));
       if (batch.upserts.length) {
-        outcome.written = await run(client, factInsert(batch.table, batch.upserts));
+        outcome.written =
+          batch.upserts.length >= factCopyMinRows
+            ? await factInsertByCopy(client, batch)
+            : await run(client, factInsert(batch.table, batch.upserts));
         await run(client, factInheritance(batch.table, batch.keys));
       }
       if (batch.deletes.length)
@@ -351,7 +394,14 @@ export async function applyBatch(
     });
     try {
       await client.query('BEGIN');
-      await applyOnce(client, batch, options.objectKey, options.eTag ?? '', outcome);
+      await applyOnce(
+        client,
+        batch,
+        options.objectKey,
+        options.eTag ?? '',
+        outcome,
+        options.factCopyMinRows ?? FACT_COPY_MIN_ROWS,
+      );
       await client.query('COMMIT');
       outcome.durationMs = Date.now() - started;
       return outcome;

@@ -9,7 +9,6 @@ import {
   type WarehouseTableName,
 } from '../../core/warehouse-model';
 import {
-  comparePosition,
   isTextType,
   type DeleteMark,
   type Position,
@@ -164,6 +163,18 @@ function isCalendarDate(text: string): boolean {
   return at.getUTCFullYear() === y && at.getUTCMonth() === m - 1 && at.getUTCDate() === d;
 }
 
+/**
+ * comparePosition for positions of checked rows, whose LSNs are canonical (fixed-width upper-case
+ * hex, checkRow normalises them): those compare as text, without parsing (bench:load profiled
+ * comparePosition at 4% of the load process, most of it splitting and parsing LSNs).
+ */
+function compareChecked(a: Position, b: Position): number {
+  return a.epoch - b.epoch || (a.lsn === b.lsn ? a.seq - b.seq : a.lsn < b.lsn ? -1 : 1);
+}
+
+/** No column unchanged: one shared list (never mutated), not an empty array per row. */
+const NONE_UNCHANGED: readonly string[] = Object.freeze([]);
+
 function newestTimestamp(a: string | null, b: string): string {
   return a === null || Date.parse(b) > Date.parse(a) ? b : a;
 }
@@ -205,7 +216,8 @@ function checkRow(
   const commitTs = row._commit_ts;
   if (!isCommitTs(commitTs)) issues.push(`${at}: _commit_ts is not an ISO 8601 timestamp`);
   const unchangedText = row._unchanged ?? '';
-  const unchanged = typeof unchangedText === 'string' && unchangedText !== '' ? unchangedText.split(',') : [];
+  const unchanged =
+    typeof unchangedText === 'string' && unchangedText !== '' ? unchangedText.split(',') : NONE_UNCHANGED;
   if (typeof unchangedText !== 'string') issues.push(`${at}: _unchanged is not text`);
   for (const name of unchanged) {
     const c = spec.columns.find((col) => col.name === name);
@@ -274,7 +286,7 @@ function snapshotParts(sourceTable: string, checked: readonly CheckedRow[]): Sna
 
 /** The latest upsert of one key, its unchanged columns filled from earlier upserts where possible. */
 function foldUpserts(versions: VersionedRow[]): VersionedRow {
-  const sorted = [...versions].sort(comparePosition);
+  const sorted = [...versions].sort(compareChecked);
   const latest = sorted[sorted.length - 1];
   if (latest.unchanged.length === 0) return latest;
   const values = { ...latest.values };
@@ -362,7 +374,7 @@ export function prepareBatch(parquet: ParquetTable, options: { firstRow?: number
   let maxPosition: Position | null = null;
   let newestCommitTs: string | null = null;
   for (const { row } of checked) {
-    if (!maxPosition || comparePosition(row, maxPosition) > 0)
+    if (!maxPosition || compareChecked(row, maxPosition) > 0)
       maxPosition = { epoch: row.epoch, lsn: row.lsn, seq: row.seq };
     if (row.commitTs !== newestCommitTs) newestCommitTs = newestTimestamp(newestCommitTs, row.commitTs);
   }
@@ -438,7 +450,7 @@ export function prepareBatch(parquet: ParquetTable, options: { firstRow?: number
     } else {
       const mark = { key: c.key, epoch: c.row.epoch, lsn: c.row.lsn, seq: c.row.seq };
       const current = deletesByKey.get(c.key);
-      if (!current || comparePosition(mark, current) > 0) deletesByKey.set(c.key, mark);
+      if (!current || compareChecked(mark, current) > 0) deletesByKey.set(c.key, mark);
     }
   }
   return {

@@ -152,4 +152,30 @@ describe('loading an object in parts', () => {
     expect(again.objects[0]).toMatchObject({ status: 'duplicate', rows: 5 });
     expect(lookups).toBe(1);
   });
+
+  it('checks in a separate pass, then decodes again, an object above heldRows: the same warehouse, the same quarantine', async () => {
+    const objects = scenarioObjects().map((o) => ({ ...o, key: `unheld/${o.key}` }));
+    const specs = [];
+    for (const object of objects) specs.push(await put(object));
+    const whole = await warehouse('load_parts_unheld_whole');
+    const unheld = await warehouse('load_parts_unheld');
+    for (const spec of specs) await handlerOn(whole)(s3EventFactory(spec));
+    for (const spec of specs) await handlerOn(unheld, { partRows: 1, heldRows: 1 })(s3EventFactory(spec));
+    const [a, b] = [await dumpOf(whole), await dumpOf(unheld)];
+    delete a.load_log;
+    delete b.load_log;
+    expect(b).toEqual(a);
+
+    const pool = await warehouse('load_parts_unheld_malformed');
+    const rows = [1, 2, 3, 4, 5].map((id) => rowOf('fact_payment', id, {}, at(id)));
+    rows[4] = { ...rows[4], _lsn: 'not an lsn' };
+    const spec = await put(objectOf('fact_payment', rows, 'unheld-malformed-last'));
+    const report = await handlerOn(pool, { partRows: 2, heldRows: 4 })(s3EventFactory(spec));
+    expect(report.objects[0]).toMatchObject({
+      status: 'quarantined',
+      reason: expect.stringContaining('row 4: _lsn is not an LSN'),
+    });
+    const dump = await dumpOf(pool);
+    expect({ facts: dump.fact_payment, loaded: dump.load_log }).toEqual({ facts: [], loaded: [] });
+  });
 });
