@@ -9,7 +9,7 @@ import { waitFor } from '../test/support/pg';
 import { S3Trigger } from './s3-trigger';
 import { s3ClientFor, startS3rver, type LocalS3 } from './s3rver';
 import { serveStage, type HostToWorker, type WorkerToHost } from './stage-worker';
-import { isAbandoned, STAGE_WORKER_HEAP_MIB, StageWorkers } from './stage-workers';
+import { isAbandoned, STAGE_WORKER_HEAP_MIB, STAGE_WORKER_YOUNG_MIB, StageWorkers } from './stage-workers';
 
 const FIXTURES = path.join(__dirname, 'stage-worker.fixtures.ts');
 
@@ -77,6 +77,8 @@ describe('StageWorkers', () => {
     const byDefault = await heapLimit();
 
     expect(byDefault).toBe(await heapLimit(STAGE_WORKER_HEAP_MIB));
+    // heap_size_limit is the old generation plus the young one: larger semi-spaces than a thread's 48 MiB.
+    expect(byDefault).toBe((STAGE_WORKER_HEAP_MIB + STAGE_WORKER_YOUNG_MIB) * 2 ** 20);
     expect(byDefault).toBeLessThan(await heapLimit(4 * STAGE_WORKER_HEAP_MIB));
     expect(byDefault).toBeLessThan(getHeapStatistics().heap_size_limit);
   });

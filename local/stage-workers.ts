@@ -1,3 +1,4 @@
+import { STAGE_SEMI_SPACE_MIB, youngGenerationMiB } from '../core/stage-heap';
 import type { Profiler } from 'node:inspector';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -94,6 +95,9 @@ function rebuildCause(cause: unknown): unknown {
  */
 export const STAGE_WORKER_HEAP_MIB = 512;
 
+/** Each worker's young generation (MiB): larger semi-spaces than a thread's default 16 (core/stage-heap.ts). */
+export const STAGE_WORKER_YOUNG_MIB = youngGenerationMiB(STAGE_SEMI_SPACE_MIB);
+
 const WORKER_ENTRY = path.join(__dirname, `stage-worker${path.extname(__filename)}`);
 
 /**
@@ -101,8 +105,8 @@ const WORKER_ENTRY = path.join(__dirname, `stage-worker${path.extname(__filename
  * without a build, the bench, jest), the worker loads tsx's require hook first: a worker thread
  * does not inherit the hooks the main thread registered.
  */
-function spawn(data: StageWorkerData, maxOldGenerationSizeMb: number | undefined): Worker {
-  const resourceLimits = maxOldGenerationSizeMb ? { maxOldGenerationSizeMb } : undefined;
+function spawn(data: StageWorkerData, maxOldGenerationSizeMb: number): Worker {
+  const resourceLimits = { maxOldGenerationSizeMb, maxYoungGenerationSizeMb: STAGE_WORKER_YOUNG_MIB };
   const workerData = { totesStage: data };
   // This process' environment as it is now (a worker copies it at start; jest's differs from the OS's).
   const env = { ...process.env };
