@@ -29,7 +29,7 @@ import {
   truncateExists,
   truncateInsert,
   progressUpsert,
-  reconciledSnapshotExists,
+  reconciledSnapshotAfter,
   snapshotLock,
   snapshotMarkReconciled,
   snapshotRecordDeleted,
@@ -192,10 +192,12 @@ async function settleFacts(
   const truncated = anyTruncate ? await keysOf(client, factTruncateDeletes(batch.table, keys)) : [];
   outcome.truncated += truncated.length;
   // A version that loads after a snapshot it predates completed: that snapshot may end it. Only
-  // a reconciled snapshot can: none reconciles meanwhile, as reconciling a fact's snapshot takes
-  // its fact lock exclusively (applyOnce), which this load holds.
+  // a reconciled snapshot ending after the object's oldest row can: none reconciles meanwhile, as
+  // reconciling a fact's snapshot takes its fact lock exclusively (applyOnce), which this load holds.
   const resynced =
-    keys && (await run(client, reconciledSnapshotExists(batch.sourceTable!))) > 0
+    keys &&
+    batch.minPosition &&
+    (await run(client, reconciledSnapshotAfter(batch.sourceTable!, batch.minPosition))) > 0
       ? await keysOf(client, factApplySnapshots(batch.table, keys))
       : [];
   const touched = keys ?? truncated;

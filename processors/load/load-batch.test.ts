@@ -31,6 +31,7 @@ describe('prepareBatch', () => {
       keys: [1, 2],
       deletes: [{ key: 2, epoch: 0, lsn: '00000000/00000400', seq: 0 }],
       maxPosition: { epoch: 0, lsn: '00000000/00000400', seq: 0 },
+      minPosition: { epoch: 0, lsn: '00000000/00000100', seq: 0 },
       newestCommitTs: '2025-02-28T09:00:04.000123Z',
     });
     expect(batch.upserts.map((u) => [u.values.design_id, u.values.design_name])).toEqual([
@@ -88,6 +89,7 @@ describe('prepareBatch', () => {
       dates: ['2022-11-03', '2024-02-29'],
       sourceTable: null,
       maxPosition: null,
+      minPosition: null,
     });
     expect(issuesOf(() => prepareBatch({ table: 'dim_date', rows: [{ date_id: '2023-02-29' }] }))).toEqual([
       'row 0: date_id is not a YYYY-MM-DD calendar date',

@@ -91,6 +91,8 @@ export interface PreparedBatch {
   references: Partial<Record<WarehouseTableName, number[]>>;
   /** Highest position in the object (null for dim_date or an empty object). */
   maxPosition: Position | null;
+  /** Lowest position in the object (null for dim_date or an empty object). */
+  minPosition: Position | null;
   /** Newest `_commit_ts` in the object, as written there. */
   newestCommitTs: string | null;
 }
@@ -327,6 +329,7 @@ function prepareDates(parquet: ParquetTable, firstRow: number): PreparedBatch {
     dates: [...dates].sort(),
     references: {},
     maxPosition: null,
+    minPosition: null,
     newestCommitTs: null,
   };
 }
@@ -372,10 +375,13 @@ export function prepareBatch(parquet: ParquetTable, options: { firstRow?: number
   const source = spec.source!;
 
   let maxPosition: Position | null = null;
+  let minPosition: Position | null = null;
   let newestCommitTs: string | null = null;
   for (const { row } of checked) {
     if (!maxPosition || compareChecked(row, maxPosition) > 0)
       maxPosition = { epoch: row.epoch, lsn: row.lsn, seq: row.seq };
+    if (!minPosition || compareChecked(row, minPosition) < 0)
+      minPosition = { epoch: row.epoch, lsn: row.lsn, seq: row.seq };
     if (row.commitTs !== newestCommitTs) newestCommitTs = newestTimestamp(newestCommitTs, row.commitTs);
   }
   const rowsOfKeys = checked.filter((c) => !isTableOp(c.op));
@@ -398,6 +404,7 @@ export function prepareBatch(parquet: ParquetTable, options: { firstRow?: number
     truncates: [...truncates.values()],
     snapshots: snapshotParts(source, checked),
     maxPosition,
+    minPosition,
     newestCommitTs,
   };
 

@@ -219,6 +219,31 @@ describe('re-snapshots that reconcile (real Postgres)', () => {
     ]);
   });
 
+  it('resyncs a late object whose oldest row predates a reconciled snapshot, whatever its newer rows', async () => {
+    // Arrange: the snapshot is reconciled first; then an object arrives holding key 3's old
+    // version (before the snapshot, which lacked it) beside key 4 created after the snapshot.
+    const [one, two] = snapshotRows(0);
+    const late = objectOf('fact_sales_order', [
+      rowOf('fact_sales_order', 4, {}, at(10, 0, E2)),
+      rowOf('fact_sales_order', 3, {}, at(1, 2, E1)),
+    ]);
+
+    // Act
+    await loadInOrder([
+      objectOf('fact_sales_order', [one, two]),
+      objectOf('fact_sales_order', [tableEventOf('fact_sales_order', 'snapshot_end', at(9, 2, E2), 2)]),
+      late,
+    ]);
+
+    // Assess: key 3 ended at the snapshot (only the object's oldest row says it must be checked).
+    expect(await query('SELECT "key", "reason" FROM "fact_delete"')).toEqual([{ key: 3, reason: 'resync' }]);
+    expect(await query('SELECT "sales_order_id" FROM "fact_sales_order_current" ORDER BY 1')).toEqual([
+      { sales_order_id: 1 },
+      { sales_order_id: 2 },
+      { sales_order_id: 4 },
+    ]);
+  });
+
   it('reconciles dimensions: the address the snapshot lacks is deleted, its counterparty follows', async () => {
     await expectOrderProof([
       objectOf('dim_location', [
