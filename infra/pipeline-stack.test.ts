@@ -1,4 +1,3 @@
-import { STAGE_SEMI_SPACE_MIB } from '../core/stage-heap';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
@@ -240,12 +239,6 @@ describe('pipeline stack: functions', () => {
     ]);
     expect(render(env('Migrate').WAREHOUSE_ADMIN_SECRET_ARN)).toMatch(/WarehouseInstanceSecret/);
     expect(env('Load').NODE_EXTRA_CA_CERTS).toBe('/var/runtime/ca-cert.pem');
-    // Larger semi-spaces where a value per row is allocated (core/stage-heap.ts); source maps everywhere.
-    for (const prefix of ['Transform', 'Load'])
-      expect(env(prefix).NODE_OPTIONS).toBe(
-        `--enable-source-maps --max-semi-space-size=${STAGE_SEMI_SPACE_MIB}`,
-      );
-    expect(env('Migrate').NODE_OPTIONS).toBe('--enable-source-maps');
     for (const prefix of ['FirehoseTransform', 'Transform', 'Load'])
       expect(Object.keys(env(prefix)).filter((k) => /BUCKET|SECRET/.test(k))).toHaveLength(1);
   });

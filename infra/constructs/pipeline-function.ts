@@ -41,12 +41,6 @@ export interface PipelineFunctionProps {
   /** Extra environment variables (settings, not resources: those come from `bind…()`). */
   environment?: Record<string, string>;
   /**
-   * V8's semi-space size (MiB, `--max-semi-space-size` in NODE_OPTIONS) for a stage that allocates a
-   * short-lived value per row: Node's default (16) makes scavenges frequent. See
-   * local/stage-workers.ts STAGE_WORKER_YOUNG_MIB for what it was measured to save.
-   */
-  semiSpaceMiB?: number;
-  /**
    * Files the handler reads at run time, copied into the bundle (paths relative to the repository
    * root and to the bundle), e.g. SQL migrations that esbuild cannot inline.
    */
@@ -143,10 +137,7 @@ export class PipelineFunction extends Construct {
       logGroup: this.logGroup,
       tracing: props.tracing ? lambda.Tracing.ACTIVE : lambda.Tracing.DISABLED,
       environment: {
-        NODE_OPTIONS: [
-          '--enable-source-maps',
-          ...(props.semiSpaceMiB ? [`--max-semi-space-size=${props.semiSpaceMiB}`] : []),
-        ].join(' '),
+        NODE_OPTIONS: '--enable-source-maps',
         LOG_LEVEL: 'info',
         TOTES_STAGE: props.stage,
         ...props.environment,

@@ -13,7 +13,6 @@ import { readMigrations } from '../../processors/load/migrate';
 import type { Construct } from 'constructs';
 import { INGESTION_ROOT, SCHEMA_OBJECT_ROOT } from '../../core/csv-codec';
 import { OVERSIZED_ROOT } from '../../core/oversized-change';
-import { STAGE_SEMI_SPACE_MIB } from '../../core/stage-heap';
 import { acknowledge } from '../acknowledge';
 import type { TotesConfig } from '../config';
 import { CaptureService } from '../constructs/capture-service';
@@ -141,7 +140,6 @@ export class PipelineStack extends Stack {
       // An object (up to the 64+ MiB Firehose buffer during a snapshot) is decoded, mapped and
       // encoded in memory, several copies of it at once; memory also buys CPU (a full vCPU at 1,769 MB).
       memorySizeMiB: 3008,
-      semiSpaceMiB: STAGE_SEMI_SPACE_MIB,
       // A 2 MB object took about 9 s on a loaded 2-core machine (processors/transform/README.md): a
       // snapshot-sized object needs minutes, so the Lambda maximum rather than a timeout and a retry.
       timeout: Duration.minutes(15),
@@ -208,7 +206,6 @@ export class PipelineStack extends Stack {
       stage: STAGES.load,
       description: 'totes: processed Parquet → warehouse Postgres, one transaction per object',
       memorySizeMiB: 1024,
-      semiSpaceMiB: STAGE_SEMI_SPACE_MIB,
       timeout: loadTimeout,
       environment: trustRds,
       network: inVpc,
