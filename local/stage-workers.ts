@@ -103,8 +103,9 @@ export const STAGE_WORKER_HEAP_MIB = 512;
  * Node's default): the load process 17–45 → 12–29 µs per row, 19,910–31,924 → 25,079–42,828 rows/s.
  *
  * Local only: objects here are at most the delivery stream's 5 MiB buffer. The Lambdas keep Node's
- * default, because on the 128 MiB objects AWS Firehose delivers the larger young generation raised
- * peak RSS (`bench:streaming` with the flag: transform 496 → 523 MiB, load 594 → 744 MiB).
+ * default: on the 128 MiB objects AWS Firehose delivers, the larger young generation took transform
+ * past the 512 MB target (`bench:streaming -- --heap-mib 384`, 2026-12-02: transform 424 → 518 MiB
+ * peak RSS, load 351 → 504 MiB).
  */
 export const STAGE_WORKER_YOUNG_MIB = 192;
 
