@@ -561,11 +561,29 @@ describe('capture stays live (real Postgres + kinesalite)', () => {
     await withClient(url, (c) =>
       c.query("INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g"),
     );
-    // Held for four times the server's timeout while capture has paused its socket.
+    // Held for four times the server's timeout while capture has paused its socket: the same
+    // walsender must keep receiving status updates (reply_time, capture's own clock) all along.
     await waitFor('reading to pause', () =>
       (h.service as unknown as { stream: { isPaused: boolean } }).stream?.isPaused ? true : undefined,
     );
-    await new Promise((r) => setTimeout(r, 4000));
+    const walsender = () =>
+      withClient(url, async (c) => {
+        const { rows } = await c.query<{ pid: number; replied: Date; now: Date }>(
+          `SELECT r.pid, r.reply_time AS replied, now() AS now FROM pg_stat_replication r
+             JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.database = current_database()`,
+        );
+        return rows[0];
+      });
+    const pausedAt = await walsender();
+    const through = await waitFor(
+      'status updates 4 s past the pause',
+      async () => {
+        const now = await walsender();
+        return now && now.replied.getTime() >= pausedAt.now.getTime() + 4000 ? now : undefined;
+      },
+      30_000,
+    );
+    expect(through.pid).toBe(pausedAt.pid);
     held = false;
     await collectUntil(h, 'every row', () => h.collector.ofTable('big').length >= 20_000, 60_000);
     expect(failure).toBeNull();
