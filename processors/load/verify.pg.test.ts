@@ -262,6 +262,37 @@ describe('verifyWarehouse (real Postgres)', () => {
     expect(text).toMatch(/warehouse differs from the source in 3 of 10 tables\n$/);
   });
 
+  it('tells an empty string from NULL, and values from the same text split across other columns', async () => {
+    // Arrange: dim_location 1 has address_line_2 NULL in the source (the export's first address),
+    // the warehouse gets ''; dim_staff 2's names hold the same letters split at another place.
+    const { source, warehouse } = await pair();
+    await source.query(`UPDATE "address" SET "address_line_2" = NULL WHERE "address_id" = 1`);
+    await warehouse.query(`UPDATE "dim_location" SET "address_line_2" = '' WHERE "location_id" = 1`);
+    await source.query(`UPDATE "staff" SET "first_name" = 'Ann', "last_name" = 'Bee' WHERE "staff_id" = 2`);
+    await warehouse.query(
+      `UPDATE "dim_staff" SET "first_name" = 'AnnB', "last_name" = 'ee' WHERE "staff_id" = 2`,
+    );
+
+    // Act
+    const report = await verifyWarehouse(source, warehouse);
+
+    // Assess
+    expect(tableOf(report, 'dim_location').differences).toEqual([
+      { kind: 'different', key: '1', columns: [{ column: 'address_line_2', source: null, warehouse: '' }] },
+    ]);
+    expect(tableOf(report, 'dim_staff').differences).toEqual([
+      {
+        kind: 'different',
+        key: '2',
+        columns: [
+          { column: 'first_name', source: 'Ann', warehouse: 'AnnB' },
+          { column: 'last_name', source: 'Bee', warehouse: 'ee' },
+        ],
+      },
+    ]);
+    expect(report.ok).toBe(false);
+  });
+
   it('finds re-read versions: consecutive versions of a key with equal row hashes and no delete between', async () => {
     const { source, warehouse } = await pair();
     const T = 'fact_sales_order';
