@@ -58,8 +58,13 @@ class CopyQuery implements Submittable {
     this.commandTag = message.text;
   }
 
+  /**
+   * node-postgres detaches the query on an ErrorResponse, so its ReadyForQuery never reaches it:
+   * settle here, or a refused COPY hangs (as processors/load/copy-in.ts does).
+   */
   handleError(error: Error): void {
     this.error ??= error;
+    this.settle(this.error, '');
   }
 
   handleReadyForQuery(): void {
