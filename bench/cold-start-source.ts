@@ -154,8 +154,8 @@ export async function buildColdStartSource(
   let bytes = 0;
   const copyIn = async (table: TotesysTable, text: Buffer) => {
     bytes += text.length;
-    const tag = await copyFrom(client, `COPY ${quoteIdent(table)} FROM STDIN`, text);
-    perTable[table] = (perTable[table] ?? 0) + Number(tag.split(' ')[1]);
+    const copied = await copyFrom(client, `COPY ${quoteIdent(table)} FROM STDIN`, text);
+    perTable[table] = (perTable[table] ?? 0) + copied;
   };
   for (const table of TOTESYS_TABLES) {
     const t = tables.get(table)!;

@@ -4,7 +4,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, Pool } from 'pg';
 import type { Change } from '../core/change-event';
-import { toWarehouseRows } from '../core/star-mapping';
 import type { TotesysTable } from '../core/totesys-tables';
 import { WAREHOUSE_TABLES, type WarehouseRow, type WarehouseTableName } from '../core/warehouse-model';
 import { startEmbeddedCluster } from '../local/embedded-postgres';
@@ -20,7 +19,7 @@ import { startCpuProfile, type CpuProfile } from './cpu-profile';
 import { timed, type Timing } from './timing';
 import { copyFrom } from './pg-copy';
 import { postgresGroups, UsageWindow } from './process-sampler';
-import { DEFAULT_EXPORT_DIR, readExportTable } from './totesys-export';
+import { DEFAULT_EXPORT_DIR, readExportTable, starRowsOf } from './totesys-export';
 
 /**
  * `npm run bench:load`: the load stage on its own, one Parquet object at a time, against a fresh
@@ -40,12 +39,11 @@ import { DEFAULT_EXPORT_DIR, readExportTable } from './totesys-export';
  *   bench/process-sampler.ts), and the warehouse statements that took the most time;
  * - **again**: the second load of the same object, which must write nothing;
  * - **baselines**, same run, same rows: `COPY … FROM STDIN` (text) into a plain table with the fact's
- *   columns and no index (Postgres' own ingest rate), and into the fact table itself (its indexes
- *   and foreign keys; rolled back).
+ *   columns and no index (Postgres' own ingest rate), and into the fact table itself (its indexes;
+ *   rolled back). The facts have no foreign keys since migration 007.
  *
  * Options: --sizes 10000,50000,200000 · --tables sales_order,purchase_order,payment ·
- * --cpu-profile DIR (a V8 profile of each load, summarized) · --without-fact-fks (drop the facts'
- * foreign keys in the bench's warehouse first: what they cost) · --keep (leave the temp directory).
+ * --cpu-profile DIR (a V8 profile of each load, summarized) · --keep (leave the temp directory).
  */
 
 const BUCKET = 'processed';
@@ -91,13 +89,7 @@ function factRows(
         ),
       });
     }
-  const mapped = toWarehouseRows(
-    table,
-    columns.map((name) => ({ name })),
-    changes,
-  );
-  if (mapped.rejected.length) throw new Error(`${table}: ${mapped.rejected[0].reason}`);
-  return { table: mapped.table, rows: mapped.rows };
+  return starRowsOf(table, columns, changes);
 }
 
 type Cost = Timing;
@@ -203,7 +195,6 @@ interface ObjectResult {
   again: { cost: Cost; warehouse: { backends: number; background: number }; status: string };
   copyPlain: { cost: Cost; warehouse: { backends: number; background: number } };
   copyFact: { cost: Cost; warehouse: { backends: number; background: number } };
-  copyNoFk: { cost: Cost; warehouse: { backends: number; background: number } };
 }
 
 async function main(): Promise<void> {
@@ -247,16 +238,6 @@ async function main(): Promise<void> {
     await warehouse.connect();
     await migrateWarehouse(warehouse);
     await warehouse.query('CREATE EXTENSION pg_stat_statements');
-    if (process.argv.includes('--without-fact-fks')) {
-      // What the load would do without the facts' foreign keys (each a per-row check that locks the
-      // dimension row): the bench's own warehouse only, to measure that limit.
-      const { rows: fks } = await warehouse.query<{ sql: string }>(
-        `SELECT format('ALTER TABLE %I DROP CONSTRAINT %I', conrelid::regclass::text, conname) AS sql
-           FROM pg_constraint WHERE contype = 'f' AND conrelid::regclass::text LIKE 'fact\\_%'`,
-      );
-      for (const { sql } of fks) await warehouse.query(sql);
-      process.stderr.write(`--without-fact-fks: dropped ${fks.length} foreign keys of the facts\n`);
-    }
     pool = new Pool({ connectionString: url, max: 1 });
     // An idle connection's error (the cluster stopping) is reported by the next query, not thrown here.
     pool.on('error', (e) => process.stderr.write(`warehouse pool: ${e.message}\n`));
@@ -353,18 +334,6 @@ async function main(): Promise<void> {
           ),
         );
         await warehouse.query('ROLLBACK');
-        // The same with the foreign-key triggers off (replica role: a superuser's measuring aid only),
-        // so the report can say what the indexes cost and what the foreign keys do.
-        await warehouse.query('BEGIN');
-        await warehouse.query("SET LOCAL session_replication_role = 'replica'");
-        const [, copyNoFk, copyNoFkWarehouse] = await withWarehouseCpu(cluster.dataDir, () =>
-          copyFrom(
-            warehouse!,
-            `COPY ${quote(table)} (${columns.map(quote).join(', ')}) FROM STDIN`,
-            factText,
-          ),
-        );
-        await warehouse.query('ROLLBACK');
 
         loadAverages.push(os.loadavg()[0]);
         results.push({
@@ -382,7 +351,6 @@ async function main(): Promise<void> {
           again: { cost: againCost, warehouse: againWarehouse, status: again.objects[0].status },
           copyPlain: { cost: copyPlain, warehouse: copyPlainWarehouse },
           copyFact: { cost: copyFact, warehouse: copyFactWarehouse },
-          copyNoFk: { cost: copyNoFk, warehouse: copyNoFkWarehouse },
         });
         process.stdout.write(`${describe(results.at(-1)!)}\n`);
       }
@@ -422,8 +390,7 @@ function describe(r: ObjectResult): string {
     `  phases    get ${us(r.phases.get.cpuMs)} · decode ${us(r.phases.decode.cpuMs)} · check ${us(r.phases.check.cpuMs)} µs/row CPU; the rest of the load process: ${restOfLoad(r, us)}`,
     `  again     ${r.again.cost.wallMs.toFixed(0).padStart(8)} ms (${r.again.status})   load process ${us(r.again.cost.cpuMs)} µs/row   warehouse ${us(r.again.warehouse.backends)} µs/row`,
     `  COPY plain ${n(rate(r.copyPlain.cost.wallMs, r.rows)).padStart(7)} rows/s   warehouse ${us(r.copyPlain.warehouse.backends)} µs/row`,
-    `  COPY fact  ${n(rate(r.copyFact.cost.wallMs, r.rows)).padStart(7)} rows/s   warehouse ${us(r.copyFact.warehouse.backends)} µs/row (indexes, foreign keys)`,
-    `  COPY fact, no FK ${n(rate(r.copyNoFk.cost.wallMs, r.rows)).padStart(7)} rows/s   warehouse ${us(r.copyNoFk.warehouse.backends)} µs/row (indexes only)`,
+    `  COPY fact  ${n(rate(r.copyFact.cost.wallMs, r.rows)).padStart(7)} rows/s   warehouse ${us(r.copyFact.warehouse.backends)} µs/row (indexes)`,
     '  top statements (ms, calls, rows):',
     ...r.load.statements.map(
       (s) =>
@@ -439,14 +406,14 @@ function describe(r: ObjectResult): string {
 }
 
 function summary(results: readonly ObjectResult[]): string {
-  const header = `${'object'.padEnd(28)} ${'load rows/s'.padStart(11)} ${'proc µs/row'.padStart(11)} ${'wh µs/row'.padStart(9)} ${'decode'.padStart(6)} ${'check'.padStart(6)} ${'again ms'.padStart(8)} ${'COPY plain/s'.padStart(12)} ${'COPY fact/s'.padStart(11)} ${'no FK/s'.padStart(8)} ${'× plain'.padStart(7)}`;
+  const header = `${'object'.padEnd(28)} ${'load rows/s'.padStart(11)} ${'proc µs/row'.padStart(11)} ${'wh µs/row'.padStart(9)} ${'decode'.padStart(6)} ${'check'.padStart(6)} ${'again ms'.padStart(8)} ${'COPY plain/s'.padStart(12)} ${'COPY fact/s'.padStart(11)} ${'× plain'.padStart(7)}`;
   return [
     '',
     'bench:load — per object (CPU µs per row; wall rows/s)',
     header,
     ...results.map((r) => {
       const us = (ms: number) => perRow(ms, r.rows).toFixed(1);
-      return `${`${r.table} ${n(r.rows)}`.padEnd(28)} ${n(rate(r.load.cost.wallMs, r.rows)).padStart(11)} ${us(r.load.cost.cpuMs).padStart(11)} ${us(r.load.warehouse.backends).padStart(9)} ${us(r.phases.decode.cpuMs).padStart(6)} ${us(r.phases.check.cpuMs).padStart(6)} ${r.again.cost.wallMs.toFixed(0).padStart(8)} ${n(rate(r.copyPlain.cost.wallMs, r.rows)).padStart(12)} ${n(rate(r.copyFact.cost.wallMs, r.rows)).padStart(11)} ${n(rate(r.copyNoFk.cost.wallMs, r.rows)).padStart(8)} ${(r.copyPlain.cost.wallMs / r.load.cost.wallMs).toFixed(2).padStart(7)}`;
+      return `${`${r.table} ${n(r.rows)}`.padEnd(28)} ${n(rate(r.load.cost.wallMs, r.rows)).padStart(11)} ${us(r.load.cost.cpuMs).padStart(11)} ${us(r.load.warehouse.backends).padStart(9)} ${us(r.phases.decode.cpuMs).padStart(6)} ${us(r.phases.check.cpuMs).padStart(6)} ${r.again.cost.wallMs.toFixed(0).padStart(8)} ${n(rate(r.copyPlain.cost.wallMs, r.rows)).padStart(12)} ${n(rate(r.copyFact.cost.wallMs, r.rows)).padStart(11)} ${(r.copyPlain.cost.wallMs / r.load.cost.wallMs).toFixed(2).padStart(7)}`;
     }),
   ].join('\n');
 }

@@ -1,20 +1,13 @@
 import type { Client, Connection, Submittable } from 'pg';
+import { COPY_CHUNK_BYTES, copyIn } from '../processors/load/copy-in';
 
 /**
  * COPY through node-postgres without pg-copy-streams (not a dependency, and the bench may not add
  * one). node-postgres hands the COPY sub-protocol's messages to its active query object, so a small
- * "submittable" implementing those hooks is all COPY needs.
+ * "submittable" implementing those hooks is all COPY needs: `COPY … FROM STDIN` is the load's own
+ * (processors/load/copy-in.ts), `COPY … TO STDOUT` is here.
  * https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-COPY
  */
-
-/** The parts of pg's Connection the COPY sub-protocol uses (its typings omit them). */
-interface CopyConnection extends Connection {
-  sendCopyFromChunk(chunk: Buffer): void;
-  endCopyFrom(): void;
-}
-
-/** psql's CopyData size; the server accepts any split of the byte stream. */
-const COPY_CHUNK_BYTES = 65536;
 
 class CopyQuery implements Submittable {
   rows = 0;
@@ -24,10 +17,8 @@ class CopyQuery implements Submittable {
   private commandTag = '';
   private settle!: (error: Error | undefined, tag: string) => void;
 
-  /** @param input what `COPY … FROM STDIN` reads; absent for `COPY … TO STDOUT`. */
   constructor(
     private readonly text: string,
-    private readonly input?: Buffer,
     private readonly onRow?: (row: Buffer) => void,
   ) {
     this.done = new Promise<string>((resolve, reject) => {
@@ -37,14 +28,6 @@ class CopyQuery implements Submittable {
 
   submit(connection: Connection): void {
     connection.query(this.text);
-  }
-
-  handleCopyInResponse(connection: Connection): void {
-    const copy = connection as CopyConnection;
-    const input = this.input ?? Buffer.alloc(0);
-    for (let at = 0; at < input.length; at += COPY_CHUNK_BYTES)
-      copy.sendCopyFromChunk(input.subarray(at, at + COPY_CHUNK_BYTES));
-    copy.endCopyFrom();
   }
 
   handleCopyData(message: { chunk: Buffer }): void {
@@ -78,9 +61,12 @@ class CopyQuery implements Submittable {
   handlePortalSuspended(): void {}
 }
 
-/** `COPY … FROM STDIN` reading `input`; resolves to the command tag (`COPY 123`). */
-export async function copyFrom(client: Client, sql: string, input: Buffer): Promise<string> {
-  return client.query(new CopyQuery(sql, input)).done;
+/** `COPY … FROM STDIN` reading `input`, by the load's own copyIn; resolves to the rows copied. */
+export function copyFrom(client: Client, sql: string, input: Buffer): Promise<number> {
+  return copyIn(client, sql, function* () {
+    for (let at = 0; at < input.length; at += COPY_CHUNK_BYTES)
+      yield input.subarray(at, at + COPY_CHUNK_BYTES);
+  });
 }
 
 /** `COPY … TO STDOUT`, discarding the output; resolves to the rows and bytes received. */
@@ -96,7 +82,7 @@ export async function copyToRows(
   sql: string,
   onRow: (row: Buffer) => void,
 ): Promise<{ rows: number; bytes: number }> {
-  const query = client.query(new CopyQuery(sql, undefined, onRow));
+  const query = client.query(new CopyQuery(sql, onRow));
   await query.done;
   return { rows: query.rows, bytes: query.bytes };
 }

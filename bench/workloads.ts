@@ -147,12 +147,12 @@ export async function loadTotesys(client: Client, files: Map<string, string>): P
   await createTotesysSchema(client);
   const counts = new Map<string, number>();
   for (const table of TOTESYS_TABLES) {
-    const tag = await copyFrom(
+    const copied = await copyFrom(
       client,
       `COPY ${quoteIdent(table)} FROM STDIN WITH (FORMAT csv, HEADER true)`,
       fs.readFileSync(files.get(table)!),
     );
-    counts.set(table, Number(tag.split(' ')[1]));
+    counts.set(table, copied);
     const key = quoteIdent(`${table}_id`);
     await client.query(
       `SELECT setval(pg_get_serial_sequence(${quoteLiteral(table)}, ${quoteLiteral(`${table}_id`)}),
