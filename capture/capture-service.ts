@@ -857,7 +857,8 @@ export class CaptureService {
             ])
             .then(
               () => undefined,
-              (e) => this.log.warn('heartbeat failed', { err: e }),
+              // A heartbeat in flight when capture stops fails with its connection: expected then.
+              (e) => (this.stopping ? undefined : this.log.warn('heartbeat failed', { err: e })),
             ),
         ),
         this.config.heartbeatIntervalMs,
