@@ -41,3 +41,13 @@ declare module 's3rver' {
   }
   export = S3rver;
 }
+
+// s3rver's S3 error (lib/models/error.js): its status comes from the code, its detail becomes XML elements.
+declare module 's3rver/lib/models/error' {
+  class S3Error extends Error {
+    constructor(code: string, message: string, detail?: Record<string, string>);
+    readonly code: string;
+    readonly status: number;
+  }
+  export = S3Error;
+}

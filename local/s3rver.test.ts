@@ -150,6 +150,42 @@ describe('startS3rver', () => {
     });
   });
 
+  it('honours If-None-Match: * on PUT as S3 does: 412 PreconditionFailed, the object and its events unchanged', async () => {
+    await withS3(tempDir(), async (client, s3) => {
+      const created: string[] = [];
+      s3.onObjectCreated((e) => {
+        created.push(decodeS3ObjectKey(e.Records[0].s3.object.key));
+      });
+      const put = (key: string, body: string) =>
+        client.send(new PutObjectCommand({ Bucket: 'processed', Key: key, Body: body, IfNoneMatch: '*' }));
+      await put('once/a.parquet', 'first');
+      await expect(put('once/a.parquet', 'second')).rejects.toMatchObject({
+        name: 'PreconditionFailed',
+        $metadata: { httpStatusCode: 412 },
+      });
+      const res = await client.send(new GetObjectCommand({ Bucket: 'processed', Key: 'once/a.parquet' }));
+      expect(await res.Body!.transformToString()).toBe('first');
+      // Without the condition a PUT still replaces the object, as in S3.
+      await client.send(new PutObjectCommand({ Bucket: 'processed', Key: 'once/a.parquet', Body: 'third' }));
+      const after = await client.send(new GetObjectCommand({ Bucket: 'processed', Key: 'once/a.parquet' }));
+      expect(await after.Body!.transformToString()).toBe('third');
+      // Concurrent conditional writes of one new key: exactly one wins.
+      const racing = await Promise.allSettled(
+        Array.from({ length: 8 }, (_, i) => put('once/raced.parquet', `writer ${i}`)),
+      );
+      expect(racing.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+      for (const r of racing)
+        if (r.status === 'rejected') expect(r.reason).toMatchObject({ name: 'PreconditionFailed' });
+      await waitFor('the writes that succeeded to be announced', () =>
+        created.length === 3 ? true : undefined,
+      );
+      expect(created.sort()).toEqual(['once/a.parquet', 'once/a.parquet', 'once/raced.parquet']);
+      // The losers left no partial files behind.
+      const dir = path.join(s3.dataDir, 'processed', 'once');
+      expect(fs.readdirSync(dir).filter((f) => f.includes('.partial-'))).toEqual([]);
+    });
+  });
+
   it('reports a directory it cannot use', async () => {
     const file = path.join(tempDir(), 'not-a-dir');
     fs.writeFileSync(file, '');

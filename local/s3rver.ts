@@ -1,6 +1,7 @@
 /* eslint-disable security/detect-non-literal-fs-filename -- the operator's --data-dir, and object paths from s3rver's own key mapping, kept inside the bucket (makePutsAtomic) */
 import { ListObjectsV2Command, S3Client, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { createServer } from 'node:http';
@@ -9,6 +10,7 @@ import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import S3rver from 's3rver';
+import S3Error from 's3rver/lib/models/error';
 import { silentLogger, type Logger } from '../core/logger';
 
 /**
@@ -25,6 +27,12 @@ import { silentLogger, type Logger } from '../core/logger';
  * middle of one) sees a truncated object, which S3 never shows. `startS3rver` replaces its store's
  * write with write-to-temp-then-rename, so an object is either absent or complete (`kill -9` safe;
  * like the rest of the local stack, not power-loss safe: no fsync).
+ *
+ * s3rver 3.7 also ignores `If-None-Match: *` on PUT, which S3 honours (conditional writes: a PUT of
+ * an existing key fails with 412 PreconditionFailed, and of two concurrent ones exactly one wins,
+ * https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html). The atomic write
+ * honours it too: a conditional PUT hard-links its complete temporary file to the key, which fails
+ * when the key exists — the check and the creation are one step, as in S3.
  */
 
 /** Where an object-created notification comes from, as S3 sends it to Lambda. */
@@ -117,7 +125,20 @@ function toS3Event(raw: S3Event): S3Event | undefined {
   return records.length ? { Records: records } : undefined;
 }
 
-/** s3rver's `FilesystemStore.putObject`, made atomic; otherwise the same files and md5 bookkeeping. */
+/** Set for the handling of a PUT that carries `If-None-Match: *` (the store sees no headers). */
+const onlyIfAbsent = new AsyncLocalStorage<boolean>();
+
+/** S3's answer to a conditional write whose key exists. */
+function preconditionFailed(): Error {
+  return new S3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold', {
+    Condition: 'If-None-Match',
+  });
+}
+
+/**
+ * s3rver's `FilesystemStore.putObject`, made atomic and honouring `If-None-Match: *`; otherwise the
+ * same files and md5 bookkeeping.
+ */
 function makePutsAtomic(store: S3rver['store']): void {
   store.putObject = async (object) => {
     const objectPath = store.getResourcePath(object.bucket, object.key, 'object');
@@ -137,9 +158,19 @@ function makePutsAtomic(store: S3rver['store']): void {
         callback(null, chunk);
       },
     });
+    const conditional = onlyIfAbsent.getStore() === true;
     try {
       await pipeline(source, count, fs.createWriteStream(partial));
-      await fs.promises.rename(partial, objectPath);
+      if (!conditional) await fs.promises.rename(partial, objectPath);
+      else {
+        try {
+          await fs.promises.link(partial, objectPath); // EEXIST when the key exists, atomically
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw preconditionFailed();
+          throw e;
+        }
+        await fs.promises.rm(partial, { force: true });
+      }
     } catch (e) {
       await fs.promises.rm(partial, { force: true });
       throw e;
@@ -166,7 +197,13 @@ export async function startS3rver(options: LocalS3Options): Promise<LocalS3> {
   });
   makePutsAtomic(server.store);
   // Listening ourselves: s3rver's run() leaves a listen error (EADDRINUSE) unreported and hanging.
-  const http = createServer(server.callback());
+  const handle = server.callback();
+  const http = createServer((req, res) => {
+    // Only `*` is a condition S3 takes on a write.
+    if (req.method === 'PUT' && req.headers['if-none-match']?.trim() === '*')
+      onlyIfAbsent.run(true, () => handle(req, res));
+    else handle(req, res);
+  });
   try {
     await server.configureBuckets();
     await new Promise<void>((resolve, reject) => {

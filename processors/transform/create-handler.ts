@@ -544,14 +544,14 @@ export function createTransformHandler(
         table: sourceTable,
       };
       const body = rejected.map((r) => quarantineLine(lineBase, r.change, r.reason)).join('\n');
-      // Before the Parquet object, which marks the input done: a crash in between redoes both.
-      if (!(await exists(quarantineKey)))
-        await putOnce(quarantineKey, `${body}\n`, 'application/x-ndjson', {
-          'source-bucket': bucket,
-          'source-key': key,
-          ...(mixedKey ? { 'mixed-key': mixedKey } : {}),
-          'rejected-changes': String(rejected.length),
-        });
+      // Before the Parquet object, which marks the input done: a crash in between redoes both (the
+      // conditional write keeps the first quarantine object).
+      await putOnce(quarantineKey, `${body}\n`, 'application/x-ndjson', {
+        'source-bucket': bucket,
+        'source-key': key,
+        ...(mixedKey ? { 'mixed-key': mixedKey } : {}),
+        'rejected-changes': String(rejected.length),
+      });
       for (const r of rejected.slice(0, MAX_REJECTIONS_LOGGED_PER_OBJECT))
         logger.error('change rejected and quarantined', {
           key,
@@ -593,7 +593,7 @@ export function createTransformHandler(
       rejected: rejected.length,
     };
     if (!written) {
-      logger.info('written concurrently by another invocation; skipped', { key, outputKey });
+      logger.info('already written (by a concurrent or an earlier attempt); skipped', { key, outputKey });
       return outcome;
     }
     metrics.add('RowsWritten', rows);
@@ -635,9 +635,9 @@ export function createTransformHandler(
             const targetTable = targetTableOf(table);
             const outputKey = outputKeyFor(targetTable, partKey);
             const base = { bucket, key: partKey, sourceTable: table, targetTable, outputKey };
-            // Written by an earlier attempt that did not get to the manifest: left as it is (and not
-            // encoded again). If-None-Match alone would do in S3, but s3rver does not honour it.
-            if (await exists(outputKey)) return { ...base, status: 'duplicate' };
+            // Written by an earlier attempt that did not get to the manifest (a crash midway, rare):
+            // encoded again, and the conditional write finds it and leaves it as it is ('duplicate').
+            // No HEAD first: it would cost every part of every mixed object a request for that case.
             const schema = await schemaFor(bucket, partKey, table, fingerprint);
             const encoded = await encodeToParquet([csv], bucket, partKey, schema, targetTable);
             const outcome = await writeTransformed(
