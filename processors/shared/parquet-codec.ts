@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { ParquetReader, ParquetSchema, ParquetWriter } from '@dsnp/parquetjs';
 // The library's own value conversion, as its shredder calls it (see flatShredder).
-import { toPrimitive } from '@dsnp/parquetjs/dist/lib/types';
+import { getParquetTypeDataObject, toPrimitive } from '@dsnp/parquetjs/dist/lib/types';
 import type { ParquetField } from '@dsnp/parquetjs/dist/lib/declare';
 import {
   SOURCE_POSITION_COLUMNS,
@@ -304,19 +304,13 @@ function flatShredder(
   const internal = writer as unknown as LibraryWriter;
   const pageSize = internal.envelopeWriter?.pageSize;
   if (typeof pageSize !== 'number' || typeof internal.rowBuffer !== 'object') return undefined;
-  const columns: { name: string; type: Physical; path: string; primitive: string; field: ParquetField }[] =
-    [];
+  const columns: { name: string; type: Physical; path: string; convert: (value: unknown) => unknown }[] = [];
   for (const [name, type] of types) {
     const field = writer.schema.fields[name];
     if (!field || field.isNested || field.repetitionType !== 'OPTIONAL' || field.dLevelMax !== 1)
       return undefined;
-    columns.push({
-      name,
-      type,
-      path: field.path.join(','),
-      primitive: field.originalType ?? field.primitiveType!,
-      field,
-    });
+    const primitive = field.originalType ?? field.primitiveType!;
+    columns.push({ name, type, path: field.path.join(','), convert: converterOf(primitive, field) });
   }
   if (writer.schema.fieldList.length !== columns.length) return undefined;
   return (row) => {
@@ -337,7 +331,7 @@ function flatShredder(
       if (value === undefined) out.dlevels.push(0);
       else {
         out.distinct_values.add(value);
-        out.values.push(toPrimitive(column.primitive, value, column.field));
+        out.values.push(column.convert(value));
         out.dlevels.push(1);
       }
       out.count += 1;
@@ -346,6 +340,27 @@ function flatShredder(
     buffer.pageRowCount += 1;
     return true;
   };
+}
+
+/**
+ * What the flat shredder pushes for a value: the library's `toPrimitive`, resolved once per column
+ * (the library looks the type up and, for DECIMAL and TIME, builds its converter on every call) —
+ * except text and money, which go in as they are. For those the library makes a Buffer of the value
+ * here (of a string; a copy of toPhysical's fresh 5-byte Buffer), and its plain encoder then copies
+ * every value into another Buffer anyway (`Buffer.from(values[i])`, lib/codec/plain.js
+ * encodeValues_BYTE_ARRAY and encodeValues_FIXED_LEN_BYTE_ARRAY), which gives the same bytes from
+ * the value itself: one allocation and copy per value fewer, the same file
+ * (parquet-codec.write.test.ts).
+ */
+function converterOf(primitive: string, field: ParquetField): (value: unknown) => unknown {
+  if (primitive === 'UTF8' || (primitive === 'DECIMAL' && field.primitiveType === 'FIXED_LEN_BYTE_ARRAY'))
+    return (value) => value;
+  const resolved = getParquetTypeDataObject(
+    primitive as Parameters<typeof getParquetTypeDataObject>[0],
+    field,
+  );
+  if (typeof resolved?.toPrimitive === 'function') return resolved.toPrimitive;
+  return (value) => toPrimitive(primitive, value, field);
 }
 
 /** Encodes rows of one warehouse table as a Parquet file (in memory). */

@@ -41,6 +41,27 @@ describe('the flat shredder', () => {
     },
   );
 
+  it('writes non-ASCII text and money of every sign the same as the library', async () => {
+    const { target, rows } = rowsOf('payment', 6);
+    const texts = ['Zoë', '名前 ✓', 'emoji 🧾', '', 'a\u0000b', 'plain'];
+    const amounts = ['-0.01', '0.00', '12345678.99', '-12345678.99', '7.5', '100'];
+    const varied = rows.map((row, i) => ({ ...row, _lsn: texts[i], payment_amount: amounts[i] }));
+    const fast = await encodeParquet(target, varied, { rowGroupRows: 4 });
+    expect(
+      fast.equals(await encodeParquet(target, varied, { rowGroupRows: 4, libraryShredding: true })),
+    ).toBe(true);
+    const decoded = (await decodeParquet(fast)).rows;
+    expect(decoded.map((r) => r._lsn)).toEqual(texts);
+    expect(decoded.map((r) => r.payment_amount)).toEqual([
+      '-0.01',
+      '0.00',
+      '12345678.99',
+      '-12345678.99',
+      '7.50',
+      '100.00',
+    ]);
+  });
+
   it('reads times by position to the same milliseconds as the pattern', async () => {
     const times = ['00:00:00.000', '00:00:00.001', '09:05:07.080', '23:59:59.999', '12:34:56.7', '12:34:56'];
     const { target, rows } = rowsOf('payment', times.length);
