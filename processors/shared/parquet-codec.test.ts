@@ -77,6 +77,11 @@ describe('parquet codec', () => {
     await expect(encodeParquet('fact_payment', [row({ created_date: '03/11/2022' })])).rejects.toThrow(
       /created_date/,
     );
+    // Ten characters with the dashes in place, read by position: still refused.
+    for (const date of ['2024-1x-01', '2024-01-0 ', '+024-01-01'])
+      await expect(encodeParquet('fact_payment', [row({ created_date: date })])).rejects.toThrow(
+        'created_date: ' + JSON.stringify(date) + ' is not a YYYY-MM-DD date',
+      );
     await expect(encodeParquet('fact_payment', [row({ created_time: 'noon' })])).rejects.toThrow(
       /created_time/,
     );

@@ -134,43 +134,59 @@ function canonicalTimeMillis(text: string): number | undefined {
   return Number.isNaN(millis) ? undefined : millis;
 }
 
+/** `YYYY-MM-DD` read by character position: the same values DATE_TEXT accepts, NaN for anything else. */
+function canonicalDateParts(text: string): [number, number, number] | undefined {
+  if (text.length !== 10 || text.charCodeAt(4) !== 0x2d || text.charCodeAt(7) !== 0x2d) return undefined;
+  const year = twoDigits(text, 0) * 100 + twoDigits(text, 2);
+  const month = twoDigits(text, 5);
+  const day = twoDigits(text, 8);
+  return Number.isNaN(year + month + day) ? undefined : [year, month, day];
+}
+
+/** A non-NULL canonical value as the writer takes it, per physical type (see toPhysical). */
+type ToPhysical = (value: Exclude<WarehouseValue, null | undefined>, column: string) => unknown;
+
+const TO_PHYSICAL: Record<Physical, ToPhysical> = {
+  DATE(value, column) {
+    const text = String(value);
+    const parts = canonicalDateParts(text);
+    const m = parts ? undefined : DATE_TEXT.exec(text);
+    if (!parts && !m)
+      throw new ParquetCodecError(`column ${column}: ${JSON.stringify(value)} is not a YYYY-MM-DD date`);
+    const [year, month, day] = parts ?? [Number(m![1]), Number(m![2]), Number(m![3])];
+    // Not Date.UTC: it maps years 0–99 to 1900–1999, which would move `0099-01-01` by 1900 years.
+    const date = new Date(0);
+    date.setUTCFullYear(year, month - 1, day);
+    return date;
+  },
+  TIME_MILLIS(value, column) {
+    const millis = typeof value === 'string' ? canonicalTimeMillis(value) : undefined;
+    if (millis !== undefined) return millis;
+    const m = TIME_TEXT.exec(String(value));
+    if (!m)
+      throw new ParquetCodecError(`column ${column}: ${JSON.stringify(value)} is not an HH:MM:SS.mmm time`);
+    return (
+      ((Number(m[1]) * 60 + Number(m[2])) * 60 + Number(m[3])) * 1000 + Number((m[4] ?? '0').padEnd(3, '0'))
+    );
+  },
+  DECIMAL(value, column) {
+    const m = MONEY_TEXT.exec(String(value));
+    if (!m) throw new ParquetCodecError(`column ${column}: ${JSON.stringify(value)} is not a numeric(10,2)`);
+    // The unscaled value (cents) from the digits, never through a float: at most 10 digits.
+    const cents = Number(m[2] + (m[3] ?? '').padEnd(MONEY.scale, '0'));
+    const bytes = Buffer.allocUnsafe(MONEY.bytes);
+    bytes.writeIntBE(m[1] ? -cents : cents, 0, MONEY.bytes);
+    return bytes;
+  },
+  INT64: (value) => BigInt(value as number),
+  INT32: (value) => value,
+  UTF8: (value) => value,
+  BOOLEAN: (value) => value,
+};
+
 function toPhysical(type: Physical, value: WarehouseValue, column: string): unknown {
   if (value === null || value === undefined) return undefined;
-  switch (type) {
-    case 'DATE': {
-      const m = DATE_TEXT.exec(String(value));
-      if (!m)
-        throw new ParquetCodecError(`column ${column}: ${JSON.stringify(value)} is not a YYYY-MM-DD date`);
-      // Not Date.UTC: it maps years 0–99 to 1900–1999, which would move `0099-01-01` by 1900 years.
-      const date = new Date(0);
-      date.setUTCFullYear(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
-      return date;
-    }
-    case 'TIME_MILLIS': {
-      const millis = typeof value === 'string' ? canonicalTimeMillis(value) : undefined;
-      if (millis !== undefined) return millis;
-      const m = TIME_TEXT.exec(String(value));
-      if (!m)
-        throw new ParquetCodecError(`column ${column}: ${JSON.stringify(value)} is not an HH:MM:SS.mmm time`);
-      return (
-        ((Number(m[1]) * 60 + Number(m[2])) * 60 + Number(m[3])) * 1000 + Number((m[4] ?? '0').padEnd(3, '0'))
-      );
-    }
-    case 'DECIMAL': {
-      const m = MONEY_TEXT.exec(String(value));
-      if (!m)
-        throw new ParquetCodecError(`column ${column}: ${JSON.stringify(value)} is not a numeric(10,2)`);
-      // The unscaled value (cents) from the digits, never through a float: at most 10 digits.
-      const cents = Number(m[2] + (m[3] ?? '').padEnd(MONEY.scale, '0'));
-      const bytes = Buffer.allocUnsafe(MONEY.bytes);
-      bytes.writeIntBE(m[1] ? -cents : cents, 0, MONEY.bytes);
-      return bytes;
-    }
-    case 'INT64':
-      return BigInt(value as number);
-    default:
-      return value;
-  }
+  return TO_PHYSICAL[type](value, column);
 }
 
 const pad = (n: number, w = 2) => String(n).padStart(w, '0');
@@ -304,14 +320,28 @@ function flatShredder(
   const internal = writer as unknown as LibraryWriter;
   const pageSize = internal.envelopeWriter?.pageSize;
   if (typeof pageSize !== 'number' || typeof internal.rowBuffer !== 'object') return undefined;
-  const columns: { name: string; type: Physical; path: string; convert: (value: unknown) => unknown }[] = [];
+  const columns: {
+    name: string;
+    path: string;
+    physical: ToPhysical;
+    convert: (value: unknown) => unknown;
+  }[] = [];
   for (const [name, type] of types) {
     const field = writer.schema.fields[name];
     if (!field || field.isNested || field.repetitionType !== 'OPTIONAL' || field.dLevelMax !== 1)
       return undefined;
     const primitive = field.originalType ?? field.primitiveType!;
-    columns.push({ name, type, path: field.path.join(','), convert: converterOf(primitive, field) });
+    columns.push({
+      name,
+      path: field.path.join(','),
+      physical: TO_PHYSICAL[type],
+      convert: converterOf(primitive, field),
+    });
   }
+  // Each column's buffer, looked up once per row group (appendRow makes a new one per row group;
+  // a page only empties its arrays) instead of by path for every value.
+  let outs: ColumnBuffer[] = [];
+  let outsOf: Record<string, ColumnBuffer> | undefined;
   if (writer.schema.fieldList.length !== columns.length) return undefined;
   return (row) => {
     const buffer = internal.rowBuffer;
@@ -324,9 +354,15 @@ function flatShredder(
       buffer.pageRowCount + 1 >= pageSize
     )
       return false;
-    for (const column of columns) {
-      const out = data[column.path];
-      const value = toPhysical(column.type, row[column.name] ?? null, column.name);
+    if (data !== outsOf) {
+      outs = columns.map((c) => data[c.path]);
+      outsOf = data;
+    }
+    for (let i = 0; i < columns.length; i++) {
+      const column = columns[i];
+      const out = outs[i];
+      const raw = row[column.name];
+      const value = raw === null || raw === undefined ? undefined : column.physical(raw, column.name);
       out.rlevels.push(0);
       if (value === undefined) out.dlevels.push(0);
       else {
