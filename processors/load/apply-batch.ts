@@ -456,15 +456,27 @@ export async function applyObject(
       }
       const staged = new Set<WarehouseTableName>();
       let sourceTable: string | null = null;
-      for await (const batch of guarded(parts())) {
+      const source = guarded(parts());
+      // Part N+1 is prepared while part N's statements run (`parts` yields to the event loop
+      // between its slices); the transaction waits for both before going on, so at most two
+      // parts are held, and a failure on either side is handled only once nothing is in flight.
+      let next = await source.next();
+      while (!next.done) {
+        const batch = next.value;
         const part = emptyOutcome(options.objectKey, batch.table, batch.rowCount, {
           attempts: attempt,
           maxPosition: batch.maxPosition,
           newestCommitTs: batch.newestCommitTs,
         });
-        await applyPart(client, batch, part, options.factCopyMinRows ?? FACT_COPY_MIN_ROWS, staged);
+        const [applied, prepared] = await Promise.allSettled([
+          applyPart(client, batch, part, options.factCopyMinRows ?? FACT_COPY_MIN_ROWS, staged),
+          source.next(),
+        ]);
+        if (applied.status === 'rejected') throw applied.reason;
+        if (prepared.status === 'rejected') throw prepared.reason;
         outcome = mergeOutcomes(outcome, part);
         sourceTable ??= batch.sourceTable;
+        next = prepared.value;
       }
       // Once per object, last: the progress row is locked only until the commit that follows.
       if (sourceTable && outcome.maxPosition)

@@ -14,7 +14,7 @@ import {
 } from '../shared/s3-object-handler';
 import { applyObject, emptyOutcome, WarehouseDataError, type ApplyOutcome } from './apply-batch';
 import { loadLogLookup } from '../../core/warehouse-sql';
-import { MalformedObjectError, prepareBatch, type PreparedBatch } from './load-batch';
+import { BatchBuilder, MalformedObjectError, type PreparedBatch } from './load-batch';
 
 /**
  * The load stage: each Parquet object the transform writes to the processed bucket is applied to
@@ -105,18 +105,38 @@ async function bodyBytes(body: AsyncIterable<Uint8Array>, length: number | undef
   return bytes;
 }
 
+/** Lets the event loop run: the warehouse's replies to the part being applied are handled, its next statement sent. */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /**
- * The object's parts in order, each prepared (checked and folded) when the transaction asks for it
- * (an empty object is one empty part). A malformed row throws MalformedObjectError from its part:
- * the object's transaction rolls back every part before it (apply-batch.ts `applyObject`).
+ * The object's parts in order, each prepared (checked and folded) while the part before it is
+ * being applied (an empty object is one empty part). Decoding and checking are synchronous, so
+ * they run a row group at a time, giving the event loop a turn between slices: the statements of
+ * the part in flight go on meanwhile, and the warehouse works while this process does (bench:load).
+ * A malformed row throws MalformedObjectError from its part: the object's transaction rolls back
+ * every part before it (apply-batch.ts `applyObject`).
  */
 async function* preparedParts(reader: ParquetTableReader, partRows: number): AsyncGenerator<PreparedBatch> {
   let firstRow = 0;
-  for await (const rows of reader.batches(partRows)) {
-    yield prepareBatch({ table: reader.table, rows }, { firstRow });
-    firstRow += rows.length;
+  let inPart = 0;
+  let builder = new BatchBuilder(reader.table, firstRow);
+  for await (const rows of reader.batches()) {
+    for (let at = 0; at < rows.length;) {
+      const take = Math.min(rows.length - at, partRows - inPart);
+      builder.add(take === rows.length ? rows : rows.slice(at, at + take));
+      at += take;
+      inPart += take;
+      if (inPart === partRows) {
+        await nextTurn();
+        yield builder.finish();
+        firstRow += inPart;
+        inPart = 0;
+        builder = new BatchBuilder(reader.table, firstRow);
+      }
+    }
+    await nextTurn();
   }
-  if (firstRow === 0) yield prepareBatch({ table: reader.table, rows: [] });
+  if (inPart > 0 || firstRow === 0) yield builder.finish();
 }
 
 export const LOAD_OBJECT_STATUSES = ['loaded', 'duplicate', 'ignored', 'quarantined', 'failed'] as const;
