@@ -230,8 +230,10 @@ function checkRow(
   }
   const rowHash = row._row_hash ?? null;
   if (rowHash !== null && typeof rowHash !== 'string') issues.push(`${at}: _row_hash is not text`);
+  let complete = true;
   for (const c of spec.columns) {
     const value = row[c.name];
+    if (value === undefined) complete = false;
     const isKey = c.name === spec.key;
     // A whole-table op names no row: whatever its columns hold is not used.
     if (isTableOp(op)) continue;
@@ -247,8 +249,14 @@ function checkRow(
     if (problem) issues.push(`${at}: ${c.name} is ${problem}`);
   }
   if (issues.length > start || !build) return null;
-  const values: WarehouseRow = {};
-  for (const c of spec.columns) values[c.name] = row[c.name] ?? null;
+  // The decoded row itself, when it has every column (the decoder gives NULLs as null): its
+  // bookkeeping columns ride along unread, and no copy per row is made (bench:load: the garbage
+  // collector was a third of the load process). Never mutated (foldUpserts copies).
+  let values = row;
+  if (!complete) {
+    values = {};
+    for (const c of spec.columns) values[c.name] = row[c.name] ?? null;
+  }
   return {
     op: op as RowOp,
     key: isTableOp(op) ? NaN : (row[spec.key] as number),
