@@ -36,7 +36,8 @@ import { DEFAULT_EXPORT_DIR, readExportTable, starRowsOf } from './totesys-expor
  *   S3 GET, Parquet decoding (the reader's batches), row checks (prepareBatch); what is left of the
  *   handler's time is SQL (building statements, the pg client, and waiting for the warehouse);
  * - **load**: wall rows/s, this process' CPU µs/row, the warehouse backends' CPU µs/row (/proc,
- *   bench/process-sampler.ts), and the warehouse statements that took the most time;
+ *   bench/process-sampler.ts), how many cores the two kept busy together (their CPU over the wall
+ *   time), and the warehouse statements that took the most time;
  * - **again**: the second load of the same object, which must write nothing;
  * - **baselines**, same run, same rows: `COPY … FROM STDIN` (text) into a plain table with the fact's
  *   columns and no index (Postgres' own ingest rate), and into the fact table itself (its indexes;
@@ -370,6 +371,13 @@ async function main(): Promise<void> {
 }
 
 const perRow = (ms: number, rows: number) => (rows ? (ms * 1000) / rows : 0);
+/**
+ * The load process' and the warehouse backends' CPU over the load's wall time: above 1, the two
+ * worked at the same time (the next part prepared while the warehouse applies the current one);
+ * below 1 on a busy machine, they also waited for a core.
+ */
+const busy = (r: ObjectResult) =>
+  ((r.load.cost.cpuMs + r.load.warehouse.backends) / r.load.cost.wallMs).toFixed(2);
 const rate = (ms: number, rows: number) => Math.round(rows / (ms / 1000));
 const n = (v: number) => Math.round(v).toLocaleString('en');
 
@@ -386,7 +394,7 @@ function describe(r: ObjectResult): string {
   const us = (ms: number) => perRow(ms, r.rows).toFixed(1);
   const lines = [
     `${r.table} ${n(r.rows)} rows, ${r.parquetMiB.toFixed(1)} MiB, ${n(r.load.placeholders)} placeholders`,
-    `  load      ${n(rate(r.load.cost.wallMs, r.rows)).padStart(8)} rows/s   load process ${us(r.load.cost.cpuMs)} µs/row   warehouse backends ${us(r.load.warehouse.backends)} µs/row (+ background ${us(r.load.warehouse.background)})`,
+    `  load      ${n(rate(r.load.cost.wallMs, r.rows)).padStart(8)} rows/s   load process ${us(r.load.cost.cpuMs)} µs/row   warehouse backends ${us(r.load.warehouse.backends)} µs/row (+ background ${us(r.load.warehouse.background)})   cores busy ${busy(r)}`,
     `  phases    get ${us(r.phases.get.cpuMs)} · decode ${us(r.phases.decode.cpuMs)} · check ${us(r.phases.check.cpuMs)} µs/row CPU; the rest of the load process: ${restOfLoad(r, us)}`,
     `  again     ${r.again.cost.wallMs.toFixed(0).padStart(8)} ms (${r.again.status})   load process ${us(r.again.cost.cpuMs)} µs/row   warehouse ${us(r.again.warehouse.backends)} µs/row`,
     `  COPY plain ${n(rate(r.copyPlain.cost.wallMs, r.rows)).padStart(7)} rows/s   warehouse ${us(r.copyPlain.warehouse.backends)} µs/row`,
@@ -406,14 +414,14 @@ function describe(r: ObjectResult): string {
 }
 
 function summary(results: readonly ObjectResult[]): string {
-  const header = `${'object'.padEnd(28)} ${'load rows/s'.padStart(11)} ${'proc µs/row'.padStart(11)} ${'wh µs/row'.padStart(9)} ${'decode'.padStart(6)} ${'check'.padStart(6)} ${'again ms'.padStart(8)} ${'COPY plain/s'.padStart(12)} ${'COPY fact/s'.padStart(11)} ${'× plain'.padStart(7)}`;
+  const header = `${'object'.padEnd(28)} ${'load rows/s'.padStart(11)} ${'proc µs/row'.padStart(11)} ${'wh µs/row'.padStart(9)} ${'decode'.padStart(6)} ${'check'.padStart(6)} ${'again ms'.padStart(8)} ${'COPY plain/s'.padStart(12)} ${'COPY fact/s'.padStart(11)} ${'× plain'.padStart(7)} ${'busy'.padStart(5)}`;
   return [
     '',
     'bench:load — per object (CPU µs per row; wall rows/s)',
     header,
     ...results.map((r) => {
       const us = (ms: number) => perRow(ms, r.rows).toFixed(1);
-      return `${`${r.table} ${n(r.rows)}`.padEnd(28)} ${n(rate(r.load.cost.wallMs, r.rows)).padStart(11)} ${us(r.load.cost.cpuMs).padStart(11)} ${us(r.load.warehouse.backends).padStart(9)} ${us(r.phases.decode.cpuMs).padStart(6)} ${us(r.phases.check.cpuMs).padStart(6)} ${r.again.cost.wallMs.toFixed(0).padStart(8)} ${n(rate(r.copyPlain.cost.wallMs, r.rows)).padStart(12)} ${n(rate(r.copyFact.cost.wallMs, r.rows)).padStart(11)} ${(r.copyPlain.cost.wallMs / r.load.cost.wallMs).toFixed(2).padStart(7)}`;
+      return `${`${r.table} ${n(r.rows)}`.padEnd(28)} ${n(rate(r.load.cost.wallMs, r.rows)).padStart(11)} ${us(r.load.cost.cpuMs).padStart(11)} ${us(r.load.warehouse.backends).padStart(9)} ${us(r.phases.decode.cpuMs).padStart(6)} ${us(r.phases.check.cpuMs).padStart(6)} ${r.again.cost.wallMs.toFixed(0).padStart(8)} ${n(rate(r.copyPlain.cost.wallMs, r.rows)).padStart(12)} ${n(rate(r.copyFact.cost.wallMs, r.rows)).padStart(11)} ${(r.copyPlain.cost.wallMs / r.load.cost.wallMs).toFixed(2).padStart(7)} ${busy(r).padStart(5)}`;
     }),
   ].join('\n');
 }

@@ -491,6 +491,14 @@ export function factStageCreate(name: WarehouseTableName): SqlStatement {
   };
 }
 
+/**
+ * Empties the staging table for the next part of the same object: the table lives until the
+ * object's transaction ends (ON COMMIT DROP), so a second CREATE would fail.
+ */
+export function factStageTruncate(name: WarehouseTableName): SqlStatement {
+  return { text: `TRUNCATE ${quoteIdent(factStageName(name))}`, values: [] };
+}
+
 function factStageName(name: WarehouseTableName): string {
   return `totes_stage_${tableOf(name, ['fact'], 'factStage').name}`;
 }

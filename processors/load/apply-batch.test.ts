@@ -1,8 +1,14 @@
 import type { ClientBase } from 'pg';
 import { createLogger } from '../../core/logger';
 import { at, rowOf } from '../../test/support/warehouse-rows';
-import { applyBatch, isDataError, WarehouseDataError, WarehouseUnavailableError } from './apply-batch';
-import { prepareBatch } from './load-batch';
+import {
+  applyBatch,
+  applyObject,
+  isDataError,
+  WarehouseDataError,
+  WarehouseUnavailableError,
+} from './apply-batch';
+import { MalformedObjectError, prepareBatch } from './load-batch';
 
 /** A client that answers from a script: `fail(n)` makes the n-th non-transaction statement throw. */
 function scriptedClient(failures: Record<number, unknown>) {
@@ -76,5 +82,87 @@ describe('applyBatch retries and failures', () => {
     expect(isDataError(pgError('40P01'))).toBe(false);
     expect(isDataError(pgError('ECONNRESET'))).toBe(false);
     expect(isDataError(new Error('x'))).toBe(false);
+  });
+});
+
+describe('applyObject: an object of several parts in one transaction', () => {
+  /** A client whose statements each take a turn of the event loop, logging into `events`. */
+  function slowClient(events: string[], failOn?: RegExp) {
+    return {
+      query: async (text: string) => {
+        const first = text.split('\n')[0];
+        events.push(`sql ${first.slice(0, 30)}`);
+        await new Promise((resolve) => setImmediate(resolve));
+        if (failOn?.test(first)) throw new Error('Connection terminated');
+        return { rowCount: 0, rows: [] };
+      },
+    } as unknown as ClientBase;
+  }
+  const partOf = (id: number) =>
+    prepareBatch({ table: 'fact_payment', rows: [rowOf('fact_payment', id, {}, at(id))] }, { firstRow: id });
+
+  it('prepares the next part while the current one is applied, and commits once', async () => {
+    const events: string[] = [];
+    async function* parts() {
+      for (const id of [1, 2]) {
+        events.push(`prepare ${id}`);
+        await new Promise((resolve) => setImmediate(resolve));
+        yield partOf(id);
+      }
+    }
+    const outcome = await applyObject(slowClient(events), 'fact_payment', parts, { objectKey: 'k' });
+    expect(outcome).toMatchObject({ rows: 2, duplicate: false, attempts: 1 });
+    const at = (e: string) => events.indexOf(e);
+    // Part 2 is prepared after part 1's first statement went out, before its last one did.
+    const part1 = events
+      .slice(at('prepare 1') + 1)
+      .findIndex((e) => e.startsWith('sql INSERT INTO "fact_payment"'));
+    expect(at('prepare 2')).toBeGreaterThan(at('prepare 1') + 1);
+    expect(at('prepare 2')).toBeLessThan(at('prepare 1') + 1 + part1);
+    expect(events.filter((e) => /BEGIN|COMMIT|ROLLBACK|load_log/.test(e))).toEqual([
+      'sql BEGIN',
+      'sql SELECT 1 FROM "load_log" WHERE',
+      'sql INSERT INTO "load_log" ("objec',
+      'sql COMMIT',
+    ]);
+  });
+
+  it('rolls back only once the part in flight settled, passing on what the parts threw as it is', async () => {
+    const events: string[] = [];
+    const malformed = new MalformedObjectError('fact_payment', ['row 1: _lsn is not an LSN']);
+    async function* parts() {
+      yield partOf(1);
+      await new Promise((resolve) => setImmediate(resolve));
+      throw malformed;
+    }
+    await expect(applyObject(slowClient(events), 'fact_payment', parts, { objectKey: 'k' })).rejects.toBe(
+      malformed,
+    );
+    expect(events.at(-1)).toBe('sql ROLLBACK');
+    expect(events.filter((e) => e.startsWith('sql INSERT INTO "fact_payment"'))).toHaveLength(1);
+    expect(events.some((e) => e.includes('INSERT INTO "load_log"'))).toBe(false);
+
+    // A statement failing while the next part is prepared: that preparation ends first.
+    const failed: string[] = [];
+    let prepared = 0;
+    async function* counted() {
+      for (const id of [1, 2, 3]) {
+        await new Promise((resolve) => setImmediate(resolve));
+        prepared += 1;
+        failed.push(`prepared ${id}`);
+        yield partOf(id);
+      }
+    }
+    const failure = await applyObject(
+      slowClient(failed, /^INSERT INTO "fact_payment"/),
+      'fact_payment',
+      counted,
+      {
+        objectKey: 'k',
+      },
+    ).catch((e) => e);
+    expect(failure).toBeInstanceOf(WarehouseUnavailableError);
+    expect(prepared).toBe(2);
+    expect(failed.at(-1)).toBe('sql ROLLBACK');
   });
 });

@@ -18,6 +18,7 @@ import {
   factLock,
   factStageCopy,
   factStageCreate,
+  factStageTruncate,
   factVersionFields,
   factVersionsInOrder,
   factApplySnapshots,
@@ -36,6 +37,7 @@ import {
   snapshotProgress,
   snapshotRowInsert,
   snapshotTableUpsert,
+  comparePosition,
   type SqlStatement,
 } from '../../core/warehouse-sql';
 import { WAREHOUSE_TABLES } from '../../core/warehouse-model';
@@ -44,8 +46,9 @@ import { copyTextLines } from './copy-text';
 import type { Position, PreparedBatch, SnapshotPart } from './load-batch';
 
 /**
- * Writes one prepared object into the warehouse in ONE transaction (READ COMMITTED), so an object
- * is either wholly loaded, with its bookkeeping, or not at all.
+ * Writes one object — its prepared parts, one for most objects — into the warehouse in ONE
+ * transaction (READ COMMITTED), so an object is either wholly loaded, with its bookkeeping, or
+ * not at all (`applyObject`).
  *
  * Order inside the transaction, the same for every load, so that concurrent loads take row locks in
  * one global order and cannot deadlock: dim_date → base dimensions (placeholders or upserts, keys
@@ -262,9 +265,15 @@ const PLACEHOLDER_ORDER: readonly WarehouseTableName[] = [
  * Inserts the fact versions through a staging table: the same rows, in the same order, by the same
  * INSERT … ON CONFLICT as factInsert (apply-batch.pg.test.ts compares the two paths' tables).
  */
-async function factInsertByCopy(client: ClientBase, batch: PreparedBatch): Promise<number> {
+async function factInsertByCopy(
+  client: ClientBase,
+  batch: PreparedBatch,
+  staged: Set<WarehouseTableName>,
+): Promise<number> {
   const table = WAREHOUSE_TABLES[batch.table];
-  await run(client, factStageCreate(batch.table));
+  // Created once per transaction; an object's later parts reuse it, emptied.
+  await run(client, staged.has(batch.table) ? factStageTruncate(batch.table) : factStageCreate(batch.table));
+  staged.add(batch.table);
   const versions = factVersionsInOrder(batch.table, batch.upserts);
   await copyIn(client, factStageCopy(batch.table), () =>
     copyChunks(copyTextLines(versions, (row) => factVersionFields(table, row))),
@@ -272,20 +281,14 @@ async function factInsertByCopy(client: ClientBase, batch: PreparedBatch): Promi
   return run(client, factInsertFromStage(batch.table));
 }
 
-async function applyOnce(
+/** Applies one part of an object (or a whole object of one part) inside the object's transaction. */
+async function applyPart(
   client: ClientBase,
   batch: PreparedBatch,
-  objectKey: string,
-  eTag: string,
   outcome: ApplyOutcome,
   factCopyMinRows: number,
+  staged: Set<WarehouseTableName>,
 ): Promise<void> {
-  const lookup = loadLogLookup(objectKey, eTag);
-  const found = await client.query(lookup.text, lookup.values);
-  if (found.rowCount) {
-    outcome.duplicate = true;
-    return;
-  }
   outcome.datesInserted = batch.dates.length ? await run(client, dimDateInsert(batch.dates)) : 0;
   const truncates = batch.truncates.length > 0;
   if (batch.kind === 'fact') {
@@ -304,7 +307,7 @@ async function applyOnce(
       if (batch.upserts.length) {
         outcome.written =
           batch.upserts.length >= factCopyMinRows
-            ? await factInsertByCopy(client, batch)
+            ? await factInsertByCopy(client, batch, staged)
             : await run(client, factInsert(batch.table, batch.upserts));
         await run(client, factInheritance(batch.table, batch.keys));
       }
@@ -338,12 +341,6 @@ async function applyOnce(
     }
   }
   if (batch.snapshots.length) await applySnapshots(client, batch, batch.snapshots, outcome);
-  if (batch.sourceTable && batch.maxPosition)
-    await run(
-      client,
-      progressUpsert(batch.sourceTable, batch.table, batch.maxPosition, batch.newestCommitTs),
-    );
-  await run(client, loadLogInsert(objectKey, eTag, batch.table, batch.rowCount));
 }
 
 /** An outcome with nothing written yet. */
@@ -376,45 +373,127 @@ export function emptyOutcome(
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+function laterPosition(a: Position | null, b: Position | null): Position | null {
+  return !a || (b && comparePosition(b, a) > 0) ? b : a;
+}
+
+function newerTimestamp(a: string | null, b: string | null): string | null {
+  return a === null || (b !== null && Date.parse(b) > Date.parse(a)) ? b : a;
+}
+
+/** One outcome for an object applied in parts: `b`, a later part, added to `a`. */
+export function mergeOutcomes(a: ApplyOutcome, b: ApplyOutcome): ApplyOutcome {
+  const derived = { ...a.derived };
+  for (const [table, n] of Object.entries(b.derived) as [WarehouseTableName, number][])
+    derived[table] = (derived[table] ?? 0) + n;
+  return {
+    objectKey: b.objectKey,
+    table: b.table,
+    duplicate: a.duplicate && b.duplicate,
+    rows: a.rows + b.rows,
+    written: a.written + b.written,
+    deletes: a.deletes + b.deletes,
+    truncated: a.truncated + b.truncated,
+    rereadVersionsDropped: a.rereadVersionsDropped + b.rereadVersionsDropped,
+    reconciled: [...a.reconciled, ...b.reconciled],
+    datesInserted: a.datesInserted + b.datesInserted,
+    placeholdersInserted: a.placeholdersInserted + b.placeholdersInserted,
+    derived,
+    attempts: Math.max(a.attempts, b.attempts),
+    durationMs: a.durationMs + b.durationMs,
+    maxPosition: laterPosition(a.maxPosition, b.maxPosition),
+    newestCommitTs: newerTimestamp(a.newestCommitTs, b.newestCommitTs),
+  };
+}
+
+/** What the object's parts threw (a malformed row, a damaged page): passed on as it is, after the rollback. */
+class PartSourceError {
+  constructor(readonly cause: unknown) {}
+}
+
+async function* guarded(parts: AsyncIterable<PreparedBatch> | Iterable<PreparedBatch>) {
+  try {
+    for await (const part of parts) yield part;
+  } catch (e) {
+    throw new PartSourceError(e);
+  }
+}
+
+/** The parts of one object, in order; called again for each attempt (a conflict retry reads them anew). */
+export type ObjectParts = () => AsyncIterable<PreparedBatch> | Iterable<PreparedBatch>;
+
 /**
- * Loads one prepared object. Throws WarehouseDataError (quarantine the object) or
- * WarehouseUnavailableError (retry later); the transaction is rolled back either way.
+ * Loads one object, given as its prepared parts in order (one part for most objects), in ONE
+ * transaction: its parts, then pipeline_progress and load_log (the object's key, once). A part
+ * is prepared while the transaction is open, so an object's memory is bounded by its parts, not
+ * by the object, and a malformed row anywhere (thrown by `parts`, passed on as it is) rolls back
+ * every part before it: nothing of the object is loaded. Throws WarehouseDataError (quarantine the
+ * object) or WarehouseUnavailableError (retry later); the transaction is rolled back either way.
+ *
+ * Lock order: each part takes its locks in the global order (see the top of this file), but a
+ * later part's dates and placeholders come after an earlier part's fact lock. A concurrent load
+ * waiting on those rows can therefore deadlock with a large object; Postgres aborts one of the two
+ * and the aborted one runs again (`attempts`), its parts prepared anew.
  */
-export async function applyBatch(
+export async function applyObject(
   client: ClientBase,
-  batch: PreparedBatch,
+  table: WarehouseTableName,
+  parts: ObjectParts,
   options: ApplyOptions,
 ): Promise<ApplyOutcome> {
   const logger = options.logger ?? silentLogger;
   const maxAttempts = options.maxAttempts ?? 3;
+  const eTag = options.eTag ?? '';
   const started = Date.now();
   for (let attempt = 1; ; attempt += 1) {
-    const outcome = emptyOutcome(options.objectKey, batch.table, batch.rowCount, {
-      attempts: attempt,
-      maxPosition: batch.maxPosition,
-      newestCommitTs: batch.newestCommitTs,
-    });
+    let outcome = emptyOutcome(options.objectKey, table, 0, { attempts: attempt });
     try {
       await client.query('BEGIN');
-      await applyOnce(
-        client,
-        batch,
-        options.objectKey,
-        options.eTag ?? '',
-        outcome,
-        options.factCopyMinRows ?? FACT_COPY_MIN_ROWS,
-      );
+      const lookup = loadLogLookup(options.objectKey, eTag);
+      if ((await client.query(lookup.text, lookup.values)).rowCount) {
+        await client.query('COMMIT');
+        return { ...outcome, duplicate: true, durationMs: Date.now() - started };
+      }
+      const staged = new Set<WarehouseTableName>();
+      let sourceTable: string | null = null;
+      const source = guarded(parts());
+      // Part N+1 is prepared while part N's statements run (`parts` yields to the event loop
+      // between its slices); the transaction waits for both before going on, so at most two
+      // parts are held, and a failure on either side is handled only once nothing is in flight.
+      let next = await source.next();
+      while (!next.done) {
+        const batch = next.value;
+        const part = emptyOutcome(options.objectKey, batch.table, batch.rowCount, {
+          attempts: attempt,
+          maxPosition: batch.maxPosition,
+          newestCommitTs: batch.newestCommitTs,
+        });
+        const [applied, prepared] = await Promise.allSettled([
+          applyPart(client, batch, part, options.factCopyMinRows ?? FACT_COPY_MIN_ROWS, staged),
+          source.next(),
+        ]);
+        if (applied.status === 'rejected') throw applied.reason;
+        if (prepared.status === 'rejected') throw prepared.reason;
+        outcome = mergeOutcomes(outcome, part);
+        sourceTable ??= batch.sourceTable;
+        next = prepared.value;
+      }
+      // Once per object, last: the progress row is locked only until the commit that follows.
+      if (sourceTable && outcome.maxPosition)
+        await run(client, progressUpsert(sourceTable, table, outcome.maxPosition, outcome.newestCommitTs));
+      await run(client, loadLogInsert(options.objectKey, eTag, table, outcome.rows));
       await client.query('COMMIT');
       outcome.durationMs = Date.now() - started;
       return outcome;
     } catch (e) {
       await client.query('ROLLBACK').catch(() => undefined);
+      if (e instanceof PartSourceError) throw e.cause;
       const state = sqlStateOf(e);
-      if (isDataError(e)) throw new WarehouseDataError(batch.table, state!, { cause: e });
+      if (isDataError(e)) throw new WarehouseDataError(table, state!, { cause: e });
       if (state && RETRY_IN_PLACE.has(state) && attempt < maxAttempts) {
         logger.warn('load transaction conflicted; retrying', {
           objectKey: options.objectKey,
-          table: batch.table,
+          table,
           sqlState: state,
           attempt,
         });
@@ -422,7 +501,16 @@ export async function applyBatch(
         await pause(20 * 2 ** attempt + Math.floor(Math.random() * 50));
         continue;
       }
-      throw new WarehouseUnavailableError(batch.table, attempt, { cause: e });
+      throw new WarehouseUnavailableError(table, attempt, { cause: e });
     }
   }
+}
+
+/** Loads one prepared object of one part: applyObject with that part. */
+export function applyBatch(
+  client: ClientBase,
+  batch: PreparedBatch,
+  options: ApplyOptions,
+): Promise<ApplyOutcome> {
+  return applyObject(client, batch.table, () => [batch], options);
 }

@@ -4,12 +4,7 @@ import { silentLogger, type Logger } from '../../core/logger';
 import { normalizeETag } from '../../core/outstanding-work';
 import type { WarehouseTableName } from '../../core/warehouse-model';
 import { metricsFor, type MetricSet } from '../shared/metrics';
-import {
-  openParquetReader,
-  ParquetCodecError,
-  type ParquetTableReader,
-  type WarehouseRow,
-} from '../shared/parquet-codec';
+import { openParquetReader, ParquetCodecError, type ParquetTableReader } from '../shared/parquet-codec';
 import { decodeS3ObjectKey, type S3EventRecord } from '../shared/s3-event';
 import {
   describeInvalidEvent,
@@ -17,9 +12,9 @@ import {
   s3ObjectHandler,
   type ObjectFailure,
 } from '../shared/s3-object-handler';
-import { applyBatch, emptyOutcome, WarehouseDataError, type ApplyOutcome } from './apply-batch';
-import { comparePosition, loadLogLookup } from '../../core/warehouse-sql';
-import { checkBatch, MalformedObjectError, prepareBatch, type PreparedBatch } from './load-batch';
+import { applyObject, emptyOutcome, WarehouseDataError, type ApplyOutcome } from './apply-batch';
+import { loadLogLookup } from '../../core/warehouse-sql';
+import { BatchBuilder, MalformedObjectError, type PreparedBatch } from './load-batch';
 
 /**
  * The load stage: each Parquet object the transform writes to the processed bucket is applied to
@@ -76,28 +71,17 @@ export interface LoadHandlerDeps {
   /** A fresh MetricSet per use; default: EMF lines on stdout, stage `load`. */
   metrics?: () => MetricSet;
   now?: () => Date;
-  /** Rows applied per transaction of a large object; default LOAD_PART_ROWS. */
+  /** Rows prepared and applied at a time inside an object's transaction; default LOAD_PART_ROWS. */
   partRows?: number;
-  /** Rows up to which an object of several parts is decoded once, its parts held; default LOAD_HELD_ROWS. */
-  heldRows?: number;
 }
 
 /**
- * An object of more rows than this is applied in parts of this many rows, one transaction each,
- * so the load's memory is bounded by a part, not by the object (a 128 MiB Firehose object of
- * payments is ~730,000 rows: bench/README.md, `bench:streaming`). Most objects are one part, loaded exactly as before.
+ * An object of more rows than this is prepared and applied in parts of this many rows, inside its
+ * one transaction, so the load's memory is bounded by a part, not by the object (a 128 MiB Firehose
+ * object of payments is ~730,000 rows: bench/README.md, `bench:streaming`), and every row is
+ * decoded once. Most objects are one part.
  */
 export const LOAD_PART_ROWS = 10_000;
-
-/**
- * An object of several parts is checked whole before any part is applied. Up to this many rows its
- * parts are prepared (checked and folded) in that first pass and held until applied, so it is
- * decoded once; a larger one is decoded twice (a check-only pass, then part by part), which keeps
- * the load's memory bounded by two parts. Decoding and checking were a third of the load process'
- * cost per row of a 50,000-row object, paid twice (bench:load, bench/README.md). Held, 50,000
- * prepared sales-order rows (an 8.4 MiB object) took 41 MiB of heap, measured after a full GC.
- */
-export const LOAD_HELD_ROWS = 50_000;
 
 /**
  * An S3 body in one buffer, filled as its chunks arrive: the object is held once, where
@@ -121,97 +105,38 @@ async function bodyBytes(body: AsyncIterable<Uint8Array>, length: number | undef
   return bytes;
 }
 
-/** One part of an object: its rows, where they start in the object, and whether it is the last. */
-interface ObjectPart {
-  rows: WarehouseRow[];
-  firstRow: number;
-  last: boolean;
-}
-
-/** The object's parts in order (an empty object is one empty part). Holds at most two parts. */
-async function* partsOf(reader: ParquetTableReader, partRows: number): AsyncGenerator<ObjectPart> {
-  let held: ObjectPart = { rows: [], firstRow: 0, last: false };
-  let next = 0;
-  for await (const rows of reader.batches(partRows)) {
-    if (next > 0) yield held;
-    held = { rows, firstRow: next, last: false };
-    next += rows.length;
-  }
-  yield { ...held, last: true };
-}
+/** Lets the event loop run: the warehouse's replies to the part being applied are handled, its next statement sent. */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
- * The object's parts, each prepared (checked and folded), in order. Every row of the object is
- * checked before the first part is yielded: a malformed row anywhere throws MalformedObjectError
- * with nothing applied. `heldRows`: see LOAD_HELD_ROWS.
+ * The object's parts in order, each prepared (checked and folded) while the part before it is
+ * being applied (an empty object is one empty part). Decoding and checking are synchronous, so
+ * they run a row group at a time, giving the event loop a turn between slices: the statements of
+ * the part in flight go on meanwhile, and the warehouse works while this process does (bench:load).
+ * A malformed row throws MalformedObjectError from its part: the object's transaction rolls back
+ * every part before it (apply-batch.ts `applyObject`).
  */
-async function* preparedParts(
-  reader: ParquetTableReader,
-  partRows: number,
-  heldRows: number,
-): AsyncGenerator<{ part: ObjectPart; batch: PreparedBatch }> {
-  const prepare = (part: ObjectPart) => {
-    const batch = prepareBatch({ table: reader.table, rows: part.rows }, { firstRow: part.firstRow });
-    // load_log records the object's rows under its own key.
-    if (part.last) batch.rowCount = reader.rowCount;
-    return { part: { ...part, rows: [] }, batch };
-  };
-  if (reader.rowCount > partRows && reader.rowCount <= heldRows) {
-    const held: ({ part: ObjectPart; batch: PreparedBatch } | undefined)[] = [];
-    for await (const part of partsOf(reader, partRows)) held.push(prepare(part));
-    for (let i = 0; i < held.length; i += 1) {
-      const next = held[i]!;
-      held[i] = undefined; // applied parts are not kept
-      yield next;
+async function* preparedParts(reader: ParquetTableReader, partRows: number): AsyncGenerator<PreparedBatch> {
+  let firstRow = 0;
+  let inPart = 0;
+  let builder = new BatchBuilder(reader.table, firstRow);
+  for await (const rows of reader.batches()) {
+    for (let at = 0; at < rows.length;) {
+      const take = Math.min(rows.length - at, partRows - inPart);
+      builder.add(take === rows.length ? rows : rows.slice(at, at + take));
+      at += take;
+      inPart += take;
+      if (inPart === partRows) {
+        await nextTurn();
+        yield builder.finish();
+        firstRow += inPart;
+        inPart = 0;
+        builder = new BatchBuilder(reader.table, firstRow);
+      }
     }
-    return;
+    await nextTurn();
   }
-  if (reader.rowCount > partRows)
-    for await (const part of partsOf(reader, partRows))
-      checkBatch({ table: reader.table, rows: part.rows }, { firstRow: part.firstRow });
-  for await (const part of partsOf(reader, partRows)) yield prepare(part);
-}
-
-/**
- * The load_log key of a part: the object's own key for the last part, so the object counts as
- * loaded (for duplicates, the reconciler, `totes verify`) only once every part is; the others get
- * `<key>#rows-<first row>`, so a retry after a crash skips the parts already loaded.
- */
-function partKey(key: string, part: ObjectPart): string {
-  return part.last ? key : `${key}#rows-${part.firstRow}`;
-}
-
-function laterPosition(a: ApplyOutcome['maxPosition'], b: ApplyOutcome['maxPosition']) {
-  return !a || (b && comparePosition(b, a) > 0) ? b : a;
-}
-
-function newerTimestamp(a: string | null, b: string | null): string | null {
-  return a === null || (b !== null && Date.parse(b) > Date.parse(a)) ? b : a;
-}
-
-/** One outcome for an object applied in parts. */
-function mergeOutcomes(a: ApplyOutcome, b: ApplyOutcome): ApplyOutcome {
-  const derived = { ...a.derived };
-  for (const [table, n] of Object.entries(b.derived) as [WarehouseTableName, number][])
-    derived[table] = (derived[table] ?? 0) + n;
-  return {
-    objectKey: b.objectKey,
-    table: b.table,
-    duplicate: a.duplicate && b.duplicate,
-    rows: a.rows + b.rows,
-    written: a.written + b.written,
-    deletes: a.deletes + b.deletes,
-    truncated: a.truncated + b.truncated,
-    rereadVersionsDropped: a.rereadVersionsDropped + b.rereadVersionsDropped,
-    reconciled: [...a.reconciled, ...b.reconciled],
-    datesInserted: a.datesInserted + b.datesInserted,
-    placeholdersInserted: a.placeholdersInserted + b.placeholdersInserted,
-    derived,
-    attempts: Math.max(a.attempts, b.attempts),
-    durationMs: a.durationMs + b.durationMs,
-    maxPosition: laterPosition(a.maxPosition, b.maxPosition),
-    newestCommitTs: newerTimestamp(a.newestCommitTs, b.newestCommitTs),
-  };
+  if (inPart > 0 || firstRow === 0) yield builder.finish();
 }
 
 export const LOAD_OBJECT_STATUSES = ['loaded', 'duplicate', 'ignored', 'quarantined', 'failed'] as const;
@@ -430,8 +355,8 @@ export function createLoadHandler(
       return quarantine(record, key, eTag, body, why, logger);
     }
     const partRows = deps.partRows ?? LOAD_PART_ROWS;
-    let outcome: ApplyOutcome | null = null;
-    // A version loaded whole (its own key is recorded with its last part) is skipped before any row
+    let outcome: ApplyOutcome;
+    // A version already loaded is skipped before any row
     // is decoded: a redelivery costs one lookup, not a decode and check of every row (bench:load).
     let loaded: boolean;
     try {
@@ -445,29 +370,22 @@ export function createLoadHandler(
       outcome = emptyOutcome(key, reader.table, reader.rowCount, { duplicate: true });
     } else
       try {
-        // An object of several parts is checked whole before any part is applied: a malformed row
-        // quarantines it with nothing loaded, as it does an object of one part.
-        for await (const { part, batch } of preparedParts(
-          reader,
-          partRows,
-          deps.heldRows ?? LOAD_HELD_ROWS,
-        )) {
-          const applied = await withWarehouse(key, logger, (client) =>
-            applyBatch(client, batch, { objectKey: partKey(key, part), eTag, logger }),
-          );
-          outcome = outcome ? mergeOutcomes(outcome, applied) : applied;
-        }
+        outcome = await withWarehouse(key, logger, (client) =>
+          applyObject(client, reader.table, () => preparedParts(reader, partRows), {
+            objectKey: key,
+            eTag,
+            logger,
+          }),
+        );
       } catch (e) {
-        // Damaged pages, a malformed row, data Postgres refuses: properties of these bytes. Parts
-        // before the one refused stay loaded (each is order-proof on its own, like any object);
-        // re-driving the object after a fix skips them (load_log).
+        // Damaged pages, a malformed row, data Postgres refuses: properties of these bytes. The
+        // object's transaction was rolled back: nothing of it is loaded.
         const why = unloadableFrom(e);
         if (!why) throw e;
         return quarantine(record, key, eTag, body, why, logger);
       } finally {
         await reader.close();
       }
-    if (!outcome) throw new Error('an object always has a part');
     outcome = { ...outcome, rows: reader.rowCount };
     if (outcome.duplicate) {
       logger.info('object already loaded; skipped', { key, table: outcome.table });

@@ -1,6 +1,6 @@
 import type { WarehouseRow } from '../../core/warehouse-model';
 import { at, deleteOf, rowOf, warehouseRow } from '../../test/support/warehouse-rows';
-import { checkBatch, MalformedObjectError, prepareBatch } from './load-batch';
+import { BatchBuilder, MalformedObjectError, prepareBatch } from './load-batch';
 
 function issuesOf(fn: () => unknown): readonly string[] {
   try {
@@ -138,12 +138,36 @@ describe('prepareBatch', () => {
       'row 13: _unchanged is not text',
     ]);
     expect(issues.join('\n')).not.toContain('SECRET-VALUE');
-    // The check-only pass (every part of a large object before any is applied) finds the same.
-    expect(issuesOf(() => checkBatch({ table: 'fact_sales_order', rows: bad }))).toEqual(issues);
-    expect(() => checkBatch({ table: 'fact_sales_order', rows: [good] })).not.toThrow();
-    expect(issuesOf(() => checkBatch({ table: 'dim_date', rows: [{ date_id: '2024-02-30' }] }))).toEqual([
-      'row 0: date_id is not a YYYY-MM-DD calendar date',
+    // Added in slices (a row group at a time, as the load does), the same issues, rows numbered
+    // from the part's first row.
+    const sliced =
+      (rows: WarehouseRow[], firstRow = 0) =>
+      () => {
+        const builder = new BatchBuilder('fact_sales_order', firstRow);
+        for (let i = 0; i < rows.length; i += 3) builder.add(rows.slice(i, i + 3));
+        return builder.finish();
+      };
+    expect(issuesOf(sliced([good, good, good, ...bad]))).toEqual(
+      issues.map((i) => i.replace(/^row (\d+)/, (_, n) => `row ${Number(n) + 3}`)),
+    );
+    expect(issuesOf(sliced(bad, 100))[0]).toBe(issues[0].replace('row 0', 'row 100'));
+    expect(issuesOf(() => new BatchBuilder('dim_staff').finish())).toEqual([
+      'dim_staff is computed in the warehouse, never loaded from objects',
     ]);
+  });
+
+  it('prepares the same batch from rows added in slices as from the rows whole', () => {
+    for (const table of ['fact_payment', 'dim_design', 'dim_date'] as const) {
+      const rows =
+        table === 'dim_date'
+          ? [{ date_id: '2024-02-01' }, { date_id: '2024-01-31' }, { date_id: '2024-02-01' }]
+          : [1, 2, 1, 3, 2].map((id, i) => rowOf(table, id, {}, at(i + 1)));
+      const builder = new BatchBuilder(table, 7);
+      builder.add(rows.slice(0, 2));
+      builder.add([]);
+      builder.add(rows.slice(2));
+      expect(builder.finish()).toEqual(prepareBatch({ table, rows }, { firstRow: 7 }));
+    }
   });
 
   it('checks every type, and stops collecting after twenty issues', () => {

@@ -15,14 +15,17 @@ import {
   scenarioObjects,
   type TestObject,
 } from '../../test/support/warehouse-rows';
+import { applyBatch, applyObject } from './apply-batch';
 import { createLoadHandler, LoadRetryableError, type LoadHandlerDeps } from './create-handler';
+import { prepareBatch } from './load-batch';
+import { decodeParquet } from '../shared/parquet-codec';
 import { migrateWarehouse } from './migrate';
 
 /**
- * Large objects are applied in parts of `partRows` rows (create-handler.ts): the same warehouse as
- * loading each object whole, the object's own key in load_log only once every part is in, a
- * malformed row anywhere quarantining the object before anything is applied, and a retry after a
- * failed part resuming where it stopped.
+ * Large objects are prepared and applied in parts of `partRows` rows inside ONE transaction
+ * (create-handler.ts, apply-batch.ts `applyObject`): the same warehouse as loading each object
+ * whole, the object's own key in load_log once, and a malformed row, data Postgres refuses or a
+ * failure in any part leaving nothing of the object behind.
  */
 const BUCKET = 'processed';
 let s3: LocalS3;
@@ -70,6 +73,28 @@ async function dumpOf(pool: Pool) {
   }
 }
 
+/** A pool whose clients fail the `n`-th statement matching `pattern` (counted over the pool's life). */
+function failingOn(pool: Pool, pattern: RegExp, n: number, error: () => Error) {
+  let seen = 0;
+  return {
+    async connect() {
+      const c = await pool.connect();
+      const query = c.query.bind(c) as (...args: unknown[]) => unknown;
+      (c as unknown as { query: unknown }).query = (...args: unknown[]) => {
+        const text = typeof args[0] === 'string' ? args[0] : '';
+        if (pattern.test(text) && ++seen === n) return Promise.reject(error());
+        return query(...args);
+      };
+      return c;
+    },
+  };
+}
+
+const fiveRowObject = async (name: string, edit = (rows: ReturnType<typeof rowOf>[]) => rows) =>
+  put(
+    objectOf('fact_payment', edit([1, 2, 3, 4, 5].map((id) => rowOf('fact_payment', id, {}, at(id)))), name),
+  );
+
 describe('loading an object in parts', () => {
   it('builds the same warehouse as loading every object whole, row by row in parts', async () => {
     const objects = scenarioObjects().map((o) => ({ ...o, key: `parts/${o.key}` }));
@@ -85,97 +110,148 @@ describe('loading an object in parts', () => {
     expect(reports.map((r) => r.objects[0].status)).toEqual(specs.map(() => 'loaded'));
     expect(reports.map((r) => r.objects[0].rows)).toEqual(objects.map((o) => o.rows.length));
     const [a, b] = [await dumpOf(whole), await dumpOf(parted)];
-    const parts = b.load_log as { object_key: string; rows: number }[];
+    const loaded = b.load_log as { object_key: string; rows: number }[];
     delete a.load_log;
     delete b.load_log;
     expect(b).toEqual(a);
-    // Every object's own key, with its rows; and one key per part before its last.
-    for (const o of objects)
-      expect(parts.filter((p) => p.object_key.startsWith(o.key)).map((p) => [p.object_key, p.rows])).toEqual(
-        expect.arrayContaining([
-          [o.key, o.rows.length],
-          ...o.rows.slice(0, -1).map((_, i) => [`${o.key}#rows-${i}`, 1]),
-        ]),
-      );
+    // Every object's own key once, with its rows: one transaction, no key per part.
+    expect(loaded.map((l) => [l.object_key, l.rows]).sort()).toEqual(
+      objects.map((o) => [o.key, o.rows.length]).sort(),
+    );
   });
 
-  it('quarantines an object with a malformed row in a later part before applying any part', async () => {
+  it('quarantines an object with a malformed row in a later part, nothing of it loaded', async () => {
     const pool = await warehouse('load_parts_malformed');
-    const rows = [1, 2, 3, 4, 5].map((id) => rowOf('fact_payment', id, {}, at(id)));
-    rows[4] = { ...rows[4], _lsn: 'not an lsn' };
-    const spec = await put(objectOf('fact_payment', rows, 'malformed-last'));
+    const spec = await fiveRowObject('malformed-last', (rows) => {
+      rows[4] = { ...rows[4], _lsn: 'not an lsn' };
+      return rows;
+    });
     const report = await handlerOn(pool, { partRows: 2 })(s3EventFactory(spec));
     expect(report.objects[0]).toMatchObject({
       status: 'quarantined',
       reason: expect.stringContaining('row 4: _lsn is not an LSN'),
     });
     const dump = await dumpOf(pool);
+    expect({ facts: dump.fact_payment, dates: dump.dim_date, loaded: dump.load_log }).toEqual({
+      facts: [],
+      dates: [],
+      loaded: [],
+    });
+  });
+
+  it('quarantines an object whose later part Postgres refuses, nothing of it loaded', async () => {
+    const pool = await warehouse('load_parts_refused');
+    const spec = await fiveRowObject('refused-last', (rows) => {
+      rows[4] = rowOf('fact_payment', 5, { payment_date: '0000-01-01' }, at(5));
+      return rows;
+    });
+    const report = await handlerOn(pool, { partRows: 2 })(s3EventFactory(spec));
+    expect(report.objects[0]).toMatchObject({
+      status: 'quarantined',
+      reason: expect.stringContaining('SQLSTATE 22'),
+    });
+    const dump = await dumpOf(pool);
     expect({ facts: dump.fact_payment, loaded: dump.load_log }).toEqual({ facts: [], loaded: [] });
   });
 
-  it('resumes after a failed part: the parts already loaded are skipped, then the object is loaded', async () => {
-    const pool = await warehouse('load_parts_resume');
-    const rows = [1, 2, 3, 4, 5].map((id) => rowOf('fact_payment', id, {}, at(id)));
-    const spec = await put(objectOf('fact_payment', rows, 'resumed'));
-    let connects = 0;
-    const failingSecond = {
-      connect: () => {
-        connects += 1;
-        // The first connection looks the object up in load_log; the third applies the second part.
-        return connects === 3 ? Promise.reject(new Error('connection refused')) : pool.connect();
-      },
-    };
-    await expect(
-      handlerOn(pool, { partRows: 2, warehouse: failingSecond })(s3EventFactory(spec)),
-    ).rejects.toThrow(LoadRetryableError);
-    expect(((await dumpOf(pool)).load_log as { object_key: string }[]).map((l) => l.object_key)).toEqual([
-      `${spec.key}#rows-0`,
-    ]);
+  it('rolls back every part when one fails; the retry loads the object whole', async () => {
+    const pool = await warehouse('load_parts_rollback');
+    const spec = await fiveRowObject('rolled-back');
+    // The third part's fact insert: two parts are in the transaction when it fails.
+    const failing = failingOn(
+      pool,
+      /^INSERT INTO "fact_payment"/,
+      3,
+      () => new Error('Connection terminated'),
+    );
+    await expect(handlerOn(pool, { partRows: 2, warehouse: failing })(s3EventFactory(spec))).rejects.toThrow(
+      LoadRetryableError,
+    );
+    let dump = await dumpOf(pool);
+    expect({ facts: dump.fact_payment, loaded: dump.load_log }).toEqual({ facts: [], loaded: [] });
 
     const retry = await handlerOn(pool, { partRows: 2 })(s3EventFactory(spec));
     expect(retry.objects[0]).toMatchObject({ status: 'loaded', rows: 5 });
-    const dump = await dumpOf(pool);
+    dump = await dumpOf(pool);
     expect(dump.fact_payment).toHaveLength(5);
-    expect((dump.load_log as { object_key: string }[]).map((l) => l.object_key).sort()).toEqual(
-      [spec.key, `${spec.key}#rows-0`, `${spec.key}#rows-2`].sort(),
-    );
+    expect((dump.load_log as { object_key: string }[]).map((l) => l.object_key)).toEqual([spec.key]);
 
-    // Once loaded whole, a redelivery is answered by one load_log lookup: no part is applied again.
-    let lookups = 0;
+    // Once loaded, a redelivery is answered by one load_log lookup: nothing is applied again.
+    let connects = 0;
     const counting = {
       connect: () => {
-        lookups += 1;
+        connects += 1;
         return pool.connect();
       },
     };
     const again = await handlerOn(pool, { partRows: 2, warehouse: counting })(s3EventFactory(spec));
     expect(again.objects[0]).toMatchObject({ status: 'duplicate', rows: 5 });
-    expect(lookups).toBe(1);
+    expect(connects).toBe(1);
   });
 
-  it('checks in a separate pass, then decodes again, an object above heldRows: the same warehouse, the same quarantine', async () => {
-    const objects = scenarioObjects().map((o) => ({ ...o, key: `unheld/${o.key}` }));
+  it('runs a conflicted object again from its first part, preparing its parts anew', async () => {
+    const pool = await warehouse('load_parts_conflict');
+    const spec = await fiveRowObject('conflicted');
+    const deadlock = () => Object.assign(new Error('deadlock detected'), { code: '40P01' });
+    const failing = failingOn(pool, /^INSERT INTO "fact_payment"/, 2, deadlock);
+    const report = await handlerOn(pool, { partRows: 2, warehouse: failing })(s3EventFactory(spec));
+    expect(report.objects[0]).toMatchObject({ status: 'loaded', rows: 5, load: { attempts: 2 } });
+    const dump = await dumpOf(pool);
+    expect(dump.fact_payment).toHaveLength(5);
+    expect((dump.load_log as { object_key: string }[]).map((l) => l.object_key)).toEqual([spec.key]);
+  });
+
+  it('completes an object whose first parts an earlier version of the load committed on their own', async () => {
+    // Before one transaction per object, each part committed alone under `<key>#rows-<first row>`
+    // and the object's key came with its last part: a retry of such an object must still end as one load.
+    const objects = scenarioObjects().map((o) => ({ ...o, key: `resumed/${o.key}` }));
     const specs = [];
     for (const object of objects) specs.push(await put(object));
-    const whole = await warehouse('load_parts_unheld_whole');
-    const unheld = await warehouse('load_parts_unheld');
+    const whole = await warehouse('load_parts_resume_whole');
+    const resumed = await warehouse('load_parts_resumed');
     for (const spec of specs) await handlerOn(whole)(s3EventFactory(spec));
-    for (const spec of specs) await handlerOn(unheld, { partRows: 1, heldRows: 1 })(s3EventFactory(spec));
-    const [a, b] = [await dumpOf(whole), await dumpOf(unheld)];
+    for (const [i, object] of objects.entries()) {
+      const decoded = (await decodeParquet(await parquetOf(object))).rows;
+      const first = decoded.slice(0, Math.ceil(decoded.length / 2));
+      const c = await resumed.connect();
+      try {
+        await applyBatch(c, prepareBatch({ table: object.table, rows: first }), {
+          objectKey: `${object.key}#rows-0`,
+        });
+      } finally {
+        c.release();
+      }
+      expect((await handlerOn(resumed, { partRows: 1 })(s3EventFactory(specs[i]))).objects[0].status).toBe(
+        'loaded',
+      );
+    }
+    const [a, b] = [await dumpOf(whole), await dumpOf(resumed)];
+    const loaded = (b.load_log as { object_key: string }[]).map((l) => l.object_key);
     delete a.load_log;
     delete b.load_log;
     expect(b).toEqual(a);
+    expect(loaded.filter((k) => !k.includes('#rows-')).sort()).toEqual(objects.map((o) => o.key).sort());
+  });
 
-    const pool = await warehouse('load_parts_unheld_malformed');
-    const rows = [1, 2, 3, 4, 5].map((id) => rowOf('fact_payment', id, {}, at(id)));
-    rows[4] = { ...rows[4], _lsn: 'not an lsn' };
-    const spec = await put(objectOf('fact_payment', rows, 'unheld-malformed-last'));
-    const report = await handlerOn(pool, { partRows: 2, heldRows: 4 })(s3EventFactory(spec));
-    expect(report.objects[0]).toMatchObject({
-      status: 'quarantined',
-      reason: expect.stringContaining('row 4: _lsn is not an LSN'),
-    });
-    const dump = await dumpOf(pool);
-    expect({ facts: dump.fact_payment, loaded: dump.load_log }).toEqual({ facts: [], loaded: [] });
+  it('stages the versions of every part by COPY in one transaction: the same facts as loading whole', async () => {
+    const objects = scenarioObjects().filter((o) => o.table.startsWith('fact_'));
+    const whole = await warehouse('load_parts_copy_whole');
+    const parted = await warehouse('load_parts_copy_parted');
+    for (const object of objects) {
+      const rows = (await decodeParquet(await parquetOf(object))).rows;
+      const parts = rows.map((row, i) => prepareBatch({ table: object.table, rows: [row] }, { firstRow: i }));
+      for (const [pool, of] of [
+        [whole, () => [prepareBatch({ table: object.table, rows })]],
+        [parted, () => parts],
+      ] as const) {
+        const c = await pool.connect();
+        try {
+          await applyObject(c, object.table, of, { objectKey: object.key, factCopyMinRows: 1 });
+        } finally {
+          c.release();
+        }
+      }
+    }
+    expect(await dumpOf(parted)).toEqual(await dumpOf(whole));
   });
 });
