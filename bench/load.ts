@@ -9,7 +9,7 @@ import { WAREHOUSE_TABLES, type WarehouseRow, type WarehouseTableName } from '..
 import { startEmbeddedCluster } from '../local/embedded-postgres';
 import { s3ClientFor, startS3rver } from '../local/s3rver';
 import { copyTextLine } from '../processors/load/copy-text';
-import { createLoadHandler, LOAD_PART_ROWS } from '../processors/load/create-handler';
+import { createLoadHandler, LOAD_PART_ROWS, LOAD_V8_FLAGS } from '../processors/load/create-handler';
 import { prepareBatch } from '../processors/load/load-batch';
 import { migrateWarehouse } from '../processors/load/migrate';
 import { metricsFor } from '../processors/shared/metrics';
@@ -134,6 +134,16 @@ function copyColumns(table: WarehouseTableName): {
 }
 
 const quote = (name: string) => `"${name}"`;
+
+/**
+ * The V8 flags this process runs with: `npm run bench:load` passes the load function's own
+ * (LOAD_V8_FLAGS, as infra sets them), so the figures are the Lambda's; say when they differ.
+ */
+function v8Flags(): string {
+  const flags = process.execArgv.filter((a) => a.startsWith('--max-'));
+  const asLambda = LOAD_V8_FLAGS.every((f) => flags.includes(f));
+  return `${flags.join(' ') || 'default'}${asLambda ? ' (as the load function)' : ` (the load function has ${LOAD_V8_FLAGS.join(' ')})`}`;
+}
 
 async function topStatements(
   warehouse: Client,
@@ -366,7 +376,7 @@ async function main(): Promise<void> {
   const file = path.join(os.tmpdir(), `bench-load-${Date.now()}.json`);
   fs.writeFileSync(file, JSON.stringify({ loadAverages, results }, null, 2));
   process.stdout.write(
-    `${summary(results)}\nload average ${loadAverages.map((l) => l.toFixed(1)).join(' → ')} (2 cores); JSON: ${file}\n`,
+    `${summary(results)}\nload average ${loadAverages.map((l) => l.toFixed(1)).join(' → ')} (2 cores); V8 flags ${v8Flags()}; JSON: ${file}\n`,
   );
 }
 

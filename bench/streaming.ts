@@ -14,6 +14,7 @@ import {
 import { SOURCE_LAYOUTS } from '../core/star-mapping.fixtures';
 import { startEmbeddedCluster } from '../local/embedded-postgres';
 import { s3ClientFor, startS3rver } from '../local/s3rver';
+import { LOAD_V8_FLAGS } from '../processors/load/create-handler';
 import { migrateWarehouse } from '../processors/load/migrate';
 import { DEFAULT_EXPORT_DIR, readExportTable } from './totesys-export';
 
@@ -85,6 +86,8 @@ function runStage(args: string[], heapMiB: number | null): Promise<Record<string
       process.execPath,
       [
         ...(heapMiB ? [`--max-old-space-size=${heapMiB}`] : []),
+        // The load runs with the V8 flags its function has in AWS.
+        ...(args[0] === 'load' ? LOAD_V8_FLAGS : []),
         '--import',
         'tsx',
         path.join(__dirname, 'streaming-stage.ts'),

@@ -217,6 +217,15 @@ describe('pipeline stack: functions', () => {
     });
   });
 
+  it('gives only the load larger V8 semi-spaces (its 10,000-row parts outlive the default); source maps everywhere', () => {
+    const nodeOptions = (prefix: string) =>
+      template.findResources('AWS::Lambda::Function')[fnLogicalId(prefix)].Properties.Environment.Variables
+        .NODE_OPTIONS;
+    expect(nodeOptions('Load')).toBe('--enable-source-maps --max-semi-space-size=32');
+    for (const prefix of ['FirehoseTransform', 'Transform', 'Reconcile', 'Migrate'])
+      expect(nodeOptions(prefix)).toBe('--enable-source-maps');
+  });
+
   it('tells each function exactly the resources it may use', () => {
     const env = (prefix: string) =>
       template.findResources('AWS::Lambda::Function')[fnLogicalId(prefix)].Properties.Environment.Variables;

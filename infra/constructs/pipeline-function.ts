@@ -40,6 +40,8 @@ export interface PipelineFunctionProps {
   network?: { vpc: ec2.IVpc; subnets: ec2.SubnetSelection; securityGroups: ec2.ISecurityGroup[] };
   /** Extra environment variables (settings, not resources: those come from `bind…()`). */
   environment?: Record<string, string>;
+  /** V8 flags for the function's Node.js process, after `--enable-source-maps` in NODE_OPTIONS. */
+  v8Flags?: string[];
   /**
    * Files the handler reads at run time, copied into the bundle (paths relative to the repository
    * root and to the bundle), e.g. SQL migrations that esbuild cannot inline.
@@ -137,7 +139,7 @@ export class PipelineFunction extends Construct {
       logGroup: this.logGroup,
       tracing: props.tracing ? lambda.Tracing.ACTIVE : lambda.Tracing.DISABLED,
       environment: {
-        NODE_OPTIONS: '--enable-source-maps',
+        NODE_OPTIONS: ['--enable-source-maps', ...(props.v8Flags ?? [])].join(' '),
         LOG_LEVEL: 'info',
         TOTES_STAGE: props.stage,
         ...props.environment,

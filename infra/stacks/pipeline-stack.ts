@@ -9,6 +9,7 @@ import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as triggers from 'aws-cdk-lib/triggers';
 import { createHash } from 'node:crypto';
+import { LOAD_V8_FLAGS } from '../../processors/load/create-handler';
 import { readMigrations } from '../../processors/load/migrate';
 import type { Construct } from 'constructs';
 import { INGESTION_ROOT, SCHEMA_OBJECT_ROOT } from '../../core/csv-codec';
@@ -208,6 +209,9 @@ export class PipelineStack extends Stack {
       memorySizeMiB: 1024,
       timeout: loadTimeout,
       environment: trustRds,
+      // Larger semi-spaces for the load only (processors/load/create-handler.ts says why and what
+      // they cost); the transform's RSS grew more with them.
+      v8Flags: [...LOAD_V8_FLAGS],
       network: inVpc,
     })
       // Reads the Parquet objects; copies what it cannot apply to quarantine/load/ after a HEAD of

@@ -84,6 +84,15 @@ export interface LoadHandlerDeps {
 export const LOAD_PART_ROWS = 10_000;
 
 /**
+ * V8 flags the load function runs with (infra's NODE_OPTIONS; the benches that stand for it use
+ * them too). A part of LOAD_PART_ROWS decoded rows outlives V8's default 16 MiB semi-space and is
+ * copied and promoted: 32 MiB took 19% off the load's CPU on a 727,821-row object and its peak RSS
+ * from 305 to 385 MiB (`npm run bench:streaming -- --heap-mib 384`); 64 MiB came within 40 MB of
+ * the 512 MB the streaming target allows.
+ */
+export const LOAD_V8_FLAGS: readonly string[] = ['--max-semi-space-size=32'];
+
+/**
  * An S3 body in one buffer, filled as its chunks arrive: the object is held once, where
  * `Buffer.from(await Body.transformToByteArray())` held it three times at its peak (the SDK's
  * chunks, their concatenation, and the copy) — 350 MB for a 115 MiB object.
