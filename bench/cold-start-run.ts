@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Client } from 'pg';
 import { quoteIdent } from '../capture/pg-text';
 import { TOTESYS_TABLES } from '../core/totesys-tables';
 import { startEmbeddedCluster } from '../local/embedded-postgres';
@@ -301,7 +302,14 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
     withClient(warehouseUrl, async (w) => {
       for (;;) {
         attempts += 1;
-        const report = await verifyWarehouse(s, w);
+        // As `totes verify` runs it: a second connection to each side, two tables at a time.
+        const report = await verifyWarehouse(s, w, {
+          connect: async (side) => {
+            const client = new Client({ connectionString: side === 'source' ? source.url : warehouseUrl });
+            await client.connect();
+            return client;
+          },
+        });
         const outstanding = await outstandingProblems(stackDir);
         const total = outstanding.checked ? outstanding.total : 0;
         verified = {
