@@ -209,14 +209,19 @@ async function seedIfEmpty(url: string, scale: number, logger: Logger): Promise<
   }
 }
 
-/** Like Promise.all, but settles only once every promise has (so that none is still starting). */
-async function settled<T extends readonly unknown[]>(
-  promises: readonly [...{ [K in keyof T]: Promise<T[K]> }],
-): Promise<T> {
-  const results = await Promise.allSettled(promises);
+/**
+ * Stage workers started at once: once every start has settled, all of them, or, if one failed, its
+ * error, the others stopped.
+ */
+async function settledOrStopped(
+  starts: readonly Promise<StageWorkers | undefined>[],
+): Promise<(StageWorkers | undefined)[]> {
+  const results = await Promise.allSettled(starts);
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
-  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
+  const started = results.flatMap((r) => (r.status === 'fulfilled' && r.value ? [r.value] : []));
+  if (!failed) return results.map((r) => (r as PromiseFulfilledResult<StageWorkers | undefined>).value);
+  await Promise.all(started.map((w) => w.stop()));
+  throw failed.reason;
 }
 
 /** Thrown by a part of the start that did not begin because another part had failed. */
@@ -228,13 +233,17 @@ class StartAbandoned extends Error {
  * The stack starts in parts, each as soon as what it needs is up, so that one part's waiting
  * (initdb, a server's start, a worker thread loading its modules) overlaps another's:
  *
- *   source ───────────────────────────────┐
- *   kinesalite ───────────────────────────┤
- *   s3rver ─┬─ transform, Firehose workers ┴─ transform trigger, delivery stream ─ capture
+ *   source ─────────────────────┐
+ *   kinesalite ─────────────────┤
+ *   s3rver ─┬───────────────────┴─ transform trigger, delivery stream ─ capture
+ *           ├─ transform and Firehose workers (their first invocations wait for them)
  *           │
- *   warehouse (cluster, migration) ────────── load workers, pool ─ load trigger, reconciler
+ *   warehouse (cluster, migration) ─┴─ load workers, pool ─ load trigger, reconciler
  *
- * Capture needs the source, Kinesis and S3 (oversized changes); only the load needs the warehouse,
+ * Capture needs the source, Kinesis, S3 (oversized changes) and the delivery stream's starting
+ * position; the stage workers take a second or two of CPU each to load their modules, which
+ * overlaps capture's own start (the first records reach the delivery stream after it). Only the
+ * load needs the warehouse,
  * and its workers and trigger start once the warehouse is migrated (its trigger then catches up on
  * whatever transform wrote meanwhile, as after a restart: local/s3-trigger.ts). A part that fails
  * stops the others from starting anything more; once every part has settled, everything started is
@@ -329,26 +338,28 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   const graceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
   const concurrency = 2;
   /** Stops a trigger, abandoning its workers' invocations if they outlast the grace period. */
-  const stopWithGrace = (stop: () => Promise<void>, workers: StageWorkers | undefined) => async () => {
-    const timer = workers && setTimeout(() => void workers.abandon(), graceMs);
-    try {
-      await stop();
-    } finally {
-      clearTimeout(timer);
-    }
-  };
-  /** A stage's workers (each loads its handler's modules: a second or two), stopped after its trigger. */
+  const stopWithGrace =
+    (stop: () => Promise<void>, workersOf: () => StageWorkers | undefined) => async () => {
+      const workers = workersOf();
+      const timer = workers && setTimeout(() => void workers.abandon(), graceMs);
+      try {
+        await stop();
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+  /** A stage's workers (each loads its handler's modules: a second or two); none in-process. */
   const startWorkers = async (start: () => Promise<StageWorkers>): Promise<StageWorkers | undefined> => {
     if (inProcess) return undefined;
     proceed();
-    const workers = await start();
-    stops.push(() => workers.stop());
-    return workers;
+    return start();
   };
 
+  // Transform's and the record transformation's workers: their triggers (and capture) start
+  // without waiting for them, and the first invocations wait until they are up.
   const stageWorkersPart = part(async () => {
     const { s3 } = await s3Part;
-    return settled([
+    return settledOrStopped([
       startWorkers(() =>
         StageWorkers.start({
           stage: 'transform',
@@ -390,6 +401,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
         logger,
       }),
     );
+    if (loadWorkers) stops.push(() => loadWorkers.stop());
     proceed();
     const pool = new Pool({ connectionString: warehouseUrl, max: 4 });
     // An idle pooled connection the warehouse ends (restart, failover, idle timeout) is reported as an
@@ -427,7 +439,12 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       dir: loadQueueDir(dataDir),
       logger,
     });
-    stops.push(stopWithGrace(() => load.stop(), loadWorkers));
+    stops.push(
+      stopWithGrace(
+        () => load.stop(),
+        () => loadWorkers,
+      ),
+    );
     // The reconciler on a schedule, as EventBridge runs it in AWS: whatever a stage never finished
     // (an outage longer than the load queue's receives, a lost notification) is sent again.
     const reconcileDeps = localReconcileDeps({
@@ -447,9 +464,23 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   });
 
   // S3 → transform, Kinesis → the local Firehose, then capture.
+  let transformWorkers: StageWorkers | undefined;
+  let firehoseWorkers: StageWorkers | undefined;
+  void stageWorkersPart.then(
+    ([t, f]) => ((transformWorkers = t), (firehoseWorkers = f)),
+    () => undefined,
+  );
   const capturePart = part(async () => {
-    const [sourceUrl, { kinesis, captureEndpoint }, { s3, s3Client }, [transformWorkers, firehoseWorkers]] =
-      await Promise.all([sourcePart, kinesisPart, s3Part, stageWorkersPart]);
+    // Pushed first, so run after the stops of the triggers that invoke them (stops run in reverse).
+    stops.push(async () => {
+      const workers = await stageWorkersPart.catch(() => []);
+      for (const w of workers) await w?.stop();
+    });
+    const [sourceUrl, { kinesis, captureEndpoint }, { s3, s3Client }] = await Promise.all([
+      sourcePart,
+      kinesisPart,
+      s3Part,
+    ]);
     proceed();
     const transform = new S3Trigger({
       name: 'transform',
@@ -457,20 +488,25 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       client: s3Client,
       bucket: INGESTION_BUCKET,
       prefix: `${INGESTION_ROOT}/`,
-      handler:
-        transformWorkers?.handler ??
-        createTransformHandler({
-          s3: s3Client,
-          processedBucket: PROCESSED_BUCKET,
-          logger: logger.child({ stage: 'transform' }),
-          metrics: metricsTo('transform'),
-        }),
+      handler: !inProcess
+        ? (event) => stageWorkersPart.then(([t]) => t!.handler(event))
+        : createTransformHandler({
+            s3: s3Client,
+            processedBucket: PROCESSED_BUCKET,
+            logger: logger.child({ stage: 'transform' }),
+            metrics: metricsTo('transform'),
+          }),
       concurrency,
       stateDir: triggersDir,
       logger,
     });
     await transform.start();
-    stops.push(stopWithGrace(() => transform.stop(), transformWorkers));
+    stops.push(
+      stopWithGrace(
+        () => transform.stop(),
+        () => transformWorkers,
+      ),
+    );
     proceed();
 
     const deliveryKinesis = kinesisClientFor(kinesis.endpoint);
@@ -481,14 +517,14 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       s3: s3Client,
       bucket: INGESTION_BUCKET,
       // Firehose invokes the record transformation synchronously; the delivery stream awaits it.
-      transform:
-        (firehoseWorkers?.handler as FirehoseTransform | undefined) ??
-        createFirehoseTransform({
-          s3: s3Client,
-          bucket: INGESTION_BUCKET,
-          logger: logger.child({ stage: 'firehose-transform' }),
-          mixedObjects: freshness === 'fast',
-        }),
+      transform: !inProcess
+        ? (event) => stageWorkersPart.then(([, f]) => f!.handler(event) as ReturnType<FirehoseTransform>)
+        : createFirehoseTransform({
+            s3: s3Client,
+            bucket: INGESTION_BUCKET,
+            logger: logger.child({ stage: 'firehose-transform' }),
+            mixedObjects: freshness === 'fast',
+          }),
       checkpointDir: path.join(dataDir, 'delivery-stream'),
       // Fast mode: no dynamic partitioning, so no table in the key (transform splits the objects by layout).
       ...(freshness === 'fast' ? { prefix: MIXED_INGESTION_PREFIX } : {}),
@@ -528,7 +564,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     capture.start();
     stops.push(() => capture.stop());
     logger.info('capture started', { pid: capture.pid });
-    return { sourceUrl, kinesis, s3, transform, transformWorkers, firehoseWorkers, delivery, capture };
+    return { sourceUrl, kinesis, s3, transform, delivery, capture };
   });
 
   await Promise.allSettled([
@@ -542,8 +578,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   ]);
   try {
     if (failure) throw failure.error;
-    const { sourceUrl, kinesis, s3, transform, transformWorkers, firehoseWorkers, delivery, capture } =
-      await capturePart;
+    const { sourceUrl, kinesis, s3, transform, delivery, capture } = await capturePart;
     const { warehouseUrl, load, loadWorkers } = await loadPart;
     logger.info('stages ready', {
       freshness,
