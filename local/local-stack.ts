@@ -233,18 +233,18 @@ class StartAbandoned extends Error {
  * The stack starts in parts, each as soon as what it needs is up, so that one part's waiting
  * (initdb, a server's start, a worker thread loading its modules) overlaps another's:
  *
- *   source ─────────────────────┐
- *   kinesalite ─────────────────┤
- *   s3rver ─┬───────────────────┴─ transform trigger, delivery stream ─ capture
+ *   source ──────────────────────┐
+ *   kinesalite ──────────────────┤
+ *   s3rver ─┬────────────────────┴─ transform trigger, delivery stream ─ capture
  *           ├─ transform and Firehose workers (their first invocations wait for them)
- *           │
- *   warehouse (cluster, migration) ─┴─ load workers, pool ─ load trigger, reconciler
+ *           ├─ load workers ──────────────┐
+ *   warehouse cluster ─┴─ migration ───────┴─ pool, load trigger, reconciler
  *
  * Capture needs the source, Kinesis, S3 (oversized changes) and the delivery stream's starting
  * position; the stage workers take a second or two of CPU each to load their modules, which
  * overlaps capture's own start (the first records reach the delivery stream after it). Only the
- * load needs the warehouse,
- * and its workers and trigger start once the warehouse is migrated (its trigger then catches up on
+ * load needs the warehouse: its workers start once the warehouse's address is known, and its
+ * trigger, which invokes them, once the warehouse is migrated (the trigger then catches up on
  * whatever transform wrote meanwhile, as after a restart: local/s3-trigger.ts). A part that fails
  * stops the others from starting anything more; once every part has settled, everything started is
  * stopped (each part pushes its stop after those of what it needs, and stops run in reverse) and
@@ -286,10 +286,14 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     return url;
   });
 
-  const warehousePart = part(async () => {
-    const url =
+  // The warehouse's address first (the load's workers need it to start), then its migration.
+  const warehouseUrlPart = part(
+    async () =>
       options.warehouseUrl ??
-      (await embeddedDatabase(dataDir, 'warehouse', options.warehousePort ?? 0, stops, logger));
+      (await embeddedDatabase(dataDir, 'warehouse', options.warehousePort ?? 0, stops, logger)),
+  );
+  const warehousePart = part(async () => {
+    const url = await warehouseUrlPart;
     proceed();
     const migrator = new Client({ connectionString: url });
     await migrator.connect();
@@ -387,8 +391,10 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   });
 
   // The load: its workers, its pool and its trigger once the warehouse is migrated.
-  const loadPart = part(async () => {
-    const [warehouseUrl, { s3, s3Client }] = await Promise.all([warehousePart, s3Part]);
+  // The load's workers load their modules while the warehouse is migrated (their pool connects
+  // at the first invocation); its trigger, which invokes them, starts once the warehouse is migrated.
+  const loadWorkersPart = part(async () => {
+    const [warehouseUrl, { s3 }] = await Promise.all([warehouseUrlPart, s3Part]);
     const loadWorkers = await startWorkers(() =>
       StageWorkers.start({
         stage: 'load',
@@ -402,6 +408,14 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       }),
     );
     if (loadWorkers) stops.push(() => loadWorkers.stop());
+    return loadWorkers;
+  });
+  const loadPart = part(async () => {
+    const [warehouseUrl, { s3, s3Client }, loadWorkers] = await Promise.all([
+      warehousePart,
+      s3Part,
+      loadWorkersPart,
+    ]);
     proceed();
     const pool = new Pool({ connectionString: warehouseUrl, max: 4 });
     // An idle pooled connection the warehouse ends (restart, failover, idle timeout) is reported as an
@@ -569,7 +583,9 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
 
   await Promise.allSettled([
     sourcePart,
+    warehouseUrlPart,
     warehousePart,
+    loadWorkersPart,
     kinesisPart,
     s3Part,
     stageWorkersPart,
