@@ -96,7 +96,7 @@ export interface LocalStackOptions {
   /** Extra environment for the capture process (TOTES_TABLES, TOTES_SLOT, …: see capture/config.ts). */
   captureEnv?: Record<string, string>;
   /** Each log line of the capture process (JSON). */
-  onCaptureOutput?: (line: string) => void;
+  onCaptureOutput?: (line: string, capture: Supervisor) => void;
   /**
    * Fault injection (`npm run chaos`): capture reaches Kinesis through a proxy that delays each
    * request by the milliseconds this file holds (local/sink-throttle.ts).
@@ -573,7 +573,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
         ...options.captureEnv,
       },
       logger,
-      onOutput: options.onCaptureOutput,
+      // With the supervisor: capture may be reading before startLocalStack has returned.
+      onOutput: (line) => options.onCaptureOutput?.(line, capture),
     });
     capture.start();
     stops.push(() => capture.stop());
