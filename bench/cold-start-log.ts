@@ -47,6 +47,9 @@ export function reachedAt(span: LineSpan, total: number): number | null {
 export class StackLogTail {
   private offset = 0;
   private rest = '';
+  /** The stack's `capture started` (its process spawned) and `warehouse ready` (migrated) lines. */
+  captureStartedAt: number | null = null;
+  warehouseReadyAt: number | null = null;
   snapshotStartedAt: number | null = null;
   /** Rows capture had read at its last `snapshot progress` line (every 5 s) or its end. */
   snapshotRows = 0;
@@ -98,7 +101,9 @@ export class StackLogTail {
     }
     if (!Number.isFinite(at)) return;
     const num = (k: string) => (typeof record[k] === 'number' ? (record[k] as number) : 0);
-    if (msg === 'snapshot started') this.snapshotStartedAt ??= at;
+    if (msg === 'capture started' && record.stage === undefined) this.captureStartedAt ??= at;
+    else if (msg === 'warehouse ready' && record.stage === undefined) this.warehouseReadyAt ??= at;
+    else if (msg === 'snapshot started') this.snapshotStartedAt ??= at;
     else if (msg === 'snapshot progress') this.snapshotRows = num('rows');
     else if (msg === 'snapshot of table finished')
       this.snapshotTables.push({ table: String(record.table), rows: num('rows'), at });

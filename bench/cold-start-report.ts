@@ -53,6 +53,11 @@ export interface ColdStartResult {
   /** When capture finished reading each table, seconds after the cold start. */
   snapshotTables: { table: string; rows: number; at: number }[];
   stages: {
+    /**
+     * The stack's start, seconds after the cold start: capture's process spawned (its parts: source,
+     * Kinesis, S3, the local Firehose), the warehouse migrated, every part up (the load started).
+     */
+    stack: { captureStartedAt: number | null; warehouseReadyAt: number | null; readyAt: number };
     capture: { rows: number; firstAt: number | null; lastAt: number | null };
     /** Kinesis records capture wrote by the snapshot's end; when Firehose had read them all. */
     firehose: { records: number; objects: number; bytes: number; readAt: number | null };
@@ -122,6 +127,7 @@ export function formatColdStartReport(r: ColdStartResult): string {
   lines.push(
     '',
     '  stages (seconds after the cold start)',
+    `    stack              capture started ${secs(s.stack.captureStartedAt)}, warehouse migrated ${secs(s.stack.warehouseReadyAt)}, all up ${secs(s.stack.readyAt)}`,
     `    capture snapshot   ${int(s.capture.rows)} rows, ${secs(s.capture.firstAt)} → ${secs(s.capture.lastAt)}`,
     `    Firehose           ${int(s.firehose.records)} Kinesis records → ${int(s.firehose.objects)} objects (${(s.firehose.bytes / 2 ** 20).toFixed(1)} MiB), the snapshot's records all read at ${secs(s.firehose.readAt)}`,
     `    transform          ${int(s.transform.objects)} objects, ${int(s.transform.rows)} changes, first ${secs(s.transform.firstAt)}, every snapshot row at ${secs(s.transform.snapshotDoneAt)}${again(s.transform)}`,

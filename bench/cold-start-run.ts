@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Client } from 'pg';
 import { quoteIdent } from '../capture/pg-text';
 import { TOTESYS_TABLES } from '../core/totesys-tables';
 import { startEmbeddedCluster } from '../local/embedded-postgres';
@@ -207,7 +208,25 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
     'cold start: the stack (warehouse created and migrated, kinesalite, s3rver, local Firehose, capture)',
   );
   const t0 = Date.now();
-  const stack = await StackProcess.start({
+  // The stack starts its parts concurrently (local/local-stack.ts): capture is started, and may be
+  // reading, before the stack is all up (the warehouse migrated, the load started). The phases end
+  // at the stack's `capture started` and capture's `snapshot started` lines, watched meanwhile.
+  type PhaseName = 'stack start' | 'capture start' | 'snapshot read' | 'drain';
+  // Widened: startPhases() moves it on, which the checks below must not assume it did not.
+  let phase = 'stack start' as PhaseName;
+  const startPhases = (): PhaseName => {
+    tail.read();
+    if (phase === 'stack start' && tail.captureStartedAt !== null) {
+      endPhase(phase);
+      phase = 'capture start';
+    }
+    if (phase === 'capture start' && tail.snapshotStartedAt !== null) {
+      endPhase(phase);
+      phase = 'snapshot read';
+    }
+    return phase;
+  };
+  const starting = StackProcess.start({
     dataDir: stackDir,
     sourceUrl: source.url,
     ...(options.warehouseUrl ? { warehouseUrl: options.warehouseUrl } : {}),
@@ -215,9 +234,15 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
     logFile,
     slot: options.slot,
   });
+  let started = false;
+  void starting.then(() => (started = true)).catch(() => undefined);
+  while (!started) {
+    startPhases();
+    await Promise.race([starting, sleep(100)]);
+  }
+  const stack = await starting;
   stops.push(() => stack.stop());
   const readyAt = Date.now();
-  endPhase('stack start');
   // Where the stack process' time goes from here to the warehouse complete, by stage.
   if (options.profileIntervalUs > 0) await stack.startProfile(options.profileIntervalUs);
   const warehouseUrl = stack.ready.warehouseUrl;
@@ -230,9 +255,8 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
   let stats: StackStats;
   let idleSince: number | null = null;
   let lastSaid = Date.now();
-  let phase: 'capture start' | 'snapshot read' | 'drain' = 'capture start';
   for (;;) {
-    tail.read();
+    phase = startPhases();
     stats = await stack.stats();
     const now = Date.now();
     if (stats.captureRestarts >= 3)
@@ -240,10 +264,6 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
         `capture exited ${stats.captureRestarts} times: ${Object.keys(tail.problems).join(' | ')}`,
       );
     latestCapturePid = stats.capturePid;
-    if (phase === 'capture start' && tail.snapshotStartedAt !== null) {
-      endPhase(phase);
-      phase = 'snapshot read';
-    }
     if (phase === 'snapshot read' && tail.snapshotFinished) {
       endPhase(phase);
       phase = 'drain';
@@ -301,7 +321,14 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
     withClient(warehouseUrl, async (w) => {
       for (;;) {
         attempts += 1;
-        const report = await verifyWarehouse(s, w);
+        // As `totes verify` runs it: a second connection to each side, two tables at a time.
+        const report = await verifyWarehouse(s, w, {
+          connect: async (side) => {
+            const client = new Client({ connectionString: side === 'source' ? source.url : warehouseUrl });
+            await client.connect();
+            return client;
+          },
+        });
         const outstanding = await outstandingProblems(stackDir);
         const total = outstanding.checked ? outstanding.total : 0;
         verified = {
@@ -341,6 +368,7 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
     lastAt: since(t0, s.lastAt),
   });
   const startedAt = tail.snapshotStartedAt!;
+  const captureStartedAt = tail.captureStartedAt ?? readyAt;
   const phase$ = (name: string, from: number, to: number, rows: number | null): Phase => ({
     name,
     startAt: (from - t0) / 1000,
@@ -375,8 +403,8 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
     },
     source: { ...built, prepareSeconds },
     phases: [
-      phase$('stack start', t0, readyAt, null),
-      phase$('capture start', readyAt, startedAt, null),
+      phase$('stack start', t0, captureStartedAt, null),
+      phase$('capture start', captureStartedAt, startedAt, null),
       phase$('snapshot read', startedAt, snapshot.at, snapshot.rows),
       phase$('drain', snapshot.at, completeAt, null),
       phase$('verify', completeAt, verifiedAt, built.rows),
@@ -387,6 +415,11 @@ export async function runColdStart(bench: ColdStartBench): Promise<ColdStartResu
       at: (t.at - t0) / 1000,
     })),
     stages: {
+      stack: {
+        captureStartedAt: since(t0, tail.captureStartedAt),
+        warehouseReadyAt: since(t0, tail.warehouseReadyAt),
+        readyAt: (readyAt - t0) / 1000,
+      },
       capture: { rows: snapshot.rows, firstAt: since(t0, startedAt), lastAt: since(t0, snapshot.at) },
       firehose: {
         records: snapshotRecords ?? stats.delivery.recordsIn,

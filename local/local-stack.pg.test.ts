@@ -1,10 +1,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { silentLogger } from '../core/logger';
+import { createLogger, silentLogger } from '../core/logger';
 import { installTotesys } from '../totesys';
 import { StreamCollector } from '../test/support/kinesis';
 import { createTestDatabase, waitFor, withClient } from '../test/support/pg';
+import { findFreePort } from './embedded-postgres';
 import { kinesisClientFor } from './kinesalite';
 import { INGESTION_BUCKET, PROCESSED_BUCKET, startLocalStack } from './local-stack';
 import { localReconcileDeps } from './local-reconcile';
@@ -178,3 +179,30 @@ it('captures a seeded source into the on-disk stream, restarts capture if it die
   }
   fs.rmSync(dataDir, { recursive: true, force: true });
 }, 120_000);
+
+it('stops every part it started when one part fails, and never starts capture then', async () => {
+  // Arrange: a warehouse nobody listens on; the other parts (kinesalite, s3rver, the stage
+  // workers) are starting when its connection is refused.
+  const url = await createTestDatabase('local_stack_failing');
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-stack-failing-'));
+  const servers = () => process.getActiveResourcesInfo().filter((r) => r === 'TCPServerWrap').length;
+  const before = servers();
+  const lines: { msg: string }[] = [];
+  const logger = createLogger({ service: 'test', write: (line) => lines.push(JSON.parse(line)) });
+
+  // Act
+  const started = startLocalStack({
+    dataDir,
+    sourceUrl: url,
+    warehouseUrl: `postgres://nobody:nothing@127.0.0.1:${await findFreePort()}/warehouse`,
+    logger,
+  });
+
+  // Assess: the warehouse's own error; no server of the stack left listening; capture not started.
+  await expect(started).rejects.toThrow(/ECONNREFUSED/);
+  // (A closed server's handle goes a moment after its close() has called back.)
+  await waitFor("the stack's servers closed", () => (servers() === before ? true : undefined), 10_000);
+  expect(lines.map((l) => l.msg)).not.toContain('capture started');
+  expect(fs.existsSync(path.join(dataDir, 'runtime.json'))).toBe(false);
+  fs.rmSync(dataDir, { recursive: true, force: true });
+}, 60_000);

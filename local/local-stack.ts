@@ -96,7 +96,7 @@ export interface LocalStackOptions {
   /** Extra environment for the capture process (TOTES_TABLES, TOTES_SLOT, …: see capture/config.ts). */
   captureEnv?: Record<string, string>;
   /** Each log line of the capture process (JSON). */
-  onCaptureOutput?: (line: string) => void;
+  onCaptureOutput?: (line: string, capture: Supervisor) => void;
   /**
    * Fault injection (`npm run chaos`): capture reaches Kinesis through a proxy that delays each
    * request by the milliseconds this file holds (local/sink-throttle.ts).
@@ -209,6 +209,47 @@ async function seedIfEmpty(url: string, scale: number, logger: Logger): Promise<
   }
 }
 
+/**
+ * Stage workers started at once: once every start has settled, all of them, or, if one failed, its
+ * error, the others stopped.
+ */
+async function settledOrStopped(
+  starts: readonly Promise<StageWorkers | undefined>[],
+): Promise<(StageWorkers | undefined)[]> {
+  const results = await Promise.allSettled(starts);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  const started = results.flatMap((r) => (r.status === 'fulfilled' && r.value ? [r.value] : []));
+  if (!failed) return results.map((r) => (r as PromiseFulfilledResult<StageWorkers | undefined>).value);
+  await Promise.all(started.map((w) => w.stop()));
+  throw failed.reason;
+}
+
+/** Thrown by a part of the start that did not begin because another part had failed. */
+class StartAbandoned extends Error {
+  override name = 'StartAbandoned';
+}
+
+/**
+ * The stack starts in parts, each as soon as what it needs is up, so that one part's waiting
+ * (initdb, a server's start, a worker thread loading its modules) overlaps another's:
+ *
+ *   source ──────────────────────┐
+ *   kinesalite ──────────────────┤
+ *   s3rver ─┬────────────────────┴─ transform trigger, delivery stream ─ capture
+ *           ├─ transform and Firehose workers (their first invocations wait for them)
+ *           ├─ load workers ──────────────┐
+ *   warehouse cluster ─┴─ migration ───────┴─ pool, load trigger, reconciler
+ *
+ * Capture needs the source, Kinesis, S3 (oversized changes) and the delivery stream's starting
+ * position; the stage workers take a second or two of CPU each to load their modules, which
+ * overlaps capture's own start (the first records reach the delivery stream after it). Only the
+ * load needs the warehouse: its workers start once the warehouse's address is known, and its
+ * trigger, which invokes them, once the warehouse is migrated (the trigger then catches up on
+ * whatever transform wrote meanwhile, as after a restart: local/s3-trigger.ts). A part that fails
+ * stops the others from starting anything more; once every part has settled, everything started is
+ * stopped (each part pushes its stop after those of what it needs, and stops run in reverse) and
+ * the first failure is thrown.
+ */
 export async function startLocalStack(options: LocalStackOptions): Promise<LocalStack> {
   const { logger } = options;
   const dataDir = path.resolve(options.dataDir);
@@ -220,71 +261,162 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     for (const stop of stops.splice(0).reverse())
       await stop().catch((e) => logger.warn('stop failed', { err: e }));
   };
-  try {
-    let sourceUrl = options.sourceUrl;
-    if (!sourceUrl) {
-      sourceUrl = await embeddedDatabase(dataDir, 'source', options.sourcePort ?? 0, stops, logger);
-      await seedIfEmpty(sourceUrl, options.scale ?? 1, logger);
-    }
-    logger.info('source ready', { source: redactUrl(sourceUrl) });
+  let failure: { error: unknown } | undefined;
+  /** Starts a part; a failure is remembered, and the parts still starting stop at their next step. */
+  const part = <T>(start: () => Promise<T>): Promise<T> => {
+    const started = start();
+    started.catch((error: unknown) => {
+      if (!failure && !(error instanceof StartAbandoned)) failure = { error };
+    });
+    return started;
+  };
+  /** Between a part's steps: nothing more is started once another part has failed. */
+  const proceed = () => {
+    if (failure) throw new StartAbandoned('another part of the stack failed to start');
+  };
 
-    const warehouseUrl =
+  const sourcePart = part(async () => {
+    let url = options.sourceUrl;
+    if (!url) {
+      url = await embeddedDatabase(dataDir, 'source', options.sourcePort ?? 0, stops, logger);
+      proceed();
+      await seedIfEmpty(url, options.scale ?? 1, logger);
+    }
+    logger.info('source ready', { source: redactUrl(url) });
+    return url;
+  });
+
+  // The warehouse's address first (the load's workers need it to start), then its migration.
+  const warehouseUrlPart = part(
+    async () =>
       options.warehouseUrl ??
-      (await embeddedDatabase(dataDir, 'warehouse', options.warehousePort ?? 0, stops, logger));
-    const migrator = new Client({ connectionString: warehouseUrl });
+      (await embeddedDatabase(dataDir, 'warehouse', options.warehousePort ?? 0, stops, logger)),
+  );
+  const warehousePart = part(async () => {
+    const url = await warehouseUrlPart;
+    proceed();
+    const migrator = new Client({ connectionString: url });
     await migrator.connect();
     await migrateWarehouse(migrator).finally(() => migrator.end());
-    logger.info('warehouse ready', { warehouse: redactUrl(warehouseUrl) });
+    logger.info('warehouse ready', { warehouse: redactUrl(url) });
+    return url;
+  });
 
+  const kinesisPart = part(async () => {
     const kinesis: LocalKinesis = await startKinesalite({ dataDir: path.join(dataDir, 'kinesis') });
     stops.push(() => kinesis.stop());
+    proceed();
     const client = kinesisClientFor(kinesis.endpoint);
     await ensureStream(client, streamName, options.shards ?? 2).finally(() => client.destroy());
     logger.info('kinesis ready', { endpoint: kinesis.endpoint, stream: streamName });
-    let captureKinesisEndpoint = kinesis.endpoint;
+    let captureEndpoint = kinesis.endpoint;
     if (options.sinkDelayFile) {
+      proceed();
       const throttle = await startSinkThrottle({
         target: kinesis.endpoint,
         controlFile: options.sinkDelayFile,
       });
       stops.push(() => throttle.stop());
-      captureKinesisEndpoint = throttle.endpoint;
+      captureEndpoint = throttle.endpoint;
       logger.warn('capture reaches Kinesis through a fault-injection proxy', {
         delayFile: options.sinkDelayFile,
       });
     }
+    return { kinesis, captureEndpoint };
+  });
 
-    const s3Dir = path.join(dataDir, 's3');
+  const s3Dir = path.join(dataDir, 's3');
+  const s3Part = part(async () => {
     const s3 = await startS3rver({ dataDir: s3Dir, buckets: [INGESTION_BUCKET, PROCESSED_BUCKET], logger });
     stops.push(() => s3.stop());
-
-    const capture = new Supervisor({
-      name: 'capture',
-      command: process.execPath,
-      args: [CLI, 'capture'],
-      env: {
-        ...process.env,
-        TOTES_SOURCE_URL: sourceUrl,
-        TOTES_STREAM_NAME: streamName,
-        TOTES_KINESIS_ENDPOINT: captureKinesisEndpoint,
-        // A change too big for one record is stored here, its pointer sent through the stream.
-        TOTES_OVERSIZED_BUCKET: INGESTION_BUCKET,
-        TOTES_S3_ENDPOINT: s3.endpoint,
-        TOTES_STATE_FILE: path.join(dataDir, 'capture-state.json'),
-        TOTES_HEARTBEAT_INTERVAL_MS: String(options.heartbeatIntervalMs ?? 5000),
-        ...(options.statsIntervalMs ? { TOTES_STATS_INTERVAL_MS: String(options.statsIntervalMs) } : {}),
-        ...options.captureEnv,
-      },
-      logger,
-      onOutput: options.onCaptureOutput,
-    });
-
     const s3Client = s3ClientFor(s3.endpoint);
     stops.push(async () => s3Client.destroy());
-    // Lambda writes EMF metric lines to stdout for CloudWatch; locally they go into the log stream.
-    const metricsTo = (stage: string) =>
-      metricsFor({ stage, write: (line) => logger.debug('metrics', { emf: JSON.parse(line) }) });
+    return { s3, s3Client };
+  });
 
+  // Lambda writes EMF metric lines to stdout for CloudWatch; locally they go into the log stream.
+  const metricsTo = (stage: string) =>
+    metricsFor({ stage, write: (line) => logger.debug('metrics', { emf: JSON.parse(line) }) });
+  const triggersDir = path.join(dataDir, 'triggers');
+  const inProcess = options.stages === 'in-process';
+  const graceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
+  const concurrency = 2;
+  /** Stops a trigger, abandoning its workers' invocations if they outlast the grace period. */
+  const stopWithGrace =
+    (stop: () => Promise<void>, workersOf: () => StageWorkers | undefined) => async () => {
+      const workers = workersOf();
+      const timer = workers && setTimeout(() => void workers.abandon(), graceMs);
+      try {
+        await stop();
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+  /** A stage's workers (each loads its handler's modules: a second or two); none in-process. */
+  const startWorkers = async (start: () => Promise<StageWorkers>): Promise<StageWorkers | undefined> => {
+    if (inProcess) return undefined;
+    proceed();
+    return start();
+  };
+
+  // Transform's and the record transformation's workers: their triggers (and capture) start
+  // without waiting for them, and the first invocations wait until they are up.
+  const stageWorkersPart = part(async () => {
+    const { s3 } = await s3Part;
+    return settledOrStopped([
+      startWorkers(() =>
+        StageWorkers.start({
+          stage: 'transform',
+          factory: 'transformStage',
+          options: {
+            s3Endpoint: s3.endpoint,
+            processedBucket: PROCESSED_BUCKET,
+          } satisfies TransformStageOptions,
+          logger,
+        }),
+      ),
+      startWorkers(() =>
+        StageWorkers.start({
+          stage: 'firehose-transform',
+          factory: 'firehoseTransformStage',
+          options: {
+            s3Endpoint: s3.endpoint,
+            bucket: INGESTION_BUCKET,
+            mixedObjects: freshness === 'fast',
+          } satisfies FirehoseTransformStageOptions,
+          logger,
+        }),
+      ),
+    ]);
+  });
+
+  // The load: its workers, its pool and its trigger once the warehouse is migrated.
+  // The load's workers load their modules while the warehouse is migrated (their pool connects
+  // at the first invocation); its trigger, which invokes them, starts once the warehouse is migrated.
+  const loadWorkersPart = part(async () => {
+    const [warehouseUrl, { s3 }] = await Promise.all([warehouseUrlPart, s3Part]);
+    const loadWorkers = await startWorkers(() =>
+      StageWorkers.start({
+        stage: 'load',
+        factory: 'loadStage',
+        options: {
+          s3Endpoint: s3.endpoint,
+          warehouseUrl,
+          connections: concurrency,
+        } satisfies LoadStageOptions,
+        logger,
+      }),
+    );
+    if (loadWorkers) stops.push(() => loadWorkers.stop());
+    return loadWorkers;
+  });
+  const loadPart = part(async () => {
+    const [warehouseUrl, { s3, s3Client }, loadWorkers] = await Promise.all([
+      warehousePart,
+      s3Part,
+      loadWorkersPart,
+    ]);
+    proceed();
     const pool = new Pool({ connectionString: warehouseUrl, max: 4 });
     // An idle pooled connection the warehouse ends (restart, failover, idle timeout) is reported as an
     // 'error' event, which without a listener kills `totes up`. The pool drops that client; the next
@@ -301,67 +433,6 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       const closed = [...connections].map((c) => new Promise((resolve) => c.once('end', resolve)));
       await pool.end();
       await Promise.all(closed);
-    });
-    const triggersDir = path.join(dataDir, 'triggers');
-    const inProcess = options.stages === 'in-process';
-    const graceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
-    const concurrency = 2;
-    /** The stage on its worker thread, stopped after its trigger (stops run in reverse). */
-
-    /** Stops a trigger, abandoning its workers' invocations if they outlast the grace period. */
-    const stopWithGrace = (stop: () => Promise<void>, workers: StageWorkers | undefined) => async () => {
-      const timer = workers && setTimeout(() => void workers.abandon(), graceMs);
-      try {
-        await stop();
-      } finally {
-        clearTimeout(timer);
-      }
-    };
-    // The stages' workers start at once (each loads its handler's modules: a second or two).
-    const [loadWorkers, transformWorkers, firehoseWorkers] = inProcess
-      ? [undefined, undefined, undefined]
-      : await Promise.all([
-          StageWorkers.start({
-            stage: 'load',
-            factory: 'loadStage',
-            options: {
-              s3Endpoint: s3.endpoint,
-              warehouseUrl,
-              connections: concurrency,
-            } satisfies LoadStageOptions,
-            logger,
-          }),
-          StageWorkers.start({
-            stage: 'transform',
-            factory: 'transformStage',
-            options: {
-              s3Endpoint: s3.endpoint,
-              processedBucket: PROCESSED_BUCKET,
-            } satisfies TransformStageOptions,
-            logger,
-          }),
-          StageWorkers.start({
-            stage: 'firehose-transform',
-            factory: 'firehoseTransformStage',
-            options: {
-              s3Endpoint: s3.endpoint,
-              bucket: INGESTION_BUCKET,
-              mixedObjects: freshness === 'fast',
-            } satisfies FirehoseTransformStageOptions,
-            logger,
-          }),
-        ]);
-    // Stopped after their triggers (stops run in reverse).
-    for (const workers of [loadWorkers, transformWorkers, firehoseWorkers])
-      if (workers) stops.push(() => workers.stop());
-    logger.info('stages ready', {
-      freshness,
-      stages: inProcess ? 'in-process' : 'workers',
-      threads: {
-        firehoseTransform: firehoseWorkers?.threadIds ?? [],
-        transform: transformWorkers?.threadIds ?? [],
-        load: loadWorkers?.threadIds ?? [],
-      },
     });
     // S3 → queue → load, as in AWS: a warehouse outage leaves the objects waiting in the queue.
     const load = await startQueuedS3Trigger({
@@ -382,7 +453,12 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       dir: loadQueueDir(dataDir),
       logger,
     });
-    stops.push(stopWithGrace(() => load.stop(), loadWorkers));
+    stops.push(
+      stopWithGrace(
+        () => load.stop(),
+        () => loadWorkers,
+      ),
+    );
     // The reconciler on a schedule, as EventBridge runs it in AWS: whatever a stage never finished
     // (an outage longer than the load queue's receives, a lost notification) is sent again.
     const reconcileDeps = localReconcileDeps({
@@ -398,26 +474,54 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       logger,
     });
     stops.push(() => reconciler.stop());
+    return { warehouseUrl, load, loadWorkers };
+  });
+
+  // S3 → transform, Kinesis → the local Firehose, then capture.
+  let transformWorkers: StageWorkers | undefined;
+  let firehoseWorkers: StageWorkers | undefined;
+  void stageWorkersPart.then(
+    ([t, f]) => ((transformWorkers = t), (firehoseWorkers = f)),
+    () => undefined,
+  );
+  const capturePart = part(async () => {
+    // Pushed first, so run after the stops of the triggers that invoke them (stops run in reverse).
+    stops.push(async () => {
+      const workers = await stageWorkersPart.catch(() => []);
+      for (const w of workers) await w?.stop();
+    });
+    const [sourceUrl, { kinesis, captureEndpoint }, { s3, s3Client }] = await Promise.all([
+      sourcePart,
+      kinesisPart,
+      s3Part,
+    ]);
+    proceed();
     const transform = new S3Trigger({
       name: 'transform',
       s3,
       client: s3Client,
       bucket: INGESTION_BUCKET,
       prefix: `${INGESTION_ROOT}/`,
-      handler:
-        transformWorkers?.handler ??
-        createTransformHandler({
-          s3: s3Client,
-          processedBucket: PROCESSED_BUCKET,
-          logger: logger.child({ stage: 'transform' }),
-          metrics: metricsTo('transform'),
-        }),
+      handler: !inProcess
+        ? (event) => stageWorkersPart.then(([t]) => t!.handler(event))
+        : createTransformHandler({
+            s3: s3Client,
+            processedBucket: PROCESSED_BUCKET,
+            logger: logger.child({ stage: 'transform' }),
+            metrics: metricsTo('transform'),
+          }),
       concurrency,
       stateDir: triggersDir,
       logger,
     });
     await transform.start();
-    stops.push(stopWithGrace(() => transform.stop(), transformWorkers));
+    stops.push(
+      stopWithGrace(
+        () => transform.stop(),
+        () => transformWorkers,
+      ),
+    );
+    proceed();
 
     const deliveryKinesis = kinesisClientFor(kinesis.endpoint);
     stops.push(async () => deliveryKinesis.destroy());
@@ -427,14 +531,14 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       s3: s3Client,
       bucket: INGESTION_BUCKET,
       // Firehose invokes the record transformation synchronously; the delivery stream awaits it.
-      transform:
-        (firehoseWorkers?.handler as FirehoseTransform | undefined) ??
-        createFirehoseTransform({
-          s3: s3Client,
-          bucket: INGESTION_BUCKET,
-          logger: logger.child({ stage: 'firehose-transform' }),
-          mixedObjects: freshness === 'fast',
-        }),
+      transform: !inProcess
+        ? (event) => stageWorkersPart.then(([, f]) => f!.handler(event) as ReturnType<FirehoseTransform>)
+        : createFirehoseTransform({
+            s3: s3Client,
+            bucket: INGESTION_BUCKET,
+            logger: logger.child({ stage: 'firehose-transform' }),
+            mixedObjects: freshness === 'fast',
+          }),
       checkpointDir: path.join(dataDir, 'delivery-stream'),
       // Fast mode: no dynamic partitioning, so no table in the key (transform splits the objects by layout).
       ...(freshness === 'fast' ? { prefix: MIXED_INGESTION_PREFIX } : {}),
@@ -450,8 +554,58 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     // Like Firehose, the delivery stream reads from where the stream is when it first starts: capture
     // (the initial snapshot above all) must not write before that position is fixed, or it is lost.
     await delivery.ready();
+    proceed();
+    const capture = new Supervisor({
+      name: 'capture',
+      command: process.execPath,
+      args: [CLI, 'capture'],
+      env: {
+        ...process.env,
+        TOTES_SOURCE_URL: sourceUrl,
+        TOTES_STREAM_NAME: streamName,
+        TOTES_KINESIS_ENDPOINT: captureEndpoint,
+        // A change too big for one record is stored here, its pointer sent through the stream.
+        TOTES_OVERSIZED_BUCKET: INGESTION_BUCKET,
+        TOTES_S3_ENDPOINT: s3.endpoint,
+        TOTES_STATE_FILE: path.join(dataDir, 'capture-state.json'),
+        TOTES_HEARTBEAT_INTERVAL_MS: String(options.heartbeatIntervalMs ?? 5000),
+        ...(options.statsIntervalMs ? { TOTES_STATS_INTERVAL_MS: String(options.statsIntervalMs) } : {}),
+        ...options.captureEnv,
+      },
+      logger,
+      // With the supervisor: capture may be reading before startLocalStack has returned.
+      onOutput: (line) => options.onCaptureOutput?.(line, capture),
+    });
     capture.start();
     stops.push(() => capture.stop());
+    logger.info('capture started', { pid: capture.pid });
+    return { sourceUrl, kinesis, s3, transform, delivery, capture };
+  });
+
+  await Promise.allSettled([
+    sourcePart,
+    warehouseUrlPart,
+    warehousePart,
+    loadWorkersPart,
+    kinesisPart,
+    s3Part,
+    stageWorkersPart,
+    loadPart,
+    capturePart,
+  ]);
+  try {
+    if (failure) throw failure.error;
+    const { sourceUrl, kinesis, s3, transform, delivery, capture } = await capturePart;
+    const { warehouseUrl, load, loadWorkers } = await loadPart;
+    logger.info('stages ready', {
+      freshness,
+      stages: inProcess ? 'in-process' : 'workers',
+      threads: {
+        firehoseTransform: firehoseWorkers?.threadIds ?? [],
+        transform: transformWorkers?.threadIds ?? [],
+        load: loadWorkers?.threadIds ?? [],
+      },
+    });
 
     // The stages that run in this process, logged beside capture.stats: what the terminal view
     // (core/pipeline-status.ts) shows as lag per stage, and what a log query can read back.

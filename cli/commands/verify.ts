@@ -80,13 +80,23 @@ export const command = defineCommand({
       await warehouse.connect().catch((e: Error) => {
         throw new Error(`cannot connect to the warehouse ${redactUrl(warehouseUrl)}: ${e.message}`);
       });
+      // A second connection to each side: verify compares two tables at a time (both servers and
+      // both of a small machine's cores busy), in the first connection's snapshot.
+      const connect = async (side: 'source' | 'warehouse') => {
+        const client = new Client({
+          connectionString: side === 'source' ? sourceUrl : warehouseUrl,
+          connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+        });
+        await client.connect();
+        return client;
+      };
       // Looked at first too, so a wrong --data-dir fails before a long --wait.
       const look = () => outstandingIn(values['data-dir'], limit);
       let outstanding = await look();
       const deadline = Date.now() + waitMs;
       let report: VerifyReport;
       for (;;) {
-        report = await verifyWarehouse(source, warehouse, { limit });
+        report = await verifyWarehouse(source, warehouse, { limit, connect });
         if (report.ok || Date.now() >= deadline) break;
         await new Promise((resolve) =>
           setTimeout(resolve, Math.min(RECHECK_INTERVAL_MS, deadline - Date.now())),

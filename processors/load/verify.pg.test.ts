@@ -1,5 +1,5 @@
 import { Client } from 'pg';
-import { WAREHOUSE_TABLES, type WarehouseTableName } from '../../core/warehouse-model';
+import { WAREHOUSE_TABLES, type WarehouseTableName, type WarehouseType } from '../../core/warehouse-model';
 import { createTestDatabase, testClusterUrl, withDatabase } from '../../test/support/pg';
 import { at, loadSourceSnapshot, lsnOf } from '../../test/support/warehouse-rows';
 import { createTotesysSchema, installTotesys } from '../../totesys';
@@ -9,7 +9,11 @@ import {
   expectedDimDate,
   MissingTableError,
   renderVerifyReport,
+  tableDigest,
+  VERIFIED_TABLES,
+  type VerifiedTable,
   verifyWarehouse,
+  type VerifyOptions,
   type VerifyReport,
 } from './verify';
 
@@ -21,6 +25,8 @@ import {
 let sourceTemplate: string;
 let warehouseTemplate: string;
 const clients: Client[] = [];
+/** Each database's URL, by the client connected to it (for verify's extra connections). */
+const urls = new Map<Client, string>();
 
 beforeAll(async () => {
   const sourceUrl = await createTestDatabase('verify_source');
@@ -54,17 +60,37 @@ async function copyOf(template: string): Promise<Client> {
   } finally {
     await admin.end();
   }
-  const client = new Client({ connectionString: withDatabase(testClusterUrl(), name) });
+  return connected(withDatabase(testClusterUrl(), name));
+}
+
+async function connected(url: string): Promise<Client> {
+  const client = new Client({ connectionString: url });
   await client.connect();
   clients.push(client);
+  urls.set(client, url);
   return client;
 }
 
-async function emptyDatabase(name: string): Promise<Client> {
-  const client = new Client({ connectionString: await createTestDatabase(name) });
+/** verify's second connection to a side, as `totes verify` opens it. */
+const connectTo = (source: Client, warehouse: Client) => async (side: 'source' | 'warehouse') => {
+  const client = new Client({ connectionString: urls.get(side === 'source' ? source : warehouse) });
   await client.connect();
-  clients.push(client);
   return client;
+};
+
+/**
+ * verifyWarehouse on one connection per side and on two (tables read at once, each side's second
+ * connection in the first one's snapshot): the two reports must be the same. Returns the second.
+ */
+async function verify(source: Client, warehouse: Client, options: VerifyOptions = {}): Promise<VerifyReport> {
+  const one = await verifyWarehouse(source, warehouse, options);
+  const two = await verifyWarehouse(source, warehouse, { ...options, connect: connectTo(source, warehouse) });
+  expect(two).toEqual(one);
+  return two;
+}
+
+async function emptyDatabase(name: string): Promise<Client> {
+  return connected(await createTestDatabase(name));
 }
 
 /** A source and a warehouse loaded from it, both private to the test. */
@@ -118,14 +144,35 @@ async function hashOf(w: Client, key: number): Promise<string> {
   return rows[0]._row_hash;
 }
 
+/** Another value of a column's type, NULL included (SQL). */
+function otherValue(column: string, type: WarehouseType): string {
+  const c = `"${column}"`;
+  switch (type) {
+    case 'int':
+      return `coalesce(${c}, 0) + 1000000`;
+    case 'numeric(10,2)':
+      return `coalesce(${c}, 0) + 0.01`;
+    case 'date':
+      return `coalesce(${c}, '2000-01-01') + 1`;
+    case 'time':
+      return `coalesce(${c}, '00:00') + interval '1 millisecond'`;
+    case 'boolean':
+      return `NOT coalesce(${c}, false)`;
+    default:
+      return `CASE WHEN ${c} = 'x' THEN 'y' ELSE 'x' END`;
+  }
+}
+
 const tableOf = (report: VerifyReport, table: string) => report.tables.find((t) => t.table === table)!;
 
 describe('verifyWarehouse (real Postgres)', () => {
   it('passes on a warehouse loaded from the source: every table, every referenced date', async () => {
     const { source, warehouse } = await pair();
-    const report = await verifyWarehouse(source, warehouse);
+    const report = await verify(source, warehouse);
     expect(report.ok).toBe(true);
     expect(report.empty).toEqual([]);
+    // No row crossed the wire: every table's digests were equal.
+    expect(report.tables.map((t) => t.comparedBy)).toEqual(VERIFIED_TABLES.map(() => 'digest'));
     const counts = Object.fromEntries(report.tables.map((t) => [t.table, [t.sourceRows, t.warehouseRows]]));
     const { rows } = await source.query(`SELECT (SELECT count(*) FROM "sales_order")::int AS n`);
     expect(counts.fact_sales_order).toEqual([rows[0].n, rows[0].n]);
@@ -146,6 +193,161 @@ describe('verifyWarehouse (real Postgres)', () => {
     expect(text).toMatch(/warehouse matches the source \(10 tables, \d+ dates\)\n$/);
   });
 
+  it("changes a table's digest with any one column of any row, NULL against '', and a row no longer current", async () => {
+    const { source, warehouse } = await pair();
+    /** The warehouse's digest of `table` after `change` (rolled back), against the source's. */
+    const digestAfter = async (table: VerifiedTable, change: string, params: unknown[] = []) => {
+      await warehouse.query('BEGIN');
+      try {
+        await warehouse.query(change, params);
+        return await tableDigest(warehouse, 'warehouse', table);
+      } finally {
+        await warehouse.query('ROLLBACK');
+      }
+    };
+    for (const table of VERIFIED_TABLES) {
+      const spec = WAREHOUSE_TABLES[table];
+      const expected = await tableDigest(source, 'source', table);
+      expect({ table, digest: await tableDigest(warehouse, 'warehouse', table) }).toEqual({
+        table,
+        digest: expected,
+      });
+      const { rows } = await warehouse.query<{ k: string }>(
+        `SELECT min("${spec.key}")::text AS k FROM "${spec.kind === 'fact' ? `${table}_current` : table}"`,
+      );
+      for (const c of spec.columns) {
+        const set = `UPDATE "${table}" SET "${c.name}" = ${otherValue(c.name, c.type)} WHERE "${spec.key}" = $1`;
+        const after = await digestAfter(table, set, [rows[0].k]);
+        expect({ table, column: c.name, rows: after.rows, same: after.sum === expected.sum }).toEqual({
+          table,
+          column: c.name,
+          rows: expected.rows,
+          same: false,
+        });
+      }
+      // A row the warehouse no longer holds as current: a deleted dimension row, a fact key whose
+      // latest version a delete ended.
+      const gone =
+        spec.kind === 'fact'
+          ? await (async () => {
+              await warehouse.query('BEGIN');
+              try {
+                await addVersion(warehouse, table, Number(rows[0].k), { lsn: 'F/0', deleted: true });
+                return await tableDigest(warehouse, 'warehouse', table);
+              } finally {
+                await warehouse.query('ROLLBACK');
+              }
+            })()
+          : await digestAfter(table, `UPDATE "${table}" SET "_deleted" = true WHERE "${spec.key}" = $1`, [
+              rows[0].k,
+            ]);
+      expect({ table, rows: gone.rows }).toEqual({ table, rows: expected.rows - 1 });
+      expect(gone.sum).not.toBe(expected.sum);
+    }
+    // NULL and '' apart: dim_location 1's address_line_2 each way gives two digests.
+    const set = (value: string) =>
+      digestAfter(
+        'dim_location',
+        `UPDATE "dim_location" SET "address_line_2" = ${value} WHERE "location_id" = 1`,
+      );
+    expect((await set('NULL')).sum).not.toBe((await set("''")).sum);
+    // The same letters split at another place between two columns: two digests.
+    const names = (first: string, last: string) =>
+      digestAfter(
+        'dim_staff',
+        `UPDATE "dim_staff" SET "first_name" = '${first}', "last_name" = '${last}' WHERE "staff_id" = 2`,
+      );
+    expect((await names('Ann', 'Bee')).sum).not.toBe((await names('AnnB', 'ee')).sum);
+  });
+
+  it('finds a change in any one column of any table: the digest covers every column, and the rows say which', async () => {
+    // Arrange: in each compared table, row i gets column i changed in the warehouse (the key
+    // column too: its row is then missing and another extra).
+    const { source, warehouse } = await pair();
+    const changed = new Map<string, { key: string; column: string }[]>();
+    for (const table of VERIFIED_TABLES) {
+      const spec = WAREHOUSE_TABLES[table];
+      const relation = spec.kind === 'fact' ? `${table}_current` : table;
+      const { rows } = await warehouse.query<{ k: string }>(
+        `SELECT "${spec.key}"::text AS k FROM "${relation}" ORDER BY "${spec.key}" LIMIT ${spec.columns.length}`,
+      );
+      expect(rows).toHaveLength(spec.columns.length);
+      const list = spec.columns.map((c, i) => ({ key: rows[i].k, column: c.name }));
+      for (const { key, column } of list) {
+        const type = spec.columns.find((c) => c.name === column)!.type;
+        await warehouse.query(
+          `UPDATE "${table}" SET "${column}" = ${otherValue(column, type)} WHERE "${spec.key}" = $1`,
+          [key],
+        );
+      }
+      changed.set(table, list);
+    }
+
+    // Act
+    const report = await verify(source, warehouse, { limit: 100 });
+
+    // Assess: every change found, each in its column only.
+    for (const table of VERIFIED_TABLES) {
+      const t = tableOf(report, table);
+      const list = changed.get(table)!;
+      const keyChange = list.find((c) => c.column === WAREHOUSE_TABLES[table].key)!;
+      expect({ table, comparedBy: t.comparedBy, missing: t.missing, extra: t.extra }).toEqual({
+        table,
+        comparedBy: 'rows',
+        missing: 1,
+        extra: 1,
+      });
+      expect(t.differences).toContainEqual(expect.objectContaining({ kind: 'missing', key: keyChange.key }));
+      const different = t.differences.filter((d) => d.kind === 'different');
+      expect(different.map((d) => [d.key, d.columns.map((c) => c.column)])).toEqual(
+        list.filter((c) => c !== keyChange).map((c) => [c.key, [c.column]]),
+      );
+    }
+  });
+
+  it("reads on its second connections as of the first connections' snapshot", async () => {
+    // Arrange: as the second warehouse connection begins its transaction (after the first one's
+    // snapshot), another session changes a row of every table and commits.
+    const { source, warehouse } = await pair();
+    const tamper = async () => {
+      const other = await connected(urls.get(warehouse)!);
+      for (const table of VERIFIED_TABLES) {
+        const spec = WAREHOUSE_TABLES[table];
+        const column = spec.columns.find((c) => c.name !== spec.key)!;
+        await other.query(
+          `UPDATE "${table}" SET "${column.name}" = ${otherValue(column.name, column.type)}
+            WHERE "${spec.key}" = (SELECT min("${spec.key}") FROM "${table}")`,
+        );
+      }
+    };
+    const connect = async (side: 'source' | 'warehouse') => {
+      const client = await connectTo(source, warehouse)(side);
+      if (side === 'warehouse') {
+        const query = client.query.bind(client) as (text: unknown, ...rest: unknown[]) => Promise<unknown>;
+        let tampered = false;
+        Object.assign(client, {
+          query: async (text: unknown, ...rest: unknown[]) => {
+            if (!tampered && typeof text === 'string' && text.startsWith('BEGIN')) {
+              tampered = true;
+              await tamper();
+            }
+            return query(text, ...rest);
+          },
+        });
+      }
+      return client;
+    };
+
+    // Act
+    const during = await verifyWarehouse(source, warehouse, { connect });
+    const after = await verifyWarehouse(source, warehouse);
+
+    // Assess: the verify that ran saw none of it (on either connection); the next one sees all.
+    expect(during.ok).toBe(true);
+    expect(during.tables.every((t) => t.comparedBy === 'digest')).toBe(true);
+    expect(after.tables.filter((t) => t.different === 1).map((t) => t.table)).toEqual([...VERIFIED_TABLES]);
+  });
+
   it("compares each fact's current view: the epoch orders versions, and a deleted latest version is not current", async () => {
     const { source, warehouse } = await pair();
     // Sales order 1: a later epoch with a lower LSN is the newer version (a new slot generation).
@@ -158,7 +360,7 @@ describe('verifyWarehouse (real Postgres)', () => {
       deleted: true,
       set: { purchase_order_id: '99999' },
     });
-    const report = await verifyWarehouse(source, warehouse);
+    const report = await verify(source, warehouse);
 
     expect(report.ok).toBe(false);
     const sales = tableOf(report, 'fact_sales_order');
@@ -202,7 +404,7 @@ describe('verifyWarehouse (real Postgres)', () => {
        VALUES (99998, 'Gone', '/x', 'gone.json', '0/9', 0, true, false),
               (99999, '(unknown)', '(unknown)', '(unknown)', '0/0', 0, false, true)`,
     );
-    const report = await verifyWarehouse(source, warehouse, { limit: 5 });
+    const report = await verify(source, warehouse, { limit: 5 });
 
     expect(report.ok).toBe(false);
     expect(tableOf(report, 'dim_location')).toMatchObject({
@@ -244,7 +446,7 @@ describe('verifyWarehouse (real Postgres)', () => {
       `UPDATE "fact_payment" SET "payment_amount" = "payment_amount" + 0.01 WHERE "payment_id" = 5`,
     );
     await source.query(`UPDATE "sales_order" SET "unit_price" = 3.10 WHERE "sales_order_id" = 2`);
-    const report = await verifyWarehouse(source, warehouse);
+    const report = await verify(source, warehouse);
 
     expect(tableOf(report, 'dim_staff').differences).toEqual([
       {
@@ -274,7 +476,7 @@ describe('verifyWarehouse (real Postgres)', () => {
     );
 
     // Act
-    const report = await verifyWarehouse(source, warehouse);
+    const report = await verify(source, warehouse);
 
     // Assess
     expect(tableOf(report, 'dim_location').differences).toEqual([
@@ -339,7 +541,7 @@ describe('verifyWarehouse (real Postgres)', () => {
     await setHash(warehouse, 'fact_payment', 1, 'p1');
     await addVersion(warehouse, 'fact_payment', 1, { epoch: 1, lsn: '0/1', hash: 'p1' });
 
-    const report = await verifyWarehouse(source, warehouse, { limit: 2 });
+    const report = await verify(source, warehouse, { limit: 2 });
 
     expect(report.ok).toBe(false);
     const sales = tableOf(report, T);
@@ -368,7 +570,7 @@ describe('verifyWarehouse (real Postgres)', () => {
     );
     expect(text).toMatch(/warehouse differs from the source in 2 of 10 tables\n$/);
 
-    const few = await verifyWarehouse(source, warehouse, { limit: 1 });
+    const few = await verify(source, warehouse, { limit: 1 });
     expect(tableOf(few, T).rereads).toMatchObject({ keys: 2, versions: 3, examples: [{ key: '1' }] });
     expect(renderVerifyReport(few)).toContain('    … and 1 more key');
   });
@@ -377,20 +579,20 @@ describe('verifyWarehouse (real Postgres)', () => {
     const { source, warehouse } = await pair();
     const sourceUrl = withDatabase(testClusterUrl(), source.database!);
     await loadSourceSnapshot(sourceUrl, warehouse, at(50));
-    let report = await verifyWarehouse(source, warehouse);
+    let report = await verify(source, warehouse);
     expect(report.ok).toBe(true);
     const sales = () => tableOf(report, 'fact_sales_order');
     expect(sales().versions).toBe(sales().sourceRows);
 
     await source.query(`UPDATE "sales_order" SET "units_sold" = "units_sold" + 1 WHERE "sales_order_id" = 3`);
     await loadSourceSnapshot(sourceUrl, warehouse, at(60));
-    report = await verifyWarehouse(source, warehouse);
+    report = await verify(source, warehouse);
     expect(report.ok).toBe(true);
     expect(sales()).toMatchObject({ versions: sales().sourceRows + 1, rereads: { keys: 0 } });
 
     // Had the load kept a re-read, verify would say so.
     await addVersion(warehouse, 'fact_sales_order', 4, { lsn: lsnOf(70), hash: await hashOf(warehouse, 4) });
-    report = await verifyWarehouse(source, warehouse);
+    report = await verify(source, warehouse);
     expect(report.ok).toBe(false);
     expect(sales().rereads).toEqual({ keys: 1, versions: 1, examples: [{ key: '4', versions: 1 }] });
   });
@@ -418,7 +620,7 @@ describe('verifyWarehouse (real Postgres)', () => {
       `UPDATE "dim_date" SET "day_of_week" = "day_of_week" % 7 + 1, "day_name" = 'Someday', "quarter" = 5 WHERE "date_id" = $1`,
       [paid],
     );
-    const report = await verifyWarehouse(source, warehouse);
+    const report = await verify(source, warehouse);
 
     expect(report.ok).toBe(false);
     expect(report.tables.every((t) => t.differences.length === 0)).toBe(true);
@@ -476,7 +678,7 @@ describe('verifyWarehouse (real Postgres)', () => {
         snapshot: false,
         set: Object.fromEntries(dangling(table).map((d) => [d.column, `'${d.value}'`])),
       });
-    const report = await verifyWarehouse(source, warehouse);
+    const report = await verify(source, warehouse);
 
     expect(report.ok).toBe(false);
     expect(report.tables.every((t) => t.differences.length === 0)).toBe(true);
@@ -509,7 +711,7 @@ describe('verifyWarehouse (real Postgres)', () => {
     const emptyWarehouse = await emptyDatabase('verify_empty_warehouse');
     await migrateWarehouse(emptyWarehouse);
 
-    const both = await verifyWarehouse(emptySource, emptyWarehouse);
+    const both = await verify(emptySource, emptyWarehouse);
     expect(both.ok).toBe(false);
     expect(both.empty).toEqual(['source', 'warehouse']);
     expect(both.tables.every((t) => t.differences.length === 0)).toBe(true);
@@ -519,7 +721,7 @@ describe('verifyWarehouse (real Postgres)', () => {
     expect(text).toMatch(/nothing to compare: an empty database proves nothing\n$/);
 
     const { source } = await pair();
-    const one = await verifyWarehouse(source, emptyWarehouse);
+    const one = await verify(source, emptyWarehouse);
     expect(one).toMatchObject({ ok: false, empty: ['warehouse'] });
     expect(tableOf(one, 'dim_location').missing).toBe(30);
   });

@@ -113,6 +113,11 @@ export interface TableReport {
   versions?: number;
   /** Facts: re-read versions. */
   rereads?: RereadReport;
+  /**
+   * How the rows were compared: `digest`, each side's count and sum of row hashes, equal (no row
+   * read); `rows`, the digests differed and both sides' rows were read and compared column by column.
+   */
+  comparedBy?: 'digest' | 'rows';
 }
 
 export type DateDifference =
@@ -141,9 +146,17 @@ export interface VerifyReport {
   empty: ('source' | 'warehouse')[];
 }
 
+/** A connection verify opened and ends. */
+export type OwnConnection = ClientBase & { end(): Promise<void> };
+
 export interface VerifyOptions {
   /** Differences (and re-read keys, and dates) listed per table; default 10. */
   limit?: number;
+  /**
+   * Opens one more connection to a side. Given, verify works on two connections per side at once
+   * (each joining the snapshot of the one passed in) and ends them before it returns.
+   */
+  connect?: (side: 'source' | 'warehouse') => Promise<OwnConnection>;
 }
 
 /** What verify compares, in totesys.md §2 order. */
@@ -159,7 +172,7 @@ export const VERIFIED_TABLES = [
   'fact_purchase_order',
   'fact_payment',
 ] as const satisfies readonly WarehouseTableName[];
-type VerifiedTable = (typeof VERIFIED_TABLES)[number];
+export type VerifiedTable = (typeof VERIFIED_TABLES)[number];
 
 const q = quoteIdent;
 const ts = (alias: string, column: string) => ({
@@ -167,11 +180,20 @@ const ts = (alias: string, column: string) => ({
   time: `to_char(${alias}.${q(column)}, 'HH24:MI:SS.MS')`,
 });
 
+/** A string as an SQL literal (standard_conforming_strings: only quotes are doubled). */
+const literal = (text: string) => `'${text.replace(/'/g, "''")}'`;
+
 /**
- * Per table: the source FROM clause, and for each warehouse column the source expression (text).
- * dim_currency's name is not in the source: null here, filled from CURRENCY_NAMES.
+ * dim_currency's names are not in the source: the decided ISO 4217 names (CURRENCY_NAMES), the
+ * code itself for a currency without one, joined in the source's query so that dim_currency is
+ * compared like every other table.
  */
-const SOURCE: Readonly<Record<VerifiedTable, { from: string; columns: Record<string, string | null> }>> = {
+const CURRENCY_NAMES_SQL = `(VALUES ${Object.entries(CURRENCY_NAMES)
+  .map(([code, name]) => `(${literal(code)}, ${literal(name)})`)
+  .join(', ')}) AS n(code, name)`;
+
+/** Per table: the source FROM clause, and for each warehouse column the source expression (text). */
+const SOURCE: Readonly<Record<VerifiedTable, { from: string; columns: Record<string, string> }>> = {
   dim_location: {
     from: '"address" AS s',
     columns: {
@@ -186,8 +208,12 @@ const SOURCE: Readonly<Record<VerifiedTable, { from: string; columns: Record<str
     },
   },
   dim_currency: {
-    from: '"currency" AS s',
-    columns: { currency_id: 's."currency_id"', currency_code: 's."currency_code"', currency_name: null },
+    from: `"currency" AS s LEFT JOIN ${CURRENCY_NAMES_SQL} ON n.code = s."currency_code"`,
+    columns: {
+      currency_id: 's."currency_id"',
+      currency_code: 's."currency_code"',
+      currency_name: 'coalesce(n.name, s."currency_code")',
+    },
   },
   dim_design: {
     from: '"design" AS s',
@@ -327,7 +353,7 @@ function warehouseText(c: WarehouseColumn, alias: string): string {
 function sourceSql(table: VerifiedTable): string {
   const spec = SOURCE[table];
   const select = WAREHOUSE_TABLES[table].columns.map(
-    (c) => `${spec.columns[c.name] === null ? 'NULL' : `(${spec.columns[c.name]})::text`} AS ${q(c.name)}`,
+    (c) => `(${spec.columns[c.name]})::text AS ${q(c.name)}`,
   );
   return `SELECT ${select.join(', ')} FROM ${spec.from}`;
 }
@@ -437,7 +463,9 @@ export function expectedDimDate(date: string): Record<DimDateAttribute, string> 
   >;
 }
 
-export function compareDates(rows: ({ date: string; found: boolean } & Row)[], limit: number): DateReport {
+type DateRow = { date: string; found: boolean } & Row;
+
+export function compareDates(rows: DateRow[], limit: number): DateReport {
   const report: DateReport = { referenced: rows.length, missing: 0, wrong: 0, differences: [] };
   for (const row of rows) {
     let d: DateDifference | undefined;
@@ -550,85 +578,108 @@ const tableFails = (t: TableReport) => differencesOf(t) + (t.rereads?.keys ?? 0)
 const datesFail = (d: DateReport) => d.missing + d.wrong > 0;
 const referencesFail = (r: ReferenceReport) => r.dangling.length > 0;
 
-async function inSnapshot<T>(client: ClientBase, fn: () => Promise<T>): Promise<T> {
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+const BEGIN_SNAPSHOT = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
+
+/**
+ * Runs `fn` in one REPEATABLE READ transaction on `client`, which `others` join: they import its
+ * snapshot (`pg_export_snapshot()` then `SET TRANSACTION SNAPSHOT`), so every connection of a side
+ * reads the same instant (https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-SNAPSHOT-SYNCHRONIZATION;
+ * the exporting transaction stays open until `fn` is done, as the import requires).
+ */
+async function inSnapshot<T>(
+  client: ClientBase,
+  others: readonly ClientBase[],
+  fn: () => Promise<T>,
+): Promise<T> {
+  await client.query(BEGIN_SNAPSHOT);
+  const joined: ClientBase[] = [];
   try {
+    if (others.length > 0) {
+      const { rows } = await client.query<{ id: string }>('SELECT pg_export_snapshot() AS id');
+      for (const other of others) {
+        await other.query(BEGIN_SNAPSHOT);
+        joined.push(other);
+        await other.query(`SET TRANSACTION SNAPSHOT ${literal(rows[0].id)}`);
+      }
+    }
     return await fn();
   } finally {
+    await Promise.all(joined.map((c) => c.query('COMMIT')));
     await client.query('COMMIT');
   }
 }
 
 /**
- * Each row of a side as two strings, its key and its columns as one composite text (in the
- * column order both sides share; NULL and '' stay apart: `(,x)` against `("",x)`).
+ * A side's digest of a table: its rows counted, and the sum of a 64-bit hash of each row's text
+ * (`ROW(…)::text` of the canonical columns, the key among them; NULL and '' stay apart: `(,x)`
+ * against `("",x)`, and so do values split across columns differently). A sum does not depend on
+ * the order rows come in, so each server computes it over its rows as they are and only two
+ * numbers cross the wire. `hashtextextended` is Postgres' own 64-bit string hash (PostgreSQL 11 and
+ * later; https://www.postgresql.org/docs/current/xindex.html#XINDEX-SUPPORT shows it as the
+ * extended hash support function); the sum is numeric, so it never overflows. Two sides whose rows
+ * differ get equal digests only by accident, about one chance in 2^64 per table: the digest guards
+ * against a pipeline's mistakes, not against someone who writes rows crafted to collide.
  */
-function rowTextSql(table: VerifiedTable, sql: string): string {
+function digestSql(table: VerifiedTable, sql: string): string {
   const columns = WAREHOUSE_TABLES[table].columns.map((c) => `t.${q(c.name)}`);
-  return `SELECT t.${q(WAREHOUSE_TABLES[table].key)} AS k, ROW(${columns.join(', ')})::text AS r FROM (${sql}) AS t`;
+  return `SELECT count(*)::text AS n, coalesce(sum(hashtextextended(ROW(${columns.join(', ')})::text, 0)), 0)::text AS h
+            FROM (${sql}) AS t`;
+}
+
+/** A side's digest of a table (digestSql): rows, and the sum of their hashes as decimal text. */
+export interface TableDigest {
+  rows: number;
+  sum: string;
+}
+
+/** Computes a table's digest on one side (in the caller's transaction, if any). */
+export async function tableDigest(
+  client: ClientBase,
+  side: 'source' | 'warehouse',
+  table: VerifiedTable,
+): Promise<TableDigest> {
+  const sql = side === 'source' ? sourceSql(table) : warehouseSql(table);
+  const { rows } = await client.query<{ n: string; h: string }>(digestSql(table, sql));
+  return { rows: Number(rows[0].n), sum: rows[0].h };
+}
+
+/** One connection to each side, in the sides' snapshots. */
+interface Lane {
+  source: ClientBase;
+  warehouse: ClientBase;
 }
 
 /**
- * The common case first: are the two sides equal? Each row comes as two strings instead of an
- * object of every column (the object per row was most of verify's CPU at 1M rows), and the
- * comparison stops at the first difference. Equal: the report (no differences). Otherwise
- * undefined, and the table is compared column by column (compareTable) for the report.
- * dim_currency's names are computed here, not in the source: that 3-row table always takes the
- * column path.
+ * One table: first each side's digest (computed in each server, both at once); equal digests are
+ * the report (nothing differs; the counts are the digests'). Otherwise the table is read column by
+ * column from both sides (compareTable), which says what differs: missing, deleted, placeholder,
+ * extra, different columns. (A comparison of each row's text, which this replaced, can find the
+ * sides equal only where the digests are equal: it is not a step between the two.) Memory holds
+ * one table of each side per lane, and only when the digests differ.
  */
-async function equalTables(
-  source: ClientBase,
-  warehouse: ClientBase,
-  table: VerifiedTable,
-  notLive: ReadonlyMap<string, NotLive>,
-): Promise<TableReport | undefined> {
-  if (table === 'dim_currency') return undefined;
-  const asArrays = (sql: string) => ({ text: rowTextSql(table, sql), rowMode: 'array' as const });
-  const [sourceRows, warehouseRows] = await Promise.all([
-    source.query<[string, string]>(asArrays(sourceSql(table))).then((r) => r.rows),
-    warehouse.query<[string, string]>(asArrays(warehouseSql(table))).then((r) => r.rows),
+async function readTable(lane: Lane, table: VerifiedTable, limit: number): Promise<TableReport> {
+  const { source, warehouse } = lane;
+  const [notLive, sourceDigest, warehouseDigest] = await Promise.all([
+    warehouse
+      .query<{ key: string; state: NotLive }>(notLiveSql(table))
+      .then((r) => new Map(r.rows.map((row) => [row.key, row.state]))),
+    tableDigest(source, 'source', table),
+    tableDigest(warehouse, 'warehouse', table),
   ]);
-  if (sourceRows.length !== warehouseRows.length) return undefined;
-  const warehouseByKey = new Map<string, string>();
-  for (const [k, r] of warehouseRows) warehouseByKey.set(k, r);
-  if (warehouseByKey.size !== warehouseRows.length) return undefined;
-  for (const [k, r] of sourceRows) if (warehouseByKey.get(k) !== r) return undefined;
-  // Same count, distinct warehouse keys, every source row found equal: nothing missing or extra.
-  return {
-    ...compareTable(table, [], [], 0, notLive),
-    sourceRows: sourceRows.length,
-    warehouseRows: warehouseRows.length,
-  };
-}
-
-/**
- * One table of each side: the source's rows and the warehouse's current rows are read at once (two
- * connections, so the two servers work while this process decodes), compared, and dropped before
- * the next table, so memory holds one table of each side (holding every source table at once cost
- * more in garbage collection than the comparison itself).
- */
-async function readTable(
-  source: ClientBase,
-  warehouse: ClientBase,
-  table: VerifiedTable,
-  limit: number,
-): Promise<TableReport> {
-  const notLive = await warehouse
-    .query<{ key: string; state: NotLive }>(notLiveSql(table))
-    .then((r) => new Map(r.rows.map((row) => [row.key, row.state])));
-  const report = (await equalTables(source, warehouse, table, notLive)) ?? (await compareRows());
-  report.compared = currentRelation(table);
-
-  async function compareRows(): Promise<TableReport> {
+  let report: TableReport;
+  if (sourceDigest.rows === warehouseDigest.rows && sourceDigest.sum === warehouseDigest.sum) {
+    const rows = sourceDigest.rows;
+    report = { ...compareTable(table, [], [], 0, notLive), sourceRows: rows, warehouseRows: rows };
+    report.comparedBy = 'digest';
+  } else {
     const [sourceRows, rows] = await Promise.all([
       source.query<Row>(sourceSql(table)).then((r) => r.rows),
       warehouse.query<Row>(warehouseSql(table)).then((r) => r.rows),
     ]);
-    if (table === 'dim_currency')
-      for (const row of sourceRows)
-        row.currency_name = CURRENCY_NAMES[row.currency_code as string] ?? row.currency_code;
-    return compareTable(table, sourceRows, rows, limit, notLive);
+    report = compareTable(table, sourceRows, rows, limit, notLive);
+    report.comparedBy = 'rows';
   }
+  report.compared = currentRelation(table);
   if (isFact(table)) {
     const versions = await warehouse.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${q(table)}`);
     report.versions = versions.rows[0].n;
@@ -642,7 +693,32 @@ async function readTable(
   return report;
 }
 
-/** Compares a totesys source database with the warehouse loaded from it. */
+/**
+ * Runs the tasks on the lanes, each lane taking the next task when it is free; the first failure
+ * stops the lanes from taking more, and is thrown once every running task has ended.
+ */
+async function runOnLanes(lanes: readonly Lane[], tasks: readonly ((lane: Lane) => Promise<void>)[]) {
+  let next = 0;
+  const settled = await Promise.allSettled(
+    lanes.map(async (lane) => {
+      while (next < tasks.length) {
+        const task = tasks[next++];
+        await task(lane).catch((e: unknown) => {
+          next = tasks.length;
+          throw e;
+        });
+      }
+    }),
+  );
+  const failed = settled.find((s) => s.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+/**
+ * Compares a totesys source database with the warehouse loaded from it. With `options.connect`,
+ * on two connections per side (tables, dates and references checked two at a time, so both
+ * servers and both cores work), all of a side's connections in one snapshot.
+ */
 export async function verifyWarehouse(
   source: ClientBase,
   warehouse: ClientBase,
@@ -651,25 +727,60 @@ export async function verifyWarehouse(
   const limit = options.limit ?? 10;
   await requireTables(source, 'source', SOURCE_TABLES);
   await requireTables(warehouse, 'warehouse', WAREHOUSE_RELATIONS);
-  // Both snapshots stay open for the whole comparison: each side is read as of one instant.
-  const { tables, dates, references } = await inSnapshot(source, () =>
-    inSnapshot(warehouse, async () => {
-      const reports: TableReport[] = [];
-      for (const table of VERIFIED_TABLES) reports.push(await readTable(source, warehouse, table, limit));
-      const dateRows = await warehouse.query<{ date: string; found: boolean } & Row>(datesSql());
-      return {
-        tables: reports,
-        dates: compareDates(dateRows.rows, limit),
-        references: await checkReferences(warehouse, VERIFIED_TABLES.filter(isFact), limit),
+  const lanes: Lane[] = [{ source, warehouse }];
+  const opened: OwnConnection[] = [];
+  try {
+    if (options.connect) {
+      const open = async (side: 'source' | 'warehouse') => {
+        const client = await options.connect!(side);
+        opened.push(client);
+        return client;
       };
-    }),
-  );
-  const empty: VerifyReport['empty'] = [];
-  if (tables.every((t) => t.sourceRows === 0)) empty.push('source');
-  if (tables.every((t) => t.warehouseRows === 0)) empty.push('warehouse');
-  const ok =
-    empty.length === 0 && !tables.some(tableFails) && !datesFail(dates) && !referencesFail(references);
-  return { ok, tables, dates, references, empty };
+      lanes.push({ source: await open('source'), warehouse: await open('warehouse') });
+    }
+    const facts = VERIFIED_TABLES.filter(isFact);
+    const tables: TableReport[] = [];
+    const references: ReferenceReport[] = [];
+    let dates: DateReport | undefined;
+    const tableTask = (table: VerifiedTable) => async (lane: Lane) => {
+      tables[VERIFIED_TABLES.indexOf(table)] = await readTable(lane, table, limit);
+    };
+    // The large tables first (facts, dim_transaction), so that the lanes end close together.
+    const large = (table: VerifiedTable) => isFact(table) || table === 'dim_transaction';
+    const tasks = [
+      ...VERIFIED_TABLES.filter(large).map(tableTask),
+      ...facts.map((table, i) => async (lane: Lane) => {
+        references[i] = await checkReferences(lane.warehouse, [table], limit);
+      }),
+      async (lane: Lane) => {
+        dates = compareDates((await lane.warehouse.query<DateRow>(datesSql())).rows, limit);
+      },
+      ...VERIFIED_TABLES.filter((t) => !large(t)).map(tableTask),
+    ];
+    // Both snapshots stay open for the whole comparison: each side is read as of one instant.
+    await inSnapshot(
+      source,
+      lanes.slice(1).map((l) => l.source),
+      () =>
+        inSnapshot(
+          warehouse,
+          lanes.slice(1).map((l) => l.warehouse),
+          () => runOnLanes(lanes, tasks),
+        ),
+    );
+    const reference: ReferenceReport = {
+      checked: references.reduce((n, r) => n + r.checked, 0),
+      dangling: references.flatMap((r) => r.dangling),
+    };
+    const empty: VerifyReport['empty'] = [];
+    if (tables.every((t) => t.sourceRows === 0)) empty.push('source');
+    if (tables.every((t) => t.warehouseRows === 0)) empty.push('warehouse');
+    const ok =
+      empty.length === 0 && !tables.some(tableFails) && !datesFail(dates!) && !referencesFail(reference);
+    return { ok, tables, dates: dates!, references: reference, empty };
+  } finally {
+    await Promise.all(opened.map((c) => c.end().catch(() => undefined)));
+  }
 }
 
 const MAX_VALUE_CHARS = 60;

@@ -6,6 +6,7 @@ import { silentLogger } from '../../core/logger';
 import { TOTESYS_TABLES } from '../../core/totesys-tables';
 import { startLocalStack, type LocalStack } from '../../local/local-stack';
 import { removeDataDir } from '../../local/postgres-placement';
+import type { Supervisor } from '../../local/supervisor';
 import { renderVerifyReport, verifyWarehouse, type VerifyReport } from '../../processors/load/verify';
 import { installTotesys } from '../../totesys';
 import { startOwnCluster } from '../support/own-cluster';
@@ -40,7 +41,11 @@ async function scene(name: string, sourceUrl?: string, warehouseUrl?: string): P
   };
 }
 
-function start(s: Scene, env: Record<string, string> = {}): Promise<LocalStack> {
+function start(
+  s: Scene,
+  env: Record<string, string> = {},
+  onLine?: (line: string, capture: Supervisor) => void,
+): Promise<LocalStack> {
   return startLocalStack({
     dataDir: s.dataDir,
     sourceUrl: s.sourceUrl,
@@ -49,7 +54,10 @@ function start(s: Scene, env: Record<string, string> = {}): Promise<LocalStack> 
     bufferIntervalMs: 300,
     heartbeatIntervalMs: 1000,
     captureEnv: { ...s.captureEnv, ...env },
-    onCaptureOutput: (line) => s.lines.push(line),
+    onCaptureOutput: (line, capture) => {
+      s.lines.push(line);
+      onLine?.(line, capture);
+    },
   });
 }
 
@@ -211,16 +219,17 @@ describe('recovery through the local pipeline (real Postgres)', () => {
   it('recovers from capture killed with SIGKILL in the middle of its snapshot', async () => {
     const s = await scene('recover_b');
     dirs.push(s.dataDir);
-    let stack = await start(s);
+    // Kill capture as soon as the first table of its snapshot is in the stream, from its own output
+    // (the stack starts capture before it has finished starting itself), and keep it down.
+    let killed = false;
+    let stack = await start(s, {}, (line, capture) => {
+      if (killed || !line.includes('"snapshot of table finished"')) return;
+      killed = true;
+      process.kill(capture.pid!, 'SIGKILL');
+      void capture.stop();
+    });
     try {
-      // Kill capture as soon as the first table of its snapshot is in the stream.
-      await waitFor(
-        'a table of the snapshot to finish',
-        () => (s.lines.some((l) => l.includes('"snapshot of table finished"')) ? true : undefined),
-        60_000,
-        5,
-      );
-      process.kill(stack.capture.pid!, 'SIGKILL');
+      await waitFor('a table of the snapshot to finish', () => (killed ? true : undefined), 60_000, 5);
     } finally {
       await stack.stop();
     }
