@@ -219,6 +219,10 @@ export class PipelineStack extends Stack {
       .grantObjects(processed, { get: ['*'], put: [`${LOAD_QUARANTINE_PREFIX}*`], list: true })
       // totes_load: rows in and out, no DDL (migrations/004_roles.sql).
       .bindSecret('WAREHOUSE_SECRET_ARN', stateful.warehouse.roleSecrets.load);
+    // A load that met a busy warehouse (a lock wait past the statement timeout, a deadlock) comes
+    // back in seconds rather than after the queue's 30 minutes (processors/load/retry-delay.ts):
+    // ChangeMessageVisibility, which the SQS event source's grant already includes.
+    this.load.function.addEnvironment('LOAD_QUEUE_URL', this.loadQueue.queueUrl);
 
     this.migrate = new PipelineFunction(this, 'Migrate', {
       ...common,

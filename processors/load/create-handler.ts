@@ -15,6 +15,7 @@ import {
 import { applyObject, emptyOutcome, WarehouseDataError, type ApplyOutcome } from './apply-batch';
 import { loadLogLookup } from '../../core/warehouse-sql';
 import { BatchBuilder, MalformedObjectError, type PreparedBatch } from './load-batch';
+import { loadRetryDelaySeconds } from './retry-delay';
 
 /**
  * The load stage: each Parquet object the transform writes to the processed bucket is applied to
@@ -73,6 +74,11 @@ export interface LoadHandlerDeps {
   now?: () => Date;
   /** Rows prepared and applied at a time inside an object's transaction; default LOAD_PART_ROWS. */
   partRows?: number;
+  /**
+   * SQS's ChangeMessageVisibility on the load queue: a message whose load failed because the
+   * warehouse was busy comes back after `loadRetryDelaySeconds`, not the queue's 30 minutes.
+   */
+  changeVisibility?: (receiptHandle: string, seconds: number) => Promise<void>;
 }
 
 /**
@@ -462,5 +468,7 @@ export function createLoadHandler(
     processRecord: (record, _metrics, logger) => processRecord(record, logger),
     invalidEvent: (issues) => new InvalidS3EventError(issues),
     retryable: (failures) => new LoadRetryableError(failures),
+    retryDelaySeconds: loadRetryDelaySeconds,
+    changeVisibility: deps.changeVisibility,
   });
 }

@@ -1,6 +1,6 @@
 import { createLogger, silentLogger } from '../../core/logger';
 import { createTestDatabase, waitFor } from '../../test/support/pg';
-import { handler, lambdaDeps, lazyWarehouse } from './handler';
+import { handler, lambdaDeps, lazyWarehouse, queueVisibility } from './handler';
 import { MissingConfigurationError, readLoadConfig, WarehouseSecretError } from './load-config';
 
 let url: string;
@@ -84,7 +84,14 @@ describe('load Lambda entry (real Postgres)', () => {
     expect(() => lambdaDeps({})).toThrow(MissingConfigurationError);
     const deps = lambdaDeps({ WAREHOUSE_URL: url, LOG_LEVEL: 'debug' });
     expect(typeof deps.warehouse.connect).toBe('function');
+    expect(deps.changeVisibility).toBeUndefined();
     await deps.warehouse.end();
+    const queued = lambdaDeps({
+      WAREHOUSE_URL: url,
+      LOAD_QUEUE_URL: 'https://sqs.eu-west-2.amazonaws.com/1/totes-load',
+    });
+    expect(typeof queued.changeVisibility).toBe('function');
+    await queued.warehouse.end();
     expect(() => handler({})).toThrow(/runs in AWS Lambda only/);
   });
 
@@ -112,5 +119,21 @@ describe('load Lambda entry (real Postgres)', () => {
     } finally {
       process.env = saved;
     }
+  });
+
+  it('shortens a message’s visibility on the load queue with ChangeMessageVisibility', async () => {
+    const sent: unknown[] = [];
+    const change = queueVisibility(
+      { send: async (command: { input: unknown }) => void sent.push(command.input) } as never,
+      'https://sqs.eu-west-2.amazonaws.com/123456789012/totes-load',
+    );
+    await change('AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a0', 17);
+    expect(sent).toEqual([
+      {
+        QueueUrl: 'https://sqs.eu-west-2.amazonaws.com/123456789012/totes-load',
+        ReceiptHandle: 'AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a0',
+        VisibilityTimeout: 17,
+      },
+    ]);
   });
 });

@@ -1,5 +1,6 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { ChangeMessageVisibilityCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { Pool, type PoolClient } from 'pg';
 import type { Logger } from '../../core/logger';
 import { lambdaLogger } from '../shared/lambda-logger';
@@ -111,15 +112,38 @@ export function lazyWarehouse(
   };
 }
 
+/**
+ * ChangeMessageVisibility on the load queue (LOAD_QUEUE_URL, set by the stack with that one
+ * permission): how a load that met a busy warehouse comes back in seconds (processors/load/retry-delay.ts).
+ * https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ChangeMessageVisibility.html
+ */
+export function queueVisibility(
+  sqs: Pick<SQSClient, 'send'>,
+  queueUrl: string,
+): NonNullable<LoadHandlerDeps['changeVisibility']> {
+  return async (receiptHandle, seconds) => {
+    await sqs.send(
+      new ChangeMessageVisibilityCommand({
+        QueueUrl: queueUrl,
+        ReceiptHandle: receiptHandle,
+        VisibilityTimeout: seconds,
+      }),
+    );
+  };
+}
+
 /** Everything the Lambda entry builds from the environment; exported for tests. */
 export function lambdaDeps(env: NodeJS.ProcessEnv): LoadHandlerDeps & { warehouse: LazyWarehouse } {
   const config = readLoadConfig(env);
   // Powertools Logger (processors/shared/lambda-logger.ts): level from LOG_LEVEL, set by the stack.
   const logger = lambdaLogger('load', env);
+  const queueUrl = env.LOAD_QUEUE_URL?.trim();
   return {
     s3: new S3Client(awsClientConfig()),
     warehouse: lazyWarehouse(config, { secrets: new SecretsManagerClient(awsClientConfig()), logger }),
     logger,
+    // Without it (S3 invoking the function directly) a failure is retried as the invoker retries.
+    changeVisibility: queueUrl ? queueVisibility(new SQSClient(awsClientConfig()), queueUrl) : undefined,
   };
 }
 

@@ -51,8 +51,13 @@ describe('S3 event notifications', () => {
     const parsed = parseObjectEvent(queued);
     expect(parsed.kind).toBe('sqs');
     const messages = parsed.kind === 'sqs' ? parsed.messages : [];
-    expect(messages.map((m) => [m.messageId, m.kind, m.receiveCount])).toEqual(
-      queued.Records.map((r, i) => [r.messageId, ['objects', 'test-event', 'invalid', 'invalid'][i], 4]),
+    expect(messages.map((m) => [m.messageId, m.kind, m.receiveCount, m.receiptHandle])).toEqual(
+      queued.Records.map((r, i) => [
+        r.messageId,
+        ['objects', 'test-event', 'invalid', 'invalid'][i],
+        4,
+        r.receiptHandle,
+      ]),
     );
     expect(messages[0]).toMatchObject({ event: { Records: [{ s3: { object: { key: 'k' } } }] } });
     expect(messages[3]).toMatchObject({ issues: ['body: not JSON'] });

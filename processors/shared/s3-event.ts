@@ -72,10 +72,16 @@ export const SqsEventSchema = z.object({ Records: z.array(SqsRecordSchema) });
 export type SqsEvent = z.infer<typeof SqsEventSchema>;
 
 /** One queue message, its body read as an S3 notification. */
-export type QueuedObjectEvent =
-  | { messageId: string; receiveCount: number | undefined; kind: 'objects'; event: S3Event }
-  | { messageId: string; receiveCount: number | undefined; kind: 'test-event' }
-  | { messageId: string; receiveCount: number | undefined; kind: 'invalid'; issues: string[] };
+export type QueuedObjectEvent = QueuedMessage &
+  ({ kind: 'objects'; event: S3Event } | { kind: 'test-event' } | { kind: 'invalid'; issues: string[] });
+
+/** What every queued message carries besides its body. */
+export interface QueuedMessage {
+  messageId: string;
+  /** For ChangeMessageVisibility on this receive; Lambda always sends it. */
+  receiptHandle: string | undefined;
+  receiveCount: number | undefined;
+}
 
 /**
  * What an S3-object handler was invoked with: S3's own notification (asynchronous invocation), S3's
@@ -110,7 +116,11 @@ export function parseObjectEvent(payload: unknown): ObjectEventEnvelope {
     kind: 'sqs',
     messages: parsed.data.Records.map((record): QueuedObjectEvent => {
       const count = Number(record.attributes?.ApproximateReceiveCount);
-      const base = { messageId: record.messageId, receiveCount: Number.isInteger(count) ? count : undefined };
+      const base: QueuedMessage = {
+        messageId: record.messageId,
+        receiptHandle: record.receiptHandle,
+        receiveCount: Number.isInteger(count) ? count : undefined,
+      };
       let body: unknown;
       try {
         body = JSON.parse(record.body);

@@ -1,6 +1,6 @@
 import type { Logger } from '../../core/logger';
 import type { MetricSet } from './metrics';
-import { decodeS3ObjectKey, parseObjectEvent, type S3EventRecord } from './s3-event';
+import { decodeS3ObjectKey, parseObjectEvent, type QueuedMessage, type S3EventRecord } from './s3-event';
 
 /**
  * The envelope both S3-triggered functions (transform, load) share: parse the event, handle each
@@ -36,6 +36,13 @@ export interface S3ObjectHandlerOptions<O extends S3ObjectOutcome> {
   processRecord(record: S3EventRecord, metrics: MetricSet, logger: Logger): Promise<O>;
   invalidEvent(issues: string[]): Error;
   retryable(failures: ObjectFailure[]): Error;
+  /**
+   * SQS only: seconds until a message whose object threw `error` should be handed out again, or
+   * undefined for the queue's visibility timeout. Used with `changeVisibility`.
+   */
+  retryDelaySeconds?(error: unknown, receiveCount: number | undefined): number | undefined;
+  /** SQS's ChangeMessageVisibility for the message of this receive. */
+  changeVisibility?(receiptHandle: string, seconds: number): Promise<void>;
 }
 
 export type ObjectFailure = { bucket: string; key: string; reason: string };
@@ -79,13 +86,19 @@ export function s3ObjectHandler<O extends S3ObjectOutcome>(
     const objects: O[] = [];
 
     // One object at a time: memory stays one object's, and a load holds one warehouse connection.
-    const handle = async (records: readonly S3EventRecord[], log: Logger): Promise<O[]> => {
+    // `errors` gets what each failed object threw.
+    const handle = async (
+      records: readonly S3EventRecord[],
+      log: Logger,
+      errors: unknown[] = [],
+    ): Promise<O[]> => {
       const outcomes: O[] = [];
       for (const record of records) {
         let outcome: O;
         try {
           outcome = await options.processRecord(record, metrics, log);
         } catch (e) {
+          errors.push(e);
           let key = record.s3.object.key;
           try {
             key = decodeS3ObjectKey(key);
@@ -126,6 +139,29 @@ export function s3ObjectHandler<O extends S3ObjectOutcome>(
       return { objects };
     }
 
+    /**
+     * A failed message comes back after the queue's visibility timeout, unless every object that
+     * failed in it says it can be retried sooner: then after the longest of their delays.
+     */
+    const retrySooner = async (message: QueuedMessage, errors: unknown[], log: Logger): Promise<void> => {
+      const { retryDelaySeconds, changeVisibility } = options;
+      if (!retryDelaySeconds || !changeVisibility || !message.receiptHandle || errors.length === 0) return;
+      const delays = errors.map((e) => retryDelaySeconds(e, message.receiveCount));
+      if (delays.some((d) => d === undefined)) return;
+      const seconds = Math.max(...(delays as number[]));
+      try {
+        await changeVisibility(message.receiptHandle, seconds);
+        log.info('message returns to the queue sooner than its visibility timeout', {
+          retryInSeconds: seconds,
+        });
+      } catch (err) {
+        // It still comes back, after the queue's own visibility timeout.
+        log.warn('could not shorten the failed message’s visibility; it returns after the queue’s timeout', {
+          err,
+        });
+      }
+    };
+
     envelope.kind satisfies 'sqs';
     const batchItemFailures: { itemIdentifier: string }[] = [];
     for (const message of envelope.messages) {
@@ -138,9 +174,12 @@ export function s3ObjectHandler<O extends S3ObjectOutcome>(
         batchItemFailures.push({ itemIdentifier: message.messageId });
         continue;
       }
-      const outcomes = await handle(message.event.Records, log);
-      if (outcomes.some((o) => o.status === 'failed'))
+      const errors: unknown[] = [];
+      const outcomes = await handle(message.event.Records, log, errors);
+      if (outcomes.some((o) => o.status === 'failed')) {
         batchItemFailures.push({ itemIdentifier: message.messageId });
+        await retrySooner(message, errors, log);
+      }
     }
     finish();
     return { objects, batchItemFailures };
