@@ -9,6 +9,8 @@ import {
   type WarehouseTableName,
 } from '../../core/warehouse-model';
 import {
+  factVersionCopyFields,
+  factVersionsInOrder,
   isTextType,
   type DeleteMark,
   type Position,
@@ -17,6 +19,8 @@ import {
   type VersionedRow,
 } from '../../core/warehouse-sql';
 import type { ParquetTable } from '../shared/parquet-codec';
+import { copyChunks } from './copy-in';
+import { copyTextLines } from './copy-text';
 
 /**
  * One decoded Parquet object → what the load writes: checked row by row, then folded. Pure (no I/O).
@@ -95,6 +99,21 @@ export interface PreparedBatch {
   minPosition: Position | null;
   /** Newest `_commit_ts` in the object, as written there. */
   newestCommitTs: string | null;
+  /**
+   * Fact: `factCopyChunks` of this part, built while the part before it was applied
+   * (create-handler.ts), so the COPY only sends them; absent = built when the COPY asks.
+   */
+  factCopy?: readonly Buffer[];
+}
+
+/**
+ * A fact part's versions as COPY text (`factCopy` / `factStageCopy`), in the order every fact
+ * statement takes them (key, then position), in chunks of about COPY_CHUNK_BYTES.
+ */
+export function* factCopyChunks(batch: PreparedBatch): Generator<Buffer> {
+  const table = WAREHOUSE_TABLES[batch.table];
+  const versions = factVersionsInOrder(batch.table, batch.upserts);
+  yield* copyChunks(copyTextLines(versions, (row) => factVersionCopyFields(table, row)));
 }
 
 /** Issues collected per object before giving up: enough to diagnose, bounded for logs. */
