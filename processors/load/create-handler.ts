@@ -431,6 +431,8 @@ export function createLoadHandler(
       deletes: outcome.deletes,
       truncated: outcome.truncated,
       rereadVersionsDropped: outcome.rereadVersionsDropped,
+      // A fact version was already there: loaded again through the staging table (apply-batch.ts).
+      factCopyFallback: outcome.factCopyFallback || undefined,
       reconciled: outcome.reconciled.length ? outcome.reconciled : undefined,
       datesInserted: outcome.datesInserted,
       placeholdersInserted: outcome.placeholdersInserted,
