@@ -120,6 +120,14 @@ async function bodyBytes(body: AsyncIterable<Uint8Array>, length: number | undef
   return bytes;
 }
 
+/**
+ * Rows checked (and, for facts, folded) between two turns of the event loop: a row group (4,096
+ * rows) is decoded in one piece, then checked in slices of this many, so a reply of the warehouse
+ * to the part being applied waits for a slice (a few ms), not a row group, before its next
+ * statement is sent.
+ */
+const CHECK_SLICE_ROWS = 1024;
+
 /** Lets the event loop run: the warehouse's replies to the part being applied are handled, its next statement sent. */
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -151,7 +159,7 @@ async function* preparedParts(reader: ParquetTableReader, partRows: number): Asy
   let firstRow = 0;
   let inPart = 0;
   let builder = new BatchBuilder(reader.table, firstRow);
-  for await (const rows of reader.batches()) {
+  for await (const rows of reader.batches(CHECK_SLICE_ROWS)) {
     for (let at = 0; at < rows.length;) {
       const take = Math.min(rows.length - at, partRows - inPart);
       builder.add(take === rows.length ? rows : rows.slice(at, at + take));
