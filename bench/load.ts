@@ -45,7 +45,7 @@ import { DEFAULT_EXPORT_DIR, readExportTable, starRowsOf } from './totesys-expor
  *
  * Options: --sizes 10000,50000,200000 · --tables sales_order,purchase_order,payment ·
  * --cpu-profile DIR (a V8 profile of each load, summarized) · --part-rows N (every object in parts
- * of N rows, instead of the handler's `partRowsFor`) · --keep (leave the temp directory).
+ * of N rows, instead of the handler's LOAD_PART_ROWS) · --keep (leave the temp directory).
  */
 
 const BUCKET = 'processed';

@@ -77,7 +77,7 @@ export interface LoadHandlerDeps {
   /** A fresh MetricSet per use; default: EMF lines on stdout, stage `load`. */
   metrics?: () => MetricSet;
   now?: () => Date;
-  /** Rows prepared and applied at a time inside an object's transaction; default `partRowsFor` the object. */
+  /** Rows prepared and applied at a time inside an object's transaction; default LOAD_PART_ROWS. */
   partRows?: number;
 }
 
@@ -88,21 +88,6 @@ export interface LoadHandlerDeps {
  * decoded once. Most objects are one part.
  */
 export const LOAD_PART_ROWS = 10_000;
-
-/** The smallest part `partRowsFor` cuts an object into. */
-export const LOAD_MIN_PART_ROWS = 2_500;
-
-/**
- * The rows of an object's parts: LOAD_PART_ROWS, or for an object of fewer than four such parts a
- * quarter of it, at least LOAD_MIN_PART_ROWS. A part is prepared while the one before it is
- * applied, but the first part's preparation and the last part's statements have nothing to overlap
- * with: an object of one part (10,000 rows) waited for its whole preparation, then for all its
- * statements. In quarters, only a quarter of each is in series (bench:load). Each part costs a
- * dozen statements, hence the floor.
- */
-export function partRowsFor(rows: number): number {
-  return Math.min(LOAD_PART_ROWS, Math.max(LOAD_MIN_PART_ROWS, Math.ceil(rows / 4)));
-}
 
 /**
  * V8 flags the load function runs with (infra's NODE_OPTIONS; the benches that stand for it use
@@ -408,7 +393,7 @@ export function createLoadHandler(
         new Unloadable('not a readable Parquet file', { error: (e as Error)?.name ?? 'unknown' });
       return quarantine(record, key, eTag, body, why, logger);
     }
-    const partRows = deps.partRows ?? partRowsFor(reader.rowCount);
+    const partRows = deps.partRows ?? LOAD_PART_ROWS;
     let outcome: ApplyOutcome;
     // A version already loaded is skipped before any row
     // is decoded: a redelivery costs one lookup, not a decode and check of every row (bench:load).
