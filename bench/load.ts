@@ -44,7 +44,8 @@ import { DEFAULT_EXPORT_DIR, readExportTable, starRowsOf } from './totesys-expor
  *   rolled back). The facts have no foreign keys since migration 007.
  *
  * Options: --sizes 10000,50000,200000 · --tables sales_order,purchase_order,payment ·
- * --cpu-profile DIR (a V8 profile of each load, summarized) · --keep (leave the temp directory).
+ * --cpu-profile DIR (a V8 profile of each load, summarized) · --part-rows N (every object in parts
+ * of N rows, instead of the handler's LOAD_PART_ROWS) · --keep (leave the temp directory).
  */
 
 const BUCKET = 'processed';
@@ -213,6 +214,8 @@ async function main(): Promise<void> {
   const tables = listOption('tables', 'sales_order,purchase_order,payment') as TotesysTable[];
   for (const t of tables) if (!FACTS[t]) throw new Error(`--tables: ${t} is not a fact's source table`);
   const profileDir = stringOption('cpu-profile');
+  const partRows = stringOption('part-rows');
+  if (partRows !== null && !(Number(partRows) > 0)) throw new Error('--part-rows: a positive number of rows');
   if (profileDir) fs.mkdirSync(profileDir, { recursive: true });
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-bench-load-'));
   fs.chmodSync(root, 0o755);
@@ -256,6 +259,7 @@ async function main(): Promise<void> {
       s3,
       warehouse: pool,
       metrics: metricsFor({ stage: 'load', write: () => undefined }),
+      ...(partRows !== null ? { partRows: Number(partRows) } : {}),
     });
     // One connection, held open: its backend is the one measured, not a fresh one per object.
     await (await pool.connect()).release();

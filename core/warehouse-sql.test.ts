@@ -8,9 +8,15 @@ import {
   dimDateInsert,
   dimensionDelete,
   dimensionUpsert,
+  factCopy,
   factInheritance,
   factInsert,
+  factInsertFromStage,
   factLock,
+  factStageCopy,
+  factStageCreate,
+  factVersionCopyFields,
+  factVersionFields,
   isTextType,
   loadLogInsert,
   loadLogLookup,
@@ -19,6 +25,7 @@ import {
   placeholderInsert,
   progressUpsert,
   quoteIdent,
+  textArrayLiteral,
   UnsupportedTableError,
   WAREHOUSE_LOCK_NAMESPACE,
   WarehouseSqlError,
@@ -155,6 +162,49 @@ describe('warehouse SQL builders', () => {
       statement.values[WAREHOUSE_TABLES.fact_purchase_order.columns.findIndex((c) => c.name === 'item_code')];
     expect(itemCodes).toEqual([HOSTILE, PLACEHOLDER_TEXT]);
     expect(statement.values.at(-3)).toEqual(['', 'item_code']);
+  });
+
+  it('writes text[] literals, quoting every element that is not a plain word', () => {
+    expect(textArrayLiteral([])).toBe('{}');
+    expect(textArrayLiteral(['item_code', 'design_name'])).toBe('{item_code,design_name}');
+    // Quoted when not a plain word: NULL (a null element unquoted), separators, quotes, backslashes.
+    expect(textArrayLiteral(['NULL', 'a,b', 'say "hi"', 'back\\slash', ''])).toBe(
+      '{"NULL","a,b","say \\"hi\\"","back\\\\slash",""}',
+    );
+  });
+
+  it('COPYs fact versions into the fact or its staging table with the same columns and fields', () => {
+    const table = WAREHOUSE_TABLES.fact_purchase_order;
+    const row: VersionedRow = {
+      values: Object.fromEntries(table.columns.map((c) => [c.name, HOSTILE])),
+      epoch: 3,
+      lsn: '0/2',
+      seq: 1,
+      commitTs: '2025-02-28T09:15:02Z',
+      unchanged: ['item_code'],
+      rowHash: null,
+      snapshot: true,
+    };
+    const direct = factCopy('fact_purchase_order');
+    const staged = factStageCopy('fact_purchase_order');
+    expect(direct).toMatch(
+      /^COPY "fact_purchase_order" \("purchase_order_id", .*"_unchanged", "_row_hash", "_snapshot"\) FROM STDIN$/,
+    );
+    expect(direct).not.toContain('purchase_record_id');
+    expect(direct.slice(direct.indexOf('('))).toBe(staged.slice(staged.indexOf('(')));
+    // The staging table holds `_unchanged` as the fact does, and the insert from it takes it as it is.
+    expect(factStageCreate('fact_purchase_order').text).toContain('"_unchanged" text[]');
+    expect(factInsertFromStage('fact_purchase_order').text).not.toContain('string_to_array');
+    const fields = factVersionCopyFields(table, row);
+    const parameters = factVersionFields(table, row);
+    const unchangedAt = table.columns.length + 4;
+    expect(parameters[unchangedAt]).toBe('item_code');
+    expect(fields[unchangedAt]).toBe('{item_code}');
+    expect([...fields.slice(0, unchangedAt), ...fields.slice(unchangedAt + 1)]).toEqual([
+      ...parameters.slice(0, unchangedAt),
+      ...parameters.slice(unchangedAt + 1),
+    ]);
+    expect(() => factCopy('dim_design')).toThrow(UnsupportedTableError);
   });
 
   it('resolves inherited columns only where a fact has text columns', () => {

@@ -425,6 +425,33 @@ export function factVersionFields(table: WarehouseTable, row: VersionedRow): unk
   return fields;
 }
 
+/**
+ * A text[] value as an array literal (`{a,b}`): an element is double-quoted, with `"` and `\\`
+ * escaped, unless it is a plain word (`NULL` read unquoted would be a null element).
+ * https://www.postgresql.org/docs/current/arrays.html#ARRAYS-IO
+ */
+export function textArrayLiteral(values: readonly string[]): string {
+  if (values.length === 0) return '{}';
+  const elements = values.map((v) =>
+    /^[A-Za-z0-9_]+$/.test(v) && !/^null$/i.test(v) ? v : `"${v.replace(/["\\]/g, (c) => `\\${c}`)}"`,
+  );
+  return `{${elements.join(',')}}`;
+}
+
+/** Where `_unchanged` sits among FACT_VERSION_COLUMNS. */
+const UNCHANGED_FIELD = FACT_VERSION_COLUMNS.findIndex((c) => c.name === '_unchanged');
+
+/**
+ * A fact version's fields as COPY carries them, into the fact itself (`factCopy`) or its staging
+ * table (`factStageCopy`): factVersionFields, but `_unchanged` as the text[] value (array literal)
+ * the fact stores, which factInsert makes of its comma-separated text.
+ */
+export function factVersionCopyFields(table: WarehouseTable, row: VersionedRow): unknown[] {
+  const fields = factVersionFields(table, row);
+  fields[table.columns.length + UNCHANGED_FIELD] = textArrayLiteral(row.unchanged);
+  return fields;
+}
+
 /** A fact's columns and the bookkeeping ones, with their Postgres types, as versions carry them. */
 export function factVersionColumns(name: WarehouseTableName): { name: string; pgType: string }[] {
   const table = tableOf(name, ['fact'], 'factVersionColumns');
@@ -437,8 +464,16 @@ export function factVersionsInOrder(name: WarehouseTableName, rows: readonly Ver
   return [...rows].sort(byKeyThenPosition(table.key));
 }
 
-/** `INSERT INTO <fact> … SELECT … FROM <from> … ON CONFLICT DO NOTHING`, `from` aliased `x`. */
-function factInsertText(name: WarehouseTableName, table: WarehouseTable, from: string): string {
+/**
+ * `INSERT INTO <fact> … SELECT … FROM <from> … ON CONFLICT DO NOTHING`, `from` aliased `x`; its
+ * `_unchanged` is comma-separated text, or (`unchangedArray`) already the text[] value.
+ */
+function factInsertText(
+  name: WarehouseTableName,
+  table: WarehouseTable,
+  from: string,
+  unchangedArray = false,
+): string {
   const columns = [...table.columns.map((c) => c.name), ...FACT_VERSION_COLUMNS.map((c) => c.name)];
   const select = [
     ...table.columns.map((c) => `x.${quoteIdent(c.name)}`),
@@ -446,7 +481,7 @@ function factInsertText(name: WarehouseTableName, table: WarehouseTable, from: s
     'x."_lsn"',
     'x."_seq"',
     'x."_commit_ts"',
-    `coalesce(string_to_array(nullif(x."_unchanged", ''), ','), '{}')`,
+    unchangedArray ? 'x."_unchanged"' : `coalesce(string_to_array(nullif(x."_unchanged", ''), ','), '{}')`,
     'x."_row_hash"',
     'x."_snapshot"',
   ];
@@ -484,7 +519,10 @@ export function factInsert(name: WarehouseTableName, rows: readonly VersionedRow
  * of `factVersionColumns`. https://www.postgresql.org/docs/current/sql-createtable.html#SQL-CREATETABLE-TEMPORARY
  */
 export function factStageCreate(name: WarehouseTableName): SqlStatement {
-  const columns = factVersionColumns(name).map((c) => `${quoteIdent(c.name)} ${c.pgType}`);
+  // `_unchanged` as the fact stores it (text[]): the staging table takes the COPY text of `factCopy`.
+  const columns = factVersionColumns(name).map(
+    (c) => `${quoteIdent(c.name)} ${c.name === '_unchanged' ? 'text[]' : c.pgType}`,
+  );
   return {
     text: `CREATE TEMPORARY TABLE ${quoteIdent(factStageName(name))} (${columns.join(', ')}) ON COMMIT DROP`,
     values: [],
@@ -503,16 +541,31 @@ function factStageName(name: WarehouseTableName): string {
   return `totes_stage_${tableOf(name, ['fact'], 'factStage').name}`;
 }
 
-/** `COPY <stage> (…) FROM STDIN` (text format): rows as `copyTextLine(factVersionFields(…))`. */
+/** `COPY <stage> (…) FROM STDIN` (text format): rows as `copyTextLine(factVersionCopyFields(…))`. */
 export function factStageCopy(name: WarehouseTableName): string {
   const columns = factVersionColumns(name).map((c) => quoteIdent(c.name));
   return `COPY ${quoteIdent(factStageName(name))} (${columns.join(', ')}) FROM STDIN`;
 }
 
+/**
+ * `COPY <fact> (…) FROM STDIN` (text format), rows as `copyTextLine(factVersionCopyFields(…))` in
+ * `factVersionsInOrder` order: the versions straight into the fact, each row's serial record id
+ * drawn in that order, as factInsert's ORDER BY draws them. Unlike factInsert it has no ON
+ * CONFLICT: a version already present fails the COPY with unique_violation (23505) on the
+ * (key, _lsn, _seq) constraint, and the caller loads the object again through `factInsertFromStage`.
+ */
+export function factCopy(name: WarehouseTableName): string {
+  const columns = factVersionColumns(name).map((c) => quoteIdent(c.name));
+  return `COPY ${quoteIdent(tableOf(name, ['fact'], 'factCopy').name)} (${columns.join(', ')}) FROM STDIN`;
+}
+
 /** factInsert's statement over the staged versions instead of parameter arrays: the same rows, the same order. */
 export function factInsertFromStage(name: WarehouseTableName): SqlStatement {
   const table = tableOf(name, ['fact'], 'factInsertFromStage');
-  return { text: factInsertText(name, table, `${quoteIdent(factStageName(name))} AS "x"`), values: [] };
+  return {
+    text: factInsertText(name, table, `${quoteIdent(factStageName(name))} AS "x"`, true),
+    values: [],
+  };
 }
 
 /**

@@ -1,6 +1,7 @@
 import { Client } from 'pg';
 import { dimDateRow } from '../../core/star-mapping';
 import {
+  textArrayLiteral,
   dimDateInsert,
   factInheritance,
   factInsert,
@@ -21,7 +22,7 @@ import {
   type TestObject,
 } from '../../test/support/warehouse-rows';
 import { decodeParquet } from '../shared/parquet-codec';
-import { applyBatch, WarehouseDataError, type ApplyOutcome } from './apply-batch';
+import { applyBatch, applyObject, WarehouseDataError, type ApplyOutcome } from './apply-batch';
 import { checkReferences } from './verify-references';
 import { prepareBatch } from './load-batch';
 import { migrateWarehouse } from './migrate';
@@ -439,7 +440,7 @@ describe('applyBatch (real Postgres): dimension rules in detail', () => {
   });
 });
 
-describe('applyBatch (real Postgres): fact versions through COPY and a staging table', () => {
+describe('applyBatch (real Postgres): fact versions through COPY, straight or through a staging table', () => {
   beforeEach(() => resetWarehouse(client));
 
   /** Every fact row with its surrogate key (the insert order), all but `_loaded_at`. */
@@ -456,32 +457,47 @@ describe('applyBatch (real Postgres): fact versions through COPY and a staging t
     return out;
   }
 
-  async function loadWith(objects: readonly TestObject[], factCopyMinRows: number): Promise<ApplyOutcome[]> {
+  async function loadWith(
+    objects: readonly TestObject[],
+    factCopyMinRows: number,
+    factDirectCopy = true,
+  ): Promise<ApplyOutcome[]> {
     const outcomes: ApplyOutcome[] = [];
     for (const object of objects) {
       const batch = prepareBatch(await decodeParquet(await parquetOf(object)));
-      outcomes.push(await applyBatch(client, batch, { objectKey: object.key, factCopyMinRows }));
+      outcomes.push(
+        await applyBatch(client, batch, { objectKey: object.key, factCopyMinRows, factDirectCopy }),
+      );
     }
     return outcomes;
   }
 
-  /** Loads `objects` by the parameter path, then (reset) by the COPY path: both warehouses' dumps and facts. */
+  /**
+   * Loads `objects` by the parameter path, then (reset) by COPY through the staging table, then
+   * (reset) by COPY straight into the facts: each warehouse's dump and facts.
+   */
   async function bothPaths(objects: readonly TestObject[]) {
     const viaParameters = await loadWith(objects, Number.POSITIVE_INFINITY);
     const parameters = { dump: await dumpWarehouse(client), facts: await factsWithIds() };
     await resetWarehouse(client);
+    const viaStage = await loadWith(objects, 0, false);
+    const staged = { dump: await dumpWarehouse(client), facts: await factsWithIds() };
+    await resetWarehouse(client);
     const viaCopy = await loadWith(objects, 0);
     const copied = { dump: await dumpWarehouse(client), facts: await factsWithIds() };
-    return { viaParameters, viaCopy, parameters, copied };
+    return { viaParameters, viaStage, viaCopy, parameters, staged, copied };
   }
 
   it('builds the warehouse the parameter arrays build, surrogate keys included, in order and shuffled', async () => {
     for (const objects of [scenarioObjects(), shuffled(scenarioObjects(), 7)]) {
       await resetWarehouse(client);
-      const { viaParameters, viaCopy, parameters, copied } = await bothPaths(objects);
+      const { viaParameters, viaStage, viaCopy, parameters, staged, copied } = await bothPaths(objects);
       expect(copied.dump).toEqual(inOrder);
       expect(copied).toEqual(parameters);
+      expect(staged).toEqual(parameters);
       expect(viaCopy.map((o) => o.written)).toEqual(viaParameters.map((o) => o.written));
+      expect(viaStage.map((o) => o.written)).toEqual(viaParameters.map((o) => o.written));
+      expect(viaStage.some((o) => o.factCopyFallback)).toBe(false);
       await resetWarehouse(client);
     }
     // A replay under new keys inserts nothing through COPY either (ON CONFLICT on the version).
@@ -518,9 +534,13 @@ describe('applyBatch (real Postgres): fact versions through COPY and a staging t
       objectOf('fact_purchase_order', rows, 'hostile'),
       objectOf('fact_purchase_order', rows, 'again'),
     ];
-    const { viaCopy, parameters, copied } = await bothPaths(objects);
+    const { viaCopy, viaStage, parameters, staged, copied } = await bothPaths(objects);
     expect(copied).toEqual(parameters);
+    expect(staged).toEqual(parameters);
     expect(viaCopy.map((o) => o.written)).toEqual([hostile.length + 2, 0]);
+    expect(viaStage.map((o) => o.written)).toEqual([hostile.length + 2, 0]);
+    // The second object's versions are all there: its direct COPY fell back to the staging table.
+    expect(viaCopy.map((o) => o.factCopyFallback)).toEqual([false, true]);
     const codes = (copied.facts.fact_purchase_order as { row: { item_code: string } }[]).map(
       (r) => r.row.item_code,
     );
@@ -541,5 +561,131 @@ describe('applyBatch (real Postgres): fact versions through COPY and a staging t
     // The connection is usable at once, and so is the staging table's name.
     await loadWith([objectOf('fact_sales_order', [rowOf('fact_sales_order', 1, {}, at(1))], 'fine')], 0);
     expect(await rowsOf('SELECT count(*)::int AS n FROM "fact_sales_order"')).toEqual([{ n: 1 }]);
+    // The same through the staging table: a data error is never taken for a version already there.
+    await expect(
+      applyBatch(client, batch, { objectKey: far.key, factCopyMinRows: 0, factDirectCopy: false }),
+    ).rejects.toBeInstanceOf(WarehouseDataError);
+    expect(await rowsOf('SELECT count(*)::int AS n FROM "fact_sales_order"')).toEqual([{ n: 1 }]);
+  });
+
+  it('writes text[] literals Postgres reads back as the same elements', async () => {
+    const values = ['item_code', 'NULL', 'a,b', 'say "hi"', 'back\\slash', '', '{x}', ' sp '];
+    const { rows } = await client.query('SELECT $1::text[] AS a', [textArrayLiteral(values)]);
+    expect(rows[0].a).toEqual(values);
+  });
+
+  /** The fact's versions as [key, position] in record-id order: the order the serial ids were drawn in. */
+  async function salesOrderIdOrder(): Promise<unknown[]> {
+    const rows = await rowsOf(
+      `SELECT "sales_order_id" AS key, (("_lsn" - '0/0') / 256)::int AS n FROM "fact_sales_order" ORDER BY "sales_record_id"`,
+    );
+    return rows.map((r) => [r.key, r.n]);
+  }
+
+  it('loads a mixed object (versions already there and new ones) again through the staging table', async () => {
+    const first = objectOf(
+      'fact_sales_order',
+      [rowOf('fact_sales_order', 1, {}, at(1)), rowOf('fact_sales_order', 2, {}, at(2))],
+      'first',
+    );
+    const mixed = objectOf(
+      'fact_sales_order',
+      [
+        rowOf('fact_sales_order', 3, {}, at(3)),
+        rowOf('fact_sales_order', 2, {}, at(2)),
+        rowOf('fact_sales_order', 1, { units_sold: 9 }, at(4)),
+      ],
+      'mixed',
+    );
+    const viaParameters = await loadWith([first, mixed], Number.POSITIVE_INFINITY);
+    const parameters = await dumpWarehouse(client);
+    await resetWarehouse(client);
+    const viaCopy = await loadWith([first, mixed], 0);
+    expect(viaCopy.map((o) => o.factCopyFallback)).toEqual([false, true]);
+    expect(viaCopy.map((o) => o.written)).toEqual([2, 2]);
+    expect(viaCopy.map((o) => o.written)).toEqual(viaParameters.map((o) => o.written));
+    // Not a conflict retry.
+    expect(viaCopy.map((o) => o.attempts)).toEqual([1, 1]);
+    expect(await dumpWarehouse(client)).toEqual(parameters);
+    // Record ids in (key, position) order inside each object, the first object's first.
+    expect(await salesOrderIdOrder()).toEqual([
+      [1, 1],
+      [2, 2],
+      [1, 4],
+      [3, 3],
+    ]);
+  });
+
+  it('rolls back every part when a later part repeats a version of an earlier one, then loads the object whole', async () => {
+    const part1 = [rowOf('fact_sales_order', 2, {}, at(1)), rowOf('fact_sales_order', 1, {}, at(2))];
+    // A version of part 1 again (a redelivered change in the same object), and a new one.
+    const part2 = [rowOf('fact_sales_order', 1, {}, at(2)), rowOf('fact_sales_order', 4, {}, at(3))];
+    const parts = () => [
+      prepareBatch({ table: 'fact_sales_order', rows: part1 }),
+      prepareBatch({ table: 'fact_sales_order', rows: part2 }, { firstRow: part1.length }),
+    ];
+    const viaParameters = await applyObject(client, 'fact_sales_order', parts, {
+      objectKey: 'parts',
+      factCopyMinRows: Number.POSITIVE_INFINITY,
+    });
+    const parameters = await dumpWarehouse(client);
+    await resetWarehouse(client);
+    let reads = 0;
+    const outcome = await applyObject(
+      client,
+      'fact_sales_order',
+      () => {
+        reads += 1;
+        return parts();
+      },
+      { objectKey: 'parts', factCopyMinRows: 0 },
+    );
+    expect(reads).toBe(2);
+    expect(outcome).toMatchObject({ factCopyFallback: true, attempts: 1, rows: 4, written: 3 });
+    expect(viaParameters.written).toBe(3);
+    expect(await dumpWarehouse(client)).toEqual(parameters);
+    expect(await salesOrderIdOrder()).toEqual([
+      [1, 2],
+      [2, 1],
+      [4, 3],
+    ]);
+    expect(await rowsOf('SELECT "rows" FROM "load_log"')).toEqual([{ rows: 4 }]);
+  });
+
+  it('waits for a concurrent load of the same version: falls back if it commits, COPYs if it rolls back', async () => {
+    const lone = rowOf('fact_sales_order', 1, {}, at(1));
+    const object = objectOf('fact_sales_order', [lone, rowOf('fact_sales_order', 2, {}, at(2))], 'raced');
+    const held = others[0];
+    for (const end of ['COMMIT', 'ROLLBACK'] as const) {
+      await resetWarehouse(client);
+      // Another load's insert of one of the object's versions, not yet committed (its shared lock held).
+      const versions = prepareBatch({ table: 'fact_sales_order', rows: [lone] });
+      await held.query('BEGIN');
+      for (const statement of [
+        factLock('fact_sales_order', false),
+        factInsert('fact_sales_order', versions.upserts),
+      ])
+        await held.query(statement.text, statement.values);
+      const pid = (await others[1].query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+      const batch = prepareBatch({ table: object.table, rows: object.rows });
+      const loading = applyBatch(others[1], batch, { objectKey: `${object.key}/${end}`, factCopyMinRows: 0 });
+      await waitFor('the COPY to wait on the uncommitted version', async () => {
+        const { rows } = await client.query(
+          `SELECT 1 FROM pg_locks WHERE pid = $1 AND locktype = 'transactionid' AND NOT granted`,
+          [pid],
+        );
+        return rows.length ? true : undefined;
+      });
+      await held.query(end);
+      const outcome = await loading;
+      expect(outcome).toMatchObject(
+        end === 'COMMIT' ? { factCopyFallback: true, written: 1 } : { factCopyFallback: false, written: 2 },
+      );
+      // Once either way: the committed version, or the object's own.
+      expect(await salesOrderIdOrder()).toEqual([
+        [1, 1],
+        [2, 2],
+      ]);
+    }
   });
 });

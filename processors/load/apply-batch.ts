@@ -14,13 +14,12 @@ import {
   factDropRedundantSnapshots,
   factInheritance,
   factInsert,
+  factCopy,
   factInsertFromStage,
   factLock,
   factStageCopy,
   factStageCreate,
   factStageTruncate,
-  factVersionFields,
-  factVersionsInOrder,
   factApplySnapshots,
   factRefreshDeleted,
   factTruncateDeletes,
@@ -40,10 +39,8 @@ import {
   comparePosition,
   type SqlStatement,
 } from '../../core/warehouse-sql';
-import { WAREHOUSE_TABLES } from '../../core/warehouse-model';
-import { copyChunks, copyIn } from './copy-in';
-import { copyTextLines } from './copy-text';
-import type { Position, PreparedBatch, SnapshotPart } from './load-batch';
+import { copyIn } from './copy-in';
+import { factCopyChunks, type Position, type PreparedBatch, type SnapshotPart } from './load-batch';
 
 /**
  * Writes one object — its prepared parts, one for most objects — into the warehouse in ONE
@@ -113,8 +110,13 @@ export interface ApplyOptions {
   logger?: Logger;
   /** Attempts on deadlock / serialization failure; default 3. */
   maxAttempts?: number;
-  /** Fact versions from which the insert goes through COPY into a staging table; default FACT_COPY_MIN_ROWS. */
+  /** Fact versions from which the insert goes through COPY; default FACT_COPY_MIN_ROWS. */
   factCopyMinRows?: number;
+  /**
+   * COPY a part's fact versions straight into the fact (default true); false = always through the
+   * staging table and its INSERT … ON CONFLICT DO NOTHING (what the direct COPY falls back to).
+   */
+  factDirectCopy?: boolean;
 }
 
 /**
@@ -125,6 +127,16 @@ export interface ApplyOptions {
  * Below it, the staging table's creation (catalog rows, per transaction) costs more than it saves.
  */
 export const FACT_COPY_MIN_ROWS = 500;
+
+/**
+ * The direct COPY of a part's versions into its fact found one of them already there (SQLSTATE
+ * 23505, unique_violation on the fact's (key, _lsn, _seq) constraint, or a concurrent load's
+ * uncommitted insert of it that then committed). Not a data error: applyObject rolls the object
+ * back and loads it again through the staging table, which skips present versions.
+ */
+class VersionAlreadyPresent {
+  constructor(readonly cause: unknown) {}
+}
 
 export interface ApplyOutcome {
   objectKey: string;
@@ -139,6 +151,11 @@ export interface ApplyOutcome {
   truncated: number;
   /** Re-read snapshot versions dropped because they equalled the version before them. */
   rereadVersionsDropped: number;
+  /**
+   * True when the direct COPY into the fact met a version already there (23505), so the object was
+   * rolled back and loaded again through the staging table (ON CONFLICT DO NOTHING).
+   */
+  factCopyFallback: boolean;
   /** Snapshots this load completed and reconciled, with the rows each marked deleted. */
   reconciled: { sourceTable: string; epoch: number; lsn: string; deleted: number }[];
   datesInserted: number;
@@ -262,23 +279,39 @@ const PLACEHOLDER_ORDER: readonly WarehouseTableName[] = [
 ];
 
 /**
- * Inserts the fact versions through a staging table: the same rows, in the same order, by the same
- * INSERT … ON CONFLICT as factInsert (apply-batch.pg.test.ts compares the two paths' tables).
+ * Inserts the fact versions by COPY: straight into the fact (`direct`; a version already there
+ * throws VersionAlreadyPresent), or through a staging table and the same INSERT … ON CONFLICT as
+ * factInsert. Either way the same rows in the same order (apply-batch.pg.test.ts compares the
+ * paths' tables). The COPY text is the part's `factCopy`, built while the part before it was
+ * applied, so the warehouse does not wait for it; or built now, chunk by chunk as it is sent.
  */
 async function factInsertByCopy(
   client: ClientBase,
   batch: PreparedBatch,
   staged: Set<WarehouseTableName>,
+  direct: boolean,
 ): Promise<number> {
-  const table = WAREHOUSE_TABLES[batch.table];
+  const input = () => batch.factCopy ?? factCopyChunks(batch);
+  if (direct)
+    try {
+      return await copyIn(client, factCopy(batch.table), input);
+    } catch (e) {
+      if (sqlStateOf(e) === '23505') throw new VersionAlreadyPresent(e);
+      throw e;
+    }
   // Created once per transaction; an object's later parts reuse it, emptied.
   await run(client, staged.has(batch.table) ? factStageTruncate(batch.table) : factStageCreate(batch.table));
   staged.add(batch.table);
-  const versions = factVersionsInOrder(batch.table, batch.upserts);
-  await copyIn(client, factStageCopy(batch.table), () =>
-    copyChunks(copyTextLines(versions, (row) => factVersionFields(table, row))),
-  );
+  await copyIn(client, factStageCopy(batch.table), input);
   return run(client, factInsertFromStage(batch.table));
+}
+
+/** How applyPart inserts fact versions. */
+interface FactInsertPath {
+  copyMinRows: number;
+  direct: boolean;
+  /** Staging tables created in this transaction. */
+  staged: Set<WarehouseTableName>;
 }
 
 /** Applies one part of an object (or a whole object of one part) inside the object's transaction. */
@@ -286,8 +319,7 @@ async function applyPart(
   client: ClientBase,
   batch: PreparedBatch,
   outcome: ApplyOutcome,
-  factCopyMinRows: number,
-  staged: Set<WarehouseTableName>,
+  path: FactInsertPath,
 ): Promise<void> {
   outcome.datesInserted = batch.dates.length ? await run(client, dimDateInsert(batch.dates)) : 0;
   const truncates = batch.truncates.length > 0;
@@ -306,8 +338,8 @@ async function applyPart(
       await run(client, factLock(batch.table, exclusive));
       if (batch.upserts.length) {
         outcome.written =
-          batch.upserts.length >= factCopyMinRows
-            ? await factInsertByCopy(client, batch, staged)
+          batch.upserts.length >= path.copyMinRows
+            ? await factInsertByCopy(client, batch, path.staged, path.direct)
             : await run(client, factInsert(batch.table, batch.upserts));
         await run(client, factInheritance(batch.table, batch.keys));
       }
@@ -359,6 +391,7 @@ export function emptyOutcome(
     deletes: 0,
     truncated: 0,
     rereadVersionsDropped: 0,
+    factCopyFallback: false,
     reconciled: [],
     datesInserted: 0,
     placeholdersInserted: 0,
@@ -395,6 +428,7 @@ export function mergeOutcomes(a: ApplyOutcome, b: ApplyOutcome): ApplyOutcome {
     deletes: a.deletes + b.deletes,
     truncated: a.truncated + b.truncated,
     rereadVersionsDropped: a.rereadVersionsDropped + b.rereadVersionsDropped,
+    factCopyFallback: a.factCopyFallback || b.factCopyFallback,
     reconciled: [...a.reconciled, ...b.reconciled],
     datesInserted: a.datesInserted + b.datesInserted,
     placeholdersInserted: a.placeholdersInserted + b.placeholdersInserted,
@@ -430,6 +464,12 @@ export type ObjectParts = () => AsyncIterable<PreparedBatch> | Iterable<Prepared
  * every part before it: nothing of the object is loaded. Throws WarehouseDataError (quarantine the
  * object) or WarehouseUnavailableError (retry later); the transaction is rolled back either way.
  *
+ * A part's fact versions are COPYed straight into the fact (`factDirectCopy`, the default): a version
+ * already there (loaded by another object, or by a concurrent load that committed it) fails that
+ * COPY with 23505, and the object is rolled back and loaded once more, every part through the
+ * staging table's INSERT … ON CONFLICT DO NOTHING (`factCopyFallback` in the outcome; logged). That
+ * is not a conflict retry: `attempts` does not count it.
+ *
  * Lock order: each part takes its locks in the global order (see the top of this file), but a
  * later part's dates and placeholders come after an earlier part's fact lock. A concurrent load
  * waiting on those rows can therefore deadlock with a large object; Postgres aborts one of the two
@@ -445,8 +485,13 @@ export async function applyObject(
   const maxAttempts = options.maxAttempts ?? 3;
   const eTag = options.eTag ?? '';
   const started = Date.now();
+  let direct = options.factDirectCopy ?? true;
+  let fallback = false;
   for (let attempt = 1; ; attempt += 1) {
-    let outcome = emptyOutcome(options.objectKey, table, 0, { attempts: attempt });
+    let outcome = emptyOutcome(options.objectKey, table, 0, {
+      attempts: attempt,
+      factCopyFallback: fallback,
+    });
     try {
       await client.query('BEGIN');
       const lookup = loadLogLookup(options.objectKey, eTag);
@@ -454,7 +499,11 @@ export async function applyObject(
         await client.query('COMMIT');
         return { ...outcome, duplicate: true, durationMs: Date.now() - started };
       }
-      const staged = new Set<WarehouseTableName>();
+      const path: FactInsertPath = {
+        copyMinRows: options.factCopyMinRows ?? FACT_COPY_MIN_ROWS,
+        direct,
+        staged: new Set<WarehouseTableName>(),
+      };
       let sourceTable: string | null = null;
       const source = guarded(parts());
       // Part N+1 is prepared while part N's statements run (`parts` yields to the event loop
@@ -469,7 +518,7 @@ export async function applyObject(
           newestCommitTs: batch.newestCommitTs,
         });
         const [applied, prepared] = await Promise.allSettled([
-          applyPart(client, batch, part, options.factCopyMinRows ?? FACT_COPY_MIN_ROWS, staged),
+          applyPart(client, batch, part, path),
           source.next(),
         ]);
         if (applied.status === 'rejected') throw applied.reason;
@@ -488,8 +537,24 @@ export async function applyObject(
     } catch (e) {
       await client.query('ROLLBACK').catch(() => undefined);
       if (e instanceof PartSourceError) throw e.cause;
-      const state = sqlStateOf(e);
-      if (isDataError(e)) throw new WarehouseDataError(table, state!, { cause: e });
+      if (e instanceof VersionAlreadyPresent && direct) {
+        logger.info(
+          'a fact version of the object is already loaded; loading it again through the staging table',
+          {
+            objectKey: options.objectKey,
+            table,
+            constraint: (e.cause as { constraint?: string })?.constraint,
+          },
+        );
+        direct = false;
+        fallback = true;
+        attempt -= 1;
+        continue;
+      }
+      // Cannot happen (the direct COPY is not used once it fell back): passed on as what it is.
+      const error = e instanceof VersionAlreadyPresent ? e.cause : e;
+      const state = sqlStateOf(error);
+      if (isDataError(error)) throw new WarehouseDataError(table, state!, { cause: error });
       if (state && RETRY_IN_PLACE.has(state) && attempt < maxAttempts) {
         logger.warn('load transaction conflicted; retrying', {
           objectKey: options.objectKey,
@@ -501,7 +566,7 @@ export async function applyObject(
         await pause(20 * 2 ** attempt + Math.floor(Math.random() * 50));
         continue;
       }
-      throw new WarehouseUnavailableError(table, attempt, { cause: e });
+      throw new WarehouseUnavailableError(table, attempt, { cause: error });
     }
   }
 }

@@ -81,6 +81,26 @@ describe('prepareBatch', () => {
     expect(batch.maxPosition).toEqual({ epoch: 0, lsn: '00000000/00000300', seq: 0 });
   });
 
+  it('refers only to what the versions kept refer to when a repeat of a version replaces it', () => {
+    // The same change (key, lsn, seq) twice, the repeat's values differing: the repeat is kept.
+    const v1 = rowOf('fact_payment', 1, { payment_type_id: 5, payment_date: '2022-12-09' }, at(1));
+    const repeat = { ...v1, payment_type_id: 6, payment_date: '2022-12-10' };
+    const rows = [v1, rowOf('fact_payment', 2, { transaction_id: 8 }, at(2)), repeat];
+    const batch = prepareBatch({ table: 'fact_payment', rows });
+    expect(batch.upserts.map((u) => [u.values.payment_id, u.values.payment_type_id])).toEqual([
+      [1, 6],
+      [2, 1],
+    ]);
+    expect(batch.references).toEqual({
+      dim_transaction: [1, 8],
+      dim_counterparty: [1],
+      dim_currency: [1],
+      dim_payment_type: [1, 6],
+    });
+    expect(batch.dates).toEqual(['2022-11-03', '2022-11-07', '2022-12-10']);
+    expect(batch.keys).toEqual([1, 2]);
+  });
+
   it('takes only the dates of a dim_date object', () => {
     expect(
       prepareBatch({ table: 'dim_date', rows: [{ date_id: '2024-02-29' }, { date_id: '2022-11-03' }] }),

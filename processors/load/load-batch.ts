@@ -9,6 +9,8 @@ import {
   type WarehouseTableName,
 } from '../../core/warehouse-model';
 import {
+  factVersionCopyFields,
+  factVersionsInOrder,
   isTextType,
   type DeleteMark,
   type Position,
@@ -17,6 +19,8 @@ import {
   type VersionedRow,
 } from '../../core/warehouse-sql';
 import type { ParquetTable } from '../shared/parquet-codec';
+import { copyChunks } from './copy-in';
+import { copyTextLines } from './copy-text';
 
 /**
  * One decoded Parquet object → what the load writes: checked row by row, then folded. Pure (no I/O).
@@ -95,6 +99,21 @@ export interface PreparedBatch {
   minPosition: Position | null;
   /** Newest `_commit_ts` in the object, as written there. */
   newestCommitTs: string | null;
+  /**
+   * Fact: `factCopyChunks` of this part, built while the part before it was applied
+   * (create-handler.ts), so the COPY only sends them; absent = built when the COPY asks.
+   */
+  factCopy?: readonly Buffer[];
+}
+
+/**
+ * A fact part's versions as COPY text (`factCopy` / `factStageCopy`), in the order every fact
+ * statement takes them (key, then position), in chunks of about COPY_CHUNK_BYTES.
+ */
+export function* factCopyChunks(batch: PreparedBatch): Generator<Buffer> {
+  const table = WAREHOUSE_TABLES[batch.table];
+  const versions = factVersionsInOrder(batch.table, batch.upserts);
+  yield* copyChunks(copyTextLines(versions, (row) => factVersionCopyFields(table, row)));
 }
 
 /** Issues collected per object before giving up: enough to diagnose, bounded for logs. */
@@ -359,6 +378,8 @@ export function prepareBatch(parquet: ParquetTable, options: { firstRow?: number
  */
 export class BatchBuilder {
   private readonly checked: CheckedRow[] = [];
+  /** Fact tables: folded as rows are added, so `finish` is short (the event loop turns between `add`s). */
+  private readonly fact: FactFold | null;
   /** dim_date objects are checked whole by prepareDates (a few thousand rows at most). */
   private readonly dateRows: WarehouseRow[] = [];
   /** Collected over every slice, up to MAX_ISSUES: the first ones of the part, as a whole check gives. */
@@ -374,6 +395,7 @@ export class BatchBuilder {
       throw new MalformedObjectError(table, [
         `${table} is computed in the warehouse, never loaded from objects`,
       ]);
+    this.fact = spec.kind === 'fact' ? new FactFold(table) : null;
   }
 
   add(rows: readonly WarehouseRow[]): void {
@@ -388,7 +410,10 @@ export class BatchBuilder {
           this.issues,
           !this.issues.length,
         );
-        if (ok && !this.issues.length) this.checked.push(ok);
+        if (ok && !this.issues.length) {
+          if (this.fact) this.fact.add(ok);
+          else this.checked.push(ok);
+        }
       }
     this.rowCount += rows.length;
   }
@@ -397,10 +422,113 @@ export class BatchBuilder {
     if (WAREHOUSE_TABLES[this.table].kind === 'date')
       return prepareDates({ table: this.table, rows: this.dateRows }, this.firstRow);
     if (this.issues.length) throw new MalformedObjectError(this.table, this.issues.slice(0, MAX_ISSUES));
-    return foldChecked(this.table, this.checked, this.rowCount);
+    return this.fact ? this.fact.finish(this.rowCount) : foldChecked(this.table, this.checked, this.rowCount);
   }
 }
 
+/**
+ * foldChecked for a fact, a row at a time: the same batch, its work spread over the slices a part
+ * is added in rather than done in one piece when the part is finished (while the warehouse waits
+ * for its next statement: bench:load).
+ */
+class FactFold {
+  private maxPosition: Position | null = null;
+  private minPosition: Position | null = null;
+  private newestCommitTs: string | null = null;
+  private readonly keys = new Set<number>();
+  private readonly truncates = new Map<string, TableEvent>();
+  /** Snapshot rows and end markers, in order (snapshotParts). */
+  private readonly snapshotRows: CheckedRow[] = [];
+  private readonly versions = new Map<string, VersionedRow>();
+  private readonly deletes = new Map<string, DeleteMark>();
+  private readonly dates = new Set<string>();
+  private readonly references: Partial<Record<WarehouseTableName, Set<number>>> = {};
+  /** A version replaced by a repeat of it: dates and references are gathered again from the versions kept. */
+  private replaced = false;
+  private readonly referring: readonly WarehouseColumn[];
+
+  constructor(private readonly table: WarehouseTableName) {
+    this.referring = WAREHOUSE_TABLES[table].columns.filter((c) => c.references);
+  }
+
+  add(c: CheckedRow): void {
+    const row = c.row;
+    if (!this.maxPosition || compareChecked(row, this.maxPosition) > 0)
+      this.maxPosition = { epoch: row.epoch, lsn: row.lsn, seq: row.seq };
+    if (!this.minPosition || compareChecked(row, this.minPosition) < 0)
+      this.minPosition = { epoch: row.epoch, lsn: row.lsn, seq: row.seq };
+    if (row.commitTs !== this.newestCommitTs)
+      this.newestCommitTs = newestTimestamp(this.newestCommitTs, row.commitTs);
+    if (c.op === 'snapshot' || c.op === 'snapshot_end') this.snapshotRows.push(c);
+    if (c.op === 'truncate') {
+      this.truncates.set(`${row.epoch}@${row.lsn}#${row.seq}`, {
+        epoch: row.epoch,
+        lsn: row.lsn,
+        seq: row.seq,
+        commitTs: row.commitTs,
+      });
+      return;
+    }
+    if (isTableOp(c.op)) return;
+    this.keys.add(c.key);
+    // The same change is the same (key, lsn, seq), whatever epoch it was redelivered under.
+    const identity = `${c.key}@${row.lsn}#${row.seq}`;
+    if (c.op === 'delete') {
+      this.deletes.set(identity, {
+        key: c.key,
+        epoch: row.epoch,
+        lsn: row.lsn,
+        seq: row.seq,
+        commitTs: row.commitTs,
+      });
+      return;
+    }
+    if (this.versions.has(identity)) this.replaced = true;
+    this.versions.set(identity, row);
+    if (!this.replaced) this.refer(row);
+  }
+
+  private refer(row: VersionedRow): void {
+    for (const c of this.referring) {
+      const value = row.values[c.name];
+      if (value === null) continue;
+      if (c.references === 'dim_date') this.dates.add(value as string);
+      else (this.references[c.references!] ??= new Set()).add(value as number);
+    }
+  }
+
+  finish(rowCount: number): PreparedBatch {
+    const spec = WAREHOUSE_TABLES[this.table];
+    const upserts = [...this.versions.values()];
+    if (this.replaced) {
+      this.dates.clear();
+      for (const set of Object.values(this.references)) set.clear();
+      for (const row of upserts) this.refer(row);
+    }
+    return {
+      table: this.table,
+      kind: spec.kind,
+      sourceTable: spec.source,
+      rowCount,
+      keys: [...this.keys].sort(ascending),
+      truncates: [...this.truncates.values()],
+      snapshots: snapshotParts(spec.source!, this.snapshotRows),
+      maxPosition: this.maxPosition,
+      minPosition: this.minPosition,
+      newestCommitTs: this.newestCommitTs,
+      upserts,
+      deletes: [...this.deletes.values()],
+      dates: [...this.dates].sort(),
+      references: Object.fromEntries(
+        Object.entries(this.references)
+          .filter(([, set]) => set.size > 0)
+          .map(([t, set]) => [t, [...set].sort(ascending)]),
+      ),
+    };
+  }
+}
+
+/** Folds the checked rows of a dimension or staging table (facts: FactFold). */
 function foldChecked(
   table: WarehouseTableName,
   checked: readonly CheckedRow[],
@@ -442,45 +570,6 @@ function foldChecked(
     minPosition,
     newestCommitTs,
   };
-
-  if (spec.kind === 'fact') {
-    const versions = new Map<string, VersionedRow>();
-    const deletes = new Map<string, DeleteMark>();
-    for (const c of rowsOfKeys) {
-      // The same change is the same (key, lsn, seq), whatever epoch it was redelivered under.
-      const identity = `${c.key}@${c.row.lsn}#${c.row.seq}`;
-      if (c.op === 'delete')
-        deletes.set(identity, {
-          key: c.key,
-          epoch: c.row.epoch,
-          lsn: c.row.lsn,
-          seq: c.row.seq,
-          commitTs: c.row.commitTs,
-        });
-      else versions.set(identity, c.row);
-    }
-    const upserts = [...versions.values()];
-    const dates = new Set<string>();
-    const references: Partial<Record<WarehouseTableName, Set<number>>> = {};
-    for (const c of spec.columns) {
-      if (!c.references) continue;
-      for (const row of upserts) {
-        const value = row.values[c.name];
-        if (value === null) continue;
-        if (c.references === 'dim_date') dates.add(value as string);
-        else (references[c.references] ??= new Set()).add(value as number);
-      }
-    }
-    return {
-      ...base,
-      upserts,
-      deletes: [...deletes.values()],
-      dates: [...dates].sort(),
-      references: Object.fromEntries(
-        Object.entries(references).map(([t, set]) => [t, [...set].sort(ascending)]),
-      ),
-    };
-  }
 
   const upsertsByKey = new Map<number, VersionedRow[]>();
   const deletesByKey = new Map<number, DeleteMark>();
