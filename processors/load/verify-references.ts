@@ -110,8 +110,11 @@ export interface ReferenceFindings {
   dates: string[];
 }
 
-/** Checks every reference of every fact table in `tables`; run it inside verify's snapshot. */
-export async function checkReferences(
+/**
+ * Checks every reference of every fact table in `tables` and collects the dates they name; verify
+ * runs it inside its snapshot.
+ */
+export async function findReferences(
   warehouse: ClientBase,
   tables: readonly WarehouseTableName[],
   limit: number,
@@ -137,6 +140,15 @@ export async function checkReferences(
     });
   }
   return { report, dates: [...dates] };
+}
+
+/** Checks every reference of every fact table in `tables` (findReferences, without the dates). */
+export async function checkReferences(
+  warehouse: ClientBase,
+  tables: readonly WarehouseTableName[],
+  limit: number,
+): Promise<ReferenceReport> {
+  return (await findReferences(warehouse, tables, limit)).report;
 }
 
 /** What to do about dangling references, for the report. */

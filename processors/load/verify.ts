@@ -9,8 +9,8 @@ import { quoteIdent } from '../../core/warehouse-sql';
 import { dimDateRow } from '../../core/star-mapping';
 import { renderOutstanding, type OutstandingReport } from './outstanding-problems';
 import {
-  checkReferences,
   DANGLING_ADVICE,
+  findReferences,
   type DanglingReference,
   type ReferenceFindings,
   type ReferenceReport,
@@ -812,7 +812,7 @@ export async function verifyWarehouse(
     const tasks = [
       ...VERIFIED_TABLES.filter(large).map(tableTask),
       ...facts.map((table, i) => async (lane: Lane) => {
-        references[i] = await checkReferences(lane.warehouse, [table], limit);
+        references[i] = await findReferences(lane.warehouse, [table], limit);
       }),
       ...VERIFIED_TABLES.filter((t) => !large(t)).map(tableTask),
     ];
