@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Client } from 'pg';
 import { startEmbeddedCluster, type EmbeddedCluster } from '../local/embedded-postgres';
-import { verifyWarehouse } from '../processors/load/verify';
+import { SNAPSHOT_SETTINGS, verifyWarehouse } from '../processors/load/verify';
 
 /**
  * `totes verify`'s comparison alone, on what `npm run bench:coldstart -- --keep` left: starts the
@@ -16,7 +16,8 @@ import { verifyWarehouse } from '../processors/load/verify';
  *
  * `--explain`: instead, one run on one connection per side, every statement verify sends timed
  * (milliseconds, side, the statement's first words), then each statement again under
- * `EXPLAIN (ANALYZE, BUFFERS)` in a REPEATABLE READ transaction, its plan printed.
+ * `EXPLAIN (ANALYZE, BUFFERS)` in a REPEATABLE READ transaction with verify's settings, its plan
+ * printed.
  *
  *   node --import tsx bench/cold-start-verify.ts /tmp/totes-bench-coldstart-XXXX [--runs 3] [--one-connection] [--explain]
  */
@@ -78,7 +79,7 @@ async function explain(open: (side: Side) => Promise<Client>): Promise<void> {
   for (const side of ['source', 'warehouse'] as const) {
     const client = await open(side);
     try {
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      await client.query(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; ${SNAPSHOT_SETTINGS}`);
       for (const q of statements.filter(
         (x) => x.side === side && !/to_regclass|pg_export_snapshot/.test(x.text),
       )) {

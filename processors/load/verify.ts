@@ -620,7 +620,7 @@ const BEGIN_SNAPSHOT = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
  * two connections per side, and at 1M rows parallel plans cost 20–30% more CPU for no shorter run
  * (bench/README.md).
  */
-const SNAPSHOT_SETTINGS =
+export const SNAPSHOT_SETTINGS =
   "SET LOCAL DateStyle = 'ISO'; SET LOCAL work_mem = '64MB'; SET LOCAL max_parallel_workers_per_gather = 0";
 
 /**
