@@ -361,6 +361,11 @@ const SOURCE_TABLES = [
  * their text is (what compareTable compares): each type's output is one text per value. Casts,
  * not `to_char` (0.6–0.8 µs a call: at 1M rows it was most of verify's time), and no text at all
  * where the type's own hash will do (digestSql).
+ * A time's own hash folds its 64-bit microseconds to 32 bits (hashint8extended: low half XOR high
+ * half) before hashing: two times of day at millisecond precision (time(3), timestamp(3), as
+ * totesys and the warehouse hold them) never fold alike — they would have to lie D·2^32 µs ± 31 µs
+ * apart with D ≤ 20, and no such span is a whole number of milliseconds — so for them it is as
+ * good as text; sub-millisecond times could, rarely, collide.
  */
 function canonical(type: WarehouseType, sql: string, text: boolean): string {
   if (text) return `(${sql})::text`;
