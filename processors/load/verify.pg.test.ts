@@ -495,6 +495,96 @@ describe('verifyWarehouse (real Postgres)', () => {
     expect(report.ok).toBe(false);
   });
 
+  it("finds any column's values swapped between two rows: each row's hash counts on its own", async () => {
+    // Every column still holds the same values, only in other rows: a sum of hashes linear in the
+    // columns' hashes (as a record hash is, modulo 2^64) would often not see it.
+    const { source, warehouse } = await pair();
+    /** Swaps `column` between the rows of keys a and b, in a transaction rolled back after the digest. */
+    const digestSwapped = async (table: VerifiedTable, column: string, a: string, b: string) => {
+      const key = WAREHOUSE_TABLES[table].key;
+      await warehouse.query('BEGIN');
+      try {
+        await warehouse.query(
+          `UPDATE "${table}" AS t SET "${column}" = o."${column}" FROM "${table}" AS o
+            WHERE (t."${key}", o."${key}") IN (($1::int, $2::int), ($2, $1))`,
+          [a, b],
+        );
+        return await tableDigest(warehouse, 'warehouse', table);
+      } finally {
+        await warehouse.query('ROLLBACK');
+      }
+    };
+    let swaps = 0;
+    for (const table of VERIFIED_TABLES) {
+      const spec = WAREHOUSE_TABLES[table];
+      const expected = await tableDigest(source, 'source', table);
+      const relation = spec.kind === 'fact' ? `${table}_current` : table;
+      for (const c of spec.columns.filter((c) => c.name !== spec.key)) {
+        // Up to four pairs of rows (in key order) that differ in the column.
+        const { rows } = await warehouse.query<{ a: string; b: string }>(
+          `SELECT a::text, b::text FROM (
+             SELECT "${spec.key}" AS a, lead("${spec.key}") OVER w AS b,
+                    "${c.name}" IS DISTINCT FROM lead("${c.name}") OVER w AS differ, row_number() OVER w AS i
+               FROM "${relation}" WINDOW w AS (ORDER BY "${spec.key}")) AS p
+            WHERE differ AND b IS NOT NULL AND i % 2 = 1 ORDER BY a LIMIT 4`,
+        );
+        for (const { a, b } of rows) {
+          const after = await digestSwapped(table, c.name, a, b);
+          expect({ table, column: c.name, a, b, rows: after.rows, same: after.sum === expected.sum }).toEqual(
+            {
+              table,
+              column: c.name,
+              a,
+              b,
+              rows: expected.rows,
+              same: false,
+            },
+          );
+          swaps += 1;
+        }
+      }
+    }
+    expect(swaps).toBeGreaterThan(100);
+    // And verify reads such a table's rows and names both.
+    await warehouse.query(
+      `UPDATE "dim_staff" AS t SET "first_name" = o."first_name" FROM "dim_staff" AS o
+        WHERE (t."staff_id", o."staff_id") IN ((1, 2), (2, 1))`,
+    );
+    const report = await verify(source, warehouse);
+    expect(report.ok).toBe(false);
+    expect(tableOf(report, 'dim_staff')).toMatchObject({ comparedBy: 'rows', different: 2 });
+  });
+
+  it('compares the dates the source keeps as text as text, and needs no particular DateStyle', async () => {
+    // The source's text date `2023-1-5` is not the warehouse's 2023-01-05, although it means it.
+    const { source, warehouse } = await pair();
+    const { rows } = await source.query(
+      `SELECT "agreed_payment_date" AS d FROM "sales_order" WHERE "sales_order_id" = 1`,
+    );
+    const [y, m, d] = (rows[0].d as string).split('-');
+    const loose = `${y}-${Number(m)}-${Number(d)}`;
+    // Some date of the source with a leading zero to drop (the export's are all YYYY-MM-DD).
+    expect(loose).not.toBe(rows[0].d);
+    // Sessions that print dates otherwise: verify's own transactions say ISO.
+    await source.query(`SET DateStyle = 'SQL, DMY'`);
+    await warehouse.query(`SET DateStyle = 'German'`);
+    expect((await verifyWarehouse(source, warehouse)).ok).toBe(true);
+
+    await source.query(`UPDATE "sales_order" SET "agreed_payment_date" = $1 WHERE "sales_order_id" = 1`, [
+      loose,
+    ]);
+    const report = await verifyWarehouse(source, warehouse);
+    expect(tableOf(report, 'fact_sales_order').differences).toEqual([
+      {
+        kind: 'different',
+        key: '1',
+        columns: [{ column: 'agreed_payment_date', source: loose, warehouse: rows[0].d }],
+      },
+    ]);
+    // The session's own setting is left as it was.
+    expect((await warehouse.query('SHOW DateStyle')).rows[0].DateStyle).toBe('German, DMY');
+  });
+
   it('finds re-read versions: consecutive versions of a key with equal row hashes and no delete between', async () => {
     const { source, warehouse } = await pair();
     const T = 'fact_sales_order';
@@ -703,6 +793,49 @@ describe('verifyWarehouse (real Postgres)', () => {
       '    fact_payment.payment_date → dim_date.date_id: 1 row, 1 missing key: 1999-12-31',
     );
     expect(text).toMatch(/warehouse differs from the source in dim_date and in 24 of 24 references\n$/);
+  });
+
+  it('counts the rows and the distinct keys of each dangling reference, its first keys in order', async () => {
+    // design_id: a reference counted per value in the fact's one scan; transaction_id (dim_transaction,
+    // a row per payment): an anti-join of every version. Both must say the same things.
+    const { source, warehouse } = await pair();
+    const old = (table: WarehouseTableName, key: number, set: Record<string, string>) =>
+      addVersion(warehouse, table, key, { lsn: '0/0', hash: null, snapshot: false, set });
+    await old('fact_sales_order', 3, { design_id: '990100' });
+    await old('fact_sales_order', 4, { design_id: '990100' });
+    await old('fact_payment', 5, { transaction_id: '990202' });
+    await old('fact_payment', 3, { transaction_id: '990202' });
+    await old('fact_payment', 4, { transaction_id: '990201' });
+
+    const report = await verify(source, warehouse);
+    expect(report.ok).toBe(false);
+    expect(report.tables.every((t) => t.differences.length === 0)).toBe(true);
+    expect(report.references.dangling).toEqual([
+      {
+        table: 'fact_sales_order',
+        column: 'design_id',
+        references: 'dim_design',
+        rows: 2,
+        keys: 1,
+        examples: ['990100'],
+      },
+      {
+        table: 'fact_payment',
+        column: 'transaction_id',
+        references: 'dim_transaction',
+        rows: 3,
+        keys: 2,
+        examples: ['990201', '990202'],
+      },
+    ]);
+    const few = await verify(source, warehouse, { limit: 1 });
+    expect(few.references.dangling.map((d) => [d.rows, d.keys, d.examples])).toEqual([
+      [2, 1, ['990100']],
+      [3, 2, ['990201']],
+    ]);
+    expect(renderVerifyReport(few)).toContain(
+      '    fact_payment.transaction_id → dim_transaction.transaction_id: 3 rows, 2 missing keys: 990201, …',
+    );
   });
 
   it('fails on an empty source or an empty warehouse: comparing nothing proves nothing', async () => {
