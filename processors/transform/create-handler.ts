@@ -413,7 +413,7 @@ export function createTransformHandler(
         });
         const mapped = toWarehouseRows(schema.table, schema.columns, batch);
         for (const r of mapped.rejected) rejected.push(r);
-        for (const row of mapped.rows) await writer.append(row);
+        await writer.appendRows(mapped.rows);
       };
       for await (const chunk of chunks) {
         bytesIn += chunk.length;
