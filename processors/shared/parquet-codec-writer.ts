@@ -4,9 +4,12 @@ import * as thrift from '@dsnp/parquetjs/dist/gen-nodejs/parquet_types';
 import * as codec from '@dsnp/parquetjs/dist/lib/codec';
 import type { ParquetField } from '@dsnp/parquetjs/dist/lib/declare';
 import { toPrimitive } from '@dsnp/parquetjs/dist/lib/types';
-import { getBitWidth, serializeThrift } from '@dsnp/parquetjs/dist/lib/util';
+import { cloneInteger, getBitWidth, serializeThrift } from '@dsnp/parquetjs/dist/lib/util';
 import Int64 from 'node-int64';
 import type { WarehouseRow, WarehouseValue } from '../../core/warehouse-model';
+import { serializeCompact } from './parquet-codec-thrift';
+
+const serialize = (obj: Thrift): Buffer => serializeCompact(obj, serializeThrift);
 
 /**
  * A column-at-a-time Parquet writer for the codec's flat files (every column an OPTIONAL leaf,
@@ -45,6 +48,8 @@ export interface ColumnSpec {
 
 type Thrift = Record<string, unknown>;
 const T = thrift as unknown as Record<string, new () => Thrift> & {
+  FieldRepetitionType: Record<string, number>;
+  ConvertedType: Record<string, number>;
   PageType: Record<string, number>;
   Encoding: Record<string, number>;
   Type: Record<string, number>;
@@ -248,7 +253,7 @@ class ColumnBuffer {
     v2.definition_levels_byte_length = dLevelsBuf.length;
     v2.repetition_levels_byte_length = 0;
     v2.is_compressed = false;
-    const page = Buffer.concat([serializeThrift(header as never), dLevelsBuf, valuesBuf]);
+    const page = Buffer.concat([serialize(header), dLevelsBuf, valuesBuf]);
 
     const lastPage = this.pages[this.pages.length - 1];
     this.pages.push({
@@ -343,7 +348,7 @@ class ColumnBuffer {
     metadata.columnIndex = columnIndex;
     encodings.push(T.Encoding.RLE);
     encodings.push(T.Encoding[field.encoding!]);
-    const metadataBuf = serializeThrift(metadata as never);
+    const metadataBuf = serialize(metadata);
     const body = [...pages.map((p) => p.page), metadataBuf];
     return {
       body,
@@ -501,8 +506,7 @@ export async function openColumnarWriter(
     flush,
     async close(userMetadata) {
       await flush();
-      envelope.writeIndex();
-      await envelope.writeFooter(userMetadata);
+      await writeIndexAndFooter(internal, schema, userMetadata);
       await envelope.close();
     },
   };
@@ -533,4 +537,87 @@ export async function openColumnarWriter(
     groupRows = 0;
     await internal.writeSection(Buffer.concat(body, length));
   }
+}
+
+/**
+ * lib/writer.js ParquetEnvelopeWriter writeIndex and writeFooter (encodeFooter), with the Thrift
+ * serialised by serializeCompact and the indexes written in one piece.
+ */
+async function writeIndexAndFooter(
+  envelope: {
+    offset: Int64;
+    rowCount: Int64;
+    rowGroups: Thrift[];
+    writeSection(buf: Buffer): Promise<unknown>;
+  },
+  schema: ParquetSchema,
+  userMetadata: Record<string, string>,
+): Promise<void> {
+  const pieces: Buffer[] = [];
+  let length = 0;
+  const base = envelope.offset.valueOf();
+  schema.fieldList.forEach((_field, i) => {
+    for (const group of envelope.rowGroups) {
+      const column = (group.columns as Thrift[])[i];
+      if (!column) continue;
+      const meta = column.meta_data as Thrift | undefined;
+      if (meta?.columnIndex) {
+        const body = serialize(meta.columnIndex as Thrift);
+        delete meta.columnIndex;
+        column.column_index_offset = cloneInteger(new Int64(base + length));
+        column.column_index_length = body.length;
+        pieces.push(body);
+        length += body.length;
+      }
+      if (meta?.offsetIndex) {
+        const body = serialize(meta.offsetIndex as Thrift);
+        delete meta.offsetIndex;
+        column.offset_index_offset = cloneInteger(new Int64(base + length));
+        column.offset_index_length = body.length;
+        pieces.push(body);
+        length += body.length;
+      }
+    }
+  });
+  if (length > 0) await envelope.writeSection(Buffer.concat(pieces, length));
+
+  const metadata = new T.FileMetaData();
+  metadata.version = 1;
+  metadata.created_by = '@dsnp/parquetjs';
+  metadata.num_rows = envelope.rowCount;
+  metadata.row_groups = envelope.rowGroups;
+  const elements: Thrift[] = [];
+  metadata.schema = elements;
+  const keyValues: Thrift[] = [];
+  metadata.key_value_metadata = keyValues;
+  for (const k in userMetadata) {
+    const kv = new T.KeyValue();
+    kv.key = k;
+    kv.value = userMetadata[k];
+    keyValues.push(kv);
+  }
+  const root = new T.SchemaElement();
+  root.name = 'root';
+  root.num_children = Object.keys(schema.fields).length;
+  elements.push(root);
+  for (const field of schema.fieldList) {
+    const element = new T.SchemaElement();
+    element.name = field.name;
+    element.repetition_type = T.FieldRepetitionType[field.repetitionType];
+    if (field.isNested) element.num_children = field.fieldCount;
+    else element.type = T.Type[field.primitiveType!];
+    if (field.originalType) element.converted_type = T.ConvertedType[field.originalType];
+    if (element.converted_type === T.ConvertedType.DECIMAL) {
+      element.precision = field.precision;
+      element.scale = field.scale || 0;
+    }
+    element.type_length = field.typeLength;
+    elements.push(element);
+  }
+  const encoded = serialize(metadata);
+  const footer = Buffer.alloc(encoded.length + 8);
+  encoded.copy(footer);
+  footer.writeUInt32LE(encoded.length, encoded.length);
+  footer.write('PAR1', encoded.length + 4);
+  await envelope.writeSection(footer);
 }
