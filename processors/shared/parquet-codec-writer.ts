@@ -561,19 +561,16 @@ async function writeIndexAndFooter(
       const column = (group.columns as Thrift[])[i];
       if (!column) continue;
       const meta = column.meta_data as Thrift | undefined;
-      if (meta?.columnIndex) {
-        const body = serialize(meta.columnIndex as Thrift);
-        delete meta.columnIndex;
-        column.column_index_offset = cloneInteger(new Int64(base + length));
-        column.column_index_length = body.length;
-        pieces.push(body);
-        length += body.length;
-      }
-      if (meta?.offsetIndex) {
-        const body = serialize(meta.offsetIndex as Thrift);
-        delete meta.offsetIndex;
-        column.offset_index_offset = cloneInteger(new Int64(base + length));
-        column.offset_index_length = body.length;
+      if (!meta) continue;
+      for (const [index, prefix] of [
+        ['columnIndex', 'column_index'],
+        ['offsetIndex', 'offset_index'],
+      ] as const) {
+        if (!meta[index]) continue;
+        const body = serialize(meta[index] as Thrift);
+        delete meta[index];
+        column[`${prefix}_offset`] = cloneInteger(new Int64(base + length));
+        column[`${prefix}_length`] = body.length;
         pieces.push(body);
         length += body.length;
       }
