@@ -86,7 +86,18 @@ function columnTypes(table: WarehouseTableName): [string, Physical][] {
   ];
 }
 
+/** Each table's schema, built once (the writers only read it): fast mode writes many small files. */
+const schemas = new Map<WarehouseTableName, ParquetSchema>();
 function schemaFor(table: WarehouseTableName): ParquetSchema {
+  let schema = schemas.get(table);
+  if (!schema) {
+    schema = buildSchema(table);
+    schemas.set(table, schema);
+  }
+  return schema;
+}
+
+function buildSchema(table: WarehouseTableName): ParquetSchema {
   const fields: ConstructorParameters<typeof ParquetSchema>[0] = {};
   for (const [name, type] of columnTypes(table))
     fields[name] =

@@ -392,8 +392,9 @@ export function createTransformHandler(
   ): Promise<Encoded> {
     const out: Buffer[] = [];
     const sink = new Writable({
+      // The Parquet writer hands over fresh buffers it never touches again: kept, not copied.
       write(chunk, _enc, done) {
-        out.push(Buffer.from(chunk));
+        out.push(chunk);
         done();
       },
     });
