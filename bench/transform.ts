@@ -199,7 +199,7 @@ async function encodeRows(
 ): Promise<number> {
   const { sink, size } = collector();
   const writer = await openParquetWriter(target, sink, { libraryShredding });
-  for (const row of rows) await writer.append(row);
+  await writer.appendRows(rows);
   await writer.close();
   return size();
 }
@@ -217,7 +217,7 @@ async function streamObject(o: TableObject, target: WarehouseTableName): Promise
     });
     const mapped = toWarehouseRows(o.schema.table, o.schema.columns, batch);
     if (mapped.rejected.length) throw new Error(`${o.table}: ${mapped.rejected[0].reason}`);
-    for (const row of mapped.rows) await writer.append(row);
+    await writer.appendRows(mapped.rows);
   };
   for (const chunk of chunksOf(o.csv)) await take(decoder.push(chunk));
   await take(decoder.end());

@@ -468,15 +468,17 @@ export function parseCsvRecords(text: string): (string | null)[][] {
   const n = text.length;
   let i = text.charCodeAt(0) === 0xfeff ? 1 : 0; // a byte-order mark is not data
   let record: (string | null)[] = [];
+  // Character codes, not one-character strings; an unquoted field is scanned once (its end and
+  // any quote in it together).
   while (i < n) {
     let value: string | null;
-    if (text[i] === '"') {
+    if (text.charCodeAt(i) === QUOTE) {
       let out = '';
       let start = i + 1;
       for (;;) {
         const q = text.indexOf('"', start);
         if (q < 0) throw new CsvSyntaxError(records.length + 1, 'unterminated quoted field');
-        if (text[q + 1] === '"') {
+        if (text.charCodeAt(q + 1) === QUOTE) {
           out += text.slice(start, q + 1);
           start = q + 2;
           continue;
@@ -488,23 +490,27 @@ export function parseCsvRecords(text: string): (string | null)[][] {
       value = out;
     } else {
       let end = i;
-      while (end < n && text[end] !== ',' && text[end] !== '\n' && text[end] !== '\r') end++;
-      const raw = text.slice(i, end);
-      if (raw.includes('"')) throw new CsvSyntaxError(records.length + 1, 'quote inside an unquoted field');
-      value = raw === '' ? null : raw;
+      let quoted = false;
+      for (; end < n; end++) {
+        const c = text.charCodeAt(end);
+        if (c === COMMA || c === LF || c === CR) break;
+        if (c === QUOTE) quoted = true;
+      }
+      if (quoted) throw new CsvSyntaxError(records.length + 1, 'quote inside an unquoted field');
+      value = end === i ? null : text.slice(i, end);
       i = end;
     }
     record.push(value);
     if (i >= n) break;
-    const c = text[i];
-    if (c === ',') {
+    if (text.charCodeAt(i) === COMMA) {
       i++;
-      if (i >= n || text[i] === '\n' || text[i] === '\r')
+      const next = text.charCodeAt(i); // NaN past the end
+      if (i >= n || next === LF || next === CR)
         record.push(null); // trailing empty field
       else continue;
     }
-    if (text[i] === '\r') i++;
-    if (i < n && text[i] !== '\n')
+    if (text.charCodeAt(i) === CR) i++;
+    if (i < n && text.charCodeAt(i) !== LF)
       throw new CsvSyntaxError(records.length + 1, `unexpected ${JSON.stringify(text[i])} after a field`);
     i++;
     records.push(record);
@@ -513,6 +519,11 @@ export function parseCsvRecords(text: string): (string | null)[][] {
   if (record.length > 0) records.push(record);
   return records;
 }
+
+const QUOTE = 0x22;
+const COMMA = 0x2c;
+const LF = 0x0a;
+const CR = 0x0d;
 
 /*
  * Where objects live in the ingestion bucket. The Firehose prefix expressions are the single source

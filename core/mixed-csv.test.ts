@@ -68,3 +68,76 @@ describe('mixed-table CSV (fast mode)', () => {
     expect(parseMixedObjectKey('totesys/_mixed/2025/02/28/x')).toBeUndefined();
   });
 });
+
+describe('splitMixedCsv against a character-by-character split', () => {
+  /** The split as it was first written: every character tested, every record appended on its own. */
+  function reference(text: string) {
+    const segments = new Map<string, { table: string; fingerprint: string; text: string }>();
+    let current: { table: string; fingerprint: string; text: string } | undefined;
+    let recordStart = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+    let inQuotes = false;
+    const take = (start: number, end: number) => {
+      if (start >= end) return;
+      const line = text.slice(start, end);
+      if (line.startsWith('@layout,')) {
+        const [, table, fingerprint, ...rest] = line.replace(/\r?\n$/, '').split(',');
+        if (!table || !/^[0-9a-f]{16}$/.test(fingerprint ?? '') || rest.length) throw new Error('malformed');
+        const id = `${table}/${fingerprint}`;
+        current = segments.get(id) ?? { table, fingerprint, text: '' };
+        segments.set(id, current);
+        return;
+      }
+      if (!current) throw new Error('data first');
+      current.text += line;
+    };
+    for (let i = recordStart; i < text.length; i++) {
+      const c = text[i];
+      if (c === '"') inQuotes = !inQuotes;
+      else if (c === '\n' && !inQuotes) {
+        take(recordStart, i + 1);
+        recordStart = i + 1;
+      }
+    }
+    take(recordStart, text.length);
+    return [...segments.values()];
+  }
+
+  it('gives the same segments for records of any shape, quotes and line ends included', () => {
+    const pieces = [
+      '@layout,currency,0123456789abcdef\n',
+      '@layout,staff,fedcba9876543210\n',
+      '@layout,staff,fedcba9876543210',
+      'insert,1,0/1,0,ts,,,,1,GBP\n',
+      'update,1,0/2,1,ts,,,,2,"a ""quoted"" value"\n',
+      'insert,1,0/3,2,ts,,,,3,"two\nlines\n@layout,x,0123456789abcdef\n"\n',
+      'insert,1,0/4,3,ts,,,,4,"open quote\n',
+      '\r\n',
+      '\n',
+      'x,y"z\n',
+      '"',
+    ];
+    let seed = 11;
+    const random = (below: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed % below;
+    };
+    for (let i = 0; i < 2000; i++) {
+      const text =
+        (random(5) === 0 ? '\ufeff' : '') +
+        Array.from({ length: random(8) }, () => pieces[random(pieces.length)]).join('');
+      let expected: unknown;
+      try {
+        expected = reference(text);
+      } catch {
+        expected = 'throws';
+      }
+      let actual: unknown;
+      try {
+        actual = splitMixedCsv(text);
+      } catch {
+        actual = 'throws';
+      }
+      expect([text, actual]).toEqual([text, expected]);
+    }
+  });
+});

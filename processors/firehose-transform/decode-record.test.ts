@@ -1,5 +1,5 @@
 import { decodeChangeBatch, InvalidChangeBatchError } from '../../core/change-event';
-import { decodeRecordData, isPlainChangeBatch } from './decode-record';
+import { decodeRecordData, decodeStrictBase64, isPlainChangeBatch } from './decode-record';
 
 /**
  * decodeRecordData must return (or throw) exactly what decodeChangeBatch does for the same bytes:
@@ -121,5 +121,52 @@ describe('decodeRecordData', () => {
     expect(batch.changes.map((c) => c.epoch)).toEqual([
       1764600000000, 7, 1764600000000, 1764600000000, 1764600000000,
     ]);
+  });
+});
+
+describe('decodeStrictBase64', () => {
+  /** The definition it replaced: the bytes, when encoding them again gives back the same text. */
+  const reference = (data: string) => {
+    const bytes = Buffer.from(data, 'base64');
+    return bytes.toString('base64') === data ? bytes : undefined;
+  };
+
+  it('accepts exactly what encoding the decoded bytes again gives back', () => {
+    const texts: string[] = [
+      '',
+      '=',
+      '==',
+      '====',
+      'QQ==',
+      'QR==',
+      'QUI=',
+      'QUJ=',
+      'QUJD',
+      'QQ=A',
+      'Q===',
+      'QQ',
+    ];
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_ \n\t.é*';
+    let seed = 7;
+    const random = (below: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed % below;
+    };
+    for (let i = 0; i < 3000; i++) {
+      const bytes = Buffer.from(Array.from({ length: random(12) }, () => random(256)));
+      const good = bytes.toString('base64');
+      texts.push(good);
+      // One character replaced, inserted or removed, anywhere.
+      const at = random(good.length + 1);
+      const c = alphabet[random(alphabet.length)];
+      texts.push(good.slice(0, at) + c + good.slice(at + 1));
+      texts.push(good.slice(0, at) + c + good.slice(at));
+      texts.push(good.slice(0, at) + good.slice(at + 1));
+    }
+    for (const text of texts) {
+      const expected = reference(text);
+      const actual = decodeStrictBase64(text);
+      expect([text, actual?.toString('hex')]).toEqual([text, expected?.toString('hex')]);
+    }
   });
 });

@@ -1,8 +1,5 @@
 import { Writable } from 'node:stream';
 import { ParquetReader, ParquetSchema, ParquetWriter } from '@dsnp/parquetjs';
-// The library's own value conversion, as its shredder calls it (see flatShredder).
-import { getParquetTypeDataObject, toPrimitive } from '@dsnp/parquetjs/dist/lib/types';
-import type { ParquetField } from '@dsnp/parquetjs/dist/lib/declare';
 import {
   SOURCE_POSITION_COLUMNS,
   WAREHOUSE_TABLES,
@@ -11,6 +8,7 @@ import {
   type WarehouseTableName,
   type WarehouseValue,
 } from '../../core/warehouse-model';
+import { openColumnarWriter, type ColumnSpec } from './parquet-codec-writer';
 
 // The row types moved to core/warehouse-model.ts (the pure mapping needs them); re-exported here so
 // existing imports keep working.
@@ -88,7 +86,18 @@ function columnTypes(table: WarehouseTableName): [string, Physical][] {
   ];
 }
 
+/** Each table's schema, built once (the writers only read it): fast mode writes many small files. */
+const schemas = new Map<WarehouseTableName, ParquetSchema>();
 function schemaFor(table: WarehouseTableName): ParquetSchema {
+  let schema = schemas.get(table);
+  if (!schema) {
+    schema = buildSchema(table);
+    schemas.set(table, schema);
+  }
+  return schema;
+}
+
+function buildSchema(table: WarehouseTableName): ParquetSchema {
   const fields: ConstructorParameters<typeof ParquetSchema>[0] = {};
   for (const [name, type] of columnTypes(table))
     fields[name] =
@@ -146,19 +155,41 @@ function canonicalDateParts(text: string): [number, number, number] | undefined 
 /** A non-NULL canonical value as the writer takes it, per physical type (see toPhysical). */
 type ToPhysical = (value: Exclude<WarehouseValue, null | undefined>, column: string) => unknown;
 
+/** `YYYY-MM-DD` (or what DATE_TEXT reads) → its date; throws the codec's error for anything else. */
+function dateOf(value: Exclude<WarehouseValue, null | undefined>, column: string): Date {
+  const text = String(value);
+  const parts = canonicalDateParts(text);
+  const m = parts ? undefined : DATE_TEXT.exec(text);
+  if (!parts && !m)
+    throw new ParquetCodecError(`column ${column}: ${JSON.stringify(value)} is not a YYYY-MM-DD date`);
+  const [year, month, day] = parts ?? [Number(m![1]), Number(m![2]), Number(m![3])];
+  // Not Date.UTC: it maps years 0–99 to 1900–1999, which would move `0099-01-01` by 1900 years.
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
+  return date;
+}
+
+const MS_PER_DAY = 86_400_000;
+/** Days since the epoch of a date text (the columnar writer's DATE); a few thousand distinct, so cached. */
+const daysOfText = new Map<string, number>();
+function dateDays(value: Exclude<WarehouseValue, null | undefined>, column: string): number {
+  const cached = typeof value === 'string' ? daysOfText.get(value) : undefined;
+  if (cached !== undefined) return cached;
+  const days = dateOf(value, column).getTime() / MS_PER_DAY;
+  if (typeof value === 'string' && daysOfText.size < 100_000) daysOfText.set(value, days);
+  return days;
+}
+
+/** numeric(10,2) text → its unscaled value (cents), never through a float: at most 10 digits. */
+function moneyCents(value: Exclude<WarehouseValue, null | undefined>, column: string): number {
+  const m = MONEY_TEXT.exec(String(value));
+  if (!m) throw new ParquetCodecError(`column ${column}: ${JSON.stringify(value)} is not a numeric(10,2)`);
+  const cents = Number(m[2] + (m[3] ?? '').padEnd(MONEY.scale, '0'));
+  return m[1] ? -cents : cents;
+}
+
 const TO_PHYSICAL: Record<Physical, ToPhysical> = {
-  DATE(value, column) {
-    const text = String(value);
-    const parts = canonicalDateParts(text);
-    const m = parts ? undefined : DATE_TEXT.exec(text);
-    if (!parts && !m)
-      throw new ParquetCodecError(`column ${column}: ${JSON.stringify(value)} is not a YYYY-MM-DD date`);
-    const [year, month, day] = parts ?? [Number(m![1]), Number(m![2]), Number(m![3])];
-    // Not Date.UTC: it maps years 0–99 to 1900–1999, which would move `0099-01-01` by 1900 years.
-    const date = new Date(0);
-    date.setUTCFullYear(year, month - 1, day);
-    return date;
-  },
+  DATE: dateOf,
   TIME_MILLIS(value, column) {
     const millis = typeof value === 'string' ? canonicalTimeMillis(value) : undefined;
     if (millis !== undefined) return millis;
@@ -170,12 +201,8 @@ const TO_PHYSICAL: Record<Physical, ToPhysical> = {
     );
   },
   DECIMAL(value, column) {
-    const m = MONEY_TEXT.exec(String(value));
-    if (!m) throw new ParquetCodecError(`column ${column}: ${JSON.stringify(value)} is not a numeric(10,2)`);
-    // The unscaled value (cents) from the digits, never through a float: at most 10 digits.
-    const cents = Number(m[2] + (m[3] ?? '').padEnd(MONEY.scale, '0'));
     const bytes = Buffer.allocUnsafe(MONEY.bytes);
-    bytes.writeIntBE(m[1] ? -cents : cents, 0, MONEY.bytes);
+    bytes.writeIntBE(moneyCents(value, column), 0, MONEY.bytes);
     return bytes;
   },
   INT64: (value) => BigInt(value as number),
@@ -247,156 +274,88 @@ export function warehouseRowOf(
  */
 export interface ParquetTableWriter {
   append(row: WarehouseRow): Promise<void>;
+  /** append for each row, in order, waiting only when a row group is written. */
+  appendRows(rows: readonly WarehouseRow[]): Promise<void>;
   /** Rows appended so far. */
   readonly rows: number;
   /** Writes the last row group and the footer. */
   close(): Promise<void>;
 }
 
+function refuse(column: string, value: unknown, what: string): never {
+  throw new ParquetCodecError(`column ${column}: ${JSON.stringify(value)} is not ${what}`);
+}
+
+/** The columnar writer's view of a table's columns (parquet-codec-writer.ts). */
+function columnSpecs(types: readonly [string, Physical][]): ColumnSpec[] {
+  return types.map(([name, kind]) => ({
+    name,
+    kind,
+    refuse,
+    toNumber:
+      kind === 'DATE'
+        ? dateDays
+        : kind === 'DECIMAL'
+          ? moneyCents
+          : kind === 'TIME_MILLIS'
+            ? (value, column) => TO_PHYSICAL.TIME_MILLIS(value, column) as number
+            : undefined,
+  }));
+}
+
 export async function openParquetWriter(
   table: WarehouseTableName,
   sink: Writable,
-  /** `libraryShredding`: every row through the library's appendRow (the flat shredder's reference). */
+  /** `libraryShredding`: every row through the library's appendRow (the columnar writer's reference). */
   options: { rowGroupRows?: number; libraryShredding?: boolean } = {},
 ): Promise<ParquetTableWriter> {
   const types = columnTypes(table);
+  const rowGroupRows = options.rowGroupRows ?? ROW_GROUP_ROWS;
+  const schema = schemaFor(table);
+  const columnar = options.libraryShredding
+    ? undefined
+    : await openColumnarWriter(schema, columnSpecs(types), sink, { rowGroupRows });
+  let rows = 0;
+  if (columnar) {
+    let closed = false;
+    const appendRows = async (list: readonly WarehouseRow[]) => {
+      if (closed) throw new Error('writer was closed');
+      for (const row of list) {
+        rows += 1;
+        if (columnar.add(row)) await columnar.flush();
+      }
+    };
+    return {
+      append: (row) => appendRows([row]),
+      appendRows,
+      get rows() {
+        return rows;
+      },
+      async close() {
+        if (closed) throw new Error('writer was closed');
+        closed = true;
+        await columnar.close({ [TABLE_METADATA_KEY]: table });
+      },
+    };
+  }
   // Typed as a file stream, but only write() and end() are used.
   const stream = sink as unknown as Parameters<typeof ParquetWriter.openStream>[1];
-  const rowGroupRows = options.rowGroupRows ?? ROW_GROUP_ROWS;
-  const writer = await ParquetWriter.openStream(schemaFor(table), stream, { rowGroupSize: rowGroupRows });
+  const writer = await ParquetWriter.openStream(schema, stream, { rowGroupSize: rowGroupRows });
   writer.setMetadata(TABLE_METADATA_KEY, table);
-  const shred = options.libraryShredding ? undefined : flatShredder(writer, types, rowGroupRows);
-  let rows = 0;
+  const append = async (row: WarehouseRow) => {
+    await writer.appendRow(physicalRow(types, row));
+    rows += 1;
+  };
   return {
-    async append(row) {
-      if (!shred?.(row)) await writer.appendRow(physicalRow(types, row));
-      rows += 1;
+    append,
+    async appendRows(list) {
+      for (const row of list) await append(row);
     },
     get rows() {
       return rows;
     },
     close: () => writer.close(),
   };
-}
-
-/** The parts of the library's row buffer (lib/shred.js RecordBuffer) the flat shredder fills. */
-interface ColumnBuffer {
-  dlevels: number[];
-  rlevels: number[];
-  values: unknown[];
-  distinct_values: Set<unknown>;
-  count: number;
-}
-interface RowBuffer {
-  rowCount?: number;
-  pageRowCount?: number;
-  columnData?: Record<string, ColumnBuffer>;
-}
-interface LibraryWriter {
-  rowBuffer: RowBuffer;
-  envelopeWriter: { pageSize: number } | null;
-}
-
-/**
- * The library's appendRow shreds each row through its generic Dremel code (lib/shred.js
- * shredRecord), which for every row builds a throw-away buffer per column — four arrays and a Set
- * for each of ~30 columns — and then copies it into the row group's buffer. bench:pipeline found
- * shredding most of the Parquet encoding's CPU and a large part of the garbage collector's. Every
- * column here is a flat OPTIONAL leaf, for which shredding is one append per column: repetition
- * level 0, definition level 1 with the value (0 without), the value converted by the library's
- * own `toPrimitive` and added to the column's distinct values, exactly what shredRecord appends.
- *
- * Returns a function that shreds a row into the open row group and returns true, or false when the
- * row must go through appendRow: the first row of a row group (appendRow sets the buffer up) and a
- * row that fills a page or the row group (appendRow encodes and writes them). Undefined when the
- * writer is not as expected (a library upgrade): every row then takes appendRow.
- * parquet-codec.test.ts holds both paths to identical bytes.
- */
-function flatShredder(
-  writer: ParquetWriter,
-  types: readonly [string, Physical][],
-  rowGroupRows: number,
-): ((row: WarehouseRow) => boolean) | undefined {
-  const internal = writer as unknown as LibraryWriter;
-  const pageSize = internal.envelopeWriter?.pageSize;
-  if (typeof pageSize !== 'number' || typeof internal.rowBuffer !== 'object') return undefined;
-  const columns: {
-    name: string;
-    path: string;
-    physical: ToPhysical;
-    convert: (value: unknown) => unknown;
-  }[] = [];
-  for (const [name, type] of types) {
-    const field = writer.schema.fields[name];
-    if (!field || field.isNested || field.repetitionType !== 'OPTIONAL' || field.dLevelMax !== 1)
-      return undefined;
-    const primitive = field.originalType ?? field.primitiveType!;
-    columns.push({
-      name,
-      path: field.path.join(','),
-      physical: TO_PHYSICAL[type],
-      convert: converterOf(primitive, field),
-    });
-  }
-  // Each column's buffer, looked up once per row group (appendRow makes a new one per row group;
-  // a page only empties its arrays) instead of by path for every value.
-  let outs: ColumnBuffer[] = [];
-  let outsOf: Record<string, ColumnBuffer> | undefined;
-  if (writer.schema.fieldList.length !== columns.length) return undefined;
-  return (row) => {
-    const buffer = internal.rowBuffer;
-    const data = buffer.columnData;
-    if (
-      data === undefined ||
-      buffer.rowCount === undefined ||
-      buffer.pageRowCount === undefined ||
-      buffer.rowCount + 1 >= rowGroupRows ||
-      buffer.pageRowCount + 1 >= pageSize
-    )
-      return false;
-    if (data !== outsOf) {
-      outs = columns.map((c) => data[c.path]);
-      outsOf = data;
-    }
-    for (let i = 0; i < columns.length; i++) {
-      const column = columns[i];
-      const out = outs[i];
-      const raw = row[column.name];
-      const value = raw === null || raw === undefined ? undefined : column.physical(raw, column.name);
-      out.rlevels.push(0);
-      if (value === undefined) out.dlevels.push(0);
-      else {
-        out.distinct_values.add(value);
-        out.values.push(column.convert(value));
-        out.dlevels.push(1);
-      }
-      out.count += 1;
-    }
-    buffer.rowCount += 1;
-    buffer.pageRowCount += 1;
-    return true;
-  };
-}
-
-/**
- * What the flat shredder pushes for a value: the library's `toPrimitive`, resolved once per column
- * (the library looks the type up and, for DECIMAL and TIME, builds its converter on every call) —
- * except text and money, which go in as they are. For those the library makes a Buffer of the value
- * here (of a string; a copy of toPhysical's fresh 5-byte Buffer), and its plain encoder then copies
- * every value into another Buffer anyway (`Buffer.from(values[i])`, lib/codec/plain.js
- * encodeValues_BYTE_ARRAY and encodeValues_FIXED_LEN_BYTE_ARRAY), which gives the same bytes from
- * the value itself: one allocation and copy per value fewer, the same file
- * (parquet-codec.write.test.ts).
- */
-function converterOf(primitive: string, field: ParquetField): (value: unknown) => unknown {
-  if (primitive === 'UTF8' || (primitive === 'DECIMAL' && field.primitiveType === 'FIXED_LEN_BYTE_ARRAY'))
-    return (value) => value;
-  const resolved = getParquetTypeDataObject(
-    primitive as Parameters<typeof getParquetTypeDataObject>[0],
-    field,
-  );
-  if (typeof resolved?.toPrimitive === 'function') return resolved.toPrimitive;
-  return (value) => toPrimitive(primitive, value, field);
 }
 
 /** Encodes rows of one warehouse table as a Parquet file (in memory). */
@@ -413,7 +372,7 @@ export async function encodeParquet(
     },
   });
   const writer = await openParquetWriter(table, sink, options);
-  for (const row of rows) await writer.append(row);
+  await writer.appendRows(rows);
   await writer.close();
   return Buffer.concat(chunks);
 }
@@ -499,7 +458,6 @@ function envelopeOf(reader: ParquetReader): EnvelopeAccess {
   return reader as unknown as EnvelopeAccess;
 }
 
-const MS_PER_DAY = 86_400_000;
 /** Days since the epoch → `YYYY-MM-DD`; a few thousand distinct dates at most, so cached. */
 const dateTexts = new Map<number, string>();
 function dateText(days: number): string {

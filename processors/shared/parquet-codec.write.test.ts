@@ -4,8 +4,8 @@ import type { TotesysTable } from '../../core/totesys-tables';
 import { decodeParquet, encodeParquet } from './parquet-codec';
 
 /**
- * The writer's flat shredder (parquet-codec.ts flatShredder) against the library's own appendRow:
- * the same rows must give the same bytes, across row groups, with NULLs in every kind of column.
+ * The columnar writer (parquet-codec-writer.ts) against the library's own appendRow: the same rows
+ * must give the same bytes, across row groups and pages, with NULLs in every kind of column.
  */
 
 /** Rows of `table` from the mapping: upserts with varied values, deletes (mostly NULL), a truncate. */
@@ -26,7 +26,7 @@ function rowsOf(table: TotesysTable, count: number) {
   return { target: mapped.table, rows: mapped.rows };
 }
 
-describe('the flat shredder', () => {
+describe('the columnar writer against the library', () => {
   it.each(['payment', 'sales_order', 'purchase_order', 'address', 'currency'] as const)(
     '%s: the same bytes as the library shredding, over several row groups',
     async (table) => {
@@ -78,5 +78,52 @@ describe('the flat shredder', () => {
     await expect(encodeParquet(target, [{ ...rows[0], created_time: '12:34:5x.000' }])).rejects.toThrow(
       'is not an HH:MM:SS.mmm time',
     );
+  });
+});
+
+describe("the columnar writer, beyond the mapping's rows", () => {
+  it('writes several pages per row group as the library does (more rows than a page)', async () => {
+    const { target, rows } = rowsOf('payment', 61);
+    // 8,192 rows make a page (the library's default); 9,000 rows in one row group make two.
+    const many = Array.from({ length: 9000 }, (_, i) => ({
+      ...rows[i % rows.length],
+      _seq: i,
+      _lsn: `0/${(i >> 3).toString(16).toUpperCase()}`,
+    }));
+    const options = { rowGroupRows: 10_000 };
+    const fast = await encodeParquet(target, many, options);
+    expect(fast.equals(await encodeParquet(target, many, { ...options, libraryShredding: true }))).toBe(true);
+    expect((await decodeParquet(fast)).rows).toEqual(many);
+  });
+
+  it('writes money extremes, repeated values and all-NULL columns the same as the library', async () => {
+    const { target, rows } = rowsOf('payment', 20);
+    const amounts = ['-99999999.99', '99999999.99', '0.00', '-0.00', '-1.00', '1.00', '-0.01', '0.01'];
+    const varied = rows.map((row, i) => ({
+      ...row,
+      payment_amount: amounts[i % amounts.length],
+      paid: i % 3 === 0 ? null : i % 2 === 0,
+      _row_hash: null,
+      _commit_ts: i < 10 ? 'same' : 'later',
+      payment_date: i % 4 === 0 ? '0099-01-01' : '2024-02-29',
+    }));
+    for (const rowGroupRows of [3, 4096]) {
+      const fast = await encodeParquet(target, varied, { rowGroupRows });
+      const library = await encodeParquet(target, varied, { rowGroupRows, libraryShredding: true });
+      expect(fast.equals(library)).toBe(true);
+    }
+  });
+
+  it('refuses a value of the wrong kind for its column, naming the column', async () => {
+    const { target, rows } = rowsOf('payment', 1);
+    await expect(encodeParquet(target, [{ ...rows[0], _lsn: 12 }])).rejects.toThrow('column _lsn');
+    await expect(encodeParquet(target, [{ ...rows[0], payment_id: '12' }])).rejects.toThrow(
+      'column payment_id',
+    );
+    await expect(encodeParquet(target, [{ ...rows[0], payment_id: 2 ** 31 }])).rejects.toThrow(
+      'column payment_id',
+    );
+    await expect(encodeParquet(target, [{ ...rows[0], _seq: 1.5 }])).rejects.toThrow('column _seq');
+    await expect(encodeParquet(target, [{ ...rows[0], paid: 't' }])).rejects.toThrow('column paid');
   });
 });

@@ -392,8 +392,9 @@ export function createTransformHandler(
   ): Promise<Encoded> {
     const out: Buffer[] = [];
     const sink = new Writable({
+      // The Parquet writer hands over fresh buffers it never touches again: kept, not copied.
       write(chunk, _enc, done) {
-        out.push(Buffer.from(chunk));
+        out.push(chunk);
         done();
       },
     });
@@ -413,7 +414,7 @@ export function createTransformHandler(
         });
         const mapped = toWarehouseRows(schema.table, schema.columns, batch);
         for (const r of mapped.rejected) rejected.push(r);
-        for (const row of mapped.rows) await writer.append(row);
+        await writer.appendRows(mapped.rows);
       };
       for await (const chunk of chunks) {
         bytesIn += chunk.length;
