@@ -65,6 +65,9 @@ const RULES: readonly Rule[] = [
     stage: LOAD_PARQUET,
     strong: true,
   },
+  // The columnar writer and its Thrift writer only ever encode.
+  { path: 'processors/shared/parquet-codec-writer', stage: TRANSFORM_PARQUET, strong: true },
+  { path: 'processors/shared/parquet-codec-thrift', stage: TRANSFORM_PARQUET, strong: true },
   { path: 'processors/load/', stage: 'load', strong: true },
   { path: 'processors/transform/', stage: 'transform', strong: true },
   { path: 'processors/firehose-transform/', stage: 'firehose record transformation', strong: true },
