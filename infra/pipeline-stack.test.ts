@@ -236,6 +236,7 @@ describe('pipeline stack: functions', () => {
     expect(render(env('Transform').PROCESSED_BUCKET)).toBe('totes-processed-<AWS::AccountId>-<AWS::Region>');
     expect(render(env('Load').WAREHOUSE_SECRET_ARN)).toMatch(/WarehouseLoadSecretAttachment/);
     // For ChangeMessageVisibility after a busy warehouse (the event source's grant allows it).
+    expect(env('Load').LOAD_MAX_RECEIVE_COUNT).toBe('100');
     expect(env('Load').LOAD_QUEUE_URL).toEqual({ Ref: logicalId(template, 'AWS::SQS::Queue', 'LoadQueue') });
     expect(render(env('Reconcile').WAREHOUSE_SECRET_ARN)).toMatch(/WarehouseReportingSecretAttachment/);
     expect(

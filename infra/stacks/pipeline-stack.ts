@@ -223,6 +223,7 @@ export class PipelineStack extends Stack {
     // back in seconds rather than after the queue's 30 minutes (processors/load/retry-delay.ts):
     // ChangeMessageVisibility, which the SQS event source's grant already includes.
     this.load.function.addEnvironment('LOAD_QUEUE_URL', this.loadQueue.queueUrl);
+    this.load.function.addEnvironment('LOAD_MAX_RECEIVE_COUNT', String(config.load.maxReceiveCount));
 
     this.migrate = new PipelineFunction(this, 'Migrate', {
       ...common,

@@ -85,6 +85,8 @@ export interface LoadHandlerDeps {
    * warehouse was busy comes back after `loadRetryDelaySeconds`, not the queue's 30 minutes.
    */
   changeVisibility?: (receiptHandle: string, seconds: number) => Promise<void>;
+  /** The load queue's redrive maxReceiveCount: only the first half of the receives come back sooner. */
+  maxReceiveCount?: number;
 }
 
 /**
@@ -500,7 +502,8 @@ export function createLoadHandler(
     processRecord: (record, _metrics, logger) => processRecord(record, logger),
     invalidEvent: (issues) => new InvalidS3EventError(issues),
     retryable: (failures) => new LoadRetryableError(failures),
-    retryDelaySeconds: loadRetryDelaySeconds,
+    retryDelaySeconds: (error, receiveCount) =>
+      loadRetryDelaySeconds(error, receiveCount, deps.maxReceiveCount),
     changeVisibility: deps.changeVisibility,
   });
 }

@@ -89,8 +89,11 @@ describe('load Lambda entry (real Postgres)', () => {
     const queued = lambdaDeps({
       WAREHOUSE_URL: url,
       LOAD_QUEUE_URL: 'https://sqs.eu-west-2.amazonaws.com/1/totes-load',
+      LOAD_MAX_RECEIVE_COUNT: '100',
     });
     expect(typeof queued.changeVisibility).toBe('function');
+    expect(queued.maxReceiveCount).toBe(100);
+    expect(deps.maxReceiveCount).toBeUndefined();
     await queued.warehouse.end();
     expect(() => handler({})).toThrow(/runs in AWS Lambda only/);
   });

@@ -37,6 +37,13 @@ const CONNECT_TIMEOUT_MS = 10_000;
  */
 const STATEMENT_TIMEOUT_MS = 60_000;
 /**
+ * A wait for a lock (another load's fact-table lock, a row another transaction inserted) ends
+ * before the statement timeout, with its own SQLSTATE (55P03), so the load knows it met a busy
+ * warehouse, not a slow statement of its own, and comes back in seconds (retry-delay.ts).
+ * https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-LOCK-TIMEOUT
+ */
+const LOCK_TIMEOUT_MS = 45_000;
+/**
  * A function killed mid-transaction (timeout, out of memory) leaves its connection open until TCP
  * notices, holding its row and advisory locks; the server ends such a session after this long.
  * https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-IDLE-IN-TRANSACTION-SESSION-TIMEOUT
@@ -73,6 +80,7 @@ export function lazyWarehouse(
       idleTimeoutMillis: POOL_IDLE_TIMEOUT_MS,
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
       statement_timeout: STATEMENT_TIMEOUT_MS,
+      lock_timeout: LOCK_TIMEOUT_MS,
       idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_TIMEOUT_MS,
       application_name: 'totes-load',
     });
@@ -138,12 +146,14 @@ export function lambdaDeps(env: NodeJS.ProcessEnv): LoadHandlerDeps & { warehous
   // Powertools Logger (processors/shared/lambda-logger.ts): level from LOG_LEVEL, set by the stack.
   const logger = lambdaLogger('load', env);
   const queueUrl = env.LOAD_QUEUE_URL?.trim();
+  const maxReceiveCount = Number(env.LOAD_MAX_RECEIVE_COUNT);
   return {
     s3: new S3Client(awsClientConfig()),
     warehouse: lazyWarehouse(config, { secrets: new SecretsManagerClient(awsClientConfig()), logger }),
     logger,
     // Without it (S3 invoking the function directly) a failure is retried as the invoker retries.
     changeVisibility: queueUrl ? queueVisibility(new SQSClient(awsClientConfig()), queueUrl) : undefined,
+    maxReceiveCount: Number.isInteger(maxReceiveCount) && maxReceiveCount > 0 ? maxReceiveCount : undefined,
   };
 }
 

@@ -12,34 +12,51 @@ const pgError = (code: string, message = 'server said no') => Object.assign(new 
 describe('loadRetryDelaySeconds', () => {
   const noJitter = () => 0;
 
-  it('retries a load that timed out behind a lock after seconds, not the queue’s 30 minutes', () => {
+  it('retries a load that waited past the lock timeout after seconds, not the queue’s 30 minutes', () => {
     const timedOut = new WarehouseUnavailableError('fact_payment', 1, {
+      cause: pgError('55P03', 'canceling statement due to lock timeout'),
+    });
+    expect(loadRetryDelaySeconds(timedOut, 1, undefined, noJitter)).toBe(BUSY_RETRY_FIRST_SECONDS);
+  });
+
+  it('leaves a statement timeout (the object’s own statement too slow) to the queue', () => {
+    const slow = new WarehouseUnavailableError('fact_payment', 1, {
       cause: pgError('57014', 'canceling statement due to statement timeout'),
     });
-    expect(loadRetryDelaySeconds(timedOut, 1, noJitter)).toBe(BUSY_RETRY_FIRST_SECONDS);
+    expect(loadRetryDelaySeconds(slow, 1, undefined, noJitter)).toBeUndefined();
+  });
+
+  it('comes back sooner only in the first half of the queue’s receives', () => {
+    const e = pgError('40P01');
+    expect([1, 2, 3].map((n) => loadRetryDelaySeconds(e, n, 5, noJitter))).toEqual([15, 30, undefined]);
+    expect(loadRetryDelaySeconds(e, 50, 100, noJitter)).toBe(BUSY_RETRY_MAX_SECONDS);
+    expect(loadRetryDelaySeconds(e, 51, 100, noJitter)).toBeUndefined();
+    expect(loadRetryDelaySeconds(e, 1, 1, noJitter)).toBeUndefined();
   });
 
   it.each(['55P03', '40P01', '40001'])('treats SQLSTATE %s as a busy warehouse', (code) => {
     const e = new WarehouseUnavailableError('fact_sales_order', 3, { cause: pgError(code) });
-    expect(loadRetryDelaySeconds(e, 1, noJitter)).toBe(BUSY_RETRY_FIRST_SECONDS);
+    expect(loadRetryDelaySeconds(e, 1, undefined, noJitter)).toBe(BUSY_RETRY_FIRST_SECONDS);
   });
 
   it('doubles the delay with each receive, up to the cap', () => {
-    const e = pgError('57014');
-    const delays = [1, 2, 3, 4, 5, 6, 7, 8, 100].map((n) => loadRetryDelaySeconds(e, n, noJitter));
+    const e = pgError('55P03');
+    const delays = [1, 2, 3, 4, 5, 6, 7, 8, 100].map((n) => loadRetryDelaySeconds(e, n, undefined, noJitter));
     expect(delays).toEqual([15, 30, 60, 120, 240, 480, 600, 600, 600]);
     expect(Math.max(...(delays as number[]))).toBe(BUSY_RETRY_MAX_SECONDS);
   });
 
   it('adds up to half the delay again at random, so collided loads spread out', () => {
     const e = pgError('40P01');
-    expect(loadRetryDelaySeconds(e, 2, () => 0)).toBe(30);
-    expect(loadRetryDelaySeconds(e, 2, () => 0.5)).toBe(38);
-    expect(loadRetryDelaySeconds(e, 2, () => 0.999)).toBe(45);
+    expect(loadRetryDelaySeconds(e, 2, undefined, () => 0)).toBe(30);
+    expect(loadRetryDelaySeconds(e, 2, undefined, () => 0.5)).toBe(38);
+    expect(loadRetryDelaySeconds(e, 2, undefined, () => 0.999)).toBe(45);
   });
 
   it('takes a missing receive count as the first receive', () => {
-    expect(loadRetryDelaySeconds(pgError('57014'), undefined, noJitter)).toBe(BUSY_RETRY_FIRST_SECONDS);
+    expect(loadRetryDelaySeconds(pgError('55P03'), undefined, undefined, noJitter)).toBe(
+      BUSY_RETRY_FIRST_SECONDS,
+    );
   });
 
   it('leaves a warehouse that is down, or any other failure, to the queue’s visibility timeout', () => {

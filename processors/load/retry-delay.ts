@@ -14,11 +14,13 @@
  */
 
 /**
- * SQLSTATEs of a warehouse that is busy rather than down: statement timeout or cancel (a lock
- * wait is the usual cause), lock_not_available, deadlock_detected, serialization_failure.
+ * SQLSTATEs of a warehouse that is busy rather than down: lock_not_available (a lock wait past the
+ * load session's lock_timeout, handler.ts), deadlock_detected, serialization_failure. Not 57014
+ * (statement timeout): that is also a statement of the object's own that is too slow, which
+ * retried every few seconds would hold its fact table's lock again and again.
  * https://www.postgresql.org/docs/current/errcodes-appendix.html
  */
-export const BUSY_SQLSTATES: ReadonlySet<string> = new Set(['57014', '55P03', '40P01', '40001']);
+export const BUSY_SQLSTATES: ReadonlySet<string> = new Set(['55P03', '40P01', '40001']);
 
 /** The first delay, doubled on each further receive up to BUSY_RETRY_MAX_SECONDS. */
 export const BUSY_RETRY_FIRST_SECONDS = 15;
@@ -40,14 +42,20 @@ export function sqlStateInChain(error: unknown): string | undefined {
  * Seconds until the message should be handed out again, or undefined to leave it to the queue's
  * visibility timeout (anything but a busy warehouse: unreachable, refused, a bug).
  * `receiveCount` is SQS's ApproximateReceiveCount of this receive (1 the first time).
+ * `maxReceiveCount`, the queue's redrive policy: only the first half of the receives come back
+ * sooner, so a warehouse busy for long still takes its second half 30 minutes apart before the
+ * dead-letter queue (with 5 receives: 2 sooner, then 3 × 30 minutes), as docs/deploy.md says.
  */
 export function loadRetryDelaySeconds(
   error: unknown,
   receiveCount: number | undefined,
+  maxReceiveCount?: number,
   random: () => number = Math.random,
 ): number | undefined {
   const state = sqlStateInChain(error);
   if (!state || !BUSY_SQLSTATES.has(state)) return undefined;
+  if (maxReceiveCount !== undefined && (receiveCount ?? 1) > Math.floor(maxReceiveCount / 2))
+    return undefined;
   const doublings = Math.max(0, Math.min((receiveCount ?? 1) - 1, 16));
   const base = Math.min(BUSY_RETRY_FIRST_SECONDS * 2 ** doublings, BUSY_RETRY_MAX_SECONDS);
   // Up to half as much again, at random.

@@ -15,7 +15,7 @@ import { migrateWarehouse } from './migrate';
 import { BUSY_RETRY_FIRST_SECONDS } from './retry-delay';
 
 /**
- * A load that waits behind another transaction's lock until the statement timeout must come back
+ * A load that waits behind another transaction's lock until its lock timeout must come back
  * within seconds, not after the load queue's 30-minute visibility timeout (processors/load/retry-delay.ts).
  * Real s3rver, real warehouse; the other transaction is a session holding the fact table's lock.
  */
@@ -33,8 +33,8 @@ beforeAll(async () => {
   s3 = await startS3rver({ dataDir, buckets: [BUCKET] });
   client = s3ClientFor(s3.endpoint);
   url = await createTestDatabase('load_retry_sooner');
-  // As the load function's pool, with a statement timeout short enough for a test.
-  pool = new Pool({ connectionString: url, max: 2, statement_timeout: 500 });
+  // As the load function's pool (a lock timeout below the statement timeout), short enough for a test.
+  pool = new Pool({ connectionString: url, max: 2, statement_timeout: 10_000, lock_timeout: 500 });
   const c = await pool.connect();
   await migrateWarehouse(c);
   c.release();
@@ -95,7 +95,7 @@ it('shortens the visibility of a message whose load timed out behind a lock, and
     // Assess: the blocked load failed and comes back in seconds; the missing bucket (not a busy
     // warehouse) is left to the queue's visibility timeout; the loadable one loaded.
     expect(report.objects.map((o) => o.status)).toEqual(['failed', 'loaded', 'failed']);
-    expect(report.objects[0].reason).toMatch(/statement timeout/);
+    expect(report.objects[0].reason).toMatch(/lock timeout/);
     expect(report.batchItemFailures).toEqual([
       { itemIdentifier: event.Records[0].messageId },
       { itemIdentifier: event.Records[2].messageId },
