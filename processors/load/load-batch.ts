@@ -427,11 +427,10 @@ export class BatchBuilder {
 }
 
 /**
- * foldChecked for a fact, a row at a time: the same batch, its work spread over the slices a part
- * is added in rather than done in one piece when the part is finished (while the warehouse waits
- * for its next statement: bench:load).
+ * What every part carries whatever its table, gathered a row at a time: its lowest and highest
+ * position, newest commit time, keys, TRUNCATEs and snapshot rows (foldChecked and FactFold).
  */
-class FactFold {
+class PartCommon {
   private maxPosition: Position | null = null;
   private minPosition: Position | null = null;
   private newestCommitTs: string | null = null;
@@ -439,6 +438,50 @@ class FactFold {
   private readonly truncates = new Map<string, TableEvent>();
   /** Snapshot rows and end markers, in order (snapshotParts). */
   private readonly snapshotRows: CheckedRow[] = [];
+
+  add(c: CheckedRow): void {
+    const row = c.row;
+    if (!this.maxPosition || compareChecked(row, this.maxPosition) > 0)
+      this.maxPosition = { epoch: row.epoch, lsn: row.lsn, seq: row.seq };
+    if (!this.minPosition || compareChecked(row, this.minPosition) < 0)
+      this.minPosition = { epoch: row.epoch, lsn: row.lsn, seq: row.seq };
+    if (row.commitTs !== this.newestCommitTs)
+      this.newestCommitTs = newestTimestamp(this.newestCommitTs, row.commitTs);
+    if (c.op === 'snapshot' || c.op === 'snapshot_end') this.snapshotRows.push(c);
+    if (c.op === 'truncate')
+      this.truncates.set(`${row.epoch}@${row.lsn}#${row.seq}`, {
+        epoch: row.epoch,
+        lsn: row.lsn,
+        seq: row.seq,
+        commitTs: row.commitTs,
+      });
+    if (!isTableOp(c.op)) this.keys.add(c.key);
+  }
+
+  finish(table: WarehouseTableName, rowCount: number) {
+    const spec = WAREHOUSE_TABLES[table];
+    return {
+      table,
+      kind: spec.kind,
+      sourceTable: spec.source,
+      rowCount,
+      keys: [...this.keys].sort(ascending),
+      truncates: [...this.truncates.values()],
+      snapshots: snapshotParts(spec.source!, this.snapshotRows),
+      maxPosition: this.maxPosition,
+      minPosition: this.minPosition,
+      newestCommitTs: this.newestCommitTs,
+    };
+  }
+}
+
+/**
+ * foldChecked for a fact, a row at a time: the same batch, its work spread over the slices a part
+ * is added in rather than done in one piece when the part is finished (while the warehouse waits
+ * for its next statement: bench:load).
+ */
+class FactFold {
+  private readonly common = new PartCommon();
   private readonly versions = new Map<string, VersionedRow>();
   private readonly deletes = new Map<string, DeleteMark>();
   private readonly dates = new Set<string>();
@@ -452,25 +495,9 @@ class FactFold {
   }
 
   add(c: CheckedRow): void {
-    const row = c.row;
-    if (!this.maxPosition || compareChecked(row, this.maxPosition) > 0)
-      this.maxPosition = { epoch: row.epoch, lsn: row.lsn, seq: row.seq };
-    if (!this.minPosition || compareChecked(row, this.minPosition) < 0)
-      this.minPosition = { epoch: row.epoch, lsn: row.lsn, seq: row.seq };
-    if (row.commitTs !== this.newestCommitTs)
-      this.newestCommitTs = newestTimestamp(this.newestCommitTs, row.commitTs);
-    if (c.op === 'snapshot' || c.op === 'snapshot_end') this.snapshotRows.push(c);
-    if (c.op === 'truncate') {
-      this.truncates.set(`${row.epoch}@${row.lsn}#${row.seq}`, {
-        epoch: row.epoch,
-        lsn: row.lsn,
-        seq: row.seq,
-        commitTs: row.commitTs,
-      });
-      return;
-    }
+    this.common.add(c);
     if (isTableOp(c.op)) return;
-    this.keys.add(c.key);
+    const row = c.row;
     // The same change is the same (key, lsn, seq), whatever epoch it was redelivered under.
     const identity = `${c.key}@${row.lsn}#${row.seq}`;
     if (c.op === 'delete') {
@@ -498,7 +525,6 @@ class FactFold {
   }
 
   finish(rowCount: number): PreparedBatch {
-    const spec = WAREHOUSE_TABLES[this.table];
     const upserts = [...this.versions.values()];
     if (this.replaced) {
       this.dates.clear();
@@ -506,16 +532,7 @@ class FactFold {
       for (const row of upserts) this.refer(row);
     }
     return {
-      table: this.table,
-      kind: spec.kind,
-      sourceTable: spec.source,
-      rowCount,
-      keys: [...this.keys].sort(ascending),
-      truncates: [...this.truncates.values()],
-      snapshots: snapshotParts(spec.source!, this.snapshotRows),
-      maxPosition: this.maxPosition,
-      minPosition: this.minPosition,
-      newestCommitTs: this.newestCommitTs,
+      ...this.common.finish(this.table, rowCount),
       upserts,
       deletes: [...this.deletes.values()],
       dates: [...this.dates].sort(),
@@ -534,42 +551,10 @@ function foldChecked(
   checked: readonly CheckedRow[],
   rowCount: number,
 ): PreparedBatch {
-  const spec = WAREHOUSE_TABLES[table];
-  const source = spec.source!;
-
-  let maxPosition: Position | null = null;
-  let minPosition: Position | null = null;
-  let newestCommitTs: string | null = null;
-  for (const { row } of checked) {
-    if (!maxPosition || compareChecked(row, maxPosition) > 0)
-      maxPosition = { epoch: row.epoch, lsn: row.lsn, seq: row.seq };
-    if (!minPosition || compareChecked(row, minPosition) < 0)
-      minPosition = { epoch: row.epoch, lsn: row.lsn, seq: row.seq };
-    if (row.commitTs !== newestCommitTs) newestCommitTs = newestTimestamp(newestCommitTs, row.commitTs);
-  }
+  const common = new PartCommon();
+  for (const c of checked) common.add(c);
+  const base = common.finish(table, rowCount);
   const rowsOfKeys = checked.filter((c) => !isTableOp(c.op));
-  const keys = [...new Set(rowsOfKeys.map((c) => c.key))].sort(ascending);
-  const truncates = new Map<string, TableEvent>();
-  for (const { op, row } of checked)
-    if (op === 'truncate')
-      truncates.set(`${row.epoch}@${row.lsn}#${row.seq}`, {
-        epoch: row.epoch,
-        lsn: row.lsn,
-        seq: row.seq,
-        commitTs: row.commitTs,
-      });
-  const base = {
-    table,
-    kind: spec.kind,
-    sourceTable: spec.source,
-    rowCount,
-    keys,
-    truncates: [...truncates.values()],
-    snapshots: snapshotParts(source, checked),
-    maxPosition,
-    minPosition,
-    newestCommitTs,
-  };
 
   const upsertsByKey = new Map<number, VersionedRow[]>();
   const deletesByKey = new Map<number, DeleteMark>();
