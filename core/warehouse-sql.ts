@@ -543,8 +543,13 @@ function factStageName(name: WarehouseTableName): string {
 
 /** `COPY <stage> (…) FROM STDIN` (text format): rows as `copyTextLine(factVersionCopyFields(…))`. */
 export function factStageCopy(name: WarehouseTableName): string {
+  return copyVersionsInto(factStageName(name), name);
+}
+
+/** `COPY <target> (<the fact's version columns>) FROM STDIN`. */
+function copyVersionsInto(target: string, name: WarehouseTableName): string {
   const columns = factVersionColumns(name).map((c) => quoteIdent(c.name));
-  return `COPY ${quoteIdent(factStageName(name))} (${columns.join(', ')}) FROM STDIN`;
+  return `COPY ${quoteIdent(target)} (${columns.join(', ')}) FROM STDIN`;
 }
 
 /**
@@ -555,8 +560,7 @@ export function factStageCopy(name: WarehouseTableName): string {
  * (key, _lsn, _seq) constraint, and the caller loads the object again through `factInsertFromStage`.
  */
 export function factCopy(name: WarehouseTableName): string {
-  const columns = factVersionColumns(name).map((c) => quoteIdent(c.name));
-  return `COPY ${quoteIdent(tableOf(name, ['fact'], 'factCopy').name)} (${columns.join(', ')}) FROM STDIN`;
+  return copyVersionsInto(tableOf(name, ['fact'], 'factCopy').name, name);
 }
 
 /** factInsert's statement over the staged versions instead of parameter arrays: the same rows, the same order. */
