@@ -23,7 +23,7 @@ import {
 } from '../../test/support/warehouse-rows';
 import { decodeParquet } from '../shared/parquet-codec';
 import { applyBatch, applyObject, WarehouseDataError, type ApplyOutcome } from './apply-batch';
-import { checkReferences } from './verify-references';
+import { findReferences } from './verify-references';
 import { prepareBatch } from './load-batch';
 import { migrateWarehouse } from './migrate';
 
@@ -266,7 +266,7 @@ describe('applyBatch (real Postgres): delivery does not matter', () => {
     await loadAll(client, facts);
     // No foreign key makes the load write them (migration 007): verify's reference check must pass.
     expect(
-      await checkReferences(client, ['fact_sales_order', 'fact_purchase_order', 'fact_payment'], 5),
+      (await findReferences(client, ['fact_sales_order', 'fact_purchase_order', 'fact_payment'], 5)).report,
     ).toEqual({ checked: 24, dangling: [] });
     const before = await rowsOf('SELECT "staff_id", "_inferred", "first_name" FROM "dim_staff" ORDER BY 1');
     expect(before.length).toBeGreaterThan(0);

@@ -142,15 +142,6 @@ export async function findReferences(
   return { report, dates: [...dates] };
 }
 
-/** Checks every reference of every fact table in `tables` (findReferences, without the dates). */
-export async function checkReferences(
-  warehouse: ClientBase,
-  tables: readonly WarehouseTableName[],
-  limit: number,
-): Promise<ReferenceReport> {
-  return (await findReferences(warehouse, tables, limit)).report;
-}
-
 /** What to do about dangling references, for the report. */
 export const DANGLING_ADVICE =
   'the load writes every row a fact refers to before the fact and never erases one, so a row was ' +
