@@ -2,7 +2,8 @@ import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/clie
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Pool } from 'pg';
+import { Client, Pool } from 'pg';
+import { WAREHOUSE_LOCK_IDS, WAREHOUSE_LOCK_NAMESPACE } from '../../core/warehouse-sql';
 import { createLogger } from '../../core/logger';
 import { s3ClientFor, startS3rver, type LocalS3 } from '../../local/s3rver';
 import { createTestDatabase, waitFor } from '../../test/support/pg';
@@ -25,6 +26,7 @@ import {
   type LoadHandlerDeps,
 } from './create-handler';
 import { migrateWarehouse } from './migrate';
+import { BUSY_RETRY_FIRST_SECONDS } from './retry-delay';
 
 /** A real s3rver (the processed bucket) and a real warehouse database. */
 const BUCKET = 'processed';
@@ -32,13 +34,15 @@ const BUCKET = 'processed';
 let s3: LocalS3;
 let client: S3Client;
 let dataDir: string;
+let url: string;
 let pool: Pool;
 
 beforeAll(async () => {
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-load-s3-'));
   s3 = await startS3rver({ dataDir, buckets: [BUCKET] });
   client = s3ClientFor(s3.endpoint);
-  pool = new Pool({ connectionString: await createTestDatabase('load_handler'), max: 3 });
+  url = await createTestDatabase('load_handler');
+  pool = new Pool({ connectionString: url, max: 3 });
   const c = await pool.connect();
   await migrateWarehouse(c);
   c.release();
@@ -339,6 +343,104 @@ describe('load handler (s3rver + real Postgres)', () => {
     } finally {
       unsubscribe();
       await warehouse.end();
+    }
+  });
+});
+
+/**
+ * A load that waits behind another transaction's lock until its lock timeout must come back within
+ * seconds, not after the load queue's 30-minute visibility timeout (retry-delay.ts). The other
+ * transaction is a session holding the fact table's lock, as a large object's transaction does.
+ */
+describe('a busy warehouse', () => {
+  // As the load function's pool (a lock timeout below the statement timeout), short enough for a test.
+  let lockedOut: Pool;
+  beforeAll(() => {
+    lockedOut = new Pool({ connectionString: url, max: 2, statement_timeout: 10_000, lock_timeout: 500 });
+  });
+  afterAll(() => lockedOut.end());
+
+  /** Another session holding fact_sales_order's lock; returns its release. */
+  async function holdFactLock(): Promise<() => Promise<void>> {
+    const holder = new Client({ connectionString: url });
+    await holder.connect();
+    await holder.query('SELECT pg_advisory_lock($1, $2)', [
+      WAREHOUSE_LOCK_NAMESPACE,
+      WAREHOUSE_LOCK_IDS.fact_sales_order,
+    ]);
+    return () => holder.end();
+  }
+
+  const oneRow = (table: 'fact_sales_order' | 'dim_currency', id: number) =>
+    putObject(objectOf(table, [rowOf(table, id, {}, at(id))]));
+
+  it('shortens the visibility of a message whose load timed out behind a lock, and only of that one', async () => {
+    // Prepare: another session holds the fact table's lock.
+    const release = await holdFactLock();
+    const blocked = await oneRow('fact_sales_order', 9001);
+    const loadable = await oneRow('dim_currency', 9002);
+    const event = sqsEventFactory(
+      [
+        s3EventFactory(blocked),
+        s3EventFactory(loadable),
+        s3EventFactory({ bucket: 'no-such-bucket', key: 'dim_design/x.parquet' }),
+      ],
+      { receiveCount: 1 },
+    );
+    const changed: [string, number][] = [];
+    const { handler } = harness({
+      warehouse: lockedOut,
+      changeVisibility: async (receiptHandle, seconds) => {
+        changed.push([receiptHandle, seconds]);
+      },
+    });
+
+    try {
+      // Act
+      const report = await handler(event);
+
+      // Assess: the blocked load failed and comes back in seconds; the missing bucket (not a busy
+      // warehouse) is left to the queue's visibility timeout; the loadable one loaded.
+      expect(report.objects.map((o) => o.status)).toEqual(['failed', 'loaded', 'failed']);
+      expect(report.objects[0].reason).toMatch(/lock timeout/);
+      expect(report.batchItemFailures).toEqual([
+        { itemIdentifier: event.Records[0].messageId },
+        { itemIdentifier: event.Records[2].messageId },
+      ]);
+      expect(changed).toHaveLength(1);
+      expect(changed[0][0]).toBe(event.Records[0].receiptHandle);
+      expect(changed[0][1]).toBeGreaterThanOrEqual(BUSY_RETRY_FIRST_SECONDS);
+      expect(changed[0][1]).toBeLessThanOrEqual(BUSY_RETRY_FIRST_SECONDS * 1.5);
+    } finally {
+      await release();
+    }
+
+    // Once the lock is gone, the message's next receive loads the object.
+    const again = await handler(sqsEventFactory([s3EventFactory(blocked)], { receiveCount: 2 }));
+    expect(again.objects.map((o) => o.status)).toEqual(['loaded']);
+    expect(again.batchItemFailures).toEqual([]);
+    const { rows } = await pool.query(
+      'SELECT count(*)::int AS n FROM fact_sales_order WHERE sales_order_id = 9001',
+    );
+    expect(rows[0].n).toBe(1);
+  });
+
+  it('still reports the message failed when the visibility cannot be changed', async () => {
+    const release = await holdFactLock();
+    const blocked = await oneRow('fact_sales_order', 9003);
+    const event = sqsEventFactory([s3EventFactory(blocked)]);
+    const { handler, logs } = harness({
+      warehouse: lockedOut,
+      changeVisibility: async () => {
+        throw new Error('AccessDenied: not authorized to perform sqs:ChangeMessageVisibility');
+      },
+    });
+    try {
+      const report = await handler(event);
+      expect(report.batchItemFailures).toEqual([{ itemIdentifier: event.Records[0].messageId }]);
+      expect(logs.find((l) => l.level === 'warn' && String(l.msg).includes('visibility'))).toBeTruthy();
+    } finally {
+      await release();
     }
   });
 });
