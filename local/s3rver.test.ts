@@ -206,11 +206,14 @@ describe('listObjectsSince', () => {
     await withS3(tempDir(), async (client) => {
       await client.send(new PutObjectCommand({ Bucket: 'ingestion', Key: 'p/old', Body: '1' }));
       await client.send(new PutObjectCommand({ Bucket: 'ingestion', Key: 'q/other', Body: '1' }));
-      const [old] = await listObjectsSince(client, 'ingestion', new Date(0), { prefix: 'p/' });
+      // `q/other` was written after `p/old`, so it is the later of the two (or in the same second).
+      const [other] = await listObjectsSince(client, 'ingestion', new Date(0), { prefix: 'q/' });
       // LastModified has whole seconds: write a marker until one lands in a later second than
-      // `old`, and list from the marker's own time. (A `since` from this process' clock raced the
-      // file system's coarser clock: an object written just after it could carry a time before it.)
-      let since = old.lastModified;
+      // both, and list from the marker's own time. (A `since` from this process' clock raced the
+      // file system's coarser clock: an object written just after it could carry a time before it.
+      // Waiting on `p/old` alone failed when a second boundary fell between the first two writes:
+      // `q/other` then shared the new objects' second and sorted after them.)
+      let since = other.lastModified;
       await waitFor(
         'a marker written in the next second',
         async () => {
@@ -218,7 +221,7 @@ describe('listObjectsSince', () => {
           [{ lastModified: since }] = await listObjectsSince(client, 'ingestion', new Date(0), {
             prefix: 'm/',
           });
-          return since.getTime() >= old.lastModified.getTime() + 1000 ? true : undefined;
+          return since.getTime() >= other.lastModified.getTime() + 1000 ? true : undefined;
         },
         10_000,
       );
