@@ -17,9 +17,10 @@ import zlib from 'node:zlib';
  * (BufferSizeInMBs, infra/constructs/delivery-stream.ts) of compressed records, its output is the
  * CSV of the inflated records, base64-encoded (× 4/3), and the CSV is no larger than the JSON it
  * comes from. So a record may shrink at most MAX_RECORD_EXPANSION times: one that would shrink more
- * (a run of identical rows) goes on the stream uncompressed, and the output stays below
- * buffer × MAX_RECORD_EXPANSION × 4/3 (0.5 MiB, the 0.25 MiB hint overshot by a whole record,
- * × 8 × 4/3 ≈ 5.3 MiB).
+ * (very regular rows: totesys' real tables shrink 4–6.4×, test fixtures of near-identical rows
+ * over 8×) goes on the stream uncompressed, and the output stays below the buffer's 0.25 MiB × 8 ×
+ * 4/3 plus one whole record past the hint (≤ 1 MiB × 4/3): ≈ 4 MiB, with room for the hint being
+ * only a hint.
  */
 
 export type RecordCompression = 'gzip' | 'none';

@@ -137,8 +137,9 @@ export class DeliveryStream extends Construct {
                 { parameterName: 'LambdaArn', parameterValue: props.processor.functionArn },
                 // Input per invocation (0.2–3 MB). Capture's records are gzip that inflates at most
                 // 8× (core/record-compression.ts) and the CSV is no larger than the JSON it comes
-                // from, so even a batch twice this hint answers in 0.5 MiB × 8 × 4/3 (base64) ≈
-                // 5.3 MiB, below Lambda's 6 MB response limit. The local delivery stream uses the same.
+                // from, so a batch of this hint plus one whole record answers in at most
+                // (0.25 MiB × 8 + 1 MiB) × 4/3 (base64) ≈ 4 MiB, below Lambda's 6 MB response limit.
+                // The local delivery stream uses the same.
                 { parameterName: 'BufferSizeInMBs', parameterValue: '0.25' },
                 // Firehose's default: a partly filled 1 MiB batch waits at most a minute for the
                 // function; the S3 buffering below adds its own interval after that. Fast mode: at
