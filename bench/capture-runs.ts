@@ -2,6 +2,7 @@ import { DeleteStreamCommand, KinesisClient } from '@aws-sdk/client-kinesis';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { performance } from 'node:perf_hooks';
 import { CaptureService, type CaptureConfig, type CaptureStats } from '../capture/capture-service';
+import { CompressingSink } from '../capture/compressing-sink';
 import { KinesisSink } from '../capture/kinesis-sink';
 import { getSlot } from '../capture/slot';
 import { MemoryStateStore, type CaptureState } from '../capture/state-store';
@@ -149,7 +150,10 @@ export async function captureStream(options: {
           ...options.settings,
         },
         {
-          sink: new KinesisSink({ client: kinesis.client, streamName, logger: options.logger }),
+          // As capture/main.ts builds it (records gzip by default).
+          sink: new CompressingSink(
+            new KinesisSink({ client: kinesis.client, streamName, logger: options.logger }),
+          ),
           state: new MemoryStateStore(state),
           logger: options.logger,
         },
@@ -224,7 +228,10 @@ export async function captureSnapshot(options: {
     const service: CaptureService = new CaptureService(
       { sourceUrl: url, tables: options.tables, slot, publication: options.publication, ...options.settings },
       {
-        sink: new KinesisSink({ client: kinesis.client, streamName, logger: options.logger }),
+        // As capture/main.ts builds it (records gzip by default).
+        sink: new CompressingSink(
+          new KinesisSink({ client: kinesis.client, streamName, logger: options.logger }),
+        ),
         state,
         logger: options.logger,
       },

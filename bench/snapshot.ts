@@ -8,6 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { TOTESYS_TABLES } from '../core/totesys-tables';
 import { silentLogger } from '../core/logger';
 import { ChangeBatcher, type BatchRecord } from '../capture/change-batcher';
+import { CompressingSink } from '../capture/compressing-sink';
 import { KinesisSink } from '../capture/kinesis-sink';
 import { quoteIdent, rawTextClient } from '../capture/pg-text';
 import {
@@ -323,7 +324,9 @@ async function main(): Promise<void> {
           // Once, into kinesalite: its PutRecords handling is the limit here, not the read.
           const streamName = 'bench-snapshot';
           await ensureStream(kinesis.client, streamName, 4);
-          const sink = new KinesisSink({ client: kinesis.client, streamName, logger: silentLogger });
+          const sink = new CompressingSink(
+            new KinesisSink({ client: kinesis.client, streamName, logger: silentLogger }),
+          );
           await measure(
             `into kinesalite, ${SNAPSHOT_CONNECTIONS} conn.`,
             (snapshot) => copyInto(snapshot, SNAPSHOT_CONNECTIONS, async (r) => void (await sink.put(r))),

@@ -16,6 +16,7 @@ describe('captureSettingsFromEnv', () => {
       state: { kind: 'file', path: '.totes/capture-state.json' },
       heartbeatIntervalMs: 10_000,
       logLevel: 'info',
+      recordCompression: 'gzip',
     });
   });
 
@@ -31,6 +32,7 @@ describe('captureSettingsFromEnv', () => {
       TOTES_STATE_S3_URI: 's3://bucket/capture/state.json',
       TOTES_HEARTBEAT_INTERVAL_MS: '500',
       TOTES_LOG_LEVEL: 'debug',
+      TOTES_RECORD_COMPRESSION: 'none',
       AWS_REGION: 'eu-west-2',
     });
     expect(s).toMatchObject({
@@ -43,6 +45,7 @@ describe('captureSettingsFromEnv', () => {
       state: { kind: 's3', bucket: 'bucket', key: 'capture/state.json' },
       heartbeatIntervalMs: 500,
       logLevel: 'debug',
+      recordCompression: 'none',
       region: 'eu-west-2',
     });
   });
@@ -57,6 +60,9 @@ describe('captureSettingsFromEnv', () => {
       /s3:\/\/bucket\/key/,
     );
     expect(() => captureSettingsFromEnv({ ...base, TOTES_LOG_LEVEL: 'loud' })).toThrow(/TOTES_LOG_LEVEL/);
+    expect(() => captureSettingsFromEnv({ ...base, TOTES_RECORD_COMPRESSION: 'zstd' })).toThrow(
+      'TOTES_RECORD_COMPRESSION must be gzip or none, got "zstd"',
+    );
   });
 });
 

@@ -2,6 +2,7 @@ import { TOTESYS_TABLES } from '../core/totesys-tables';
 import type { LogLevel } from '../core/logger';
 import { CAPTURE_DEFAULTS } from './capture-service';
 import { ConfigError } from './source-secret';
+import { RECORD_COMPRESSIONS, type RecordCompression } from '../core/record-compression';
 
 /**
  * Capture's settings, read once from the environment at the entry point and passed down as plain
@@ -35,6 +36,11 @@ export interface CaptureSettings {
   logLevel: LogLevel;
   /** What to do when the slot was invalidated: take a reconciling snapshot, or refuse to start. */
   onSlotLost: 'resync' | 'fail';
+  /**
+   * gzip (the default) or none: how stream records are written (core/record-compression.ts). The
+   * project's readers take both; `none` is for another consumer of the stream that expects JSON.
+   */
+  recordCompression: RecordCompression;
 }
 
 export { ConfigError, sourceUrlFromSecret } from './source-secret';
@@ -79,6 +85,11 @@ export function captureSettingsFromEnv(env: Env): CaptureSettings {
   const onSlotLost = env.TOTES_ON_SLOT_LOST || CAPTURE_DEFAULTS.onSlotLost;
   if (onSlotLost !== 'resync' && onSlotLost !== 'fail')
     throw new ConfigError(`TOTES_ON_SLOT_LOST must be resync or fail, got ${JSON.stringify(onSlotLost)}`);
+  const recordCompression = (env.TOTES_RECORD_COMPRESSION || 'gzip') as RecordCompression;
+  if (!RECORD_COMPRESSIONS.includes(recordCompression))
+    throw new ConfigError(
+      `TOTES_RECORD_COMPRESSION must be ${RECORD_COMPRESSIONS.join(' or ')}, got ${JSON.stringify(env.TOTES_RECORD_COMPRESSION)}`,
+    );
   const tables = (env.TOTES_TABLES || TOTESYS_TABLES.join(','))
     .split(',')
     .map((t) => t.trim())
@@ -106,5 +117,6 @@ export function captureSettingsFromEnv(env: Env): CaptureSettings {
     flushBytes: positiveInt(env, 'TOTES_FLUSH_BYTES', CAPTURE_DEFAULTS.flushBytes),
     logLevel,
     onSlotLost,
+    recordCompression,
   };
 }

@@ -6,6 +6,7 @@ import { awsRequestHandler } from '../aws/request-handler';
 import { createLogger, redactUrl, type Logger } from '../core/logger';
 import { CaptureService } from './capture-service';
 import { captureSettingsFromEnv, sourceUrlFromSecret, type CaptureSettings } from './config';
+import { CompressingSink } from './compressing-sink';
 import { KinesisSink } from './kinesis-sink';
 import { OversizedPayloadSink, S3PayloadStore } from './oversized-sink';
 import { checkSource, FINDING } from './source-checks';
@@ -83,11 +84,13 @@ export async function buildCaptureService(settings: CaptureSettings, logger: Log
   logger.info('capture configured', {
     source: redactUrl(sourceUrl),
     stream: settings.streamName,
+    recordCompression: settings.recordCompression,
     oversizedBucket: settings.oversizedBucket,
     slot: settings.slot,
     publication: settings.publication,
     tables: settings.tables.length,
   });
+  const kinesisSink = new KinesisSink({ client: kinesis, streamName: settings.streamName, logger });
   const service = new CaptureService(
     {
       sourceUrl,
@@ -103,7 +106,7 @@ export async function buildCaptureService(settings: CaptureSettings, logger: Log
     },
     {
       sink: new OversizedPayloadSink({
-        sink: new KinesisSink({ client: kinesis, streamName: settings.streamName, logger }),
+        sink: settings.recordCompression === 'gzip' ? new CompressingSink(kinesisSink) : kinesisSink,
         store: s3 && settings.oversizedBucket ? new S3PayloadStore(s3, settings.oversizedBucket) : null,
         logger,
       }),

@@ -1,11 +1,13 @@
 import { z } from 'zod';
 import { isLsn, lsnToBigInt } from './lsn';
+import { inflateRecord, InvalidCompressedRecordError } from './record-compression';
 
 /**
  * The change-event contract: what capture writes to Kinesis and every later stage reads.
  *
  * One Kinesis record carries one `ChangeBatch`: changes of ONE table that share one column layout,
- * as JSON. Batching many small events per record is what lifts Kinesis' 1,000 records/s per-shard
+ * as JSON, gzip-compressed on the stream unless capture was told not to (core/record-compression.ts:
+ * readers accept both). Batching many small events per record is what lifts Kinesis' 1,000 records/s per-shard
  * ceiling (https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html), and
  * keeping a batch to one table lets Firehose partition records by table.
  *
@@ -148,12 +150,16 @@ export function encodeChangeBatch(batch: ChangeBatch): Buffer {
   return Buffer.from(JSON.stringify(batch), 'utf8');
 }
 
-/** Parses and validates one Kinesis record's data. Throws InvalidChangeBatchError with each issue. */
+/**
+ * Parses and validates one Kinesis record's data, gzip or not (core/record-compression.ts). Throws
+ * InvalidChangeBatchError with each issue.
+ */
 export function decodeChangeBatch(data: Uint8Array | string): ChangeBatch {
   let json: unknown;
   try {
-    json = JSON.parse(typeof data === 'string' ? data : Buffer.from(data).toString('utf8'));
+    json = JSON.parse(typeof data === 'string' ? data : Buffer.from(inflateRecord(data)).toString('utf8'));
   } catch (e) {
+    if (e instanceof InvalidCompressedRecordError) throw new InvalidChangeBatchError(e.message, []);
     throw new InvalidChangeBatchError(`not JSON: ${(e as Error).message}`, []);
   }
   const parsed = ChangeBatchSchema.safeParse(json);

@@ -153,7 +153,7 @@ describe('pipeline stack: Firehose delivery stream', () => {
                   ParameterName: 'LambdaArn',
                   ParameterValue: { 'Fn::GetAtt': [fnLogicalId('FirehoseTransform'), 'Arn'] },
                 },
-                { ParameterName: 'BufferSizeInMBs', ParameterValue: '1' },
+                { ParameterName: 'BufferSizeInMBs', ParameterValue: '0.25' },
               ]),
             },
           ],

@@ -123,7 +123,8 @@ export const DELIVERY_STREAM_DEFAULTS = {
   fileExtension: '.csv',
   pollIntervalMs: 200,
   getRecordsLimit: 1_000,
-  maxInvocationBytes: 1 * MiB,
+  /** The processor's buffer, BufferSizeInMBs as infra/constructs/delivery-stream.ts sets it (and why). */
+  maxInvocationBytes: MiB / 4,
   transformRetries: 3,
   listShardsIntervalMs: 30_000,
   baseBackoffMs: 100,

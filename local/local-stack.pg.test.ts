@@ -72,6 +72,8 @@ it('captures a seeded source into the on-disk stream, restarts capture if it die
       60_000,
     );
     expect(new Set(collector.changes.map((c) => c.table)).size).toBe(11);
+    // Capture runs as in AWS: its records go on the stream gzip (core/record-compression.ts).
+    expect(collector.gzipRecords).toBeGreaterThan(0);
 
     // The supervisor brings capture back after a crash.
     const firstPid = stack.capture.pid!;

@@ -135,9 +135,12 @@ export class DeliveryStream extends Construct {
               type: 'Lambda',
               parameters: [
                 { parameterName: 'LambdaArn', parameterValue: props.processor.functionArn },
-                // Input per invocation. CSV is no larger than the JSON it comes from, so the answer
-                // stays far below Lambda's 6 MB response limit (the local delivery stream uses 1 MiB too).
-                { parameterName: 'BufferSizeInMBs', parameterValue: '1' },
+                // Input per invocation (0.2–3 MB). Capture's records are gzip that inflates at most
+                // 8× (core/record-compression.ts) and the CSV is no larger than the JSON it comes
+                // from, so a batch of this hint plus one whole record answers in at most
+                // (0.25 MiB × 8 + 1 MiB) × 4/3 (base64) ≈ 4 MiB, below Lambda's 6 MB response limit.
+                // The local delivery stream uses the same.
+                { parameterName: 'BufferSizeInMBs', parameterValue: '0.25' },
                 // Firehose's default: a partly filled 1 MiB batch waits at most a minute for the
                 // function; the S3 buffering below adds its own interval after that. Fast mode: at
                 // once (0 to 900 s: https://docs.aws.amazon.com/firehose/latest/dev/data-transformation.html).

@@ -10,6 +10,7 @@ import {
   type IngestionPartitionKeys,
 } from '../../core/csv-codec';
 import { silentLogger, type Logger } from '../../core/logger';
+import { inflateRecord, isGzip } from '../../core/record-compression';
 import { encodeChangeBatchAsMixedCsv } from '../../core/mixed-csv';
 import { decodeRecordData, decodeStrictBase64 } from './decode-record';
 import {
@@ -93,6 +94,7 @@ export const RECORD_FAILURE_CODES = [
   'NotJson',
   'NotAChangeBatch',
   'UnsafeTableName',
+  'InvalidGzip',
 ] as const;
 export type RecordFailureCode = (typeof RECORD_FAILURE_CODES)[number];
 
@@ -106,9 +108,17 @@ interface RecordFailure {
 type RecordOutcome = { ok: true; batch: ChangeBatch; csv: string } | { ok: false; failure: RecordFailure };
 
 function transformRecord(data: string, mixedObjects: boolean): RecordOutcome {
-  const bytes = decodeStrictBase64(data);
+  let bytes = decodeStrictBase64(data);
   if (!bytes)
     return { ok: false, failure: { code: 'InvalidBase64', reason: 'data is not base64', issues: [] } };
+  // Capture gzips its records by default (core/record-compression.ts); its own code for one that
+  // does not inflate, rather than "not JSON".
+  if (isGzip(bytes))
+    try {
+      bytes = inflateRecord(bytes) as Buffer;
+    } catch (e) {
+      return { ok: false, failure: { code: 'InvalidGzip', reason: (e as Error).message, issues: [] } };
+    }
   let batch: ChangeBatch;
   try {
     batch = decodeRecordData(bytes);

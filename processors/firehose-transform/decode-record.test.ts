@@ -1,3 +1,4 @@
+import { gzipSync } from 'node:zlib';
 import { decodeChangeBatch, InvalidChangeBatchError } from '../../core/change-event';
 import { decodeRecordData, decodeStrictBase64, isPlainChangeBatch } from './decode-record';
 
@@ -114,6 +115,20 @@ describe('decodeRecordData', () => {
   it('not JSON, and not UTF-8: the same errors', () => {
     for (const data of [Buffer.from('{"v":1,'), Buffer.from([0xff, 0xfe, 0x7b]), Buffer.from('null')])
       expect(outcome(decodeRecordData, data)).toEqual(outcome(decodeChangeBatch, data));
+  });
+
+  it('inflates a gzip record first, as decodeChangeBatch does, with its errors when it does not inflate', () => {
+    for (const name of Object.keys(EDITS)) {
+      const batch = valid() as Batch;
+      EDITS[name](batch);
+      const data = gzipSync(Buffer.from(JSON.stringify(batch)));
+      expect(outcome(decodeRecordData, data)).toEqual(outcome(decodeChangeBatch, data));
+    }
+    const gz = gzipSync(Buffer.from(JSON.stringify(valid())));
+    expect(decodeRecordData(gz)).toEqual(decodeRecordData(Buffer.from(JSON.stringify(valid()))));
+    const broken = gz.subarray(0, 20);
+    expect(outcome(decodeRecordData, broken)).toEqual(outcome(decodeChangeBatch, broken));
+    expect(() => decodeRecordData(broken)).toThrow(/does not inflate/);
   });
 
   it('copies the batch epoch onto changes that have none, keeping their own', () => {

@@ -6,6 +6,7 @@ import {
   type ChangeBatch,
 } from '../../core/change-event';
 import { isLsn } from '../../core/lsn';
+import { inflateRecord, isGzip } from '../../core/record-compression';
 
 /**
  * decodeChangeBatch with a fast path. The zod schema (core/change-event.ts) validates every change
@@ -76,7 +77,16 @@ export function isPlainChangeBatch(json: unknown): json is ChangeBatch {
 }
 
 /** What decodeChangeBatch returns or throws for the same bytes. */
-export function decodeRecordData(data: Buffer): ChangeBatch {
+export function decodeRecordData(record: Buffer): ChangeBatch {
+  // Capture's records are gzip unless it was told otherwise (core/record-compression.ts); one that
+  // does not inflate gets decodeChangeBatch's error for it.
+  let data = record;
+  if (isGzip(record))
+    try {
+      data = inflateRecord(record) as Buffer;
+    } catch {
+      return decodeChangeBatch(record);
+    }
   let json: unknown;
   try {
     json = JSON.parse(data.toString('utf8'));

@@ -20,6 +20,7 @@ import {
   schemaObjectKey,
 } from '../../core/csv-codec';
 import { createLogger } from '../../core/logger';
+import { compressRecord, isGzip } from '../../core/record-compression';
 import { s3ClientFor, startS3rver } from '../../local/s3rver';
 import { useLocalS3 } from '../../test/support/local-s3';
 import {
@@ -170,6 +171,33 @@ describe('firehose-transform handler (real s3rver)', () => {
     });
     const logged = text.join('');
     for (const secret of ['row contents', 'only one', 'GBP', 'Last 3']) expect(logged).not.toContain(secret);
+  });
+
+  it('inflates gzip records (capture writes them by default) into the same CSV as uncompressed ones; one that does not inflate fails alone', async () => {
+    const staff = staffBatch({ table: 'staff_gzip', firstId: 0, count: HOSTILE_VALUES.length });
+    const raw = encodeChangeBatch(staff);
+    const gzip = await compressRecord(raw);
+    expect(isGzip(gzip)).toBe(true);
+    const records = [
+      firehoseRecordFactory(raw),
+      firehoseRecordFactory(gzip),
+      firehoseRecordFactory(gzip.subarray(0, gzip.length - 8)),
+    ];
+    const { logger, lines, text } = captureLogs();
+    const handler = createHandler({ s3: client, bucket: BUCKET, logger });
+
+    const result = await handler(firehoseEventFactory(records));
+
+    expect(result.records.map((r) => r.result)).toEqual(['Ok', 'Ok', 'ProcessingFailed']);
+    expect(result.records[1].data).toBe(result.records[0].data);
+    expect(result.records[1].metadata).toEqual(result.records[0].metadata);
+    expect(Buffer.from(result.records[1].data, 'base64').toString()).toBe(encodeChangeBatchAsCsv(staff));
+    // The failed record goes to the error prefix as it came, its code says what is wrong.
+    expect(result.records[2].data).toBe(records[2].data);
+    const errors = lines.filter((l) => l.level === 'error');
+    expect(errors.map((l) => [l.recordId, l.errorCode])).toEqual([[records[2].recordId, 'InvalidGzip']]);
+    expect(errors[0].reason).toMatch(/starts as gzip but does not inflate/);
+    expect(text.join('')).not.toContain('Last 3');
   });
 
   it('refuses data that is not strict base64 even where Node would decode it (url-safe alphabet, whitespace, bad padding)', async () => {

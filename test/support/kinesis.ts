@@ -6,6 +6,7 @@ import {
   type KinesisClient,
 } from '@aws-sdk/client-kinesis';
 import { decodeChangeBatch, type Change } from '../../core/change-event';
+import { isGzip } from '../../core/record-compression';
 
 /** One change as tests like to look at it: the row as an object keyed by column name. */
 export interface FlatChange {
@@ -94,6 +95,8 @@ export class StreamCollector {
   private readonly reader: RawStreamReader;
   readonly changes: FlatChange[] = [];
   records = 0;
+  /** Records that came gzip (core/record-compression.ts). */
+  gzipRecords = 0;
 
   constructor(client: Pick<KinesisClient, 'send'>, streamName: string) {
     this.reader = new RawStreamReader(client, streamName);
@@ -104,6 +107,7 @@ export class StreamCollector {
     const before = this.changes.length;
     for (const record of await this.reader.poll()) {
       this.records += 1;
+      if (isGzip(record.data)) this.gzipRecords += 1;
       const batch = decodeChangeBatch(record.data);
       const names = batch.columns.map((c) => c.name);
       for (const change of batch.changes) {
