@@ -52,6 +52,8 @@ const serialize = (obj: Thrift): Buffer => serializeCompact(obj, serializeThrift
  *   only for the columns whose order is signed (all but UTF8), as parquet-mr and Arrow write them.
  * The column index calls a page a null page (one readers skip) when the chunk's NULLs so far, not
  * the page's, are as many as its values: wrong from a row group's second page on; here the page's.
+ * (Not statistics, but read with them to skip pages: the offset index's first_row_index, which the
+ * library writes as 0 for every page; here the page's first row.)
  * And the distinct count of dates and money is the number of values (the library's Set holds a
  * new object per value): not written here (it is optional; no engine here reads it).
  * INT32, INT64, DATE, TIME_MILLIS (signed) and BOOLEAN (false before true) the library compared
@@ -109,6 +111,8 @@ interface Page {
   min: Key | undefined;
   max: Key | undefined;
   first_row_index: number;
+  /** Rows in the page. */
+  rows: number;
   /** The page's distinct values (a Set, as the library's); undefined for dates and money. */
   distinct: Set<unknown> | undefined;
   num_values: number;
@@ -334,10 +338,11 @@ class ColumnBuffer {
       statistics,
       min: this.min,
       max: this.max,
-      // As the library computes it (its pages have no `count`: NaN after the first page).
-      first_row_index: lastPage
-        ? lastPage.first_row_index + (lastPage as unknown as { count: number }).count
-        : 0,
+      // The row group's rows before the page. (The library adds a `count` its pages do not have:
+      // NaN from the second page on, written as 0, so a reader skipping pages by the offset index
+      // would take the second page's rows for the first's.)
+      first_row_index: lastPage ? lastPage.first_row_index + lastPage.rows : 0,
+      rows,
       distinct,
       num_values: count,
     });

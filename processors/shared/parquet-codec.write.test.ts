@@ -103,8 +103,8 @@ function layoutOf(file: Buffer, table: WarehouseTableName): { footer: Thrift; ch
  * A file as the library would write it, but for what the columnar writer writes otherwise on
  * purpose (parquet-codec-writer.ts, "Statistics": the library gets it wrong), left out here: the
  * bounds of DECIMAL columns, the deprecated min and max of UTF8 ones, the distinct count of DATE
- * and DECIMAL ones, the column index's null_pages, the footer's column_orders (the library writes
- * none), and the offsets and sizes their lengths move. What stays must be the same, decoded:
+ * and DECIMAL ones, the column index's null_pages, the offset index's first_row_index, the
+ * footer's column_orders (the library writes none), and the offsets and sizes their lengths move. What stays must be the same, decoded:
  * every page's header and bytes, the page indexes, the footer, the rest of the statistics (INT32,
  * INT64, DATE, TIME_MILLIS and BOOLEAN bounds, UTF8's min_value and max_value: the same unless
  * text beyond U+FFFF meets U+E000–U+FFFF, which the tests comparing with the library do not
@@ -135,8 +135,9 @@ function comparable(file: Buffer, table: WarehouseTableName): unknown {
       column[field] = null;
     for (const field of ['data_page_offset', 'total_uncompressed_size', 'total_compressed_size'])
       column.meta_data[field] = null;
+    // first_row_index: the page's first row (the library's is 0 for every page).
     for (const location of offsetIndex.page_locations as Thrift[])
-      location.offset = location.compressed_page_size = null;
+      location.offset = location.compressed_page_size = location.first_row_index = null;
   }
   for (const group of footer.row_groups as Thrift[]) group.total_byte_size = null;
   footer.column_orders = null;
@@ -182,7 +183,7 @@ function rowsOf(table: TotesysTable, count: number) {
 
 describe('the columnar writer against the library', () => {
   it.each(['payment', 'sales_order', 'purchase_order', 'address', 'currency'] as const)(
-    '%s: the same bytes as the library shredding, over several row groups',
+    '%s: the same file as the library shredding (but for statistics), over several row groups',
     async (table) => {
       const { target, rows } = rowsOf(table, 61);
       expect(rows.length).toBeGreaterThan(40);
@@ -191,7 +192,7 @@ describe('the columnar writer against the library', () => {
     },
   );
 
-  it('writes non-ASCII text and money of every sign the same as the library', async () => {
+  it('writes non-ASCII text and money of every sign as the library does', async () => {
     const { target, rows } = rowsOf('payment', 6);
     const texts = ['Zoë', '名前 ✓', 'emoji 🧾', '', 'a\u0000b', 'plain'];
     const amounts = ['-0.01', '0.00', '12345678.99', '-12345678.99', '7.5', '100'];
@@ -241,7 +242,7 @@ describe("the columnar writer, beyond the mapping's rows", () => {
     expect((await decodeParquet(fast)).rows).toEqual(many);
   });
 
-  it('writes money extremes, repeated values and all-NULL columns the same as the library', async () => {
+  it('writes money extremes, repeated values and all-NULL columns as the library does', async () => {
     const { target, rows } = rowsOf('payment', 20);
     const amounts = ['-99999999.99', '99999999.99', '0.00', '-0.00', '-1.00', '1.00', '-0.01', '0.01'];
     const varied = rows.map((row, i) => ({
@@ -452,6 +453,24 @@ describe('the columnar writer: statistics in the order the Parquet spec gives ea
     const { chunks } = layoutOf(file, 'fact_payment');
     expect(chunks[0].pages).toHaveLength(2);
     expectStatistics(file, 'fact_payment', rows);
+  });
+
+  it("gives each page's first row in the offset index (which readers skip pages by)", async () => {
+    const rows = variedPayments(20_000);
+    const file = await encodeParquet('fact_payment', rows, { rowGroupRows: 10_000 });
+    const { chunks } = layoutOf(file, 'fact_payment');
+    const firstRows = chunks.map(({ name, pages, offsetIndex }) => ({
+      name,
+      written: (offsetIndex.page_locations as Thrift[]).map((l) => String(l.first_row_index)),
+      // Rows of the row group before each page.
+      expected: pages.map((_, p) =>
+        String(pages.slice(0, p).reduce((n, { header }) => n + header.data_page_header_v2.num_rows, 0)),
+      ),
+    }));
+    expect(firstRows.map(({ expected }) => expected.length)).toEqual(chunks.map(() => 2));
+    expect(firstRows.map(({ name, written }) => ({ name, written }))).toEqual(
+      firstRows.map(({ name, expected }) => ({ name, written: expected })),
+    );
   });
 
   it('declares the order: column_orders, TYPE_ORDER for every column', async () => {
