@@ -284,7 +284,8 @@ function orderKey(kind: Physical, value: Exclude<WarehouseValue, null | undefine
   const text = String(value);
   switch (kind) {
     case 'UTF8':
-      return text;
+      // As the file holds it: UTF-8 (a lone surrogate becomes U+FFFD).
+      return Buffer.from(text).toString('utf8');
     case 'BOOLEAN':
       return value === true ? 1 : 0;
     case 'DECIMAL':
