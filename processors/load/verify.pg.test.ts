@@ -495,6 +495,55 @@ describe('verifyWarehouse (real Postgres)', () => {
     expect(report.ok).toBe(false);
   });
 
+  it("tells text apart by its characters whatever the columns' collation: 'ABC' is not 'abc' under a case-insensitive one", async () => {
+    // Arrange: email_address under a nondeterministic ICU collation on both sides (comparing and
+    // hashing ignore case there), and dim_staff 1's address in upper case in the warehouse only.
+    const { source, warehouse } = await pair();
+    for (const [client, table] of [
+      [source, 'staff'],
+      [warehouse, 'dim_staff'],
+    ] as const) {
+      await client.query(
+        `CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)`,
+      );
+      const { rows } = await client.query<{ type: string }>(
+        `SELECT format_type(atttypid, atttypmod) AS type FROM pg_attribute
+          WHERE attrelid = $1::regclass AND attname = 'email_address'`,
+        [table],
+      );
+      await client.query(
+        `ALTER TABLE "${table}" ALTER COLUMN "email_address" TYPE ${rows[0].type} COLLATE ci`,
+      );
+    }
+    const { rows } = await warehouse.query<{ name: string; upper: string }>(
+      `UPDATE "dim_staff" SET "email_address" = upper("email_address") WHERE "staff_id" = 1
+       RETURNING "email_address" AS upper, (SELECT "email_address" FROM "dim_staff" WHERE "staff_id" = 1) AS name`,
+    );
+    expect(rows[0].upper).not.toBe(rows[0].name);
+    // The collation at work: the two names are equal under it.
+    const { rows: same } = await warehouse.query<{ equal: boolean }>(
+      `SELECT $1::text COLLATE ci = $2::text COLLATE ci AS equal`,
+      [rows[0].name, rows[0].upper],
+    );
+    expect(same[0].equal).toBe(true);
+
+    // Act
+    const report = await verify(source, warehouse);
+
+    // Assess
+    expect(tableOf(report, 'dim_staff')).toMatchObject({
+      comparedBy: 'rows',
+      differences: [
+        {
+          kind: 'different',
+          key: '1',
+          columns: [{ column: 'email_address', source: rows[0].name, warehouse: rows[0].upper }],
+        },
+      ],
+    });
+    expect(report.ok).toBe(false);
+  });
+
   it("finds any column's values swapped between two rows: each row's hash counts on its own", async () => {
     // Every column still holds the same values, only in other rows: a sum of hashes linear in the
     // columns' hashes (as a record hash is, modulo 2^64) would often not see it.

@@ -355,8 +355,8 @@ const SOURCE_TABLES = [
 /**
  * A column's canonical value, of the same type on both sides: ints, booleans, dates and times as
  * themselves (the source's timestamps split by a cast, as the load splits them), numerics and text
- * as text (Postgres' output: `3.9` and `3.90` differ, NULL and '' differ), a column the source
- * holds as text (AsText) as text, the warehouse's date in ISO form `YYYY-MM-DD` (verify's
+ * as text (Postgres' output: `3.9` and `3.90` differ, NULL and '' differ; compared and hashed by
+ * their bytes, asBytes), a column the source holds as text (AsText) as text, the warehouse's date in ISO form `YYYY-MM-DD` (verify's
  * transactions set `DateStyle`, SNAPSHOT_SETTINGS). Two canonical values are equal exactly when
  * their text is (what compareTable compares): each type's output is one text per value. Casts,
  * not `to_char` (0.6–0.8 µs a call: at 1M rows it was most of verify's time), and no text at all
@@ -368,7 +368,7 @@ const SOURCE_TABLES = [
  * good as text; sub-millisecond times could, rarely, collide.
  */
 function canonical(type: WarehouseType, sql: string, text: boolean): string {
-  if (text) return `(${sql})::text`;
+  if (text) return asBytes(sql);
   switch (type) {
     case 'int':
       return `(${sql})::integer`;
@@ -379,8 +379,21 @@ function canonical(type: WarehouseType, sql: string, text: boolean): string {
     case 'time':
       return `(${sql})::time`;
     default:
-      return `(${sql})::text`;
+      return asBytes(sql);
   }
+}
+
+/**
+ * A value as text under the "C" collation. Text is hashed (digestSql) and compared with its
+ * expression's collation, which a column can set: under a nondeterministic one (an ICU collation
+ * with `deterministic = false`, e.g. case-insensitive `und-u-ks-level2`) 'ABC' and 'abc' are equal
+ * and hash alike (hashtextextended hashes the ICU sort key), so a warehouse whose text differed
+ * from the source's only in case would pass. Under "C" equality is byte equality and the hash is
+ * of the bytes, as under any deterministic collation (the database default): no slower.
+ * https://www.postgresql.org/docs/current/collation.html#COLLATION-NONDETERMINISTIC
+ */
+function asBytes(sql: string): string {
+  return `((${sql})::text COLLATE "C")`;
 }
 
 const isFact = (table: VerifiedTable) => WAREHOUSE_TABLES[table].kind === 'fact';

@@ -84,6 +84,20 @@ describe('serializeCompact', () => {
       boundary_order: 0,
     });
     same(columnIndex);
+    // The footer's column_orders: a list of unions holding an empty struct.
+    const footer = new T.FileMetaData();
+    Object.assign(footer, {
+      version: 1,
+      schema: [Object.assign(new T.SchemaElement(), { name: 'root', num_children: 16 })],
+      num_rows: new Int64(3),
+      row_groups: [],
+      created_by: '@dsnp/parquetjs',
+      column_orders: Array.from(
+        { length: 16 },
+        () => new T.ColumnOrder({ TYPE_ORDER: new T.TypeDefinedOrder() }),
+      ),
+    });
+    same(footer);
   });
 
   it('falls back to the thrift package for what it does not write', () => {

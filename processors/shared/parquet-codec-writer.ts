@@ -14,7 +14,8 @@ const serialize = (obj: Thrift): Buffer => serializeCompact(obj, serializeThrift
 /**
  * A column-at-a-time Parquet writer for the codec's flat files (every column an OPTIONAL leaf,
  * PLAIN, uncompressed, data page v2 — what @dsnp/parquetjs writes for the schemas of
- * parquet-codec.ts), byte for byte the file the library writes from the same rows.
+ * parquet-codec.ts), byte for byte the file the library writes from the same rows but for the
+ * statistics (see "Statistics" below), which the library gets wrong.
  *
  * The library holds a row group as a JS array per column of converted values (a Date per date, a
  * Buffer per money value, a BigInt per 64-bit integer), a Set of distinct values per column
@@ -25,13 +26,38 @@ const serialize = (obj: Thrift): Buffer => serializeCompact(obj, serializeThrift
  * collector's 8.6 s (bench/README.md, bench:transform section).
  *
  * Here each column's values are written straight into one reused byte buffer in their PLAIN form,
- * the page's minimum and maximum are kept as the values arrive, and the distinct count (which the
- * statistics carry) is counted the way the library's Set counts it: by value for numbers, text and
- * booleans; for dates and money, where the library's Set holds a new object per value, it is the
- * number of values. Only the page and column-chunk metadata is built with the library's own Thrift
- * types, the same way as lib/writer.js (encodePages, encodeDataPageV2, encodeColumnChunk,
- * encodeRowGroup), and the file's header, page indexes and footer are the library's
- * ParquetEnvelopeWriter's. parquet-codec.write.test.ts holds the two to identical bytes.
+ * the page's minimum and maximum are kept as the values arrive, and the distinct count of numbers,
+ * text and booleans is counted by value, as the library's Set counts it. Only the page and
+ * column-chunk metadata is built with the library's own Thrift types, the same way as
+ * lib/writer.js (encodePages, encodeDataPageV2, encodeColumnChunk, encodeRowGroup), and the file's
+ * header, page indexes and footer are the library's ParquetEnvelopeWriter's.
+ * parquet-codec.write.test.ts holds the two to the same file but for the statistics.
+ *
+ * Statistics (each page's, each column chunk's, the column index's) follow the Parquet spec
+ * (parquet.thrift, ColumnOrder): min_value and max_value in the order each column's type defines,
+ * and the footer says so (column_orders: TYPE_ORDER for every column), as the spec asks of a file
+ * that writes them. The library's are wrong in four ways, which engines that skip row groups or
+ * pages by their bounds (Athena/Trino, Spark, DuckDB) would act on, e.g. skip every row group
+ * for `payment_amount < 0`:
+ * - DECIMAL (money, a FIXED_LEN_BYTE_ARRAY of two's complement) is compared as unsigned bytes, so
+ *   -5.00 sorts above 3.00; the spec's order is signed comparison of the represented value. Here
+ *   the unscaled value (cents) is compared as a number.
+ * - UTF8 is compared by JS `<`, in UTF-16 code units, which puts characters beyond U+FFFF
+ *   (surrogate pairs) before U+E000–U+FFFF; the spec's order is unsigned byte-wise comparison of
+ *   the UTF-8, the order of code points. Here text of ASCII only (nearly all) is still compared by
+ *   `<`, which agrees with that order whenever one side is ASCII (see utf8Before); other text as
+ *   the file holds it (decoded from its written bytes) by code point.
+ * - The deprecated `min` and `max`, "determined by signed comparison" (parquet.thrift), are set to
+ *   the same values for every column, UTF8 too, whose order is unsigned: here they are written
+ *   only for the columns whose order is signed (all but UTF8), as parquet-mr and Arrow write them.
+ * The column index calls a page a null page (one readers skip) when the chunk's NULLs so far, not
+ * the page's, are as many as its values: wrong from a row group's second page on; here the page's.
+ * (Not statistics, but read with them to skip pages: the offset index's first_row_index, which the
+ * library writes as 0 for every page; here the page's first row.)
+ * And the distinct count of dates and money is the number of values (the library's Set holds a
+ * new object per value): not written here (it is optional; no engine here reads it).
+ * INT32, INT64, DATE, TIME_MILLIS (signed) and BOOLEAN (false before true) the library compared
+ * as numbers already; they are unchanged.
  */
 
 export type ColumnKind = 'INT32' | 'INT64' | 'UTF8' | 'DATE' | 'TIME_MILLIS' | 'BOOLEAN' | 'DECIMAL';
@@ -64,7 +90,6 @@ const PLAIN = codec.PLAIN as unknown as {
 
 const MS_PER_DAY = 86_400_000;
 const TWO_32 = 2 ** 32;
-const TWO_40 = 2 ** 40;
 const DECIMAL_BYTES = 5;
 
 /** What the library's statistics hold for a page (lib/writer.js encodePages). */
@@ -72,16 +97,45 @@ interface PageStatistics {
   max_value?: unknown;
   min_value?: unknown;
   null_count: Int64;
-  distinct_count: Int64;
+  /** Not for dates and money (see Statistics above). */
+  distinct_count?: Int64;
 }
+
+/** A minimum or maximum in comparable form: see ColumnBuffer.see. */
+type Key = number | string | boolean;
 
 interface Page {
   page: Buffer;
   statistics: PageStatistics;
+  /** The page's minimum and maximum (comparable form), undefined when it holds only NULLs. */
+  min: Key | undefined;
+  max: Key | undefined;
   first_row_index: number;
-  /** The page's distinct values (a Set, as the library's), or their number when each value is distinct. */
-  distinct: Set<unknown> | number;
+  /** Rows in the page. */
+  rows: number;
+  /** The page's distinct values (a Set, as the library's); undefined for dates and money. */
+  distinct: Set<unknown> | undefined;
   num_values: number;
+}
+
+/**
+ * Whether text `a` comes before `b` in UTF-8 byte order, which is the order of code points (for
+ * well-formed text: the writer's is decoded from the UTF-8 it wrote). JS's `<` compares UTF-16
+ * code units, which differ from code points only where a surrogate (D800–DFFF, half of a code
+ * point above U+FFFF) meets a unit of E000–FFFF: there the surrogate's code point is the greater.
+ * Before the first unit where the two differ both strings are alike, so both units are in the
+ * same place of a pair; an ASCII unit there, or an end, orders the same both ways.
+ */
+function utf8Before(a: string, b: string): boolean {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x >= 0xd800 && y >= 0xd800 && x < 0xe000 !== y < 0xe000) return y < 0xe000;
+    return x < y;
+  }
+  return a.length < b.length;
 }
 
 /** One column of the open row group. */
@@ -92,11 +146,17 @@ class ColumnBuffer {
   private values = 0;
   private distinct: Set<unknown> | undefined;
   private last: unknown = undefined;
-  /** Minimum and maximum of the page in comparable form (DECIMAL: its bytes as an unsigned number). */
-  private min: number | string | boolean | undefined;
-  private max: number | string | boolean | undefined;
+  /**
+   * Minimum and maximum of the page in comparable form, in the order of the column's type
+   * (Statistics above): numbers (DATE: days, TIME_MILLIS: ms, DECIMAL: cents), booleans, text.
+   */
+  private min: Key | undefined;
+  private max: Key | undefined;
   pages: Page[] = [];
+  /** Distinct values counted (not for dates and money: Statistics above). */
   private readonly byValue: boolean;
+  /** The column's order is signed (all but text): the deprecated min and max are written. */
+  private readonly signed: boolean;
 
   constructor(
     readonly spec: ColumnSpec,
@@ -104,6 +164,12 @@ class ColumnBuffer {
   ) {
     this.byValue = spec.kind !== 'DATE' && spec.kind !== 'DECIMAL';
     if (this.byValue) this.distinct = new Set();
+    this.signed = spec.kind !== 'UTF8';
+  }
+
+  /** Whether `a` comes before `b` in the column's order. */
+  private before(a: Key, b: Key): boolean {
+    return this.spec.kind === 'UTF8' ? utf8Before(a as string, b as string) : a < b;
   }
 
   private room(bytes: number): void {
@@ -113,8 +179,11 @@ class ColumnBuffer {
     this.bytes = grown;
   }
 
-  /** Counts a distinct value and keeps the minimum and maximum (by `>`, as the library compares). */
-  private see(key: number | string | boolean, distinctKey: unknown): void {
+  /**
+   * Counts a distinct value and keeps the minimum and maximum, by `<` and `>` (which for text of
+   * ASCII only agree with UTF-8 byte order: utf8Before) unless `text` (other text: utf8Before).
+   */
+  private see(key: Key, distinctKey: unknown, text = false): void {
     if (this.byValue) {
       if (distinctKey === this.last && this.values > 0) return;
       this.last = distinctKey;
@@ -126,9 +195,12 @@ class ColumnBuffer {
     if (this.min === undefined) {
       this.min = key;
       this.max = key;
-    } else {
+    } else if (!text) {
       if (key > this.max!) this.max = key;
       if (this.min > key) this.min = key;
+    } else {
+      if (utf8Before(this.max as string, key as string)) this.max = key;
+      if (utf8Before(key as string, this.min as string)) this.min = key;
     }
   }
 
@@ -145,7 +217,12 @@ class ColumnBuffer {
         const n = this.bytes.write(value, this.at + 4);
         this.bytes.writeUInt32LE(n, this.at);
         this.at += 4 + n;
-        this.see(value, value);
+        if (n === value.length) this.see(value, value);
+        else {
+          // Not ASCII: as the file holds it (a lone surrogate was written as U+FFFD).
+          const written = this.bytes.toString('utf8', this.at - n, this.at);
+          this.see(written, written, true);
+        }
         break;
       }
       case 'INT32': {
@@ -187,8 +264,8 @@ class ColumnBuffer {
         this.room(DECIMAL_BYTES);
         this.bytes.writeIntBE(cents, this.at, DECIMAL_BYTES);
         this.at += DECIMAL_BYTES;
-        // The library compares money as bytes (Buffer.compare): two's complement, unsigned.
-        this.see(cents < 0 ? cents + TWO_40 : cents, cents);
+        // Signed, by the represented value (the library compared the bytes, unsigned).
+        this.see(cents, cents);
         break;
       }
       case 'BOOLEAN': {
@@ -205,7 +282,7 @@ class ColumnBuffer {
   }
 
   /** A comparable minimum or maximum back in the form the library's statistics hold. */
-  private libraryValue(key: number | string | boolean): unknown {
+  private libraryValue(key: Key): unknown {
     switch (this.spec.kind) {
       case 'DATE':
         return new Date((key as number) * MS_PER_DAY);
@@ -213,7 +290,7 @@ class ColumnBuffer {
         return BigInt(key as number);
       case 'DECIMAL': {
         const bytes = Buffer.alloc(DECIMAL_BYTES);
-        bytes.writeUIntBE(key as number, 0, DECIMAL_BYTES);
+        bytes.writeIntBE(key as number, 0, DECIMAL_BYTES);
         return bytes;
       }
       default:
@@ -231,8 +308,8 @@ class ColumnBuffer {
     }
     const count = this.dlevels.length;
     statistics.null_count = new Int64(count - this.values);
-    const distinct = this.byValue ? this.distinct! : this.values;
-    statistics.distinct_count = new Int64(typeof distinct === 'number' ? distinct : distinct.size);
+    const distinct = this.distinct;
+    if (distinct) statistics.distinct_count = new Int64(distinct.size);
 
     const valuesBuf = this.spec.kind === 'BOOLEAN' ? this.packedBooleans() : this.bytes.subarray(0, this.at);
     const dLevelsBuf = RLE.encodeValues('INT32', this.dlevels, {
@@ -246,7 +323,7 @@ class ColumnBuffer {
     v2.num_values = count;
     v2.num_nulls = count - this.values;
     v2.num_rows = rows;
-    v2.statistics = encodeStatistics(statistics, field);
+    v2.statistics = encodeStatistics(statistics, field, this.signed);
     header.uncompressed_page_size = dLevelsBuf.length + valuesBuf.length;
     header.compressed_page_size = dLevelsBuf.length + valuesBuf.length;
     v2.encoding = T.Encoding[field.encoding!];
@@ -259,10 +336,13 @@ class ColumnBuffer {
     this.pages.push({
       page,
       statistics,
-      // As the library computes it (its pages have no `count`: NaN after the first page).
-      first_row_index: lastPage
-        ? lastPage.first_row_index + (lastPage as unknown as { count: number }).count
-        : 0,
+      min: this.min,
+      max: this.max,
+      // The row group's rows before the page. (The library adds a `count` its pages do not have:
+      // NaN from the second page on, written as 0, so a reader skipping pages by the offset index
+      // would take the second page's rows for the first's.)
+      first_row_index: lastPage ? lastPage.first_row_index + lastPage.rows : 0,
+      rows,
       distinct,
       num_values: count,
     });
@@ -313,26 +393,21 @@ class ColumnBuffer {
     offsetIndex.page_locations = locations;
     const statistics = {} as PageStatistics;
     statistics.null_count = new Int64(0);
-    statistics.distinct_count = new Int64(0);
+    // The chunk's bounds: its pages' (the library compared their Buffers unsigned, text by `<`).
+    let min: Key | undefined;
+    let max: Key | undefined;
     for (let i = 0; i < pages.length; i++) {
       const page = pages[i];
-      if (i === 0) {
-        statistics.max_value = page.statistics.max_value;
-        statistics.min_value = page.statistics.min_value;
-      } else {
-        if (page.statistics.min_value !== undefined) {
-          const { min_value } = compareStatistics(page.statistics.min_value, statistics);
-          if (min_value !== undefined) statistics.min_value = min_value;
-        }
-        if (page.statistics.max_value !== undefined) {
-          const { max_value } = compareStatistics(page.statistics.max_value, statistics);
-          if (max_value !== undefined) statistics.max_value = max_value;
-        }
+      if (page.min !== undefined) {
+        if (min === undefined || this.before(page.min, min)) min = page.min;
+        if (max === undefined || this.before(max, page.max!)) max = page.max;
       }
       statistics.null_count.setValue(
         statistics.null_count.valueOf() + (page.statistics.null_count?.valueOf() || 0),
       );
-      nullPages.push(page.num_values === statistics.null_count.valueOf());
+      // The page's own NULLs (the library compared the chunk's so far: from the second page on, a
+      // page of values could be called a null page, which readers skip, and a null page not).
+      nullPages.push(page.num_values === page.statistics.null_count.valueOf());
       maxValues.push(encodeStatisticsValue(page.statistics.max_value, field));
       minValues.push(encodeStatisticsValue(page.statistics.min_value, field));
       const location = new T.PageLocation();
@@ -343,8 +418,12 @@ class ColumnBuffer {
       locations.push(location);
     }
     metadata.offsetIndex = offsetIndex;
-    statistics.distinct_count = new Int64(distinctCount(pages));
-    metadata.statistics = encodeStatistics(statistics, field);
+    if (min !== undefined) {
+      statistics.max_value = this.libraryValue(max!);
+      statistics.min_value = this.libraryValue(min);
+    }
+    if (this.byValue) statistics.distinct_count = new Int64(distinctCount(pages));
+    metadata.statistics = encodeStatistics(statistics, field, this.signed);
     metadata.columnIndex = columnIndex;
     encodings.push(T.Encoding.RLE);
     encodings.push(T.Encoding[field.encoding!]);
@@ -361,35 +440,13 @@ class ColumnBuffer {
 
 /** The number of distinct values of a column chunk: the union of its pages' (lib/writer.js). */
 function distinctCount(pages: readonly Page[]): number {
-  if (pages.length === 1) {
-    const only = pages[0].distinct;
-    return typeof only === 'number' ? only : only.size;
-  }
-  let sum = 0;
+  if (pages.length === 1) return pages[0].distinct!.size;
   const union = new Set<unknown>();
-  for (const { distinct } of pages)
-    if (typeof distinct === 'number') sum += distinct;
-    else for (const value of distinct) union.add(value);
-  return sum + union.size;
+  for (const { distinct } of pages) for (const value of distinct!) union.add(value);
+  return union.size;
 }
 
-// lib/writer.js' statistics helpers, as they are there.
-function compareStatistics(potential: unknown, statistics: PageStatistics): Partial<PageStatistics> {
-  const result: Partial<PageStatistics> = {};
-  if (potential instanceof Uint8Array) {
-    if (statistics.max_value !== undefined && Buffer.compare(potential, statistics.max_value as Buffer) === 1)
-      result.max_value = potential;
-    if (statistics.min_value !== undefined && Buffer.compare(statistics.min_value as Buffer, potential) === 1)
-      result.min_value = potential;
-    return result;
-  }
-  const p = potential as number;
-  if (statistics.max_value !== undefined && p > (statistics.max_value as number))
-    result.max_value = potential;
-  if (statistics.min_value !== undefined && (statistics.min_value as number) > p)
-    result.min_value = potential;
-  return result;
-}
+// lib/writer.js' statistics helpers, but for the deprecated min and max (Statistics above).
 
 function encodeStatisticsValue(value: unknown, column: ParquetField): Buffer {
   if (value === undefined) return Buffer.alloc(0);
@@ -400,14 +457,17 @@ function encodeStatisticsValue(value: unknown, column: ParquetField): Buffer {
   return v as Buffer;
 }
 
-function encodeStatistics(statistics: PageStatistics, column: ParquetField): Thrift {
+/** `signed`: the column's order is signed, so the deprecated min and max are written too. */
+function encodeStatistics(statistics: PageStatistics, column: ParquetField, signed: boolean): Thrift {
   const s: Record<string, unknown> = { ...statistics };
   s.min_value =
     statistics.min_value === undefined ? null : encodeStatisticsValue(statistics.min_value, column);
   s.max_value =
     statistics.max_value === undefined ? null : encodeStatisticsValue(statistics.max_value, column);
-  s.max = s.max_value;
-  s.min = s.min_value;
+  if (signed) {
+    s.max = s.max_value;
+    s.min = s.min_value;
+  }
   return new (thrift.Statistics as unknown as new (args: unknown) => Thrift)(s);
 }
 
@@ -610,6 +670,15 @@ async function writeIndexAndFooter(
     }
     element.type_length = field.typeLength;
     elements.push(element);
+  }
+  // Every column's min_value and max_value are in its type's order (Statistics above); without
+  // column_orders their meaning is undefined (parquet.thrift, FileMetaData). Every field is a leaf.
+  const orders: Thrift[] = [];
+  metadata.column_orders = orders;
+  for (let i = 0; i < schema.fieldList.length; i++) {
+    const order = new T.ColumnOrder();
+    order.TYPE_ORDER = new T.TypeDefinedOrder();
+    orders.push(order);
   }
   const encoded = serialize(metadata);
   const footer = Buffer.alloc(encoded.length + 8);
