@@ -187,7 +187,10 @@ describe('the columnar writer against the library', () => {
     async (table) => {
       const { target, rows } = rowsOf(table, 61);
       expect(rows.length).toBeGreaterThan(40);
-      for (const rowGroupRows of [1, 2, 7, 4096]) await expectAsLibrary(target, rows, { rowGroupRows });
+      // Row groups of one and two rows on the first 14 rows: every decoded chunk is compared, and
+      // 61 one-row groups took seconds per table without finding more.
+      for (const rowGroupRows of [1, 2, 7, 4096])
+        await expectAsLibrary(target, rowGroupRows < 7 ? rows.slice(0, 14) : rows, { rowGroupRows });
       expect((await decodeParquet(await encodeParquet(target, rows))).rows).toEqual(rows);
     },
   );
