@@ -42,6 +42,7 @@ import {
 } from '../../core/warehouse-sql';
 import { copyIn } from './copy-in';
 import {
+  batchKeyClaims,
   factCopyChunks,
   type ObjectClaims,
   type Position,
@@ -410,6 +411,9 @@ async function applyPart(
         await settleFacts(client, batch, truncates ? null : batch.keys, outcome);
     }
   } else if (batch.kind !== 'date') {
+    // One part whose delete would lock keys below its upsert's: those first, in order.
+    const outOfOrder = claimed ? [] : batchKeyClaims(batch);
+    if (outOfOrder.length) await run(client, keyClaim(batch.table, outOfOrder));
     if (batch.upserts.length)
       outcome.written = await run(client, dimensionUpsert(batch.table, batch.upserts));
     if (batch.deletes.length)

@@ -1,6 +1,12 @@
 import type { WarehouseRow } from '../../core/warehouse-model';
 import { at, deleteOf, rowOf, tableEventOf, warehouseRow } from '../../test/support/warehouse-rows';
-import { BatchBuilder, ClaimsBuilder, MalformedObjectError, prepareBatch } from './load-batch';
+import {
+  batchKeyClaims,
+  BatchBuilder,
+  ClaimsBuilder,
+  MalformedObjectError,
+  prepareBatch,
+} from './load-batch';
 
 function issuesOf(fn: () => unknown): readonly string[] {
   try {
@@ -306,5 +312,20 @@ describe('ClaimsBuilder', () => {
       rowOf('stg_staff', 4, {}, at(2)),
     ];
     expect(claimsOf('stg_staff', 4, rows).keys).toEqual([1, 2]);
+  });
+});
+
+describe('batchKeyClaims', () => {
+  it("claims a one-part batch's keys up to its highest deleted key below an upserted one", () => {
+    const rows = [
+      rowOf('dim_transaction', 2, {}, at(1)),
+      rowOf('dim_transaction', 30, {}, at(1, 1)),
+      deleteOf('dim_transaction', 10, at(1, 2)),
+      deleteOf('dim_transaction', 40, at(1, 3)),
+    ];
+    expect(batchKeyClaims(prepareBatch({ table: 'dim_transaction', rows }))).toEqual([2, 10]);
+    // Deletes above every upserted key, or only upserts: in order already.
+    expect(batchKeyClaims(prepareBatch({ table: 'dim_transaction', rows: [rows[0], rows[3]] }))).toEqual([]);
+    expect(batchKeyClaims(prepareBatch({ table: 'dim_transaction', rows: rows.slice(0, 2) }))).toEqual([]);
   });
 });

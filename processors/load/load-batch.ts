@@ -633,14 +633,11 @@ export class ClaimsBuilder {
   private readonly dates = new Set<string>();
   private readonly references: Partial<Record<WarehouseTableName, Set<number>>> = {};
   private factExclusive = false;
-  /** Dimension or staging table: the keys the parts read so far lock; the part being read's. */
-  private readonly locked = new Set<number>();
+  /** Dimension or staging table: the order its parts lock keys in; the part being read's keys. */
+  private readonly order = new KeyOrder();
   private readonly partUpserts = new Set<number>();
   private readonly partDeletes = new Set<number>();
   private rowsInPart = 0;
-  /** The highest key the parts read so far lock; every key up to `claimUpTo` is claimed. */
-  private highest = -Infinity;
-  private claimUpTo = -Infinity;
 
   constructor(
     readonly table: WarehouseTableName,
@@ -693,24 +690,12 @@ export class ClaimsBuilder {
     if (this.rowsInPart === this.partRows) this.endPart();
   }
 
-  /**
-   * A part locks its upserts' keys in order, then its deletes' (apply-batch.ts applyPart). A key
-   * first locked below one an earlier statement locked must be claimed, and with it every lower
-   * key, so that the claimed keys, then the parts' other keys, are first locked in ascending order
-   * (a row this transaction already locked is not waited for again).
-   */
+  /** A part locks its upserts' keys, then its deletes' (apply-batch.ts applyPart). */
   private endPart(): void {
-    for (const keys of [this.partUpserts, this.partDeletes]) {
-      let top = this.highest;
-      for (const key of keys) {
-        if (this.locked.has(key)) continue;
-        if (key < this.highest && key > this.claimUpTo) this.claimUpTo = key;
-        this.locked.add(key);
-        if (key > top) top = key;
-      }
-      this.highest = top;
-      keys.clear();
-    }
+    this.order.statement(this.partUpserts);
+    this.order.statement(this.partDeletes);
+    this.partUpserts.clear();
+    this.partDeletes.clear();
     this.rowsInPart = 0;
   }
 
@@ -721,8 +706,52 @@ export class ClaimsBuilder {
       references: Object.fromEntries(
         Object.entries(this.references).map(([t, set]) => [t, [...set].sort(ascending)]),
       ),
-      keys: [...this.locked].filter((k) => k <= this.claimUpTo).sort(ascending),
+      keys: this.order.claims(),
       factExclusive: this.factExclusive,
     };
   }
+}
+
+/**
+ * The row locks of a dimension or staging table's statements, in the order they run (each
+ * statement takes its keys in key order). A key first locked below one an earlier statement locked
+ * must be claimed before them all, and with it every lower key, so that the claimed keys, then the
+ * statements' other keys, are first locked in ascending order (a row the transaction holds already
+ * is not waited for again).
+ */
+export class KeyOrder {
+  private readonly locked = new Set<number>();
+  /** The highest key locked so far; every key up to `claimUpTo` is claimed. */
+  private highest = -Infinity;
+  private claimUpTo = -Infinity;
+
+  statement(keys: Iterable<number>): void {
+    let top = this.highest;
+    for (const key of keys) {
+      if (this.locked.has(key)) continue;
+      if (key < this.highest && key > this.claimUpTo) this.claimUpTo = key;
+      this.locked.add(key);
+      if (key > top) top = key;
+    }
+    this.highest = top;
+  }
+
+  /** The keys to claim, ascending: usually none. */
+  claims(): number[] {
+    return [...this.locked].filter((k) => k <= this.claimUpTo).sort(ascending);
+  }
+}
+
+/**
+ * A one-part dimension or staging batch's keys to claim before its statements (`KeyOrder`): its
+ * upsert locks its keys in order, then its delete its own, so a deleted key below an upserted one
+ * would be locked out of order.
+ */
+export function batchKeyClaims(batch: PreparedBatch): number[] {
+  if (!batch.upserts.length || !batch.deletes.length) return [];
+  const key = WAREHOUSE_TABLES[batch.table].key;
+  const order = new KeyOrder();
+  order.statement(batch.upserts.map((u) => u.values[key] as number));
+  order.statement(batch.deletes.map((d) => d.key));
+  return order.claims();
 }

@@ -398,6 +398,14 @@ async function interleave(pool: Pool, plan: Interleaving) {
   }
 }
 
+/** A fact_payment object of one payment per transaction id, in that order. */
+const paymentsOf = (transactions: number[], name: string) =>
+  objectOf(
+    'fact_payment',
+    transactions.map((id, i) => rowOf('fact_payment', i + 1, { transaction_id: id }, at(2, i))),
+    name,
+  );
+
 /** Both loaded at their first attempt; no conflict was logged. */
 const NO_CONFLICT = {
   loads: [
@@ -448,14 +456,7 @@ describe('lock order of objects loaded in parts', () => {
       [20, 5, 10].map((id, i) => rowOf('dim_transaction', id, {}, at(1, i))),
       'lock-order-transactions-parts',
     );
-    const facts = objectOf(
-      'fact_payment',
-      [
-        rowOf('fact_payment', 1, { transaction_id: 10 }, at(2)),
-        rowOf('fact_payment', 2, { transaction_id: 20 }, at(2, 1)),
-      ],
-      'lock-order-facts-whole',
-    );
+    const facts = paymentsOf([10, 20], 'lock-order-facts-whole');
     const result = await interleave(pool, {
       held: placeholderInsert('dim_transaction', [5]),
       first: { object: transactions, partRows: 1 },
@@ -466,6 +467,26 @@ describe('lock order of objects loaded in parts', () => {
       'SELECT "transaction_id", "_inferred" FROM "dim_transaction" ORDER BY 1',
     );
     expect(rows).toEqual([5, 10, 20].map((id) => ({ transaction_id: id, _inferred: false })));
+  });
+
+  it('a one-part dimension object deleting keys below the ones it upserts and a fact object do not deadlock', async () => {
+    // Its upsert locks transaction 30; its delete then 7 (held) and 10, which the facts refer to.
+    const transactions = objectOf(
+      'dim_transaction',
+      [
+        rowOf('dim_transaction', 30, {}, at(1)),
+        deleteOf('dim_transaction', 7, at(1, 1)),
+        deleteOf('dim_transaction', 10, at(1, 2)),
+      ],
+      'lock-order-deletes',
+    );
+    const facts = paymentsOf([10, 30], 'lock-order-deletes-facts');
+    const result = await interleave(await warehouse('lock_order_deletes', 4), {
+      held: placeholderInsert('dim_transaction', [7]),
+      first: { object: transactions, partRows: 10_000 },
+      second: { object: facts, partRows: 10_000 },
+    });
+    expect(result).toEqual(NO_CONFLICT);
   });
 
   it('claims the keys a dimension object in parts would lock out of order: the same warehouse as loading it whole', async () => {
