@@ -571,13 +571,20 @@ export async function applyObject(
         claims: options.claims ?? null,
         derivedKeys: new Set<number>(),
       };
-      if (options.claims) await claim(client, table, options.claims, outcome);
       let sourceTable: string | null = null;
       const source = guarded(parts());
       // Part N+1 is prepared while part N's statements run (`parts` yields to the event loop
       // between its slices); the transaction waits for both before going on, so at most two
       // parts are held, and a failure on either side is handled only once nothing is in flight.
-      let next = await source.next();
+      // The first part is prepared while the claims are taken (a fact of 200,000 rows: its 200,000
+      // placeholders are one statement of about a second, bench:load).
+      const [claimed, first] = await Promise.allSettled([
+        options.claims ? claim(client, table, options.claims, outcome) : undefined,
+        source.next(),
+      ]);
+      if (claimed.status === 'rejected') throw claimed.reason;
+      if (first.status === 'rejected') throw first.reason;
+      let next = first.value;
       while (!next.done) {
         const batch = next.value;
         const part = emptyOutcome(options.objectKey, batch.table, batch.rowCount, {
