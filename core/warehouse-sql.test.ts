@@ -22,6 +22,7 @@ import {
   loadLogLookup,
   pgType,
   PLACEHOLDER_TEXT,
+  keyClaim,
   placeholderInsert,
   progressUpsert,
   quoteIdent,
@@ -134,6 +135,18 @@ describe('warehouse SQL builders', () => {
     expect(statement.values[0]).toEqual([3, 9]);
     expect(statement.text).toContain('ON CONFLICT ("location_id") DO NOTHING');
     expect(statement.text).toContain('NULL::text'); // address_line_2 and district are nullable
+  });
+
+  it('claims keys of a dimension or staging table in key order: a placeholder where no row is, else a lock', () => {
+    const statement = keyClaim('stg_staff', [9, 3, 9]);
+    expectQuotedIdentifiersOnly(statement);
+    expect(statement.values[0]).toEqual([3, 9]);
+    expect(statement.text).toContain('ORDER BY x."staff_id"');
+    // Updates nothing, locks the row it conflicts with.
+    expect(statement.text).toContain(
+      'ON CONFLICT ("staff_id") DO UPDATE SET "_inferred" = t."_inferred" WHERE false',
+    );
+    expect(() => keyClaim('fact_payment', [1])).toThrow(UnsupportedTableError);
   });
 
   it('inserts dim_date rows computed from distinct dates, formats as parameters', () => {

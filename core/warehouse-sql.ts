@@ -350,7 +350,26 @@ export function dimensionDelete(name: WarehouseTableName, deletes: readonly Dele
  * refers to, where no row exists yet; an existing row, real or placeholder, is left alone.
  */
 export function placeholderInsert(name: WarehouseTableName, keys: readonly number[]): SqlStatement {
-  const table = tableOf(name, ['dimension'], 'placeholderInsert');
+  return placeholderRows(tableOf(name, ['dimension'], 'placeholderInsert'), keys, 'DO NOTHING');
+}
+
+/**
+ * Locks the rows of the given keys of a dimension or staging table until the transaction ends, in
+ * key order, inserting a placeholder row (as placeholderInsert) where there is none yet: what an
+ * object loaded in parts runs before its first part for the keys its parts would lock out of order
+ * (processors/load/load-batch.ts `ObjectClaims`). The object's own upsert or delete of each key
+ * then replaces its placeholder in the same transaction, with the same result as inserting its row
+ * (0/0 is older than any change; reconciliation leaves `_inferred` rows alone; a TRUNCATE marks
+ * them as it marks a row older than it). `DO UPDATE … WHERE false` updates nothing, but locks the
+ * row: https://www.postgresql.org/docs/current/sql-insert.html#SQL-ON-CONFLICT
+ */
+export function keyClaim(name: WarehouseTableName, keys: readonly number[]): SqlStatement {
+  const table = tableOf(name, ['dimension', 'staging'], 'keyClaim');
+  return placeholderRows(table, keys, `DO UPDATE SET "_inferred" = t."_inferred" WHERE false`);
+}
+
+/** `INSERT` of placeholder rows of the given keys, in key order, `ON CONFLICT (key) <conflict>`. */
+function placeholderRows(table: WarehouseTable, keys: readonly number[], conflict: string): SqlStatement {
   const params = new Params();
   const key = keyColumn(table);
   const values = valueColumns(table);
@@ -364,11 +383,11 @@ export function placeholderInsert(name: WarehouseTableName, keys: readonly numbe
   });
   const columns = [key.name, ...values.map((c) => c.name), '_lsn', '_seq', '_inferred'];
   const text = [
-    `INSERT INTO ${quoteIdent(name)} (${columns.map(quoteIdent).join(', ')})`,
+    `INSERT INTO ${quoteIdent(table.name)} AS t (${columns.map(quoteIdent).join(', ')})`,
     `SELECT x.${quoteIdent(key.name)}, ${placeholders.join(', ')}, ${zero}::pg_lsn, 0, true`,
     `FROM ${from}`,
     `ORDER BY x.${quoteIdent(key.name)}`,
-    `ON CONFLICT (${quoteIdent(key.name)}) DO NOTHING`,
+    `ON CONFLICT (${quoteIdent(key.name)}) ${conflict}`,
   ].join('\n');
   return { text, values: params.values };
 }

@@ -17,6 +17,7 @@ import {
   factCopy,
   factInsertFromStage,
   factLock,
+  keyClaim,
   factStageCopy,
   factStageCreate,
   factStageTruncate,
@@ -40,7 +41,14 @@ import {
   type SqlStatement,
 } from '../../core/warehouse-sql';
 import { copyIn } from './copy-in';
-import { factCopyChunks, type Position, type PreparedBatch, type SnapshotPart } from './load-batch';
+import {
+  batchKeyClaims,
+  factCopyChunks,
+  type ObjectClaims,
+  type Position,
+  type PreparedBatch,
+  type SnapshotPart,
+} from './load-batch';
 
 /**
  * Writes one object — its prepared parts, one for most objects — into the warehouse in ONE
@@ -52,8 +60,11 @@ import { factCopyChunks, type Position, type PreparedBatch, type SnapshotPart } 
  * ascending) → staging → derived-dimension advisory lock → derived dimensions → fact-table
  * advisory lock → facts (versions, deletes, truncates, re-read snapshot versions dropped, deleted
  * flags) → snapshot advisory lock → snapshot bookkeeping and reconciliation → pipeline_progress →
- * load_log. A deadlock or serialization failure (which the order should prevent) is retried a few
- * times all the same; `attempts` says when it happened.
+ * load_log. An object in parts keeps that order over all its parts: what its parts would lock
+ * outside the fact (dates, placeholders, a dimension's keys out of order) is claimed before its
+ * first part (`ApplyOptions.claims`, load-batch.ts `ObjectClaims`), and its derived dimensions are
+ * recomputed after its last. A deadlock or serialization failure (which the order should prevent)
+ * is retried a few times all the same; `attempts` says when it happened.
  */
 
 /** Base class of every error this module throws. */
@@ -117,6 +128,13 @@ export interface ApplyOptions {
    * staging table and its INSERT … ON CONFLICT DO NOTHING (what the direct COPY falls back to).
    */
   factDirectCopy?: boolean;
+  /**
+   * An object in parts: the rows it locks outside its fact, gathered over the whole object
+   * (load-batch.ts `ObjectClaims`), locked before its first part, in the global order; its parts
+   * then insert no dates or placeholders of their own, and derived dimensions are recomputed once,
+   * after the last part.
+   */
+  claims?: ObjectClaims;
 }
 
 /**
@@ -306,12 +324,50 @@ async function factInsertByCopy(
   return run(client, factInsertFromStage(batch.table));
 }
 
-/** How applyPart inserts fact versions. */
+/** How applyPart inserts fact versions, and what the object claimed before its parts. */
 interface FactInsertPath {
   copyMinRows: number;
   direct: boolean;
   /** Staging tables created in this transaction. */
   staged: Set<WarehouseTableName>;
+  claims: ObjectClaims | null;
+  /** With claims: the keys whose derived rows are recomputed after the last part. */
+  derivedKeys: Set<number>;
+}
+
+/**
+ * Takes an object's claims (load-batch.ts `ObjectClaims`) in the global lock order: dates, the
+ * dimensions' placeholders (base dimensions first), the object's own keys. Each is one statement
+ * taking its rows in key order, as a one-part object's statements do.
+ */
+async function claim(
+  client: ClientBase,
+  table: WarehouseTableName,
+  claims: ObjectClaims,
+  outcome: ApplyOutcome,
+): Promise<void> {
+  if (claims.dates.length) outcome.datesInserted += await run(client, dimDateInsert(claims.dates));
+  for (const dimension of PLACEHOLDER_ORDER) {
+    const keys = claims.references[dimension];
+    if (keys?.length) outcome.placeholdersInserted += await run(client, placeholderInsert(dimension, keys));
+  }
+  // Placeholders only until the object's parts write these keys' rows: not counted.
+  if (claims.keys.length) await run(client, keyClaim(table, claims.keys));
+}
+
+/** Recomputes the derived dimensions `table` feeds for the given keys, each under its lock. */
+async function recomputeDerived(
+  client: ClientBase,
+  table: WarehouseTableName,
+  keys: readonly number[],
+  outcome: ApplyOutcome,
+): Promise<void> {
+  for (const { derived, side } of derivedDimensionsFedBy(table)) {
+    if (!keys.length) continue;
+    await run(client, derivedLock(derived.table));
+    outcome.derived[derived.table] =
+      (outcome.derived[derived.table] ?? 0) + (await run(client, derivedRecompute(derived, side, keys)));
+  }
 }
 
 /** Applies one part of an object (or a whole object of one part) inside the object's transaction. */
@@ -321,16 +377,21 @@ async function applyPart(
   outcome: ApplyOutcome,
   path: FactInsertPath,
 ): Promise<void> {
-  outcome.datesInserted = batch.dates.length ? await run(client, dimDateInsert(batch.dates)) : 0;
+  // Claimed before the first part: the object's every date and placeholder.
+  const claimed = path.claims !== null;
+  if (!claimed && batch.dates.length) outcome.datesInserted = await run(client, dimDateInsert(batch.dates));
   const truncates = batch.truncates.length > 0;
   if (batch.kind === 'fact') {
-    for (const table of PLACEHOLDER_ORDER) {
+    for (const table of claimed ? [] : PLACEHOLDER_ORDER) {
       const keys = batch.references[table];
       if (keys?.length) outcome.placeholdersInserted += await run(client, placeholderInsert(table, keys));
     }
     if (batch.upserts.length || batch.deletes.length || truncates || batch.snapshots.length) {
-      // Anything that may rewrite existing versions (flags, dropped re-reads) runs alone on the table.
+      // Anything that may rewrite existing versions (flags, dropped re-reads) runs alone on the
+      // table; an object in parts takes the lock in one mode for all of them (an upgrade from
+      // shared, waiting on another load holding it shared that waits to upgrade too, would deadlock).
       const exclusive =
+        path.claims?.factExclusive ||
         batch.upserts.some((u) => u.unchanged.length > 0 || u.snapshot) ||
         batch.deletes.length > 0 ||
         truncates ||
@@ -350,6 +411,9 @@ async function applyPart(
         await settleFacts(client, batch, truncates ? null : batch.keys, outcome);
     }
   } else if (batch.kind !== 'date') {
+    // One part whose delete would lock keys below its upsert's: those first, in order.
+    const outOfOrder = claimed ? [] : batchKeyClaims(batch);
+    if (outOfOrder.length) await run(client, keyClaim(batch.table, outOfOrder));
     if (batch.upserts.length)
       outcome.written = await run(client, dimensionUpsert(batch.table, batch.upserts));
     if (batch.deletes.length)
@@ -366,11 +430,10 @@ async function applyPart(
       ? await keysOf(client, dimensionApplySnapshots(batch.table, batch.keys))
       : [];
     const keys = [...new Set([...batch.keys, ...truncated, ...resynced])].sort((a, b) => a - b);
-    for (const { derived, side } of derivedDimensionsFedBy(batch.table)) {
-      if (!keys.length) continue;
-      await run(client, derivedLock(derived.table));
-      outcome.derived[derived.table] = await run(client, derivedRecompute(derived, side, keys));
-    }
+    // An object in parts recomputes them once, after its last part: its derived rows are then
+    // locked in key order over the whole object, not part by part.
+    if (claimed) for (const key of keys) path.derivedKeys.add(key);
+    else await recomputeDerived(client, batch.table, keys, outcome);
   }
   if (batch.snapshots.length) await applySnapshots(client, batch, batch.snapshots, outcome);
 }
@@ -470,10 +533,12 @@ export type ObjectParts = () => AsyncIterable<PreparedBatch> | Iterable<Prepared
  * staging table's INSERT … ON CONFLICT DO NOTHING (`factCopyFallback` in the outcome; logged). That
  * is not a conflict retry: `attempts` does not count it.
  *
- * Lock order: each part takes its locks in the global order (see the top of this file), but a
- * later part's dates and placeholders come after an earlier part's fact lock. A concurrent load
- * waiting on those rows can therefore deadlock with a large object; Postgres aborts one of the two
- * and the aborted one runs again (`attempts`), its parts prepared anew.
+ * Lock order: the global one (see the top of this file) over the whole object. With `claims`
+ * (an object in parts), its dates and placeholders, and the keys of a dimension object its parts
+ * would lock out of key order, are locked first, then the parts run; the fact lock is taken in
+ * one mode by every part; derived dimensions are recomputed once, after the last part. Before
+ * (issue 12), a later part's dates and placeholders came after an earlier part's fact lock, and a
+ * concurrent load taking the same rows in order deadlocked with it (load-parts.pg.test.ts).
  */
 export async function applyObject(
   client: ClientBase,
@@ -503,13 +568,23 @@ export async function applyObject(
         copyMinRows: options.factCopyMinRows ?? FACT_COPY_MIN_ROWS,
         direct,
         staged: new Set<WarehouseTableName>(),
+        claims: options.claims ?? null,
+        derivedKeys: new Set<number>(),
       };
       let sourceTable: string | null = null;
       const source = guarded(parts());
       // Part N+1 is prepared while part N's statements run (`parts` yields to the event loop
       // between its slices); the transaction waits for both before going on, so at most two
       // parts are held, and a failure on either side is handled only once nothing is in flight.
-      let next = await source.next();
+      // The first part is prepared while the claims are taken (a fact of 200,000 rows: its 200,000
+      // placeholders are one statement of about a second, bench:load).
+      const [claimed, first] = await Promise.allSettled([
+        options.claims ? claim(client, table, options.claims, outcome) : undefined,
+        source.next(),
+      ]);
+      if (claimed.status === 'rejected') throw claimed.reason;
+      if (first.status === 'rejected') throw first.reason;
+      let next = first.value;
       while (!next.done) {
         const batch = next.value;
         const part = emptyOutcome(options.objectKey, batch.table, batch.rowCount, {
@@ -527,6 +602,13 @@ export async function applyObject(
         sourceTable ??= batch.sourceTable;
         next = prepared.value;
       }
+      if (path.derivedKeys.size)
+        await recomputeDerived(
+          client,
+          table,
+          [...path.derivedKeys].sort((a, b) => a - b),
+          outcome,
+        );
       // Once per object, last: the progress row is locked only until the commit that follows.
       if (sourceTable && outcome.maxPosition)
         await run(client, progressUpsert(sourceTable, table, outcome.maxPosition, outcome.newestCommitTs));

@@ -20,7 +20,15 @@ import {
   type ApplyOutcome,
 } from './apply-batch';
 import { loadLogLookup } from '../../core/warehouse-sql';
-import { BatchBuilder, factCopyChunks, MalformedObjectError, type PreparedBatch } from './load-batch';
+import {
+  BatchBuilder,
+  claimColumns,
+  ClaimsBuilder,
+  factCopyChunks,
+  MalformedObjectError,
+  type ObjectClaims,
+  type PreparedBatch,
+} from './load-batch';
 import { loadRetryDelaySeconds } from './retry-delay';
 
 /**
@@ -184,6 +192,20 @@ async function* preparedParts(reader: ParquetTableReader, partRows: number): Asy
     await nextTurn();
   }
   if (inPart > 0 || firstRow === 0) yield await withFactCopy(builder.finish(), firstRow);
+}
+
+/**
+ * What an object of more than one part locks outside its fact, read before its first part: only
+ * the columns that needs (load-batch.ts `claimColumns`: references, or the key), a row group's
+ * column chunks at a time. Its parts lock those rows first, in key order (`ObjectClaims`).
+ */
+async function objectClaims(reader: ParquetTableReader, partRows: number): Promise<ObjectClaims> {
+  const builder = new ClaimsBuilder(reader.table, partRows);
+  for await (const rows of reader.batches(CHECK_SLICE_ROWS, claimColumns(reader.table))) {
+    builder.add(rows);
+    await nextTurn();
+  }
+  return builder.finish();
 }
 
 export const LOAD_OBJECT_STATUSES = ['loaded', 'duplicate', 'ignored', 'quarantined', 'failed'] as const;
@@ -417,11 +439,13 @@ export function createLoadHandler(
       outcome = emptyOutcome(key, reader.table, reader.rowCount, { duplicate: true });
     } else
       try {
+        const claims = reader.rowCount > partRows ? await objectClaims(reader, partRows) : undefined;
         outcome = await withWarehouse(key, logger, (client) =>
           applyObject(client, reader.table, () => preparedParts(reader, partRows), {
             objectKey: key,
             eTag,
             logger,
+            claims,
           }),
         );
       } catch (e) {

@@ -1,6 +1,12 @@
 import type { WarehouseRow } from '../../core/warehouse-model';
-import { at, deleteOf, rowOf, warehouseRow } from '../../test/support/warehouse-rows';
-import { BatchBuilder, MalformedObjectError, prepareBatch } from './load-batch';
+import { at, deleteOf, rowOf, tableEventOf, warehouseRow } from '../../test/support/warehouse-rows';
+import {
+  batchKeyClaims,
+  BatchBuilder,
+  ClaimsBuilder,
+  MalformedObjectError,
+  prepareBatch,
+} from './load-batch';
 
 function issuesOf(fn: () => unknown): readonly string[] {
   try {
@@ -236,5 +242,90 @@ describe('prepareBatch', () => {
     const full = warehouseRow('dim_location', { location_id: 4, city: 12 as unknown as string }, at(1));
     const batch = prepareBatch({ table: 'dim_location', rows: [{ ...full, _op: 'delete' }] });
     expect(batch.deletes).toEqual([{ key: 4, epoch: 0, lsn: '00000000/00000100', seq: 0 }]);
+  });
+});
+
+describe('ClaimsBuilder', () => {
+  const claimsOf = (
+    table: Parameters<typeof prepareBatch>[0]['table'],
+    partRows: number,
+    rows: WarehouseRow[],
+  ) => {
+    const builder = new ClaimsBuilder(table, partRows);
+    // In slices that do not follow the parts, as the load reads row groups.
+    builder.add(rows.slice(0, 1));
+    builder.add(rows.slice(1));
+    return builder.finish();
+  };
+
+  it('claims every date and dimension key a fact object refers to, from the versions only', () => {
+    const claims = claimsOf('fact_payment', 1, [
+      rowOf('fact_payment', 1, { transaction_id: 20, payment_date: '2022-12-20' }, at(1)),
+      rowOf('fact_payment', 2, { transaction_id: 10, currency_id: 3 }, at(2), { op: 'snapshot' }),
+      // A delete's values (REPLICA IDENTITY FULL) are no reference; a bad value is the parts' to refuse.
+      { ...rowOf('fact_payment', 3, { transaction_id: 5 }, at(3)), _op: 'delete' },
+      rowOf('fact_payment', 4, { transaction_id: 2 ** 40, payment_date: '2022-02-30' }, at(4)),
+    ]);
+    expect(claims).toEqual({
+      dates: ['2022-11-03', '2022-11-07', '2022-12-20'],
+      references: {
+        dim_transaction: [10, 20],
+        dim_counterparty: [1],
+        dim_currency: [1, 3],
+        dim_payment_type: [1],
+      },
+      keys: [],
+      factExclusive: true,
+    });
+  });
+
+  it('says when some part of a fact object takes the fact lock exclusively', () => {
+    const upserts = [1, 2].map((id) => rowOf('fact_payment', id, {}, at(id)));
+    expect(claimsOf('fact_payment', 1, upserts).factExclusive).toBe(false);
+    for (const last of [
+      rowOf('fact_payment', 3, {}, at(3), { unchanged: ['payment_amount'] }),
+      deleteOf('fact_payment', 3, at(3)),
+      tableEventOf('fact_payment', 'truncate', at(3)),
+    ])
+      expect(claimsOf('fact_payment', 1, [...upserts, last]).factExclusive).toBe(true);
+  });
+
+  it('claims no key of a dimension object whose parts lock keys in rising order', () => {
+    const rows = [1, 2, 3, 2, 4, 5].map((id, i) => rowOf('dim_transaction', id, {}, at(1, i)));
+    expect(claimsOf('dim_transaction', 2, rows).keys).toEqual([]);
+  });
+
+  it('claims every key up to the highest one a part would lock below a key locked before it', () => {
+    // Parts [30, 10], [20, 5] (20 and 5 below 30), [40, 1] (1 below 40): all keys up to 20.
+    const rows = [30, 10, 20, 5, 40, 1].map((id, i) => rowOf('dim_transaction', id, {}, at(1, i)));
+    expect(claimsOf('dim_transaction', 2, rows).keys).toEqual([1, 5, 10, 20]);
+    // One part: one sorted upsert, in order.
+    expect(claimsOf('dim_transaction', 10, rows).keys).toEqual([]);
+  });
+
+  it("claims a part's deleted keys below its upserted ones (the delete runs after the upsert)", () => {
+    const rows = [
+      rowOf('stg_staff', 1, {}, at(1)),
+      rowOf('stg_staff', 3, {}, at(1, 1)),
+      deleteOf('stg_staff', 2, at(1, 2)),
+      tableEventOf('stg_staff', 'truncate', at(1, 3)),
+      rowOf('stg_staff', 4, {}, at(2)),
+    ];
+    expect(claimsOf('stg_staff', 4, rows).keys).toEqual([1, 2]);
+  });
+});
+
+describe('batchKeyClaims', () => {
+  it("claims a one-part batch's keys up to its highest deleted key below an upserted one", () => {
+    const rows = [
+      rowOf('dim_transaction', 2, {}, at(1)),
+      rowOf('dim_transaction', 30, {}, at(1, 1)),
+      deleteOf('dim_transaction', 10, at(1, 2)),
+      deleteOf('dim_transaction', 40, at(1, 3)),
+    ];
+    expect(batchKeyClaims(prepareBatch({ table: 'dim_transaction', rows }))).toEqual([2, 10]);
+    // Deletes above every upserted key, or only upserts: in order already.
+    expect(batchKeyClaims(prepareBatch({ table: 'dim_transaction', rows: [rows[0], rows[3]] }))).toEqual([]);
+    expect(batchKeyClaims(prepareBatch({ table: 'dim_transaction', rows: rows.slice(0, 2) }))).toEqual([]);
   });
 });

@@ -577,3 +577,181 @@ function foldChecked(
     references: {},
   };
 }
+
+/**
+ * What an object loaded in parts locks outside the fact it loads, gathered over the whole object
+ * before its first part (create-handler.ts `objectClaims`) and taken before it, in key order
+ * (apply-batch.ts `applyObject`). Why: every load takes its row locks in one global order — dim_date,
+ * then each dimension (placeholders or upserts) by key, then the fact's advisory lock — so two loads
+ * cannot wait on each other in a cycle. One part keeps that order by itself (one sorted statement
+ * per table); parts did not: part 2's dates and placeholders came after part 1's placeholders and
+ * fact lock, a dimension object's part 2 keys after part 1's higher ones, and a concurrent load
+ * taking the same rows in order deadlocked with it (40P01; `npm run bench:coldstart` met it twice a
+ * run, each costing the retry of a large object). Reading the few columns this needs costs a part
+ * of the object's decoding (Parquet is columnar: only their column chunks are read).
+ *
+ * Alternatives not taken: inserting the dates and placeholders in a short transaction of their own
+ * before the object's (a placeholder without its fact would be harmless — `_inferred`, replaced by
+ * the real row — but that short transaction still waits on a dimension object's rows taken out of
+ * order, so the dimension side needs this anyway); filling dim_date with a calendar up front
+ * (covers dates only, and a calendar bounded in advance cannot hold every date a source may send).
+ */
+export interface ObjectClaims {
+  /** Fact: every date its versions refer to; dim_date object: its dates. Ascending. */
+  dates: string[];
+  /** Fact: every dimension key its versions refer to, per dimension, ascending. */
+  references: Partial<Record<WarehouseTableName, number[]>>;
+  /**
+   * Dimension or staging table: the keys whose rows its parts would otherwise lock out of key
+   * order, ascending; locked (a placeholder row inserted where there is none) before the first part.
+   * Empty when the parts already lock in order (keys rising from part to part, as inserts of new
+   * source rows do).
+   */
+  keys: number[];
+  /** Fact: some part takes the fact lock exclusively, so every part takes it so (apply-batch.ts). */
+  factExclusive: boolean;
+}
+
+/** The columns `ClaimsBuilder` reads: all other column chunks of the object are skipped. */
+export function claimColumns(table: WarehouseTableName): string[] {
+  const spec = WAREHOUSE_TABLES[table];
+  if (spec.kind === 'date') return ['date_id'];
+  if (spec.kind === 'fact')
+    return ['_op', '_unchanged', ...spec.columns.filter((c) => c.references).map((c) => c.name)];
+  return ['_op', spec.key];
+}
+
+/**
+ * Gathers an object's ObjectClaims from its rows in order (only `claimColumns` are needed), given
+ * the rows per part. Values that break the contract are left out: the object's parts refuse them
+ * (MalformedObjectError), rolling back what was claimed. Every version's references are claimed,
+ * also of a version a repeat of it replaces (FactFold keeps one): at worst one placeholder more.
+ */
+export class ClaimsBuilder {
+  private readonly spec: (typeof WAREHOUSE_TABLES)[WarehouseTableName];
+  private readonly referring: readonly WarehouseColumn[];
+  private readonly dates = new Set<string>();
+  private readonly references: Partial<Record<WarehouseTableName, Set<number>>> = {};
+  private factExclusive = false;
+  /** Dimension or staging table: the order its parts lock keys in; the part being read's keys. */
+  private readonly order = new KeyOrder();
+  private readonly partUpserts = new Set<number>();
+  private readonly partDeletes = new Set<number>();
+  private rowsInPart = 0;
+
+  constructor(
+    readonly table: WarehouseTableName,
+    private readonly partRows: number,
+  ) {
+    this.spec = WAREHOUSE_TABLES[table];
+    this.referring = this.spec.columns.filter((c) => c.references);
+  }
+
+  add(rows: readonly WarehouseRow[]): void {
+    // A table computed in the warehouse is refused by the parts (BatchBuilder): nothing to claim.
+    if (this.spec.kind !== 'date' && this.spec.source === null) return;
+    for (const row of rows) {
+      if (this.spec.kind === 'date') this.addDate(row.date_id);
+      else if (this.spec.kind === 'fact') this.addVersion(row);
+      else this.addKey(row);
+    }
+  }
+
+  private addDate(value: unknown): void {
+    if (typeof value === 'string' && isDateText(value)) this.dates.add(value);
+  }
+
+  private addVersion(row: WarehouseRow): void {
+    const op = row._op;
+    // What makes applyPart take the fact lock exclusively, found in any row of the object.
+    if (op === 'delete' || isTableOp(op) || op === 'snapshot') this.factExclusive = true;
+    if (!carriesValues(op)) return;
+    if (typeof row._unchanged === 'string' && row._unchanged !== '') this.factExclusive = true;
+    for (const c of this.referring) {
+      const value = row[c.name];
+      if (value === null || value === undefined || valueIssue(c, value) !== null) continue;
+      if (c.references === 'dim_date') this.dates.add(value as string);
+      else (this.references[c.references!] ??= new Set()).add(value as number);
+    }
+  }
+
+  private addKey(row: WarehouseRow): void {
+    const key = row[this.spec.key];
+    const op = row._op;
+    if (
+      typeof key === 'number' &&
+      Number.isInteger(key) &&
+      key >= INT4_MIN &&
+      key <= INT4_MAX &&
+      !isTableOp(op)
+    )
+      (op === 'delete' ? this.partDeletes : this.partUpserts).add(key);
+    this.rowsInPart += 1;
+    if (this.rowsInPart === this.partRows) this.endPart();
+  }
+
+  /** A part locks its upserts' keys, then its deletes' (apply-batch.ts applyPart). */
+  private endPart(): void {
+    this.order.statement(this.partUpserts);
+    this.order.statement(this.partDeletes);
+    this.partUpserts.clear();
+    this.partDeletes.clear();
+    this.rowsInPart = 0;
+  }
+
+  finish(): ObjectClaims {
+    this.endPart();
+    return {
+      dates: [...this.dates].sort(),
+      references: Object.fromEntries(
+        Object.entries(this.references).map(([t, set]) => [t, [...set].sort(ascending)]),
+      ),
+      keys: this.order.claims(),
+      factExclusive: this.factExclusive,
+    };
+  }
+}
+
+/**
+ * The row locks of a dimension or staging table's statements, in the order they run (each
+ * statement takes its keys in key order). A key first locked below one an earlier statement locked
+ * must be claimed before them all, and with it every lower key, so that the claimed keys, then the
+ * statements' other keys, are first locked in ascending order (a row the transaction holds already
+ * is not waited for again).
+ */
+export class KeyOrder {
+  private readonly locked = new Set<number>();
+  /** The highest key locked so far; every key up to `claimUpTo` is claimed. */
+  private highest = -Infinity;
+  private claimUpTo = -Infinity;
+
+  statement(keys: Iterable<number>): void {
+    let top = this.highest;
+    for (const key of keys) {
+      if (this.locked.has(key)) continue;
+      if (key < this.highest && key > this.claimUpTo) this.claimUpTo = key;
+      this.locked.add(key);
+      if (key > top) top = key;
+    }
+    this.highest = top;
+  }
+
+  /** The keys to claim, ascending: usually none. */
+  claims(): number[] {
+    return [...this.locked].filter((k) => k <= this.claimUpTo).sort(ascending);
+  }
+}
+
+/**
+ * A one-part dimension or staging batch's keys to claim before its statements (`KeyOrder`): its
+ * upsert locks its keys in order, then its delete its own, so a deleted key below an upserted one
+ * would be locked out of order.
+ */
+export function batchKeyClaims(batch: PreparedBatch): number[] {
+  if (!batch.upserts.length || !batch.deletes.length) return [];
+  const key = WAREHOUSE_TABLES[batch.table].key;
+  const order = new KeyOrder();
+  order.statement(batch.upserts.map((u) => u.values[key] as number));
+  order.statement(batch.deletes.map((d) => d.key));
+  return order.claims();
+}

@@ -2,21 +2,30 @@ import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Pool } from 'pg';
+import { Pool, type PoolClient } from 'pg';
+import { createLogger } from '../../core/logger';
+import { dimDateInsert, placeholderInsert, type SqlStatement } from '../../core/warehouse-sql';
 import { s3ClientFor, startS3rver, type LocalS3 } from '../../local/s3rver';
-import { createTestDatabase } from '../../test/support/pg';
+import { createTestDatabase, waitFor } from '../../test/support/pg';
 import { s3EventFactory } from '../../test/support/s3-events';
 import {
   at,
+  deleteOf,
   dumpWarehouse,
   objectOf,
   parquetOf,
   rowOf,
   scenarioObjects,
+  tableEventOf,
   type TestObject,
 } from '../../test/support/warehouse-rows';
 import { applyBatch, applyObject } from './apply-batch';
-import { createLoadHandler, LoadRetryableError, type LoadHandlerDeps } from './create-handler';
+import {
+  createLoadHandler,
+  LoadRetryableError,
+  type LoadHandlerDeps,
+  type LoadReport,
+} from './create-handler';
 import { prepareBatch } from './load-batch';
 import { decodeParquet } from '../shared/parquet-codec';
 import { migrateWarehouse } from './migrate';
@@ -46,8 +55,8 @@ afterAll(async () => {
   fs.rmSync(dataDir, { recursive: true, force: true });
 });
 
-async function warehouse(name: string): Promise<Pool> {
-  const pool = new Pool({ connectionString: await createTestDatabase(name), max: 2 });
+async function warehouse(name: string, max = 2): Promise<Pool> {
+  const pool = new Pool({ connectionString: await createTestDatabase(name), max });
   pools.push(pool);
   const c = await pool.connect();
   await migrateWarehouse(c);
@@ -314,5 +323,273 @@ describe('loading an object in parts', () => {
         )
       ).rows;
     expect(await idOrder(byHandler)).toEqual(await idOrder(byParameters));
+  });
+});
+
+/**
+ * Two concurrent loads must not deadlock (issue 12): an object loaded in parts takes every
+ * dimension row lock it needs (its dates and placeholders, or its own keys) before its first part,
+ * in key order, as every other load does (apply-batch.ts `applyObject`). Each test interleaves two
+ * loads deterministically: a third session holds a row the parted load needs, so that load stops
+ * there; the other load then runs until it finishes or waits; the held row is released. Before the
+ * fix each interleaving was a lock cycle (40P01): Postgres aborted one load, which ran again.
+ */
+/** Sessions of this database waiting for a lock (row, transaction id or advisory). */
+async function waitingSessions(pool: Pool): Promise<number> {
+  const { rows } = await pool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+  );
+  return rows[0].n;
+}
+
+interface Interleaving {
+  /** Taken, uncommitted, by a third session before `first` starts; released once `second` ran. */
+  held: SqlStatement;
+  first: { object: TestObject; partRows: number };
+  second: { object: TestObject; partRows: number };
+}
+
+/**
+ * `first` starts and stops at the held row; `second` then runs until it has loaded or waits on a
+ * lock; the held row is released and both finish. Returns both loads' status and attempts, and
+ * the warnings logged.
+ */
+async function interleave(pool: Pool, plan: Interleaving) {
+  const warnings: Record<string, unknown>[] = [];
+  const handler = (partRows: number) =>
+    createLoadHandler({
+      s3: client,
+      warehouse: pool,
+      partRows,
+      logger: createLogger({
+        service: 'load',
+        level: 'warn',
+        write: (line) => warnings.push(JSON.parse(line)),
+      }),
+    });
+  const [first, second] = [await put(plan.first.object), await put(plan.second.object)];
+  const holder: PoolClient = await pool.connect();
+  try {
+    await holder.query('BEGIN');
+    await holder.query(plan.held.text, plan.held.values);
+    const loads: Promise<LoadReport>[] = [];
+    loads.push(handler(plan.first.partRows)(s3EventFactory(first)));
+    await waitFor('the first load to wait on the held row', async () =>
+      (await waitingSessions(pool)) >= 1 ? true : undefined,
+    );
+    let secondDone = false;
+    loads.push(
+      handler(plan.second.partRows)(s3EventFactory(second)).finally(() => {
+        secondDone = true;
+      }),
+    );
+    await waitFor('the second load to finish or wait', async () =>
+      secondDone || (await waitingSessions(pool)) >= 2 ? true : undefined,
+    );
+    await holder.query('ROLLBACK');
+    const reports = await Promise.all(loads);
+    return {
+      loads: reports.map((r) => [r.objects[0].status, r.objects[0].load?.attempts]),
+      // A conflict is logged with its SQLSTATE (40P01: a deadlock) before the load runs again.
+      warnings: warnings.map((w) => [w.msg, w.sqlState]),
+    };
+  } finally {
+    holder.release();
+  }
+}
+
+/** A fact_payment object of one payment per transaction id, in that order. */
+const paymentsOf = (transactions: number[], name: string) =>
+  objectOf(
+    'fact_payment',
+    transactions.map((id, i) => rowOf('fact_payment', i + 1, { transaction_id: id }, at(2, i))),
+    name,
+  );
+
+/** Both loaded at their first attempt; no conflict was logged. */
+const NO_CONFLICT = {
+  loads: [
+    ['loaded', 1],
+    ['loaded', 1],
+  ],
+  warnings: [],
+};
+
+describe('lock order of objects loaded in parts', () => {
+  it('a fact object in parts and a dimension object sharing keys do not deadlock', async () => {
+    const pool = await warehouse('lock_order_fact_parts', 4);
+    // Part 1 refers to transaction 20, part 2 to transaction 10 and to a date only it has (held).
+    const facts = objectOf(
+      'fact_payment',
+      [
+        rowOf('fact_payment', 1, { transaction_id: 20 }, at(1)),
+        rowOf('fact_payment', 2, { transaction_id: 10, payment_date: '2022-12-25' }, at(2)),
+      ],
+      'lock-order-facts',
+    );
+    const transactions = objectOf(
+      'dim_transaction',
+      [rowOf('dim_transaction', 10, {}, at(3)), rowOf('dim_transaction', 20, {}, at(3, 1))],
+      'lock-order-transactions',
+    );
+    const result = await interleave(pool, {
+      held: dimDateInsert(['2022-12-25']),
+      first: { object: facts, partRows: 1 },
+      second: { object: transactions, partRows: 10_000 },
+    });
+    expect(result).toEqual(NO_CONFLICT);
+    const { rows } = await pool.query(
+      'SELECT "transaction_id", "_inferred" FROM "dim_transaction" ORDER BY 1',
+    );
+    expect(rows).toEqual([
+      { transaction_id: 10, _inferred: false },
+      { transaction_id: 20, _inferred: false },
+    ]);
+    expect((await pool.query('SELECT count(*)::int AS n FROM "fact_payment"')).rows[0].n).toBe(2);
+  });
+
+  it('a dimension object in parts and a fact object sharing keys do not deadlock', async () => {
+    const pool = await warehouse('lock_order_dimension_parts', 4);
+    // Part 1 upserts transaction 20; part 2 transaction 5 (held), part 3 transaction 10.
+    const transactions = objectOf(
+      'dim_transaction',
+      [20, 5, 10].map((id, i) => rowOf('dim_transaction', id, {}, at(1, i))),
+      'lock-order-transactions-parts',
+    );
+    const facts = paymentsOf([10, 20], 'lock-order-facts-whole');
+    const result = await interleave(pool, {
+      held: placeholderInsert('dim_transaction', [5]),
+      first: { object: transactions, partRows: 1 },
+      second: { object: facts, partRows: 10_000 },
+    });
+    expect(result).toEqual(NO_CONFLICT);
+    const { rows } = await pool.query(
+      'SELECT "transaction_id", "_inferred" FROM "dim_transaction" ORDER BY 1',
+    );
+    expect(rows).toEqual([5, 10, 20].map((id) => ({ transaction_id: id, _inferred: false })));
+  });
+
+  it('a one-part dimension object deleting keys below the ones it upserts and a fact object do not deadlock', async () => {
+    // Its upsert locks transaction 30; its delete then 7 (held) and 10, which the facts refer to.
+    const transactions = objectOf(
+      'dim_transaction',
+      [
+        rowOf('dim_transaction', 30, {}, at(1)),
+        deleteOf('dim_transaction', 7, at(1, 1)),
+        deleteOf('dim_transaction', 10, at(1, 2)),
+      ],
+      'lock-order-deletes',
+    );
+    const facts = paymentsOf([10, 30], 'lock-order-deletes-facts');
+    const result = await interleave(await warehouse('lock_order_deletes', 4), {
+      held: placeholderInsert('dim_transaction', [7]),
+      first: { object: transactions, partRows: 10_000 },
+      second: { object: facts, partRows: 10_000 },
+    });
+    expect(result).toEqual(NO_CONFLICT);
+  });
+
+  it('claims the keys a dimension object in parts would lock out of order: the same warehouse as loading it whole', async () => {
+    // Keys falling from part to part, so most are claimed (a placeholder first, where there is no
+    // row): new and existing rows, a delete, an unchanged TOAST value, a TRUNCATE, a snapshot that
+    // completes and reconciles, and derived dimensions on both sides of their joins.
+    const objects = [
+      objectOf(
+        'stg_department',
+        [1, 2].map((id, i) => rowOf('stg_department', id, {}, at(1, i))),
+      ),
+      objectOf('dim_location', [rowOf('dim_location', 7, {}, at(1, 2))]),
+      objectOf(
+        'stg_counterparty',
+        [6, 3, 9].map((address, i) =>
+          rowOf('stg_counterparty', i + 1, { legal_address_id: address }, at(2, i)),
+        ),
+      ),
+      objectOf('dim_location', [
+        rowOf('dim_location', 9, {}, at(5)),
+        rowOf('dim_location', 7, { city: 'York' }, at(5, 1)),
+        deleteOf('dim_location', 8, at(5, 2)),
+        rowOf('dim_location', 6, {}, at(5, 3), { unchanged: ['address_line_1'] }),
+        tableEventOf('dim_location', 'truncate', at(5, 4)),
+        rowOf('dim_location', 5, {}, at(6)),
+        rowOf('dim_location', 4, {}, at(4)),
+        rowOf('dim_location', 3, { city: 'Hull' }, at(7), { op: 'snapshot' }),
+        rowOf('dim_location', 2, {}, at(7, 1), { op: 'snapshot' }),
+        tableEventOf('dim_location', 'snapshot_end', at(7, 2), 2),
+      ]),
+      objectOf('stg_staff', [
+        rowOf('stg_staff', 4, { department_id: 2 }, at(8)),
+        rowOf('stg_staff', 3, { department_id: 1 }, at(8, 1)),
+        deleteOf('stg_staff', 2, at(8, 2)),
+        rowOf('stg_staff', 1, { department_id: 2 }, at(8, 3)),
+      ]),
+    ];
+    const specs = [];
+    for (const object of objects) specs.push(await put(object));
+    const whole = await warehouse('lock_order_claims_whole');
+    const parted = await warehouse('lock_order_claims_parted');
+    for (const spec of specs) {
+      expect((await handlerOn(whole)(s3EventFactory(spec))).objects[0].status).toBe('loaded');
+      expect((await handlerOn(parted, { partRows: 1 })(s3EventFactory(spec))).objects[0].status).toBe(
+        'loaded',
+      );
+    }
+    const [a, b] = [await dumpOf(whole), await dumpOf(parted)];
+    delete a.load_log;
+    delete b.load_log;
+    expect(b).toEqual(a);
+    // The snapshot reconciled, the TRUNCATE and the delete applied, the derived rows recomputed.
+    const locations = a.dim_location as { location_id: number; _deleted: boolean; _inferred: boolean }[];
+    expect(locations.map((l) => [l.location_id, l._deleted, l._inferred])).toEqual([
+      [2, false, false],
+      [3, false, false],
+      [4, true, false],
+      [5, true, false],
+      [6, true, false],
+      [7, true, false],
+      [8, true, true],
+      [9, true, false],
+    ]);
+    expect(a.dim_staff).toHaveLength(4);
+    expect(a.dim_counterparty).toHaveLength(3);
+  });
+
+  it('two fact objects sharing new dates do not deadlock', async () => {
+    const pool = await warehouse('lock_order_dates', 4);
+    // The parted object's part 1 has 2022-12-20; part 2 has 2022-12-05 (held) and 2022-12-10. The
+    // whole object has 2022-12-10 and 2022-12-20; no other date is shared.
+    const own = { created_date: '2022-01-01', last_updated_date: '2022-01-01' };
+    const parted = objectOf(
+      'fact_payment',
+      [
+        rowOf('fact_payment', 1, { ...own, payment_date: '2022-12-20' }, at(1)),
+        rowOf(
+          'fact_payment',
+          2,
+          { ...own, payment_date: '2022-12-10', last_updated_date: '2022-12-05' },
+          at(2),
+        ),
+      ],
+      'lock-order-dates-parted',
+    );
+    const theirs = {
+      created_date: '2023-01-01',
+      last_updated_date: '2023-01-01',
+      agreed_delivery_date: '2023-01-02',
+    };
+    const whole = objectOf(
+      'fact_sales_order',
+      [
+        rowOf('fact_sales_order', 1, { ...theirs, agreed_payment_date: '2022-12-10' }, at(3)),
+        rowOf('fact_sales_order', 2, { ...theirs, agreed_payment_date: '2022-12-20' }, at(3, 1)),
+      ],
+      'lock-order-dates-whole',
+    );
+    const result = await interleave(pool, {
+      held: dimDateInsert(['2022-12-05']),
+      first: { object: parted, partRows: 1 },
+      second: { object: whole, partRows: 10_000 },
+    });
+    expect(result).toEqual(NO_CONFLICT);
   });
 });

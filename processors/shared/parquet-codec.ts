@@ -385,8 +385,12 @@ export async function encodeParquet(
 export interface ParquetTableReader {
   table: WarehouseTableName;
   rowCount: number;
-  /** The rows in order, `size` (default ROW_GROUP_ROWS) at a time. */
-  batches(size?: number): AsyncGenerator<WarehouseRow[]>;
+  /**
+   * The rows in order, `size` (default ROW_GROUP_ROWS) at a time. With `columns`, only those
+   * column chunks are read and decoded, and the rows carry only them (the load reads an object's
+   * keys and references before its rows: processors/load/create-handler.ts).
+   */
+  batches(size?: number, columns?: readonly string[]): AsyncGenerator<WarehouseRow[]>;
   close(): Promise<void>;
 }
 
@@ -409,10 +413,11 @@ export async function openParquetReader(buffer: Buffer): Promise<ParquetTableRea
   return {
     table,
     rowCount: Number(opened.getRowCount()),
-    async *batches(size = ROW_GROUP_ROWS) {
+    async *batches(size = ROW_GROUP_ROWS, columns?: readonly string[]) {
+      const read = columns ? types.filter(([name]) => columns.includes(name)) : types;
       let batch: WarehouseRow[] = [];
       for (const rowGroup of envelopeOf(opened).metadata.row_groups) {
-        for (const row of await readRowGroupRows(opened, rowGroup, types)) {
+        for (const row of await readRowGroupRows(opened, rowGroup, read, columns !== undefined)) {
           batch.push(row);
           if (batch.length >= size) {
             yield batch;
@@ -504,17 +509,20 @@ function columnValues(data: ColumnData | undefined, type: Physical, rowCount: nu
   return out;
 }
 
-/** One row group's rows, in canonical form, decoded column by column. */
+/** One row group's rows, in canonical form, decoded column by column (only `types`' chunks when `only`). */
 async function readRowGroupRows(
   reader: ParquetReader,
   rowGroup: unknown,
   types: readonly [string, Physical][],
+  only = false,
 ): Promise<WarehouseRow[]> {
   const access = envelopeOf(reader);
   let columns: WarehouseValue[][];
   let rowCount: number;
   try {
-    const buffer = await access.envelopeReader.readRowGroup(access.schema, rowGroup, []);
+    // An empty list reads every column chunk.
+    const list = only ? types.map(([name]) => [name]) : [];
+    const buffer = await access.envelopeReader.readRowGroup(access.schema, rowGroup, list);
     rowCount = Number(buffer.rowCount);
     columns = types.map(([name, type]) => columnValues(buffer.columnData[name], type, rowCount));
   } catch (e) {
