@@ -1,5 +1,10 @@
 import type { ChangeBatch } from './change-event';
-import { encodeChangeBatchAsCsv, INGESTION_ROOT, schemaFingerprint } from './csv-codec';
+import {
+  encodeChangeBatchAsCsv,
+  INGESTION_ROOT,
+  schemaFingerprint,
+  writeChangeBatchAsCsv,
+} from './csv-codec';
 
 /**
  * Fast mode's mixed-table CSV objects (infra/config.ts `totes:freshness=fast`, docs/deploy.md
@@ -51,8 +56,18 @@ export function mixedPartKey(
 
 /** One record's data in fast mode: its layout record, then its CSV lines. */
 export function encodeChangeBatchAsMixedCsv(batch: ChangeBatch): string {
+  return `${layoutRecord(batch)}${encodeChangeBatchAsCsv(batch)}`;
+}
+
+/** encodeChangeBatchAsMixedCsv's text handed to `write` in pieces (as writeChangeBatchAsCsv). */
+export function writeChangeBatchAsMixedCsv(batch: ChangeBatch, write: (piece: string) => void): void {
+  write(layoutRecord(batch));
+  writeChangeBatchAsCsv(batch, write);
+}
+
+function layoutRecord(batch: ChangeBatch): string {
   // Table names that reach here are layout-safe (no comma, quote or line end): no quoting needed.
-  return `${LAYOUT_RECORD_TAG},${batch.table},${schemaFingerprint(batch.columns)}\n${encodeChangeBatchAsCsv(batch)}`;
+  return `${LAYOUT_RECORD_TAG},${batch.table},${schemaFingerprint(batch.columns)}\n`;
 }
 
 export interface MixedSegment {

@@ -121,6 +121,23 @@ describe('star mapping fast paths against the old code', () => {
     expect(sourceRowHash([{ name: 'a' }], withUnchanged)).toBeUndefined();
   });
 
+  it('the row hash equals the old one for every UTF-16 code unit in a value (JSON escapes some, not others)', () => {
+    const columns = [{ name: 'a' }, { name: 'b' }];
+    const differing: number[] = [];
+    for (let c = 0; c <= 0xffff; c++) {
+      const unit = String.fromCharCode(c);
+      const change = {
+        op: 'insert',
+        lsn: '0/1',
+        seq: 0,
+        ts: '2025-02-28T09:15:02.123456Z',
+        values: [unit, `x${unit}y${c % 7 === 0 ? '\udc00' : ''}`],
+      } as Change;
+      if (sourceRowHash(columns, change) !== referenceRowHash(columns, change)) differing.push(c);
+    }
+    expect(differing).toEqual([]);
+  });
+
   it('rows carry the old hash of their whole source row', () => {
     const change = sourceChange('sales_order', { unit_price: '3.10' });
     const [row] = toWarehouseRows('sales_order', SOURCE_LAYOUTS.sales_order, [change]).rows;

@@ -1,18 +1,19 @@
 import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { InvalidChangeBatchError, type ChangeBatch, type Column } from '../../core/change-event';
 import {
-  encodeChangeBatchAsCsv,
   encodeSchemaObject,
   isLayoutSafeTableName,
   schemaFingerprint,
   schemaObjectFor,
   schemaObjectKey,
+  writeChangeBatchAsCsv,
   type IngestionPartitionKeys,
 } from '../../core/csv-codec';
 import { silentLogger, type Logger } from '../../core/logger';
+import { writeChangeBatchAsMixedCsv } from '../../core/mixed-csv';
 import { inflateRecord, isGzip } from '../../core/record-compression';
-import { encodeChangeBatchAsMixedCsv } from '../../core/mixed-csv';
 import { decodeRecordData, decodeStrictBase64 } from './decode-record';
+import { ScratchBuffer } from './scratch-buffer';
 import {
   FirehoseTransformationEventSchema,
   type FirehoseTransformationEventRecord,
@@ -105,10 +106,14 @@ interface RecordFailure {
   issues: string[];
 }
 
-type RecordOutcome = { ok: true; batch: ChangeBatch; csv: string } | { ok: false; failure: RecordFailure };
+type RecordOutcome = { ok: true; batch: ChangeBatch; data: string } | { ok: false; failure: RecordFailure };
 
-function transformRecord(data: string, mixedObjects: boolean): RecordOutcome {
-  let bytes = decodeStrictBase64(data);
+/**
+ * One record: its data decoded and checked, and its CSV lines in base64. `scratch` holds the
+ * decoded bytes, then the CSV's bytes (written in pieces: no string of the whole CSV is made).
+ */
+function transformRecord(data: string, mixedObjects: boolean, scratch: ScratchBuffer): RecordOutcome {
+  let bytes = decodeStrictBase64(data, scratch);
   if (!bytes)
     return { ok: false, failure: { code: 'InvalidBase64', reason: 'data is not base64', issues: [] } };
   // Capture gzips its records by default (core/record-compression.ts); its own code for one that
@@ -134,11 +139,11 @@ function transformRecord(data: string, mixedObjects: boolean): RecordOutcome {
       ok: false,
       failure: { code: 'UnsafeTableName', reason: 'table name cannot be an S3 key segment', issues: [] },
     };
-  return {
-    ok: true,
-    batch,
-    csv: mixedObjects ? encodeChangeBatchAsMixedCsv(batch) : encodeChangeBatchAsCsv(batch),
-  };
+  scratch.clear();
+  const append = (piece: string) => scratch.append(piece);
+  if (mixedObjects) writeChangeBatchAsMixedCsv(batch, append);
+  else writeChangeBatchAsCsv(batch, append);
+  return { ok: true, batch, data: scratch.toBase64() };
 }
 
 function sameColumns(a: readonly Column[], b: readonly Column[]): boolean {
@@ -180,6 +185,7 @@ export function createHandler(
   const logger = deps.logger ?? silentLogger;
   const ensured = new Set<string>();
   const fingerprintOf = fingerprintMemo();
+  const scratch = new ScratchBuffer();
 
   async function ensureSchemaObject(batch: ChangeBatch, fingerprint: string): Promise<boolean> {
     const key = schemaObjectKey(batch.table, fingerprint);
@@ -220,13 +226,13 @@ export function createHandler(
     const layouts = new Map<string, { batch: ChangeBatch; fingerprint: string }>();
     let failed = 0;
     const records = event.records.map((record): FirehoseTransformationResultRecord => {
-      const outcome = transformRecord(record.data, deps.mixedObjects === true);
+      const outcome = transformRecord(record.data, deps.mixedObjects === true, scratch);
       if (!outcome.ok) {
         failed += 1;
         logFailure(logger, event.invocationId, record, outcome.failure);
         return { recordId: record.recordId, result: 'ProcessingFailed', data: record.data };
       }
-      const { batch, csv } = outcome;
+      const { batch, data } = outcome;
       const partitionKeys: IngestionPartitionKeys = {
         table: batch.table,
         schema: fingerprintOf(batch.table, batch.columns),
@@ -238,7 +244,7 @@ export function createHandler(
       return {
         recordId: record.recordId,
         result: 'Ok',
-        data: Buffer.from(csv, 'utf8').toString('base64'),
+        data,
         // Partition keys are for dynamic partitioning, which fast mode has not: its lines say it.
         ...(deps.mixedObjects ? {} : { metadata: { partitionKeys: { ...partitionKeys } } }),
       };

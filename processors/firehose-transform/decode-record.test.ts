@@ -1,6 +1,8 @@
+import { isDeepStrictEqual } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { decodeChangeBatch, InvalidChangeBatchError } from '../../core/change-event';
 import { decodeRecordData, decodeStrictBase64, isPlainChangeBatch } from './decode-record';
+import { ScratchBuffer } from './scratch-buffer';
 
 /**
  * decodeRecordData must return (or throw) exactly what decodeChangeBatch does for the same bytes:
@@ -81,6 +83,19 @@ const EDITS: Record<string, Edit> = {
   'batch a list': () => {},
 };
 
+/** The batch with `count` more changes after its own, plain inserts with some of `texts` as values. */
+function big(batch: Batch, count: number, texts: string[] = ['plain', 'ünïcödé', '😀']): Batch {
+  for (let i = 0; i < count; i++)
+    batch.changes.push({
+      op: 'insert',
+      lsn: '0/16B3760',
+      seq: i + 2,
+      ts: '2025-02-28T09:15:02.123456Z',
+      values: [String(i), `${texts[i % texts.length]} ${i} ${'y'.repeat(i % 97)}`],
+    });
+  return batch;
+}
+
 function outcome(decode: (data: Buffer) => unknown, data: Buffer): unknown {
   try {
     return { ok: decode(data) };
@@ -99,6 +114,92 @@ describe('decodeRecordData', () => {
     EDITS[name](batch);
     const data = Buffer.from(name === 'batch a list' ? '[1]' : JSON.stringify(batch));
     expect(outcome(decodeRecordData, data)).toEqual(outcome(decodeChangeBatch, data));
+  });
+
+  // A record over 96 KiB is parsed in pieces (its text before the changes, then about 64 KiB of
+  // changes at a time): each rule broken in a big record too, early or late in it.
+  it.each(Object.keys(EDITS).filter((name) => name !== 'batch a list'))(
+    '%s, in a record of many pieces: the same result as decodeChangeBatch',
+    (name) => {
+      const batch = big(valid() as Batch, 2000);
+      EDITS[name](batch);
+      if (name === 'as it is') expect(JSON.stringify(batch).length).toBeGreaterThan(3 * 96 * 1024);
+      const data = Buffer.from(JSON.stringify(batch));
+      expect(outcome(decodeRecordData, data)).toEqual(outcome(decodeChangeBatch, data));
+      const late = big(valid() as Batch, 2000);
+      late.changes.reverse();
+      EDITS[name](late);
+      late.changes.reverse(); // the edited change is now one of the last
+      const lateData = Buffer.from(JSON.stringify(late));
+      expect(outcome(decodeRecordData, lateData)).toEqual(outcome(decodeChangeBatch, lateData));
+    },
+  );
+
+  it('a record of many pieces: values that look like the cut between changes, multi-byte text at every offset, and damage anywhere give what decodeChangeBatch gives', () => {
+    const batch = big(valid() as Batch, 1500, [
+      '},{"op":"insert"',
+      '},{',
+      '"},{"',
+      '\\"},{"',
+      '"changes":[',
+      ']}',
+      'ü',
+      '日本',
+      '😀',
+    ]);
+    // One change bigger than a piece.
+    (batch.changes as unknown[]).splice(700, 0, { ...batch.changes[700], values: ['0', 'x'.repeat(70_000)] });
+    const text = JSON.stringify(batch);
+    const good = Buffer.from(text);
+    // Parsed in pieces (never the whole text as one string), to what the schema gives.
+    const parse = jest.spyOn(JSON, 'parse');
+    const parsed = outcome(decodeRecordData, good);
+    const longest = Math.max(...parse.mock.calls.map(([t]) => t.length));
+    parse.mockRestore();
+    expect(longest).toBeLessThan(70_000 + 2 * 64 * 1024);
+    expect(good.length).toBeGreaterThan(2 * longest);
+    expect(parsed).toEqual({ ok: decodeChangeBatch(good) });
+    // Damage: one byte replaced, inserted or removed, at random offsets and next to every kind of
+    // place a cut may fall.
+    let seed = 11;
+    const random = (below: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed % below;
+    };
+    const cuts = [...text.matchAll(/\},\{"|"changes":\[|\]\}$/g)].map((m) =>
+      Buffer.byteLength(text.slice(0, m.index)),
+    );
+    const bytes = [...'[]{},":\\ 0a\n'].map((c) => c.charCodeAt(0)).concat([0xc3, 0xff]);
+    for (let i = 0; i < 120; i++) {
+      const at = i % 2 === 0 ? random(good.length) : cuts[random(cuts.length)] + random(6) - 2;
+      const b = Buffer.from([bytes[random(bytes.length)]]);
+      const edit = random(3);
+      const data = Buffer.concat([
+        good.subarray(0, at),
+        edit === 2 ? Buffer.alloc(0) : b,
+        good.subarray(edit === 1 ? at : at + 1),
+      ]);
+      const [actual, expected] = [outcome(decodeRecordData, data), outcome(decodeChangeBatch, data)];
+      // isDeepStrictEqual first: jest's toEqual takes seconds over 1,500 changes.
+      if (!isDeepStrictEqual(actual, expected)) expect([i, actual]).toEqual([i, expected]);
+    }
+  });
+
+  it('a record of many pieces not shaped as capture writes it: nested lists of objects, a second changes key, white space at the end', () => {
+    const batch = big(valid() as Batch, 1500);
+    const text = JSON.stringify(batch);
+    const variants = [
+      `${text} `,
+      `${text.slice(0, -2)},{"op":"insert","x":[{},{"a":1}]}]}`,
+      `${text.slice(0, -1)},"changes":[${JSON.stringify(batch.changes[0])}]}`,
+      text.replace('"changes":[', '"changes":[ ').replace(/\]\}$/, ' ]}'),
+      text.replace('},{"', '} , {"'),
+      text.replace('"schema"', '"x":[{},{"a":1}],"schema"'),
+    ];
+    for (const variant of variants) {
+      const data = Buffer.from(variant);
+      expect(outcome(decodeRecordData, data)).toEqual(outcome(decodeChangeBatch, data));
+    }
   });
 
   it('takes the fast path for valid batches, and hands everything else to the schema', () => {
@@ -178,10 +279,12 @@ describe('decodeStrictBase64', () => {
       texts.push(good.slice(0, at) + c + good.slice(at));
       texts.push(good.slice(0, at) + good.slice(at + 1));
     }
+    // Into a new Buffer, and into one scratch buffer reused for every text (as the handler does).
+    const scratch = new ScratchBuffer(4);
     for (const text of texts) {
-      const expected = reference(text);
-      const actual = decodeStrictBase64(text);
-      expect([text, actual?.toString('hex')]).toEqual([text, expected?.toString('hex')]);
+      const expected = reference(text)?.toString('hex');
+      expect([text, decodeStrictBase64(text)?.toString('hex')]).toEqual([text, expected]);
+      expect([text, decodeStrictBase64(text, scratch)?.toString('hex')]).toEqual([text, expected]);
     }
   });
 });

@@ -7,6 +7,7 @@ import {
 } from '../../core/change-event';
 import { isLsn } from '../../core/lsn';
 import { inflateRecord, isGzip } from '../../core/record-compression';
+import type { ScratchBuffer } from './scratch-buffer';
 
 /**
  * decodeChangeBatch with a fast path. The zod schema (core/change-event.ts) validates every change
@@ -89,7 +90,7 @@ export function decodeRecordData(record: Buffer): ChangeBatch {
     }
   let json: unknown;
   try {
-    json = JSON.parse(data.toString('utf8'));
+    json = parseInPieces(data) ?? JSON.parse(data.toString('utf8'));
   } catch {
     return decodeChangeBatch(data); // throws its "not JSON" error
   }
@@ -97,6 +98,57 @@ export function decodeRecordData(record: Buffer): ChangeBatch {
   // As decodeChangeBatch does: each change carries its epoch from here on.
   if (json.epoch !== undefined) for (const change of json.changes) change.epoch ??= json.epoch;
   return json;
+}
+
+const CHANGES_OPEN = Buffer.from('"changes":[');
+/** Where one change object ends and the next starts, as capture writes them. */
+const BETWEEN_CHANGES = Buffer.from('},{"');
+/** The pieces are about this big (at least, and under 1.5 × unless a change is bigger). */
+const PIECE_BYTES = 64 * 1024;
+/** Records up to this size are parsed whole (a string this big is an ordinary heap object). */
+const WHOLE_BYTES = 96 * 1024;
+
+/**
+ * JSON.parse of a big record's text, without making that text one string: V8 keeps a string over
+ * 128 KiB in a memory mapping of its own, which on the 2-core machine cost ~6 ns per byte to
+ * allocate (page faults, mmap/munmap), as much as JSON.parse itself (bench:transform). Capture
+ * writes a record as `{…,"changes":[` + its changes, comma-separated, + `]}`; this parses the text
+ * before the changes with an empty array (`…"changes":[]}`) and the changes in pieces of
+ * PIECE_BYTES or more (`[` + whole changes + `]`), cut at the comma of a `},{"`. Undefined — parse
+ * the whole text instead — for a small record, one not of that shape, or when any part does not
+ * parse or a piece holds no value.
+ *
+ * When every part parses, the result is JSON.parse's of the whole text, wherever the cuts fell:
+ * `[` + p1 + `,` + p2 + … + `]` is a valid array of the values of the pieces when each `[pᵢ]` is a
+ * non-empty one, and a valid value put in place of the empty array's in a valid text gives a valid
+ * text that parses to the same members around it (a cut inside a string or a nested value leaves a
+ * piece that does not parse). Each part is cut next to ASCII bytes (`[`, `}`, `,`, `{`, `]`), which
+ * end any UTF-8 sequence, so its characters are those of its bytes in the whole text.
+ */
+function parseInPieces(data: Buffer): unknown {
+  const n = data.length;
+  if (n <= WHOLE_BYTES || data[n - 2] !== 0x5d || data[n - 1] !== 0x7d) return undefined; // `]}`
+  const open = data.indexOf(CHANGES_OPEN);
+  if (open < 0) return undefined;
+  const start = open + CHANGES_OPEN.length;
+  const end = n - 2;
+  try {
+    const head: unknown = JSON.parse(`${data.toString('utf8', 0, start)}]}`);
+    if (!isObject(head) || !Array.isArray(head.changes) || head.changes.length !== 0) return undefined;
+    const changes: unknown[] = [];
+    for (let at = start; at < end;) {
+      const between = end - at > WHOLE_BYTES ? data.indexOf(BETWEEN_CHANGES, at + PIECE_BYTES) : -1;
+      const cut = between >= 0 && between < end ? between + 1 : end;
+      const piece: unknown = JSON.parse(`[${data.toString('utf8', at, cut)}]`);
+      if (!Array.isArray(piece) || piece.length === 0) return undefined;
+      for (const change of piece) changes.push(change);
+      at = cut + 1; // past the comma
+    }
+    head.changes = changes;
+    return head;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Each base64 character's 6-bit value (standard alphabet only), -1 for anything else. */
@@ -113,9 +165,10 @@ for (const [i, c] of [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
  * 3 × length / 4 − padding bytes); and zero bits below the last byte of a padded end, which the
  * decoder drops. Encoding the bytes again to compare, as this did before, cost ~1.5× the decoding
  * itself (~20% of the record transformation at 2,000-change records); indexOf is a native scan.
- * decode-record.test.ts holds it to that comparison.
+ * decode-record.test.ts holds it to that comparison. With `scratch`, the bytes are decoded into it
+ * (valid until its next use), not into a new Buffer.
  */
-export function decodeStrictBase64(data: string): Buffer | undefined {
+export function decodeStrictBase64(data: string, scratch?: ScratchBuffer): Buffer | undefined {
   const n = data.length;
   if (n % 4 !== 0) return undefined;
   const padding = n === 0 ? 0 : data.charCodeAt(n - 1) !== 0x3d ? 0 : data.charCodeAt(n - 2) !== 0x3d ? 1 : 2;
@@ -127,6 +180,6 @@ export function decodeStrictBase64(data: string): Buffer | undefined {
     const last = code < 128 ? SEXTET[code] : -1;
     if (last < 0 || (last & (padding === 1 ? 0x03 : 0x0f)) !== 0) return undefined;
   }
-  const bytes = Buffer.from(data, 'base64');
+  const bytes = scratch ? scratch.decode(data, 'base64') : Buffer.from(data, 'base64');
   return bytes.length === (n / 4) * 3 - padding ? bytes : undefined;
 }

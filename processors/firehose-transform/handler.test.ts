@@ -20,6 +20,7 @@ import {
   schemaObjectKey,
 } from '../../core/csv-codec';
 import { createLogger } from '../../core/logger';
+import { encodeChangeBatchAsMixedCsv } from '../../core/mixed-csv';
 import { compressRecord, isGzip } from '../../core/record-compression';
 import { s3ClientFor, startS3rver } from '../../local/s3rver';
 import { useLocalS3 } from '../../test/support/local-s3';
@@ -367,6 +368,37 @@ describe('firehose-transform handler (real s3rver)', () => {
       unreachable.destroy();
       fs.rmSync(goneDir, { recursive: true, force: true });
     }
+  });
+
+  it("hands back each record's CSV as exactly its UTF-8 bytes in base64, in either mode, however big or small the records in turn", async () => {
+    // Records of many pieces (the CSV is written in ~16k-character pieces into a buffer reused from
+    // record to record), small ones after big ones, values of every width of UTF-8 and lone surrogates.
+    const values = [...HOSTILE_VALUES, '\ud800', 'x\udc00', '😀', 'ü'.repeat(300), '日'.repeat(5000)];
+    const batchOf = (count: number, shift: number) => {
+      const batch = staffBatch({ table: 'staff_bytes', firstId: shift, count });
+      for (const [i, c] of batch.changes.entries()) c.values[2] = values[(i * 7 + shift) % values.length];
+      return batch;
+    };
+    const batches = [batchOf(3000, 0), batchOf(2, 5), batchOf(1, 1), batchOf(1200, 3), batchOf(40, 2)];
+    for (const mixedObjects of [false, true]) {
+      const handler = createHandler({
+        s3: { send: () => Promise.resolve({}) },
+        bucket: BUCKET,
+        mixedObjects,
+      });
+      const result = await handler(
+        firehoseEventFactory(batches.map((b) => firehoseRecordFactory(encodeChangeBatch(b)))),
+      );
+      const expected = batches.map((b) =>
+        Buffer.from(
+          mixedObjects ? encodeChangeBatchAsMixedCsv(b) : encodeChangeBatchAsCsv(b),
+          'utf8',
+        ).toString('base64'),
+      );
+      expect(result.records.map((r) => r.result)).toEqual(batches.map(() => 'Ok'));
+      expect(result.records.map((r) => r.data)).toEqual(expected);
+    }
+    expect(encodeChangeBatchAsCsv(batches[0]).length).toBeGreaterThan(200_000);
   });
 
   it('returns an empty response for an empty batch', async () => {
