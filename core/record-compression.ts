@@ -16,7 +16,9 @@ import zlib from 'node:zlib';
  * synchronously, and Lambda's response is at most 6 MB. Its input is the processor's buffer
  * (BufferSizeInMBs, infra/constructs/delivery-stream.ts) of compressed records, its output is the
  * CSV of the inflated records, base64-encoded (× 4/3), and the CSV is no larger than the JSON it
- * comes from. So a record may shrink at most MAX_RECORD_EXPANSION times: one that would shrink more
+ * comes from (a row's line has ~21 bytes of position against the JSON's ~46, NULL is empty; only a
+ * `truncate` or `snapshot_end` line of a table over ~25 columns is longer, by a byte per column
+ * beyond that, once per table). So a record may shrink at most MAX_RECORD_EXPANSION times: one that would shrink more
  * (very regular rows: totesys' real tables shrink 4–6.4×, test fixtures of near-identical rows
  * over 8×) goes on the stream uncompressed, and the output stays below the buffer's 0.25 MiB × 8 ×
  * 4/3 plus one whole record past the hint (≤ 1 MiB × 4/3): ≈ 4 MiB, with room for the hint being
