@@ -57,7 +57,7 @@ export class StackLogTail {
   readonly snapshotTables: SnapshotTable[] = [];
   readonly transformed = emptySpan();
   readonly loaded = emptySpan();
-  /** Warnings and errors, by `level: message`. */
+  /** Warnings and errors, by `level: message (table, SQLSTATE)`. */
   readonly problems: Record<string, number> = {};
 
   constructor(private readonly file: string) {}
@@ -96,7 +96,9 @@ export class StackLogTail {
     const at = Date.parse(String(record.time ?? ''));
     const level = String(record.level ?? '');
     if (level === 'warn' || level === 'error') {
-      const key = `${level}: ${msg}`;
+      // The table and SQLSTATE when the line names them: a retried deadlock says between which loads.
+      const where = [record.table, record.sqlState].filter((x) => typeof x === 'string').join(', ');
+      const key = `${level}: ${msg}${where ? ` (${where})` : ''}`;
       this.problems[key] = (this.problems[key] ?? 0) + 1;
     }
     if (!Number.isFinite(at)) return;
