@@ -141,8 +141,9 @@ export class InvalidChangeBatchError extends Error {
   constructor(
     message: string,
     readonly issues: string[],
+    options?: { cause: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
 }
 
@@ -159,7 +160,8 @@ export function decodeChangeBatch(data: Uint8Array | string): ChangeBatch {
   try {
     json = JSON.parse(typeof data === 'string' ? data : Buffer.from(inflateRecord(data)).toString('utf8'));
   } catch (e) {
-    if (e instanceof InvalidCompressedRecordError) throw new InvalidChangeBatchError(e.message, []);
+    if (e instanceof InvalidCompressedRecordError)
+      throw new InvalidChangeBatchError(e.message, [], { cause: e });
     throw new InvalidChangeBatchError(`not JSON: ${(e as Error).message}`, []);
   }
   const parsed = ChangeBatchSchema.safeParse(json);

@@ -11,7 +11,7 @@ import {
 } from '../../core/csv-codec';
 import { silentLogger, type Logger } from '../../core/logger';
 import { writeChangeBatchAsMixedCsv } from '../../core/mixed-csv';
-import { inflateRecord, isGzip } from '../../core/record-compression';
+import { InvalidCompressedRecordError } from '../../core/record-compression';
 import { decodeRecordData, decodeStrictBase64 } from './decode-record';
 import { ScratchBuffer } from './scratch-buffer';
 import {
@@ -113,21 +113,17 @@ type RecordOutcome = { ok: true; batch: ChangeBatch; data: string } | { ok: fals
  * decoded bytes, then the CSV's bytes (written in pieces: no string of the whole CSV is made).
  */
 function transformRecord(data: string, mixedObjects: boolean, scratch: ScratchBuffer): RecordOutcome {
-  let bytes = decodeStrictBase64(data, scratch);
+  const bytes = decodeStrictBase64(data, scratch);
   if (!bytes)
     return { ok: false, failure: { code: 'InvalidBase64', reason: 'data is not base64', issues: [] } };
-  // Capture gzips its records by default (core/record-compression.ts); its own code for one that
-  // does not inflate, rather than "not JSON".
-  if (isGzip(bytes))
-    try {
-      bytes = inflateRecord(bytes) as Buffer;
-    } catch (e) {
-      return { ok: false, failure: { code: 'InvalidGzip', reason: (e as Error).message, issues: [] } };
-    }
   let batch: ChangeBatch;
   try {
     batch = decodeRecordData(bytes);
   } catch (e) {
+    // Capture gzips its records by default (core/record-compression.ts): its own code for one that
+    // does not inflate, rather than "not JSON". The reason names the inflate error, never the data.
+    if (e instanceof InvalidChangeBatchError && e.cause instanceof InvalidCompressedRecordError)
+      return { ok: false, failure: { code: 'InvalidGzip', reason: e.cause.message, issues: [] } };
     // InvalidChangeBatchError's message may quote the input (JSON.parse does): log only its issues.
     const issues = e instanceof InvalidChangeBatchError ? e.issues : [];
     return issues.length === 0
