@@ -475,6 +475,38 @@ class PartCommon {
   }
 }
 
+/** The dates and dimension keys fact versions refer to, each once; ascending when read. */
+class Referenced {
+  private readonly dates = new Set<string>();
+  private readonly keys: Partial<Record<WarehouseTableName, Set<number>>> = {};
+
+  /** A non-null value of a column that `references` a table. */
+  add(c: WarehouseColumn, value: unknown): void {
+    if (c.references === 'dim_date') this.addDate(value as string);
+    else (this.keys[c.references!] ??= new Set()).add(value as number);
+  }
+
+  addDate(date: string): void {
+    this.dates.add(date);
+  }
+
+  clear(): void {
+    this.dates.clear();
+    for (const set of Object.values(this.keys)) set.clear();
+  }
+
+  sorted(): Pick<PreparedBatch, 'dates' | 'references'> {
+    return {
+      dates: [...this.dates].sort(),
+      references: Object.fromEntries(
+        Object.entries(this.keys)
+          .filter(([, set]) => set.size > 0)
+          .map(([t, set]) => [t, [...set].sort(ascending)]),
+      ),
+    };
+  }
+}
+
 /**
  * foldChecked for a fact, a row at a time: the same batch, its work spread over the slices a part
  * is added in rather than done in one piece when the part is finished (while the warehouse waits
@@ -484,8 +516,7 @@ class FactFold {
   private readonly common = new PartCommon();
   private readonly versions = new Map<string, VersionedRow>();
   private readonly deletes = new Map<string, DeleteMark>();
-  private readonly dates = new Set<string>();
-  private readonly references: Partial<Record<WarehouseTableName, Set<number>>> = {};
+  private readonly referenced = new Referenced();
   /** A version replaced by a repeat of it: dates and references are gathered again from the versions kept. */
   private replaced = false;
   private readonly referring: readonly WarehouseColumn[];
@@ -518,29 +549,21 @@ class FactFold {
   private refer(row: VersionedRow): void {
     for (const c of this.referring) {
       const value = row.values[c.name];
-      if (value === null) continue;
-      if (c.references === 'dim_date') this.dates.add(value as string);
-      else (this.references[c.references!] ??= new Set()).add(value as number);
+      if (value !== null) this.referenced.add(c, value);
     }
   }
 
   finish(rowCount: number): PreparedBatch {
     const upserts = [...this.versions.values()];
     if (this.replaced) {
-      this.dates.clear();
-      for (const set of Object.values(this.references)) set.clear();
+      this.referenced.clear();
       for (const row of upserts) this.refer(row);
     }
     return {
       ...this.common.finish(this.table, rowCount),
       upserts,
       deletes: [...this.deletes.values()],
-      dates: [...this.dates].sort(),
-      references: Object.fromEntries(
-        Object.entries(this.references)
-          .filter(([, set]) => set.size > 0)
-          .map(([t, set]) => [t, [...set].sort(ascending)]),
-      ),
+      ...this.referenced.sorted(),
     };
   }
 }
@@ -630,8 +653,7 @@ export function claimColumns(table: WarehouseTableName): string[] {
 export class ClaimsBuilder {
   private readonly spec: (typeof WAREHOUSE_TABLES)[WarehouseTableName];
   private readonly referring: readonly WarehouseColumn[];
-  private readonly dates = new Set<string>();
-  private readonly references: Partial<Record<WarehouseTableName, Set<number>>> = {};
+  private readonly referenced = new Referenced();
   private factExclusive = false;
   /** Dimension or staging table: the order its parts lock keys in; the part being read's keys. */
   private readonly order = new KeyOrder();
@@ -658,7 +680,7 @@ export class ClaimsBuilder {
   }
 
   private addDate(value: unknown): void {
-    if (typeof value === 'string' && isDateText(value)) this.dates.add(value);
+    if (typeof value === 'string' && isDateText(value)) this.referenced.addDate(value);
   }
 
   private addVersion(row: WarehouseRow): void {
@@ -669,9 +691,8 @@ export class ClaimsBuilder {
     if (typeof row._unchanged === 'string' && row._unchanged !== '') this.factExclusive = true;
     for (const c of this.referring) {
       const value = row[c.name];
-      if (value === null || value === undefined || valueIssue(c, value) !== null) continue;
-      if (c.references === 'dim_date') this.dates.add(value as string);
-      else (this.references[c.references!] ??= new Set()).add(value as number);
+      if (value !== null && value !== undefined && valueIssue(c, value) === null)
+        this.referenced.add(c, value);
     }
   }
 
@@ -702,10 +723,7 @@ export class ClaimsBuilder {
   finish(): ObjectClaims {
     this.endPart();
     return {
-      dates: [...this.dates].sort(),
-      references: Object.fromEntries(
-        Object.entries(this.references).map(([t, set]) => [t, [...set].sort(ascending)]),
-      ),
+      ...this.referenced.sorted(),
       keys: this.order.claims(),
       factExclusive: this.factExclusive,
     };
