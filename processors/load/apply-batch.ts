@@ -248,11 +248,12 @@ async function settleFacts(
 
 /**
  * Records the object's snapshot rows and end markers; a snapshot whose marker and every row have now
- * loaded is reconciled here, once: what it no longer held is marked deleted.
+ * loaded is reconciled here, once: what it no longer held is marked deleted. Last in the lock order:
+ * after every row the object writes (an object in parts: after its last part).
  */
 async function applySnapshots(
   client: ClientBase,
-  batch: PreparedBatch,
+  batch: Pick<PreparedBatch, 'kind' | 'table'>,
   parts: readonly SnapshotPart[],
   outcome: ApplyOutcome,
 ): Promise<void> {
@@ -333,6 +334,14 @@ interface FactInsertPath {
   claims: ObjectClaims | null;
   /** With claims: the keys whose derived rows are recomputed after the last part. */
   derivedKeys: Set<number>;
+  /**
+   * With claims: the parts' snapshot rows and end markers, recorded after the last part. Their
+   * locks (the derived dimensions', the snapshot bookkeeping's) come after every row lock in the
+   * global order; taken in part 1, they were held while later parts locked keys above the claims,
+   * and a concurrent load holding such a key and waiting for them deadlocked (load-parts.pg.test.ts).
+   * Costs the object's snapshot keys in memory (~30 bytes a row) until its commit.
+   */
+  snapshots: SnapshotPart[];
 }
 
 /**
@@ -435,7 +444,9 @@ async function applyPart(
     if (claimed) for (const key of keys) path.derivedKeys.add(key);
     else await recomputeDerived(client, batch.table, keys, outcome);
   }
-  if (batch.snapshots.length) await applySnapshots(client, batch, batch.snapshots, outcome);
+  if (batch.snapshots.length)
+    if (claimed) path.snapshots.push(...batch.snapshots);
+    else await applySnapshots(client, batch, batch.snapshots, outcome);
 }
 
 /** An outcome with nothing written yet. */
@@ -536,7 +547,8 @@ export type ObjectParts = () => AsyncIterable<PreparedBatch> | Iterable<Prepared
  * Lock order: the global one (see the top of this file) over the whole object. With `claims`
  * (an object in parts), its dates and placeholders, and the keys of a dimension object its parts
  * would lock out of key order, are locked first, then the parts run; the fact lock is taken in
- * one mode by every part; derived dimensions are recomputed once, after the last part. Before
+ * one mode by every part; derived dimensions are recomputed, and snapshot rows and markers recorded,
+ * once, after the last part. Before
  * (issue 12), a later part's dates and placeholders came after an earlier part's fact lock, and a
  * concurrent load taking the same rows in order deadlocked with it (load-parts.pg.test.ts).
  */
@@ -570,8 +582,10 @@ export async function applyObject(
         staged: new Set<WarehouseTableName>(),
         claims: options.claims ?? null,
         derivedKeys: new Set<number>(),
+        snapshots: [],
       };
       let sourceTable: string | null = null;
+      let kind: PreparedBatch['kind'] | null = null;
       const source = guarded(parts());
       // Part N+1 is prepared while part N's statements run (`parts` yields to the event loop
       // between its slices); the transaction waits for both before going on, so at most two
@@ -600,6 +614,7 @@ export async function applyObject(
         if (prepared.status === 'rejected') throw prepared.reason;
         outcome = mergeOutcomes(outcome, part);
         sourceTable ??= batch.sourceTable;
+        kind ??= batch.kind;
         next = prepared.value;
       }
       if (path.derivedKeys.size)
@@ -609,6 +624,8 @@ export async function applyObject(
           [...path.derivedKeys].sort((a, b) => a - b),
           outcome,
         );
+      if (path.snapshots.length && kind)
+        await applySnapshots(client, { kind, table }, path.snapshots, outcome);
       // Once per object, last: the progress row is locked only until the commit that follows.
       if (sourceTable && outcome.maxPosition)
         await run(client, progressUpsert(sourceTable, table, outcome.maxPosition, outcome.newestCommitTs));

@@ -554,6 +554,37 @@ describe('lock order of objects loaded in parts', () => {
     expect(a.dim_counterparty).toHaveLength(3);
   });
 
+  it('a dimension object in parts with snapshot rows before its last part and a fact snapshot object do not deadlock', async () => {
+    // Snapshot rows in every part (a cold start or a resync): part 1 transaction 10, part 2
+    // transaction 20 (held), part 3 transaction 30, rising, so none is claimed. The fact object
+    // refers to transaction 30 and holds snapshot rows too: its placeholder for 30, then the
+    // snapshot bookkeeping's lock. Before, part 1 already took that lock and held it while part 3
+    // waited on 30: a cycle.
+    const pool = await warehouse('lock_order_snapshot_parts', 4);
+    const transactions = objectOf(
+      'dim_transaction',
+      [10, 20, 30].map((id, i) => rowOf('dim_transaction', id, {}, at(1, i), { op: 'snapshot' })),
+      'lock-order-snapshot-transactions',
+    );
+    const facts = objectOf(
+      'fact_payment',
+      [rowOf('fact_payment', 1, { transaction_id: 30 }, at(1, 3), { op: 'snapshot' })],
+      'lock-order-snapshot-facts',
+    );
+    const result = await interleave(pool, {
+      held: placeholderInsert('dim_transaction', [20]),
+      first: { object: transactions, partRows: 1 },
+      second: { object: facts, partRows: 10_000 },
+    });
+    expect(result).toEqual(NO_CONFLICT);
+    const { rows } = await pool.query(
+      'SELECT "transaction_id", "_inferred" FROM "dim_transaction" ORDER BY 1',
+    );
+    expect(rows).toEqual([10, 20, 30].map((id) => ({ transaction_id: id, _inferred: false })));
+    const snapshotRows = await pool.query('SELECT count(*)::int AS n FROM "snapshot_row"');
+    expect(snapshotRows.rows[0].n).toBe(4);
+  });
+
   it('two fact objects sharing new dates do not deadlock', async () => {
     const pool = await warehouse('lock_order_dates', 4);
     // The parted object's part 1 has 2022-12-20; part 2 has 2022-12-05 (held) and 2022-12-10. The
