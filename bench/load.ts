@@ -17,6 +17,7 @@ import { encodeParquet, openParquetReader } from '../processors/shared/parquet-c
 import { s3EventFactory } from '../test/support/s3-events';
 import { startCpuProfile, type CpuProfile } from './cpu-profile';
 import { timed, type Timing } from './timing';
+import { benchArgsOrExit } from './options';
 import { copyFrom } from './pg-copy';
 import { postgresGroups, UsageWindow } from './process-sampler';
 import { DEFAULT_EXPORT_DIR, readExportTable, starRowsOf } from './totesys-export';
@@ -58,14 +59,41 @@ const FACTS: Partial<Record<TotesysTable, readonly string[]>> = {
   payment: ['payment_id', 'transaction_id'],
 };
 
+const HELP = `Usage: npm run bench:load -- [options]
+
+The load stage on its own, one Parquet object at a time (the totesys export's facts, repeated to
+each size), through the real load handler against a fresh embedded Postgres 17 warehouse and
+s3rver; per object: rows/s, CPU per row in the load process and the warehouse, phases, and the COPY
+baselines of the same rows. See bench/README.md.
+
+Options:
+  --sizes LIST        rows per object (default 10000,50000,200000)
+  --tables LIST       facts' source tables (default sales_order,purchase_order,payment)
+  --cpu-profile DIR   a V8 profile of each load, summarized
+  --part-rows N       every object in parts of N rows (default: the handler's LOAD_PART_ROWS)
+  --keep              keep the temp directory
+  -h, --help          show this help
+`;
+
+/** The command line, checked before anything starts. */
+const ARGS: Record<string, string | boolean | undefined> = benchArgsOrExit(
+  {
+    sizes: { type: 'string' },
+    tables: { type: 'string' },
+    'cpu-profile': { type: 'string' },
+    'part-rows': { type: 'string' },
+    keep: { type: 'boolean' },
+  },
+  HELP,
+  (values) => values,
+);
+
 function listOption(name: string, fallback: string): string[] {
-  const at = process.argv.indexOf(`--${name}`);
-  return (at >= 0 ? process.argv[at + 1] : fallback).split(',').filter(Boolean);
+  return (typeof ARGS[name] === 'string' ? ARGS[name] : fallback).split(',').filter(Boolean);
 }
 
 function stringOption(name: string): string | null {
-  const at = process.argv.indexOf(`--${name}`);
-  return at >= 0 ? process.argv[at + 1] : null;
+  return typeof ARGS[name] === 'string' ? ARGS[name] : null;
 }
 
 /** `size` star rows of `table`'s fact: the export's rows, ids shifted past `base` per copy. */
@@ -232,7 +260,7 @@ async function main(): Promise<void> {
       .stop()
       .finally(() => s3Server.stop())
       .finally(() => {
-        if (!process.argv.includes('--keep')) fs.rmSync(root, { recursive: true, force: true });
+        if (!ARGS.keep) fs.rmSync(root, { recursive: true, force: true });
         process.exit(130);
       });
   };
@@ -375,7 +403,7 @@ async function main(): Promise<void> {
     s3.destroy();
     await cluster.stop();
     await s3Server.stop();
-    if (!process.argv.includes('--keep')) fs.rmSync(root, { recursive: true, force: true });
+    if (!ARGS.keep) fs.rmSync(root, { recursive: true, force: true });
   }
   const file = path.join(os.tmpdir(), `bench-load-${Date.now()}.json`);
   fs.writeFileSync(file, JSON.stringify({ loadAverages, results }, null, 2));

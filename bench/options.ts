@@ -81,6 +81,38 @@ export function parseBenchArgs<T extends ParseArgsConfig['options']>(
   return values;
 }
 
+/**
+ * A bench's command line at its entry, for the benches with a few options of their own: the values,
+ * or the process ends before the bench starts anything — 0 after `--help` (the usage printed), 2
+ * after an option it does not know or a bad value (said on stderr). `read` turns the raw values into
+ * the bench's options and may throw BenchUsageError.
+ */
+export function benchArgsOrExit<T extends ParseArgsConfig['options'], O>(
+  options: T,
+  help: string,
+  read: (values: NonNullable<ReturnType<typeof parseBenchArgs<T>>>) => O,
+  argv = process.argv.slice(2),
+): O {
+  try {
+    const values = parseBenchArgs(argv, { ...options, help: { type: 'boolean', short: 'h' } }, help);
+    if (!values) process.exit(0);
+    return read(values);
+  } catch (e) {
+    if (!(e instanceof BenchUsageError)) throw e;
+    process.stderr.write(`${e.message}\nRun with --help for the options.\n`);
+    process.exit(2);
+  }
+}
+
+/** `--name`'s value as a positive number, or `fallback` when not given. */
+export function positiveNumber(name: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new BenchUsageError(`--${name} must be a positive number, got "${raw}"`);
+  return n;
+}
+
 /** `--name`'s value as a positive integer, or `fallback` when not given. */
 export function positiveInt(name: string, raw: string | undefined, fallback: number): number {
   if (raw === undefined) return fallback;

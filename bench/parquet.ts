@@ -11,6 +11,7 @@ import {
   type Physical,
 } from '../processors/shared/parquet-codec';
 import { DEFAULT_EXPORT_DIR, readExportTable, starRowsOf } from './totesys-export';
+import { benchArgsOrExit, positiveInt } from './options';
 import { median, timed, type Timing } from './timing';
 
 /**
@@ -48,12 +49,17 @@ const lite = require('parquetjs-lite') as LiteModule;
 
 const TABLES: readonly TotesysTable[] = ['sales_order', 'purchase_order', 'payment'];
 
-function option(name: string, fallback: number): number {
-  const at = process.argv.indexOf(`--${name}`);
-  const value = at >= 0 ? Number(process.argv[at + 1]) : fallback;
-  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} takes a positive integer`);
-  return value;
-}
+const HELP = `Usage: npm run bench:parquet -- [options]
+
+The transform's Parquet encoding (and the load's decoding) with the codec's writer against
+parquetjs-lite, the package it replaced, on the same star rows in the same run; medians of wall
+and CPU time per row, and file sizes. See bench/README.md.
+
+Options:
+  --rounds N      rounds, alternating the two writers (default 5)
+  --copies N      the export's order tables N times over (default 2: ~73,000 rows)
+  -h, --help      show this help
+`;
 
 /** The export's rows of `table`, `copies` times over, as star rows of WAL updates. */
 export function starRows(
@@ -121,8 +127,14 @@ async function decodeLite(table: WarehouseTableName, buffer: Buffer): Promise<nu
 }
 
 async function main(): Promise<void> {
-  const rounds = option('rounds', 5);
-  const copies = option('copies', 2);
+  const { rounds, copies } = benchArgsOrExit(
+    { rounds: { type: 'string' }, copies: { type: 'string' } },
+    HELP,
+    (values) => ({
+      rounds: positiveInt('rounds', values.rounds, 5),
+      copies: positiveInt('copies', values.copies, 2),
+    }),
+  );
   const inputs = TABLES.map((t) => starRows(t, copies));
   const totalRows = inputs.reduce((n, i) => n + i.rows.length, 0);
   const sides = {

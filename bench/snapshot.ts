@@ -22,6 +22,7 @@ import { startEmbeddedCluster } from '../local/embedded-postgres';
 import { ensureStream, kinesisClientFor } from '../local/kinesalite';
 import { ownCpuSeconds, processCpuSeconds } from './cpu';
 import { DEFAULT_EXPORT_DIR } from './totesys-export';
+import { benchArgsOrExit, positiveInt } from './options';
 import { copyTablesOut, loadTotesys, recreateDatabase, totesysCsvFiles, withClient } from './workloads';
 import { median } from './timing';
 
@@ -40,12 +41,19 @@ import { median } from './timing';
  * Options: --copies N (8: ~440,000 rows), --repeat N (3; medians), --kinesalite.
  */
 
-function option(name: string, fallback: number): number {
-  const at = process.argv.indexOf(`--${name}`);
-  const value = at >= 0 ? Number(process.argv[at + 1]) : fallback;
-  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} takes a positive integer`);
-  return value;
-}
+const HELP = `Usage: npm run bench:snapshot -- [options]
+
+Capture's initial snapshot (COPY text encoded straight into stream records, tables on parallel
+connections inside one exported snapshot) into a discarding sink, against the raw COPY of the same
+tables and against row-object reading, in the same run; rows/s and CPU per row. The totesys export
+with its order tables --copies times over, in an embedded Postgres 17. See bench/README.md.
+
+Options:
+  --copies N      order tables N times over (default 8: ~440,000 rows)
+  --repeat N      runs per side; the report gives medians (default 3)
+  --kinesalite    the last run also sends the snapshot into a kinesalite child process
+  -h, --help      show this help
+`;
 
 /** Order tables and the id columns a copy shifts (ids pointing at another copied table too). */
 const ORDER_TABLES: Record<string, readonly string[]> = {
@@ -186,9 +194,15 @@ async function startKinesaliteChild(root: string) {
 }
 
 async function main(): Promise<void> {
-  const copies = option('copies', 8);
-  const repeat = option('repeat', 3);
-  const withKinesalite = process.argv.includes('--kinesalite');
+  const { copies, repeat, withKinesalite } = benchArgsOrExit(
+    { copies: { type: 'string' }, repeat: { type: 'string' }, kinesalite: { type: 'boolean' } },
+    HELP,
+    (values) => ({
+      copies: positiveInt('copies', values.copies, 8),
+      repeat: positiveInt('repeat', values.repeat, 3),
+      withKinesalite: values.kinesalite === true,
+    }),
+  );
   const files = totesysCsvFiles(DEFAULT_EXPORT_DIR);
   if (!files) throw new Error(`the totesys export is not in ${DEFAULT_EXPORT_DIR}`);
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-bench-snapshot-'));

@@ -16,6 +16,7 @@ import { startEmbeddedCluster } from '../local/embedded-postgres';
 import { s3ClientFor, startS3rver } from '../local/s3rver';
 import { LOAD_V8_FLAGS } from '../processors/load/create-handler';
 import { migrateWarehouse } from '../processors/load/migrate';
+import { benchArgsOrExit, positiveNumber } from './options';
 import { DEFAULT_EXPORT_DIR, readExportTable } from './totesys-export';
 
 /**
@@ -29,12 +30,18 @@ import { DEFAULT_EXPORT_DIR, readExportTable } from './totesys-export';
  * the temp directory).
  */
 
-function option(name: string, fallback: number): number {
-  const at = process.argv.indexOf(`--${name}`);
-  const value = at >= 0 ? Number(process.argv[at + 1]) : fallback;
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} takes a positive number`);
-  return value;
-}
+const HELP = `Usage: npm run bench:streaming -- [options]
+
+Transform and load of one large Firehose object (payments as WAL inserts), each stage in a process
+of its own so its peak RSS is measured alone; s3rver and an embedded Postgres 17 warehouse under the
+OS temp directory. See bench/README.md.
+
+Options:
+  --mib N         size of the CSV object in MiB (default 128)
+  --heap-mib N    run the stages with --max-old-space-size=N, as a Lambda of that memory would
+  --keep          keep the temp directory
+  -h, --help      show this help
+`;
 
 const INGESTION = 'ingestion';
 const PROCESSED = 'processed';
@@ -105,10 +112,17 @@ function runStage(args: string[], heapMiB: number | null): Promise<Record<string
 const mib = (n: number) => `${n.toFixed(0)} MiB`;
 
 async function main(): Promise<void> {
-  const targetMiB = option('mib', 128);
-  // V8 grows its heap lazily up to ~2 GiB here before collecting hard; a Lambda of 512 MB caps it.
-  // With --heap-mib the stages run with --max-old-space-size, as such a function would.
-  const heapMiB = process.argv.includes('--heap-mib') ? option('heap-mib', 0) : null;
+  const { targetMiB, heapMiB, keep } = benchArgsOrExit(
+    { mib: { type: 'string' }, 'heap-mib': { type: 'string' }, keep: { type: 'boolean' } },
+    HELP,
+    (values) => ({
+      targetMiB: positiveNumber('mib', values.mib, 128),
+      // V8 grows its heap lazily up to ~2 GiB here before collecting hard; a Lambda of 512 MB caps
+      // it. With --heap-mib the stages run with --max-old-space-size, as such a function would.
+      heapMiB: values['heap-mib'] === undefined ? null : positiveNumber('heap-mib', values['heap-mib'], 0),
+      keep: values.keep === true,
+    }),
+  );
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-bench-streaming-'));
   fs.chmodSync(root, 0o755);
   const s3 = await startS3rver({ dataDir: path.join(root, 's3'), buckets: [INGESTION, PROCESSED] });
@@ -164,7 +178,7 @@ async function main(): Promise<void> {
     client.destroy();
     await cluster.stop();
     await s3.stop();
-    if (!process.argv.includes('--keep')) fs.rmSync(root, { recursive: true, force: true });
+    if (!keep) fs.rmSync(root, { recursive: true, force: true });
   }
 }
 

@@ -3,7 +3,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { parseArgs } from 'node:util';
 import { ChangeBatcher, DEFAULT_BATCHER_LIMITS } from '../capture/change-batcher';
 import {
   decodeChangeBatch,
@@ -28,6 +27,7 @@ import { decodeRecordData } from '../processors/firehose-transform/decode-record
 import type { FirehoseTransformationEvent } from '../processors/firehose-transform/firehose-types';
 import { openParquetWriter } from '../processors/shared/parquet-codec';
 import { resolveOversizedChanges } from '../processors/transform/oversized-changes';
+import { benchArgsOrExit, positiveInt } from './options';
 import { DEFAULT_EXPORT_DIR, readExportTable } from './totesys-export';
 import { median, timed, type Timing } from './timing';
 
@@ -243,22 +243,16 @@ const PHASES = [
 type Phase = (typeof PHASES)[number];
 
 async function main(): Promise<void> {
-  const { values: args } = parseArgs({
-    options: {
-      rounds: { type: 'string', default: '5' },
-      copies: { type: 'string', default: '4' },
-      json: { type: 'string' },
-      help: { type: 'boolean', default: false },
-    },
-  });
-  if (args.help) {
-    process.stdout.write('Usage: npm run bench:transform -- [--rounds 5] [--copies 4] [--json FILE]\n');
-    return;
-  }
-  const rounds = Number(args.rounds);
-  const copies = Number(args.copies);
-  if (!Number.isInteger(rounds) || rounds < 1 || !Number.isInteger(copies) || copies < 1)
-    throw new Error('--rounds and --copies take positive integers');
+  const args = benchArgsOrExit(
+    { rounds: { type: 'string' }, copies: { type: 'string' }, json: { type: 'string' } },
+    'Usage: npm run bench:transform -- [--rounds 5] [--copies 4] [--json FILE]\n',
+    (values) => ({
+      rounds: positiveInt('rounds', values.rounds, 5),
+      copies: positiveInt('copies', values.copies, 4),
+      json: values.json,
+    }),
+  );
+  const { rounds, copies } = args;
   const loadStart = os.loadavg()[0];
   const built = Date.now();
   const workload = buildWorkload(copies);
