@@ -1080,14 +1080,19 @@ export function snapshotTableUpsert(
 
 /**
  * The snapshot's state: `ready` when its marker has arrived, every row it announced has loaded and
- * it is not reconciled yet. Counted from distinct ordinals, so duplicates cannot fake completeness.
+ * it is not reconciled yet. Counted from distinct ordinals, so duplicates cannot fake completeness;
+ * counted only while that can matter (marker in, not reconciled), as every load holding snapshot
+ * rows asks: each count reads every row so far (~50–75 ms at 333,000 rows). `loaded_rows` is null
+ * otherwise.
  */
 export function snapshotProgress(id: SnapshotId): SqlStatement {
   return {
     text: [
       'SELECT s."expected_rows", s."end_seq", s."marker_commit_ts", s."reconciled_at",',
+      '       CASE WHEN s."expected_rows" IS NOT NULL AND s."reconciled_at" IS NULL THEN',
       '       (SELECT count(*) FROM "snapshot_row" AS r WHERE r."source_table" = s."source_table"',
-      '          AND r."snapshot_epoch" = s."snapshot_epoch" AND r."snapshot_lsn" = s."snapshot_lsn")::bigint AS "loaded_rows"',
+      '          AND r."snapshot_epoch" = s."snapshot_epoch" AND r."snapshot_lsn" = s."snapshot_lsn")::bigint',
+      '       END AS "loaded_rows"',
       'FROM "snapshot_table" AS s',
       'WHERE s."source_table" = $1 AND s."snapshot_epoch" = $2::bigint AND s."snapshot_lsn" = $3::pg_lsn',
     ].join('\n'),

@@ -262,27 +262,33 @@ async function applySnapshots(
     for (const { derived } of derivedDimensionsFedBy(batch.table))
       await run(client, derivedLock(derived.table));
   await run(client, snapshotLock());
+  // Every part's rows and marker first, then one check per snapshot (an object in parts brings
+  // the parts of its snapshots together).
+  const snapshots = new Map<string, SnapshotPart['id']>();
   for (const part of parts) {
     await run(client, snapshotTableUpsert(part.id, part.end));
     if (part.rows.length) await run(client, snapshotRowInsert(part.id, part.rows));
-    const progress = snapshotProgress(part.id);
+    snapshots.set(`${part.id.sourceTable}/${part.id.epoch}/${part.id.lsn}`, part.id);
+  }
+  for (const id of snapshots.values()) {
+    const progress = snapshotProgress(id);
     const { rows } = await client.query(progress.text, progress.values);
     const state = rows[0];
     if (state.reconciled_at !== null || state.expected_rows === null) continue;
     if (Number(state.loaded_rows) < Number(state.expected_rows)) continue;
-    await run(client, snapshotMarkReconciled(part.id));
+    await run(client, snapshotMarkReconciled(id));
     let deleted: number[];
     if (batch.kind === 'fact') {
-      deleted = await keysOf(client, factApplySnapshots(batch.table, null, part.id));
+      deleted = await keysOf(client, factApplySnapshots(batch.table, null, id));
       if (deleted.length) await run(client, factRefreshDeleted(batch.table, deleted));
     } else {
-      deleted = await keysOf(client, dimensionApplySnapshots(batch.table, null, part.id));
+      deleted = await keysOf(client, dimensionApplySnapshots(batch.table, null, id));
       if (deleted.length)
         for (const { derived, side } of derivedDimensionsFedBy(batch.table))
           await run(client, derivedRecompute(derived, side, deleted));
     }
-    await run(client, snapshotRecordDeleted(part.id, deleted.length));
-    outcome.reconciled.push({ ...part.id, deleted: deleted.length });
+    await run(client, snapshotRecordDeleted(id, deleted.length));
+    outcome.reconciled.push({ ...id, deleted: deleted.length });
   }
 }
 
