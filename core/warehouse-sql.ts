@@ -1053,8 +1053,8 @@ export function snapshotRowInsert(
   return {
     text: [
       'INSERT INTO "snapshot_row" ("source_table", "snapshot_epoch", "snapshot_lsn", "seq", "key")',
+      // No ON CONFLICT: a row delivered twice is stored twice, counted once (migration 008).
       `SELECT ${table}, ${epoch}::bigint, ${lsn}::pg_lsn, x."seq", x."key" FROM ${from}`,
-      'ON CONFLICT DO NOTHING',
     ].join('\n'),
     values: params.values,
   };
@@ -1090,7 +1090,7 @@ export function snapshotProgress(id: SnapshotId): SqlStatement {
     text: [
       'SELECT s."expected_rows", s."end_seq", s."marker_commit_ts", s."reconciled_at",',
       '       CASE WHEN s."expected_rows" IS NOT NULL AND s."reconciled_at" IS NULL THEN',
-      '       (SELECT count(*) FROM "snapshot_row" AS r WHERE r."source_table" = s."source_table"',
+      '       (SELECT count(DISTINCT r."seq") FROM "snapshot_row" AS r WHERE r."source_table" = s."source_table"',
       '          AND r."snapshot_epoch" = s."snapshot_epoch" AND r."snapshot_lsn" = s."snapshot_lsn")::bigint',
       '       END AS "loaded_rows"',
       'FROM "snapshot_table" AS s',

@@ -712,6 +712,11 @@ describe('snapshot progress (real Postgres)', () => {
           id,
           [1, 2, 3].map((seq) => ({ seq, key: seq * 10 })),
         ),
+        // Rows 2 and 3 delivered again (in another object): stored twice, counted once.
+        snapshotRowInsert(
+          id,
+          [2, 3].map((seq) => ({ seq, key: seq * 10 })),
+        ),
       ])
         await client.query(statement.text, statement.values);
       expect(await progress()).toEqual({ expected: null, loaded: null });
