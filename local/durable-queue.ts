@@ -239,10 +239,12 @@ export class DurableQueue {
     for (const id of this.visibleAtWritten.keys()) if (!present.has(id)) this.visibleAtWritten.delete(id);
   }
 
+  // A message's file is a few hundred bytes: read, written and removed synchronously (~10 µs each
+  // here, against 50–200 µs of CPU through libuv's thread pool, on the stack's main thread).
   private async read(dir: string, id: string): Promise<StoredMessage | undefined> {
     try {
       // eslint-disable-next-line security/detect-non-literal-fs-filename -- ids are the queue's own file names
-      const text = await fs.promises.readFile(path.join(dir, `${id}.json`), 'utf8');
+      const text = fs.readFileSync(path.join(dir, `${id}.json`), 'utf8');
       return StoredMessageSchema.parse(JSON.parse(text));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
@@ -254,14 +256,14 @@ export class DurableQueue {
     const file = path.join(dir, `${message.id}.json`);
     const tmp = path.join(dir, `.${message.id}.${process.pid}.tmp`);
     // eslint-disable-next-line security/detect-non-literal-fs-filename -- the queue's own directory and ids
-    await fs.promises.writeFile(tmp, JSON.stringify(message));
+    fs.writeFileSync(tmp, JSON.stringify(message));
     // eslint-disable-next-line security/detect-non-literal-fs-filename -- the same
-    await fs.promises.rename(tmp, file);
+    fs.renameSync(tmp, file);
     if (dir === this.messagesDir) this.visibleAtWritten.set(message.id, message.visibleAt);
   }
 
   private async remove(dir: string, id: string): Promise<void> {
-    await fs.promises.rm(path.join(dir, `${id}.json`), { force: true });
+    fs.rmSync(path.join(dir, `${id}.json`), { force: true });
     if (dir === this.messagesDir) this.visibleAtWritten.delete(id);
   }
 }
