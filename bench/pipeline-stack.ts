@@ -172,7 +172,9 @@ async function main(): Promise<void> {
   });
   let stopProfile: (() => Promise<CpuProfile>) | null = null;
   const workers = () =>
-    stack.workers ? [stack.workers.firehoseTransform, stack.workers.transform, stack.workers.load] : [];
+    stack.workers
+      ? [stack.workers.firehoseTransform, stack.workers.transform, stack.workers.load, stack.workers.kinesis]
+      : [];
   let profileStartedAt = 0;
   let profileIntervalUs = 0;
   let stopping: Promise<void> | null = null;

@@ -74,6 +74,12 @@ export class DurableQueue {
   /** Messages this instance moved to the dead-letter queue. */
   movedToDeadLetters = 0;
   private readonly now: () => number;
+  /**
+   * The visibility this instance last wrote into each message's file. The one consumer (see above)
+   * is the only writer of an existing message, so a held message whose visibility it set far enough
+   * ahead need not be read on every receive (the queue's own CPU grew with its depth).
+   */
+  private readonly visibleAtWritten = new Map<string, number>();
 
   constructor(private readonly o: DurableQueueOptions) {
     this.messagesDir = path.join(o.dir, 'messages');
@@ -105,13 +111,24 @@ export class DurableQueue {
   async receive(max: number, held: ReadonlySet<string> = new Set()): Promise<ReceivedMessage[]> {
     const now = this.now();
     const out: ReceivedMessage[] = [];
-    for (const message of await this.list(this.messagesDir)) {
-      if (held.has(message.id)) {
+    const ids = await this.ids(this.messagesDir);
+    this.forgetAllBut(ids);
+    // Each file is read only when its content decides something: not for a message this instance
+    // made invisible until later (held: far enough ahead), nor past the `max`th message handed out.
+    for (const id of ids) {
+      const isHeld = held.has(id);
+      const known = this.visibleAtWritten.get(id);
+      if (isHeld) {
+        if (known !== undefined && known - now >= this.o.visibilityTimeoutMs / 2) continue;
+      } else if (out.length >= max) break;
+      else if (known !== undefined && known > now) continue;
+      const message = await this.read(this.messagesDir, id);
+      if (!message) continue;
+      if (isHeld) {
         if (message.visibleAt - now < this.o.visibilityTimeoutMs / 2)
           await this.write(this.messagesDir, { ...message, visibleAt: now + this.o.visibilityTimeoutMs });
         continue;
       }
-      if (out.length >= max) break;
       if (message.visibleAt > now) continue;
       if (now - message.sentAt > (this.o.retentionMs ?? FOURTEEN_DAYS_MS)) {
         await this.remove(this.messagesDir, message.id);
@@ -199,21 +216,35 @@ export class DurableQueue {
     this.movedToDeadLetters += 1;
   }
 
-  private async list(dir: string): Promise<StoredMessage[]> {
+  /** The ids of the messages in `dir`, oldest first. */
+  private async ids(dir: string): Promise<string[]> {
     // eslint-disable-next-line security/detect-non-literal-fs-filename -- the queue's own directory
     const files = (await fs.promises.readdir(dir)).filter((f) => f.endsWith('.json')).sort();
+    return files.map((file) => file.slice(0, -'.json'.length));
+  }
+
+  private async list(dir: string): Promise<StoredMessage[]> {
     const messages: StoredMessage[] = [];
-    for (const file of files) {
-      const message = await this.read(dir, file.slice(0, -'.json'.length));
+    for (const id of await this.ids(dir)) {
+      const message = await this.read(dir, id);
       if (message) messages.push(message);
     }
     return messages;
   }
 
+  /** Drops what is known of messages no longer in the queue (deleted by another process). */
+  private forgetAllBut(ids: readonly string[]): void {
+    if (this.visibleAtWritten.size === 0) return;
+    const present = new Set(ids);
+    for (const id of this.visibleAtWritten.keys()) if (!present.has(id)) this.visibleAtWritten.delete(id);
+  }
+
+  // A message's file is a few hundred bytes: read, written and removed synchronously (~10 µs each
+  // here, against 50–200 µs of CPU through libuv's thread pool, on the stack's main thread).
   private async read(dir: string, id: string): Promise<StoredMessage | undefined> {
     try {
       // eslint-disable-next-line security/detect-non-literal-fs-filename -- ids are the queue's own file names
-      const text = await fs.promises.readFile(path.join(dir, `${id}.json`), 'utf8');
+      const text = fs.readFileSync(path.join(dir, `${id}.json`), 'utf8');
       return StoredMessageSchema.parse(JSON.parse(text));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
@@ -225,12 +256,14 @@ export class DurableQueue {
     const file = path.join(dir, `${message.id}.json`);
     const tmp = path.join(dir, `.${message.id}.${process.pid}.tmp`);
     // eslint-disable-next-line security/detect-non-literal-fs-filename -- the queue's own directory and ids
-    await fs.promises.writeFile(tmp, JSON.stringify(message));
+    fs.writeFileSync(tmp, JSON.stringify(message));
     // eslint-disable-next-line security/detect-non-literal-fs-filename -- the same
-    await fs.promises.rename(tmp, file);
+    fs.renameSync(tmp, file);
+    if (dir === this.messagesDir) this.visibleAtWritten.set(message.id, message.visibleAt);
   }
 
   private async remove(dir: string, id: string): Promise<void> {
-    await fs.promises.rm(path.join(dir, `${id}.json`), { force: true });
+    fs.rmSync(path.join(dir, `${id}.json`), { force: true });
+    if (dir === this.messagesDir) this.visibleAtWritten.delete(id);
   }
 }

@@ -16,6 +16,7 @@ import { inspectTotesys, installTotesys } from '../totesys';
 import { DeliveryStream } from './delivery-stream';
 import { startEmbeddedCluster, type EmbeddedCluster } from './embedded-postgres';
 import { ensureStream, kinesisClientFor, startKinesalite, type LocalKinesis } from './kinesalite';
+import { startKinesaliteThread } from './kinesalite-thread';
 import { removeRuntimeInfo, writeRuntimeInfo } from './runtime-info';
 import { reconcile } from '../processors/reconcile/reconcile';
 import { loadQueueDir } from './load-queue';
@@ -53,7 +54,9 @@ import { StageWorkers } from './stage-workers';
  * delivery stream runs in this process; the three Lambda functions it and the triggers invoke (the
  * Firehose record transformation, transform, load) run on worker threads of their own
  * (local/stage-workers.ts), invoked the way AWS invokes them, so they and the local AWS stand-ins
- * (kinesalite, s3rver, the delivery stream) use both cores instead of one event loop.
+ * (kinesalite, s3rver, the delivery stream) use both cores instead of one event loop. kinesalite
+ * has a thread of its own too (local/kinesalite-thread.ts): the main loop keeps s3rver, which every
+ * stage waits on, the delivery stream and the triggers.
  *
  * Freshness mode (`freshness`), as infra/config.ts `totes:freshness` in AWS: `fast` (the default
  * here) is Firehose without dynamic partitioning — mixed-table objects under `totesys/_mixed/`,
@@ -80,8 +83,9 @@ export interface LocalStackOptions {
   /** The local Firehose's buffering interval (AWS: 0–900 s); default 250 ms fast, 1 s default mode. */
   bufferIntervalMs?: number;
   /**
-   * Where transform and load run: `workers` (default), a worker thread per stage; `in-process`, on
-   * this process' event loop, as before (for profiling one thread, or a platform without workers).
+   * Where transform and load run: `workers` (default), a worker thread per stage, and kinesalite on
+   * a thread of its own; `in-process`, all on this process' event loop, as before (for profiling
+   * one thread, or a platform without workers).
    */
   stages?: 'workers' | 'in-process';
   /** On stop, how long running transform and load invocations may finish before they are abandoned (default 30 s). */
@@ -117,8 +121,13 @@ export interface LocalStack {
   transform: S3Trigger;
   load: QueuedS3Trigger;
   freshness: LocalFreshnessMode;
-  /** The stage workers (none with `stages: 'in-process'`). */
-  workers: { firehoseTransform: StageWorkers; transform: StageWorkers; load: StageWorkers } | null;
+  /** The stage workers, and kinesalite's thread (none with `stages: 'in-process'`). */
+  workers: {
+    firehoseTransform: StageWorkers;
+    transform: StageWorkers;
+    load: StageWorkers;
+    kinesis: StageWorkers;
+  } | null;
   stop(): Promise<void>;
 }
 
@@ -303,7 +312,12 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   });
 
   const kinesisPart = part(async () => {
-    const kinesis: LocalKinesis = await startKinesalite({ dataDir: path.join(dataDir, 'kinesis') });
+    // On a thread of its own, beside the stage workers: off the loop that serves s3rver to every stage.
+    const kinesisOptions = { dataDir: path.join(dataDir, 'kinesis') };
+    const kinesis: LocalKinesis & { workers?: StageWorkers } =
+      options.stages === 'in-process'
+        ? await startKinesalite(kinesisOptions)
+        : await startKinesaliteThread(kinesisOptions, logger);
     stops.push(() => kinesis.stop());
     proceed();
     const client = kinesisClientFor(kinesis.endpoint);
@@ -604,6 +618,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
         firehoseTransform: firehoseWorkers?.threadIds ?? [],
         transform: transformWorkers?.threadIds ?? [],
         load: loadWorkers?.threadIds ?? [],
+        kinesis: kinesis.workers?.threadIds ?? [],
       },
     });
 
@@ -651,8 +666,13 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       load,
       freshness,
       workers:
-        transformWorkers && loadWorkers && firehoseWorkers
-          ? { firehoseTransform: firehoseWorkers, transform: transformWorkers, load: loadWorkers }
+        transformWorkers && loadWorkers && firehoseWorkers && kinesis.workers
+          ? {
+              firehoseTransform: firehoseWorkers,
+              transform: transformWorkers,
+              load: loadWorkers,
+              kinesis: kinesis.workers,
+            }
           : null,
       stop: stopAll,
     };

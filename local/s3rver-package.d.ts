@@ -35,7 +35,14 @@ declare module 's3rver' {
   interface FilesystemStore {
     /** The `directory` option: each bucket is a directory in it. */
     rootDirectory: string;
-    getResourcePath(bucket: string, key: string, resource: string): string;
+    getBucketPath(bucket: string): string;
+    getResourcePath(bucket: string, key: string | undefined, resource: string): string;
+    /** A bucket's model (lib/models/bucket.js), or null when there is no such directory. */
+    getBucket(bucket: string): Promise<{ name: string; creationDate: Date } | null>;
+    /** A configuration (cors, website, tagging) of a bucket or object, or null when it has none. */
+    getSubresource(bucket: string, key: string | undefined, resourceType: string): Promise<unknown>;
+    /** Rejects with ENOENT when the object does not exist. */
+    getMetadata(bucket: string, key: string): Promise<Record<string, string | number>>;
     putMetadata(bucket: string, key: string, metadata: Record<string, string>, md5: string): Promise<void>;
     putObject(object: StoredObject): Promise<{ size: number; md5: string }>;
   }
@@ -50,4 +57,22 @@ declare module 's3rver/lib/models/error' {
     readonly status: number;
   }
   export = S3Error;
+}
+
+// s3rver's bucket model (lib/models/bucket.js), as its store's getBucket returns it.
+declare module 's3rver/lib/models/bucket' {
+  class S3Bucket {
+    constructor(name: string, creationDate: Date);
+    readonly name: string;
+    readonly creationDate: Date;
+  }
+  export = S3Bucket;
+}
+
+// s3rver's object model (lib/models/object.js): the stored metadata headers it keeps.
+declare module 's3rver/lib/models/object' {
+  class S3Object {
+    static readonly ALLOWED_METADATA: readonly string[];
+  }
+  export = S3Object;
 }

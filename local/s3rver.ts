@@ -10,7 +10,9 @@ import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import S3rver from 's3rver';
+import S3Bucket from 's3rver/lib/models/bucket';
 import S3Error from 's3rver/lib/models/error';
+import S3Object from 's3rver/lib/models/object';
 import { silentLogger, type Logger } from '../core/logger';
 
 /**
@@ -145,7 +147,7 @@ function makePutsAtomic(store: S3rver['store']): void {
     // s3rver joins the key's segments onto the bucket's directory, so `..` in a key would leave it.
     if (path.relative(path.join(store.rootDirectory, object.bucket), objectPath).startsWith('..'))
       throw new Error(`object key ${JSON.stringify(object.key)} leaves its bucket's directory`);
-    await fs.promises.mkdir(path.dirname(objectPath), { recursive: true });
+    fs.mkdirSync(path.dirname(objectPath), { recursive: true });
     // Not ending in `._S3rver_object`, so listings never show it.
     const partial = `${objectPath}.partial-${randomBytes(6).toString('hex')}`;
     const md5 = createHash('md5');
@@ -161,23 +163,80 @@ function makePutsAtomic(store: S3rver['store']): void {
     const conditional = onlyIfAbsent.getStore() === true;
     try {
       await pipeline(source, count, fs.createWriteStream(partial));
-      if (!conditional) await fs.promises.rename(partial, objectPath);
+      if (!conditional) fs.renameSync(partial, objectPath);
       else {
         try {
-          await fs.promises.link(partial, objectPath); // EEXIST when the key exists, atomically
+          fs.linkSync(partial, objectPath); // EEXIST when the key exists, atomically
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw preconditionFailed();
           throw e;
         }
-        await fs.promises.rm(partial, { force: true });
+        fs.rmSync(partial, { force: true });
       }
     } catch (e) {
-      await fs.promises.rm(partial, { force: true });
+      fs.rmSync(partial, { force: true });
       throw e;
     }
     const digest = md5.digest('hex');
     await store.putMetadata(object.bucket, object.key, object.metadata, digest);
     return { size, md5: digest };
+  };
+}
+
+/**
+ * s3rver's per-request lookups, answered with synchronous calls: the bucket's directory (every
+ * request), its CORS and website configurations (every request; absent here), and an object's
+ * metadata (GET, HEAD; and its writing, PUT). Each is a `stat`, or the read or write of a file of a
+ * few bytes in the page cache: ~7 µs of CPU here synchronously, 50–150 µs through libuv's thread
+ * pool and back, several times per request, on the stack's main thread, which every stage's S3
+ * requests wait on (bench/README.md, "10k/s: the local runtime, session 9"). Same files, same
+ * answers: a missing bucket is null, a missing configuration null, a missing object's metadata
+ * ENOENT; an object without its `.md5` file (written before the store kept one) goes to s3rver's
+ * own lookup, which computes it.
+ */
+function makeLookupsSync(store: S3rver['store']): void {
+  const asyncMetadata = store.getMetadata.bind(store);
+  const asyncSubresource = store.getSubresource.bind(store);
+  store.getBucket = async (bucket) => {
+    const stat = fs.statSync(store.getBucketPath(bucket), { throwIfNoEntry: false });
+    return stat?.isDirectory() ? new S3Bucket(bucket, stat.birthtime) : null;
+  };
+  store.getSubresource = async (bucket, key, resourceType) => {
+    const file = store.getResourcePath(bucket, key, `${resourceType}.xml`);
+    if (!fs.statSync(file, { throwIfNoEntry: false })) return null;
+    return asyncSubresource(bucket, key, resourceType);
+  };
+  // As s3rver's own: the md5 file, then the metadata it keeps (its allowed headers and x-amz-meta-*).
+  store.putMetadata = async (bucket, key, metadata, md5) => {
+    const kept: Record<string, string> = {};
+    for (const [name, value] of Object.entries(metadata))
+      if (S3Object.ALLOWED_METADATA.includes(name) || name.startsWith('x-amz-meta-')) kept[name] = value;
+    if (md5) fs.writeFileSync(store.getResourcePath(bucket, key, 'object.md5'), md5);
+    fs.writeFileSync(store.getResourcePath(bucket, key, 'metadata.json'), JSON.stringify(kept, null, 2));
+  };
+  store.getMetadata = async (bucket, key) => {
+    const objectPath = store.getResourcePath(bucket, key, 'object');
+    const stat = fs.statSync(objectPath); // ENOENT for a missing object, as s3rver's own
+    let md5: string;
+    try {
+      md5 = fs.readFileSync(`${objectPath}.md5`, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return asyncMetadata(bucket, key);
+      throw e;
+    }
+    const metadataPath = store.getResourcePath(bucket, key, 'metadata.json');
+    let stored: Record<string, string> | undefined;
+    try {
+      stored = JSON.parse(fs.readFileSync(metadataPath, 'utf8')) as Record<string, string>;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    return {
+      ...stored,
+      etag: JSON.stringify(md5),
+      'last-modified': stat.mtime.toUTCString(),
+      'content-length': stat.size,
+    };
   };
 }
 
@@ -196,6 +255,7 @@ export async function startS3rver(options: LocalS3Options): Promise<LocalS3> {
     configureBuckets: options.buckets.map((name) => ({ name })),
   });
   makePutsAtomic(server.store);
+  makeLookupsSync(server.store);
   // Listening ourselves: s3rver's run() leaves a listen error (EADDRINUSE) unreported and hanging.
   const handle = server.callback();
   const http = createServer((req, res) => {
