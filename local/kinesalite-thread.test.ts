@@ -3,10 +3,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { isMainThread } from 'node:worker_threads';
-import { silentLogger } from '../core/logger';
+import type { Worker } from 'node:worker_threads';
+import { createLogger, silentLogger } from '../core/logger';
+import { waitFor } from '../test/support/pg';
 import { readAllRecords } from '../test/support/kinesis';
 import { ensureStream, kinesisClientFor, startKinesalite } from './kinesalite';
 import { startKinesaliteThread } from './kinesalite-thread';
+import { StageWorkerError } from './stage-workers';
 
 const STREAM = 'threaded-changes';
 const tempDirs: string[] = [];
@@ -53,6 +56,29 @@ describe('startKinesaliteThread', () => {
     } finally {
       reader.destroy();
       await again.stop();
+    }
+  });
+
+  it('says so when its thread dies, and starts no other (it could not take over the port and store)', async () => {
+    const errors: Record<string, unknown>[] = [];
+    const logger = createLogger({
+      service: 'test',
+      level: 'error',
+      write: (line) => errors.push(JSON.parse(line)),
+    });
+    const deaths: Error[] = [];
+    const threaded = await startKinesaliteThread({}, logger, (e) => deaths.push(e));
+    try {
+      // Not stopped: the thread ends as an uncaught exception would end it.
+      const slots = (threaded.workers as unknown as { slots: { worker: Worker }[] }).slots;
+      await slots[0].worker.terminate();
+      await waitFor('the death to be reported', async () => (deaths.length ? true : undefined));
+      expect(deaths[0]).toBeInstanceOf(StageWorkerError);
+      expect(deaths[0].message).toMatch(/kinesalite worker exited/);
+      expect(errors.map((e) => e.msg)).toEqual([expect.stringMatching(/kinesalite's thread exited/)]);
+      expect(threaded.workers.restarts).toBe(0);
+    } finally {
+      await threaded.stop();
     }
   });
 

@@ -102,6 +102,11 @@ export interface LocalStackOptions {
   /** Each log line of the capture process (JSON). */
   onCaptureOutput?: (line: string, capture: Supervisor) => void;
   /**
+   * A part of the stack died that it cannot restart (kinesalite's thread): it is logged as an error;
+   * the caller stops the stack (`totes up` exits 1; the next start carries on from the data dir).
+   */
+  onFatal?: (error: Error) => void;
+  /**
    * Fault injection (`npm run chaos`): capture reaches Kinesis through a proxy that delays each
    * request by the milliseconds this file holds (local/sink-throttle.ts).
    */
@@ -317,7 +322,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     const kinesis: LocalKinesis & { workers?: StageWorkers } =
       options.stages === 'in-process'
         ? await startKinesalite(kinesisOptions)
-        : await startKinesaliteThread(kinesisOptions, logger);
+        : await startKinesaliteThread(kinesisOptions, logger, options.onFatal);
     stops.push(() => kinesis.stop());
     proceed();
     const client = kinesisClientFor(kinesis.endpoint);

@@ -35,6 +35,11 @@ export interface StageWorkersOptions {
   logFields?: Record<string, unknown>;
   /** Old-generation heap limit per worker (MiB); default STAGE_WORKER_HEAP_MIB. */
   maxOldGenerationSizeMb?: number;
+  /**
+   * A worker that dies is replaced, unless this is given: then it is called instead, for a stage
+   * that holds what a replacement could not take over (kinesalite: its port and its store's lock).
+   */
+  onDeath?: (error: StageWorkerError) => void;
 }
 
 /** Thrown (to the trigger) for an invocation still running when the stack stopped waiting. */
@@ -251,7 +256,10 @@ export class StageWorkers {
         slot.profiled?.(null);
         if (!started)
           reject(new StageWorkerError(`the ${this.o.stage} worker exited (code ${code}) while starting`));
-        if (started && !slot.closing && !this.stopping) void this.replace(slot);
+        if (!started || slot.closing || this.stopping) return;
+        if (this.o.onDeath)
+          this.o.onDeath(new StageWorkerError(`the ${this.o.stage} worker exited (code ${code})`));
+        else void this.replace(slot);
       });
     });
   }

@@ -147,6 +147,9 @@ export const command = defineCommand({
       terminal && process.stdout.isTTY ? terminal.print(text) : process.stdout.write(text);
     terminal?.start();
     let stack;
+    // Something the stack cannot restart died (kinesalite's thread): stop, and say so.
+    let fatal: ((error: Error) => void) | undefined;
+    const died = new Promise<Error>((resolve) => (fatal = resolve));
     try {
       stack = await startLocalStack({
         dataDir,
@@ -163,6 +166,7 @@ export const command = defineCommand({
         statsIntervalMs: terminal ? 2000 : undefined,
         // Fault injection for `npm run chaos` (local/sink-throttle.ts); unset in normal use.
         sinkDelayFile: process.env.TOTES_FAULT_SINK_DELAY_FILE || undefined,
+        onFatal: (error) => fatal?.(error),
         onCaptureOutput: terminal
           ? (line) => terminal.line(line)
           : (line) => atLeast(line, level) && process.stderr.write(`${line}\n`),
@@ -189,17 +193,23 @@ export const command = defineCommand({
         '',
       ].join('\n'),
     );
-    await new Promise<void>((resolve) => {
-      process.once('SIGINT', () => resolve());
-      process.once('SIGTERM', () => resolve());
-    });
+    const failure = await Promise.race([
+      new Promise<null>((resolve) => {
+        process.once('SIGINT', () => resolve(null));
+        process.once('SIGTERM', () => resolve(null));
+      }),
+      died,
+    ]);
     logger.info('stopping');
     await dashboard.close();
     await stack.stop();
+    const message = failure
+      ? `Stopped: ${failure.message}. Nothing is lost: \`totes up\` with the same --data-dir carries on from here.`
+      : 'Stopped. `totes up` with the same --data-dir carries on from here.';
     if (terminal) {
-      terminal.print('Stopped. `totes up` with the same --data-dir carries on from here.');
+      terminal.print(message);
       terminal.stop();
-    }
-    return 0;
+    } else if (failure) process.stderr.write(`${message}\n`);
+    return failure ? 1 : 0;
   },
 });
