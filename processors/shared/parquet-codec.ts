@@ -571,9 +571,13 @@ async function readRowGroupRows(
       { cause: e },
     );
   }
+  // Each row a copy of one row of NULLs whose values are then set: its properties exist already, in
+  // one order, so every row shares one shape (adding them one by one walked a transition per column).
+  const template: WarehouseRow = {};
+  for (const [name] of types) template[name] = null;
   const rows: WarehouseRow[] = new Array(rowCount);
   for (let r = 0; r < rowCount; r += 1) {
-    const row: WarehouseRow = {};
+    const row: WarehouseRow = { ...template };
     for (let c = 0; c < types.length; c += 1) row[types[c][0]] = columns[c][r];
     rows[r] = row;
   }
