@@ -209,7 +209,20 @@ interface ObjectResult {
   copyFact: { cost: Cost; warehouse: { backends: number; background: number } };
 }
 
+const USAGE = `npm run bench:load -- [options]
+  --sizes 10000,50000,200000               rows per object
+  --tables sales_order,purchase_order,payment  the facts' source tables
+  --cpu-profile DIR                        a V8 profile of each load, summarized
+  --part-rows N                            every object in parts of N rows (default: the handler's)
+  --keep                                   leave the temp directory
+`;
+
 async function main(): Promise<void> {
+  // An option it does not know is ignored; --help must not start a whole run (under no bench lock).
+  if (process.argv.includes('--help') || process.argv.includes('-h')) {
+    process.stdout.write(USAGE);
+    return;
+  }
   const sizes = listOption('sizes', '10000,50000,200000').map(Number);
   const tables = listOption('tables', 'sales_order,purchase_order,payment') as TotesysTable[];
   for (const t of tables) if (!FACTS[t]) throw new Error(`--tables: ${t} is not a fact's source table`);
