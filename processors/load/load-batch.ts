@@ -441,10 +441,9 @@ class PartCommon {
 
   add(c: CheckedRow): void {
     const row = c.row;
-    if (!this.maxPosition || compareChecked(row, this.maxPosition) > 0)
-      this.maxPosition = { epoch: row.epoch, lsn: row.lsn, seq: row.seq };
-    if (!this.minPosition || compareChecked(row, this.minPosition) < 0)
-      this.minPosition = { epoch: row.epoch, lsn: row.lsn, seq: row.seq };
+    // The rows themselves (their positions copied in finish): rising positions made a new object per row.
+    if (!this.maxPosition || compareChecked(row, this.maxPosition) > 0) this.maxPosition = row;
+    if (!this.minPosition || compareChecked(row, this.minPosition) < 0) this.minPosition = row;
     if (row.commitTs !== this.newestCommitTs)
       this.newestCommitTs = newestTimestamp(this.newestCommitTs, row.commitTs);
     if (c.op === 'snapshot' || c.op === 'snapshot_end') this.snapshotRows.push(c);
@@ -468,12 +467,14 @@ class PartCommon {
       keys: [...this.keys].sort(ascending),
       truncates: [...this.truncates.values()],
       snapshots: snapshotParts(spec.source!, this.snapshotRows),
-      maxPosition: this.maxPosition,
-      minPosition: this.minPosition,
+      maxPosition: positionOf(this.maxPosition),
+      minPosition: positionOf(this.minPosition),
       newestCommitTs: this.newestCommitTs,
     };
   }
 }
+
+const positionOf = (p: Position | null): Position | null => p && { epoch: p.epoch, lsn: p.lsn, seq: p.seq };
 
 /** The dates and dimension keys fact versions refer to, each once; ascending when read. */
 class Referenced {
@@ -514,7 +515,10 @@ class Referenced {
  */
 class FactFold {
   private readonly common = new PartCommon();
-  private readonly versions = new Map<string, VersionedRow>();
+  /** Every distinct version, in the order first seen (a repeat takes its place). */
+  private readonly versions: VersionedRow[] = [];
+  /** Per key, where its versions are in `versions` (one index, or several). */
+  private readonly versionsOfKey = new Map<number, number | number[]>();
   private readonly deletes = new Map<string, DeleteMark>();
   private readonly referenced = new Referenced();
   /** A version replaced by a repeat of it: dates and references are gathered again from the versions kept. */
@@ -530,9 +534,8 @@ class FactFold {
     if (isTableOp(c.op)) return;
     const row = c.row;
     // The same change is the same (key, lsn, seq), whatever epoch it was redelivered under.
-    const identity = `${c.key}@${row.lsn}#${row.seq}`;
     if (c.op === 'delete') {
-      this.deletes.set(identity, {
+      this.deletes.set(`${c.key}@${row.lsn}#${row.seq}`, {
         key: c.key,
         epoch: row.epoch,
         lsn: row.lsn,
@@ -541,9 +544,30 @@ class FactFold {
       });
       return;
     }
-    if (this.versions.has(identity)) this.replaced = true;
-    this.versions.set(identity, row);
+    const known = this.versionsOfKey.get(c.key);
+    const at = known === undefined ? -1 : this.versionAt(known, row);
+    if (at >= 0) {
+      this.replaced = true;
+      this.versions[at] = row;
+    } else {
+      const index = this.versions.push(row) - 1;
+      if (known === undefined) this.versionsOfKey.set(c.key, index);
+      else if (typeof known === 'number') this.versionsOfKey.set(c.key, [known, index]);
+      else known.push(index);
+    }
     if (!this.replaced) this.refer(row);
+  }
+
+  /**
+   * Which of a key's versions (`known`) is the same change (same lsn and seq), or -1: looked up
+   * by key, not by a text of key, lsn and seq made and hashed for every version (bench:load).
+   */
+  private versionAt(known: number | number[], row: VersionedRow): number {
+    for (const at of typeof known === 'number' ? [known] : known) {
+      const v = this.versions[at];
+      if (v.lsn === row.lsn && v.seq === row.seq) return at;
+    }
+    return -1;
   }
 
   private refer(row: VersionedRow): void {
@@ -554,7 +578,7 @@ class FactFold {
   }
 
   finish(rowCount: number): PreparedBatch {
-    const upserts = [...this.versions.values()];
+    const upserts = this.versions;
     if (this.replaced) {
       this.referenced.clear();
       for (const row of upserts) this.refer(row);

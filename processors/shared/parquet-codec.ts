@@ -1,5 +1,7 @@
 import { Writable } from 'node:stream';
 import { ParquetReader, ParquetSchema, ParquetWriter } from '@dsnp/parquetjs';
+import * as thrift from '@dsnp/parquetjs/dist/gen-nodejs/parquet_types';
+import { decodeThrift } from '@dsnp/parquetjs/dist/lib/util';
 import {
   SOURCE_POSITION_COLUMNS,
   WAREHOUSE_TABLES,
@@ -218,20 +220,35 @@ function toPhysical(type: Physical, value: WarehouseValue, column: string): unkn
 
 const pad = (n: number, w = 2) => String(n).padStart(w, '0');
 
+/** `00`…`99` and `000`…`999`: a time's parts without a padStart per part. */
+const DIGITS_2 = Array.from({ length: 100 }, (_, i) => String(i).padStart(2, '0'));
+const DIGITS_3 = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0'));
+
+/** Milliseconds since midnight → `HH:MM:SS.mmm` (anything else as padStart prints it, for the checks to refuse). */
+function timeText(ms: number): string {
+  const h = Math.floor(ms / 3_600_000);
+  const m = Math.floor(ms / 60_000) % 60;
+  const s = Math.floor(ms / 1000) % 60;
+  if (ms >= 0 && ms < 86_400_000 && Number.isInteger(ms))
+    return `${DIGITS_2[h]}:${DIGITS_2[m]}:${DIGITS_2[s]}.${DIGITS_3[ms % 1000]}`;
+  return `${pad(h)}:${pad(m)}:${pad(s)}.${pad(ms % 1000, 3)}`;
+}
+
+/** numeric(10,2) as Postgres prints it, from its unscaled value. */
+function centsText(cents: number): string {
+  const abs = Math.abs(cents);
+  return `${cents < 0 ? '-' : ''}${Math.floor(abs / 100)}.${pad(abs % 100)}`;
+}
+
 function fromPhysical(type: Physical, value: unknown): WarehouseValue {
   if (value === null || value === undefined) return null;
   switch (type) {
     case 'DATE':
       return (value as Date).toISOString().slice(0, 10);
-    case 'TIME_MILLIS': {
-      const ms = Number(value);
-      return `${pad(Math.floor(ms / 3_600_000))}:${pad(Math.floor(ms / 60_000) % 60)}:${pad(Math.floor(ms / 1000) % 60)}.${pad(ms % 1000, 3)}`;
-    }
-    case 'DECIMAL': {
-      const cents = (value as Buffer).readIntBE(0, MONEY.bytes);
-      const abs = Math.abs(cents);
-      return `${cents < 0 ? '-' : ''}${Math.floor(abs / 100)}.${pad(abs % 100)}`;
-    }
+    case 'TIME_MILLIS':
+      return timeText(Number(value));
+    case 'DECIMAL':
+      return centsText((value as Buffer).readIntBE(0, MONEY.bytes));
     case 'INT64':
     case 'INT32':
       return Number(value);
@@ -410,6 +427,7 @@ export async function openParquetReader(buffer: Buffer): Promise<ParquetTableRea
   }
   const types = columnTypes(table);
   const opened = reader;
+  const file = buffer;
   return {
     table,
     rowCount: Number(opened.getRowCount()),
@@ -417,7 +435,7 @@ export async function openParquetReader(buffer: Buffer): Promise<ParquetTableRea
       const read = columns ? types.filter(([name]) => columns.includes(name)) : types;
       let batch: WarehouseRow[] = [];
       for (const rowGroup of envelopeOf(opened).metadata.row_groups) {
-        for (const row of await readRowGroupRows(opened, rowGroup, read, columns !== undefined)) {
+        for (const row of await readRowGroupRows(opened, file, rowGroup, read)) {
           batch.push(row);
           if (batch.length >= size) {
             yield batch;
@@ -509,22 +527,41 @@ function columnValues(data: ColumnData | undefined, type: Physical, rowCount: nu
   return out;
 }
 
-/** One row group's rows, in canonical form, decoded column by column (only `types`' chunks when `only`). */
+/**
+ * One row group's rows, in canonical form, decoded column by column: each column chunk straight
+ * from its pages when they are what the processed bucket's writers make (`chunkValues`), else
+ * through the library's page decoding (`columnValues`).
+ */
 async function readRowGroupRows(
   reader: ParquetReader,
+  file: Buffer,
   rowGroup: unknown,
   types: readonly [string, Physical][],
-  only = false,
 ): Promise<WarehouseRow[]> {
   const access = envelopeOf(reader);
-  let columns: WarehouseValue[][];
-  let rowCount: number;
+  const group = rowGroup as RowGroupMeta;
+  const rowCount = Number(group.num_rows);
+  const columns: WarehouseValue[][] = new Array(types.length);
   try {
-    // An empty list reads every column chunk.
-    const list = only ? types.map(([name]) => [name]) : [];
-    const buffer = await access.envelopeReader.readRowGroup(access.schema, rowGroup, list);
-    rowCount = Number(buffer.rowCount);
-    columns = types.map(([name, type]) => columnValues(buffer.columnData[name], type, rowCount));
+    const chunks = new Map<string, ColumnChunkMeta>();
+    for (const chunk of group.columns) chunks.set(chunk.meta_data.path_in_schema.join(','), chunk);
+    const slow: number[] = [];
+    types.forEach(([name, type], c) => {
+      const chunk = chunks.get(name);
+      // A column missing from the file (an older writer) is NULL throughout, as the cursor gave it.
+      const values = chunk
+        ? chunkValues(file, chunk, access.schema as SchemaAccess, type, rowCount)
+        : new Array<WarehouseValue>(rowCount).fill(null);
+      if (values) columns[c] = values;
+      else slow.push(c);
+    });
+    if (slow.length) {
+      const list = slow.map((c) => [types[c][0]]);
+      const buffer = await access.envelopeReader.readRowGroup(access.schema, rowGroup, list);
+      if (Number(buffer.rowCount) !== rowCount)
+        throw new ParquetCodecError('not a readable Parquet file (a row group does not match its count)');
+      for (const c of slow) columns[c] = columnValues(buffer.columnData[types[c][0]], types[c][1], rowCount);
+    }
   } catch (e) {
     if (e instanceof ParquetCodecError) throw e;
     // The library throws its own errors (TProtocolException, TypeError, RangeError) from damaged
@@ -534,13 +571,272 @@ async function readRowGroupRows(
       { cause: e },
     );
   }
+  // Each row a copy of one row of NULLs whose values are then set: its properties exist already, in
+  // one order, so every row shares one shape (adding them one by one walked a transition per column).
+  const template: WarehouseRow = {};
+  for (const [name] of types) template[name] = null;
   const rows: WarehouseRow[] = new Array(rowCount);
   for (let r = 0; r < rowCount; r += 1) {
-    const row: WarehouseRow = {};
+    const row: WarehouseRow = { ...template };
     for (let c = 0; c < types.length; c += 1) row[types[c][0]] = columns[c][r];
     rows[r] = row;
   }
   return rows;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A column chunk's pages decoded here. The library's decoding makes a Buffer per text value, an
+// array per page for levels it then copies value by value, and decodes each page's statistics
+// (bench:load: the load's decoding was a fifth of its CPU, much of it garbage). The processed
+// bucket's files hold flat OPTIONAL columns (definition level 1 = a value, 0 = NULL), PLAIN,
+// uncompressed, in data pages v2 (parquet-codec-writer.ts, and the library's writer): for those,
+// the definition levels (the RLE / bit-packed hybrid, bit width 1) and the values are read
+// straight into canonical values. Anything else (another page type, encoding, compression or
+// nesting) is left to the library: `chunkValues` returns undefined.
+// https://github.com/apache/parquet-format/blob/master/Encodings.md
+
+interface RowGroupMeta {
+  num_rows: unknown;
+  columns: ColumnChunkMeta[];
+}
+
+interface ColumnChunkMeta {
+  file_path?: string | null;
+  meta_data: {
+    path_in_schema: string[];
+    type: number;
+    codec: number;
+    num_values: unknown;
+    data_page_offset: unknown;
+    dictionary_page_offset?: unknown;
+    total_compressed_size: unknown;
+  };
+}
+
+interface SchemaAccess {
+  findField(path: string[]): { rLevelMax: number; dLevelMax: number; typeLength?: number | string };
+}
+
+interface PageHeaderAccess {
+  type: number;
+  compressed_page_size: number;
+  data_page_header_v2: {
+    num_values: number;
+    num_nulls: number;
+    num_rows: number;
+    encoding: number;
+    definition_levels_byte_length: number;
+    repetition_levels_byte_length: number;
+    is_compressed: boolean | null;
+  } | null;
+}
+
+const T = thrift as unknown as {
+  PageHeader: new () => PageHeaderAccess;
+  Type: Record<string, number>;
+  PageType: Record<string, number>;
+  Encoding: Record<string, number>;
+  CompressionCodec: Record<string, number>;
+};
+
+/** The physical type each canonical type is stored as. */
+const STORED: Record<Physical, number> = {
+  UTF8: T.Type.BYTE_ARRAY,
+  DATE: T.Type.INT32,
+  TIME_MILLIS: T.Type.INT32,
+  INT32: T.Type.INT32,
+  INT64: T.Type.INT64,
+  BOOLEAN: T.Type.BOOLEAN,
+  DECIMAL: T.Type.FIXED_LEN_BYTE_ARRAY,
+};
+
+const TWO_32 = 2 ** 32;
+
+/** The chunk's values, one per row (null = NULL); undefined when its pages are not of the form read here. */
+function chunkValues(
+  file: Buffer,
+  chunk: ColumnChunkMeta,
+  schema: SchemaAccess,
+  type: Physical,
+  rowCount: number,
+): WarehouseValue[] | undefined {
+  const meta = chunk.meta_data;
+  if (chunk.file_path || meta.codec !== T.CompressionCodec.UNCOMPRESSED || meta.type !== STORED[type])
+    return undefined;
+  if (meta.dictionary_page_offset != null && Number(meta.dictionary_page_offset) > 0) return undefined;
+  const field = schema.findField(meta.path_in_schema);
+  if (field.rLevelMax !== 0 || field.dLevelMax !== 1) return undefined;
+  if (type === 'DECIMAL' && Number(field.typeLength) !== MONEY.bytes) return undefined;
+  if (Number(meta.num_values) !== rowCount) return undefined;
+  let at = Number(meta.data_page_offset);
+  const end = Math.min(file.length, at + Number(meta.total_compressed_size));
+  const out: WarehouseValue[] = new Array(rowCount);
+  let row = 0;
+  while (row < rowCount) {
+    if (at >= end) return undefined;
+    const header = new T.PageHeader();
+    const headerBytes = decodeThrift(header as never, file, at) as number;
+    const v2 = header.data_page_header_v2;
+    if (
+      header.type !== T.PageType.DATA_PAGE_V2 ||
+      !v2 ||
+      v2.encoding !== T.Encoding.PLAIN ||
+      v2.repetition_levels_byte_length !== 0 ||
+      v2.is_compressed === true
+    )
+      return undefined;
+    const levels = at + headerBytes;
+    const values = levels + v2.definition_levels_byte_length;
+    const pageEnd = levels + header.compressed_page_size;
+    const count = v2.num_values;
+    if (pageEnd > end || values > pageEnd || row + count > rowCount)
+      throw new ParquetCodecError('not a readable Parquet file (a page does not fit its column chunk)');
+    const page: PageRows = { file, out, first: row, count };
+    if (definedRows(page, levels, values) !== count - v2.num_nulls)
+      throw new ParquetCodecError('not a readable Parquet file (a page does not match its levels)');
+    if (readPlain(page, values, pageEnd, type) !== pageEnd)
+      throw new ParquetCodecError('not a readable Parquet file (a page does not match its values)');
+    row += count;
+    at = pageEnd;
+  }
+  return out;
+}
+
+/** A page's rows: `count` of them from row `first` of the chunk's values `out`, read from `file`. */
+interface PageRows {
+  file: Buffer;
+  out: WarehouseValue[];
+  first: number;
+  count: number;
+}
+
+/**
+ * Definition levels of `count` rows (RLE / bit-packed hybrid, bit width 1, no length prefix in a
+ * v2 page) from `file[at, end)`: `out[first + i]` is set to null where the row has no value and
+ * left undefined where it has one. Returns the rows with a value.
+ */
+function definedRows({ file, out, first, count }: PageRows, at: number, end: number): number {
+  let i = 0;
+  let defined = 0;
+  let p = at;
+  while (i < count) {
+    if (p >= end) throw new ParquetCodecError('not a readable Parquet file (definition levels end early)');
+    let header = 0;
+    for (let shift = 0; ; shift += 7) {
+      if (p >= end || shift > 28)
+        throw new ParquetCodecError('not a readable Parquet file (a damaged definition level run)');
+      const b = file[p++];
+      header += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) break;
+    }
+    if (header & 1) {
+      // Bit-packed: (header >> 1) groups of 8 levels, one byte each at bit width 1.
+      const groups = Math.floor(header / 2);
+      if (p + groups > end)
+        throw new ParquetCodecError('not a readable Parquet file (definition levels end early)');
+      for (let g = 0; g < groups; g += 1) {
+        const byte = file[p++];
+        for (let bit = 0; bit < 8 && i < count; bit += 1, i += 1) {
+          if ((byte >> bit) & 1) defined += 1;
+          else out[first + i] = null;
+        }
+      }
+    } else {
+      // A run: (header >> 1) repeats of one level, in one byte.
+      const run = Math.min(Math.floor(header / 2), count - i);
+      if (p >= end) throw new ParquetCodecError('not a readable Parquet file (definition levels end early)');
+      const level = file[p++];
+      if (level > 1) throw new ParquetCodecError('not a readable Parquet file (a definition level above 1)');
+      if (level === 1) defined += run;
+      else for (let k = 0; k < run; k += 1) out[first + i + k] = null;
+      i += run;
+    }
+  }
+  return defined;
+}
+
+/** `length` bytes at `a` and at `b` of `file` are the same. */
+function sameBytes(file: Buffer, a: number, b: number, length: number): boolean {
+  if (length > 48) return file.compare(file, a, a + length, b, b + length) === 0;
+  for (let i = 0; i < length; i += 1) if (file[a + i] !== file[b + i]) return false;
+  return true;
+}
+
+/**
+ * The PLAIN values of the rows `definedRows` left undefined, from `file[at, end)`, as canonical
+ * values; returns where they ended (the page's end, for a sound page).
+ */
+function readPlain({ file, out, first, count }: PageRows, at: number, end: number, type: Physical): number {
+  let p = at;
+  const last = first + count;
+  const need = (bytes: number) => {
+    if (p + bytes > end)
+      throw new ParquetCodecError('not a readable Parquet file (a page ends inside a value)');
+  };
+  switch (type) {
+    case 'UTF8': {
+      // A value equal to the one before it (`_op`, `_commit_ts` of one transaction, `_unchanged`)
+      // is that string again, not another copy of it: fewer strings to collect, and to hold for a part.
+      let previous: string | undefined;
+      let previousAt = 0;
+      let previousLength = -1;
+      for (let r = first; r < last; r += 1)
+        if (out[r] === undefined) {
+          need(4);
+          const length = file.readUInt32LE(p);
+          p += 4;
+          need(length);
+          if (length === previousLength && sameBytes(file, previousAt, p, length)) out[r] = previous!;
+          else {
+            previous = file.toString('utf8', p, p + length);
+            out[r] = previous;
+            previousAt = p;
+            previousLength = length;
+          }
+          p += length;
+        }
+      return p;
+    }
+    case 'INT32':
+    case 'DATE':
+    case 'TIME_MILLIS':
+      for (let r = first; r < last; r += 1)
+        if (out[r] === undefined) {
+          need(4);
+          const value = file.readInt32LE(p);
+          p += 4;
+          out[r] = type === 'INT32' ? value : type === 'DATE' ? dateText(value) : fromPhysical(type, value);
+        }
+      return p;
+    case 'INT64':
+      for (let r = first; r < last; r += 1)
+        if (out[r] === undefined) {
+          need(8);
+          // Exactly Number(BigInt) of the value: the high word times 2^32 is exact, the sum rounded once.
+          out[r] = file.readInt32LE(p + 4) * TWO_32 + file.readUInt32LE(p);
+          p += 8;
+        }
+      return p;
+    case 'DECIMAL':
+      for (let r = first; r < last; r += 1)
+        if (out[r] === undefined) {
+          need(MONEY.bytes);
+          out[r] = centsText(file.readIntBE(p, MONEY.bytes));
+          p += MONEY.bytes;
+        }
+      return p;
+    case 'BOOLEAN': {
+      // Bit-packed, least significant bit first, padded to a whole byte.
+      let bit = 0;
+      for (let r = first; r < last; r += 1)
+        if (out[r] === undefined) {
+          need(Math.floor(bit / 8) + 1);
+          out[r] = ((file[p + (bit >> 3)] >> (bit & 7)) & 1) === 1;
+          bit += 1;
+        }
+      return p + Math.ceil(bit / 8);
+    }
+  }
 }
 
 /** Decodes a file written by encodeParquet; the table comes from the file's own metadata. */
