@@ -59,15 +59,23 @@ export function encodeChangeBatchAsMixedCsv(batch: ChangeBatch): string {
   return `${layoutRecord(batch)}${encodeChangeBatchAsCsv(batch)}`;
 }
 
-/** encodeChangeBatchAsMixedCsv's text handed to `write` in pieces (as writeChangeBatchAsCsv). */
-export function writeChangeBatchAsMixedCsv(batch: ChangeBatch, write: (piece: string) => void): void {
-  write(layoutRecord(batch));
+/**
+ * encodeChangeBatchAsMixedCsv's text handed to `write` in pieces (as writeChangeBatchAsCsv).
+ * `fingerprint` is the batch's `schemaFingerprint(batch.columns)` when the caller has it already
+ * (the Firehose handler remembers each table's last layout: JSON and SHA-256 per record otherwise).
+ */
+export function writeChangeBatchAsMixedCsv(
+  batch: ChangeBatch,
+  write: (piece: string) => void,
+  fingerprint = schemaFingerprint(batch.columns),
+): void {
+  write(layoutRecord(batch, fingerprint));
   writeChangeBatchAsCsv(batch, write);
 }
 
-function layoutRecord(batch: ChangeBatch): string {
+function layoutRecord(batch: ChangeBatch, fingerprint = schemaFingerprint(batch.columns)): string {
   // Table names that reach here are layout-safe (no comma, quote or line end): no quoting needed.
-  return `${LAYOUT_RECORD_TAG},${batch.table},${schemaFingerprint(batch.columns)}\n`;
+  return `${LAYOUT_RECORD_TAG},${batch.table},${fingerprint}\n`;
 }
 
 export interface MixedSegment {

@@ -106,13 +106,20 @@ interface RecordFailure {
   issues: string[];
 }
 
-type RecordOutcome = { ok: true; batch: ChangeBatch; data: string } | { ok: false; failure: RecordFailure };
+type RecordOutcome =
+  { ok: true; batch: ChangeBatch; fingerprint: string; data: string } | { ok: false; failure: RecordFailure };
 
 /**
- * One record: its data decoded and checked, and its CSV lines in base64. `scratch` holds the
- * decoded bytes, then the CSV's bytes (written in pieces: no string of the whole CSV is made).
+ * One record: its data decoded and checked, its layout's fingerprint (`fingerprintOf`), and its CSV
+ * lines in base64. `scratch` holds the decoded bytes, then the CSV's bytes (written in pieces: no
+ * string of the whole CSV is made).
  */
-function transformRecord(data: string, mixedObjects: boolean, scratch: ScratchBuffer): RecordOutcome {
+function transformRecord(
+  data: string,
+  mixedObjects: boolean,
+  scratch: ScratchBuffer,
+  fingerprintOf: (table: string, columns: readonly Column[]) => string,
+): RecordOutcome {
   const bytes = decodeStrictBase64(data, scratch);
   if (!bytes)
     return { ok: false, failure: { code: 'InvalidBase64', reason: 'data is not base64', issues: [] } };
@@ -135,11 +142,12 @@ function transformRecord(data: string, mixedObjects: boolean, scratch: ScratchBu
       ok: false,
       failure: { code: 'UnsafeTableName', reason: 'table name cannot be an S3 key segment', issues: [] },
     };
+  const fingerprint = fingerprintOf(batch.table, batch.columns);
   scratch.clear();
   const append = (piece: string) => scratch.append(piece);
-  if (mixedObjects) writeChangeBatchAsMixedCsv(batch, append);
+  if (mixedObjects) writeChangeBatchAsMixedCsv(batch, append, fingerprint);
   else writeChangeBatchAsCsv(batch, append);
-  return { ok: true, batch, data: scratch.toBase64() };
+  return { ok: true, batch, fingerprint, data: scratch.toBase64() };
 }
 
 function sameColumns(a: readonly Column[], b: readonly Column[]): boolean {
@@ -222,17 +230,14 @@ export function createHandler(
     const layouts = new Map<string, { batch: ChangeBatch; fingerprint: string }>();
     let failed = 0;
     const records = event.records.map((record): FirehoseTransformationResultRecord => {
-      const outcome = transformRecord(record.data, deps.mixedObjects === true, scratch);
+      const outcome = transformRecord(record.data, deps.mixedObjects === true, scratch, fingerprintOf);
       if (!outcome.ok) {
         failed += 1;
         logFailure(logger, event.invocationId, record, outcome.failure);
         return { recordId: record.recordId, result: 'ProcessingFailed', data: record.data };
       }
       const { batch, data } = outcome;
-      const partitionKeys: IngestionPartitionKeys = {
-        table: batch.table,
-        schema: fingerprintOf(batch.table, batch.columns),
-      };
+      const partitionKeys: IngestionPartitionKeys = { table: batch.table, schema: outcome.fingerprint };
       layouts.set(`${partitionKeys.table}/${partitionKeys.schema}`, {
         batch,
         fingerprint: partitionKeys.schema,

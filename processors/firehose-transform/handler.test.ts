@@ -305,6 +305,30 @@ describe('firehose-transform handler (real s3rver)', () => {
     expect(new Set(layouts.map((columns) => schemaFingerprint(columns))).size).toBe(3);
   });
 
+  it("starts each fast-mode record with its own layout record when layouts alternate (the handler's remembered fingerprint)", async () => {
+    const retyped = STAFF_COLUMNS.map((c, i) => (i === 1 ? { ...c, type: 'varchar' } : c));
+    const rekeyed = STAFF_COLUMNS.map((c, i) => ({ ...c, key: i === 1 }));
+    const layouts = [STAFF_COLUMNS, retyped, retyped, rekeyed, STAFF_COLUMNS, STAFF_COLUMNS, rekeyed];
+    const handler = createHandler({
+      s3: { send: () => Promise.resolve({}) },
+      bucket: BUCKET,
+      mixedObjects: true,
+    });
+    const batches = layouts.map((columns, i) =>
+      staffBatch({ table: 'staff_fast_alternating', columns, firstId: i, count: 2 }),
+    );
+
+    const result = await handler(
+      firehoseEventFactory(batches.map((b) => firehoseRecordFactory(encodeChangeBatch(b)))),
+    );
+
+    const texts = result.records.map((r) => Buffer.from(r.data, 'base64').toString('utf8'));
+    expect(texts.map((t) => t.slice(0, t.indexOf('\n')))).toEqual(
+      layouts.map((columns) => `@layout,staff_fast_alternating,${schemaFingerprint(columns)}`),
+    );
+    expect(texts).toEqual(batches.map((b) => encodeChangeBatchAsMixedCsv(b)));
+  });
+
   it('renders a pointer (a change stored under oversized/) as one line with ref, in the same partition', async () => {
     // Prepare: an ordinary batch and a v2 pointer batch of the same table and layout.
     const ordinary = staffBatch({ table: 'staff_ptr', firstId: 0, count: 1 });

@@ -20,14 +20,14 @@ const serialize = (obj: Thrift): Buffer => serializeCompact(obj, serializeThrift
  * The library holds a row group as a JS array per column of converted values (a Date per date, a
  * Buffer per money value, a BigInt per 64-bit integer), a Set of distinct values per column
  * (objects included), and a definition and a repetition level per value; at a page it spreads the
- * Set to find the statistics, makes a Buffer per text value and copies them all into another, and
- * at a row group it concatenates the column chunks one by one (quadratic in the columns). In the
+ * Set to find the statistics (its distinct count is not written here: "Statistics"), makes a
+ * Buffer per text value and copies them all into another, and at a row group it concatenates the
+ * column chunks one by one (quadratic in the columns). In the
  * 1M-row cold start that was the transform's Parquet encoding (4.9 s) and much of the garbage
  * collector's 8.6 s (bench/README.md, bench:transform section).
  *
  * Here each column's values are written straight into one reused byte buffer in their PLAIN form,
- * the page's minimum and maximum are kept as the values arrive, and the distinct count of numbers,
- * text and booleans is counted by value, as the library's Set counts it. Only the page and
+ * and the page's minimum and maximum are kept as the values arrive. Only the page and
  * column-chunk metadata is built with the library's own Thrift types, the same way as
  * lib/writer.js (encodePages, encodeDataPageV2, encodeColumnChunk, encodeRowGroup), and the file's
  * header, page indexes and footer are the library's ParquetEnvelopeWriter's.
@@ -54,8 +54,12 @@ const serialize = (obj: Thrift): Buffer => serializeCompact(obj, serializeThrift
  * the page's, are as many as its values: wrong from a row group's second page on; here the page's.
  * (Not statistics, but read with them to skip pages: the offset index's first_row_index, which the
  * library writes as 0 for every page; here the page's first row.)
- * And the distinct count of dates and money is the number of values (the library's Set holds a
- * new object per value): not written here (it is optional; no engine here reads it).
+ * And no distinct_count is written, for any column (the library's is the number of values for
+ * dates and money, whose Set holds a new object per value). It is optional in the spec, parquet-mr
+ * and Arrow do not write it, and nothing here reads it: not the codec's reader, the load, or the
+ * engines that skip by statistics (they use min, max and null counts). Counting it took a Set of
+ * every value per column and page, and the Sets' union per column chunk: ~12% of the transform's
+ * CPU and much of its garbage (bench/README.md, "Transform CPU, session 9").
  * INT32, INT64, DATE, TIME_MILLIS (signed) and BOOLEAN (false before true) the library compared
  * as numbers already; they are unchanged.
  */
@@ -97,8 +101,6 @@ interface PageStatistics {
   max_value?: unknown;
   min_value?: unknown;
   null_count: Int64;
-  /** Not for dates and money (see Statistics above). */
-  distinct_count?: Int64;
 }
 
 /** A minimum or maximum in comparable form: see ColumnBuffer.see. */
@@ -113,8 +115,6 @@ interface Page {
   first_row_index: number;
   /** Rows in the page. */
   rows: number;
-  /** The page's distinct values (a Set, as the library's); undefined for dates and money. */
-  distinct: Set<unknown> | undefined;
   num_values: number;
 }
 
@@ -144,8 +144,6 @@ class ColumnBuffer {
   private at = 0;
   private readonly dlevels: number[] = [];
   private values = 0;
-  private distinct: Set<unknown> | undefined;
-  private last: unknown = undefined;
   /**
    * Minimum and maximum of the page in comparable form, in the order of the column's type
    * (Statistics above): numbers (DATE: days, TIME_MILLIS: ms, DECIMAL: cents), booleans, text.
@@ -153,8 +151,6 @@ class ColumnBuffer {
   private min: Key | undefined;
   private max: Key | undefined;
   pages: Page[] = [];
-  /** Distinct values counted (not for dates and money: Statistics above). */
-  private readonly byValue: boolean;
   /** The column's order is signed (all but text): the deprecated min and max are written. */
   private readonly signed: boolean;
 
@@ -162,8 +158,6 @@ class ColumnBuffer {
     readonly spec: ColumnSpec,
     readonly field: ParquetField,
   ) {
-    this.byValue = spec.kind !== 'DATE' && spec.kind !== 'DECIMAL';
-    if (this.byValue) this.distinct = new Set();
     this.signed = spec.kind !== 'UTF8';
   }
 
@@ -180,18 +174,10 @@ class ColumnBuffer {
   }
 
   /**
-   * Counts a distinct value and keeps the minimum and maximum, by `<` and `>` (which for text of
-   * ASCII only agree with UTF-8 byte order: utf8Before) unless `text` (other text: utf8Before).
+   * Keeps the minimum and maximum, by `<` and `>` (which for text of ASCII only agree with UTF-8
+   * byte order: utf8Before) unless `text` (other text: utf8Before).
    */
-  private see(key: Key, distinctKey: unknown, text = false): void {
-    if (this.byValue) {
-      if (distinctKey === this.last && this.values > 0) return;
-      this.last = distinctKey;
-      const set = this.distinct!;
-      const size = set.size;
-      set.add(distinctKey);
-      if (set.size === size) return;
-    }
+  private see(key: Key, text = false): void {
     if (this.min === undefined) {
       this.min = key;
       this.max = key;
@@ -217,12 +203,9 @@ class ColumnBuffer {
         const n = this.bytes.write(value, this.at + 4);
         this.bytes.writeUInt32LE(n, this.at);
         this.at += 4 + n;
-        if (n === value.length) this.see(value, value);
-        else {
-          // Not ASCII: as the file holds it (a lone surrogate was written as U+FFFD).
-          const written = this.bytes.toString('utf8', this.at - n, this.at);
-          this.see(written, written, true);
-        }
+        if (n === value.length) this.see(value);
+        // Not ASCII: as the file holds it (a lone surrogate was written as U+FFFD).
+        else this.see(this.bytes.toString('utf8', this.at - n, this.at), true);
         break;
       }
       case 'INT32': {
@@ -236,7 +219,7 @@ class ColumnBuffer {
         this.room(4);
         this.bytes.writeInt32LE(value, this.at);
         this.at += 4;
-        this.see(value, value);
+        this.see(value);
         break;
       }
       case 'DATE':
@@ -245,7 +228,7 @@ class ColumnBuffer {
         this.room(4);
         this.bytes.writeInt32LE(n, this.at);
         this.at += 4;
-        this.see(n, n);
+        this.see(n);
         break;
       }
       case 'INT64': {
@@ -256,7 +239,7 @@ class ColumnBuffer {
         this.bytes.writeUInt32LE(value - high * TWO_32, this.at);
         this.bytes.writeInt32LE(high, this.at + 4);
         this.at += 8;
-        this.see(value, value);
+        this.see(value);
         break;
       }
       case 'DECIMAL': {
@@ -265,7 +248,7 @@ class ColumnBuffer {
         this.bytes.writeIntBE(cents, this.at, DECIMAL_BYTES);
         this.at += DECIMAL_BYTES;
         // Signed, by the represented value (the library compared the bytes, unsigned).
-        this.see(cents, cents);
+        this.see(cents);
         break;
       }
       case 'BOOLEAN': {
@@ -273,7 +256,7 @@ class ColumnBuffer {
         // PLAIN booleans are bits; kept one per byte here and packed at the page.
         this.room(1);
         this.bytes[this.at++] = value ? 1 : 0;
-        this.see(value, value);
+        this.see(value);
         break;
       }
     }
@@ -308,8 +291,6 @@ class ColumnBuffer {
     }
     const count = this.dlevels.length;
     statistics.null_count = new Int64(count - this.values);
-    const distinct = this.distinct;
-    if (distinct) statistics.distinct_count = new Int64(distinct.size);
 
     const valuesBuf = this.spec.kind === 'BOOLEAN' ? this.packedBooleans() : this.bytes.subarray(0, this.at);
     const dLevelsBuf = RLE.encodeValues('INT32', this.dlevels, {
@@ -343,7 +324,6 @@ class ColumnBuffer {
       // would take the second page's rows for the first's.)
       first_row_index: lastPage ? lastPage.first_row_index + lastPage.rows : 0,
       rows,
-      distinct,
       num_values: count,
     });
     this.at = 0;
@@ -351,8 +331,6 @@ class ColumnBuffer {
     this.dlevels.length = 0;
     this.min = undefined;
     this.max = undefined;
-    this.last = undefined;
-    if (this.byValue) this.distinct = new Set();
   }
 
   private packedBooleans(): Buffer {
@@ -422,7 +400,6 @@ class ColumnBuffer {
       statistics.max_value = this.libraryValue(max!);
       statistics.min_value = this.libraryValue(min);
     }
-    if (this.byValue) statistics.distinct_count = new Int64(distinctCount(pages));
     metadata.statistics = encodeStatistics(statistics, field, this.signed);
     metadata.columnIndex = columnIndex;
     encodings.push(T.Encoding.RLE);
@@ -436,14 +413,6 @@ class ColumnBuffer {
       metadataOffset: baseOffset + pagesLength,
     };
   }
-}
-
-/** The number of distinct values of a column chunk: the union of its pages' (lib/writer.js). */
-function distinctCount(pages: readonly Page[]): number {
-  if (pages.length === 1) return pages[0].distinct!.size;
-  const union = new Set<unknown>();
-  for (const { distinct } of pages) for (const value of distinct!) union.add(value);
-  return union.size;
 }
 
 // lib/writer.js' statistics helpers, but for the deprecated min and max (Statistics above).
