@@ -156,6 +156,11 @@ async function main(): Promise<void> {
     stages: config.stages,
     logger: benchLogger({}),
     onCaptureOutput: onCaptureLine,
+    // A part the stack cannot restart died (kinesalite's thread): the run is over, and says why.
+    onFatal: (error) => {
+      process.stderr.write(`the stack stopped: ${error.message}\n`);
+      process.exit(1);
+    },
     captureEnv: {
       TOTES_SLOT: config.slot,
       TOTES_PUBLICATION: config.slot,

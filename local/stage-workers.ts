@@ -257,9 +257,11 @@ export class StageWorkers {
         if (!started)
           reject(new StageWorkerError(`the ${this.o.stage} worker exited (code ${code}) while starting`));
         if (!started || slot.closing || this.stopping) return;
-        if (this.o.onDeath)
+        if (this.o.onDeath) {
+          // Not replaced: out of the pool, so no invocation is posted to it.
+          this.slots.splice(this.slots.indexOf(slot), 1);
           this.o.onDeath(new StageWorkerError(`the ${this.o.stage} worker exited (code ${code})`));
-        else void this.replace(slot);
+        } else void this.replace(slot);
       });
     });
   }

@@ -15,6 +15,8 @@ import {
   type WarehouseRow,
 } from './parquet-codec';
 import { Writable } from 'node:stream';
+import * as thrift from '@dsnp/parquetjs/dist/gen-nodejs/parquet_types';
+import { decodeThrift, serializeThrift } from '@dsnp/parquetjs/dist/lib/util';
 
 const row = (overrides: Partial<WarehouseRow> = {}): WarehouseRow => ({
   payment_id: 1,
@@ -249,6 +251,37 @@ describe('parquet codec', () => {
       await writer.close();
       expect((await decodeParquet(Buffer.concat(chunks))).rows).toEqual(rows);
     }
+  });
+
+  it('refuses a page header that would not move the reader forward (negative sizes), instead of spinning', async () => {
+    const file = await encodeParquet('fact_payment', [row()]);
+    // The first column chunk's first page header, decoded, made to point back at itself (a page of
+    // no rows whose size and level bytes cancel its own header), and spliced in.
+    const reader = await ParquetReader.openBuffer(file);
+    const chunk = (
+      reader as unknown as {
+        metadata: { row_groups: { columns: { meta_data: { data_page_offset: unknown } }[] }[] };
+      }
+    ).metadata.row_groups[0].columns[0];
+    await reader.close();
+    const offset = Number(chunk.meta_data.data_page_offset);
+    const header = new thrift.PageHeader();
+    const length = decodeThrift(header, file, offset);
+    const v2 = header.data_page_header_v2!;
+    v2.num_values = 0;
+    v2.num_nulls = 0;
+    v2.num_rows = 0;
+    let spliced = serializeThrift(header);
+    // The header's own length, which the sizes must cancel, depends on them: settle it.
+    for (let i = 0; i < 4; i += 1) {
+      header.compressed_page_size = -spliced.length;
+      header.uncompressed_page_size = -spliced.length;
+      v2.definition_levels_byte_length = -spliced.length;
+      spliced = serializeThrift(header);
+    }
+    expect(header.compressed_page_size).toBe(-spliced.length);
+    const damaged = Buffer.concat([file.subarray(0, offset), spliced, file.subarray(offset + length)]);
+    await expect(decodeParquet(damaged)).rejects.toThrow(ParquetCodecError);
   });
 
   it('refuses a file whose pages are damaged, without quoting them', async () => {

@@ -689,6 +689,11 @@ function chunkValues(
     const values = levels + v2.definition_levels_byte_length;
     const pageEnd = levels + header.compressed_page_size;
     const count = v2.num_values;
+    // Sizes and counts from the file: negative or empty ones would not move the reader forward.
+    if (count <= 0 || v2.definition_levels_byte_length < 0 || header.compressed_page_size < 0)
+      throw new ParquetCodecError(
+        'not a readable Parquet file (a page header has negative sizes or no rows)',
+      );
     if (pageEnd > end || values > pageEnd || row + count > rowCount)
       throw new ParquetCodecError('not a readable Parquet file (a page does not fit its column chunk)');
     const page: PageRows = { file, out, first: row, count };

@@ -11,5 +11,5 @@
 -- What keeps the count exact: snapshotProgress counts DISTINCT ordinals, once per snapshot when
 -- its marker is in (core/warehouse-sql.ts); a row delivered twice is stored twice and counted once,
 -- and reconciliation asks only whether a key is there (snapshot_row_key_idx). A duplicate costs its
--- bytes until the snapshot's rows are dropped with it.
+-- bytes: snapshot rows are kept (a row that loads late is checked against them), never deleted.
 ALTER TABLE "snapshot_row" DROP CONSTRAINT IF EXISTS "snapshot_row_pkey";
