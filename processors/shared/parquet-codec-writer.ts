@@ -55,8 +55,9 @@ const serialize = (obj: Thrift): Buffer => serializeCompact(obj, serializeThrift
  * (Not statistics, but read with them to skip pages: the offset index's first_row_index, which the
  * library writes as 0 for every page; here the page's first row.)
  * And no distinct_count is written, for any column (the library's is the number of values for
- * dates and money, whose Set holds a new object per value). It is optional in the spec, parquet-mr
- * and Arrow do not write it, and nothing here reads it: not the codec's reader, the load, or the
+ * dates and money, whose Set holds a new object per value). It is optional in the spec; Arrow's C++
+ * writer never writes it (apache/arrow#36505), arrow-rs only behind an option that is off by
+ * default (apache/arrow-rs#10654), DuckDB not (duckdb/duckdb#4182); nothing here reads it: not the codec's reader, the load, or the
  * engines that skip by statistics (they use min, max and null counts). Counting it took a Set of
  * every value per column and page, and the Sets' union per column chunk: ~12% of the transform's
  * CPU and much of its garbage (bench/README.md, "Transform CPU, session 9").
