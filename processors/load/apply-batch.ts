@@ -1,6 +1,6 @@
 import type { ClientBase } from 'pg';
 import { silentLogger, type Logger } from '../../core/logger';
-import type { WarehouseTableName } from '../../core/warehouse-model';
+import { WAREHOUSE_TABLES, type WarehouseTableName } from '../../core/warehouse-model';
 import {
   derivedDimensionsFedBy,
   derivedLock,
@@ -253,14 +253,14 @@ async function settleFacts(
  */
 async function applySnapshots(
   client: ClientBase,
-  batch: Pick<PreparedBatch, 'kind' | 'table'>,
+  table: WarehouseTableName,
   parts: readonly SnapshotPart[],
   outcome: ApplyOutcome,
 ): Promise<void> {
+  const isFact = WAREHOUSE_TABLES[table].kind === 'fact';
   // Reconciling may recompute derived dimensions: take their locks first, as every load does.
-  if (batch.kind !== 'fact')
-    for (const { derived } of derivedDimensionsFedBy(batch.table))
-      await run(client, derivedLock(derived.table));
+  if (!isFact)
+    for (const { derived } of derivedDimensionsFedBy(table)) await run(client, derivedLock(derived.table));
   await run(client, snapshotLock());
   // Every part's rows and marker first, then one check per snapshot (an object in parts brings
   // the parts of its snapshots together).
@@ -278,13 +278,13 @@ async function applySnapshots(
     if (Number(state.loaded_rows) < Number(state.expected_rows)) continue;
     await run(client, snapshotMarkReconciled(id));
     let deleted: number[];
-    if (batch.kind === 'fact') {
-      deleted = await keysOf(client, factApplySnapshots(batch.table, null, id));
-      if (deleted.length) await run(client, factRefreshDeleted(batch.table, deleted));
+    if (isFact) {
+      deleted = await keysOf(client, factApplySnapshots(table, null, id));
+      if (deleted.length) await run(client, factRefreshDeleted(table, deleted));
     } else {
-      deleted = await keysOf(client, dimensionApplySnapshots(batch.table, null, id));
+      deleted = await keysOf(client, dimensionApplySnapshots(table, null, id));
       if (deleted.length)
-        for (const { derived, side } of derivedDimensionsFedBy(batch.table))
+        for (const { derived, side } of derivedDimensionsFedBy(table))
           await run(client, derivedRecompute(derived, side, deleted));
     }
     await run(client, snapshotRecordDeleted(id, deleted.length));
@@ -452,7 +452,7 @@ async function applyPart(
   }
   if (batch.snapshots.length)
     if (claimed) path.snapshots.push(...batch.snapshots);
-    else await applySnapshots(client, batch, batch.snapshots, outcome);
+    else await applySnapshots(client, batch.table, batch.snapshots, outcome);
 }
 
 /** An outcome with nothing written yet. */
@@ -591,7 +591,6 @@ export async function applyObject(
         snapshots: [],
       };
       let sourceTable: string | null = null;
-      let kind: PreparedBatch['kind'] | null = null;
       const source = guarded(parts());
       // Part N+1 is prepared while part N's statements run (`parts` yields to the event loop
       // between its slices); the transaction waits for both before going on, so at most two
@@ -620,7 +619,6 @@ export async function applyObject(
         if (prepared.status === 'rejected') throw prepared.reason;
         outcome = mergeOutcomes(outcome, part);
         sourceTable ??= batch.sourceTable;
-        kind ??= batch.kind;
         next = prepared.value;
       }
       if (path.derivedKeys.size)
@@ -630,8 +628,7 @@ export async function applyObject(
           [...path.derivedKeys].sort((a, b) => a - b),
           outcome,
         );
-      if (path.snapshots.length && kind)
-        await applySnapshots(client, { kind, table }, path.snapshots, outcome);
+      if (path.snapshots.length) await applySnapshots(client, table, path.snapshots, outcome);
       // Once per object, last: the progress row is locked only until the commit that follows.
       if (sourceTable && outcome.maxPosition)
         await run(client, progressUpsert(sourceTable, table, outcome.maxPosition, outcome.newestCommitTs));
