@@ -441,7 +441,8 @@ function encodeStatistics(statistics: PageStatistics, column: ParquetField, sign
   return new (thrift.Statistics as unknown as new (args: unknown) => Thrift)(s);
 }
 
-const SUPPORTED: Record<ColumnKind, { primitive: string; original?: string }> = {
+/** Each column kind's physical (primitive) and converted (original) Parquet type, as written. */
+export const SUPPORTED: Record<ColumnKind, { primitive: string; original?: string }> = {
   INT32: { primitive: 'INT32' },
   INT64: { primitive: 'INT64' },
   UTF8: { primitive: 'BYTE_ARRAY', original: 'UTF8' },

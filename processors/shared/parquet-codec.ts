@@ -10,7 +10,7 @@ import {
   type WarehouseTableName,
   type WarehouseValue,
 } from '../../core/warehouse-model';
-import { openColumnarWriter, type ColumnSpec } from './parquet-codec-writer';
+import { openColumnarWriter, SUPPORTED, type ColumnSpec } from './parquet-codec-writer';
 
 // The row types moved to core/warehouse-model.ts (the pure mapping needs them); re-exported here so
 // existing imports keep working.
@@ -229,7 +229,7 @@ function timeText(ms: number): string {
   const h = Math.floor(ms / 3_600_000);
   const m = Math.floor(ms / 60_000) % 60;
   const s = Math.floor(ms / 1000) % 60;
-  if (ms >= 0 && ms < 86_400_000 && Number.isInteger(ms))
+  if (ms >= 0 && ms < MS_PER_DAY && Number.isInteger(ms))
     return `${DIGITS_2[h]}:${DIGITS_2[m]}:${DIGITS_2[s]}.${DIGITS_3[ms % 1000]}`;
   return `${pad(h)}:${pad(m)}:${pad(s)}.${pad(ms % 1000, 3)}`;
 }
@@ -639,16 +639,8 @@ const T = thrift as unknown as {
   CompressionCodec: Record<string, number>;
 };
 
-/** The physical type each canonical type is stored as. */
-const STORED: Record<Physical, number> = {
-  UTF8: T.Type.BYTE_ARRAY,
-  DATE: T.Type.INT32,
-  TIME_MILLIS: T.Type.INT32,
-  INT32: T.Type.INT32,
-  INT64: T.Type.INT64,
-  BOOLEAN: T.Type.BOOLEAN,
-  DECIMAL: T.Type.FIXED_LEN_BYTE_ARRAY,
-};
+/** The physical type (Thrift enum) each canonical type is stored as: the writer's. */
+const storedType = (type: Physical): number => T.Type[SUPPORTED[type].primitive];
 
 const TWO_32 = 2 ** 32;
 
@@ -661,7 +653,7 @@ function chunkValues(
   rowCount: number,
 ): WarehouseValue[] | undefined {
   const meta = chunk.meta_data;
-  if (chunk.file_path || meta.codec !== T.CompressionCodec.UNCOMPRESSED || meta.type !== STORED[type])
+  if (chunk.file_path || meta.codec !== T.CompressionCodec.UNCOMPRESSED || meta.type !== storedType(type))
     return undefined;
   if (meta.dictionary_page_offset != null && Number(meta.dictionary_page_offset) > 0) return undefined;
   const field = schema.findField(meta.path_in_schema);
