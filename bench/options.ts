@@ -106,19 +106,24 @@ export function benchArgsOrExit<T extends ParseArgsConfig['options'], O>(
 
 /** `--name`'s value as a positive number, or `fallback` when not given. */
 export function positiveNumber(name: string, raw: string | undefined, fallback: number): number {
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0)
-    throw new BenchUsageError(`--${name} must be a positive number, got "${raw}"`);
-  return n;
+  return positive(name, raw, fallback, 'number', Number.isFinite);
 }
 
 /** `--name`'s value as a positive integer, or `fallback` when not given. */
 export function positiveInt(name: string, raw: string | undefined, fallback: number): number {
+  return positive(name, raw, fallback, 'integer', Number.isSafeInteger);
+}
+
+function positive(
+  name: string,
+  raw: string | undefined,
+  fallback: number,
+  what: string,
+  isOne: (n: number) => boolean,
+): number {
   if (raw === undefined) return fallback;
   const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n <= 0)
-    throw new BenchUsageError(`--${name} must be a positive integer, got "${raw}"`);
+  if (!isOne(n) || n <= 0) throw new BenchUsageError(`--${name} must be a positive ${what}, got "${raw}"`);
   return n;
 }
 
