@@ -16,8 +16,9 @@ function run(command: string, arg: string) {
   const result = spawnSync('sh', ['-c', `exec ${command} ${arg}`], {
     cwd: ROOT,
     encoding: 'utf8',
-    // Long enough for tsx to compile the entry; far shorter than any bench's run.
-    timeout: 60_000,
+    // A bound for a script that ignores --help and starts its run (1-3 s to compile and answer
+    // here): far above that, far below any bench's run.
+    timeout: 120_000,
     env: { ...process.env, NODE_OPTIONS: '' },
   });
   return { status: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };

@@ -44,9 +44,7 @@ import { DEFAULT_EXPORT_DIR, readExportTable, starRowsOf } from './totesys-expor
  *   columns and no index (Postgres' own ingest rate), and into the fact table itself (its indexes;
  *   rolled back). The facts have no foreign keys since migration 007.
  *
- * Options: --sizes 10000,50000,200000 · --tables sales_order,purchase_order,payment ·
- * --cpu-profile DIR (a V8 profile of each load, summarized) · --part-rows N (every object in parts
- * of N rows, instead of the handler's LOAD_PART_ROWS) · --keep (leave the temp directory).
+ * Options: HELP below (`--help`).
  */
 
 const BUCKET = 'processed';

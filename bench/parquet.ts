@@ -25,7 +25,7 @@ import { median, timed, type Timing } from './timing';
  * The parquetjs-lite side writes what the codec wrote before the switch: the same schema with
  * money as UTF8 text (it has no DECIMAL), the same values otherwise.
  *
- * Options: --rounds N (5), --copies N (2: the export's rows N times over, ~73,000 rows).
+ * Options: HELP below (`--help`).
  */
 
 // parquetjs-lite ships no types; the few calls used here are typed locally.

@@ -38,7 +38,7 @@ import { median } from './timing';
  * The data is the totesys export with its order tables `--copies` times over (ids shifted), in an
  * embedded Postgres 17 under the OS temp directory.
  *
- * Options: --copies N (8: ~440,000 rows), --repeat N (3; medians), --kinesalite.
+ * Options: HELP below (`--help`).
  */
 
 const HELP = `Usage: npm run bench:snapshot -- [options]

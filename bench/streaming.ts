@@ -26,8 +26,7 @@ import { DEFAULT_EXPORT_DIR, readExportTable } from './totesys-export';
  * in 500-change batches (what Firehose concatenates). s3rver and an embedded Postgres 17
  * warehouse run in this process, under the OS temp directory, removed at the end.
  *
- * Options: --mib N (128), --heap-mib N (run the stages with --max-old-space-size=N), --keep (leave
- * the temp directory).
+ * Options: HELP below (`--help`).
  */
 
 const HELP = `Usage: npm run bench:streaming -- [options]
