@@ -2,6 +2,15 @@ import { changeBatchFactory, changeFactory } from './csv-codec.fixtures';
 import { decodeCsvObject, schemaFingerprint, schemaObjectFor } from './csv-codec';
 import { encodeChangeBatchAsMixedCsv, MixedCsvError, parseMixedObjectKey, splitMixedCsv } from './mixed-csv';
 
+/** The segments with each layout's runs joined and read as text. */
+function split(text: string) {
+  return splitMixedCsv(Buffer.from(text, 'utf8')).map(({ table, fingerprint, runs }) => ({
+    table,
+    fingerprint,
+    text: Buffer.concat(runs).toString('utf8'),
+  }));
+}
+
 const TYPES = [
   { name: 'payment_type_id', type: 'int4', key: true },
   { name: 'payment_type_name', type: 'text', key: false },
@@ -36,7 +45,7 @@ describe('mixed-table CSV (fast mode)', () => {
     // Firehose concatenates the records' data as they come.
     const object = [types1, currency, types2].map(encodeChangeBatchAsMixedCsv).join('');
 
-    const segments = splitMixedCsv(object);
+    const segments = split(object);
 
     expect(segments.map((s) => [s.table, s.fingerprint])).toEqual([
       ['payment_type', schemaFingerprint(TYPES)],
@@ -50,11 +59,9 @@ describe('mixed-table CSV (fast mode)', () => {
   });
 
   it('refuses data before any layout record, and a malformed layout record', () => {
-    expect(() => splitMixedCsv('insert,0,0/1,0,2025-02-28T09:15:02.123456Z,,,1,GBP\n')).toThrow(
-      MixedCsvError,
-    );
-    expect(() => splitMixedCsv('@layout,currency,nothex\n')).toThrow(/malformed layout record/);
-    expect(splitMixedCsv('')).toEqual([]);
+    expect(() => split('insert,0,0/1,0,2025-02-28T09:15:02.123456Z,,,1,GBP\n')).toThrow(MixedCsvError);
+    expect(() => split('@layout,currency,nothex\n')).toThrow(/malformed layout record/);
+    expect(split('')).toEqual([]);
   });
 
   it('recognises fast mode keys only', () => {
@@ -115,6 +122,9 @@ describe('splitMixedCsv against a character-by-character split', () => {
       '\n',
       'x,y"z\n',
       '"',
+      // Characters of two, three and four bytes: the split scans bytes, the reference characters.
+      'insert,1,0/5,4,ts,,,,5,"£ é € 😀\n@layout,y,0123456789abcdef"\n',
+      '£"€\n',
     ];
     let seed = 11;
     const random = (below: number) => {
@@ -133,7 +143,7 @@ describe('splitMixedCsv against a character-by-character split', () => {
       }
       let actual: unknown;
       try {
-        actual = splitMixedCsv(text);
+        actual = split(text);
       } catch {
         actual = 'throws';
       }

@@ -245,6 +245,14 @@ async function* readingFrom(body: AsyncIterable<Uint8Array>, bucket: string, key
   }
 }
 
+/**
+ * A mixed object's layout, as the CSV decoder reads an S3 body: in pieces of at most 64 KiB (views,
+ * not copies). Given a whole layout of megabytes at once, the decoder would hold it as one string.
+ */
+function* piecesOf(runs: readonly Buffer[], most = 64 * 1024): Generator<Buffer> {
+  for (const run of runs) for (let at = 0; at < run.length; at += most) yield run.subarray(at, at + most);
+}
+
 /** A change as it goes to the quarantine: values included (this is the one place they may go). */
 function quarantineLine(base: Record<string, unknown>, change: Change, reason: string): string {
   return JSON.stringify({ ...base, reason, change });
@@ -640,7 +648,7 @@ export function createTransformHandler(
             // encoded again, and the conditional write finds it and leaves it as it is ('duplicate').
             // No HEAD first: it would cost every part of every mixed object a request for that case.
             const schema = await schemaFor(bucket, partKey, table, fingerprint);
-            const encoded = await encodeToParquet([csv], bucket, partKey, schema, targetTable);
+            const encoded = await encodeToParquet(piecesOf(csv), bucket, partKey, schema, targetTable);
             const outcome = await writeTransformed(
               { ...base, fingerprint, mixedKey: key },
               encoded,

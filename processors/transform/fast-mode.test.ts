@@ -147,6 +147,41 @@ it('transforms a mixed-table object straight into each table’s Parquet in one 
   );
 });
 
+it('transforms a layout of several runs and many 64 KiB pieces, with characters cut at the pieces’ edges, to the same rows', async () => {
+  // Prepare: payment types whose names hold two-, three- and four-byte characters, ~200 KiB of them
+  // in two records with a currency record between: the layout comes in two runs of the object's
+  // bytes, read in 64 KiB pieces that cut characters in two somewhere.
+  const types = (from: number, lsn: string) =>
+    changeBatchFactory({
+      table: 'payment_type',
+      columns: PAYMENT_TYPE,
+      changes: Array.from({ length: 800 }, (_, i) =>
+        changeFactory({ values: [String(from + i), `£é€😀 "${i}"\n`.repeat(8)], lsn, seq: i }),
+      ),
+    });
+  const first = types(1, '00000000/01000000');
+  const second = types(801, '00000000/03000000');
+  const currency = changeBatchFactory({
+    table: 'currency',
+    columns: CURRENCY,
+    changes: [changeFactory({ values: ['7', 'EUR'], lsn: '00000000/02000000' })],
+  });
+  const mixedKey = await deliverMixed([first, currency, second], 'totes-1-2025-02-28-09-15-00-pieces');
+  expect((await body(INGESTION, mixedKey)).length).toBeGreaterThan(3 * 64 * 1024);
+  const transform = createTransformHandler({ s3: client, processedBucket: PROCESSED });
+
+  const report = await transform(s3EventFactory({ bucket: INGESTION, key: mixedKey }));
+
+  const parts = Object.fromEntries(report.objects[0].parts!.map((p) => [p.targetTable, p]));
+  expect(parts.dim_payment_type).toMatchObject({ status: 'written', rows: 1600 });
+  const typeRows = (await decodeParquet(await body(PROCESSED, parts.dim_payment_type.outputKey!))).rows;
+  expect(typeRows).toEqual(
+    toWarehouseRows('payment_type', PAYMENT_TYPE, [...first.changes, ...second.changes]).rows,
+  );
+  const currencyRows = (await decodeParquet(await body(PROCESSED, parts.dim_currency.outputKey!))).rows;
+  expect(currencyRows).toEqual(toWarehouseRows('currency', CURRENCY, currency.changes).rows);
+});
+
 it('writes nothing on a redelivered mixed-object event', async () => {
   const { currency, first, second } = currencyAndTypes('');
   const mixedKey = await deliverMixed([first, currency, second], 'totes-1-2025-02-28-09-15-01-again');

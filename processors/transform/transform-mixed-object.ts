@@ -57,7 +57,8 @@ export interface MixedPart {
   table: string;
   fingerprint: string;
   partKey: string;
-  csv: Buffer;
+  /** The layout's CSV lines: views of the mixed object's bytes, in order (MixedSegment.runs). */
+  csv: readonly Buffer[];
 }
 
 export interface MixedObjectSteps {
@@ -96,7 +97,7 @@ export async function transformMixedObject(
     logger.info('already transformed; skipped', { key, manifestKey });
     return { status: 'duplicate', manifestKey, parts: [] };
   }
-  const segments = splitMixedCsv((await steps.read(bucket, key)).toString('utf8'));
+  const segments = splitMixedCsv(await steps.read(bucket, key));
   for (const s of segments)
     if (!isLayoutSafeTableName(s.table))
       throw new MixedCsvError('a layout record names a table unfit for a key');
@@ -116,8 +117,7 @@ export async function transformMixedObject(
       });
       continue;
     }
-    const csv = Buffer.from(segment.text);
-    segment.text = ''; // held once (as bytes) while its Parquet is written, not twice
+    const csv = segment.runs;
     try {
       parts.push(await steps.transformPart({ table, fingerprint, partKey, csv }));
     } catch (e) {
