@@ -21,7 +21,7 @@ export interface LatencySummary {
 /** What each stage did between the start of a step and the end of its drain. */
 export interface StageWork {
   capture: { changes: number; transactions: number; records: number; bytes: number } | null;
-  delivery: { recordsIn: number; objectsOut: number; bytesOut: number };
+  delivery: { recordsIn: number; objectsOut: number; bytesOut: number; getRecordsCalls: number };
   /** invocations: of the stage's function (transform: one per S3 event; load: one per queue batch). */
   transform: {
     invocations: number;
@@ -279,7 +279,8 @@ function stepLines(step: StepResult): string[] {
     : 'capture (no stats)';
   const load = s.load;
   lines.push(
-    `    stages: ${capture} · delivery ${int(s.delivery.objectsOut)} objects · transform ` +
+    `    stages: ${capture} · delivery ${int(s.delivery.getRecordsCalls)} GetRecords, ` +
+      `${int(s.delivery.objectsOut)} objects · transform ` +
       `${int(s.transform.invocations ?? 0)} invocations, ${int(s.transform.objects)} Parquet objects, ` +
       `${int(s.transform.rows)} rows · load ${int(load.invocations ?? 0)} invocations, ${int(load.objects)} objects, ` +
       `${int(load.rows)} rows, busy ` +

@@ -127,6 +127,7 @@ async function stats(stack: LocalStack): Promise<StackStats> {
       bytesOut: d.bytesOut,
       bufferedRecords: d.bufferedRecords,
       millisBehindLatest: d.millisBehindLatest,
+      getRecordsCalls: d.getRecordsCalls,
     },
     transform: { ...stack.transform.stats },
     load: {

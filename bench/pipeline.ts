@@ -183,6 +183,7 @@ function stageWork(before: StackStats, after: StackStats): StageWork {
       recordsIn: after.delivery.recordsIn - before.delivery.recordsIn,
       objectsOut: after.delivery.objectsOut - before.delivery.objectsOut,
       bytesOut: after.delivery.bytesOut - before.delivery.bytesOut,
+      getRecordsCalls: after.delivery.getRecordsCalls - before.delivery.getRecordsCalls,
     },
     transform: {
       invocations: after.transform.invocations - before.transform.invocations,

@@ -84,6 +84,8 @@ export interface StackStats {
     bytesOut: number;
     bufferedRecords: number;
     millisBehindLatest: number;
+    /** Kinesis allows 5 per shard per second; the local delivery stream reads as AWS's would. */
+    getRecordsCalls: number;
   };
   transform: S3TriggerStats;
   load: S3TriggerStats;

@@ -596,6 +596,47 @@ describe('DeliveryStream against kinesalite and s3rver', () => {
     );
   });
 
+  it('reads a shard at most once per poll interval, as Kinesis allows (5 GetRecords per shard per second)', async () => {
+    // Prepare: a backlog of many one-record pages on one shard; the stream's clock stands still
+    // until the test moves it, so only the clock, never real time, can make a read due.
+    const env = await environment(1);
+    const batches = Array.from({ length: 12 }, (_, i) => staffBatch({ firstId: i, count: 1 }));
+    await env.put(batches);
+    let clock = 1_000_000;
+    let reads = 0;
+    const ds = env.deliveryStream({
+      now: () => clock,
+      pollIntervalMs: 20,
+      getRecordsLimit: 1,
+      kinesis: faulty(kc, (command) => {
+        if (command.constructor.name === 'GetRecordsCommand') reads += 1;
+        return undefined;
+      }),
+    });
+    const running = ds.run();
+    let ticking: NodeJS.Timeout | undefined;
+    try {
+      await waitFor('the first read', () => (reads > 0 ? true : undefined));
+      // Many poll intervals of real time: a loop that re-read a busy shard at once would have read
+      // the whole backlog by now.
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      expect(reads).toBe(1);
+      clock += 20;
+      await waitFor('the second read', () => (reads > 1 ? true : undefined));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(reads).toBe(2);
+      // Then, with time moving, the backlog is read to the end and delivered.
+      ticking = setInterval(() => (clock += 20), 5);
+      const result = await waitForAll(env.bucket, batches);
+      expect(result.copies).toBe(0);
+    } finally {
+      clearInterval(ticking);
+      await ds.stop();
+      await running;
+    }
+    expect(ds.metrics().getRecordsCalls).toBe(reads);
+  });
+
   it('rides out Kinesis and S3 failures and expired iterators, losing and repeating nothing', async () => {
     const env = await environment(2);
     const batches = Array.from({ length: 8 }, (_, i) => staffBatch({ firstId: i * 2, count: 2 }));

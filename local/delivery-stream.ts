@@ -186,6 +186,8 @@ export interface DeliveryStreamMetrics {
   recordsDropped: number;
   recordsFailed: number;
   invocations: number;
+  /** GetRecords calls made, over shards (Kinesis allows 5 per shard per second). */
+  getRecordsCalls: number;
   objectsOut: number;
   errorObjectsOut: number;
   bytesOut: number;
@@ -256,6 +258,8 @@ interface ShardState {
   recordsIn: number;
   failures: number;
   finished: boolean;
+  /** When it was last read (the stream's clock): it is read again a poll interval later, not sooner. */
+  lastPolledMs: number | undefined;
 }
 
 interface InFlight {
@@ -296,6 +300,7 @@ export class DeliveryStream {
     objectsOut: 0,
     errorObjectsOut: 0,
     bytesOut: 0,
+    getRecordsCalls: 0,
   };
 
   constructor(options: DeliveryStreamOptions) {
@@ -391,15 +396,14 @@ export class DeliveryStream {
     try {
       while (!this.stopping) {
         await this.refreshShards();
-        let busy = false;
         for (const shard of this.shards.values()) {
           if (this.stopping) break;
-          if (!shard.finished) busy = (await this.pollShard(shard)) || busy;
+          if (!shard.finished && this.isDue(shard)) await this.pollShard(shard);
         }
         await this.writeAll(this.buffers.due(this.now()));
         await this.saveCheckpoint();
         if (this.o.end && this.shards.size > 0 && [...this.shards.values()].every((s) => s.finished)) break;
-        if (!busy) await this.sleep(this.idleWaitMs());
+        await this.sleep(this.idleWaitMs());
       }
     } catch (error) {
       failure = { error };
@@ -422,10 +426,31 @@ export class DeliveryStream {
     if (failure) throw failure.error;
   }
 
+  private get pollMs(): number {
+    return this.o.pollIntervalMs ?? DELIVERY_STREAM_DEFAULTS.pollIntervalMs;
+  }
+
+  /**
+   * A shard is read at most once per poll interval, busy or not: Kinesis allows 5 GetRecords per
+   * shard per second (more are throttled), so a reader that re-reads a busy shard at once gets small
+   * pages at a cost per call, then throttling. What arrived meanwhile comes in the next, larger page.
+   * (AWS Firehose reads once a second per shard, docs/deploy.md; the default here, 200 ms, is the
+   * Kinesis limit, the sub-second end of what the fast mode models.)
+   */
+  private isDue(shard: ShardState): boolean {
+    return shard.lastPolledMs === undefined || this.now() - shard.lastPolledMs >= this.pollMs;
+  }
+
+  /** Until the next shard read or buffer flush is due (at most a poll interval). */
   private idleWaitMs(): number {
-    const pollMs = this.o.pollIntervalMs ?? DELIVERY_STREAM_DEFAULTS.pollIntervalMs;
+    const now = this.now();
+    let wait = this.pollMs;
     const due = this.buffers.nextDueMs();
-    return Math.max(0, Math.min(pollMs, due === undefined ? pollMs : due - this.now()));
+    if (due !== undefined) wait = Math.min(wait, due - now);
+    for (const shard of this.shards.values())
+      if (!shard.finished)
+        wait = Math.min(wait, shard.lastPolledMs === undefined ? 0 : shard.lastPolledMs + this.pollMs - now);
+    return Math.max(0, wait);
   }
 
   /** Waits, but wakes at once for `stop()`. */
@@ -503,6 +528,7 @@ export class DeliveryStream {
         millisBehindLatest: 0,
         recordsIn: 0,
         failures: 0,
+        lastPolledMs: undefined,
         finished: false,
       });
       this.logger.info('reading shard', {
@@ -542,10 +568,11 @@ export class DeliveryStream {
     }
   }
 
-  /** Reads one page of a shard and hands it on; true if it held records (poll again soon). */
-  private async pollShard(shard: ShardState): Promise<boolean> {
+  /** Reads one page of a shard and hands it on. */
+  private async pollShard(shard: ShardState): Promise<void> {
+    shard.lastPolledMs = this.now();
     const page = await this.readPage(shard);
-    if (page === undefined) return false;
+    if (page === undefined) return;
     const records = page.Records ?? [];
     shard.millisBehindLatest = page.MillisBehindLatest ?? 0;
     const accepted: InFlight[] = [];
@@ -571,7 +598,6 @@ export class DeliveryStream {
     // No next iterator: the shard was closed by a reshard and is read to its end.
     if (page.NextShardIterator === undefined) shard.finished = true;
     else if (this.o.end && records.length === 0 && shard.millisBehindLatest === 0) shard.finished = true;
-    return records.length > 0;
   }
 
   /** One GetRecords call (taking an iterator first if needed); undefined when there is nothing to read now. */
@@ -587,6 +613,7 @@ export class DeliveryStream {
         }
       }
       operation = 'GetRecords';
+      this.counters.getRecordsCalls += 1;
       const page = await this.o.kinesis.send(
         new GetRecordsCommand({
           ShardIterator: shard.iterator,
