@@ -1,9 +1,12 @@
-import type { WarehouseRow } from '../../core/warehouse-model';
+import { WAREHOUSE_TABLES, type WarehouseRow } from '../../core/warehouse-model';
+import { factVersionCopyFields, factVersionsInOrder } from '../../core/warehouse-sql';
+import { copyTextLine } from './copy-text';
 import { at, deleteOf, rowOf, tableEventOf, warehouseRow } from '../../test/support/warehouse-rows';
 import {
   batchKeyClaims,
   BatchBuilder,
   ClaimsBuilder,
+  factCopyChunks,
   MalformedObjectError,
   prepareBatch,
 } from './load-batch';
@@ -242,6 +245,32 @@ describe('prepareBatch', () => {
     const full = warehouseRow('dim_location', { location_id: 4, city: 12 as unknown as string }, at(1));
     const batch = prepareBatch({ table: 'dim_location', rows: [{ ...full, _op: 'delete' }] });
     expect(batch.deletes).toEqual([{ key: 4, epoch: 0, lsn: '00000000/00000100', seq: 0 }]);
+  });
+});
+
+describe('factCopyChunks', () => {
+  it("writes each fact version as copyTextLine(factVersionCopyFields(…)) would, in the facts' order", () => {
+    const odd = { item_code: 'a\tb\\N\nc\rd "e", {f}' };
+    for (const [table, overrides, unchanged] of [
+      ['fact_payment', { paid: true }, []],
+      ['fact_sales_order', {}, []],
+      ['fact_purchase_order', odd, []],
+      ['fact_purchase_order', odd, ['item_code']],
+    ] as const) {
+      const rows = [3, 1, 2].map((id, i) => ({
+        ...rowOf(table, id, overrides, at(i + 1), {
+          op: i === 1 ? 'snapshot' : 'upsert',
+          unchanged: id === 2 ? unchanged : [],
+        }),
+        _row_hash: i === 0 ? 'h\t1' : i === 1 ? null : 'h2',
+      }));
+      const batch = prepareBatch({ table, rows });
+      const lines = factVersionsInOrder(table, batch.upserts).map((v) =>
+        copyTextLine(factVersionCopyFields(WAREHOUSE_TABLES[table], v)),
+      );
+      expect(lines).toHaveLength(3);
+      expect(Buffer.concat([...factCopyChunks(batch)]).toString()).toBe(lines.join(''));
+    }
   });
 });
 
