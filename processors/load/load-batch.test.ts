@@ -110,6 +110,30 @@ describe('prepareBatch', () => {
     expect(batch.keys).toEqual([1, 2]);
   });
 
+  it('lists keys and references each once, ascending, however they arrive', () => {
+    const ids = [
+      [5, 9],
+      [7, 9],
+      [8, 11],
+      [2, 12],
+      [8, 11],
+      [30, 2],
+      [31, 2],
+    ];
+    const rows = ids.map(([id, transaction], i) =>
+      rowOf('fact_payment', id, { transaction_id: transaction }, at(i + 1)),
+    );
+    const rising = prepareBatch({ table: 'fact_payment', rows: rows.slice(0, 3) });
+    expect(rising.keys).toEqual([5, 7, 8]);
+    expect(rising.references.dim_transaction).toEqual([9, 11]);
+    const batch = prepareBatch({ table: 'fact_payment', rows });
+    expect(batch.keys).toEqual([2, 5, 7, 8, 30, 31]);
+    expect(batch.references.dim_transaction).toEqual([2, 9, 11, 12]);
+    const claims = new ClaimsBuilder('fact_payment', 10);
+    claims.add(rows);
+    expect(claims.finish().references.dim_transaction).toEqual([2, 9, 11, 12]);
+  });
+
   it('takes only the dates of a dim_date object', () => {
     expect(
       prepareBatch({ table: 'dim_date', rows: [{ date_id: '2024-02-29' }, { date_id: '2022-11-03' }] }),

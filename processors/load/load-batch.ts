@@ -358,6 +358,40 @@ function foldUpserts(versions: VersionedRow[]): VersionedRow {
 
 const ascending = (a: number, b: number) => a - b;
 
+/**
+ * Integers, each once, read ascending. While they arrive rising (the keys and references of new
+ * source rows mostly do) they are a list, read as it is; the first out of order turns it into a
+ * Set, sorted when read. bench:load, 200k payments: the Sets of each part's keys and of every
+ * version's references, and sorting them, were ~1 µs/row of the load process.
+ */
+class DistinctKeys {
+  private rising: number[] = [];
+  private set: Set<number> | null = null;
+
+  get size(): number {
+    return this.set ? this.set.size : this.rising.length;
+  }
+
+  add(key: number): void {
+    if (this.set) this.set.add(key);
+    else {
+      const last = this.rising.length ? this.rising[this.rising.length - 1] : -Infinity;
+      if (key > last) this.rising.push(key);
+      else if (key !== last) this.set = new Set(this.rising).add(key);
+    }
+  }
+
+  clear(): void {
+    this.rising = [];
+    this.set = null;
+  }
+
+  /** Ascending, a new array. */
+  sorted(): number[] {
+    return this.set ? [...this.set].sort(ascending) : this.rising.slice();
+  }
+}
+
 function prepareDates(parquet: ParquetTable, firstRow: number): PreparedBatch {
   const issues: string[] = [];
   const dates = new Set<string>();
@@ -459,7 +493,7 @@ class PartCommon {
   private maxPosition: Position | null = null;
   private minPosition: Position | null = null;
   private newestCommitTs: string | null = null;
-  private readonly keys = new Set<number>();
+  private readonly keys = new DistinctKeys();
   private readonly truncates = new Map<string, TableEvent>();
   /** Snapshot rows and end markers, in order (snapshotParts). */
   private readonly snapshotRows: CheckedRow[] = [];
@@ -489,7 +523,7 @@ class PartCommon {
       kind: spec.kind,
       sourceTable: spec.source,
       rowCount,
-      keys: [...this.keys].sort(ascending),
+      keys: this.keys.sorted(),
       truncates: [...this.truncates.values()],
       snapshots: snapshotParts(spec.source!, this.snapshotRows),
       maxPosition: positionOf(this.maxPosition),
@@ -504,12 +538,12 @@ const positionOf = (p: Position | null): Position | null => p && { epoch: p.epoc
 /** The dates and dimension keys fact versions refer to, each once; ascending when read. */
 class Referenced {
   private readonly dates = new Set<string>();
-  private readonly keys: Partial<Record<WarehouseTableName, Set<number>>> = {};
+  private readonly keys: Partial<Record<WarehouseTableName, DistinctKeys>> = {};
 
   /** A non-null value of a column that `references` a table. */
   add(c: WarehouseColumn, value: unknown): void {
     if (c.references === 'dim_date') this.addDate(value as string);
-    else (this.keys[c.references!] ??= new Set()).add(value as number);
+    else (this.keys[c.references!] ??= new DistinctKeys()).add(value as number);
   }
 
   addDate(date: string): void {
@@ -518,7 +552,7 @@ class Referenced {
 
   clear(): void {
     this.dates.clear();
-    for (const set of Object.values(this.keys)) set.clear();
+    for (const keys of Object.values(this.keys)) keys.clear();
   }
 
   sorted(): Pick<PreparedBatch, 'dates' | 'references'> {
@@ -526,8 +560,8 @@ class Referenced {
       dates: [...this.dates].sort(),
       references: Object.fromEntries(
         Object.entries(this.keys)
-          .filter(([, set]) => set.size > 0)
-          .map(([t, set]) => [t, [...set].sort(ascending)]),
+          .filter(([, keys]) => keys.size > 0)
+          .map(([t, keys]) => [t, keys.sorted()]),
       ),
     };
   }
