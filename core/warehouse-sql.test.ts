@@ -13,6 +13,7 @@ import {
   factInsert,
   factInsertFromStage,
   factLock,
+  factRefreshDeleted,
   factStageCopy,
   factStageCreate,
   factVersionCopyFields,
@@ -292,5 +293,16 @@ describe('warehouse SQL builders', () => {
       values: ['k', 'e1', 'dim_design', 3],
     });
     expect(loadLogLookup('k', 'e1').values).toEqual(['k', 'e1']);
+  });
+  it('filters by the given keys each once, ascending, whether or not they came so', () => {
+    const keysOf = (keys: number[]) => factRefreshDeleted('fact_payment', keys).values.at(-1);
+    expect(keysOf([1, 2, 5, 9])).toEqual([1, 2, 5, 9]);
+    expect(keysOf([9, 2, 5, 2, 1])).toEqual([1, 2, 5, 9]);
+    expect(keysOf([1, 2, 2, 3])).toEqual([1, 2, 3]);
+    expect(keysOf([7])).toEqual([7]);
+    expect(keysOf([])).toEqual([]);
+    const sorted = [3, 4, 10];
+    expect(keysOf(sorted)).not.toBe(sorted);
+    expect(factRefreshDeleted('fact_payment', null).values).toEqual(['fact_payment']);
   });
 });

@@ -855,9 +855,18 @@ function factTable(name: WarehouseTableName, operation: string): WarehouseTable 
 
 /** Optional `AND key = ANY($n)`: null keys = every key of the table. */
 function keyFilter(params: Params, column: string, keys: readonly number[] | null): string {
-  return keys === null
-    ? ''
-    : ` AND ${column} = ANY(${params.add([...new Set(keys)].sort((a, b) => a - b))}::integer[])`;
+  return keys === null ? '' : ` AND ${column} = ANY(${params.add(distinctAscending(keys))}::integer[])`;
+}
+
+/**
+ * The keys, each once, ascending. The load passes them so already (PreparedBatch.keys) to every
+ * statement of a part: a pass that finds them in order replaces a Set and a sort per statement
+ * (bench:load, 200k payments: re-sorting 10,000 keys per statement was ~1.5% of the load process).
+ */
+function distinctAscending(keys: readonly number[]): number[] {
+  for (let i = 1; i < keys.length; i += 1)
+    if (!(keys[i - 1] < keys[i])) return [...new Set(keys)].sort((a, b) => a - b);
+  return keys.slice();
 }
 
 /** Records deletes of fact source rows (each once); returns the keys (RETURNING "key"). */

@@ -23,11 +23,3 @@ export function copyTextLine(fields: readonly unknown[]): string {
   for (let i = 0; i < fields.length; i += 1) line += (i ? '\t' : '') + copyTextField(fields[i]);
   return `${line}\n`;
 }
-
-/** Many rows' lines, lazily: `fields(row)` gives one row's fields in column order. */
-export function* copyTextLines<T>(
-  rows: Iterable<T>,
-  fields: (row: T) => readonly unknown[],
-): Generator<string> {
-  for (const row of rows) yield copyTextLine(fields(row));
-}

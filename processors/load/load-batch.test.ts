@@ -1,9 +1,12 @@
-import type { WarehouseRow } from '../../core/warehouse-model';
+import { WAREHOUSE_TABLES, type WarehouseRow } from '../../core/warehouse-model';
+import { factVersionCopyFields, factVersionsInOrder } from '../../core/warehouse-sql';
+import { copyTextLine } from './copy-text';
 import { at, deleteOf, rowOf, tableEventOf, warehouseRow } from '../../test/support/warehouse-rows';
 import {
   batchKeyClaims,
   BatchBuilder,
   ClaimsBuilder,
+  factCopyChunks,
   MalformedObjectError,
   prepareBatch,
 } from './load-batch';
@@ -105,6 +108,30 @@ describe('prepareBatch', () => {
     });
     expect(batch.dates).toEqual(['2022-11-03', '2022-11-07', '2022-12-10']);
     expect(batch.keys).toEqual([1, 2]);
+  });
+
+  it('lists keys and references each once, ascending, however they arrive', () => {
+    const ids = [
+      [5, 9],
+      [7, 9],
+      [8, 11],
+      [2, 12],
+      [8, 11],
+      [30, 2],
+      [31, 2],
+    ];
+    const rows = ids.map(([id, transaction], i) =>
+      rowOf('fact_payment', id, { transaction_id: transaction }, at(i + 1)),
+    );
+    const rising = prepareBatch({ table: 'fact_payment', rows: rows.slice(0, 3) });
+    expect(rising.keys).toEqual([5, 7, 8]);
+    expect(rising.references.dim_transaction).toEqual([9, 11]);
+    const batch = prepareBatch({ table: 'fact_payment', rows });
+    expect(batch.keys).toEqual([2, 5, 7, 8, 30, 31]);
+    expect(batch.references.dim_transaction).toEqual([2, 9, 11, 12]);
+    const claims = new ClaimsBuilder('fact_payment', 10);
+    claims.add(rows);
+    expect(claims.finish().references.dim_transaction).toEqual([2, 9, 11, 12]);
   });
 
   it('takes only the dates of a dim_date object', () => {
@@ -242,6 +269,32 @@ describe('prepareBatch', () => {
     const full = warehouseRow('dim_location', { location_id: 4, city: 12 as unknown as string }, at(1));
     const batch = prepareBatch({ table: 'dim_location', rows: [{ ...full, _op: 'delete' }] });
     expect(batch.deletes).toEqual([{ key: 4, epoch: 0, lsn: '00000000/00000100', seq: 0 }]);
+  });
+});
+
+describe('factCopyChunks', () => {
+  it("writes each fact version as copyTextLine(factVersionCopyFields(…)) would, in the facts' order", () => {
+    const odd = { item_code: 'a\tb\\N\nc\rd "e", {f}' };
+    for (const [table, overrides, unchanged] of [
+      ['fact_payment', { paid: true }, []],
+      ['fact_sales_order', {}, []],
+      ['fact_purchase_order', odd, []],
+      ['fact_purchase_order', odd, ['item_code']],
+    ] as const) {
+      const rows = [3, 1, 2].map((id, i) => ({
+        ...rowOf(table, id, overrides, at(i + 1), {
+          op: i === 1 ? 'snapshot' : 'upsert',
+          unchanged: id === 2 ? unchanged : [],
+        }),
+        _row_hash: i === 0 ? 'h\t1' : i === 1 ? null : 'h2',
+      }));
+      const batch = prepareBatch({ table, rows });
+      const lines = factVersionsInOrder(table, batch.upserts).map((v) =>
+        copyTextLine(factVersionCopyFields(WAREHOUSE_TABLES[table], v)),
+      );
+      expect(lines).toHaveLength(3);
+      expect(Buffer.concat([...factCopyChunks(batch)]).toString()).toBe(lines.join(''));
+    }
   });
 });
 
