@@ -65,10 +65,10 @@ import {
  * check → load_log. The progress row is locked before either of the last two, so that they
  * serialise: a dimension load's late-row check either sees a concurrent reconciliation of the same
  * snapshot committed, or that reconciliation's whole-table pass sees the load's rows committed
- * (`dimensionLateRows`). An object in parts keeps that order over all its parts: what its parts would lock
- * outside the fact (dates, placeholders, a dimension's keys out of order) is claimed before its
- * first part (`ApplyOptions.claims`, load-batch.ts `ObjectClaims`), and its derived dimensions are
- * recomputed after its last. A deadlock or serialization failure (which the order should prevent)
+ * (`dimensionLateRows`). An object in parts keeps that order over all its parts: what its parts
+ * would lock outside the fact (dates, placeholders, a dimension's keys out of order) is claimed
+ * before its first part (`ApplyOptions.claims`, load-batch.ts `ObjectClaims`), and its derived
+ * dimensions are recomputed after its last. A deadlock or serialization failure (which the order should prevent)
  * is retried a few times all the same; `attempts` says when it happened.
  */
 
@@ -481,11 +481,11 @@ async function applyPart(
  * commits, and not held by it, no longer existed then; it is marked deleted at the snapshot's end
  * (dimensionApplySnapshots for the object's keys). Only for the reconciled snapshots that end after
  * the object's oldest row (`reconciledSnapshotsAfter`): no other can end a row it brings, and each
- * costs an unnest of the keys it held. The caller holds the source table's progress
- * row, which a reconciliation of the same table locks before marking its snapshot reconciled: run
- * before that reconciliation commits, this check would see no reconciled snapshot, while the
- * reconciliation's whole-table pass would not see this object's uncommitted rows, and they would
- * escape deletion (apply-batch.pg.test.ts, both orders). Facts do not need it: reconciling a
+ * costs an unnest of the keys it held. The caller holds the source table's progress row, which a
+ * reconciliation of the same table locks before marking its snapshot reconciled: run before that
+ * reconciliation commits, this check would see no reconciled snapshot, while the reconciliation's
+ * whole-table pass would not see this object's uncommitted rows, and they would escape deletion
+ * (apply-batch.pg.test.ts, both orders). Facts do not need it: reconciling a
  * fact's snapshot takes the fact lock exclusively, which every load of the fact holds.
  */
 async function dimensionLateRows(
@@ -616,8 +616,8 @@ export type ObjectParts = () => AsyncIterable<PreparedBatch> | Iterable<Prepared
  * (an object in parts), its dates and placeholders, and the keys of a dimension object its parts
  * would lock out of key order, are locked first, then the parts run; the fact lock is taken in
  * one mode by every part; derived dimensions are recomputed, and snapshot rows and markers recorded,
- * once, after the last part. Before
- * (issue 12), a later part's dates and placeholders came after an earlier part's fact lock, and a
+ * once, after the last part (and a dimension object's late-row check runs once, after the progress
+ * row, for any object). Before (issue 12), a later part's dates and placeholders came after an earlier part's fact lock, and a
  * concurrent load taking the same rows in order deadlocked with it (load-parts.pg.test.ts).
  */
 export async function applyObject(
