@@ -3,8 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
 import {
+  snapshotPartInsert,
   snapshotProgress,
-  snapshotRowInsert,
   snapshotTableUpsert,
   type SnapshotId,
 } from '../core/warehouse-sql';
@@ -16,12 +16,13 @@ import { median } from './timing';
 
 const HELP = `Usage: npm run bench:snapshot-rows -- [options]
 
-What the warehouse spends recording snapshot rows (snapshot_row: each row's ordinal and key, which
-reconciliation needs), per row, in the same run, alternating: the table as migrations 001-007 left
-it (a primary key over the ordinal, INSERT ... ON CONFLICT DO NOTHING), as migration 008 leaves it
-(the key index only), and one row per part holding arrays of ordinals and keys (not built: the next
-step's size). Then the progress count once a snapshot's marker is in. Backend CPU from
-/proc/<pid>/stat; an embedded Postgres 17 in a temporary directory. See bench/README.md.
+What the warehouse spends recording snapshot rows (each row's ordinal and key, which
+reconciliation needs), per row, in the same run, alternating: snapshot_row as migration 008 left it
+(one row per snapshot row, the key index only; recreated here, as 009 drops it), and snapshot_part
+as migration 009 makes it (one row per part holding arrays of ordinals and keys), with its arrays
+compressed (storage EXTENDED, Postgres' default) and as 009 stores them (EXTERNAL: uncompressed).
+Then the progress count once a snapshot's marker is in, for 008's table and for 009's. Backend CPU
+from /proc/<pid>/stat; an embedded Postgres 17 in a temporary directory. See bench/README.md.
 
 Options:
   --rows N        snapshot rows per side and round (default 333000: the 1M cold start's largest table)
@@ -42,50 +43,67 @@ interface Side {
   prepare(c: Client): Promise<void>;
   insert(c: Client, id: SnapshotId, rows: { seq: number; key: number }[]): Promise<void>;
   table: string;
+  /** The progress count once the marker is in (parameters: source table, epoch, lsn). */
+  progress?: string;
 }
 
-const BEFORE_008 =
-  'ALTER TABLE "snapshot_row" ADD CONSTRAINT "snapshot_row_pkey" PRIMARY KEY ("source_table", "snapshot_epoch", "snapshot_lsn", "seq")';
+/** snapshot_row as migrations 002 and 008 left it (009 drops it). */
+const SNAPSHOT_ROW_008 = `CREATE TABLE IF NOT EXISTS "snapshot_row" ("source_table" text NOT NULL,
+  "snapshot_epoch" bigint NOT NULL, "snapshot_lsn" pg_lsn NOT NULL, "seq" bigint NOT NULL, "key" integer NOT NULL);
+CREATE INDEX IF NOT EXISTS "snapshot_row_key_idx" ON "snapshot_row" ("source_table", "snapshot_epoch", "snapshot_lsn", "key")`;
+
+/** The load's statements up to 008 (core/warehouse-sql.ts before 009). */
+const ROW_INSERT_008 = `INSERT INTO "snapshot_row" ("source_table", "snapshot_epoch", "snapshot_lsn", "seq", "key")
+SELECT $1, $2::bigint, $3::pg_lsn, x."seq", x."key" FROM unnest($4::bigint[], $5::integer[]) AS x("seq", "key")`;
+const PROGRESS_008 = `SELECT count(DISTINCT r."seq") AS "loaded_rows" FROM "snapshot_row" AS r
+WHERE r."source_table" = $1 AND r."snapshot_epoch" = $2::bigint AND r."snapshot_lsn" = $3::pg_lsn`;
+
+const storage = (mode: 'EXTENDED' | 'EXTERNAL') =>
+  `ALTER TABLE "snapshot_part" ALTER COLUMN "ordinals" SET STORAGE ${mode}, ALTER COLUMN "keys" SET STORAGE ${mode}`;
+
+async function partInsert(c: Client, id: SnapshotId, rows: { seq: number; key: number }[]): Promise<void> {
+  const s = snapshotPartInsert(id, rows);
+  await c.query(s.text, s.values);
+}
 
 const SIDES: Side[] = [
   {
-    name: 'primary key + key index (001-007)',
+    name: 'snapshot_row, key index (008)',
     table: 'snapshot_row',
     prepare: async (c) => {
+      await c.query(SNAPSHOT_ROW_008);
       await c.query('TRUNCATE "snapshot_row"');
-      await c.query(BEFORE_008);
     },
     insert: async (c, id, rows) => {
-      const s = snapshotRowInsert(id, rows);
-      await c.query(`${s.text}\nON CONFLICT DO NOTHING`, s.values);
+      const sorted = [...rows].sort((a, b) => a.seq - b.seq);
+      await c.query(ROW_INSERT_008, [
+        id.sourceTable,
+        id.epoch,
+        id.lsn,
+        sorted.map((r) => r.seq),
+        sorted.map((r) => r.key),
+      ]);
     },
+    progress: PROGRESS_008,
   },
   {
-    name: 'key index only (008, the load now)',
-    table: 'snapshot_row',
+    name: 'snapshot_part, arrays compressed',
+    table: 'snapshot_part',
     prepare: async (c) => {
-      await c.query('TRUNCATE "snapshot_row"');
-      await c.query('ALTER TABLE "snapshot_row" DROP CONSTRAINT IF EXISTS "snapshot_row_pkey"');
+      await c.query('TRUNCATE "snapshot_part"');
+      await c.query(storage('EXTENDED'));
     },
-    insert: async (c, id, rows) => {
-      const s = snapshotRowInsert(id, rows);
-      await c.query(s.text, s.values);
-    },
+    insert: partInsert,
   },
   {
-    name: 'arrays per part (not built)',
-    table: 'bench_snapshot_part',
+    name: 'snapshot_part, EXTERNAL (009, the load)',
+    table: 'snapshot_part',
     prepare: async (c) => {
-      await c.query(`CREATE TABLE IF NOT EXISTS "bench_snapshot_part" ("source_table" text, "snapshot_epoch" bigint,
-        "snapshot_lsn" pg_lsn, "first_seq" bigint, "seqs" bigint[], "keys" integer[])`);
-      await c.query('TRUNCATE "bench_snapshot_part"');
+      await c.query('TRUNCATE "snapshot_part"');
+      await c.query(storage('EXTERNAL'));
     },
-    insert: async (c, id, rows) => {
-      await c.query(
-        'INSERT INTO "bench_snapshot_part" VALUES ($1, $2, $3, $4, $5::bigint[], $6::integer[])',
-        [id.sourceTable, id.epoch, id.lsn, rows[0].seq, rows.map((r) => r.seq), rows.map((r) => r.key)],
-      );
-    },
+    insert: partInsert,
+    progress: snapshotProgress({ sourceTable: '', epoch: 0, lsn: '0/0' }).text,
   },
 ];
 
@@ -108,7 +126,7 @@ async function main(): Promise<void> {
     await migrateWarehouse(c);
     const pid = (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
     const results = new Map<string, { backendUs: number[]; nodeUs: number[]; mib: number[] }>();
-    let counted: { ms: number; cpu: number; rows: number } | null = null;
+    const counted = new Map<string, { ms: number; cpu: number; rows: number }>();
     for (let round = 1; round <= rounds; round += 1)
       for (const side of SIDES) {
         await side.prepare(c);
@@ -136,18 +154,17 @@ async function main(): Promise<void> {
         r.nodeUs.push((node.user + node.system) / rows);
         r.mib.push(Number(size[0].bytes) / 2 ** 20);
         results.set(side.name, r);
-        if (side.table === 'snapshot_row' && side.name.startsWith('key index')) {
+        if (side.progress) {
           // The one count a snapshot needs, once its marker is in.
           const marker = snapshotTableUpsert(id, { seq: rows, rows, commitTs: new Date().toISOString() });
           await c.query(marker.text, marker.values);
-          const progress = snapshotProgress(id);
           const [t0, cpu0] = [performance.now(), backendCpu(pid)];
-          const { rows: state } = await c.query(progress.text, progress.values);
-          counted = {
+          const { rows: state } = await c.query(side.progress, [id.sourceTable, id.epoch, id.lsn]);
+          counted.set(side.name, {
             ms: performance.now() - t0,
             cpu: backendCpu(pid) - cpu0,
             rows: Number(state[0].loaded_rows),
-          };
+          });
         }
         process.stderr.write(`round ${round}: ${side.name} done\n`);
       }
@@ -158,9 +175,10 @@ async function main(): Promise<void> {
         ([name, r]) =>
           `${name.padEnd(38)} ${median(r.backendUs).toFixed(2).padStart(15)} ${median(r.nodeUs).toFixed(2).padStart(14)} ${median(r.mib).toFixed(1).padStart(7)}`,
       ),
-      counted
-        ? `progress once the marker is in: ${counted.rows.toLocaleString('en')} distinct ordinals counted in ${counted.ms.toFixed(0)} ms (backend ${(counted.cpu * 1000).toFixed(0)} ms CPU)`
-        : '',
+      ...[...counted].map(
+        ([name, n]) =>
+          `progress once the marker is in, ${name}: ${n.rows.toLocaleString('en')} distinct ordinals counted in ${n.ms.toFixed(0)} ms (backend ${(n.cpu * 1000).toFixed(0)} ms CPU; last round)`,
+      ),
       '',
     ];
     process.stdout.write(lines.join('\n'));

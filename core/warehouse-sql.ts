@@ -1047,25 +1047,34 @@ export interface SnapshotId {
   lsn: string;
 }
 
-/** The snapshot rows of one object: which ordinals arrived, and their keys. */
-export function snapshotRowInsert(
+/** `{1,2,3}`: an array literal of integers (no element needs quoting). */
+function integerArrayLiteral(values: readonly number[]): string {
+  return `{${values.join(',')}}`;
+}
+
+/**
+ * The snapshot rows of one part: which ordinals arrived, and their keys, as one row of arrays
+ * (migration 009). Sent as literals: node-postgres' array serialization costs per element.
+ */
+export function snapshotPartInsert(
   id: SnapshotId,
   rows: readonly { seq: number; key: number }[],
 ): SqlStatement {
-  const params = new Params();
-  const [table, epoch, lsn] = [params.add(id.sourceTable), params.add(id.epoch), params.add(id.lsn)];
   const sorted = [...rows].sort((a, b) => a.seq - b.seq);
-  const from = unnestFrom(params, [
-    { name: 'seq', pgType: 'bigint', values: sorted.map((r) => r.seq) },
-    { name: 'key', pgType: 'integer', values: sorted.map((r) => r.key) },
-  ]);
   return {
     text: [
-      'INSERT INTO "snapshot_row" ("source_table", "snapshot_epoch", "snapshot_lsn", "seq", "key")',
-      // No ON CONFLICT: a row delivered twice is stored twice, counted once (migration 008).
-      `SELECT ${table}, ${epoch}::bigint, ${lsn}::pg_lsn, x."seq", x."key" FROM ${from}`,
+      'INSERT INTO "snapshot_part" ("source_table", "snapshot_epoch", "snapshot_lsn", "row_count", "ordinals", "keys")',
+      // No check for ordinals already there: a row delivered twice is stored twice, counted once.
+      'VALUES ($1, $2::bigint, $3::pg_lsn, $4::integer, $5::bigint[], $6::integer[])',
     ].join('\n'),
-    values: params.values,
+    values: [
+      id.sourceTable,
+      id.epoch,
+      id.lsn,
+      sorted.length,
+      integerArrayLiteral(sorted.map((r) => r.seq)),
+      integerArrayLiteral(sorted.map((r) => r.key)),
+    ],
   };
 }
 
@@ -1089,18 +1098,24 @@ export function snapshotTableUpsert(
 
 /**
  * The snapshot's state: `ready` when its marker has arrived, every row it announced has loaded and
- * it is not reconciled yet. Counted from distinct ordinals, so duplicates cannot fake completeness;
- * counted only while that can matter (marker in, not reconciled), as every load holding snapshot
- * rows asks: each count reads every row so far (~50–75 ms at 333,000 rows). `loaded_rows` is null
- * otherwise.
+ * it is not reconciled yet. `loaded_rows` is counted only while that can matter (marker in, not
+ * reconciled), as every load holding snapshot rows asks; null otherwise. While the rows stored
+ * (duplicates included: `row_count`, summed without reading an array) are fewer than announced, it
+ * is that sum, already short; from there, the distinct ordinals, so duplicates cannot fake
+ * completeness (unnesting every ordinal so far, as counting snapshot_row's rows cost ~50–75 ms at
+ * 333,000 rows, once or twice per snapshot instead of at every load).
  */
 export function snapshotProgress(id: SnapshotId): SqlStatement {
+  const parts =
+    'FROM "snapshot_part" AS p WHERE p."source_table" = s."source_table" AND p."snapshot_epoch" = s."snapshot_epoch" AND p."snapshot_lsn" = s."snapshot_lsn"';
   return {
     text: [
       'SELECT s."expected_rows", s."end_seq", s."marker_commit_ts", s."reconciled_at",',
       '       CASE WHEN s."expected_rows" IS NOT NULL AND s."reconciled_at" IS NULL THEN',
-      '       (SELECT count(DISTINCT r."seq") FROM "snapshot_row" AS r WHERE r."source_table" = s."source_table"',
-      '          AND r."snapshot_epoch" = s."snapshot_epoch" AND r."snapshot_lsn" = s."snapshot_lsn")::bigint',
+      `       (SELECT CASE WHEN coalesce(sum(p."row_count"), 0) < s."expected_rows" THEN coalesce(sum(p."row_count"), 0)`,
+      `               ELSE (SELECT count(DISTINCT o."seq") FROM "snapshot_part" AS p, unnest(p."ordinals") AS o("seq")`,
+      `                      WHERE p."source_table" = s."source_table" AND p."snapshot_epoch" = s."snapshot_epoch" AND p."snapshot_lsn" = s."snapshot_lsn")`,
+      `               END ${parts})::bigint`,
       '       END AS "loaded_rows"',
       'FROM "snapshot_table" AS s',
       'WHERE s."source_table" = $1 AND s."snapshot_epoch" = $2::bigint AND s."snapshot_lsn" = $3::pg_lsn',
@@ -1110,55 +1125,64 @@ export function snapshotProgress(id: SnapshotId): SqlStatement {
 }
 
 /**
- * The completed snapshots of a table that a row at position `row` predates and whose rows do not
- * include key `keyExpr`: at each of them the row no longer existed. Optionally one snapshot only.
+ * One completed snapshot of a source table as `s`, for a statement to join to the rows it may end,
+ * and `held`: the keys it held, unnested once into a CTE that the statement anti-joins on the key
+ * alone, so that the plan hashes them. (Over several snapshots at once, the anti-join also matched
+ * on the snapshot's epoch and LSN, and the planner, which cannot tell how many keys an array holds,
+ * merged on those and compared the key row by row: 150 s for 10,000 keys against 333,000.
+ * MATERIALIZED: inlined, it may also probe the parts per row, unnesting their arrays each time.)
+ * With `keys` (a later load's late-row check), only those of its keys it held: the hash then holds
+ * at most the object's keys (10,000 keys against a 333,000-row snapshot: ~45 ms, 230 without). A
+ * row that the snapshot, ending after it, did not hold no longer existed then.
  */
-function snapshotsLacking(
+function snapshotLacking(
   params: Params,
   sourceTable: string,
-  row: string,
-  keyExpr: string,
-  only: SnapshotId | null,
-): string {
-  const table = params.add(sourceTable);
-  const one = only
-    ? ` AND s."snapshot_epoch" = ${params.add(only.epoch)}::bigint AND s."snapshot_lsn" = ${params.add(only.lsn)}::pg_lsn`
-    : '';
-  return [
-    `"snapshot_table" AS s WHERE s."source_table" = ${table} AND s."reconciled_at" IS NOT NULL${one}`,
-    `  AND (s."snapshot_epoch", s."snapshot_lsn", s."end_seq") > ${row}`,
-    `  AND NOT EXISTS (SELECT 1 FROM "snapshot_row" AS r WHERE r."source_table" = s."source_table"`,
-    `    AND r."snapshot_epoch" = s."snapshot_epoch" AND r."snapshot_lsn" = s."snapshot_lsn" AND r."key" = ${keyExpr})`,
-  ].join('\n');
+  snapshot: SnapshotId,
+  keys: readonly number[] | null,
+): { snapshot: string; held: string; lacks: (keyExpr: string) => string } {
+  const [table, epoch, lsn] = [
+    params.add(sourceTable),
+    `${params.add(snapshot.epoch)}::bigint`,
+    `${params.add(snapshot.lsn)}::pg_lsn`,
+  ];
+  return {
+    snapshot: `s."source_table" = ${table} AND s."snapshot_epoch" = ${epoch} AND s."snapshot_lsn" = ${lsn} AND s."reconciled_at" IS NOT NULL`,
+    held: [
+      '"held" AS MATERIALIZED (SELECT h."key" FROM "snapshot_part" AS p, unnest(p."keys") AS h("key")',
+      `  WHERE p."source_table" = ${table} AND p."snapshot_epoch" = ${epoch} AND p."snapshot_lsn" = ${lsn}${keyFilter(params, 'h."key"', keys)})`,
+    ].join('\n'),
+    lacks: (keyExpr) => `NOT EXISTS (SELECT 1 FROM "held" AS h WHERE h."key" = ${keyExpr})`,
+  };
 }
 
 /**
- * Applies completed snapshots to a dimension or staging table: a row older than a completed
- * snapshot that did not hold it no longer existed then, so it is marked deleted at the snapshot's
- * end marker (unless a newer delete is recorded). Run for one snapshot when it completes (every
- * key), and for the keys of every later load (a row that arrives after its snapshot completed).
+ * Applies a completed snapshot to a dimension or staging table: a row older than the snapshot,
+ * which did not hold it, no longer existed then, so it is marked deleted at the snapshot's end
+ * marker (unless a newer delete is recorded: applied oldest snapshot first, each row ends at the
+ * newest that lacked it). Run for the snapshot when it completes (every key), and for the keys of a
+ * later load whose rows it ends after (a row that arrives after its snapshot completed).
  * Placeholders (`_inferred`) are left alone: they are references, not rows anyone saw. Returns the
  * keys marked.
  */
 export function dimensionApplySnapshots(
   name: WarehouseTableName,
   keys: readonly number[] | null,
-  only: SnapshotId | null = null,
+  snapshot: SnapshotId,
 ): SqlStatement {
   const table = tableOf(name, ['dimension', 'staging'], 'dimensionApplySnapshots');
   const params = new Params();
   const k = quoteIdent(table.key);
-  const lacking = snapshotsLacking(params, table.source!, pos('t'), `t.${k}`, only);
-  const newer = `AND (t."_deleted_lsn" IS NULL OR (s."snapshot_epoch", s."snapshot_lsn", s."end_seq") > ${pos('t', '_deleted')})`;
+  const lacking = snapshotLacking(params, table.source!, snapshot, keys);
+  const end = '(s."snapshot_epoch", s."snapshot_lsn", s."end_seq")';
   return {
     text: [
-      `UPDATE ${quoteIdent(name)} AS t SET ("_deleted_epoch", "_deleted_lsn", "_deleted_seq") =`,
-      `  (SELECT s."snapshot_epoch", s."snapshot_lsn", s."end_seq" FROM ${lacking} ${newer}`,
-      '   ORDER BY s."snapshot_epoch" DESC, s."snapshot_lsn" DESC LIMIT 1),',
+      `WITH ${lacking.held}`,
+      `UPDATE ${quoteIdent(name)} AS t SET ("_deleted_epoch", "_deleted_lsn", "_deleted_seq") = ${end},`,
       '  "_deleted" = true, "_loaded_at" = now()',
-      `WHERE NOT t."_inferred"${keyFilter(params, `t.${k}`, keys)}`,
-      // The same clause, the same parameters: its placeholders may appear twice in one statement.
-      `  AND EXISTS (SELECT 1 FROM ${lacking} ${newer})`,
+      `FROM "snapshot_table" AS s WHERE ${lacking.snapshot}`,
+      `  AND ${end} > ${pos('t')} AND (t."_deleted_lsn" IS NULL OR ${end} > ${pos('t', '_deleted')})`,
+      `  AND NOT t."_inferred"${keyFilter(params, `t.${k}`, keys)} AND ${lacking.lacks(`t.${k}`)}`,
       `RETURNING t.${k} AS "key"`,
     ].join('\n'),
     values: params.values,
@@ -1166,48 +1190,53 @@ export function dimensionApplySnapshots(
 }
 
 /**
- * Whether a reconciled snapshot of the source table ends after `position` (the oldest row of an
- * object): only such a snapshot can end a version this object brings, so `factApplySnapshots` over
- * its keys is skipped otherwise. It finds nothing then, yet costs an index probe per key and a scan
+ * The reconciled snapshots of the source table that end after `position` (the oldest row of an
+ * object), oldest first: only they can end a version or row this object brings, so the late-row
+ * checks (`factApplySnapshots`, `dimensionApplySnapshots` over its keys) run for them alone, and
+ * not at all without one. Otherwise they find nothing, yet cost an index probe per key and a scan
  * of each key's versions (bench:load: up to 9 µs per row of a 200,000-row object; bench:pipeline at
  * 10k changes/s in fast mode: its two largest warehouse statements, 2.8 s of 20, after the initial
- * snapshot had been reconciled). Older versions of the same keys need nothing from it either: a
- * version loaded before a snapshot was reconciled was resynced by that reconciliation (every key),
- * and one loaded after it, by its own load.
+ * snapshot had been reconciled), and now an unnest of each snapshot's keys. Older versions of the
+ * same keys need nothing from them either: a version loaded before a snapshot was reconciled was
+ * resynced by that reconciliation (every key), and one loaded after it, by its own load.
  */
-export function reconciledSnapshotAfter(sourceTable: string, position: Position): SqlStatement {
+export function reconciledSnapshotsAfter(sourceTable: string, position: Position): SqlStatement {
   return {
     text: [
-      'SELECT 1 FROM "snapshot_table" WHERE "source_table" = $1 AND "reconciled_at" IS NOT NULL',
-      '  AND ("snapshot_epoch", "snapshot_lsn", "end_seq") > ($2::bigint, $3::pg_lsn, $4::bigint) LIMIT 1',
+      'SELECT "snapshot_epoch"::text AS "epoch", "snapshot_lsn"::text AS "lsn" FROM "snapshot_table"',
+      'WHERE "source_table" = $1 AND "reconciled_at" IS NOT NULL',
+      '  AND ("snapshot_epoch", "snapshot_lsn", "end_seq") > ($2::bigint, $3::pg_lsn, $4::bigint)',
+      'ORDER BY "snapshot_epoch", "snapshot_lsn"',
     ].join('\n'),
     values: [sourceTable, position.epoch, position.lsn, position.seq],
   };
 }
 
 /**
- * Applies completed snapshots to a fact: every key with a version older than a completed snapshot
- * that did not hold it gets a delete at the snapshot's end marker. (A key the source created again
- * after the snapshot keeps its newer versions: the delete only ends the older one.) For one
- * snapshot when it completes (every key), and for the keys of every later load. Returns the keys
- * (RETURNING "key").
+ * Applies a completed snapshot to a fact: every key with a version older than the snapshot, which
+ * did not hold it, gets a delete at the snapshot's end marker. (A key the source created again
+ * after the snapshot keeps its newer versions: the delete only ends the older one.) For the
+ * snapshot when it completes (every key), and for the keys of every later load it ends after.
+ * Returns the keys (RETURNING "key").
  */
 export function factApplySnapshots(
   name: WarehouseTableName,
   keys: readonly number[] | null,
-  only: SnapshotId | null = null,
+  snapshot: SnapshotId,
 ): SqlStatement {
   const table = factTable(name, 'factApplySnapshots');
   const params = new Params();
   const k = quoteIdent(table.key);
   const wt = params.add(name);
-  const lacking = snapshotsLacking(params, table.source!, pos('f'), `f.${k}`, only);
+  const lacking = snapshotLacking(params, table.source!, snapshot, keys);
   return {
     text: [
+      `WITH ${lacking.held}`,
       'INSERT INTO "fact_delete" ("warehouse_table", "key", "_epoch", "_lsn", "_seq", "_commit_ts", "reason")',
       `SELECT DISTINCT ${wt}, f.${k}, s."snapshot_epoch", s."snapshot_lsn", s."end_seq", s."marker_commit_ts", 'resync'`,
-      `FROM ${quoteIdent(name)} AS f, ${lacking}`,
-      `${keyFilter(params, `f.${k}`, keys).replace(' AND', '  AND')}`,
+      `FROM ${quoteIdent(name)} AS f JOIN "snapshot_table" AS s ON ${lacking.snapshot}`,
+      `  AND (s."snapshot_epoch", s."snapshot_lsn", s."end_seq") > ${pos('f')}`,
+      `WHERE ${lacking.lacks(`f.${k}`)}${keyFilter(params, `f.${k}`, keys)}`,
       'ON CONFLICT DO NOTHING',
       'RETURNING "key"',
     ].join('\n'),

@@ -9,7 +9,7 @@ import {
   placeholderInsert,
   snapshotMarkReconciled,
   snapshotProgress,
-  snapshotRowInsert,
+  snapshotPartInsert,
   snapshotTableUpsert,
 } from '../../core/warehouse-sql';
 import { createTestDatabase, waitFor } from '../../test/support/pg';
@@ -23,10 +23,17 @@ import {
   rowOf,
   scenarioObjects,
   shuffled,
+  tableEventOf,
   type TestObject,
 } from '../../test/support/warehouse-rows';
 import { decodeParquet } from '../shared/parquet-codec';
-import { applyBatch, applyObject, WarehouseDataError, type ApplyOutcome } from './apply-batch';
+import {
+  applyBatch,
+  applyObject,
+  WarehouseDataError,
+  WarehouseUnavailableError,
+  type ApplyOutcome,
+} from './apply-batch';
 import { findReferences } from './verify-references';
 import { prepareBatch } from './load-batch';
 import { migrateWarehouse } from './migrate';
@@ -708,12 +715,12 @@ describe('snapshot progress (real Postgres)', () => {
     try {
       for (const statement of [
         snapshotTableUpsert(id, null),
-        snapshotRowInsert(
+        snapshotPartInsert(
           id,
           [1, 2, 3].map((seq) => ({ seq, key: seq * 10 })),
         ),
         // Rows 2 and 3 delivered again (in another object): stored twice, counted once.
-        snapshotRowInsert(
+        snapshotPartInsert(
           id,
           [2, 3].map((seq) => ({ seq, key: seq * 10 })),
         ),
@@ -729,5 +736,121 @@ describe('snapshot progress (real Postgres)', () => {
     } finally {
       await client.query('ROLLBACK');
     }
+  });
+});
+
+describe('a dimension load racing the reconciliation of its snapshot (real Postgres)', () => {
+  // dim_design feeds no derived dimension, whose lock would serialise the two loads by itself.
+  const snapshotOf = (id: number, seq: number) =>
+    objectOf('dim_design', [rowOf('dim_design', id, {}, at(9, seq), { op: 'snapshot' })]);
+  /** A row older than the snapshot, which did not hold it: the snapshot ends it, whenever it loads. */
+  const late = () => objectOf('dim_design', [rowOf('dim_design', 3, {}, at(5))]);
+
+  /** `c`, whose transaction stops before its COMMIT until `release` (to interleave two loads). */
+  function pausedAtCommit(c: Client): { client: Client; reached: Promise<void>; release: () => void } {
+    let reach = () => {};
+    let release = () => {};
+    const reached = new Promise<void>((resolve) => (reach = resolve));
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const client = new Proxy(c, {
+      get(target, prop, receiver) {
+        if (prop !== 'query') {
+          const value = Reflect.get(target, prop, receiver);
+          return typeof value === 'function' ? value.bind(target) : value;
+        }
+        return async (...args: unknown[]) => {
+          if (args[0] === 'COMMIT') {
+            reach();
+            await gate;
+          }
+          return (target.query as (...a: unknown[]) => unknown)(...args);
+        };
+      },
+    });
+    return { client, reached, release };
+  }
+
+  /** Waits until `running` settled or its connection waits on a lock (it may do either). */
+  async function settledOrBlocked(c: Client, running: Promise<unknown>): Promise<void> {
+    let settled = false;
+    running.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    const pid = (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+    await waitFor('the load to finish or to wait on a lock', async () => {
+      if (settled) return true;
+      const { rows } = await client.query('SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted', [pid]);
+      return rows.length ? true : undefined;
+    });
+  }
+
+  beforeEach(async () => {
+    await resetWarehouse(client);
+    // The snapshot (two rows, marker in) lacks one row: the load that brings it reconciles.
+    await load(client, objectOf('dim_design', [tableEventOf('dim_design', 'snapshot_end', at(9, 2), 2)]));
+    await load(client, snapshotOf(1, 0));
+  });
+
+  async function expectLateRowDeleted(): Promise<void> {
+    expect(
+      await rowsOf('SELECT "design_id", "_deleted", "_deleted_lsn"::text FROM "dim_design" ORDER BY 1'),
+    ).toEqual([
+      { design_id: 1, _deleted: false, _deleted_lsn: null },
+      { design_id: 2, _deleted: false, _deleted_lsn: null },
+      { design_id: 3, _deleted: true, _deleted_lsn: '0/900' },
+    ]);
+  }
+
+  it('deletes the late row when its check ran before the reconciliation, which committed before the row', async () => {
+    const loading = pausedAtCommit(others[0]);
+    const row = load(loading.client, late());
+    await loading.reached;
+    const reconciling = load(others[1], snapshotOf(2, 1));
+    await settledOrBlocked(others[1], reconciling);
+    loading.release();
+    await Promise.all([row, reconciling]);
+    await expectLateRowDeleted();
+  });
+
+  it('deletes the late row when the reconciliation ran first and committed after the row was checked', async () => {
+    const reconciling = pausedAtCommit(others[0]);
+    const reconciled = load(reconciling.client, snapshotOf(2, 1));
+    await reconciling.reached;
+    const row = load(others[1], late());
+    await settledOrBlocked(others[1], row);
+    reconciling.release();
+    await Promise.all([row, reconciled]);
+    expect((await reconciled).reconciled).toHaveLength(1);
+    await expectLateRowDeleted();
+  });
+
+  it('rolls an object back whole, to retry later, when a load older than migration 009 finds no snapshot_row', async () => {
+    // What the code before 009 sent (core/warehouse-sql.ts snapshotRowInsert, up to 008).
+    const older = new Proxy(others[2], {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver);
+        if (prop !== 'query') return typeof value === 'function' ? value.bind(target) : value;
+        return (...args: unknown[]) =>
+          typeof args[0] === 'string' && args[0].startsWith('INSERT INTO "snapshot_part"')
+            ? target.query(
+                `INSERT INTO "snapshot_row" ("source_table", "snapshot_epoch", "snapshot_lsn", "seq", "key")
+                 SELECT $1, $2::bigint, $3::pg_lsn, 1, 2`,
+                (args[1] as unknown[]).slice(0, 3),
+              )
+            : (target.query as (...a: unknown[]) => unknown)(...args);
+      },
+    });
+    const error = await load(older, snapshotOf(2, 1)).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WarehouseUnavailableError);
+    expect((error as WarehouseUnavailableError).cause).toMatchObject({ code: '42P01' });
+    expect(await rowsOf('SELECT "design_id" FROM "dim_design" ORDER BY 1')).toEqual([{ design_id: 1 }]);
+    expect(await rowsOf('SELECT count(*)::int AS n FROM "load_log"')).toEqual([{ n: 2 }]);
+    // A load of the code now, later, loads it.
+    expect((await load(others[2], snapshotOf(2, 1))).reconciled).toHaveLength(1);
+    expect(await rowsOf('SELECT "design_id" FROM "dim_design" ORDER BY 1')).toEqual([
+      { design_id: 1 },
+      { design_id: 2 },
+    ]);
   });
 });

@@ -30,14 +30,15 @@ import {
   truncateExists,
   truncateInsert,
   progressUpsert,
-  reconciledSnapshotAfter,
+  reconciledSnapshotsAfter,
   snapshotLock,
   snapshotMarkReconciled,
   snapshotRecordDeleted,
   snapshotProgress,
-  snapshotRowInsert,
+  snapshotPartInsert,
   snapshotTableUpsert,
   comparePosition,
+  type SnapshotId,
   type SqlStatement,
 } from '../../core/warehouse-sql';
 import { copyIn } from './copy-in';
@@ -59,11 +60,15 @@ import {
  * one global order and cannot deadlock: dim_date → base dimensions (placeholders or upserts, keys
  * ascending) → staging → derived-dimension advisory lock → derived dimensions → fact-table
  * advisory lock → facts (versions, deletes, truncates, re-read snapshot versions dropped, deleted
- * flags) → snapshot advisory lock → snapshot bookkeeping and reconciliation → pipeline_progress →
- * load_log. An object in parts keeps that order over all its parts: what its parts would lock
- * outside the fact (dates, placeholders, a dimension's keys out of order) is claimed before its
- * first part (`ApplyOptions.claims`, load-batch.ts `ObjectClaims`), and its derived dimensions are
- * recomputed after its last. A deadlock or serialization failure (which the order should prevent)
+ * flags) → snapshot advisory lock → snapshot bookkeeping → pipeline_progress (the source table's
+ * row) → reconciliation of the snapshots this object completed → a dimension object's late-row
+ * check → load_log. The progress row is locked before either of the last two, so that they
+ * serialise: a dimension load's late-row check either sees a concurrent reconciliation of the same
+ * snapshot committed, or that reconciliation's whole-table pass sees the load's rows committed
+ * (`dimensionLateRows`). An object in parts keeps that order over all its parts: what its parts
+ * would lock outside the fact (dates, placeholders, a dimension's keys out of order) is claimed
+ * before its first part (`ApplyOptions.claims`, load-batch.ts `ObjectClaims`), and its derived
+ * dimensions are recomputed after its last. A deadlock or serialization failure (which the order should prevent)
  * is retried a few times all the same; `attempts` says when it happened.
  */
 
@@ -212,6 +217,17 @@ async function keysOf(client: ClientBase, statement: SqlStatement): Promise<numb
   return [...new Set(result.rows.map((r) => r.key))];
 }
 
+/** The reconciled snapshots of a source table that end after `position`, oldest first. */
+async function reconciledAfter(
+  client: ClientBase,
+  sourceTable: string,
+  position: Position,
+): Promise<SnapshotId[]> {
+  const statement = reconciledSnapshotsAfter(sourceTable, position);
+  const { rows } = await client.query<{ epoch: string; lsn: string }>(statement.text, statement.values);
+  return rows.map((r) => ({ sourceTable, epoch: Number(r.epoch), lsn: r.lsn }));
+}
+
 /**
  * After versions, deletes or truncates of a fact landed: turn truncates into deletes of the keys
  * they cover, drop snapshot versions that only re-read what the version before held, and set the
@@ -231,13 +247,11 @@ async function settleFacts(
   outcome.truncated += truncated.length;
   // A version that loads after a snapshot it predates completed: that snapshot may end it. Only
   // a reconciled snapshot ending after the object's oldest row can: none reconciles meanwhile, as
-  // reconciling a fact's snapshot takes its fact lock exclusively (applyOnce), which this load holds.
-  const resynced =
-    keys &&
-    batch.minPosition &&
-    (await run(client, reconciledSnapshotAfter(batch.sourceTable!, batch.minPosition))) > 0
-      ? await keysOf(client, factApplySnapshots(batch.table, keys))
-      : [];
+  // reconciling a fact's snapshot takes its fact lock exclusively (applyPart), which this load holds.
+  const resynced: number[] = [];
+  if (keys && batch.minPosition)
+    for (const snapshot of await reconciledAfter(client, batch.sourceTable!, batch.minPosition))
+      resynced.push(...(await keysOf(client, factApplySnapshots(batch.table, keys, snapshot))));
   const touched = keys ?? truncated;
   if (touched.length === 0) return;
   // Also when this object holds no snapshot row: it may hold the version a re-read repeats.
@@ -256,6 +270,7 @@ async function applySnapshots(
   table: WarehouseTableName,
   parts: readonly SnapshotPart[],
   outcome: ApplyOutcome,
+  lockProgress: () => Promise<void>,
 ): Promise<void> {
   const isFact = WAREHOUSE_TABLES[table].kind === 'fact';
   // Reconciling may recompute derived dimensions: take their locks first, as every load does.
@@ -267,7 +282,7 @@ async function applySnapshots(
   const snapshots = new Map<string, SnapshotPart['id']>();
   for (const part of parts) {
     await run(client, snapshotTableUpsert(part.id, part.end));
-    if (part.rows.length) await run(client, snapshotRowInsert(part.id, part.rows));
+    if (part.rows.length) await run(client, snapshotPartInsert(part.id, part.rows));
     snapshots.set(`${part.id.sourceTable}/${part.id.epoch}/${part.id.lsn}`, part.id);
   }
   for (const id of snapshots.values()) {
@@ -276,6 +291,9 @@ async function applySnapshots(
     const state = rows[0];
     if (state.reconciled_at !== null || state.expected_rows === null) continue;
     if (Number(state.loaded_rows) < Number(state.expected_rows)) continue;
+    // A dimension load's late-row check runs under the same row lock (dimensionLateRows): one of
+    // the two waits for the other's commit, and then sees its rows or its reconciliation.
+    await lockProgress();
     await run(client, snapshotMarkReconciled(id));
     let deleted: number[];
     if (isFact) {
@@ -348,6 +366,10 @@ interface FactInsertPath {
    * Costs the object's snapshot keys in memory (~30 bytes a row) until its commit.
    */
   snapshots: SnapshotPart[];
+  /** A dimension or staging object: its keys, for the late-row check after the last part. */
+  lateRowKeys: Set<number>;
+  /** The oldest position of the object's rows (its parts' minPosition). */
+  minPosition: Position | null;
 }
 
 /**
@@ -440,19 +462,55 @@ async function applyPart(
         ? await keysOf(client, dimensionApplyTruncates(batch.table, truncates ? null : batch.keys))
         : [];
     outcome.truncated = truncated.length;
-    // A row that loads after a snapshot it predates completed: that snapshot may delete it.
-    const resynced = batch.keys.length
-      ? await keysOf(client, dimensionApplySnapshots(batch.table, batch.keys))
-      : [];
-    const keys = [...new Set([...batch.keys, ...truncated, ...resynced])].sort((a, b) => a - b);
+    // Whether a completed snapshot deletes a row that loaded after it: once per object, after the
+    // progress row's lock (dimensionLateRows).
+    for (const key of batch.keys) path.lateRowKeys.add(key);
+    path.minPosition = earlierPosition(path.minPosition, batch.minPosition);
+    const keys = [...new Set([...batch.keys, ...truncated])].sort((a, b) => a - b);
     // An object in parts recomputes them once, after its last part: its derived rows are then
     // locked in key order over the whole object, not part by part.
     if (claimed) for (const key of keys) path.derivedKeys.add(key);
     else await recomputeDerived(client, batch.table, keys, outcome);
   }
-  if (batch.snapshots.length)
-    if (claimed) path.snapshots.push(...batch.snapshots);
-    else await applySnapshots(client, batch.table, batch.snapshots, outcome);
+  // Recorded once per object, after its last part (an object of one part: the same place).
+  path.snapshots.push(...batch.snapshots);
+}
+
+/**
+ * A dimension object's late-row check: a row older than a snapshot reconciled before this load
+ * commits, and not held by it, no longer existed then; it is marked deleted at the snapshot's end
+ * (dimensionApplySnapshots for the object's keys). Only for the reconciled snapshots that end after
+ * the object's oldest row (`reconciledSnapshotsAfter`): no other can end a row it brings, and each
+ * costs an unnest of the keys it held. The caller holds the source table's progress row, which a
+ * reconciliation of the same table locks before marking its snapshot reconciled: run before that
+ * reconciliation commits, this check would see no reconciled snapshot, while the reconciliation's
+ * whole-table pass would not see this object's uncommitted rows, and they would escape deletion
+ * (apply-batch.pg.test.ts, both orders). Facts do not need it: reconciling a
+ * fact's snapshot takes the fact lock exclusively, which every load of the fact holds.
+ */
+async function dimensionLateRows(
+  client: ClientBase,
+  table: WarehouseTableName,
+  sourceTable: string,
+  path: FactInsertPath,
+  outcome: ApplyOutcome,
+): Promise<void> {
+  if (!path.lateRowKeys.size || !path.minPosition) return;
+  const snapshots = await reconciledAfter(client, sourceTable, path.minPosition);
+  if (!snapshots.length) return;
+  const keys = [...path.lateRowKeys].sort((a, b) => a - b);
+  const resynced = new Set<number>();
+  // Oldest first: a row ends at the newest snapshot that lacked it.
+  for (const snapshot of snapshots)
+    for (const key of await keysOf(client, dimensionApplySnapshots(table, keys, snapshot))) resynced.add(key);
+  // Their derived rows again: the derived locks are held already (taken when the object's own
+  // keys were recomputed, before the progress row in the lock order).
+  await recomputeDerived(
+    client,
+    table,
+    [...resynced].sort((a, b) => a - b),
+    outcome,
+  );
 }
 
 /** An outcome with nothing written yet. */
@@ -488,6 +546,10 @@ const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function laterPosition(a: Position | null, b: Position | null): Position | null {
   return !a || (b && comparePosition(b, a) > 0) ? b : a;
+}
+
+function earlierPosition(a: Position | null, b: Position | null): Position | null {
+  return !a || (b && comparePosition(b, a) < 0) ? b : a;
 }
 
 function newerTimestamp(a: string | null, b: string | null): string | null {
@@ -554,8 +616,8 @@ export type ObjectParts = () => AsyncIterable<PreparedBatch> | Iterable<Prepared
  * (an object in parts), its dates and placeholders, and the keys of a dimension object its parts
  * would lock out of key order, are locked first, then the parts run; the fact lock is taken in
  * one mode by every part; derived dimensions are recomputed, and snapshot rows and markers recorded,
- * once, after the last part. Before
- * (issue 12), a later part's dates and placeholders came after an earlier part's fact lock, and a
+ * once, after the last part (and a dimension object's late-row check runs once, after the progress
+ * row, for any object). Before (issue 12), a later part's dates and placeholders came after an earlier part's fact lock, and a
  * concurrent load taking the same rows in order deadlocked with it (load-parts.pg.test.ts).
  */
 export async function applyObject(
@@ -589,6 +651,8 @@ export async function applyObject(
         claims: options.claims ?? null,
         derivedKeys: new Set<number>(),
         snapshots: [],
+        lateRowKeys: new Set<number>(),
+        minPosition: null,
       };
       let sourceTable: string | null = null;
       const source = guarded(parts());
@@ -628,10 +692,17 @@ export async function applyObject(
           [...path.derivedKeys].sort((a, b) => a - b),
           outcome,
         );
-      if (path.snapshots.length) await applySnapshots(client, table, path.snapshots, outcome);
-      // Once per object, last: the progress row is locked only until the commit that follows.
-      if (sourceTable && outcome.maxPosition)
+      // Once per object, after every row and snapshot lock: the progress row is then held only
+      // until the commit that follows, and locked before a reconciliation or a late-row check.
+      let progressLocked = false;
+      const lockProgress = async () => {
+        if (progressLocked || !sourceTable || !outcome.maxPosition) return;
+        progressLocked = true;
         await run(client, progressUpsert(sourceTable, table, outcome.maxPosition, outcome.newestCommitTs));
+      };
+      if (path.snapshots.length) await applySnapshots(client, table, path.snapshots, outcome, lockProgress);
+      await lockProgress();
+      if (sourceTable) await dimensionLateRows(client, table, sourceTable, path, outcome);
       await run(client, loadLogInsert(options.objectKey, eTag, table, outcome.rows));
       await client.query('COMMIT');
       outcome.durationMs = Date.now() - started;

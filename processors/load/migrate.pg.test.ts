@@ -4,6 +4,7 @@ import path from 'node:path';
 import { Client } from 'pg';
 import { createLogger } from '../../core/logger';
 import { WAREHOUSE_TABLES, WAREHOUSE_TABLE_NAMES, type WarehouseType } from '../../core/warehouse-model';
+import { snapshotProgress } from '../../core/warehouse-sql';
 import { createTestDatabase } from '../../test/support/pg';
 import {
   checksumOf,
@@ -41,6 +42,21 @@ const INFORMATION_SCHEMA_TYPE: Record<WarehouseType, string> = {
   time: 'time without time zone(3)',
   boolean: 'boolean',
 };
+
+/** The migrations up to number `id`. */
+const upTo = (id: number) => readMigrations().filter((m) => m.id <= id);
+
+/** Runs `test` on a connection whose tables go to a schema of their own, dropped after. */
+async function inSchema(schema: string, test: (scoped: Client) => Promise<void>): Promise<void> {
+  await client.query(`CREATE SCHEMA ${schema}`);
+  const scoped = await connect(schema);
+  try {
+    await test(scoped);
+  } finally {
+    await scoped.end();
+    await client.query(`DROP SCHEMA ${schema} CASCADE`);
+  }
+}
 
 describe('migrateWarehouse (real Postgres)', () => {
   it('applies the migrations once, recording their checksums', async () => {
@@ -148,18 +164,14 @@ describe('migrateWarehouse (real Postgres)', () => {
   });
 
   it("drops the facts' foreign keys in 007: 001 declared one per model reference, and a fact row may dangle", async () => {
-    const schema = 'before_007';
-    await client.query(`CREATE SCHEMA ${schema}`);
-    const scoped = await connect(schema);
-    try {
-      const upTo = (id: number) => readMigrations().filter((m) => m.id <= id);
+    await inSchema('before_007', async (scoped) => {
       await migrateWarehouse(scoped, { migrations: upTo(6) });
       const foreign = async () => {
         const { rows } = await scoped.query<{ fk: string }>(
           `SELECT format('%s.%s→%s', c.conrelid::regclass, a.attname, c.confrelid::regclass) AS fk
              FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
             WHERE c.connamespace = $1::regnamespace AND c.contype = 'f'`,
-          [schema],
+          ['before_007'],
         );
         return rows.map((r) => r.fk).sort();
       };
@@ -181,10 +193,52 @@ describe('migrateWarehouse (real Postgres)', () => {
            "payment_type_id", "paid", "payment_date", "_lsn", "_seq", "_commit_ts")
          VALUES (1, '2025-01-01', '00:00', '2025-01-01', '00:00', 1, 1, 1, 1, 1, false, '2025-01-01', '0/1', 0, now())`,
       );
-    } finally {
-      await scoped.end();
-      await client.query(`DROP SCHEMA ${schema} CASCADE`);
-    }
+    });
+  });
+
+  it('moves snapshot_row into snapshot_part in 009, grouped, duplicates kept, and drops snapshot_row', async () => {
+    await inSchema('before_009', async (scoped) => {
+      await migrateWarehouse(scoped, { migrations: upTo(8) });
+      // 10,002 rows of one snapshot (ordinal 5 delivered twice), 2 of another.
+      await scoped.query(
+        `INSERT INTO "snapshot_row" ("source_table", "snapshot_epoch", "snapshot_lsn", "seq", "key")
+         SELECT 'design', 7, '0/900'::pg_lsn, n, n * 2 FROM generate_series(0, 10001) AS n
+         UNION ALL SELECT 'design', 7, '0/900', 5, 10
+         UNION ALL SELECT 'address', 0, '0/100', n, n FROM generate_series(1, 2) AS n`,
+      );
+      await scoped.query(
+        `INSERT INTO "snapshot_table" ("source_table", "snapshot_epoch", "snapshot_lsn", "expected_rows", "end_seq")
+         VALUES ('design', 7, '0/900', 10002, 10002)`,
+      );
+      expect(await migrateWarehouse(scoped, { migrations: upTo(9) })).toMatchObject({
+        applied: ['009_snapshot_part'],
+      });
+      const { rows: gone } = await scoped.query(`SELECT to_regclass('snapshot_row') AS t`);
+      expect(gone).toEqual([{ t: null }]);
+      const { rows: parts } = await scoped.query(
+        `SELECT "source_table", "snapshot_epoch"::int AS epoch, "row_count",
+                "ordinals"[1]::int AS first, "keys"[1] AS first_key, cardinality("keys") AS keys
+           FROM "snapshot_part" ORDER BY 1, 4`,
+      );
+      expect(parts).toEqual([
+        { source_table: 'address', epoch: 0, row_count: 2, first: 1, first_key: 1, keys: 2 },
+        { source_table: 'design', epoch: 7, row_count: 10_001, first: 0, first_key: 0, keys: 10_001 },
+        { source_table: 'design', epoch: 7, row_count: 2, first: 10_000, first_key: 20_000, keys: 2 },
+      ]);
+      // Stored twice, counted once.
+      const progress = snapshotProgress({ sourceTable: 'design', epoch: 7, lsn: '0/900' });
+      const { rows: counted } = await scoped.query(progress.text, progress.values);
+      expect(counted[0].loaded_rows).toBe('10002');
+      // The arrays are stored out of line, uncompressed.
+      const { rows: storage } = await scoped.query(
+        `SELECT attname, attstorage FROM pg_attribute
+          WHERE attrelid = '"snapshot_part"'::regclass AND attname IN ('ordinals', 'keys') ORDER BY 1`,
+      );
+      expect(storage).toEqual([
+        { attname: 'keys', attstorage: 'e' },
+        { attname: 'ordinals', attstorage: 'e' },
+      ]);
+    });
   });
 
   it('refuses to run when an applied migration changed', async () => {

@@ -240,7 +240,7 @@ export async function resetWarehouse(client: ClientBase): Promise<void> {
     'fact_delete',
     'source_truncate',
     'snapshot_table',
-    'snapshot_row',
+    'snapshot_part',
   ]
     .map((t) => `"${t}"`)
     .join(', ');
