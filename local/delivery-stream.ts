@@ -438,7 +438,10 @@ export class DeliveryStream {
    * Kinesis limit, the sub-second end of what the fast mode models.)
    */
   private isDue(shard: ShardState): boolean {
-    return shard.lastPolledMs === undefined || this.now() - shard.lastPolledMs >= this.pollMs;
+    if (shard.lastPolledMs === undefined) return true;
+    const since = this.now() - shard.lastPolledMs;
+    // A wall clock stepped back (NTP): read now rather than wait out the step.
+    return since >= this.pollMs || since < 0;
   }
 
   /** Until the next shard read or buffer flush is due (at most a poll interval). */

@@ -57,7 +57,7 @@ import {
  * not at all (`applyObject`).
  *
  * Order inside the transaction, the same for every load, so that concurrent loads take row locks in
- * one global order and cannot deadlock: dim_date → base dimensions (placeholders or upserts, keys
+ * one global order and do not deadlock (but for the exception below): dim_date → base dimensions (placeholders or upserts, keys
  * ascending) → staging → derived-dimension advisory lock → derived dimensions → fact-table
  * advisory lock → facts (versions, deletes, truncates, re-read snapshot versions dropped, deleted
  * flags) → snapshot advisory lock → snapshot bookkeeping → pipeline_progress (the source table's
@@ -68,8 +68,16 @@ import {
  * (`dimensionLateRows`). An object in parts keeps that order over all its parts: what its parts
  * would lock outside the fact (dates, placeholders, a dimension's keys out of order) is claimed
  * before its first part (`ApplyOptions.claims`, load-batch.ts `ObjectClaims`), and its derived
- * dimensions are recomputed after its last. A deadlock or serialization failure (which the order should prevent)
- * is retried a few times all the same; `attempts` says when it happened.
+ * dimensions are recomputed after its last.
+ *
+ * Outside that order: a reconciliation's whole-table pass (and a TRUNCATE's) locks rows of its
+ * table after the snapshot lock and the progress row. A load of the same table that holds one of
+ * those rows (its update or delete of a row the snapshot lacked) and then waits for the progress
+ * row, or one holding the snapshot lock, deadlocks with it: Postgres breaks the cycle after
+ * deadlock_timeout (40P01) and the victim is retried here, losing nothing. Only as a snapshot
+ * completes, so rare; the way out (every load of a table carrying snapshot rows taking a per-table
+ * lock before its first row) is in processors/load/README.md. A deadlock or serialization failure
+ * is retried a few times; `attempts` says when it happened.
  */
 
 /** Base class of every error this module throws. */
