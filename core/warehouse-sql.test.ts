@@ -13,6 +13,8 @@ import {
   factInsert,
   factInsertFromStage,
   factLock,
+  dimensionLoadLock,
+  snapshotLock,
   factRefreshDeleted,
   factStageCopy,
   factStageCreate,
@@ -277,6 +279,22 @@ describe('warehouse SQL builders', () => {
     for (const l of locks) expect(l.values[0]).toBe(WAREHOUSE_LOCK_NAMESPACE);
     expect(locks[2].text).toContain('pg_advisory_xact_lock_shared');
     expect(factLock('fact_payment', true).text).toContain('pg_advisory_xact_lock(');
+  });
+
+  it('gives every table a load can write a lock of its own: each dimension and staging table fed by a source', () => {
+    const fed = WAREHOUSE_TABLE_NAMES.filter(
+      (t) =>
+        ['dimension', 'staging'].includes(WAREHOUSE_TABLES[t].kind) && WAREHOUSE_TABLES[t].source !== null,
+    );
+    expect(fed).toContain('pipeline_heartbeat');
+    const ids = fed.map((t) => dimensionLoadLock(t, false).values[1]);
+    const others = [derivedLock('dim_staff'), derivedLock('dim_counterparty'), snapshotLock()].map(
+      (l) => l.values[1],
+    );
+    expect(new Set([...ids, ...others]).size).toBe(ids.length + others.length);
+    expect(dimensionLoadLock('dim_design', true).text).toContain('pg_advisory_xact_lock(');
+    expect(dimensionLoadLock('dim_design', false).text).toContain('pg_advisory_xact_lock_shared(');
+    expect(() => dimensionLoadLock('fact_payment', true)).toThrow(/dimensionLoadLock does not apply/);
   });
 
   it('moves progress forward only, and logs objects once', () => {

@@ -58,6 +58,16 @@ export const WAREHOUSE_LOCK_IDS = {
   fact_payment: 5,
   /** Snapshot bookkeeping (rows seen, end markers, reconciliation): taken last in a load. */
   snapshots: 6,
+  // A dimension's or staging table's loads (dimensionLoadLock): first in their transactions.
+  dim_location: 7,
+  dim_currency: 8,
+  dim_design: 9,
+  dim_payment_type: 10,
+  dim_transaction: 11,
+  stg_department: 12,
+  stg_staff: 13,
+  stg_counterparty: 14,
+  pipeline_heartbeat: 15,
 } as const;
 
 /** Base class of every error this module throws. */
@@ -695,6 +705,31 @@ export function derivedLock(table: DerivedDimension['table']): SqlStatement {
 }
 
 /**
+ * The first lock of every load of a dimension or staging table, until the transaction ends: shared,
+ * or exclusive for an object whose work may span the whole table — it carries snapshot rows or an
+ * end marker (it may complete its snapshot and reconcile it) or a TRUNCATE. Such whole-table work
+ * locks rows of the table no row lock of its own object orders; with no other load of the table
+ * running, it waits on none of theirs (a late row's check and a reconciliation could otherwise
+ * deadlock, or miss each other's rows). Loads of other tables (a fact's placeholders) take none:
+ * they insert rows the whole-table statements do not see, and update none.
+ */
+export function dimensionLoadLock(table: WarehouseTableName, exclusive: boolean): SqlStatement {
+  tableOf(table, ['dimension', 'staging'], 'dimensionLoadLock');
+  return tableLock(table, exclusive, 'dimensionLoadLock');
+}
+
+/** A table's advisory lock, shared or exclusive, until the transaction ends. */
+function tableLock(table: WarehouseTableName, exclusive: boolean, operation: string): SqlStatement {
+  const id = (WAREHOUSE_LOCK_IDS as Record<string, number>)[table];
+  // A table added to the model needs its own fixed lock number first.
+  if (id === undefined) throw new UnsupportedTableError(table, `${operation} (no lock id)`);
+  return {
+    text: `SELECT ${exclusive ? 'pg_advisory_xact_lock' : 'pg_advisory_xact_lock_shared'}($1, $2)`,
+    values: [WAREHOUSE_LOCK_NAMESPACE, id],
+  };
+}
+
+/**
  * Serialises fact loads that could race on inherited (unchanged TOAST) columns, until the
  * transaction ends. `factInheritance` resolves a version from the versions it can see; two loads
  * committing at once — one inserting a version that inherits, the other the version it inherits
@@ -704,13 +739,7 @@ export function derivedLock(table: DerivedDimension['table']): SqlStatement {
  */
 export function factLock(table: WarehouseTableName, exclusive: boolean): SqlStatement {
   tableOf(table, ['fact'], 'factLock');
-  const id = (WAREHOUSE_LOCK_IDS as Record<string, number>)[table];
-  // A fact table added to the model needs its own fixed lock number first.
-  if (id === undefined) throw new UnsupportedTableError(table, 'factLock (no lock id)');
-  return {
-    text: `SELECT ${exclusive ? 'pg_advisory_xact_lock' : 'pg_advisory_xact_lock_shared'}($1, $2)`,
-    values: [WAREHOUSE_LOCK_NAMESPACE, id],
-  };
+  return tableLock(table, exclusive, 'factLock');
 }
 
 /**

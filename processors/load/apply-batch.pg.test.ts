@@ -747,7 +747,13 @@ describe('a dimension load racing the reconciliation of its snapshot (real Postg
   const late = () => objectOf('dim_design', [rowOf('dim_design', 3, {}, at(5))]);
 
   /** `c`, whose transaction stops before its COMMIT until `release` (to interleave two loads). */
-  function pausedAtCommit(c: Client): { client: Client; reached: Promise<void>; release: () => void } {
+  const pausedAtCommit = (c: Client) => pausedAt(c, 'COMMIT');
+
+  /** `c`, whose transaction stops before its first statement starting `text` until `release`. */
+  function pausedAt(
+    c: Client,
+    text: string,
+  ): { client: Client; reached: Promise<void>; release: () => void } {
     let reach = () => {};
     let release = () => {};
     const reached = new Promise<void>((resolve) => (reach = resolve));
@@ -759,7 +765,8 @@ describe('a dimension load racing the reconciliation of its snapshot (real Postg
           return typeof value === 'function' ? value.bind(target) : value;
         }
         return async (...args: unknown[]) => {
-          if (args[0] === 'COMMIT') {
+          const statement = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string })?.text;
+          if (statement?.startsWith(text)) {
             reach();
             await gate;
           }
@@ -822,6 +829,23 @@ describe('a dimension load racing the reconciliation of its snapshot (real Postg
     reconciling.release();
     await Promise.all([row, reconciled]);
     expect((await reconciled).reconciled).toHaveLength(1);
+    await expectLateRowDeleted();
+  });
+
+  it('does not deadlock a reconciliation with a load holding a row the snapshot lacked', async () => {
+    // Found in review: the reconciling load took the progress row, then its whole-table pass waited
+    // for row 3, which a load of the same table held while it waited for that progress row (40P01,
+    // one of them retried). Row 3 exists before the snapshot; the load updates it, older than it.
+    await load(client, objectOf('dim_design', [rowOf('dim_design', 3, {}, at(1))]));
+    const loading = pausedAt(others[0], 'INSERT INTO "pipeline_progress"');
+    const row = load(loading.client, late());
+    await loading.reached;
+    const reconciling = load(others[1], snapshotOf(2, 1));
+    await settledOrBlocked(others[1], reconciling);
+    loading.release();
+    const outcomes = await Promise.all([row, reconciling]);
+    expect(outcomes.map((o) => o.attempts)).toEqual([1, 1]);
+    expect(outcomes[1].reconciled).toHaveLength(1);
     await expectLateRowDeleted();
   });
 

@@ -4,6 +4,7 @@ import { WAREHOUSE_TABLES, type WarehouseTableName } from '../../core/warehouse-
 import {
   derivedDimensionsFedBy,
   derivedLock,
+  dimensionLoadLock,
   derivedRecompute,
   dimDateInsert,
   dimensionApplyTruncates,
@@ -57,27 +58,26 @@ import {
  * not at all (`applyObject`).
  *
  * Order inside the transaction, the same for every load, so that concurrent loads take row locks in
- * one global order and do not deadlock (but for the exception below): dim_date → base dimensions (placeholders or upserts, keys
- * ascending) → staging → derived-dimension advisory lock → derived dimensions → fact-table
- * advisory lock → facts (versions, deletes, truncates, re-read snapshot versions dropped, deleted
- * flags) → snapshot advisory lock → snapshot bookkeeping → pipeline_progress (the source table's
- * row) → reconciliation of the snapshots this object completed → a dimension object's late-row
- * check → load_log. The progress row is locked before either of the last two, so that they
- * serialise: a dimension load's late-row check either sees a concurrent reconciliation of the same
- * snapshot committed, or that reconciliation's whole-table pass sees the load's rows committed
- * (`dimensionLateRows`). An object in parts keeps that order over all its parts: what its parts
- * would lock outside the fact (dates, placeholders, a dimension's keys out of order) is claimed
- * before its first part (`ApplyOptions.claims`, load-batch.ts `ObjectClaims`), and its derived
- * dimensions are recomputed after its last.
+ * one global order and do not deadlock: a dimension's or staging table's load lock (shared;
+ * exclusive for an object carrying snapshot rows, an end marker or a TRUNCATE: core/warehouse-sql.ts
+ * `dimensionLoadLock`) → dim_date → base dimensions (placeholders or upserts, keys ascending) →
+ * staging → derived-dimension advisory lock → derived dimensions → fact-table advisory lock → facts
+ * (versions, deletes, truncates, re-read snapshot versions dropped, deleted flags) → snapshot
+ * advisory lock → snapshot bookkeeping → pipeline_progress (the source table's row) →
+ * reconciliation of the snapshots this object completed → a dimension object's late-row check →
+ * load_log. An object in parts keeps that order over all its parts: what its parts would lock
+ * outside the fact (dates, placeholders, a dimension's keys out of order) is claimed before its
+ * first part (`ApplyOptions.claims`, load-batch.ts `ObjectClaims`), and its derived dimensions are
+ * recomputed after its last.
  *
- * Outside that order: a reconciliation's whole-table pass (and a TRUNCATE's) locks rows of its
- * table after the snapshot lock and the progress row. A load of the same table that holds one of
- * those rows (its update or delete of a row the snapshot lacked) and then waits for the progress
- * row, or one holding the snapshot lock, deadlocks with it: Postgres breaks the cycle after
- * deadlock_timeout (40P01) and the victim is retried here, losing nothing. Only as a snapshot
- * completes, so rare; the way out (every load of a table carrying snapshot rows taking a per-table
- * lock before its first row) is in processors/load/README.md. A deadlock or serialization failure
- * is retried a few times; `attempts` says when it happened.
+ * Whole-table work — a reconciliation's pass, a TRUNCATE's — locks rows of its table that no key
+ * order covers. For a dimension, the exclusive load lock keeps every other load of the table out
+ * meanwhile, so the pass waits on no row another load holds (before it, a load holding a row the
+ * snapshot lacked and waiting for the progress row deadlocked with it: apply-batch.pg.test.ts), and
+ * a late row's check and a reconciliation cannot miss each other's rows (`dimensionLateRows`). A
+ * fact's reconciliation takes the fact lock exclusively. Still outside the order (rare): the same
+ * fact version in two objects loaded at once. A deadlock or serialization failure is retried a few
+ * times; `attempts` says when it happened.
  */
 
 /** Base class of every error this module throws. */
@@ -278,7 +278,6 @@ async function applySnapshots(
   table: WarehouseTableName,
   parts: readonly SnapshotPart[],
   outcome: ApplyOutcome,
-  lockProgress: () => Promise<void>,
 ): Promise<void> {
   const isFact = WAREHOUSE_TABLES[table].kind === 'fact';
   // Reconciling may recompute derived dimensions: take their locks first, as every load does.
@@ -299,9 +298,6 @@ async function applySnapshots(
     const state = rows[0];
     if (state.reconciled_at !== null || state.expected_rows === null) continue;
     if (Number(state.loaded_rows) < Number(state.expected_rows)) continue;
-    // A dimension load's late-row check runs under the same row lock (dimensionLateRows): one of
-    // the two waits for the other's commit, and then sees its rows or its reconciliation.
-    await lockProgress();
     await run(client, snapshotMarkReconciled(id));
     let deleted: number[];
     if (isFact) {
@@ -470,8 +466,8 @@ async function applyPart(
         ? await keysOf(client, dimensionApplyTruncates(batch.table, truncates ? null : batch.keys))
         : [];
     outcome.truncated = truncated.length;
-    // Whether a completed snapshot deletes a row that loaded after it: once per object, after the
-    // progress row's lock (dimensionLateRows).
+    // Whether a completed snapshot deletes a row that loaded after it: once per object, after its
+    // last part (dimensionLateRows).
     for (const key of batch.keys) path.lateRowKeys.add(key);
     path.minPosition = earlierPosition(path.minPosition, batch.minPosition);
     const keys = [...new Set([...batch.keys, ...truncated])].sort((a, b) => a - b);
@@ -489,12 +485,12 @@ async function applyPart(
  * commits, and not held by it, no longer existed then; it is marked deleted at the snapshot's end
  * (dimensionApplySnapshots for the object's keys). Only for the reconciled snapshots that end after
  * the object's oldest row (`reconciledSnapshotsAfter`): no other can end a row it brings, and each
- * costs an unnest of the keys it held. The caller holds the source table's progress row, which a
- * reconciliation of the same table locks before marking its snapshot reconciled: run before that
- * reconciliation commits, this check would see no reconciled snapshot, while the reconciliation's
- * whole-table pass would not see this object's uncommitted rows, and they would escape deletion
- * (apply-batch.pg.test.ts, both orders). Facts do not need it: reconciling a
- * fact's snapshot takes the fact lock exclusively, which every load of the fact holds.
+ * costs an unnest of the keys it held. No reconciliation of the table runs meanwhile: that object
+ * holds the table's load lock exclusively, this one shared (`dimensionLoadLock`). Run while one
+ * did, this check would see no reconciled snapshot, and the reconciliation's whole-table pass would
+ * not see this object's uncommitted rows: they would escape deletion (apply-batch.pg.test.ts, both
+ * orders). Facts: reconciling a fact's snapshot takes the fact lock exclusively, which every load
+ * of the fact holds.
  */
 async function dimensionLateRows(
   client: ClientBase,
@@ -669,6 +665,10 @@ export async function applyObject(
       // parts are held, and a failure on either side is handled only once nothing is in flight.
       // The first part is prepared while the claims are taken (a fact of 200,000 rows: its 200,000
       // placeholders are one statement of about a second, bench:load).
+      // A dimension's load lock comes before any row: an object in parts knows its mode from its
+      // claims; a one-part object from its part, read first.
+      const lockFirst = dimensionLoadLockOf(table, options.claims?.dimensionExclusive);
+      if (lockFirst) await run(client, lockFirst);
       const [claimed, first] = await Promise.allSettled([
         options.claims ? claim(client, table, options.claims, outcome) : undefined,
         source.next(),
@@ -676,6 +676,13 @@ export async function applyObject(
       if (claimed.status === 'rejected') throw claimed.reason;
       if (first.status === 'rejected') throw first.reason;
       let next = first.value;
+      if (!lockFirst && !next.done) {
+        const lock = dimensionLoadLockOf(
+          table,
+          next.value.snapshots.length > 0 || next.value.truncates.length > 0,
+        );
+        if (lock) await run(client, lock);
+      }
       while (!next.done) {
         const batch = next.value;
         const part = emptyOutcome(options.objectKey, batch.table, batch.rowCount, {
@@ -700,16 +707,10 @@ export async function applyObject(
           [...path.derivedKeys].sort((a, b) => a - b),
           outcome,
         );
-      // Once per object, after every row and snapshot lock: the progress row is then held only
-      // until the commit that follows, and locked before a reconciliation or a late-row check.
-      let progressLocked = false;
-      const lockProgress = async () => {
-        if (progressLocked || !sourceTable || !outcome.maxPosition) return;
-        progressLocked = true;
+      if (path.snapshots.length) await applySnapshots(client, table, path.snapshots, outcome);
+      // Once per object, last: the progress row is locked only until the commit that follows.
+      if (sourceTable && outcome.maxPosition)
         await run(client, progressUpsert(sourceTable, table, outcome.maxPosition, outcome.newestCommitTs));
-      };
-      if (path.snapshots.length) await applySnapshots(client, table, path.snapshots, outcome, lockProgress);
-      await lockProgress();
       if (sourceTable) await dimensionLateRows(client, table, sourceTable, path, outcome);
       await run(client, loadLogInsert(options.objectKey, eTag, table, outcome.rows));
       await client.query('COMMIT');
@@ -750,6 +751,17 @@ export async function applyObject(
       throw new WarehouseUnavailableError(table, attempt, { cause: error });
     }
   }
+}
+
+/**
+ * A source-fed dimension's or staging table's load lock (core/warehouse-sql.ts `dimensionLoadLock`),
+ * exclusive when the object may work over the whole table; null for other tables, or while the
+ * mode is not known yet (undefined).
+ */
+function dimensionLoadLockOf(table: WarehouseTableName, exclusive: boolean | undefined): SqlStatement | null {
+  const spec = WAREHOUSE_TABLES[table];
+  if (exclusive === undefined || spec.source === null) return null;
+  return spec.kind === 'dimension' || spec.kind === 'staging' ? dimensionLoadLock(table, exclusive) : null;
 }
 
 /** Loads one prepared object of one part: applyObject with that part. */

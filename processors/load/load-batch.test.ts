@@ -329,6 +329,7 @@ describe('ClaimsBuilder', () => {
       },
       keys: [],
       factExclusive: true,
+      dimensionExclusive: false,
     });
   });
 
@@ -341,6 +342,19 @@ describe('ClaimsBuilder', () => {
       tableEventOf('fact_payment', 'truncate', at(3)),
     ])
       expect(claimsOf('fact_payment', 1, [...upserts, last]).factExclusive).toBe(true);
+  });
+
+  it('says when a dimension object may work over the whole table (snapshot rows, end marker, TRUNCATE)', () => {
+    const upserts = [1, 2].map((id) => rowOf('stg_staff', id, {}, at(id)));
+    expect(claimsOf('stg_staff', 1, [...upserts, deleteOf('stg_staff', 3, at(3))]).dimensionExclusive).toBe(
+      false,
+    );
+    for (const last of [
+      rowOf('stg_staff', 3, {}, at(3), { op: 'snapshot' }),
+      tableEventOf('stg_staff', 'snapshot_end', at(3), 3),
+      tableEventOf('stg_staff', 'truncate', at(3)),
+    ])
+      expect(claimsOf('stg_staff', 1, [...upserts, last]).dimensionExclusive).toBe(true);
   });
 
   it('claims no key of a dimension object whose parts lock keys in rising order', () => {

@@ -716,6 +716,11 @@ export interface ObjectClaims {
   keys: number[];
   /** Fact: some part takes the fact lock exclusively, so every part takes it so (apply-batch.ts). */
   factExclusive: boolean;
+  /**
+   * Dimension or staging table: some part carries snapshot rows, an end marker or a TRUNCATE, so
+   * the object takes its table's load lock exclusively (core/warehouse-sql.ts `dimensionLoadLock`).
+   */
+  dimensionExclusive: boolean;
 }
 
 /** The columns `ClaimsBuilder` reads: all other column chunks of the object are skipped. */
@@ -738,6 +743,7 @@ export class ClaimsBuilder {
   private readonly referring: readonly WarehouseColumn[];
   private readonly referenced = new Referenced();
   private factExclusive = false;
+  private dimensionExclusive = false;
   /** Dimension or staging table: the order its parts lock keys in; the part being read's keys. */
   private readonly order = new KeyOrder();
   private readonly partUpserts = new Set<number>();
@@ -782,6 +788,7 @@ export class ClaimsBuilder {
   private addKey(row: WarehouseRow): void {
     const key = row[this.spec.key];
     const op = row._op;
+    if (op === 'snapshot' || isTableOp(op)) this.dimensionExclusive = true;
     if (
       typeof key === 'number' &&
       Number.isInteger(key) &&
@@ -809,6 +816,7 @@ export class ClaimsBuilder {
       ...this.referenced.sorted(),
       keys: this.order.claims(),
       factExclusive: this.factExclusive,
+      dimensionExclusive: this.dimensionExclusive,
     };
   }
 }
