@@ -809,6 +809,8 @@ describe('a dimension load racing the reconciliation of its snapshot (real Postg
     ]);
   }
 
+  // With the table's load lock (shared for the late row, exclusive for the snapshot object) the two
+  // no longer overlap: each test checks that whichever starts first, the other sees its work.
   it('deletes the late row when its check ran before the reconciliation, which committed before the row', async () => {
     const loading = pausedAtCommit(others[0]);
     const row = load(loading.client, late());

@@ -1,8 +1,9 @@
 import type { ClientBase } from 'pg';
 import { createLogger } from '../../core/logger';
-import { at, rowOf } from '../../test/support/warehouse-rows';
+import { at, rowOf, tableEventOf } from '../../test/support/warehouse-rows';
 import {
   applyBatch,
+  ApplyBatchError,
   applyObject,
   isDataError,
   WarehouseDataError,
@@ -164,5 +165,39 @@ describe('applyObject: an object of several parts in one transaction', () => {
     expect(failure).toBeInstanceOf(WarehouseUnavailableError);
     expect(prepared).toBe(2);
     expect(failed.at(-1)).toBe('sql ROLLBACK');
+  });
+
+  it("takes a dimension's load lock first, exclusive when a part works over the whole table; refuses parts without claims that hide one", async () => {
+    // A TRUNCATE: whole-table work, as snapshot rows are (whose bookkeeping this client cannot answer).
+    const dimensionPart = (id: number, truncate = false) =>
+      prepareBatch(
+        {
+          table: 'dim_design',
+          rows: [
+            truncate ? tableEventOf('dim_design', 'truncate', at(id)) : rowOf('dim_design', id, {}, at(id)),
+          ],
+        },
+        { firstRow: id },
+      );
+    const locks = (events: string[]) => events.filter((e) => e.includes('pg_advisory_xact_lock'));
+    const shared: string[] = [];
+    await applyObject(slowClient(shared), 'dim_design', () => [dimensionPart(1)], { objectKey: 'k' });
+    expect(locks(shared)[0]).toBe('sql SELECT pg_advisory_xact_lock_s');
+    const exclusive: string[] = [];
+    await applyObject(slowClient(exclusive), 'dim_design', () => [dimensionPart(1, true)], {
+      objectKey: 'k',
+    });
+    expect(locks(exclusive)[0]).toBe('sql SELECT pg_advisory_xact_lock($');
+    // The mode must be known before the first row: an object in parts says it in its claims.
+    const hidden: string[] = [];
+    const failure = await applyObject(
+      slowClient(hidden),
+      'dim_design',
+      () => [dimensionPart(1), dimensionPart(2, true)],
+      { objectKey: 'k' },
+    ).catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(WarehouseUnavailableError);
+    expect((failure as Error).cause).toBeInstanceOf(ApplyBatchError);
+    expect(hidden.at(-1)).toBe('sql ROLLBACK');
   });
 });

@@ -667,7 +667,8 @@ export async function applyObject(
       // placeholders are one statement of about a second, bench:load).
       // A dimension's load lock comes before any row: an object in parts knows its mode from its
       // claims; a one-part object from its part, read first.
-      const lockFirst = dimensionLoadLockOf(table, options.claims?.dimensionExclusive);
+      let exclusive = options.claims?.dimensionExclusive;
+      const lockFirst = dimensionLoadLockOf(table, exclusive);
       if (lockFirst) await run(client, lockFirst);
       const [claimed, first] = await Promise.allSettled([
         options.claims ? claim(client, table, options.claims, outcome) : undefined,
@@ -676,15 +677,19 @@ export async function applyObject(
       if (claimed.status === 'rejected') throw claimed.reason;
       if (first.status === 'rejected') throw first.reason;
       let next = first.value;
-      if (!lockFirst && !next.done) {
-        const lock = dimensionLoadLockOf(
-          table,
-          next.value.snapshots.length > 0 || next.value.truncates.length > 0,
-        );
+      if (exclusive === undefined && !next.done) {
+        exclusive = worksOverWholeTable(next.value);
+        const lock = dimensionLoadLockOf(table, exclusive);
         if (lock) await run(client, lock);
       }
       while (!next.done) {
         const batch = next.value;
+        // Too late to take the lock exclusively: parts of an object come with its claims.
+        if (!exclusive && worksOverWholeTable(batch) && dimensionLoadLockOf(table, false))
+          throw new ApplyBatchError(
+            `a later part of ${options.objectKey} (${table}) works over the whole table, but the object ` +
+              'came without claims that say so (ObjectClaims.dimensionExclusive)',
+          );
         const part = emptyOutcome(options.objectKey, batch.table, batch.rowCount, {
           attempts: attempt,
           maxPosition: batch.maxPosition,
@@ -752,6 +757,10 @@ export async function applyObject(
     }
   }
 }
+
+/** Snapshot rows, an end marker or a TRUNCATE: work that may lock any row of the table. */
+const worksOverWholeTable = (batch: PreparedBatch) =>
+  batch.snapshots.length > 0 || batch.truncates.length > 0;
 
 /**
  * A source-fed dimension's or staging table's load lock (core/warehouse-sql.ts `dimensionLoadLock`),
