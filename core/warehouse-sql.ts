@@ -384,7 +384,7 @@ function placeholderRows(table: WarehouseTable, keys: readonly number[], conflic
   const key = keyColumn(table);
   const values = valueColumns(table);
   const from = unnestFrom(params, [
-    { name: key.name, pgType: pgType(key.type), values: [...new Set(keys)].sort((a, b) => a - b) },
+    { name: key.name, pgType: pgType(key.type), values: distinctAscending(keys) },
   ]);
   const zero = params.add(PLACEHOLDER_LSN);
   const placeholders = values.map((c) => {
@@ -612,7 +612,7 @@ export function factInheritance(name: WarehouseTableName, keys: readonly number[
   const columns = valueColumns(table).filter((c) => isTextType(c.type));
   if (columns.length === 0) return null;
   const params = new Params();
-  const keyParam = params.add([...new Set(keys)].sort((a, b) => a - b));
+  const keyParam = params.add(distinctAscending(keys));
   const k = quoteIdent(table.key);
   const t = quoteIdent(name);
   const sets = columns.map((c) => {
@@ -758,7 +758,7 @@ export function derivedRecompute(
   const target = WAREHOUSE_TABLES[derived.table];
   const base = WAREHOUSE_TABLES[derived.base];
   const part = WAREHOUSE_TABLES[derived.part];
-  const keyParam = params.add([...new Set(keys)].sort((a, b) => a - b));
+  const keyParam = params.add(distinctAscending(keys));
   const pk = `p.${quoteIdent(part.key)}`;
   // The part wins the position only when it exists and is strictly newer.
   const partNewer = `(${pk} IS NOT NULL AND ${pos('p')} > ${pos('b')})`;
@@ -1135,16 +1135,16 @@ export function snapshotTableUpsert(
  * 333,000 rows, once or twice per snapshot instead of at every load).
  */
 export function snapshotProgress(id: SnapshotId): SqlStatement {
-  const parts =
-    'FROM "snapshot_part" AS p WHERE p."source_table" = s."source_table" AND p."snapshot_epoch" = s."snapshot_epoch" AND p."snapshot_lsn" = s."snapshot_lsn"';
+  const ofSnapshot =
+    'p."source_table" = s."source_table" AND p."snapshot_epoch" = s."snapshot_epoch" AND p."snapshot_lsn" = s."snapshot_lsn"';
   return {
     text: [
       'SELECT s."expected_rows", s."end_seq", s."marker_commit_ts", s."reconciled_at",',
       '       CASE WHEN s."expected_rows" IS NOT NULL AND s."reconciled_at" IS NULL THEN',
       `       (SELECT CASE WHEN coalesce(sum(p."row_count"), 0) < s."expected_rows" THEN coalesce(sum(p."row_count"), 0)`,
       `               ELSE (SELECT count(DISTINCT o."seq") FROM "snapshot_part" AS p, unnest(p."ordinals") AS o("seq")`,
-      `                      WHERE p."source_table" = s."source_table" AND p."snapshot_epoch" = s."snapshot_epoch" AND p."snapshot_lsn" = s."snapshot_lsn")`,
-      `               END ${parts})::bigint`,
+      `                      WHERE ${ofSnapshot})`,
+      `               END FROM "snapshot_part" AS p WHERE ${ofSnapshot})::bigint`,
       '       END AS "loaded_rows"',
       'FROM "snapshot_table" AS s',
       'WHERE s."source_table" = $1 AND s."snapshot_epoch" = $2::bigint AND s."snapshot_lsn" = $3::pg_lsn',

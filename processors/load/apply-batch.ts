@@ -685,7 +685,7 @@ export async function applyObject(
       while (!next.done) {
         const batch = next.value;
         // Too late to take the lock exclusively: parts of an object come with its claims.
-        if (!exclusive && worksOverWholeTable(batch) && dimensionLoadLockOf(table, false))
+        if (!exclusive && worksOverWholeTable(batch) && hasDimensionLoadLock(table))
           throw new ApplyBatchError(
             `a later part of ${options.objectKey} (${table}) works over the whole table, but the object ` +
               'came without claims that say so (ObjectClaims.dimensionExclusive)',
@@ -768,9 +768,13 @@ const worksOverWholeTable = (batch: PreparedBatch) =>
  * mode is not known yet (undefined).
  */
 function dimensionLoadLockOf(table: WarehouseTableName, exclusive: boolean | undefined): SqlStatement | null {
+  return exclusive !== undefined && hasDimensionLoadLock(table) ? dimensionLoadLock(table, exclusive) : null;
+}
+
+/** A dimension or staging table fed by a source: its loads take its load lock. */
+function hasDimensionLoadLock(table: WarehouseTableName): boolean {
   const spec = WAREHOUSE_TABLES[table];
-  if (exclusive === undefined || spec.source === null) return null;
-  return spec.kind === 'dimension' || spec.kind === 'staging' ? dimensionLoadLock(table, exclusive) : null;
+  return spec.source !== null && (spec.kind === 'dimension' || spec.kind === 'staging');
 }
 
 /** Loads one prepared object of one part: applyObject with that part. */
