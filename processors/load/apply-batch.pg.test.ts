@@ -13,6 +13,7 @@ import {
   snapshotTableUpsert,
 } from '../../core/warehouse-sql';
 import { createTestDatabase, waitFor } from '../../test/support/pg';
+import { oneStatementAtATime, roundTrips } from '../../test/support/statement-batches';
 import {
   at,
   deleteOf,
@@ -228,6 +229,61 @@ describe('applyBatch (real Postgres): the scenario loaded in delivery order', ()
     ]);
     // o21 (position 9) came after o20 (position 19): progress did not move back.
     expect(inOrder.load_log).toHaveLength(scenarioObjects().length);
+  });
+});
+
+describe('applyBatch (real Postgres): round trips', () => {
+  beforeEach(() => resetWarehouse(client));
+
+  // Each statement was a round trip of its own (10–16 an object); on a machine whose cores are
+  // busy each waits to be scheduled (bench/README.md, session 11). Statements now go in batches,
+  // sent when a result is needed (statement-batch.ts).
+  it('loads an object of one part in a few round trips, and a duplicate in two', async () => {
+    const c = others[3]!;
+    const trips = roundTrips(c);
+    async function tripsOf(object: TestObject, factCopyMinRows?: number) {
+      const before = trips();
+      const batch = prepareBatch(await decodeParquet(await parquetOf(object)));
+      const outcome = await applyBatch(c, batch, { objectKey: object.key, factCopyMinRows });
+      return { trips: trips() - before, written: outcome.written, duplicate: outcome.duplicate };
+    }
+    const designs = objectOf('dim_design', [
+      rowOf('dim_design', 1, {}, at(1)),
+      rowOf('dim_design', 2, {}, at(2)),
+    ]);
+    // Everything up to the late-row check's read (BEGIN and the lookup included); load_log and COMMIT.
+    expect(await tripsOf(designs)).toEqual({ trips: 2, written: 2, duplicate: false });
+    // Everything up to the fact's settling reads (whether a TRUNCATE or a reconciled snapshot
+    // left work); the settling, progress, load_log and COMMIT.
+    expect(await tripsOf(objectOf('fact_payment', [rowOf('fact_payment', 1, {}, at(3))]))).toEqual({
+      trips: 2,
+      written: 1,
+      duplicate: false,
+    });
+    // A COPY is one of its own.
+    expect(await tripsOf(objectOf('fact_payment', [rowOf('fact_payment', 2, {}, at(4))]), 1)).toEqual({
+      trips: 3,
+      written: 1,
+      duplicate: false,
+    });
+    // Its first batch finds it loaded; ROLLBACK undoes what ran with the lookup.
+    expect(await tripsOf(designs)).toEqual({ trips: 2, written: 0, duplicate: true });
+    // An object that reads nothing sends BEGIN and its lookup before its COMMIT: a duplicate is
+    // never committed again.
+    const empty = objectOf('dim_design', []);
+    expect(await tripsOf(empty)).toEqual({ trips: 2, written: 0, duplicate: false });
+    expect(await tripsOf(empty)).toEqual({ trips: 2, written: 0, duplicate: true });
+    expect(
+      await rowsOf('SELECT count(*)::int AS n FROM "load_log" WHERE "object_key" = $1', [empty.key]),
+    ).toEqual([{ n: 1 }]);
+    expect(await rowsOf('SELECT "design_id", "_deleted" FROM "dim_design" ORDER BY 1')).toEqual([
+      { design_id: 1, _deleted: false },
+      { design_id: 2, _deleted: false },
+    ]);
+    expect(await rowsOf('SELECT "payment_id" FROM "fact_payment" ORDER BY 1')).toEqual([
+      { payment_id: 1 },
+      { payment_id: 2 },
+    ]);
   });
 });
 
@@ -764,14 +820,14 @@ describe('a dimension load racing the reconciliation of its snapshot (real Postg
           const value = Reflect.get(target, prop, receiver);
           return typeof value === 'function' ? value.bind(target) : value;
         }
-        return async (...args: unknown[]) => {
+        return oneStatementAtATime(async (...args: unknown[]) => {
           const statement = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string })?.text;
           if (statement?.startsWith(text)) {
             reach();
             await gate;
           }
           return (target.query as (...a: unknown[]) => unknown)(...args);
-        };
+        });
       },
     });
     return { client, reached, release };
@@ -857,14 +913,15 @@ describe('a dimension load racing the reconciliation of its snapshot (real Postg
       get(target, prop, receiver) {
         const value = Reflect.get(target, prop, receiver);
         if (prop !== 'query') return typeof value === 'function' ? value.bind(target) : value;
-        return (...args: unknown[]) =>
+        return oneStatementAtATime((...args: unknown[]) =>
           typeof args[0] === 'string' && args[0].startsWith('INSERT INTO "snapshot_part"')
             ? target.query(
                 `INSERT INTO "snapshot_row" ("source_table", "snapshot_epoch", "snapshot_lsn", "seq", "key")
                  SELECT $1, $2::bigint, $3::pg_lsn, 1, 2`,
                 (args[1] as unknown[]).slice(0, 3),
               )
-            : (target.query as (...a: unknown[]) => unknown)(...args);
+            : (target.query as (...a: unknown[]) => unknown)(...args),
+        );
       },
     });
     const error = await load(older, snapshotOf(2, 1)).catch((e: unknown) => e);

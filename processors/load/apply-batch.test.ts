@@ -10,19 +10,20 @@ import {
   WarehouseUnavailableError,
 } from './apply-batch';
 import { MalformedObjectError, prepareBatch } from './load-batch';
+import { oneStatementAtATime } from '../../test/support/statement-batches';
 
 /** A client that answers from a script: `fail(n)` makes the n-th non-transaction statement throw. */
 function scriptedClient(failures: Record<number, unknown>) {
   const statements: string[] = [];
   let n = 0;
   const client = {
-    query: async (text: string) => {
-      statements.push(text.split('\n')[0]);
-      if (['BEGIN', 'COMMIT', 'ROLLBACK'].includes(text)) return { rowCount: null, rows: [] };
+    query: oneStatementAtATime(async (text) => {
+      statements.push((text as string).split('\n')[0]);
+      if (['BEGIN', 'COMMIT', 'ROLLBACK'].includes(text as string)) return { rowCount: null, rows: [] };
       n += 1;
       if (failures[n]) throw failures[n];
       return { rowCount: 0, rows: [] };
-    },
+    }),
   };
   return { client: client as unknown as ClientBase, statements };
 }
@@ -90,13 +91,13 @@ describe('applyObject: an object of several parts in one transaction', () => {
   /** A client whose statements each take a turn of the event loop, logging into `events`. */
   function slowClient(events: string[], failOn?: RegExp) {
     return {
-      query: async (text: string) => {
-        const first = text.split('\n')[0];
+      query: oneStatementAtATime(async (text) => {
+        const first = (text as string).split('\n')[0];
         events.push(`sql ${first.slice(0, 30)}`);
         await new Promise((resolve) => setImmediate(resolve));
         if (failOn?.test(first)) throw new Error('Connection terminated');
         return { rowCount: 0, rows: [] };
-      },
+      }),
     } as unknown as ClientBase;
   }
   const partOf = (id: number) =>

@@ -43,6 +43,7 @@ import {
   type SqlStatement,
 } from '../../core/warehouse-sql';
 import { copyIn } from './copy-in';
+import { runStatements, type StatementResult } from './statement-batch';
 import {
   batchKeyClaims,
   factCopyChunks,
@@ -213,27 +214,105 @@ export function isDataError(e: unknown): boolean {
   return state !== undefined && (state.startsWith('22') || state.startsWith('23'));
 }
 
-async function run(client: ClientBase, statement: SqlStatement | null): Promise<number> {
-  if (!statement) return 0;
-  const result = await client.query(statement.text, statement.values);
-  return result.rowCount ?? 0;
+/**
+ * An object's transaction, its statements sent in as few round trips as its reads allow
+ * (statement-batch.ts): a statement whose result only adds to the outcome waits in the queue
+ * (`add`) until a read needs the warehouse's answer (`read`, or a `later` read when it is wanted),
+ * a COPY, or the end. Every statement still runs in the order it was queued; only the waiting for
+ * each answer is gone. Before (issue 12), each was a round trip: 10–16 an object.
+ *
+ * The object's load_log lookup goes with BEGIN in the first batch; a batch whose lookup found the
+ * object loaded throws `AlreadyLoaded` (the transaction is then rolled back: what ran with the
+ * lookup is undone), and COMMIT never goes out before the lookup's answer came back.
+ */
+class Transaction {
+  private statements: SqlStatement[] = [];
+  private handlers: ((result: StatementResult) => void)[] = [];
+  private duplicate: boolean | undefined;
+
+  constructor(readonly client: ClientBase) {}
+
+  /** Queues BEGIN and the object's load_log lookup. */
+  begin(objectKey: string, eTag: string): void {
+    this.add({ text: 'BEGIN', values: [] });
+    this.add(loadLogLookup(objectKey, eTag), (r) => (this.duplicate = r.rowCount > 0));
+  }
+
+  /** Queues a statement; `then` gets its result once sent. */
+  add(statement: SqlStatement | null, then?: (result: StatementResult) => void): void {
+    if (!statement) return;
+    this.statements.push(statement);
+    this.handlers.push(then ?? (() => undefined));
+  }
+
+  /** Queues a statement whose count adds to the outcome: `count` gets its rowCount. */
+  count(statement: SqlStatement | null, count: (rows: number) => void): void {
+    this.add(statement, (r) => count(r.rowCount));
+  }
+
+  /** Sends what waits, `statement` last; its result. */
+  async read(statement: SqlStatement): Promise<StatementResult> {
+    let result: StatementResult | undefined;
+    this.add(statement, (r) => (result = r));
+    await this.flush();
+    return result!;
+  }
+
+  /** Queues a read whose answer is wanted later: the function returns it, sending what waits first if needed. */
+  later(statement: SqlStatement): () => Promise<StatementResult> {
+    let result: StatementResult | undefined;
+    this.add(statement, (r) => (result = r));
+    return async () => {
+      if (!result) await this.flush();
+      return result!;
+    };
+  }
+
+  /** Sends every queued statement in one round trip. */
+  async flush(): Promise<void> {
+    const statements = this.statements;
+    const handlers = this.handlers;
+    if (!statements.length) return;
+    this.statements = [];
+    this.handlers = [];
+    const results = await runStatements(this.client, statements);
+    results.forEach((result, i) => handlers[i]!(result));
+    if (this.duplicate) throw new AlreadyLoaded();
+  }
+
+  /**
+   * Sends what waits, and COMMIT: after the lookup's answer (an object whose statements read
+   * nothing — a date object, an empty one — sends them first).
+   */
+  async commit(): Promise<void> {
+    if (this.duplicate === undefined) await this.flush();
+    this.add({ text: 'COMMIT', values: [] });
+    await this.flush();
+  }
 }
 
-/** Runs a statement that returns `"key"` rows; the distinct keys. */
-async function keysOf(client: ClientBase, statement: SqlStatement): Promise<number[]> {
-  const result = await client.query<{ key: number }>(statement.text, statement.values);
-  return [...new Set(result.rows.map((r) => r.key))];
+/** The object's load_log lookup found it: the transaction is rolled back, nothing was loaded. */
+class AlreadyLoaded {}
+
+/** The distinct `"key"` values of a statement's rows. */
+function keysOf(result: StatementResult): number[] {
+  return [...new Set(result.rows.map((r) => r.key as number))];
 }
 
-/** The reconciled snapshots of a source table that end after `position`, oldest first. */
-async function reconciledAfter(
-  client: ClientBase,
-  sourceTable: string,
-  position: Position,
-): Promise<SnapshotId[]> {
-  const statement = reconciledSnapshotsAfter(sourceTable, position);
-  const { rows } = await client.query<{ epoch: string; lsn: string }>(statement.text, statement.values);
-  return rows.map((r) => ({ sourceTable, epoch: Number(r.epoch), lsn: r.lsn }));
+/** The reconciled snapshots of a source table that end after `position`, oldest first (reconciledSnapshotsAfter's rows). */
+function reconciledSnapshots(sourceTable: string, result: StatementResult): SnapshotId[] {
+  return result.rows.map((r) => ({ sourceTable, epoch: Number(r.epoch), lsn: r.lsn as string }));
+}
+
+/**
+ * What a fact part's settling reads, queued right after its fact lock: whether a TRUNCATE of its
+ * source was ever loaded, and the reconciled snapshots ending after its oldest row. Neither changes
+ * while the lock is held: a TRUNCATE's object and a fact snapshot's reconciliation take it
+ * exclusively (one source table feeds one warehouse table).
+ */
+interface FactReads {
+  truncateLoaded: (() => Promise<StatementResult>) | null;
+  reconciled: (() => Promise<StatementResult>) | null;
 }
 
 /**
@@ -242,30 +321,38 @@ async function reconciledAfter(
  * deleted flags. `keys` null = every key (a TRUNCATE in this object concerns them all).
  */
 async function settleFacts(
-  client: ClientBase,
+  tx: Transaction,
   batch: PreparedBatch,
   keys: number[] | null,
+  reads: FactReads,
   outcome: ApplyOutcome,
 ): Promise<void> {
   // The join over every version costs even when it finds nothing (measured by bench:pipeline: a
   // third of the fact insert's time at 10k changes/s): only run it once a TRUNCATE was ever loaded.
   const anyTruncate =
-    batch.truncates.length > 0 || (await run(client, truncateExists(batch.sourceTable!))) > 0;
-  const truncated = anyTruncate ? await keysOf(client, factTruncateDeletes(batch.table, keys)) : [];
-  outcome.truncated += truncated.length;
+    batch.truncates.length > 0 ||
+    (reads.truncateLoaded !== null && (await reads.truncateLoaded()).rowCount > 0);
+  let truncated: number[] = [];
+  if (anyTruncate && keys)
+    // Of the object's keys: they are the ones touched whatever it finds; only counted.
+    tx.add(factTruncateDeletes(batch.table, keys), (r) => (outcome.truncated += keysOf(r).length));
+  else if (anyTruncate) {
+    truncated = keysOf(await tx.read(factTruncateDeletes(batch.table, keys)));
+    outcome.truncated += truncated.length;
+  }
   // A version that loads after a snapshot it predates completed: that snapshot may end it. Only
   // a reconciled snapshot ending after the object's oldest row can: none reconciles meanwhile, as
   // reconciling a fact's snapshot takes its fact lock exclusively (applyPart), which this load holds.
   const resynced: number[] = [];
-  if (keys && batch.minPosition)
-    for (const snapshot of await reconciledAfter(client, batch.sourceTable!, batch.minPosition))
-      resynced.push(...(await keysOf(client, factApplySnapshots(batch.table, keys, snapshot))));
+  if (keys && reads.reconciled)
+    for (const snapshot of reconciledSnapshots(batch.sourceTable!, await reads.reconciled()))
+      resynced.push(...keysOf(await tx.read(factApplySnapshots(batch.table, keys, snapshot))));
   const touched = keys ?? truncated;
   if (touched.length === 0) return;
   // Also when this object holds no snapshot row: it may hold the version a re-read repeats.
   if (batch.upserts.length)
-    outcome.rereadVersionsDropped += await run(client, factDropRedundantSnapshots(batch.table, touched));
-  await run(client, factRefreshDeleted(batch.table, [...new Set([...touched, ...resynced])]));
+    tx.count(factDropRedundantSnapshots(batch.table, touched), (n) => (outcome.rereadVersionsDropped += n));
+  tx.add(factRefreshDeleted(batch.table, [...new Set([...touched, ...resynced])]));
 }
 
 /**
@@ -274,42 +361,39 @@ async function settleFacts(
  * after every row the object writes (an object in parts: after its last part).
  */
 async function applySnapshots(
-  client: ClientBase,
+  tx: Transaction,
   table: WarehouseTableName,
   parts: readonly SnapshotPart[],
   outcome: ApplyOutcome,
 ): Promise<void> {
   const isFact = WAREHOUSE_TABLES[table].kind === 'fact';
   // Reconciling may recompute derived dimensions: take their locks first, as every load does.
-  if (!isFact)
-    for (const { derived } of derivedDimensionsFedBy(table)) await run(client, derivedLock(derived.table));
-  await run(client, snapshotLock());
+  if (!isFact) for (const { derived } of derivedDimensionsFedBy(table)) tx.add(derivedLock(derived.table));
+  tx.add(snapshotLock());
   // Every part's rows and marker first, then one check per snapshot (an object in parts brings
   // the parts of its snapshots together).
   const snapshots = new Map<string, SnapshotPart['id']>();
   for (const part of parts) {
-    await run(client, snapshotTableUpsert(part.id, part.end));
-    if (part.rows.length) await run(client, snapshotPartInsert(part.id, part.rows));
+    tx.add(snapshotTableUpsert(part.id, part.end));
+    if (part.rows.length) tx.add(snapshotPartInsert(part.id, part.rows));
     snapshots.set(`${part.id.sourceTable}/${part.id.epoch}/${part.id.lsn}`, part.id);
   }
   for (const id of snapshots.values()) {
-    const progress = snapshotProgress(id);
-    const { rows } = await client.query(progress.text, progress.values);
-    const state = rows[0];
+    const state = (await tx.read(snapshotProgress(id))).rows[0]!;
     if (state.reconciled_at !== null || state.expected_rows === null) continue;
     if (Number(state.loaded_rows) < Number(state.expected_rows)) continue;
-    await run(client, snapshotMarkReconciled(id));
+    tx.add(snapshotMarkReconciled(id));
     let deleted: number[];
     if (isFact) {
-      deleted = await keysOf(client, factApplySnapshots(table, null, id));
-      if (deleted.length) await run(client, factRefreshDeleted(table, deleted));
+      deleted = keysOf(await tx.read(factApplySnapshots(table, null, id)));
+      if (deleted.length) tx.add(factRefreshDeleted(table, deleted));
     } else {
-      deleted = await keysOf(client, dimensionApplySnapshots(table, null, id));
+      deleted = keysOf(await tx.read(dimensionApplySnapshots(table, null, id)));
       if (deleted.length)
         for (const { derived, side } of derivedDimensionsFedBy(table))
-          await run(client, derivedRecompute(derived, side, deleted));
+          tx.add(derivedRecompute(derived, side, deleted));
     }
-    await run(client, snapshotRecordDeleted(id, deleted.length));
+    tx.add(snapshotRecordDeleted(id, deleted.length));
     outcome.reconciled.push({ ...id, deleted: deleted.length });
   }
 }
@@ -331,26 +415,32 @@ const PLACEHOLDER_ORDER: readonly WarehouseTableName[] = [
  * factInsert. Either way the same rows in the same order (apply-batch.pg.test.ts compares the
  * paths' tables). The COPY text is the part's `factCopy`, built while the part before it was
  * applied, so the warehouse does not wait for it; or built now, chunk by chunk as it is sent.
+ * A COPY is a round trip of its own: what waits is sent first.
  */
 async function factInsertByCopy(
-  client: ClientBase,
+  tx: Transaction,
   batch: PreparedBatch,
   staged: Set<WarehouseTableName>,
   direct: boolean,
-): Promise<number> {
+  written: (rows: number) => void,
+): Promise<void> {
   const input = () => batch.factCopy ?? factCopyChunks(batch);
-  if (direct)
+  if (direct) {
+    await tx.flush();
     try {
-      return await copyIn(client, factCopy(batch.table), input);
+      written(await copyIn(tx.client, factCopy(batch.table), input));
     } catch (e) {
       if (sqlStateOf(e) === '23505') throw new VersionAlreadyPresent(e);
       throw e;
     }
+    return;
+  }
   // Created once per transaction; an object's later parts reuse it, emptied.
-  await run(client, staged.has(batch.table) ? factStageTruncate(batch.table) : factStageCreate(batch.table));
+  tx.add(staged.has(batch.table) ? factStageTruncate(batch.table) : factStageCreate(batch.table));
   staged.add(batch.table);
-  await copyIn(client, factStageCopy(batch.table), input);
-  return run(client, factInsertFromStage(batch.table));
+  await tx.flush();
+  await copyIn(tx.client, factStageCopy(batch.table), input);
+  tx.count(factInsertFromStage(batch.table), written);
 }
 
 /** How applyPart inserts fact versions, and what the object claimed before its parts. */
@@ -374,58 +464,71 @@ interface FactInsertPath {
   lateRowKeys: Set<number>;
   /** The oldest position of the object's rows (its parts' minPosition). */
   minPosition: Position | null;
+  /**
+   * A dimension object's late-row check reads the reconciled snapshots ending after its oldest row:
+   * queued with its first part, so an object of one part needs no round trip for it. Used when the
+   * object's oldest row is that part's (and no snapshot of its own reconciled meanwhile).
+   */
+  lateRowRead: { position: Position; reconciled: () => Promise<StatementResult> } | null;
 }
 
 /**
- * Takes an object's claims (load-batch.ts `ObjectClaims`) in the global lock order: dates, the
+ * Queues an object's claims (load-batch.ts `ObjectClaims`) in the global lock order: dates, the
  * dimensions' placeholders (base dimensions first), the object's own keys. Each is one statement
  * taking its rows in key order, as a one-part object's statements do.
  */
-async function claim(
-  client: ClientBase,
+function claim(
+  tx: Transaction,
   table: WarehouseTableName,
   claims: ObjectClaims,
   outcome: ApplyOutcome,
-): Promise<void> {
-  if (claims.dates.length) outcome.datesInserted += await run(client, dimDateInsert(claims.dates));
+): void {
+  if (claims.dates.length) tx.count(dimDateInsert(claims.dates), (n) => (outcome.datesInserted += n));
   for (const dimension of PLACEHOLDER_ORDER) {
     const keys = claims.references[dimension];
-    if (keys?.length) outcome.placeholdersInserted += await run(client, placeholderInsert(dimension, keys));
+    if (keys?.length)
+      tx.count(placeholderInsert(dimension, keys), (n) => (outcome.placeholdersInserted += n));
   }
   // Placeholders only until the object's parts write these keys' rows: not counted.
-  if (claims.keys.length) await run(client, keyClaim(table, claims.keys));
+  if (claims.keys.length) tx.add(keyClaim(table, claims.keys));
 }
 
-/** Recomputes the derived dimensions `table` feeds for the given keys, each under its lock. */
-async function recomputeDerived(
-  client: ClientBase,
+/** Queues the recomputation of the derived dimensions `table` feeds for the given keys, each under its lock. */
+function recomputeDerived(
+  tx: Transaction,
   table: WarehouseTableName,
   keys: readonly number[],
   outcome: ApplyOutcome,
-): Promise<void> {
+): void {
   for (const { derived, side } of derivedDimensionsFedBy(table)) {
     if (!keys.length) continue;
-    await run(client, derivedLock(derived.table));
-    outcome.derived[derived.table] =
-      (outcome.derived[derived.table] ?? 0) + (await run(client, derivedRecompute(derived, side, keys)));
+    tx.add(derivedLock(derived.table));
+    tx.count(
+      derivedRecompute(derived, side, keys),
+      (n) => (outcome.derived[derived.table] = (outcome.derived[derived.table] ?? 0) + n),
+    );
   }
 }
 
-/** Applies one part of an object (or a whole object of one part) inside the object's transaction. */
+/**
+ * Queues (and, where it must read or COPY, sends) one part of an object (or a whole object of one
+ * part) inside the object's transaction; its counts add to the object's `outcome`.
+ */
 async function applyPart(
-  client: ClientBase,
+  tx: Transaction,
   batch: PreparedBatch,
   outcome: ApplyOutcome,
   path: FactInsertPath,
 ): Promise<void> {
   // Claimed before the first part: the object's every date and placeholder.
   const claimed = path.claims !== null;
-  if (!claimed && batch.dates.length) outcome.datesInserted = await run(client, dimDateInsert(batch.dates));
+  if (!claimed && batch.dates.length)
+    tx.count(dimDateInsert(batch.dates), (n) => (outcome.datesInserted += n));
   const truncates = batch.truncates.length > 0;
   if (batch.kind === 'fact') {
     for (const table of claimed ? [] : PLACEHOLDER_ORDER) {
       const keys = batch.references[table];
-      if (keys?.length) outcome.placeholdersInserted += await run(client, placeholderInsert(table, keys));
+      if (keys?.length) tx.count(placeholderInsert(table, keys), (n) => (outcome.placeholdersInserted += n));
     }
     if (batch.upserts.length || batch.deletes.length || truncates || batch.snapshots.length) {
       // Anything that may rewrite existing versions (flags, dropped re-reads) runs alone on the
@@ -437,35 +540,47 @@ async function applyPart(
         batch.deletes.length > 0 ||
         truncates ||
         batch.snapshots.length > 0;
-      await run(client, factLock(batch.table, exclusive));
+      tx.add(factLock(batch.table, exclusive));
+      const settles = batch.keys.length > 0 || truncates;
+      const reads: FactReads = {
+        truncateLoaded: settles && !truncates ? tx.later(truncateExists(batch.sourceTable!)) : null,
+        reconciled:
+          settles && !truncates && batch.minPosition
+            ? tx.later(reconciledSnapshotsAfter(batch.sourceTable!, batch.minPosition))
+            : null,
+      };
       if (batch.upserts.length) {
-        outcome.written =
-          batch.upserts.length >= path.copyMinRows
-            ? await factInsertByCopy(client, batch, path.staged, path.direct)
-            : await run(client, factInsert(batch.table, batch.upserts));
-        await run(client, factInheritance(batch.table, batch.keys));
+        const written = (n: number) => (outcome.written += n);
+        if (batch.upserts.length >= path.copyMinRows)
+          await factInsertByCopy(tx, batch, path.staged, path.direct, written);
+        else tx.count(factInsert(batch.table, batch.upserts), written);
+        tx.add(factInheritance(batch.table, batch.keys));
       }
       if (batch.deletes.length)
-        outcome.deletes = await run(client, factDeleteInsert(batch.table, batch.deletes, 'delete'));
-      if (truncates) await run(client, truncateInsert(batch.sourceTable!, batch.truncates));
-      if (batch.keys.length || truncates)
-        await settleFacts(client, batch, truncates ? null : batch.keys, outcome);
+        tx.count(factDeleteInsert(batch.table, batch.deletes, 'delete'), (n) => (outcome.deletes += n));
+      if (truncates) tx.add(truncateInsert(batch.sourceTable!, batch.truncates));
+      if (settles) await settleFacts(tx, batch, truncates ? null : batch.keys, reads, outcome);
     }
   } else if (batch.kind !== 'date') {
     // One part whose delete would lock keys below its upsert's: those first, in order.
     const outOfOrder = claimed ? [] : batchKeyClaims(batch);
-    if (outOfOrder.length) await run(client, keyClaim(batch.table, outOfOrder));
+    if (outOfOrder.length) tx.add(keyClaim(batch.table, outOfOrder));
     if (batch.upserts.length)
-      outcome.written = await run(client, dimensionUpsert(batch.table, batch.upserts));
+      tx.count(dimensionUpsert(batch.table, batch.upserts), (n) => (outcome.written += n));
     if (batch.deletes.length)
-      outcome.deletes = await run(client, dimensionDelete(batch.table, batch.deletes));
-    if (truncates) await run(client, truncateInsert(batch.sourceTable!, batch.truncates));
-    // A TRUNCATE already loaded also deletes the older rows this object brings.
-    const truncated =
-      truncates || batch.keys.length
-        ? await keysOf(client, dimensionApplyTruncates(batch.table, truncates ? null : batch.keys))
-        : [];
-    outcome.truncated = truncated.length;
+      tx.count(dimensionDelete(batch.table, batch.deletes), (n) => (outcome.deletes += n));
+    if (truncates) tx.add(truncateInsert(batch.sourceTable!, batch.truncates));
+    // A TRUNCATE already loaded also deletes the older rows this object brings. Of the object's
+    // keys, it finds only some of them: counted, and the keys recomputed below are the object's.
+    let truncated: number[] = [];
+    if (truncates) {
+      truncated = keysOf(await tx.read(dimensionApplyTruncates(batch.table, null)));
+      outcome.truncated += truncated.length;
+    } else if (batch.keys.length)
+      tx.add(
+        dimensionApplyTruncates(batch.table, batch.keys),
+        (r) => (outcome.truncated += keysOf(r).length),
+      );
     // Whether a completed snapshot deletes a row that loaded after it: once per object, after its
     // last part (dimensionLateRows).
     for (const key of batch.keys) path.lateRowKeys.add(key);
@@ -474,7 +589,13 @@ async function applyPart(
     // An object in parts recomputes them once, after its last part: its derived rows are then
     // locked in key order over the whole object, not part by part.
     if (claimed) for (const key of keys) path.derivedKeys.add(key);
-    else await recomputeDerived(client, batch.table, keys, outcome);
+    else recomputeDerived(tx, batch.table, keys, outcome);
+    // The late-row check's read, with the first part: see FactInsertPath.lateRowRead.
+    if (!path.lateRowRead && batch.minPosition && batch.sourceTable)
+      path.lateRowRead = {
+        position: batch.minPosition,
+        reconciled: tx.later(reconciledSnapshotsAfter(batch.sourceTable, batch.minPosition)),
+      };
   }
   // Recorded once per object, after its last part (an object of one part: the same place).
   path.snapshots.push(...batch.snapshots);
@@ -486,31 +607,39 @@ async function applyPart(
  * (dimensionApplySnapshots for the object's keys). Only for the reconciled snapshots that end after
  * the object's oldest row (`reconciledSnapshotsAfter`): no other can end a row it brings, and each
  * costs an unnest of the keys it held. No reconciliation of the table runs meanwhile: that object
- * holds the table's load lock exclusively, this one shared (`dimensionLoadLock`). Run while one
- * did, this check would see no reconciled snapshot, and the reconciliation's whole-table pass would
- * not see this object's uncommitted rows: they would escape deletion (apply-batch.pg.test.ts, both
- * orders). Facts: reconciling a fact's snapshot takes the fact lock exclusively, which every load
- * of the fact holds.
+ * holds the table's load lock exclusively, this one shared (`dimensionLoadLock`) — so the read
+ * queued with the object's first part still holds at its end, unless the object reconciled a
+ * snapshot itself (then its reconciliation's pass covered its own rows; read again all the same).
+ * Run while one did, this check would see no reconciled snapshot, and the reconciliation's
+ * whole-table pass would not see this object's uncommitted rows: they would escape deletion
+ * (apply-batch.pg.test.ts, both orders). Facts: reconciling a fact's snapshot takes the fact lock
+ * exclusively, which every load of the fact holds.
  */
 async function dimensionLateRows(
-  client: ClientBase,
+  tx: Transaction,
   table: WarehouseTableName,
   sourceTable: string,
   path: FactInsertPath,
   outcome: ApplyOutcome,
 ): Promise<void> {
   if (!path.lateRowKeys.size || !path.minPosition) return;
-  const snapshots = await reconciledAfter(client, sourceTable, path.minPosition);
+  const early = path.lateRowRead;
+  const result =
+    early && comparePosition(early.position, path.minPosition) === 0 && outcome.reconciled.length === 0
+      ? await early.reconciled()
+      : await tx.read(reconciledSnapshotsAfter(sourceTable, path.minPosition));
+  const snapshots = reconciledSnapshots(sourceTable, result);
   if (!snapshots.length) return;
   const keys = [...path.lateRowKeys].sort((a, b) => a - b);
   const resynced = new Set<number>();
   // Oldest first: a row ends at the newest snapshot that lacked it.
   for (const snapshot of snapshots)
-    for (const key of await keysOf(client, dimensionApplySnapshots(table, keys, snapshot))) resynced.add(key);
+    for (const key of keysOf(await tx.read(dimensionApplySnapshots(table, keys, snapshot))))
+      resynced.add(key);
   // Their derived rows again: the derived locks are held already (taken when the object's own
   // keys were recomputed, before the progress row in the lock order).
-  await recomputeDerived(
-    client,
+  recomputeDerived(
+    tx,
     table,
     [...resynced].sort((a, b) => a - b),
     outcome,
@@ -558,32 +687,6 @@ function earlierPosition(a: Position | null, b: Position | null): Position | nul
 
 function newerTimestamp(a: string | null, b: string | null): string | null {
   return a === null || (b !== null && Date.parse(b) > Date.parse(a)) ? b : a;
-}
-
-/** One outcome for an object applied in parts: `b`, a later part, added to `a`. */
-export function mergeOutcomes(a: ApplyOutcome, b: ApplyOutcome): ApplyOutcome {
-  const derived = { ...a.derived };
-  for (const [table, n] of Object.entries(b.derived) as [WarehouseTableName, number][])
-    derived[table] = (derived[table] ?? 0) + n;
-  return {
-    objectKey: b.objectKey,
-    table: b.table,
-    duplicate: a.duplicate && b.duplicate,
-    rows: a.rows + b.rows,
-    written: a.written + b.written,
-    deletes: a.deletes + b.deletes,
-    truncated: a.truncated + b.truncated,
-    rereadVersionsDropped: a.rereadVersionsDropped + b.rereadVersionsDropped,
-    factCopyFallback: a.factCopyFallback || b.factCopyFallback,
-    reconciled: [...a.reconciled, ...b.reconciled],
-    datesInserted: a.datesInserted + b.datesInserted,
-    placeholdersInserted: a.placeholdersInserted + b.placeholdersInserted,
-    derived,
-    attempts: Math.max(a.attempts, b.attempts),
-    durationMs: a.durationMs + b.durationMs,
-    maxPosition: laterPosition(a.maxPosition, b.maxPosition),
-    newestCommitTs: newerTimestamp(a.newestCommitTs, b.newestCommitTs),
-  };
 }
 
 /** What the object's parts threw (a malformed row, a damaged page): passed on as it is, after the rollback. */
@@ -637,17 +740,13 @@ export async function applyObject(
   let direct = options.factDirectCopy ?? true;
   let fallback = false;
   for (let attempt = 1; ; attempt += 1) {
-    let outcome = emptyOutcome(options.objectKey, table, 0, {
+    const outcome = emptyOutcome(options.objectKey, table, 0, {
       attempts: attempt,
       factCopyFallback: fallback,
     });
+    const tx = new Transaction(client);
     try {
-      await client.query('BEGIN');
-      const lookup = loadLogLookup(options.objectKey, eTag);
-      if ((await client.query(lookup.text, lookup.values)).rowCount) {
-        await client.query('COMMIT');
-        return { ...outcome, duplicate: true, durationMs: Date.now() - started };
-      }
+      tx.begin(options.objectKey, eTag);
       const path: FactInsertPath = {
         copyMinRows: options.factCopyMinRows ?? FACT_COPY_MIN_ROWS,
         direct,
@@ -657,30 +756,31 @@ export async function applyObject(
         snapshots: [],
         lateRowKeys: new Set<number>(),
         minPosition: null,
+        lateRowRead: null,
       };
       let sourceTable: string | null = null;
       const source = guarded(parts());
       // Part N+1 is prepared while part N's statements run (`parts` yields to the event loop
       // between its slices); the transaction waits for both before going on, so at most two
       // parts are held, and a failure on either side is handled only once nothing is in flight.
-      // The first part is prepared while the claims are taken (a fact of 200,000 rows: its 200,000
-      // placeholders are one statement of about a second, bench:load).
+      // An object in parts sends BEGIN, its lookup and its claims while its first part is prepared
+      // (a fact of 200,000 rows: its 200,000 placeholders are one statement of about a second,
+      // bench:load); an object of one part sends them with its part's statements.
       // A dimension's load lock comes before any row: an object in parts knows its mode from its
       // claims; a one-part object from its part, read first.
       let exclusive = options.claims?.dimensionExclusive;
-      const lockFirst = dimensionLoadLockOf(table, exclusive);
-      if (lockFirst) await run(client, lockFirst);
-      const [claimed, first] = await Promise.allSettled([
-        options.claims ? claim(client, table, options.claims, outcome) : undefined,
-        source.next(),
-      ]);
-      if (claimed.status === 'rejected') throw claimed.reason;
-      if (first.status === 'rejected') throw first.reason;
-      let next = first.value;
+      let next: IteratorResult<PreparedBatch>;
+      if (options.claims) {
+        tx.add(dimensionLoadLockOf(table, exclusive));
+        claim(tx, table, options.claims, outcome);
+        const [sent, first] = await Promise.allSettled([tx.flush(), source.next()]);
+        if (sent.status === 'rejected') throw sent.reason;
+        if (first.status === 'rejected') throw first.reason;
+        next = first.value;
+      } else next = await source.next();
       if (exclusive === undefined && !next.done) {
         exclusive = worksOverWholeTable(next.value);
-        const lock = dimensionLoadLockOf(table, exclusive);
-        if (lock) await run(client, lock);
+        tx.add(dimensionLoadLockOf(table, exclusive));
       }
       while (!next.done) {
         const batch = next.value;
@@ -690,39 +790,44 @@ export async function applyObject(
             `a later part of ${options.objectKey} (${table}) works over the whole table, but the object ` +
               'came without claims that say so (ObjectClaims.dimensionExclusive)',
           );
-        const part = emptyOutcome(options.objectKey, batch.table, batch.rowCount, {
-          attempts: attempt,
-          maxPosition: batch.maxPosition,
-          newestCommitTs: batch.newestCommitTs,
-        });
+        outcome.rows += batch.rowCount;
+        outcome.maxPosition = laterPosition(outcome.maxPosition, batch.maxPosition);
+        outcome.newestCommitTs = newerTimestamp(outcome.newestCommitTs, batch.newestCommitTs);
+        // What a part queued is sent with its next read, or at the end; an object in parts sends
+        // each part's before the next, so that no more than two parts are held.
         const [applied, prepared] = await Promise.allSettled([
-          applyPart(client, batch, part, path),
+          applyPart(tx, batch, outcome, path).then(() => (path.claims ? tx.flush() : undefined)),
           source.next(),
         ]);
         if (applied.status === 'rejected') throw applied.reason;
         if (prepared.status === 'rejected') throw prepared.reason;
-        outcome = mergeOutcomes(outcome, part);
         sourceTable ??= batch.sourceTable;
         next = prepared.value;
       }
       if (path.derivedKeys.size)
-        await recomputeDerived(
-          client,
+        recomputeDerived(
+          tx,
           table,
           [...path.derivedKeys].sort((a, b) => a - b),
           outcome,
         );
-      if (path.snapshots.length) await applySnapshots(client, table, path.snapshots, outcome);
+      if (path.snapshots.length) await applySnapshots(tx, table, path.snapshots, outcome);
       // Once per object, last: the progress row is locked only until the commit that follows.
       if (sourceTable && outcome.maxPosition)
-        await run(client, progressUpsert(sourceTable, table, outcome.maxPosition, outcome.newestCommitTs));
-      if (sourceTable) await dimensionLateRows(client, table, sourceTable, path, outcome);
-      await run(client, loadLogInsert(options.objectKey, eTag, table, outcome.rows));
-      await client.query('COMMIT');
+        tx.add(progressUpsert(sourceTable, table, outcome.maxPosition, outcome.newestCommitTs));
+      if (sourceTable) await dimensionLateRows(tx, table, sourceTable, path, outcome);
+      tx.add(loadLogInsert(options.objectKey, eTag, table, outcome.rows));
+      await tx.commit();
       outcome.durationMs = Date.now() - started;
       return outcome;
     } catch (e) {
       await client.query('ROLLBACK').catch(() => undefined);
+      if (e instanceof AlreadyLoaded)
+        return {
+          ...emptyOutcome(options.objectKey, table, 0, { attempts: attempt, factCopyFallback: fallback }),
+          duplicate: true,
+          durationMs: Date.now() - started,
+        };
       if (e instanceof PartSourceError) throw e.cause;
       if (e instanceof VersionAlreadyPresent && direct) {
         logger.info(

@@ -8,6 +8,7 @@ import { dimDateInsert, placeholderInsert, type SqlStatement } from '../../core/
 import { s3ClientFor, startS3rver, type LocalS3 } from '../../local/s3rver';
 import { createTestDatabase, waitFor } from '../../test/support/pg';
 import { s3EventFactory } from '../../test/support/s3-events';
+import { oneStatementAtATime } from '../../test/support/statement-batches';
 import {
   at,
   deleteOf,
@@ -89,11 +90,11 @@ function failingOn(pool: Pool, pattern: RegExp, n: number, error: () => Error) {
     async connect() {
       const c = await pool.connect();
       const query = c.query.bind(c) as (...args: unknown[]) => unknown;
-      (c as unknown as { query: unknown }).query = (...args: unknown[]) => {
+      (c as unknown as { query: unknown }).query = oneStatementAtATime((...args: unknown[]) => {
         const text = typeof args[0] === 'string' ? args[0] : '';
         if (pattern.test(text) && ++seen === n) return Promise.reject(error());
         return query(...args);
-      };
+      });
       return c;
     },
   };
