@@ -202,6 +202,36 @@ describe('load handler (s3rver + real Postgres)', () => {
     expect(await read(`${loadQuarantineKeyFor(broken)}.reason.json`)).toEqual(reasonBefore);
   });
 
+  it('looks an object in parts up before decoding it, and one of a single part only in its transaction', async () => {
+    const checkouts: string[] = [];
+    const counted = {
+      connect: async () => {
+        checkouts.push('connect');
+        return pool.connect();
+      },
+    } as unknown as Pool;
+    const { handler } = harness({ warehouse: counted, partRows: 2 });
+    const small = objectOf('dim_design', [
+      rowOf('dim_design', 41, {}, at(1)),
+      rowOf('dim_design', 42, {}, at(2)),
+    ]);
+    const inParts = objectOf(
+      'dim_design',
+      [41, 42, 43].map((id) => rowOf('dim_design', id, {}, at(id + 2))),
+    );
+    const specs = [await putObject(small), await putObject(inParts)];
+    expect((await handler(s3EventFactory(specs))).objects.map((o) => o.status)).toEqual(['loaded', 'loaded']);
+    // One connection for the object of one part (its transaction); two for the object in parts.
+    expect(checkouts).toHaveLength(3);
+    checkouts.length = 0;
+    expect((await handler(s3EventFactory(specs))).objects.map((o) => o.status)).toEqual([
+      'duplicate',
+      'duplicate',
+    ]);
+    // The one-part object's transaction found it; the object in parts was found before any decode.
+    expect(checkouts).toHaveLength(2);
+  });
+
   it('loads a corrected object that replaced a loaded one under the same key; the same bytes stay a duplicate', async () => {
     // Prepare: an object loaded once.
     const key = 'dim_currency/2025/02/28/09/corrected.parquet';
