@@ -221,14 +221,14 @@ export function isDataError(e: unknown): boolean {
  * a COPY, or the end. Every statement still runs in the order it was queued; only the waiting for
  * each answer is gone. Before (issue 12), each was a round trip: 10–16 an object.
  *
- * The object's load_log lookup goes with BEGIN in the first batch; a batch whose lookup found the
- * object loaded throws `AlreadyLoaded` (the transaction is then rolled back: what ran with the
- * lookup is undone), and COMMIT never goes out before the lookup's answer came back.
+ * The object's load_log lookup goes with BEGIN in the first batch, sent on its own while the first
+ * part is prepared (applyObject); a batch whose lookup found the object loaded throws
+ * `AlreadyLoaded`, and the transaction is rolled back.
  */
 class Transaction {
   private statements: SqlStatement[] = [];
   private handlers: ((result: StatementResult) => void)[] = [];
-  private duplicate: boolean | undefined;
+  private duplicate = false;
 
   constructor(readonly client: ClientBase) {}
 
@@ -280,14 +280,10 @@ class Transaction {
     if (this.duplicate) throw new AlreadyLoaded();
   }
 
-  /**
-   * Sends what waits, and COMMIT: after the lookup's answer (an object whose statements read
-   * nothing — a date object, an empty one — sends them first).
-   */
-  async commit(): Promise<void> {
-    if (this.duplicate === undefined) await this.flush();
+  /** Sends what waits, and COMMIT (the lookup answered with the first batch, sent before any part's). */
+  commit(): Promise<void> {
     this.add({ text: 'COMMIT', values: [] });
-    await this.flush();
+    return this.flush();
   }
 }
 
@@ -763,21 +759,22 @@ export async function applyObject(
       // Part N+1 is prepared while part N's statements run (`parts` yields to the event loop
       // between its slices); the transaction waits for both before going on, so at most two
       // parts are held, and a failure on either side is handled only once nothing is in flight.
-      // An object in parts sends BEGIN, its lookup and its claims while its first part is prepared
-      // (a fact of 200,000 rows: its 200,000 placeholders are one statement of about a second,
-      // bench:load); an object of one part sends them with its part's statements.
-      // A dimension's load lock comes before any row: an object in parts knows its mode from its
-      // claims; a one-part object from its part, read first.
+      // BEGIN and the lookup are sent while the first part is prepared, with an object in parts'
+      // claims (a fact of 200,000 rows: its 200,000 placeholders are one statement of about a
+      // second, bench:load). A dimension's load lock comes before any row: an object in parts
+      // knows its mode from its claims; a one-part object from its part, read first.
       let exclusive = options.claims?.dimensionExclusive;
-      let next: IteratorResult<PreparedBatch>;
       if (options.claims) {
         tx.add(dimensionLoadLockOf(table, exclusive));
         claim(tx, table, options.claims, outcome);
-        const [sent, first] = await Promise.allSettled([tx.flush(), source.next()]);
-        if (sent.status === 'rejected') throw sent.reason;
-        if (first.status === 'rejected') throw first.reason;
-        next = first.value;
-      } else next = await source.next();
+      }
+      // The lookup's answer is checked first: an object already loaded is rolled back before it
+      // waits on any lock (its first batch holds none without claims) and before what its part
+      // threw (a redelivery checked by stricter code must not be quarantined: review, session 12).
+      const [sent, first] = await Promise.allSettled([tx.flush(), source.next()]);
+      if (sent.status === 'rejected') throw sent.reason;
+      if (first.status === 'rejected') throw first.reason;
+      let next = first.value;
       if (exclusive === undefined && !next.done) {
         exclusive = worksOverWholeTable(next.value);
         tx.add(dimensionLoadLockOf(table, exclusive));

@@ -105,10 +105,21 @@ describe('runStatements', () => {
     expect((await client.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
   });
 
-  it('refuses a COPY FROM STDIN inside a batch, and the connection stays usable', async () => {
-    await expect(runStatements(client, [{ text: 'COPY t (a, b) FROM STDIN', values: [] }])).rejects.toThrow(
-      /COPY cannot run inside a statement batch/,
-    );
+  it('refuses a COPY before sending anything; the connection stays usable', async () => {
+    const trips = roundTrips(client);
+    const before = trips();
+    await expect(
+      runStatements(client, [
+        { text: 'COPY t (a, b) FROM STDIN', values: [] },
+        { text: 'SELECT 1', values: [] },
+      ]),
+    ).rejects.toThrow(/COPY cannot run inside a statement batch/);
+    expect(trips() - before).toBe(0);
+    // One that gets past the check (a comment first), as the batch's last statement, is failed by
+    // the server's CopyInResponse handler; the connection survives that.
+    await expect(
+      runStatements(client, [{ text: '/* x */ COPY t (a, b) FROM STDIN', values: [] }]),
+    ).rejects.toThrow(/COPY cannot run inside a statement batch/);
     expect((await client.query('SELECT 2 AS two')).rows).toEqual([{ two: 2 }]);
   });
 });

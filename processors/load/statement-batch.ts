@@ -124,8 +124,10 @@ export class StatementBatch implements Submittable {
   }
 
   /**
-   * A COPY FROM STDIN does not belong in a batch: failed. The server ignored the batch's Sync while
-   * in copy-in mode, and discards messages until the next one after the failure: sent here.
+   * A COPY FROM STDIN that got past runStatements' check (a comment before its keyword) is failed.
+   * As a batch's last statement the connection survives it: the server ignored the batch's Sync in
+   * copy-in mode and discards messages until the next one, sent here. Followed by another
+   * statement, the server has taken that statement's messages for COPY data and ended the session.
    */
   handleCopyInResponse(connection: Connection): void {
     const c = connection as CopyFailing;
@@ -139,13 +141,18 @@ export class StatementBatch implements Submittable {
 /**
  * Runs `statements` in order in one round trip; their results, in the same order. Rejects with the
  * first failing statement's error (those after it did not run). A parameter node-postgres cannot
- * convert throws before anything is sent.
+ * convert, or a COPY, throws before anything is sent.
  */
 export async function runStatements(
   client: ClientBase,
   statements: readonly SqlStatement[],
 ): Promise<StatementResult[]> {
   if (statements.length === 0) return [];
+  // After a COPY's CopyInResponse the server reads the messages that follow as COPY data: a batch's
+  // later statements would end the session (08P01, protocol synchronization lost). COPY goes
+  // through copy-in.ts, on its own.
+  const copy = statements.find((s) => /^\s*COPY\b/i.test(s.text));
+  if (copy) throw new Error(`a COPY cannot run inside a statement batch: ${copy.text.slice(0, 40)}`);
   const values = statements.map((s) => (s.values ?? []).map((v) => prepareValue(v)));
   return client.query(new StatementBatch(statements, values)).done;
 }
