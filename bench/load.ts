@@ -28,8 +28,10 @@ import { DEFAULT_EXPORT_DIR, readExportTable, starRowsOf } from './totesys-expor
  * both started here under the OS temp directory and removed at the end.
  *
  * Objects: the totesys export's sales orders, purchase orders and payments, repeated with their ids
- * shifted (a million per copy) until an object holds `--sizes` rows, mapped to star rows by the
- * transform's own mapping as WAL inserts, and encoded by the transform's own Parquet writer.
+ * shifted (a million per copy, or `--id-stride`) until an object holds `--sizes` rows, mapped to star
+ * rows by the transform's own mapping as WAL inserts, and encoded by the transform's own Parquet
+ * writer. By default no dimension row is loaded, so every transaction a payment refers to gets a
+ * placeholder; `--transactions-first` loads them first, as the pipeline mostly does.
  * Each object is loaded through the real load handler (an S3 notification for it, the object read
  * from s3rver, a pg Pool of one connection), then loaded again (a no-op: load_log). Per object:
  *
@@ -69,6 +71,11 @@ Options:
   --tables LIST       facts' source tables (default sales_order,purchase_order,payment)
   --cpu-profile DIR   a V8 profile of each load, summarized
   --part-rows N       every object in parts of N rows (default: the handler's LOAD_PART_ROWS)
+  --id-stride N       ids of each copy of the export N above the copy before (default 1000000;
+                      the export's own count, 18239 for payments, makes them dense as a source's)
+  --transactions-first
+                      load the dim_transaction rows a payments object refers to before it (not
+                      timed), so its placeholders find them; by default none exists
   --keep              keep the temp directory
   -h, --help          show this help
 `;
@@ -80,6 +87,8 @@ const ARGS: Record<string, string | boolean | undefined> = benchArgsOrExit(
     tables: { type: 'string' },
     'cpu-profile': { type: 'string' },
     'part-rows': { type: 'string' },
+    'id-stride': { type: 'string' },
+    'transactions-first': { type: 'boolean' },
     keep: { type: 'boolean' },
   },
   HELP,
@@ -94,14 +103,20 @@ function stringOption(name: string): string | null {
   return typeof ARGS[name] === 'string' ? ARGS[name] : null;
 }
 
-/** `size` star rows of `table`'s fact: the export's rows, ids shifted past `base` per copy. */
+/** `size` star rows of `table`'s fact: the export's rows, ids shifted past `base` by `stride` per copy. */
 function factRows(
   table: TotesysTable,
   size: number,
   base: number,
+  stride: number,
 ): { table: WarehouseTableName; rows: WarehouseRow[] } {
   const { columns, rows } = readExportTable(DEFAULT_EXPORT_DIR, table);
   const shifted = (FACTS[table] ?? []).map((c) => columns.indexOf(c));
+  const highest = Math.max(...rows.flatMap((values) => shifted.map((i) => Number(values[i] ?? 0))));
+  if (stride < highest)
+    throw new Error(
+      `--id-stride: ${stride} is below ${table}'s highest id ${highest}: copies would share ids`,
+    );
   const changes: Change[] = [];
   for (let copy = 0; changes.length < size; copy += 1)
     for (const values of rows) {
@@ -113,7 +128,7 @@ function factRows(
         seq: changes.length,
         ts: '2025-02-28T09:15:02.123456Z',
         values: values.map((v, i) =>
-          shifted.includes(i) && v !== null ? String(Number(v) + base + copy * ID_SHIFT) : v,
+          shifted.includes(i) && v !== null ? String(Number(v) + base + copy * stride) : v,
         ),
       });
     }
@@ -121,6 +136,20 @@ function factRows(
 }
 
 type Cost = Timing;
+
+/**
+ * `--transactions-first`: a real dim_transaction row (as a transactions object loads it) for each
+ * transaction the payments refer to, committed, not analysed (autovacuum may not have come by).
+ */
+async function loadTransactions(warehouse: Client, rows: readonly WarehouseRow[]): Promise<number> {
+  const ids = [...new Set(rows.map((r) => r.transaction_id as number))].sort((a, b) => a - b);
+  const { rowCount } = await warehouse.query(
+    `INSERT INTO "dim_transaction" ("transaction_id", "transaction_type", "_lsn", "_seq", "_commit_ts")
+     SELECT id, 'SALE', '0/1', 0, now() FROM unnest($1::integer[]) AS id ORDER BY id`,
+    [ids],
+  );
+  return rowCount ?? 0;
+}
 
 /** Runs `work` and measures the warehouse cluster's processes over it, by role. */
 async function withWarehouseCpu<T>(
@@ -228,6 +257,8 @@ interface ObjectResult {
     warehouse: { backends: number; background: number };
     statements: Awaited<ReturnType<typeof topStatements>>;
     placeholders: number;
+    /** `--transactions-first`: dim_transaction rows loaded before the object. */
+    transactionsFirst: number;
     profile?: ReturnType<typeof topFunctions>;
   };
   again: { cost: Cost; warehouse: { backends: number; background: number }; status: string };
@@ -242,6 +273,11 @@ async function main(): Promise<void> {
   const profileDir = stringOption('cpu-profile');
   const partRows = stringOption('part-rows');
   if (partRows !== null && !(Number(partRows) > 0)) throw new Error('--part-rows: a positive number of rows');
+  const idStride = Number(stringOption('id-stride') ?? ID_SHIFT);
+  // Objects are 50 million ids apart: a stride up to a million keeps them apart at any size here.
+  if (!Number.isInteger(idStride) || idStride <= 0 || idStride > ID_SHIFT)
+    throw new Error(`--id-stride: a positive integer up to ${ID_SHIFT}`);
+  const transactionsFirst = ARGS['transactions-first'] === true;
   if (profileDir) fs.mkdirSync(profileDir, { recursive: true });
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-bench-load-'));
   fs.chmodSync(root, 0o755);
@@ -293,7 +329,7 @@ async function main(): Promise<void> {
     for (const [sizeIndex, size] of sizes.entries())
       for (const [tableIndex, source] of tables.entries()) {
         const base = (sizeIndex * tables.length + tableIndex + 1) * 50 * ID_SHIFT;
-        const { table, rows } = factRows(source, size, base);
+        const { table, rows } = factRows(source, size, base, idStride);
         const key = `bench/${table}/${size}.parquet`;
         const body = await encodeParquet(table, rows);
         await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body }));
@@ -318,6 +354,9 @@ async function main(): Promise<void> {
           }
         });
         parts.length = 0;
+
+        const transactions =
+          transactionsFirst && table === 'fact_payment' ? await loadTransactions(warehouse, rows) : 0;
 
         // The load through the handler.
         await warehouse.query('SELECT pg_stat_statements_reset()');
@@ -387,6 +426,7 @@ async function main(): Promise<void> {
             warehouse: loadWarehouse,
             statements,
             placeholders: outcome.load?.placeholdersInserted ?? 0,
+            transactionsFirst: transactions,
             profile: profile ? topFunctions(profile) : undefined,
           },
           again: { cost: againCost, warehouse: againWarehouse, status: again.objects[0].status },
@@ -433,7 +473,7 @@ function restOfLoad(r: ObjectResult, us: (ms: number) => string): string {
 function describe(r: ObjectResult): string {
   const us = (ms: number) => perRow(ms, r.rows).toFixed(1);
   const lines = [
-    `${r.table} ${n(r.rows)} rows, ${r.parquetMiB.toFixed(1)} MiB, ${n(r.load.placeholders)} placeholders`,
+    `${r.table} ${n(r.rows)} rows, ${r.parquetMiB.toFixed(1)} MiB, ${n(r.load.placeholders)} placeholders${r.load.transactionsFirst ? ` (${n(r.load.transactionsFirst)} transactions loaded first)` : ''}`,
     `  load      ${n(rate(r.load.cost.wallMs, r.rows)).padStart(8)} rows/s   load process ${us(r.load.cost.cpuMs)} µs/row   warehouse backends ${us(r.load.warehouse.backends)} µs/row (+ background ${us(r.load.warehouse.background)})   cores busy ${busy(r)}`,
     `  phases    get ${us(r.phases.get.cpuMs)} · decode ${us(r.phases.decode.cpuMs)} · check ${us(r.phases.check.cpuMs)} µs/row CPU; the rest of the load process: ${restOfLoad(r, us)}`,
     `  again     ${r.again.cost.wallMs.toFixed(0).padStart(8)} ms (${r.again.status})   load process ${us(r.again.cost.cpuMs)} µs/row   warehouse ${us(r.again.warehouse.backends)} µs/row`,

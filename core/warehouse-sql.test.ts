@@ -140,6 +140,41 @@ describe('warehouse SQL builders', () => {
     expect(statement.text).toContain('NULL::text'); // address_line_2 and district are nullable
   });
 
+  it('sorts placeholder keys on their own, the placeholder values added after the sort', () => {
+    const statement = placeholderInsert('dim_transaction', [9, 3, 9]);
+    expect(statement.text).toContain(
+      'FROM (SELECT u."transaction_id" FROM unnest($1::integer[]) AS "u"("transaction_id") ORDER BY u."transaction_id") AS "x"',
+    );
+    expect(statement.text).toContain('ORDER BY x."transaction_id"');
+    expect(statement.text).not.toContain('NOT EXISTS');
+  });
+
+  it('drops the keys it sees rows of first when they are many over a narrow range, by that range', () => {
+    const keys = Array.from({ length: 2_000 }, (_, i) => 5_000 + 2 * i).reverse();
+    const statement = placeholderInsert('dim_transaction', keys);
+    expectQuotedIdentifiersOnly(statement);
+    expect(statement.values[0]).toEqual([...keys].reverse());
+    const [low, high] = [statement.values.indexOf(5_000), statement.values.indexOf(5_000 + 2 * 1_999)];
+    expect(low).toBeGreaterThan(0);
+    expect(statement.text).toContain(
+      `WHERE NOT EXISTS (SELECT FROM "dim_transaction" AS "d" WHERE d."transaction_id" = x."transaction_id" AND d."transaction_id" BETWEEN $${low + 1} AND $${high + 1})`,
+    );
+    expect(statement.text).toContain('ON CONFLICT ("transaction_id") DO NOTHING');
+  });
+
+  it('leaves few or sparse placeholder keys to ON CONFLICT alone', () => {
+    const few = Array.from({ length: 999 }, (_, i) => i);
+    const sparse = Array.from({ length: 2_000 }, (_, i) => 5 * i);
+    const edge = Array.from({ length: 2_000 }, (_, i) => (i === 1_999 ? 7_999 : i));
+    for (const keys of [few, sparse])
+      expect(placeholderInsert('dim_transaction', keys).text).not.toContain('NOT EXISTS');
+    // A quarter of the range is still close enough.
+    expect(placeholderInsert('dim_transaction', edge).text).toContain('NOT EXISTS');
+    expect(placeholderInsert('dim_transaction', [...edge.slice(0, -1), 8_000]).text).not.toContain(
+      'NOT EXISTS',
+    );
+  });
+
   it('claims keys of a dimension or staging table in key order: a placeholder where no row is, else a lock', () => {
     const statement = keyClaim('stg_staff', [9, 3, 9]);
     expectQuotedIdentifiersOnly(statement);

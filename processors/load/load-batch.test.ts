@@ -1,3 +1,4 @@
+import { isLsn, normaliseLsn } from '../../core/lsn';
 import { WAREHOUSE_TABLES, type WarehouseRow } from '../../core/warehouse-model';
 import { factVersionCopyFields, factVersionsInOrder } from '../../core/warehouse-sql';
 import { copyTextLine } from './copy-text';
@@ -207,6 +208,58 @@ describe('prepareBatch', () => {
     expect(issuesOf(() => new BatchBuilder('dim_staff').finish())).toEqual([
       'dim_staff is computed in the warehouse, never loaded from objects',
     ]);
+  });
+
+  it('checks times, amounts and LSNs as the regular expressions its checks replaced did', () => {
+    // The regular expressions load-batch.ts used before (bench/README.md, session 12).
+    const TIME_3 = /^([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}$/;
+    const NUMERIC_10_2 = /^-?\d{1,8}(\.\d{1,2})?$/;
+    const CANONICAL_LSN = /^[0-9A-F]{8}\/[0-9A-F]{8}$/;
+    /** Each candidate, and each with one character replaced, dropped or doubled. */
+    const variants = (texts: string[], alphabet: string): string[] => {
+      const out = new Set(texts);
+      for (const text of texts)
+        for (let i = 0; i <= text.length; i += 1) {
+          out.add(text.slice(0, i) + text.slice(i + 1));
+          out.add(text.slice(0, i) + text.slice(i, i + 1) + text.slice(i));
+          for (const c of alphabet) out.add(text.slice(0, i) + c + text.slice(i + 1));
+        }
+      return [...out];
+    };
+    const good = rowOf('fact_sales_order', 1, {}, at(1));
+    const refused = (row: WarehouseRow) => {
+      try {
+        prepareBatch({ table: 'fact_sales_order', rows: [row] });
+        return false;
+      } catch (e) {
+        if (e instanceof MalformedObjectError) return true;
+        throw e;
+      }
+    };
+    const times = variants(['00:00:00.000', '23:59:59.999', '19:05:31.042', '24:00:00.000'], '0123569:.a -٣');
+    for (const time of times)
+      expect([time, refused({ ...good, created_time: time })]).toEqual([time, !TIME_3.test(time)]);
+    const amounts = variants(
+      ['0', '-1', '12345678', '-12345678.99', '1.5', '00000001.00', '123456789', '1.555', '.5'],
+      '019.- e+٣',
+    );
+    for (const amount of amounts)
+      expect([amount, refused({ ...good, unit_price: amount })]).toEqual([
+        amount,
+        !NUMERIC_10_2.test(amount),
+      ]);
+    // An LSN that is not canonical is still taken when valid, normalised; a canonical one as it is.
+    const lsns = variants(['00000000/00000000', '0000000A/FFFFFFFF', '16/B374D848', '0/0'], '09AFafG/ ');
+    for (const lsn of lsns) {
+      const row = { ...good, _lsn: lsn };
+      if (isLsn(lsn))
+        expect(prepareBatch({ table: 'fact_sales_order', rows: [row] }).upserts[0].lsn).toBe(
+          normaliseLsn(lsn),
+        );
+      else expect([lsn, refused(row)]).toEqual([lsn, true]);
+      if (CANONICAL_LSN.test(lsn)) expect(normaliseLsn(lsn)).toBe(lsn);
+    }
+    expect(times.length + amounts.length + lsns.length).toBeGreaterThan(1_000);
   });
 
   it('prepares the same batch from rows added in slices as from the rows whole', () => {
