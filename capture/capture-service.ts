@@ -1,3 +1,4 @@
+import { lingerAfter } from './linger';
 import type { Client } from 'pg';
 import type { Logger } from '../core/logger';
 import { compareLsn, type Lsn } from '../core/lsn';
@@ -68,8 +69,10 @@ export interface CaptureConfig {
   silenceTimeoutMs?: number;
   /** How often slot lag and throughput are measured and logged. */
   statsIntervalMs: number;
-  /** After a commit, wait this long for more changes before flushing a partial batch. */
+  /** After a commit, wait this long for more changes before flushing a partial batch (linger.ts). */
   lingerMs: number;
+  /** The linger after a window that carried many changes (linger.ts `lingerAfter`). */
+  busyLingerMs: number;
   /** Flush once this many bytes are buffered, without waiting for the linger. */
   flushBytes: number;
   /** Stop reading from Postgres while this many flushes are queued or running (backpressure). */
@@ -91,6 +94,7 @@ export const CAPTURE_DEFAULTS = {
   stallTimeoutMs: 180_000,
   statsIntervalMs: 10_000,
   lingerMs: 20,
+  busyLingerMs: 100,
   // PutRecords takes up to 5 MiB a call, but bigger flushes did not help: with 1 MiB the benchmark ran
   // faster into kinesalite (whose request handling is quadratic in body size, bench/README.md) and a
   // flush still carries ~4 of the 256 KiB records, far above a shard's 1 MiB/s write quota.
@@ -162,6 +166,8 @@ export class CaptureService {
   private acks: AckTracker | null = null;
   private flushChain: Promise<void> = Promise.resolve();
   private lingerTimer: NodeJS.Timeout | null = null;
+  /** Changes the last flush carried: how long the next window lingers (linger.ts). */
+  private lastWindowChanges = 0;
   private timers: NodeJS.Timeout[] = [];
   private fatal: ((e: unknown) => void) | null = null;
   private failed = false;
@@ -773,10 +779,13 @@ export class CaptureService {
 
   private scheduleLinger(): void {
     if (this.lingerTimer) return;
-    this.lingerTimer = setTimeout(() => {
-      this.lingerTimer = null;
-      this.enqueueFlush();
-    }, this.config.lingerMs);
+    this.lingerTimer = setTimeout(
+      () => {
+        this.lingerTimer = null;
+        this.enqueueFlush();
+      },
+      lingerAfter(this.lastWindowChanges, this.config),
+    );
   }
 
   /** Drains the batcher into a flush that runs after every earlier one. */
@@ -788,6 +797,7 @@ export class CaptureService {
     }
     const acks = this.acks;
     const records = this.batcher.drain();
+    this.lastWindowChanges = records.reduce((n, r) => n + r.changes, 0);
     // Work starts pending now: the stall clock runs from here, not from the last (idle) progress.
     if (acks.flushesInFlight === 0) this.lastProgressAt = this.now();
     const token = acks.startFlush();

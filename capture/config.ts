@@ -32,6 +32,7 @@ export interface CaptureSettings {
   heartbeatIntervalMs: number;
   statsIntervalMs: number;
   lingerMs: number;
+  busyLingerMs: number;
   flushBytes: number;
   logLevel: LogLevel;
   /** What to do when the slot was invalidated: take a reconciling snapshot, or refuse to start. */
@@ -114,6 +115,7 @@ export function captureSettingsFromEnv(env: Env): CaptureSettings {
     ),
     statsIntervalMs: positiveInt(env, 'TOTES_STATS_INTERVAL_MS', CAPTURE_DEFAULTS.statsIntervalMs),
     lingerMs: positiveInt(env, 'TOTES_LINGER_MS', CAPTURE_DEFAULTS.lingerMs),
+    busyLingerMs: positiveInt(env, 'TOTES_BUSY_LINGER_MS', CAPTURE_DEFAULTS.busyLingerMs),
     flushBytes: positiveInt(env, 'TOTES_FLUSH_BYTES', CAPTURE_DEFAULTS.flushBytes),
     logLevel,
     onSlotLost,

@@ -101,6 +101,7 @@ export async function buildCaptureService(settings: CaptureSettings, logger: Log
       heartbeatIntervalMs: settings.heartbeatIntervalMs,
       statsIntervalMs: settings.statsIntervalMs,
       lingerMs: settings.lingerMs,
+      busyLingerMs: settings.busyLingerMs,
       flushBytes: settings.flushBytes,
       onSlotLost: settings.onSlotLost,
     },
