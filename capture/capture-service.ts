@@ -166,8 +166,11 @@ export class CaptureService {
   private acks: AckTracker | null = null;
   private flushChain: Promise<void> = Promise.resolve();
   private lingerTimer: NodeJS.Timeout | null = null;
-  /** Changes the last flush carried: how long the next window lingers (linger.ts). */
-  private lastWindowChanges = 0;
+  /** The window being gathered: when its first commit came, and its commits (linger.ts). */
+  private windowStartedAt = 0;
+  private windowCommits = 0;
+  /** The linger of the next window, from the last one (linger.ts `lingerAfter`). */
+  private nextLingerMs: number | null = null;
   private timers: NodeJS.Timeout[] = [];
   private fatal: ((e: unknown) => void) | null = null;
   private failed = false;
@@ -743,6 +746,7 @@ export class CaptureService {
         acks.commit(item.endLsn);
         this.stats.transactions += 1;
         this.lastCommitTs = item.ts;
+        if (this.windowCommits++ === 0) this.windowStartedAt = this.now();
         this.scheduleLinger();
         return;
       case 'message':
@@ -779,13 +783,10 @@ export class CaptureService {
 
   private scheduleLinger(): void {
     if (this.lingerTimer) return;
-    this.lingerTimer = setTimeout(
-      () => {
-        this.lingerTimer = null;
-        this.enqueueFlush();
-      },
-      lingerAfter(this.lastWindowChanges, this.config),
-    );
+    this.lingerTimer = setTimeout(() => {
+      this.lingerTimer = null;
+      this.enqueueFlush();
+    }, this.nextLingerMs ?? this.config.lingerMs);
   }
 
   /** Drains the batcher into a flush that runs after every earlier one. */
@@ -797,7 +798,15 @@ export class CaptureService {
     }
     const acks = this.acks;
     const records = this.batcher.drain();
-    this.lastWindowChanges = records.reduce((n, r) => n + r.changes, 0);
+    this.nextLingerMs = lingerAfter(
+      {
+        changes: records.reduce((n, r) => n + r.changes, 0),
+        commits: this.windowCommits,
+        durationMs: this.windowCommits ? this.now() - this.windowStartedAt : 0,
+      },
+      this.config,
+    );
+    this.windowCommits = 0;
     // Work starts pending now: the stall clock runs from here, not from the last (idle) progress.
     if (acks.flushesInFlight === 0) this.lastProgressAt = this.now();
     const token = acks.startFlush();

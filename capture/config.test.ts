@@ -15,8 +15,15 @@ describe('captureSettingsFromEnv', () => {
       s3Endpoint: null,
       state: { kind: 'file', path: '.totes/capture-state.json' },
       heartbeatIntervalMs: 10_000,
+      lingerMs: 20,
+      busyLingerMs: 100,
       logLevel: 'info',
       recordCompression: 'gzip',
+    });
+    // A linger set above the busy default makes the busy one as long.
+    expect(captureSettingsFromEnv({ ...base, TOTES_LINGER_MS: '150' })).toMatchObject({
+      lingerMs: 150,
+      busyLingerMs: 150,
     });
   });
 
@@ -31,6 +38,8 @@ describe('captureSettingsFromEnv', () => {
       TOTES_S3_ENDPOINT: 'http://127.0.0.1:4568',
       TOTES_STATE_S3_URI: 's3://bucket/capture/state.json',
       TOTES_HEARTBEAT_INTERVAL_MS: '500',
+      TOTES_LINGER_MS: '10',
+      TOTES_BUSY_LINGER_MS: '250',
       TOTES_LOG_LEVEL: 'debug',
       TOTES_RECORD_COMPRESSION: 'none',
       AWS_REGION: 'eu-west-2',
@@ -44,6 +53,8 @@ describe('captureSettingsFromEnv', () => {
       s3Endpoint: 'http://127.0.0.1:4568',
       state: { kind: 's3', bucket: 'bucket', key: 'capture/state.json' },
       heartbeatIntervalMs: 500,
+      lingerMs: 10,
+      busyLingerMs: 250,
       logLevel: 'debug',
       recordCompression: 'none',
       region: 'eu-west-2',
@@ -56,6 +67,9 @@ describe('captureSettingsFromEnv', () => {
       /TOTES_STREAM_NAME/,
     );
     expect(() => captureSettingsFromEnv({ ...base, TOTES_LINGER_MS: '-1' })).toThrow(ConfigError);
+    expect(() =>
+      captureSettingsFromEnv({ ...base, TOTES_LINGER_MS: '50', TOTES_BUSY_LINGER_MS: '30' }),
+    ).toThrow(/TOTES_BUSY_LINGER_MS \(30\) must be at least TOTES_LINGER_MS \(50\)/);
     expect(() => captureSettingsFromEnv({ ...base, TOTES_STATE_S3_URI: 'bucket/key' })).toThrow(
       /s3:\/\/bucket\/key/,
     );

@@ -91,6 +91,16 @@ export function captureSettingsFromEnv(env: Env): CaptureSettings {
     throw new ConfigError(
       `TOTES_RECORD_COMPRESSION must be ${RECORD_COMPRESSIONS.join(' or ')}, got ${JSON.stringify(env.TOTES_RECORD_COMPRESSION)}`,
     );
+  const lingerMs = positiveInt(env, 'TOTES_LINGER_MS', CAPTURE_DEFAULTS.lingerMs);
+  const busyLingerMs = positiveInt(
+    env,
+    'TOTES_BUSY_LINGER_MS',
+    Math.max(CAPTURE_DEFAULTS.busyLingerMs, lingerMs),
+  );
+  if (busyLingerMs < lingerMs)
+    throw new ConfigError(
+      `TOTES_BUSY_LINGER_MS (${busyLingerMs}) must be at least TOTES_LINGER_MS (${lingerMs}): it is the linger under load (capture/linger.ts)`,
+    );
   const tables = (env.TOTES_TABLES || TOTESYS_TABLES.join(','))
     .split(',')
     .map((t) => t.trim())
@@ -114,8 +124,8 @@ export function captureSettingsFromEnv(env: Env): CaptureSettings {
       CAPTURE_DEFAULTS.heartbeatIntervalMs,
     ),
     statsIntervalMs: positiveInt(env, 'TOTES_STATS_INTERVAL_MS', CAPTURE_DEFAULTS.statsIntervalMs),
-    lingerMs: positiveInt(env, 'TOTES_LINGER_MS', CAPTURE_DEFAULTS.lingerMs),
-    busyLingerMs: positiveInt(env, 'TOTES_BUSY_LINGER_MS', CAPTURE_DEFAULTS.busyLingerMs),
+    lingerMs,
+    busyLingerMs,
     flushBytes: positiveInt(env, 'TOTES_FLUSH_BYTES', CAPTURE_DEFAULTS.flushBytes),
     logLevel,
     onSlotLost,

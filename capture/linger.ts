@@ -7,22 +7,32 @@
  * window holds ~200 changes, ~3 records; a fixed 100 ms halved the records, cut capture's CPU per
  * change by a quarter and the commit → warehouse p99 from 5.3–6.8 s to 3.2–3.6 s, but a lone change
  * waited 50–100 ms longer at the median (bench/README.md, session 12). So the linger follows the
- * load: after a window that carried at least `BUSY_WINDOW_CHANGES`, the next waits `busyLingerMs`.
+ * load: after a window whose commits came at `BUSY_CHANGES_PER_SECOND` or more, the next waits
+ * `busyLingerMs`. A rate, not a count, so that the longer window does not keep itself busy (a count
+ * of 100 is 5,000/s in 20 ms but 1,000/s in 100 ms), and at least two commits, so that one large
+ * transaction alone does not make the next lone commit wait (review, session 12).
  */
 
-/** A window with this many changes or more makes the next linger the busy one. */
-export const BUSY_WINDOW_CHANGES = 100;
+/** A window whose changes came this fast (and in two commits or more) makes the next linger the busy one. */
+export const BUSY_CHANGES_PER_SECOND = 2_500;
 
 export interface LingerSettings {
   /** The linger after a quiet window (a lone change waits this long at most). */
   lingerMs: number;
-  /** The linger after a busy window. */
+  /** The linger after a busy window; at least `lingerMs` (capture/config.ts refuses less). */
   busyLingerMs: number;
 }
 
-/** The linger of the next window, given how many changes the last one flushed. */
-export function lingerAfter(lastWindowChanges: number, settings: LingerSettings): number {
-  return lastWindowChanges >= BUSY_WINDOW_CHANGES
-    ? Math.max(settings.lingerMs, settings.busyLingerMs)
-    : settings.lingerMs;
+/** What the last flush carried: its changes, its commits, and the time from its first commit to the flush. */
+export interface FlushedWindow {
+  changes: number;
+  commits: number;
+  durationMs: number;
+}
+
+/** The linger of the next window, given the last one. */
+export function lingerAfter(window: FlushedWindow, settings: LingerSettings): number {
+  const busy =
+    window.commits >= 2 && window.changes * 1000 >= BUSY_CHANGES_PER_SECOND * Math.max(window.durationMs, 1);
+  return busy ? settings.busyLingerMs : settings.lingerMs;
 }
