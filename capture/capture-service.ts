@@ -166,9 +166,8 @@ export class CaptureService {
   private acks: AckTracker | null = null;
   private flushChain: Promise<void> = Promise.resolve();
   private lingerTimer: NodeJS.Timeout | null = null;
-  /** The window being gathered: when its first commit came, and its commits (linger.ts). */
-  private windowStartedAt = 0;
-  private windowCommits = 0;
+  /** When the last flush was enqueued (linger.ts: the rate its changes came at). */
+  private lastFlushAt: number | null = null;
   /** The linger of the next window, from the last one (linger.ts `lingerAfter`). */
   private nextLingerMs: number | null = null;
   private timers: NodeJS.Timeout[] = [];
@@ -746,7 +745,6 @@ export class CaptureService {
         acks.commit(item.endLsn);
         this.stats.transactions += 1;
         this.lastCommitTs = item.ts;
-        if (this.windowCommits++ === 0) this.windowStartedAt = this.now();
         this.scheduleLinger();
         return;
       case 'message':
@@ -798,15 +796,15 @@ export class CaptureService {
     }
     const acks = this.acks;
     const records = this.batcher.drain();
+    const flushedAt = this.now();
     this.nextLingerMs = lingerAfter(
       {
         changes: records.reduce((n, r) => n + r.changes, 0),
-        commits: this.windowCommits,
-        durationMs: this.windowCommits ? this.now() - this.windowStartedAt : 0,
+        sinceLastFlushMs: this.lastFlushAt === null ? Infinity : flushedAt - this.lastFlushAt,
       },
       this.config,
     );
-    this.windowCommits = 0;
+    this.lastFlushAt = flushedAt;
     // Work starts pending now: the stall clock runs from here, not from the last (idle) progress.
     if (acks.flushesInFlight === 0) this.lastProgressAt = this.now();
     const token = acks.startFlush();

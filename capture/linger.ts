@@ -7,13 +7,14 @@
  * window holds ~200 changes, ~3 records; a fixed 100 ms halved the records, cut capture's CPU per
  * change by a quarter and the commit → warehouse p99 from 5.3–6.8 s to 3.2–3.6 s, but a lone change
  * waited 50–100 ms longer at the median (bench/README.md, session 12). So the linger follows the
- * load: after a window whose commits came at `BUSY_CHANGES_PER_SECOND` or more, the next waits
- * `busyLingerMs`. A rate, not a count, so that the longer window does not keep itself busy (a count
- * of 100 is 5,000/s in 20 ms but 1,000/s in 100 ms), and at least two commits, so that one large
- * transaction alone does not make the next lone commit wait (review, session 12).
+ * load: when the changes of the last flush came at `BUSY_CHANGES_PER_SECOND` or more — counted over
+ * the time since the flush before it, not over the window itself — the next window waits
+ * `busyLingerMs`. Over the window alone a longer linger would keep itself busy (100 changes is
+ * 5,000/s in 20 ms, 1,000/s in 100 ms) and one large transaction would make the next lone commit
+ * wait; since the last flush, 150 changes every half second are 300/s (review, session 12).
  */
 
-/** A window whose changes came this fast (and in two commits or more) makes the next linger the busy one. */
+/** Changes arriving this fast make the next linger the busy one. */
 export const BUSY_CHANGES_PER_SECOND = 2_500;
 
 export interface LingerSettings {
@@ -23,16 +24,14 @@ export interface LingerSettings {
   busyLingerMs: number;
 }
 
-/** What the last flush carried: its changes, its commits, and the time from its first commit to the flush. */
+/** What the last flush carried, and the time since the flush before it (Infinity for the first). */
 export interface FlushedWindow {
   changes: number;
-  commits: number;
-  durationMs: number;
+  sinceLastFlushMs: number;
 }
 
 /** The linger of the next window, given the last one. */
 export function lingerAfter(window: FlushedWindow, settings: LingerSettings): number {
-  const busy =
-    window.commits >= 2 && window.changes * 1000 >= BUSY_CHANGES_PER_SECOND * Math.max(window.durationMs, 1);
+  const busy = window.changes * 1000 >= BUSY_CHANGES_PER_SECOND * Math.max(window.sinceLastFlushMs, 1);
   return busy ? settings.busyLingerMs : settings.lingerMs;
 }
