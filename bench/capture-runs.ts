@@ -34,8 +34,8 @@ export function kinesisTarget(endpoint: string, shards: number, pid?: number): K
   return { client, shards, pid };
 }
 
-/** The capture settings a bench run varies (`--flush-bytes`, `--linger-ms`). */
-type CaptureSettingsUnderTest = Pick<CaptureConfig, 'flushBytes' | 'lingerMs'>;
+/** The capture settings a bench run varies (`--flush-bytes`, `--linger-ms`, `--busy-linger-ms`). */
+type CaptureSettingsUnderTest = Pick<CaptureConfig, 'flushBytes' | 'lingerMs' | 'busyLingerMs'>;
 
 export interface CaptureRun {
   seconds: number;

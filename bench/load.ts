@@ -112,7 +112,9 @@ function factRows(
 ): { table: WarehouseTableName; rows: WarehouseRow[] } {
   const { columns, rows } = readExportTable(DEFAULT_EXPORT_DIR, table);
   const shifted = (FACTS[table] ?? []).map((c) => columns.indexOf(c));
-  const highest = Math.max(...rows.flatMap((values) => shifted.map((i) => Number(values[i] ?? 0))));
+  // A loop, not Math.max(...): a spread of rows × columns arguments overflows the stack on a larger export.
+  let highest = -Infinity;
+  for (const values of rows) for (const i of shifted) highest = Math.max(highest, Number(values[i] ?? 0));
   if (stride < highest)
     throw new Error(
       `--id-stride: ${stride} is below ${table}'s highest id ${highest}: copies would share ids`,

@@ -23,6 +23,7 @@ export interface BenchOptions {
   /** Capture settings under test (capture's own defaults unless given). */
   flushBytes: number;
   lingerMs: number;
+  busyLingerMs: number;
   /** Write a V8 CPU profile of every capture run here, and summarise it in the report. */
   cpuProfileDir: string | null;
 }
@@ -49,6 +50,8 @@ Options:
                     process (as \`totes up\` runs it, beside a capture child process)
   --flush-bytes N   capture's flushBytes (default ${CAPTURE_DEFAULTS.flushBytes}, capture's default)
   --linger-ms N     capture's lingerMs (default ${CAPTURE_DEFAULTS.lingerMs}, capture's default)
+  --busy-linger-ms N  capture's busyLingerMs, the linger under load (default ${CAPTURE_DEFAULTS.busyLingerMs},
+                    or --linger-ms when that is longer; capture/linger.ts)
   --out FILE        JSON results (default bench/results/latest.json)
   --cpu-profile DIR write a V8 CPU profile of each capture run to DIR and summarise where this
                     process' time went (profiling slows the runs it measures)
@@ -158,6 +161,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions | null {
       sinks: { type: 'string' },
       'flush-bytes': { type: 'string' },
       'linger-ms': { type: 'string' },
+      'busy-linger-ms': { type: 'string' },
       out: { type: 'string' },
       'cpu-profile': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -165,6 +169,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions | null {
     HELP,
   );
   if (!values) return null;
+  const lingerMs = positiveInt('linger-ms', values['linger-ms'], CAPTURE_DEFAULTS.lingerMs);
   return {
     rows: positiveInt('rows', values.rows, 200_000),
     txnRows: positiveInt('txn-rows', values['txn-rows'], 10_000),
@@ -177,7 +182,12 @@ export function parseBenchOptions(argv: string[]): BenchOptions | null {
     workloads: subset('workloads', values.workloads, WORKLOADS),
     sinks: subset('sinks', values.sinks, SINKS),
     flushBytes: positiveInt('flush-bytes', values['flush-bytes'], CAPTURE_DEFAULTS.flushBytes),
-    lingerMs: positiveInt('linger-ms', values['linger-ms'], CAPTURE_DEFAULTS.lingerMs),
+    lingerMs,
+    busyLingerMs: positiveInt(
+      'busy-linger-ms',
+      values['busy-linger-ms'],
+      Math.max(CAPTURE_DEFAULTS.busyLingerMs, lingerMs),
+    ),
     out: values.out ? path.resolve(values.out) : path.join(REPO_ROOT, 'bench/results/latest.json'),
     cpuProfileDir: values['cpu-profile'] ? path.resolve(values['cpu-profile']) : null,
   };

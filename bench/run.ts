@@ -164,7 +164,11 @@ async function streamedWorkload(
             logger: bench.logger,
             timeoutMs: READ_TIMEOUT_MS,
             profile: options.cpuProfileDir !== null,
-            settings: { flushBytes: options.flushBytes, lingerMs: options.lingerMs },
+            settings: {
+              flushBytes: options.flushBytes,
+              lingerMs: options.lingerMs,
+              busyLingerMs: options.busyLingerMs,
+            },
           });
           if (delivered.stats.changes !== rows)
             notes.push(
@@ -245,7 +249,11 @@ async function snapshotWorkload(bench: Bench, files: Map<string, string>): Promi
           logger: bench.logger,
           timeoutMs: READ_TIMEOUT_MS,
           profile: options.cpuProfileDir !== null,
-          settings: { flushBytes: options.flushBytes, lingerMs: options.lingerMs },
+          settings: {
+            flushBytes: options.flushBytes,
+            lingerMs: options.lingerMs,
+            busyLingerMs: options.busyLingerMs,
+          },
         });
         if (result.stats.snapshotRows !== rows)
           notes.push(
@@ -432,6 +440,7 @@ async function main(): Promise<number> {
         shards: options.shards,
         'flush-bytes': options.flushBytes,
         'linger-ms': options.lingerMs,
+        'busy-linger-ms': options.busyLingerMs,
         repeat: options.repeat,
       },
       workloads,
