@@ -1,4 +1,3 @@
-import { lingerAfter } from './linger';
 import type { Client } from 'pg';
 import type { Logger } from '../core/logger';
 import { compareLsn, type Lsn } from '../core/lsn';
@@ -36,6 +35,7 @@ import {
 } from './slot';
 import { copySnapshotTables, describeTables, type TableLayout } from './snapshot';
 import type { CaptureState, StateStore } from './state-store';
+import { lingerAfter } from './linger';
 
 /**
  * The capture service: Postgres logical replication → change batches → a record sink (Kinesis).
@@ -71,7 +71,7 @@ export interface CaptureConfig {
   statsIntervalMs: number;
   /** After a commit, wait this long for more changes before flushing a partial batch (linger.ts). */
   lingerMs: number;
-  /** The linger after a window that carried many changes (linger.ts `lingerAfter`). */
+  /** The linger while changes arrive fast (linger.ts `lingerAfter`). */
   busyLingerMs: number;
   /** Flush once this many bytes are buffered, without waiting for the linger. */
   flushBytes: number;
