@@ -251,11 +251,8 @@ class Transaction {
   }
 
   /** Sends what waits, `statement` last; its result. */
-  async read(statement: SqlStatement): Promise<StatementResult> {
-    let result: StatementResult | undefined;
-    this.add(statement, (r) => (result = r));
-    await this.flush();
-    return result!;
+  read(statement: SqlStatement): Promise<StatementResult> {
+    return this.later(statement)();
   }
 
   /** Queues a read whose answer is wanted later: the function returns it, sending what waits first if needed. */

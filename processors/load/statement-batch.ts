@@ -1,4 +1,4 @@
-import { types, type ClientBase, type Connection, type Submittable } from 'pg';
+import type { ClientBase, Connection, Submittable } from 'pg';
 import type { SqlStatement } from '../../core/warehouse-sql';
 
 /**
@@ -14,8 +14,9 @@ import type { SqlStatement } from '../../core/warehouse-sql';
  * statement's query would have. Inside a transaction block, the transaction is then aborted, as
  * before. Statements that read results a later statement depends on go in a later batch.
  *
- * The parameters are bound exactly as node-postgres binds a query's (its `prepareValue`); results
- * are parsed with node-postgres' default type parsers (this codebase sets no others).
+ * The parameters are bound exactly as node-postgres binds a query's (its `prepareValue`), and each
+ * statement's rows and count are read by node-postgres' own `Result`, with its default type parsers
+ * (this codebase sets no others).
  */
 
 /** node-postgres' conversion of a parameter to its wire text (pg/lib/utils, exported as `pg/lib/*`). */
@@ -25,14 +26,21 @@ const { prepareValue } = require('pg/lib/utils') as { prepareValue: (value: unkn
 /** A parameter as node-postgres writes it: text, bytes, or NULL. */
 type WireValue = string | Buffer | null | undefined;
 
+/** node-postgres' result of one statement: it parses the rows and reads the command's count. */
+interface PgResult {
+  rowCount: number | null;
+  rows: Record<string, unknown>[];
+  addFields(fields: unknown[]): void;
+  parseRow(fields: unknown[]): Record<string, unknown>;
+  addRow(row: Record<string, unknown>): void;
+  addCommandComplete(message: { text: string }): void;
+}
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const PgResult = require('pg/lib/result') as new () => PgResult;
+
 export interface StatementResult {
   rowCount: number;
   rows: Record<string, unknown>[];
-}
-
-interface FieldDescription {
-  name: string;
-  dataTypeID: number;
 }
 
 /** pg's Connection's COPY failure message (its typings omit it). */
@@ -42,23 +50,18 @@ interface CopyFailing extends Connection {
 
 export class StatementBatch implements Submittable {
   readonly done: Promise<StatementResult[]>;
-  private readonly results: StatementResult[] = [];
-  private parsers: ((text: string) => unknown)[] = [];
-  private fields: FieldDescription[] = [];
+  private readonly results: PgResult[] = [];
   private settle!: (error: Error | undefined) => void;
-  private settled = false;
 
   constructor(
     readonly statements: readonly SqlStatement[],
     private readonly values: WireValue[][],
   ) {
     this.done = new Promise<StatementResult[]>((resolve, reject) => {
-      this.settle = (error) => {
-        if (this.settled) return;
-        this.settled = true;
-        if (error) reject(error);
-        else resolve(this.results);
-      };
+      this.settle = (error) =>
+        error
+          ? reject(error)
+          : resolve(this.results.map((r) => ({ rowCount: r.rowCount ?? 0, rows: r.rows })));
     });
   }
 
@@ -82,30 +85,22 @@ export class StatementBatch implements Submittable {
   private completed = 0;
 
   /** The result of the statement whose messages are arriving: a new one after each completion. */
-  private current(): StatementResult {
-    if (this.completed === this.results.length) this.results.push({ rowCount: 0, rows: [] });
+  private current(): PgResult {
+    if (this.completed === this.results.length) this.results.push(new PgResult());
     return this.results[this.results.length - 1]!;
   }
 
-  handleRowDescription(message: { fields: FieldDescription[] }): void {
-    this.current();
-    this.fields = message.fields;
-    this.parsers = message.fields.map((f) => types.getTypeParser(f.dataTypeID, 'text'));
+  handleRowDescription(message: { fields: unknown[] }): void {
+    this.current().addFields(message.fields);
   }
 
-  handleDataRow(message: { fields: (string | null)[] }): void {
-    const row: Record<string, unknown> = {};
-    message.fields.forEach((raw, i) => {
-      row[this.fields[i]!.name] = raw === null ? null : this.parsers[i]!(raw);
-    });
-    this.current().rows.push(row);
+  handleDataRow(message: { fields: unknown[] }): void {
+    const result = this.current();
+    result.addRow(result.parseRow(message.fields));
   }
 
   handleCommandComplete(message: { text: string }): void {
-    const result = this.current();
-    // "INSERT 0 5", "UPDATE 3", "SELECT 2", "BEGIN": the last number, when there is one.
-    const count = /(\d+)$/.exec(message.text);
-    result.rowCount = count ? Number(count[1]) : 0;
+    this.current().addCommandComplete(message);
     this.completed += 1;
   }
 
