@@ -31,7 +31,7 @@ import { DEFAULT_EXPORT_DIR, readExportTable, starRowsOf } from './totesys-expor
  * shifted (a million per copy, or `--id-stride`) until an object holds `--sizes` rows, mapped to star
  * rows by the transform's own mapping as WAL inserts, and encoded by the transform's own Parquet
  * writer. By default no dimension row is loaded, so every transaction a payment refers to gets a
- * placeholder; `--transactions-first` loads them first, as the pipeline mostly does.
+ * placeholder; `--transactions-first` loads them first (a payments object loading after its transactions).
  * Each object is loaded through the real load handler (an S3 notification for it, the object read
  * from s3rver, a pg Pool of one connection), then loaded again (a no-op: load_log). Per object:
  *

@@ -365,7 +365,7 @@ export function dimensionDelete(name: WarehouseTableName, deletes: readonly Dele
  * - the keys are sorted on their own, then given the placeholder values: a sort of the whole
  *   placeholder rows outgrew work_mem and went to disk (~15% of the statement, keys new or not);
  * - many keys over a narrow range (`skipsSeenKeys`: a payments object's transactions, whose ids
- *   the source gives out in order, mostly loaded already) first drop the keys whose rows the
+ *   the source gives out in order, loaded already when their object came first) first drop the keys whose rows the
  *   statement sees, by one scan of that range of the key's index (a merge or hash anti join),
  *   where ON CONFLICT probed the index once per key: ~4× less for 200,000 existing keys, as much
  *   for new ones. Keys it does not see (new, or a concurrent load's uncommitted placeholder) still
