@@ -26,6 +26,11 @@ export interface PipelineOptions {
   baselineChanges: number;
   /** Sampling interval of the stack process' per-step CPU profile; 0 profiles nothing. */
   profileIntervalUs: number;
+  /**
+   * Length of each step's profiled run, which follows the timed step at the same rate: the
+   * profiler's sampling costs CPU the timed step's probe would otherwise pay for.
+   */
+  profileSeconds: number;
   /** Save the stack's per-step profiles and capture's whole-run profile here. */
   cpuProfileDir: string | null;
   /** The stack as `totes up --freshness/--buffer-interval-ms/--stages` runs it. */
@@ -69,6 +74,8 @@ Options:
   --baseline-changes N   changes the baseline writes unpaced and decodes (default 200000; 0 skips)
   --profile-us N         sampling interval of the stack process' CPU profile per step, for the
                          time by stage (default 2000; 0 turns it off)
+  --profile-seconds N    each step's profile is taken in a run of its own after the timed step,
+                         at the same rate, this long; its probe is not timed (default 10)
   --cpu-profile DIR      also save each step's profile of the stack process, and a profile of
                          capture over the whole run, as .cpuprofile files in DIR
   --freshness MODE       the stack's mode, as totes up --freshness: fast (default: mixed objects,
@@ -137,6 +144,7 @@ export function parsePipelineOptions(argv: string[], now = new Date()): Pipeline
       slot: { type: 'string' },
       'baseline-changes': { type: 'string' },
       'profile-us': { type: 'string' },
+      'profile-seconds': { type: 'string' },
       'cpu-profile': { type: 'string' },
       'skip-verify': { type: 'boolean' },
       freshness: { type: 'string' },
@@ -169,6 +177,7 @@ export function parsePipelineOptions(argv: string[], now = new Date()): Pipeline
     slot: values.slot ?? 'totes_bench',
     baselineChanges: integer('baseline-changes', values['baseline-changes'], quick ? 10_000 : 200_000, 0),
     profileIntervalUs: integer('profile-us', values['profile-us'], 2000, 0),
+    profileSeconds: integer('profile-seconds', values['profile-seconds'], quick ? 3 : 10, 1),
     cpuProfileDir: values['cpu-profile'] ? path.resolve(values['cpu-profile']) : null,
     freshness: oneOf('freshness', values.freshness, ['fast', 'default'] as const),
     bufferIntervalMs:

@@ -71,10 +71,15 @@ export interface StepResult {
    */
   cpuPerChangeUs: Record<string, number> | null;
   stages: StageWork;
-  /** The stack process' CPU by stage and its top frames, over the load phase. */
+  /** The stack process' CPU by stage and its top frames, over the step's profiled run. */
   profile: ProfileSummary | null;
-  /** Capture's CPU by owner and its top frames over the load phase (with --cpu-profile). */
+  /** Capture's CPU by owner and its top frames over the profiled run (with --cpu-profile). */
   captureProfile: CaptureProfile | null;
+  /**
+   * The run at the same rate, after the timed step and apart from it, in which the profiles were
+   * taken (null when profiling is off, or the step did not drain).
+   */
+  profiledRun?: { seconds: number; changes: number; drainSeconds: number | null } | null;
   /**
    * The warehouse statements that took the most time over load and drain (pg_stat_statements on
    * the bench's embedded warehouse; null with a given one).
@@ -257,6 +262,12 @@ function stepLines(step: StepResult): string[] {
     lines.push(`    generator: ${step.failedBatches} failed batch(es): ${step.generatorErrors.join(' | ')}`);
   if (step.profile) {
     const busy = step.profile.stages.filter((s) => s.stage !== 'idle' && s.share >= 0.01);
+    const run = step.profiledRun;
+    if (run)
+      lines.push(
+        `    profiled apart from the timed step: ${run.seconds.toFixed(0)} s at the same rate after it` +
+          `${run.changes > 0 ? ` (${int(run.changes)} changes)` : ''}, its probe not timed`,
+      );
     lines.push(`    stack process by stage: ${busy.map((s) => `${s.stage} ${pct(s.share)}`).join(' · ')}`);
     const threads = step.profile.threads ?? [];
     if (threads.length > 1) {

@@ -27,6 +27,8 @@ it('drives the local pipeline with the generator and the probe: every offered ch
     '2000',
     '--drain-timeout',
     '180',
+    '--profile-seconds',
+    '1',
     '--source-url',
     source,
     '--warehouse-url',
@@ -64,7 +66,10 @@ it('drives the local pipeline with the generator and the probe: every offered ch
   // Both sides of the step were sampled: the stack process and capture, each one process.
   expect(step!.usage.load.groups.stack!.processes).toBe(1);
   expect(step!.usage.load.groups.capture!.processes).toBe(1);
+  // The profile is taken in a run of its own after the timed step, at its rate, and drained.
   expect(step!.profile!.stages.length).toBeGreaterThan(0);
+  expect(step!.profiledRun!.changes).toBeGreaterThan(0);
+  expect(step!.profiledRun!.drainSeconds).not.toBeNull();
   // A given source is left without the bench's slot.
   const slots = await withClient(
     source,
@@ -104,5 +109,6 @@ it('drives the local pipeline with the generator and the probe: every offered ch
   const text = formatPipelineReport(result);
   expect(text).toContain('baseline');
   expect(text).toMatch(/^knee: /m);
+  expect(text).toContain('profiled apart from the timed step');
   expect(text).toContain('verify: the warehouse equals the source');
 }, 300_000);

@@ -31,7 +31,7 @@ import { readWithLibrary } from './raw-readers';
 import { machineBasics } from './report';
 import { StackProcess } from './stack-process';
 import { dropDatabase, dropSlots, recreateDatabase, withClient } from './workloads';
-import type { StackStats } from './stack-protocol';
+import type { ProfileSummary, StackStats } from './stack-protocol';
 
 /**
  * `npm run bench:pipeline`: the local pipeline in a process of its own (pipeline-stack.ts), an
@@ -298,9 +298,6 @@ async function runStep(run: Running, rate: number, durationS: number): Promise<S
   const before = await refresh(run);
   await topStatements(run.warehouse, true);
   const window = run.sampler.open();
-  const profiling = options.profileIntervalUs > 0;
-  if (profiling) await run.stack.startProfile(options.profileIntervalUs);
-  const captureProfiled = await toggleCaptureProfile(run);
   run.probe.startTicking(name, options.probeMs);
   const started = performance.now();
   // Stats once a second: capture's pid for the sampler, and a line of progress now and then.
@@ -333,14 +330,7 @@ async function runStep(run: Running, rate: number, durationS: number): Promise<S
     await watcher;
   }
   const seconds = secondsSince(started);
-  const file = options.cpuProfileDir
-    ? path.join(options.cpuProfileDir, `stack-${name.replace('/', 'per')}.cpuprofile`)
-    : null;
-  const profile = profiling ? await run.stack.stopProfile(file) : null;
   const loadUsage = window.close();
-  let captureProfile: CaptureProfile | null = null;
-  if (captureProfiled && (await toggleCaptureProfile(run)) === captureProfiled)
-    captureProfile = await captureProfileOf(options.cpuProfileDir!, captureProfiled, run.captureProfiles);
   const endLsn = await currentLsn(run.control);
   progress(
     `${name}: load done${generated ? ` (${Math.round(generated.changes / seconds)} changes/s)` : ''}; draining`,
@@ -358,6 +348,7 @@ async function runStep(run: Running, rate: number, durationS: number): Promise<S
     drainSeconds,
   };
   const verdict = judgeStep(step, options.p99TargetMs);
+  const profiled = drainSeconds !== null ? await profiledRun(run, rate, name) : null;
   return {
     name,
     ...step,
@@ -371,11 +362,61 @@ async function runStep(run: Running, rate: number, durationS: number): Promise<S
     ...verdict,
     usage: { load: loadUsage, drain: drainUsage },
     cpuPerChangeUs: cpuPerChange(changes, [loadUsage, drainUsage]),
-    captureProfile,
     warehouseStatements,
     stages: stageWork(before, after),
-    profile,
+    profile: profiled?.profile ?? null,
+    captureProfile: profiled?.captureProfile ?? null,
+    profiledRun: profiled && {
+      seconds: profiled.seconds,
+      changes: profiled.changes,
+      drainSeconds: profiled.drainSeconds,
+    },
   };
+}
+
+/**
+ * Where the stack's time goes at `rate`: a run of `--profile-seconds` after the timed step, with
+ * the stack's profiler on (and capture's, with --cpu-profile), then drained. Apart because the
+ * profiler's sampling costs CPU (~0.07–0.1 of a core at 10k/s: bench/README.md, session 12) that
+ * the timed step's probe would pay for; its probe does not tick. Nothing when profiling is off.
+ */
+async function profiledRun(
+  run: Running,
+  rate: number,
+  name: string,
+): Promise<{
+  profile: ProfileSummary | null;
+  captureProfile: CaptureProfile | null;
+  seconds: number;
+  changes: number;
+  drainSeconds: number | null;
+} | null> {
+  const { options, progress } = run.bench;
+  if (options.profileIntervalUs <= 0) return null;
+  progress(`${name}: profiling the stack for ${options.profileSeconds} s at the same rate (not timed)`);
+  await run.stack.startProfile(options.profileIntervalUs);
+  const captureProfiled = await toggleCaptureProfile(run);
+  const started = performance.now();
+  const generated =
+    rate > 0
+      ? await run.generator.run({ rate, durationMs: options.profileSeconds * 1000, batchMs: options.batchMs })
+      : await sleep(options.profileSeconds * 1000).then(() => null);
+  const seconds = secondsSince(started);
+  const file = options.cpuProfileDir
+    ? path.join(options.cpuProfileDir, `stack-${name.replace('/', 'per')}.cpuprofile`)
+    : null;
+  const profile = await run.stack.stopProfile(file);
+  let captureProfile: CaptureProfile | null = null;
+  if (captureProfiled && (await toggleCaptureProfile(run)) === captureProfiled)
+    captureProfile = await captureProfileOf(options.cpuProfileDir!, captureProfiled, run.captureProfiles);
+  // The next step starts with nothing of this run left in the pipeline.
+  const drainSeconds = await settle(
+    run,
+    `${name} profiled`,
+    await currentLsn(run.control),
+    options.drainTimeoutSeconds,
+  );
+  return { profile, captureProfile, seconds, changes: generated?.changes ?? 0, drainSeconds };
 }
 
 /**
