@@ -147,6 +147,44 @@ it('transforms a mixed-table object straight into each table’s Parquet in one 
   );
 });
 
+it('builds the next layout’s Parquet while the one before it is being written', async () => {
+  // Prepare: a mixed object of two layouts, and a client that holds the first Parquet PUT until a
+  // second one is sent (or 10 s pass, which a transform writing one layout at a time would need).
+  const { currency, first, second } = currencyAndTypes('-overlap');
+  const mixedKey = await deliverMixed([first, currency, second], 'totes-1-2025-02-28-09-15-00-overlap');
+  const parquetPuts: string[] = [];
+  let firstHeld = false;
+  let sentWhileFirstHeld = false;
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const timer = setTimeout(() => release(), 10_000);
+  const holding = {
+    send: (command: Parameters<S3Client['send']>[0]) => {
+      const input = command.input as { Key?: string };
+      if (command instanceof PutObjectCommand && input.Key?.endsWith('.parquet')) {
+        parquetPuts.push(input.Key);
+        if (parquetPuts.length === 1) {
+          firstHeld = true;
+          return released.then(() => ((firstHeld = false), client.send(command)));
+        }
+        sentWhileFirstHeld ||= firstHeld;
+        release();
+      }
+      return client.send(command);
+    },
+  } as unknown as S3Client;
+  const transform = createTransformHandler({ s3: holding, processedBucket: PROCESSED });
+
+  // Act
+  const report = await transform(s3EventFactory({ bucket: INGESTION, key: mixedKey }));
+  clearTimeout(timer);
+
+  // Assess: both written, the second PUT sent while the first was held.
+  expect(report.objects[0]!.parts!.map((p) => p.status)).toEqual(['written', 'written']);
+  expect(parquetPuts).toHaveLength(2);
+  expect(sentWhileFirstHeld).toBe(true);
+});
+
 it('transforms a layout of several runs and many 64 KiB pieces, with characters cut at the pieces’ edges, to the same rows', async () => {
   // Prepare: payment types whose names hold two-, three- and four-byte characters, ~200 KiB of them
   // in two records with a currency record between: the layout comes in two runs of the object's

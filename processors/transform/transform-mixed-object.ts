@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { isLayoutSafeTableName } from '../../core/csv-codec';
 import type { Logger } from '../../core/logger';
+import { mapOverlapped } from '../../core/map-overlapped';
 import {
   MIXED_TABLE,
   MixedCsvError,
@@ -37,6 +38,13 @@ import type { S3EventRecord } from '../shared/s3-event';
  */
 
 export const MANIFEST_ROOT = 'manifest/transform';
+
+/**
+ * Layouts being transformed at once. Two: one's Parquet is built while the one before it waits for
+ * its PUT (at 10k changes/s a mixed object has ~9 layouts, and under load each PUT waited 20–40 ms:
+ * bench/README.md, session 13), and memory holds at most two layouts' Parquet.
+ */
+const PARTS_IN_FLIGHT = 2;
 
 /** The transform of one layout, as the handler reports it (ObjectOutcome's fields that apply). */
 export interface PartOutcome {
@@ -102,31 +110,29 @@ export async function transformMixedObject(
     if (!isLayoutSafeTableName(s.table))
       throw new MixedCsvError('a layout record names a table unfit for a key');
 
-  const parts: PartOutcome[] = [];
+  // Each layout in order; a layout's Parquet is built while the one before it is being written.
+  const outcomes = await mapOverlapped(
+    segments,
+    PARTS_IN_FLIGHT,
+    async (segment): Promise<PartOutcome & { unreadable?: true }> => {
+      const { table, fingerprint } = segment;
+      const partKey = mixedPartKey(mixed, table, fingerprint);
+      if (!isMappedSourceTable(table))
+        return { bucket, key: partKey, status: 'ignored', sourceTable: table, reason: 'no warehouse table' };
+      try {
+        return await steps.transformPart({ table, fingerprint, partKey, csv: segment.runs });
+      } catch (e) {
+        const reason = steps.unreadableReason(e);
+        if (reason === undefined) throw e;
+        return { bucket, key: partKey, status: 'quarantined', sourceTable: table, reason, unreadable: true };
+      }
+    },
+  );
   const unreadable: string[] = [];
-  for (const segment of segments) {
-    const { table, fingerprint } = segment;
-    const partKey = mixedPartKey(mixed, table, fingerprint);
-    if (!isMappedSourceTable(table)) {
-      parts.push({
-        bucket,
-        key: partKey,
-        status: 'ignored',
-        sourceTable: table,
-        reason: 'no warehouse table',
-      });
-      continue;
-    }
-    const csv = segment.runs;
-    try {
-      parts.push(await steps.transformPart({ table, fingerprint, partKey, csv }));
-    } catch (e) {
-      const reason = steps.unreadableReason(e);
-      if (reason === undefined) throw e;
-      unreadable.push(`${table} (layout ${fingerprint}): ${reason}`);
-      parts.push({ bucket, key: partKey, status: 'quarantined', sourceTable: table, reason });
-    }
-  }
+  const parts = outcomes.map(({ unreadable: bad, ...part }, i): PartOutcome => {
+    if (bad) unreadable.push(`${part.sourceTable} (layout ${segments[i]!.fingerprint}): ${part.reason}`);
+    return part;
+  });
   if (unreadable.length) return { status: 'unreadable', manifestKey, parts, reason: unreadable.join('; ') };
 
   // Last: the manifest marks the object done (for the reconciler, and for a redelivered event).
