@@ -232,6 +232,44 @@ describe('load handler (s3rver + real Postgres)', () => {
     expect(checkouts).toHaveLength(2);
   });
 
+  it('reads the next object of an invocation while the one before it loads, unless it is large', async () => {
+    const events: string[] = [];
+    const counted = {
+      connect: async () => {
+        events.push('connect');
+        return pool.connect();
+      },
+    } as unknown as Pool;
+    const watched = {
+      send: (command: Parameters<S3Client['send']>[0]) => {
+        if (command instanceof GetObjectCommand) events.push(`get ${command.input.Key}`);
+        return client.send(command);
+      },
+    } as unknown as S3Client;
+    const { handler } = harness({ warehouse: counted, s3: watched });
+    const [first, second, large] = [51, 52, 53].map((id) => {
+      const object = objectOf('dim_design', [rowOf('dim_design', id, {}, at(id))]);
+      object.key = `dim_design/2025/02/28/09/ahead-${id}.parquet`;
+      return object;
+    });
+    const specs = [await putObject(first!), await putObject(second!), await putObject(large!)];
+    specs[2] = { ...specs[2]!, size: 64 * 1024 * 1024 }; // as the event says: too large to read ahead
+
+    const report = await handler(s3EventFactory(specs));
+
+    expect(report.objects.map((o) => o.status)).toEqual(['loaded', 'loaded', 'loaded']);
+    // The second object's GET went out before the first object's transaction took its connection;
+    // the third's (large) only in its own turn, after the second's transaction.
+    expect(events).toEqual([
+      `get ${second!.key}`,
+      `get ${first!.key}`,
+      'connect',
+      'connect',
+      `get ${large!.key}`,
+      'connect',
+    ]);
+  });
+
   it('loads a corrected object that replaced a loaded one under the same key; the same bytes stay a duplicate', async () => {
     // Prepare: an object loaded once.
     const key = 'dim_currency/2025/02/28/09/corrected.parquet';

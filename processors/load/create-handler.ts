@@ -266,6 +266,30 @@ function unloadableFrom(e: unknown): Unloadable | null {
   return null;
 }
 
+/**
+ * Objects up to this size are read while the object before them in the invocation is loaded: at
+ * 10k changes/s an object's GET waited 20–40 ms for the local S3 (bench/README.md, session 13).
+ */
+const READ_AHEAD_MAX_BYTES = 16 * 1024 * 1024;
+
+/** The key of the object a record asks to load, or why the record is ignored. */
+function keyToLoad(record: S3EventRecord): string | { bucket: string; ignored: string; reason: string } {
+  const bucket = record.s3.bucket.name;
+  const rawKey = record.s3.object.key;
+  if (!record.eventName.startsWith('ObjectCreated:'))
+    return { bucket, ignored: rawKey, reason: `event ${record.eventName}` };
+  let key: string;
+  try {
+    key = decodeS3ObjectKey(rawKey);
+  } catch {
+    return { bucket, ignored: rawKey, reason: 'object key is not URL-encoded' };
+  }
+  // Our own quarantine copies, and the transform's, land in this bucket too.
+  if (key.startsWith('quarantine/')) return { bucket, ignored: key, reason: 'quarantine object' };
+  if (!key.endsWith('.parquet')) return { bucket, ignored: key, reason: 'not a .parquet object' };
+  return key;
+}
+
 /** True when this version of the object (key and ETag) is in load_log: every part of it loaded. */
 async function isLoaded(client: PoolClient, key: string, eTag: string): Promise<boolean> {
   const lookup = loadLogLookup(key, eTag);
@@ -397,22 +421,46 @@ export function createLoadHandler(
     return freshnessSeconds;
   }
 
-  async function loadObject(record: S3EventRecord, key: string, logger: Logger): Promise<LoadObjectOutcome> {
-    const bucket = record.s3.bucket.name;
-    let body: Buffer;
-    let eTag: string;
+  /** The object's bytes and the ETag of the version read (the event's may be an older one's), or null when it is gone. */
+  async function readObject(
+    record: S3EventRecord,
+    key: string,
+  ): Promise<{ body: Buffer; eTag: string } | null> {
     try {
-      const response = await deps.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-      body = await bodyBytes(response.Body as AsyncIterable<Uint8Array>, response.ContentLength);
-      // The version actually read (the event's ETag may be an older one's): what load_log records.
-      eTag = normalizeETag(response.ETag) ?? normalizeETag(record.s3.object.eTag) ?? '';
+      const response = await deps.s3.send(new GetObjectCommand({ Bucket: record.s3.bucket.name, Key: key }));
+      const body = await bodyBytes(response.Body as AsyncIterable<Uint8Array>, response.ContentLength);
+      return { body, eTag: normalizeETag(response.ETag) ?? normalizeETag(record.s3.object.eTag) ?? '' };
     } catch (e) {
-      if (isNotFound(e)) {
-        logger.warn('object no longer exists; nothing to load', { bucket, key });
-        return { bucket, key, status: 'ignored', reason: 'object does not exist' };
-      }
+      if (isNotFound(e)) return null;
       throw e;
     }
+  }
+
+  /**
+   * Reads started one record ahead (lookAhead), taken by that record's turn. Weak: a read whose
+   * turn never comes (the invocation failed first) goes with its record.
+   */
+  const readsAhead = new WeakMap<S3EventRecord, Promise<{ body: Buffer; eTag: string } | null>>();
+
+  function lookAhead(next: S3EventRecord): void {
+    const key = keyToLoad(next);
+    // Small objects only: memory holds the one being loaded and the one read ahead.
+    if (typeof key !== 'string' || (next.s3.object.size ?? Infinity) > READ_AHEAD_MAX_BYTES) return;
+    const read = readObject(next, key);
+    read.catch(() => undefined); // its own turn reports a failure
+    readsAhead.set(next, read);
+  }
+
+  async function loadObject(record: S3EventRecord, key: string, logger: Logger): Promise<LoadObjectOutcome> {
+    const bucket = record.s3.bucket.name;
+    const read = await (readsAhead.get(record) ?? readObject(record, key));
+    readsAhead.delete(record);
+    if (!read) {
+      logger.warn('object no longer exists; nothing to load', { bucket, key });
+      return { bucket, key, status: 'ignored', reason: 'object does not exist' };
+    }
+    // eTag: the version actually read, which is what load_log records.
+    const { body, eTag } = read;
     let reader: ParquetTableReader;
     try {
       reader = await openParquetReader(body);
@@ -492,27 +540,15 @@ export function createLoadHandler(
   }
 
   async function processRecord(record: S3EventRecord, logger: Logger): Promise<LoadObjectOutcome> {
-    const bucket = record.s3.bucket.name;
-    const ignore = (key: string, reason: string): LoadObjectOutcome => {
-      logger.debug('object ignored', { bucket, key, reason });
-      return { bucket, key, status: 'ignored', reason };
-    };
-    const rawKey = record.s3.object.key;
-    if (!record.eventName.startsWith('ObjectCreated:')) return ignore(rawKey, `event ${record.eventName}`);
-    let key: string;
-    try {
-      key = decodeS3ObjectKey(rawKey);
-    } catch {
-      logger.error('object key is not URL-encoded; S3 never sends that', { bucket, key: rawKey });
-      return ignore(rawKey, 'object key is not URL-encoded');
-    }
-    // Our own quarantine copies, and the transform's, land in this bucket too.
-    if (key.startsWith('quarantine/')) return ignore(key, 'quarantine object');
-    if (!key.endsWith('.parquet')) {
-      logger.warn('not a Parquet object; ignored', { bucket, key });
-      return ignore(key, 'not a .parquet object');
-    }
-    return loadObject(record, key, logger);
+    const key = keyToLoad(record);
+    if (typeof key === 'string') return loadObject(record, key, logger);
+    const { bucket, ignored, reason } = key;
+    if (reason === 'object key is not URL-encoded')
+      logger.error('object key is not URL-encoded; S3 never sends that', { bucket, key: ignored });
+    else if (reason === 'not a .parquet object')
+      logger.warn('not a Parquet object; ignored', { bucket, key: ignored });
+    else logger.debug('object ignored', { bucket, key: ignored, reason });
+    return { bucket, key: ignored, status: 'ignored', reason };
   }
 
   return s3ObjectHandler<LoadObjectOutcome>({
@@ -528,6 +564,7 @@ export function createLoadHandler(
     },
     durationMetric: 'InvocationDuration',
     processRecord: (record, _metrics, logger) => processRecord(record, logger),
+    lookAhead,
     invalidEvent: (issues) => new InvalidS3EventError(issues),
     retryable: (failures) => new LoadRetryableError(failures),
     retryDelaySeconds: (error, receiveCount) =>

@@ -34,6 +34,12 @@ export interface S3ObjectHandlerOptions<O extends S3ObjectOutcome> {
   durationMetric: string;
   /** Handles one object; throws only for failures a retry can fix. */
   processRecord(record: S3EventRecord, metrics: MetricSet, logger: Logger): Promise<O>;
+  /**
+   * Called with the record handled next as each record's handling starts, so that reading its
+   * object can overlap the current one's work; the handler keeps what it starts for processRecord.
+   * Must not throw.
+   */
+  lookAhead?(next: S3EventRecord, logger: Logger): void;
   invalidEvent(issues: string[]): Error;
   retryable(failures: ObjectFailure[]): Error;
   /**
@@ -84,6 +90,12 @@ export function s3ObjectHandler<O extends S3ObjectOutcome>(
     const metrics = options.newMetrics();
     for (const name of options.zeroMetrics) metrics.add(name, 0);
     const objects: O[] = [];
+    // Every record in the order it is handled, for lookAhead.
+    const inOrder =
+      envelope.kind === 's3'
+        ? envelope.event.Records
+        : envelope.messages.flatMap((m) => (m.kind === 'objects' ? m.event.Records : []));
+    let handled = 0;
 
     // One object at a time: memory stays one object's, and a load holds one warehouse connection.
     // `errors` gets what each failed object threw.
@@ -94,6 +106,9 @@ export function s3ObjectHandler<O extends S3ObjectOutcome>(
     ): Promise<O[]> => {
       const outcomes: O[] = [];
       for (const record of records) {
+        handled += 1;
+        const next = inOrder[handled];
+        if (next && options.lookAhead) options.lookAhead(next, log);
         let outcome: O;
         try {
           outcome = await options.processRecord(record, metrics, log);
