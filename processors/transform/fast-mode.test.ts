@@ -1,4 +1,10 @@
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import { encodeChangeBatch, type ChangeBatch } from '../../core/change-event';
 import { changeBatchFactory, changeFactory } from '../../core/csv-codec.fixtures';
 import { encodeSchemaObject, schemaObjectFor, schemaObjectKey } from '../../core/csv-codec';
@@ -183,6 +189,38 @@ it('builds the next layout’s Parquet while the one before it is being written'
   expect(report.objects[0]!.parts!.map((p) => p.status)).toEqual(['written', 'written']);
   expect(parquetPuts).toHaveLength(2);
   expect(sentWhileFirstHeld).toBe(true);
+});
+
+it('reads the mixed object while it looks for its manifest', async () => {
+  // Prepare: a client that holds the manifest's HEAD until the mixed object's GET is sent (or 10 s
+  // pass, which a transform reading only after the HEAD answered would need).
+  const { currency, first, second } = currencyAndTypes('-read-early');
+  const mixedKey = await deliverMixed([first, currency, second], 'totes-1-2025-02-28-09-15-00-early');
+  let getSent!: () => void;
+  const got = new Promise<void>((resolve) => (getSent = resolve));
+  const timer = setTimeout(() => getSent(), 10_000);
+  let headAnswered = false;
+  let readBeforeAnswer = false;
+  const holding = {
+    send: (command: Parameters<S3Client['send']>[0]) => {
+      if (command instanceof HeadObjectCommand && command.input.Key === mixedManifestKeyFor(mixedKey))
+        return got.then(() => client.send(command)).finally(() => (headAnswered = true));
+      if (command instanceof GetObjectCommand && command.input.Key === mixedKey) {
+        readBeforeAnswer ||= !headAnswered;
+        getSent();
+      }
+      return client.send(command);
+    },
+  } as unknown as S3Client;
+  const transform = createTransformHandler({ s3: holding, processedBucket: PROCESSED });
+
+  // Act
+  const report = await transform(s3EventFactory({ bucket: INGESTION, key: mixedKey }));
+  clearTimeout(timer);
+
+  // Assess
+  expect(report.objects[0]!.status).toBe('written');
+  expect(readBeforeAnswer).toBe(true);
 });
 
 it('transforms a layout of several runs and many 64 KiB pieces, with characters cut at the pieces’ edges, to the same rows', async () => {

@@ -101,11 +101,15 @@ export async function transformMixedObject(
 ): Promise<MixedResult> {
   const bucket = record.s3.bucket.name;
   const manifestKey = mixedManifestKeyFor(key);
+  // The object is read while its manifest is looked for: a request's wait less for every mixed
+  // object, a read wasted only on a redelivery of one already transformed.
+  const reading = steps.read(bucket, key);
+  reading.catch(() => undefined); // awaited below, unless the manifest says done
   if (await steps.exists(manifestKey)) {
     logger.info('already transformed; skipped', { key, manifestKey });
     return { status: 'duplicate', manifestKey, parts: [] };
   }
-  const segments = splitMixedCsv(await steps.read(bucket, key));
+  const segments = splitMixedCsv(await reading);
   for (const s of segments)
     if (!isLayoutSafeTableName(s.table))
       throw new MixedCsvError('a layout record names a table unfit for a key');
