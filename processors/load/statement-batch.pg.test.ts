@@ -51,6 +51,29 @@ describe('runStatements', () => {
     ).toEqual(results[2]!.rows);
   });
 
+  it("binds array parameters to the values node-postgres' own binding gives, for every type the load sends", async () => {
+    const cases: [string, unknown[]][] = [
+      ['integer[]', [3, -1, 0, 2_147_483_647, -2_147_483_648, null]],
+      ['bigint[]', [1_764_600_000_000, 0, 9_007_199_254_740_991, null]],
+      [
+        'text[]',
+        ['plain', '', 'NULL', 'null', 'a,b', '{x}', 'say "hi"', 'back\\slash', '\\"', ' sp ', 'é ✓', null],
+      ],
+      ['date[]', ['2025-02-28', '0099-01-01', null]],
+      ['time[]', ['09:15:02.123', null]],
+      ['numeric[]', ['12.30', '-0.01', '99999999.99', null]],
+      ['pg_lsn[]', ['0/0', '1/1A2B3C', 'FFFFFFFF/FFFFFFFF', null]],
+      ['timestamptz[]', ['2025-02-28T09:15:02.123456Z', '2025-02-28 09:15:02+01:30', null]],
+      ['boolean[]', [true, false, null]],
+      ['integer[]', []],
+    ];
+    for (const [type, values] of cases) {
+      const text = `SELECT $1::${type}::text AS a, $1::${type} IS NULL AS n, cardinality($1::${type}) AS c`;
+      const [batch] = await runStatements(client, [{ text, values: [values] }]);
+      expect(batch!.rows).toEqual((await client.query(text, [values])).rows);
+    }
+  });
+
   it('stops at a failing statement: rejects with its error, runs none after it, and the connection stays usable', async () => {
     await client.query('BEGIN');
     const failing = runStatements(client, [

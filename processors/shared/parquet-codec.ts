@@ -571,17 +571,38 @@ async function readRowGroupRows(
       { cause: e },
     );
   }
-  // Each row a copy of one row of NULLs whose values are then set: its properties exist already, in
-  // one order, so every row shares one shape (adding them one by one walked a transition per column).
-  const template: WarehouseRow = {};
-  for (const [name] of types) template[name] = null;
+  const make = rowMaker(types);
   const rows: WarehouseRow[] = new Array(rowCount);
-  for (let r = 0; r < rowCount; r += 1) {
-    const row: WarehouseRow = { ...template };
-    for (let c = 0; c < types.length; c += 1) row[types[c][0]] = columns[c][r];
-    rows[r] = row;
-  }
+  for (let r = 0; r < rowCount; r += 1) rows[r] = make(columns, r);
   return rows;
+}
+
+/** Row `r` of decoded columns (one array of values per column, in `types`' order) as a row object. */
+type RowMaker = (columns: readonly WarehouseValue[][], r: number) => WarehouseRow;
+
+const rowMakers = new Map<string, RowMaker>();
+
+/**
+ * A function returning `{ "<name 0>": columns[0][r], … }` for these columns, compiled once per list
+ * of columns (a table's, or the load's claim columns). An object literal of fixed names is made in
+ * one step in the shape V8 keeps for that literal; a row of NULLs copied and then set column by
+ * column (a store by a name read from an array, per value) was most of readRowGroupRows' own time,
+ * ~8% of the load process at 10k changes/s (bench/README.md, session 13). The names are the
+ * codec's own (WAREHOUSE_TABLES and the bookkeeping columns), written as JSON string literals.
+ */
+function rowMaker(types: readonly [string, Physical][]): RowMaker {
+  const names = types.map(([name]) => name);
+  const id = names.join(',');
+  let make = rowMakers.get(id);
+  if (!make) {
+    // `"__proto__": …` in a literal would set the prototype, not a property.
+    if (names.includes('__proto__')) throw new ParquetCodecError('a column named __proto__');
+    const fields = names.map((name, c) => `${JSON.stringify(name)}: columns[${c}][r]`);
+    // Compiled from the codec's own column names, quoted as JSON strings: no value reaches the code.
+    make = new Function('columns', 'r', `return { ${fields.join(', ')} };`) as RowMaker;
+    rowMakers.set(id, make);
+  }
+  return make;
 }
 
 // ---------------------------------------------------------------------------------------------
