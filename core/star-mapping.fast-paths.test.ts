@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Change, Column } from './change-event';
 import { HOSTILE_VALUES } from './csv-codec.fixtures';
 import { SOURCE_LAYOUTS, sourceChange } from './star-mapping.fixtures';
-import { sourceRowHash, toWarehouseRows } from './star-mapping';
+import { numericCents, sourceRowHash, toWarehouseRows } from './star-mapping';
 
 /**
  * The mapping's per-change path was rewritten for CPU (bench:transform): the row hash is built by
@@ -168,6 +168,80 @@ describe('star mapping fast paths against the old code', () => {
       else
         expect(result.rejected.map((r) => r.reason)).toEqual([
           'agreed_payment_date: not a calendar date in YYYY-MM-DD form',
+        ]);
+    }
+  });
+
+  /** Texts around the integer and numeric(10,2) forms: signs, zeros, digit counts, separators. */
+  function numberLikeTexts(): string[] {
+    const texts = new Set<string>([
+      '',
+      '-',
+      '+',
+      '.',
+      '-.',
+      '0',
+      '-0',
+      '00',
+      '-00',
+      '1e5',
+      ' 1',
+      '1 ',
+      '1.',
+      '.5',
+    ]);
+    const pieces = [
+      '',
+      '-',
+      '+',
+      '0',
+      '7',
+      '00',
+      '09',
+      '123',
+      '12345678',
+      '123456789',
+      '2147483647',
+      '2147483648',
+    ];
+    const tails = ['', '.', '.0', '.5', '.05', '.50', '.123', '.1.2', 'x', '\n', '٣'];
+    for (const a of pieces) for (const b of pieces) for (const t of tails) texts.add(`${a}${b}${t}`);
+    for (const n of [-2147483649, -2147483648, -1, 99999999, 100000000, 4294967296, 1e20])
+      texts.add(String(n));
+    texts.add('9'.repeat(40));
+    texts.add(`-${'9'.repeat(40)}`);
+    return [...texts];
+  }
+
+  it('integers are read as the old pattern and Number read them, or rejected with the old reason', () => {
+    for (const text of numberLikeTexts()) {
+      const result = toWarehouseRows('sales_order', SOURCE_LAYOUTS.sales_order, [
+        sourceChange('sales_order', { units_sold: text }),
+      ]);
+      const n = Number(text);
+      if (!/^-?(?:0|[1-9]\d*)$/.test(text))
+        expect(result.rejected.map((r) => r.reason)).toEqual(['units_sold: not an integer']);
+      else if (n < -2147483648 || n > 2147483647)
+        expect(result.rejected.map((r) => r.reason)).toEqual(['units_sold: integer out of the int4 range']);
+      else expect(Object.is(result.rows[0]?.units_sold, n)).toBe(true);
+    }
+  });
+
+  it('numeric(10,2) is accepted as the old pattern accepted it, and its cents are the old ones', () => {
+    for (const text of numberLikeTexts()) {
+      const m = /^(-?)(\d{1,8})(?:\.(\d{1,2}))?$/.exec(text);
+      const cents = m ? (m[1] ? -1 : 1) * Number(m[2] + (m[3] ?? '').padEnd(2, '0')) : undefined;
+      const actual = numericCents(text);
+      expect(actual === undefined ? undefined : Object.is(actual, cents) ? 'same' : actual).toBe(
+        cents === undefined ? undefined : 'same',
+      );
+      const result = toWarehouseRows('sales_order', SOURCE_LAYOUTS.sales_order, [
+        sourceChange('sales_order', { unit_price: text }),
+      ]);
+      if (m) expect(result.rows[0]?.unit_price).toBe(text);
+      else
+        expect(result.rejected.map((r) => r.reason)).toEqual([
+          'unit_price: not a numeric(10,2) value (at most 8 integer and 2 fraction digits)',
         ]);
     }
   });

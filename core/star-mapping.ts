@@ -106,11 +106,10 @@ interface SourceSpec {
 
 const INT4_MIN = -2_147_483_648;
 const INT4_MAX = 2_147_483_647;
-// Postgres renders integers without sign, leading zeros, fraction or exponent; anything else
-// (notably `2.0` from a float round trip, totesys.md §3) is a corrupted value, not an integer.
-const INT_TEXT = /^-?(?:0|[1-9]\d*)$/;
-// numeric(10,2): at most 8 integer and 2 fraction digits. Kept as text: floats would lose cents.
-const NUMERIC_10_2_TEXT = /^-?\d{1,8}(?:\.\d{1,2})?$/;
+// Integers (intTextValue): Postgres renders them without sign, leading zeros, fraction or exponent,
+// /^-?(?:0|[1-9]\d*)$/; anything else (notably `2.0` from a float round trip, totesys.md §3) is a
+// corrupted value, not an integer. numeric(10,2) (numericCents): at most 8 integer and 2 fraction
+// digits, /^-?\d{1,8}(?:\.\d{1,2})?$/, kept as text: floats would lose cents.
 const DATE_TEXT = /^(\d{4})-(\d{2})-(\d{2})$/;
 // timestamp(3) as Postgres' ISO DateStyle renders it: trailing zeros of the fraction are dropped,
 // so `.18` is 180 ms and a whole second has no fraction at all.
@@ -130,13 +129,63 @@ function parseCalendarDate(text: string): [number, number, number] | undefined {
   return [year, month, day];
 }
 
+/**
+ * The value of an integer in its Postgres form (above), read by character codes (a regex test and a Number
+ * call per field were most of the converters' time); NaN for any other text. Beyond 15 digits the
+ * value is approximate, which only the range check reads (it is out of range either way).
+ */
+function intTextValue(text: string): number {
+  const n = text.length;
+  const negative = n > 0 && text.charCodeAt(0) === 0x2d;
+  const start = negative ? 1 : 0;
+  if (start === n) return NaN;
+  // A leading zero only as the whole number (`0`, `-0`).
+  if (text.charCodeAt(start) === 0x30 && n > start + 1) return NaN;
+  let value = 0;
+  for (let i = start; i < n; i++) {
+    const d = text.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return NaN;
+    value = value * 10 + d;
+  }
+  return negative ? -value : value;
+}
+
 const asInt: Convert = (text, row, to) => {
-  if (!INT_TEXT.test(text)) return 'not an integer';
-  const n = Number(text);
+  const n = intTextValue(text);
+  if (Number.isNaN(n)) return 'not an integer';
   if (n < INT4_MIN || n > INT4_MAX) return 'integer out of the int4 range';
   row[to[0]] = n;
   return undefined;
 };
+
+/**
+ * The unscaled value (cents) of numeric(10,2) text in its form above (at most 8 integer and 2
+ * fraction digits, optional minus), read by character codes, exact; undefined for any other
+ * text. `-0.00` is -0, as Number('-000') is. The Parquet writer stores money by it.
+ */
+export function numericCents(text: string): number | undefined {
+  const n = text.length;
+  const negative = n > 0 && text.charCodeAt(0) === 0x2d;
+  let i = negative ? 1 : 0;
+  let units = 0;
+  const unitsStart = i;
+  for (; i < n; i++) {
+    const d = text.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) break;
+    units = units * 10 + d;
+  }
+  const unitDigits = i - unitsStart;
+  if (unitDigits < 1 || unitDigits > 8) return undefined;
+  let cents = units * 100;
+  if (i < n) {
+    if (text.charCodeAt(i) !== 0x2e || n - i - 1 < 1 || n - i - 1 > 2) return undefined;
+    const tens = text.charCodeAt(i + 1) - 48;
+    const ones = n - i - 1 === 2 ? text.charCodeAt(i + 2) - 48 : 0;
+    if (tens < 0 || tens > 9 || ones < 0 || ones > 9) return undefined;
+    cents += tens * 10 + ones;
+  }
+  return negative ? -cents : cents;
+}
 
 const asText: Convert = (text, row, to) => {
   row[to[0]] = text;
@@ -144,7 +193,7 @@ const asText: Convert = (text, row, to) => {
 };
 
 const asNumeric: Convert = (text, row, to) => {
-  if (!NUMERIC_10_2_TEXT.test(text))
+  if (numericCents(text) === undefined)
     return 'not a numeric(10,2) value (at most 8 integer and 2 fraction digits)';
   row[to[0]] = text;
   return undefined;
@@ -418,6 +467,9 @@ interface BatchPlan {
   empty: WarehouseRow;
   /** Commit LSNs repeat across a transaction's changes: normalise each once. */
   lsns: Map<string, string>;
+  /** The last LSN looked up, and what it gave (undefined: not an LSN). */
+  lastLsn: string | undefined;
+  lastCanonical: string | undefined;
 }
 
 function planBatch(
@@ -447,71 +499,103 @@ function planBatch(
     })),
     empty,
     lsns: new Map(),
+    lastLsn: undefined,
+    lastCanonical: undefined,
   };
 }
 
 function canonicalLsn(plan: BatchPlan, lsn: string): string | undefined {
+  // A transaction's changes are consecutive and share their commit LSN.
+  if (lsn === plan.lastLsn) return plan.lastCanonical;
   let canonical = plan.lsns.get(lsn);
   if (canonical === undefined && isLsn(lsn)) {
     canonical = normaliseLsn(lsn);
     plan.lsns.set(lsn, canonical);
   }
+  plan.lastLsn = lsn;
+  plan.lastCanonical = canonical;
   return canonical;
 }
 
 /**
  * The layout's columns sorted by name (a stable sort, as the hash's pairs were sorted), each with
- * the JSON text that opens its pair: the per-change hash then only concatenates.
+ * the UTF-8 of the JSON text that opens its pair: the per-change hash then only copies bytes.
  */
-type HashOrder = readonly { index: number; open: string }[];
+type HashOrder = readonly { index: number; open: Uint8Array }[];
 
 function hashOrderOf(columns: readonly Pick<Column, 'name'>[]): HashOrder {
   return columns
     .map((c, index) => ({ name: c.name, index, open: `[${JSON.stringify(c.name)},` }))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-    .map(({ index, open }) => ({ index, open }));
+    .map(({ index, open }) => ({ index, open: new TextEncoder().encode(open) }));
 }
 
 // crypto.hash (Node ≥ 20.12) is the one-shot form: no Hash object per row.
 // https://nodejs.org/api/crypto.html#cryptohashalgorithm-data-outputencoding
-const sha256Hex: (text: string) => string =
+const sha256Hex: (bytes: Uint8Array) => string =
   typeof crypto.hash === 'function'
-    ? (text) => crypto.hash('sha256', text, 'hex')
-    : (text) => crypto.createHash('sha256').update(text).digest('hex');
+    ? (bytes) => crypto.hash('sha256', bytes, 'hex')
+    : (bytes) => crypto.createHash('sha256').update(bytes).digest('hex');
 
-/**
- * JSON.stringify(value) of a string: the value in quotes when no character of it is escaped (a
- * quote, a backslash, a control character, a surrogate — JSON.stringify escapes a lone one),
- * without the call; bench:transform found JSON.stringify a quarter of the row hash's CPU.
- */
-function jsonString(value: string): string {
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return JSON.stringify(value);
-  }
-  return `"${value}"`;
+/** The row hash's text is written here, row after row (grown when a row needs more). */
+let hashText = new Uint8Array(4096);
+const utf8 = new TextEncoder();
+
+/** `hashText` with room for `bytes` bytes, its first `keep` kept. */
+function hashTextRoom(keep: number, bytes: number): Uint8Array {
+  if (bytes <= hashText.length) return hashText;
+  const grown = new Uint8Array(Math.max(bytes, hashText.length * 2));
+  grown.set(hashText.subarray(0, keep));
+  hashText = grown;
+  return grown;
 }
 
 /**
- * The hash over a layout already in hash order: the same text as JSON.stringify of the sorted
- * name/value pairs, `[["name","value"],…]`, built by concatenation.
+ * Writes JSON.stringify(value)'s UTF-8 at `at` of hashText; returns where it ends. A value of
+ * printable ASCII without a quote or a backslash (nearly all) is copied by character code; any
+ * other (escapes, non-ASCII, lone surrogates, which JSON.stringify escapes) goes through
+ * JSON.stringify and TextEncoder, so the bytes are those of the JSON text whatever the value.
+ */
+function writeJsonString(value: string, at: number): number {
+  let out = hashTextRoom(at, at + value.length + 2);
+  let i = at;
+  out[i++] = 0x22;
+  for (let k = 0; k < value.length; k++) {
+    const c = value.charCodeAt(k);
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) {
+      const json = JSON.stringify(value);
+      out = hashTextRoom(at, at + json.length * 3);
+      return at + utf8.encodeInto(json, out.subarray(at)).written;
+    }
+    out[i++] = c;
+  }
+  out[i++] = 0x22;
+  return i;
+}
+
+/**
+ * The hash over a layout already in hash order: SHA-256 of the UTF-8 of the same text as
+ * JSON.stringify of the sorted name/value pairs, `[["name","value"],…]`, written as bytes (one
+ * buffer for every row) rather than built as a string: building the string by concatenation and
+ * flattening it cost twice the hash itself (bench:transform, "Transform CPU, session 13").
  */
 function rowHash(order: HashOrder, change: Change): string | undefined {
   if (change.unchanged?.length) return undefined;
   const values = change.values;
-  let text = '[';
+  let at = 1;
+  hashText[0] = 0x5b;
   for (let i = 0; i < order.length; i++) {
     const { index, open } = order[i];
     const value = values[index];
     if (value === null || value === undefined) continue;
-    text += text.length === 1 ? `${open}${jsonString(value)}]` : `,${open}${jsonString(value)}]`;
+    const out = hashTextRoom(at, at + open.length + 1);
+    if (at > 1) out[at++] = 0x2c;
+    out.set(open, at);
+    at = writeJsonString(value, at + open.length);
+    hashTextRoom(at, at + 2)[at++] = 0x5d;
   }
-  text += ']';
-  // The concatenation is a tree of pieces (a V8 cons string); Node's hash walks such a tree to
-  // encode it, at about twice the cost of the hash of a flat string (bench:transform: 1.6 against
-  // 0.5 µs per row). Reading a character makes V8 flatten it first, in one copy. Same text.
-  text.charCodeAt(0);
-  return sha256Hex(text).slice(0, 32);
+  hashTextRoom(at, at + 1)[at++] = 0x5d;
+  return sha256Hex(hashText.subarray(0, at)).slice(0, 32);
 }
 
 /**

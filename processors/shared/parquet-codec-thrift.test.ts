@@ -100,6 +100,30 @@ describe('serializeCompact', () => {
     same(footer);
   });
 
+  it('writes 64-bit fields given as numbers as the package writes them (no Int64 needed)', () => {
+    for (const n of [
+      0,
+      1,
+      -1,
+      63,
+      64,
+      -64,
+      -65,
+      2 ** 31,
+      -(2 ** 31),
+      2 ** 32 + 7,
+      -(2 ** 40) - 3,
+      2 ** 53 - 1,
+      -(2 ** 53) + 1,
+    ])
+      for (const value of [n, new Int64(n)]) {
+        const statistics = new T.Statistics();
+        statistics.null_count = value;
+        statistics.distinct_count = value;
+        same(statistics);
+      }
+  });
+
   it('falls back to the thrift package for what it does not write', () => {
     const fallback = Buffer.from('fallback');
     const statistics = new T.Statistics();

@@ -20,6 +20,7 @@ const CT_BOOLEAN_TRUE = 1;
 const CT_BOOLEAN_FALSE = 2;
 
 const WRITE = Symbol.for('write');
+const TWO_32 = 2 ** 32;
 
 class CompactWriter {
   bytes = Buffer.allocUnsafe(1024);
@@ -154,13 +155,25 @@ class CompactWriter {
   }
 
   writeI64(value: unknown): void {
+    // A safe integer as node-int64 holds it (two's complement, high and low words), without one:
+    // its constructor calls the deprecated `new Buffer(8)`, whose deprecation check walks the stack
+    // (node:buffer showFlaggedDeprecation: 2% of the transform worker at 10k changes/s).
+    if (typeof value === 'number' && Number.isSafeInteger(value)) {
+      const high = Math.floor(value / TWO_32);
+      this.i64Words(high >>> 0, (value - high * TWO_32) >>> 0);
+      return;
+    }
     let v = value;
     if (typeof v === 'string') v = new Int64(parseInt(v, 10));
     else if (typeof v === 'number') v = new Int64(v);
     if (!(v instanceof Int64)) throw new Error(`Expected Int64 or Number, found: ${String(value)}`);
+    // At 0, not the Int64's offset, as the package reads it (TCompactProtocol.i64ToZigzag).
     const buffer = (v as unknown as { buffer: Buffer }).buffer;
-    const hi = buffer.readUInt32BE(0);
-    const lo = buffer.readUInt32BE(4);
+    this.i64Words(buffer.readUInt32BE(0), buffer.readUInt32BE(4));
+  }
+
+  /** The zigzag varint of the 64-bit two's complement `hi`:`lo` (unsigned 32-bit words). */
+  private i64Words(hi: number, lo: number): void {
     const sign = hi >>> 31 ? 0xffffffff : 0;
     this.varint64(((hi << 1) | (lo >>> 31)) ^ sign, (lo << 1) ^ sign);
   }

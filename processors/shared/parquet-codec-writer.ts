@@ -1,11 +1,8 @@
 import type { Writable } from 'node:stream';
 import { ParquetEnvelopeWriter, type ParquetSchema } from '@dsnp/parquetjs';
 import * as thrift from '@dsnp/parquetjs/dist/gen-nodejs/parquet_types';
-import * as codec from '@dsnp/parquetjs/dist/lib/codec';
 import type { ParquetField } from '@dsnp/parquetjs/dist/lib/declare';
-import { toPrimitive } from '@dsnp/parquetjs/dist/lib/types';
-import { cloneInteger, getBitWidth, serializeThrift } from '@dsnp/parquetjs/dist/lib/util';
-import Int64 from 'node-int64';
+import { serializeThrift } from '@dsnp/parquetjs/dist/lib/util';
 import type { WarehouseRow, WarehouseValue } from '../../core/warehouse-model';
 import { serializeCompact } from './parquet-codec-thrift';
 
@@ -86,33 +83,24 @@ const T = thrift as unknown as Record<string, new () => Thrift> & {
   Type: Record<string, number>;
   CompressionCodec: Record<string, number>;
 };
-const RLE = codec.RLE as unknown as {
-  encodeValues(type: string, values: number[], opts: Record<string, unknown>): Buffer;
-};
-const PLAIN = codec.PLAIN as unknown as {
-  encodeValues(type: string, values: unknown[], opts: Record<string, unknown>): Buffer;
-};
-
-const MS_PER_DAY = 86_400_000;
 const TWO_32 = 2 ** 32;
 const DECIMAL_BYTES = 5;
-
-/** What the library's statistics hold for a page (lib/writer.js encodePages). */
-interface PageStatistics {
-  max_value?: unknown;
-  min_value?: unknown;
-  null_count: Int64;
-}
+const EMPTY = Buffer.alloc(0);
 
 /** A minimum or maximum in comparable form: see ColumnBuffer.see. */
 type Key = number | string | boolean;
 
 interface Page {
-  page: Buffer;
-  statistics: PageStatistics;
+  /** The page header, its definition levels and its values: the page's bytes, in order. */
+  pieces: [Buffer, Buffer, Buffer];
+  length: number;
   /** The page's minimum and maximum (comparable form), undefined when it holds only NULLs. */
   min: Key | undefined;
   max: Key | undefined;
+  /** The same as the statistics write them (PLAIN bytes; text: its UTF-8). */
+  minBytes: Buffer | undefined;
+  maxBytes: Buffer | undefined;
+  nulls: number;
   first_row_index: number;
   /** Rows in the page. */
   rows: number;
@@ -139,11 +127,107 @@ function utf8Before(a: string, b: string): boolean {
   return a.length < b.length;
 }
 
+/** Appends `value` as a varint (the `varint` package's encoding, which the library's RLE uses). */
+function pushVarint(out: number[], value: number): void {
+  let n = value;
+  while (n >= 0x80) {
+    out.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+}
+
+const levelBytes: number[] = [];
+
+/**
+ * `levels[0..count)` (each 0 or 1) as lib/codec/rle.js encodeValues writes them for a bit width of
+ * 1 without its length envelope (disableEnvelope): byte for byte the same runs, decided the same
+ * way (a repeated run starts only where the bit-packed values so far are a multiple of 8 and the
+ * next value repeats; bit-packed runs are padded to 8 values with 0), without its per-value
+ * arrays and a Buffer.concat per run. parquet-codec.write.test.ts compares the two.
+ */
+export function encodeLevels(levels: Uint8Array, count: number): Buffer {
+  const out = levelBytes;
+  out.length = 0;
+  // One value throughout (a column without NULLs, or of NULLs only): one repeated run.
+  let same = 1;
+  while (same < count && levels[same] === levels[0]) same++;
+  if (count > 1 && same === count) {
+    pushVarint(out, count * 2);
+    out.push(levels[0]);
+    return Buffer.from(out);
+  }
+  let runStart = 0;
+  let runLength = 0;
+  let repeats = 0;
+  const bitpacked = () => {
+    const groups = Math.ceil(runLength / 8);
+    pushVarint(out, (groups << 1) | 1);
+    for (let g = 0; g < groups; g++) {
+      let byte = 0;
+      for (let b = 0; b < 8; b++) {
+        const i = g * 8 + b;
+        if (i < runLength && levels[runStart + i]) byte |= 1 << b;
+      }
+      out.push(byte);
+    }
+  };
+  const repeated = (value: number, times: number) => {
+    pushVarint(out, times * 2);
+    out.push(value & 0xff);
+  };
+  for (let i = 0; i < count; i++) {
+    const value = levels[i];
+    if (repeats === 0 && runLength % 8 === 0 && i + 1 < count && value === levels[i + 1]) {
+      if (runLength) {
+        bitpacked();
+        runLength = 0;
+      }
+      repeats = 1;
+    } else if (repeats > 0 && value === levels[i - 1]) repeats += 1;
+    else {
+      if (repeats) {
+        repeated(levels[i - 1], repeats);
+        repeats = 0;
+      }
+      if (runLength === 0) runStart = i;
+      runLength += 1;
+    }
+  }
+  if (repeats) repeated(levels[count - 1], repeats);
+  else if (runLength) bitpacked();
+  return Buffer.from(out);
+}
+
+/**
+ * `buffer.write(text, at)`, whose room the caller has made. Buffer#write validates its arguments
+ * in JS before it calls the buffer's native utf8Write, which Node has always given Buffers
+ * (lib/internal/buffer.js) but does not document: that validation was half of the time of
+ * writing a text value (bench:transform, "Transform CPU, session 13"). Buffer#write when absent.
+ */
+const nativeUtf8Write = (
+  Buffer.prototype as unknown as {
+    utf8Write?: (this: Buffer, text: string, offset: number, length?: number) => number;
+  }
+).utf8Write;
+const utf8Write: (buffer: Buffer, text: string, at: number) => number =
+  typeof nativeUtf8Write === 'function'
+    ? (buffer, text, at) => nativeUtf8Write.call(buffer, text, at, buffer.length - at)
+    : (buffer, text, at) => buffer.write(text, at);
+
 /** One column of the open row group. */
 class ColumnBuffer {
+  /**
+   * The chunk's values, page after page (a page's are in place until the row group is written:
+   * flush copies them once, into the row group's bytes).
+   */
   private bytes = Buffer.allocUnsafe(4096);
   private at = 0;
-  private readonly dlevels: number[] = [];
+  /** Where the open page's values start in `bytes`. */
+  private pageStart = 0;
+  /** The open page's definition levels, one per value (1) or NULL (0). */
+  private levels = new Uint8Array(1024);
+  private count = 0;
   private values = 0;
   /**
    * Minimum and maximum of the page in comparable form, in the order of the column's type
@@ -165,6 +249,15 @@ class ColumnBuffer {
   /** Whether `a` comes before `b` in the column's order. */
   private before(a: Key, b: Key): boolean {
     return this.spec.kind === 'UTF8' ? utf8Before(a as string, b as string) : a < b;
+  }
+
+  private level(level: number): void {
+    if (this.count === this.levels.length) {
+      const grown = new Uint8Array(this.levels.length * 2);
+      grown.set(this.levels);
+      this.levels = grown;
+    }
+    this.levels[this.count++] = level;
   }
 
   private room(bytes: number): void {
@@ -193,7 +286,7 @@ class ColumnBuffer {
 
   add(value: WarehouseValue | undefined): void {
     if (value === null || value === undefined) {
-      this.dlevels.push(0);
+      this.level(0);
       return;
     }
     const { spec } = this;
@@ -201,7 +294,7 @@ class ColumnBuffer {
       case 'UTF8': {
         if (typeof value !== 'string') return spec.refuse(spec.name, value, 'text');
         this.room(4 + value.length * 3);
-        const n = this.bytes.write(value, this.at + 4);
+        const n = utf8Write(this.bytes, value, this.at + 4);
         this.bytes.writeUInt32LE(n, this.at);
         this.at += 4 + n;
         if (n === value.length) this.see(value);
@@ -262,64 +355,74 @@ class ColumnBuffer {
       }
     }
     this.values += 1;
-    this.dlevels.push(1);
+    this.level(1);
   }
 
-  /** A comparable minimum or maximum back in the form the library's statistics hold. */
-  private libraryValue(key: Key): unknown {
+  /**
+   * A minimum or maximum as the statistics hold it: its PLAIN bytes (text: its UTF-8), what
+   * lib/writer.js' encodeStatisticsValue makes of the library's values (a Date, a BigInt, a Buffer).
+   */
+  private keyBytes(key: Key): Buffer {
     switch (this.spec.kind) {
-      case 'DATE':
-        return new Date((key as number) * MS_PER_DAY);
-      case 'INT64':
-        return BigInt(key as number);
+      case 'UTF8':
+        return Buffer.from(key as string, 'utf8');
+      case 'INT64': {
+        const bytes = Buffer.allocUnsafe(8);
+        const value = key as number;
+        const high = Math.floor(value / TWO_32);
+        bytes.writeUInt32LE(value - high * TWO_32, 0);
+        bytes.writeInt32LE(high, 4);
+        return bytes;
+      }
       case 'DECIMAL': {
-        const bytes = Buffer.alloc(DECIMAL_BYTES);
+        const bytes = Buffer.allocUnsafe(DECIMAL_BYTES);
         bytes.writeIntBE(key as number, 0, DECIMAL_BYTES);
         return bytes;
       }
-      default:
-        return key;
+      case 'BOOLEAN':
+        return Buffer.from([key ? 1 : 0]);
+      default: {
+        const bytes = Buffer.allocUnsafe(4);
+        bytes.writeInt32LE(key as number, 0);
+        return bytes;
+      }
     }
   }
 
   /** lib/writer.js encodePages and encodeDataPageV2, for this column: the page, kept until its row group. */
   endPage(rows: number): void {
-    const { field } = this;
-    const statistics: PageStatistics = {} as PageStatistics;
-    if (this.min !== undefined) {
-      statistics.max_value = this.libraryValue(this.max!);
-      statistics.min_value = this.libraryValue(this.min);
-    }
-    const count = this.dlevels.length;
-    statistics.null_count = new Int64(count - this.values);
-
-    const valuesBuf = this.spec.kind === 'BOOLEAN' ? this.packedBooleans() : this.bytes.subarray(0, this.at);
-    const dLevelsBuf = RLE.encodeValues('INT32', this.dlevels, {
-      bitWidth: getBitWidth(field.dLevelMax),
-      disableEnvelope: true,
-    });
+    const { field, count } = this;
+    const nulls = count - this.values;
+    const minBytes = this.min === undefined ? undefined : this.keyBytes(this.min);
+    const maxBytes = this.max === undefined ? undefined : this.keyBytes(this.max);
+    const valuesBuf =
+      this.spec.kind === 'BOOLEAN' ? this.packedBooleans() : this.bytes.subarray(this.pageStart, this.at);
+    const dLevelsBuf = encodeLevels(this.levels, count);
     const header = new T.PageHeader();
     header.type = T.PageType.DATA_PAGE_V2;
     const v2 = new T.DataPageHeaderV2();
     header.data_page_header_v2 = v2;
     v2.num_values = count;
-    v2.num_nulls = count - this.values;
+    v2.num_nulls = nulls;
     v2.num_rows = rows;
-    v2.statistics = encodeStatistics(statistics, field, this.signed);
+    v2.statistics = statisticsOf(nulls, minBytes, maxBytes, this.signed);
     header.uncompressed_page_size = dLevelsBuf.length + valuesBuf.length;
     header.compressed_page_size = dLevelsBuf.length + valuesBuf.length;
     v2.encoding = T.Encoding[field.encoding!];
     v2.definition_levels_byte_length = dLevelsBuf.length;
     v2.repetition_levels_byte_length = 0;
     v2.is_compressed = false;
-    const page = Buffer.concat([serialize(header), dLevelsBuf, valuesBuf]);
+    const headerBuf = serialize(header);
 
     const lastPage = this.pages[this.pages.length - 1];
     this.pages.push({
-      page,
-      statistics,
+      pieces: [headerBuf, dLevelsBuf, valuesBuf],
+      length: headerBuf.length + dLevelsBuf.length + valuesBuf.length,
       min: this.min,
       max: this.max,
+      minBytes,
+      maxBytes,
+      nulls,
       // The row group's rows before the page. (The library adds a `count` its pages do not have:
       // NaN from the second page on, written as 0, so a reader skipping pages by the offset index
       // would take the second page's rows for the first's.)
@@ -327,9 +430,11 @@ class ColumnBuffer {
       rows,
       num_values: count,
     });
-    this.at = 0;
+    // A boolean page's values were packed into a buffer of their own; the rest stay in place.
+    if (this.spec.kind === 'BOOLEAN') this.at = 0;
+    this.pageStart = this.at;
     this.values = 0;
-    this.dlevels.length = 0;
+    this.count = 0;
     this.min = undefined;
     this.max = undefined;
   }
@@ -340,23 +445,28 @@ class ColumnBuffer {
     return packed;
   }
 
-  /** lib/writer.js encodeColumnChunk: the chunk's pages and its metadata, at `baseOffset` of the file. */
+  /**
+   * lib/writer.js encodeColumnChunk: the chunk's pages and its metadata, at `baseOffset` of the
+   * file. The pages' values are views of the column's buffer, valid until the next value is added.
+   */
   endChunk(baseOffset: number): { body: Buffer[]; length: number; metadata: Thrift; metadataOffset: number } {
     const { field, pages } = this;
     this.pages = [];
+    this.at = 0;
+    this.pageStart = 0;
     let pagesLength = 0;
-    for (const p of pages) pagesLength += p.page.length;
+    for (const p of pages) pagesLength += p.length;
     let numValues = 0;
     for (const p of pages) numValues += p.num_values;
     let offset = baseOffset;
     const metadata = new T.ColumnMetaData();
     metadata.path_in_schema = field.path;
-    metadata.num_values = new Int64(numValues);
-    metadata.data_page_offset = new Int64(baseOffset);
+    metadata.num_values = numValues;
+    metadata.data_page_offset = baseOffset;
     const encodings: number[] = [];
     metadata.encodings = encodings;
-    metadata.total_uncompressed_size = new Int64(pagesLength);
-    metadata.total_compressed_size = new Int64(pagesLength);
+    metadata.total_uncompressed_size = pagesLength;
+    metadata.total_compressed_size = pagesLength;
     metadata.type = T.Type[field.primitiveType!];
     metadata.codec = T.CompressionCodec[field.compression!];
     const columnIndex = new T.ColumnIndex();
@@ -370,43 +480,38 @@ class ColumnBuffer {
     const offsetIndex = new T.OffsetIndex();
     const locations: Thrift[] = [];
     offsetIndex.page_locations = locations;
-    const statistics = {} as PageStatistics;
-    statistics.null_count = new Int64(0);
+    let nulls = 0;
     // The chunk's bounds: its pages' (the library compared their Buffers unsigned, text by `<`).
-    let min: Key | undefined;
-    let max: Key | undefined;
+    let min: Page | undefined;
+    let max: Page | undefined;
+    const body: Buffer[] = [];
     for (let i = 0; i < pages.length; i++) {
       const page = pages[i];
       if (page.min !== undefined) {
-        if (min === undefined || this.before(page.min, min)) min = page.min;
-        if (max === undefined || this.before(max, page.max!)) max = page.max;
+        if (min === undefined || this.before(page.min, min.min!)) min = page;
+        if (max === undefined || this.before(max.max!, page.max!)) max = page;
       }
-      statistics.null_count.setValue(
-        statistics.null_count.valueOf() + (page.statistics.null_count?.valueOf() || 0),
-      );
+      nulls += page.nulls;
       // The page's own NULLs (the library compared the chunk's so far: from the second page on, a
       // page of values could be called a null page, which readers skip, and a null page not).
-      nullPages.push(page.num_values === page.statistics.null_count.valueOf());
-      maxValues.push(encodeStatisticsValue(page.statistics.max_value, field));
-      minValues.push(encodeStatisticsValue(page.statistics.min_value, field));
+      nullPages.push(page.num_values === page.nulls);
+      maxValues.push(page.maxBytes ?? EMPTY);
+      minValues.push(page.minBytes ?? EMPTY);
       const location = new T.PageLocation();
-      location.offset = new Int64(offset);
-      offset += page.page.length;
-      location.compressed_page_size = page.page.length;
-      location.first_row_index = new Int64(page.first_row_index);
+      location.offset = offset;
+      offset += page.length;
+      location.compressed_page_size = page.length;
+      location.first_row_index = page.first_row_index;
       locations.push(location);
+      for (const piece of page.pieces) body.push(piece);
     }
     metadata.offsetIndex = offsetIndex;
-    if (min !== undefined) {
-      statistics.max_value = this.libraryValue(max!);
-      statistics.min_value = this.libraryValue(min);
-    }
-    metadata.statistics = encodeStatistics(statistics, field, this.signed);
+    metadata.statistics = statisticsOf(nulls, min?.minBytes, max?.maxBytes, this.signed);
     metadata.columnIndex = columnIndex;
     encodings.push(T.Encoding.RLE);
     encodings.push(T.Encoding[field.encoding!]);
     const metadataBuf = serialize(metadata);
-    const body = [...pages.map((p) => p.page), metadataBuf];
+    body.push(metadataBuf);
     return {
       body,
       length: pagesLength + metadataBuf.length,
@@ -416,29 +521,28 @@ class ColumnBuffer {
   }
 }
 
-// lib/writer.js' statistics helpers, but for the deprecated min and max (Statistics above).
-
-function encodeStatisticsValue(value: unknown, column: ParquetField): Buffer {
-  if (value === undefined) return Buffer.alloc(0);
-  let v = value;
-  if (column.originalType) v = toPrimitive(column.originalType, v, column);
-  if (column.primitiveType !== 'BYTE_ARRAY')
-    v = PLAIN.encodeValues(column.primitiveType!, [v], { bitWidth: column.typeLength, ...column });
-  return v as Buffer;
-}
-
-/** `signed`: the column's order is signed, so the deprecated min and max are written too. */
-function encodeStatistics(statistics: PageStatistics, column: ParquetField, signed: boolean): Thrift {
-  const s: Record<string, unknown> = { ...statistics };
-  s.min_value =
-    statistics.min_value === undefined ? null : encodeStatisticsValue(statistics.min_value, column);
-  s.max_value =
-    statistics.max_value === undefined ? null : encodeStatisticsValue(statistics.max_value, column);
-  if (signed) {
-    s.max = s.max_value;
-    s.min = s.min_value;
+/**
+ * lib/writer.js' statistics (encodePages, encodeColumnChunk), but for the deprecated min and max,
+ * written only when `signed` (Statistics above). `min` and `max`: PLAIN bytes, undefined when the
+ * page or chunk holds only NULLs.
+ */
+function statisticsOf(
+  nulls: number,
+  min: Buffer | undefined,
+  max: Buffer | undefined,
+  signed: boolean,
+): Thrift {
+  const statistics = new T.Statistics();
+  statistics.null_count = nulls;
+  if (min !== undefined && max !== undefined) {
+    statistics.max_value = max;
+    statistics.min_value = min;
+    if (signed) {
+      statistics.max = max;
+      statistics.min = min;
+    }
   }
-  return new (thrift.Statistics as unknown as new (args: unknown) => Thrift)(s);
+  return statistics;
 }
 
 /** Each column kind's physical (primitive) and converted (original) Parquet type, as written. */
@@ -498,8 +602,8 @@ export async function openColumnarWriter(
     {},
   );
   const internal = envelope as unknown as {
-    offset: Int64;
-    rowCount: Int64;
+    offset: { valueOf(): number };
+    rowCount: { valueOf(): number; setValue(n: number): void };
     rowGroups: Thrift[];
     pageSize: number;
     useDataPageV2: boolean;
@@ -547,7 +651,7 @@ export async function openColumnarWriter(
     endPage();
     // lib/writer.js encodeRowGroup, its column chunks concatenated once.
     const metadata = new T.RowGroup();
-    metadata.num_rows = new Int64(groupRows);
+    metadata.num_rows = groupRows;
     const chunks: Thrift[] = [];
     metadata.columns = chunks;
     const base = internal.offset.valueOf();
@@ -555,14 +659,16 @@ export async function openColumnarWriter(
     let length = 0;
     for (const column of columns) {
       const chunk = column.endChunk(base + length);
-      const cchunk = new T.ColumnChunk();
-      cchunk.file_offset = new Int64(chunk.metadataOffset);
+      // Not `new ColumnChunk()`: its constructor makes an Int64 for file_offset (set just below),
+      // and node-int64 calls the deprecated `new Buffer(8)`, whose check walks the stack.
+      const cchunk = Object.create(T.ColumnChunk.prototype) as Thrift;
+      cchunk.file_offset = chunk.metadataOffset;
       cchunk.meta_data = chunk.metadata;
       chunks.push(cchunk);
       for (const b of chunk.body) body.push(b);
       length += chunk.length;
     }
-    metadata.total_byte_size = new Int64(length);
+    metadata.total_byte_size = length;
     internal.rowCount.setValue(internal.rowCount.valueOf() + groupRows);
     internal.rowGroups.push(metadata);
     groupRows = 0;
@@ -576,8 +682,8 @@ export async function openColumnarWriter(
  */
 async function writeIndexAndFooter(
   envelope: {
-    offset: Int64;
-    rowCount: Int64;
+    offset: { valueOf(): number };
+    rowCount: unknown;
     rowGroups: Thrift[];
     writeSection(buf: Buffer): Promise<unknown>;
   },
@@ -600,7 +706,7 @@ async function writeIndexAndFooter(
         if (!meta[index]) continue;
         const body = serialize(meta[index] as Thrift);
         delete meta[index];
-        column[`${prefix}_offset`] = cloneInteger(new Int64(base + length));
+        column[`${prefix}_offset`] = base + length;
         column[`${prefix}_length`] = body.length;
         pieces.push(body);
         length += body.length;

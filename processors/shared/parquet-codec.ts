@@ -10,6 +10,7 @@ import {
   type WarehouseTableName,
   type WarehouseValue,
 } from '../../core/warehouse-model';
+import { numericCents } from '../../core/star-mapping';
 import { openColumnarWriter, SUPPORTED, type ColumnSpec } from './parquet-codec-writer';
 
 // The row types moved to core/warehouse-model.ts (the pure mapping needs them); re-exported here so
@@ -184,6 +185,9 @@ function dateDays(value: Exclude<WarehouseValue, null | undefined>, column: stri
 
 /** numeric(10,2) text → its unscaled value (cents), never through a float: at most 10 digits. */
 function moneyCents(value: Exclude<WarehouseValue, null | undefined>, column: string): number {
+  // The mapping's text, by character codes (the same values MONEY_TEXT reads, without a match array).
+  const fast = typeof value === 'string' ? numericCents(value) : undefined;
+  if (fast !== undefined) return fast;
   const m = MONEY_TEXT.exec(String(value));
   if (!m) throw new ParquetCodecError(`column ${column}: ${JSON.stringify(value)} is not a numeric(10,2)`);
   const cents = Number(m[2] + (m[3] ?? '').padEnd(MONEY.scale, '0'));

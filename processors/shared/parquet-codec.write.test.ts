@@ -3,12 +3,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as thrift from '@dsnp/parquetjs/dist/gen-nodejs/parquet_types';
+import * as codec from '@dsnp/parquetjs/dist/lib/codec';
 import { decodeThrift } from '@dsnp/parquetjs/dist/lib/util';
 import { SAMPLE_ROWS, SOURCE_LAYOUTS, sourceChange } from '../../core/star-mapping.fixtures';
 import { toWarehouseRows } from '../../core/star-mapping';
 import type { TotesysTable } from '../../core/totesys-tables';
 import type { WarehouseRow, WarehouseTableName, WarehouseValue } from '../../core/warehouse-model';
 import { decodeParquet, encodeParquet, parquetColumns, type Physical } from './parquet-codec';
+import { encodeLevels } from './parquet-codec-writer';
 
 /**
  * The columnar writer (parquet-codec-writer.ts) against the library's own appendRow: the same rows
@@ -229,6 +231,45 @@ describe('the columnar writer against the library', () => {
     await expect(encodeParquet(target, [{ ...rows[0], created_time: '12:34:5x.000' }])).rejects.toThrow(
       'is not an HH:MM:SS.mmm time',
     );
+  });
+});
+
+describe('definition levels', () => {
+  const RLE = codec.RLE as unknown as {
+    encodeValues(type: string, values: number[], opts: Record<string, unknown>): Buffer;
+  };
+  const library = (levels: number[]) =>
+    RLE.encodeValues('INT32', levels, { bitWidth: 1, disableEnvelope: true }).toString('hex');
+  const ours = (levels: number[]) => encodeLevels(Uint8Array.from(levels), levels.length).toString('hex');
+
+  it('are the RLE/bit-packed runs the library writes, for every sequence of up to 12 levels', () => {
+    for (let length = 1; length <= 12; length++)
+      for (let bits = 0; bits < 2 ** length; bits++) {
+        const levels = Array.from({ length }, (_, i) => (bits >> i) & 1);
+        expect(ours(levels)).toBe(library(levels));
+      }
+  });
+
+  it('are the runs the library writes for long and random sequences', () => {
+    let seed = 7;
+    const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+    const sequences = [
+      Array(4096).fill(1),
+      Array(5000).fill(0),
+      Array.from({ length: 3000 }, (_, i) => (i % 3 === 0 ? 0 : 1)),
+      Array.from({ length: 2000 }, (_, i) => (Math.floor(i / 200) % 2 === 0 ? 1 : 0)),
+    ];
+    for (let k = 0; k < 200; k++) {
+      const p = random();
+      const runs = random() < 0.5;
+      let last = 1;
+      sequences.push(
+        Array.from({ length: 1 + Math.floor(random() * 3000) }, () =>
+          runs ? (random() < 0.05 ? (last ^= 1) : last) : random() < p ? 1 : 0,
+        ),
+      );
+    }
+    for (const levels of sequences) expect(ours(levels)).toBe(library(levels));
   });
 });
 
