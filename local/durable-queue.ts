@@ -21,7 +21,8 @@ import { z } from 'zod';
  * like every local dead-letter file, which is where `totes verify` looks for them).
  *
  * One consumer process at a time (the local event source mapping); any number of senders. Every
- * message write is a new file or an atomic rename, so a crash leaves each message whole.
+ * message write is a new file renamed into place, or (a receive) one write() of at most a page
+ * over a file of the same length, so a crash (`kill -9`) leaves each message whole.
  */
 
 export const StoredMessageSchema = z.object({
