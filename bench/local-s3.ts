@@ -34,6 +34,7 @@ Options:
   --sizes LIST    object sizes in KiB, comma-separated (default 1,10,100,1000)
   --messages N    queue messages sent, received and deleted (default 2000)
   --dir DIR       where the data directories go (default the OS temp dir)
+  --cpu-profile DIR  write a V8 CPU profile of each serving child to DIR (profiling slows it)
   -h, --help      show this help
 `;
 
@@ -44,6 +45,7 @@ interface Options {
   sizesKiB: number[];
   messages: number;
   dir: string;
+  cpuProfileDir: string | null;
 }
 
 /** What the child reports: its CPU so far and its main thread's event-loop utilisation. */
@@ -172,11 +174,12 @@ class Child {
     process.on('message', (m) => this.replies.shift()?.(m));
   }
 
-  static async start(root: string, dir: string): Promise<{ child: Child; endpoint: string }> {
+  static async start(root: string, o: Options): Promise<{ child: Child; endpoint: string }> {
+    const profile = o.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfileDir}`] : [];
     const proc = fork(__filename, [], {
       cwd: root,
-      execArgv: ['--import', 'tsx'],
-      env: { ...process.env, TOTES_BENCH_LOCAL_S3_ROOT: root, TOTES_BENCH_LOCAL_S3_DIR: dir },
+      execArgv: ['--import', 'tsx', ...profile],
+      env: { ...process.env, TOTES_BENCH_LOCAL_S3_ROOT: root, TOTES_BENCH_LOCAL_S3_DIR: o.dir },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     const child = new Child(proc);
@@ -211,7 +214,7 @@ type Sample = Record<string, { cpuUs: number; mainUs: number }>;
 
 /** One checkout's run: PUT, GET, HEAD per size, then the queue. */
 async function measure(root: string, o: Options): Promise<Sample> {
-  const { child, endpoint } = await Child.start(root, o.dir);
+  const { child, endpoint } = await Child.start(root, o);
   const client = s3ClientFor(endpoint);
   const sample: Sample = {};
   const phase = async (name: string, ops: number, fn: (i: number) => Promise<unknown>) => {
@@ -261,6 +264,7 @@ function readOptions(): Options {
       sizes: { type: 'string' },
       messages: { type: 'string' },
       dir: { type: 'string' },
+      'cpu-profile': { type: 'string' },
     },
     HELP,
     (values) => {
@@ -275,6 +279,7 @@ function readOptions(): Options {
         sizesKiB,
         messages: positiveInt('messages', values.messages, 2000),
         dir: path.resolve(values.dir ?? os.tmpdir()),
+        cpuProfileDir: values['cpu-profile'] ? path.resolve(values['cpu-profile']) : null,
       };
     },
   );

@@ -319,6 +319,7 @@ function makeStoreCheap(store: S3rver['store']): void {
     const md5 = createHash('md5');
     let size = 0;
     let stat: fs.Stats;
+    let replacing: boolean;
     const conditional = requestKind.getStore() === 'put-if-absent';
     try {
       const fd = fs.openSync(partial, 'wx');
@@ -334,6 +335,7 @@ function makeStoreCheap(store: S3rver['store']): void {
       } finally {
         fs.closeSync(fd);
       }
+      replacing = fs.statSync(objectPath, { throwIfNoEntry: false }) !== undefined;
       if (!conditional) fs.renameSync(partial, objectPath);
       else {
         try {
@@ -349,8 +351,10 @@ function makeStoreCheap(store: S3rver['store']): void {
       throw e;
     }
     // An earlier version's metadata files would describe this one should its journal line be lost.
-    unlinkIfThere(`${objectPath}.md5`);
-    unlinkIfThere(store.getResourcePath(object.bucket, object.key, 'metadata.json'));
+    if (replacing) {
+      unlinkIfThere(`${objectPath}.md5`);
+      unlinkIfThere(store.getResourcePath(object.bucket, object.key, 'metadata.json'));
+    }
     const digest = md5.digest('hex');
     journals.append(dir, {
       name: path.basename(objectPath),
