@@ -8,14 +8,9 @@ import { waitFor } from '../test/support/pg';
 import { S3Trigger } from './s3-trigger';
 import { s3ClientFor, startS3rver, type S3Event } from './s3rver';
 
-let dir: string;
-beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-s3-trigger-'));
-});
-afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
-
 describe('S3Trigger', () => {
   it('catches up after a restart on what was created while stopped, from a watermark rewritten in place', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'totes-s3-trigger-'));
     const s3 = await startS3rver({ dataDir: path.join(dir, 's3'), buckets: ['b'] });
     const client = s3ClientFor(s3.endpoint);
     const handled: string[] = [];
@@ -53,6 +48,7 @@ describe('S3Trigger', () => {
     } finally {
       client.destroy();
       await s3.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
