@@ -150,4 +150,31 @@ describe('DurableQueue (SQS semantics on disk)', () => {
     expect(await q.delete(first.receiptHandle)).toBe(true);
     expect(await queue().depth()).toEqual({ visible: 0, inFlight: 1, deadLetters: 0 });
   });
+
+  it("writes a later message over a deleted one's file, and a spare taken by another process is no loss", async () => {
+    const q = queue();
+    const fileOf = (id: string) => path.join(q.messagesDir, `${id}.json`);
+    const first = await q.send('a message whose file outlives it');
+    const { ino } = fs.statSync(fileOf(first));
+    const [received] = await q.receive(1);
+    expect(await q.delete(received.receiptHandle)).toBe(true);
+    expect(fs.readdirSync(q.messagesDir)).toEqual([]);
+    const second = await q.send('short');
+    expect(fs.statSync(fileOf(second)).ino).toBe(ino);
+    expect(JSON.parse(fs.readFileSync(fileOf(second), 'utf8'))).toMatchObject({
+      body: 'short',
+      receiveCount: 0,
+    });
+
+    // Two instances list the same spare; the one that comes second creates a file.
+    now += 1;
+    const [again] = await q.receive(1);
+    await q.delete(again.receiptHandle);
+    const other = queue();
+    await other.send('took the spare');
+    now += 1;
+    await q.send('found it gone');
+    expect((await q.receive(10)).map((m) => m.body)).toEqual(['took the spare', 'found it gone']);
+    expect(fs.readdirSync(q.spareDir)).toEqual([]);
+  });
 });
