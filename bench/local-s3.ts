@@ -58,6 +58,8 @@ type Request = { kind: 'usage' } | { kind: 'queue'; messages: number } | { kind:
 
 const CHILD_ROOT = process.env.TOTES_BENCH_LOCAL_S3_ROOT;
 
+type Sample = Record<string, { cpuUs: number; mainUs: number }>;
+
 function usage(): Usage {
   const { user, system } = process.cpuUsage();
   return { cpuUs: user + system, elu: performance.eventLoopUtilization() };
@@ -121,48 +123,50 @@ async function serve(root: string): Promise<void> {
 }
 
 /**
- * The load queue's traffic: messages sent one by one (as S3 notifications arrive), received 10 at a
- * time while others are held (concurrency 2), each deleted after its invocation; and the depth the
- * stack's status asks for, with ~100 messages waiting.
+ * The load queue's traffic in a steady flow: ten messages sent one by one (as S3 notifications
+ * arrive), received ten at a time while the previous batch is held (its invocation running), and
+ * that batch deleted; then the depth the stack's status asks for, with ~100 messages waiting.
  */
 async function queueRun(
   queue: InstanceType<typeof import('../local/durable-queue').DurableQueue>,
   messages: number,
-): Promise<Record<string, { cpuUs: number; mainUs: number }>> {
-  const out: Record<string, { cpuUs: number; mainUs: number }> = {};
-  let before = usage();
-  for (let i = 0; i < messages; i++) await queue.send(messageBody(i));
-  out.send = perOp(before, usage(), messages);
-  const held = new Set<string>();
-  let received = 0;
-  let receiveUsage = { cpuUs: 0, mainUs: 0 };
-  let deleteUsage = { cpuUs: 0, mainUs: 0 };
-  let previous: Awaited<ReturnType<typeof queue.receive>> = [];
-  while (received < messages) {
-    before = usage();
-    const batch = await queue.receive(10, held);
-    const afterReceive = usage();
-    const r = perOp(before, afterReceive, 1);
-    receiveUsage = { cpuUs: receiveUsage.cpuUs + r.cpuUs, mainUs: receiveUsage.mainUs + r.mainUs };
-    for (const m of batch) held.add(m.messageId);
-    received += batch.length;
-    // The previous batch's invocation ends while this one runs: its messages are deleted.
-    before = usage();
-    for (const m of previous) {
-      held.delete(m.messageId);
-      await queue.delete(m.receiptHandle);
-    }
+): Promise<Sample> {
+  const spent = {
+    send: { cpuUs: 0, mainUs: 0 },
+    receive: { cpuUs: 0, mainUs: 0 },
+    delete: { cpuUs: 0, mainUs: 0 },
+  };
+  const timed = async (name: keyof typeof spent, fn: () => Promise<unknown>) => {
+    const before = usage();
+    await fn();
     const d = perOp(before, usage(), 1);
-    deleteUsage = { cpuUs: deleteUsage.cpuUs + d.cpuUs, mainUs: deleteUsage.mainUs + d.mainUs };
+    spent[name].cpuUs += d.cpuUs;
+    spent[name].mainUs += d.mainUs;
+  };
+  const held = new Set<string>();
+  let previous: Awaited<ReturnType<typeof queue.receive>> = [];
+  for (let sent = 0; sent < messages;) {
+    await timed('send', async () => {
+      for (let i = 0; i < 10; i++) await queue.send(messageBody(sent++));
+    });
+    let batch: typeof previous = [];
+    await timed('receive', async () => (batch = await queue.receive(10, held)));
+    for (const m of batch) held.add(m.messageId);
+    await timed('delete', async () => {
+      for (const m of previous) {
+        held.delete(m.messageId);
+        await queue.delete(m.receiptHandle);
+      }
+    });
     previous = batch;
-    if (batch.length === 0) break;
   }
   for (const m of previous) await queue.delete(m.receiptHandle);
-  out.receive = { cpuUs: receiveUsage.cpuUs / messages, mainUs: receiveUsage.mainUs / messages };
-  out.delete = { cpuUs: deleteUsage.cpuUs / messages, mainUs: deleteUsage.mainUs / messages };
+  const out: Sample = {};
+  for (const [name, total] of Object.entries(spent))
+    out[name] = { cpuUs: total.cpuUs / messages, mainUs: total.mainUs / messages };
   for (let i = 0; i < 100; i++) await queue.send(messageBody(i));
   const depths = 200;
-  before = usage();
+  const before = usage();
   for (let i = 0; i < depths; i++) await queue.depth();
   out['depth (100 waiting)'] = perOp(before, usage(), depths);
   return out;
@@ -209,8 +213,6 @@ async function inBatches(n: number, concurrency: number, fn: (i: number) => Prom
     }),
   );
 }
-
-type Sample = Record<string, { cpuUs: number; mainUs: number }>;
 
 /** One checkout's run: PUT, GET, HEAD per size, then the queue. */
 async function measure(root: string, o: Options): Promise<Sample> {
