@@ -225,6 +225,33 @@ describe('startS3rver', () => {
     });
   });
 
+  it('keeps the journal of a key written over and over to about one line per object', async () => {
+    const dataDir = tempDir();
+    const journal = path.join(dataDir, 'ingestion', 'again', '.totes-object-metadata.jsonl');
+    await withS3(dataDir, async (client) => {
+      let next = 0;
+      const put = async () => {
+        for (let i = next++; i < 1100; i = next++)
+          await client.send(
+            new PutObjectCommand({ Bucket: 'ingestion', Key: 'again/k', Body: `version ${i}` }),
+          );
+      };
+      await Promise.all(Array.from({ length: 8 }, put));
+      await client.send(new PutObjectCommand({ Bucket: 'ingestion', Key: 'again/last', Body: 'last' }));
+    });
+    expect(fs.readFileSync(journal, 'utf8').split('\n').length).toBeLessThan(1100);
+    await withS3(dataDir, async (client) => {
+      const last = await client.send(new GetObjectCommand({ Bucket: 'ingestion', Key: 'again/last' }));
+      expect(last.ETag).toBe(`"${createHash('md5').update('last').digest('hex')}"`);
+      const k = await client.send(new GetObjectCommand({ Bucket: 'ingestion', Key: 'again/k' }));
+      expect(k.ETag).toBe(
+        `"${createHash('md5')
+          .update(await k.Body!.transformToString())
+          .digest('hex')}"`,
+      );
+    });
+  }, 60_000);
+
   it('reads objects written with the md5 and metadata files of earlier versions, and replaces them', async () => {
     const dataDir = tempDir();
     await withS3(dataDir, async () => undefined);

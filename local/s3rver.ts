@@ -179,24 +179,30 @@ interface JournalEntry {
  * s3rver serves a data directory, so the cache sees every append.
  */
 class MetadataJournals {
-  /** Directory → object file name → its last line; least recently used first. */
-  private readonly cache = new Map<string, Map<string, JournalEntry>>();
+  /** Directory → its journal: each object file's last line, and how many lines the file has; least recently used first. */
+  private readonly cache = new Map<string, { entries: Map<string, JournalEntry>; lines: number }>();
   constructor(private readonly maxDirectories = 64) {}
 
   append(dir: string, entry: JournalEntry): void {
+    const file = path.join(dir, JOURNAL_FILE);
+    const journal = this.journalOf(dir);
     // One write() with O_APPEND: a line is whole or absent after a kill -9.
-    fs.appendFileSync(path.join(dir, JOURNAL_FILE), `${JSON.stringify(entry)}\n`);
-    this.cache.get(dir)?.set(entry.name, entry);
+    fs.appendFileSync(file, `${JSON.stringify(entry)}\n`);
+    journal.entries.set(entry.name, entry);
+    journal.lines += 1;
+    // Keys written again and again would grow it without end: rewritten (temporary file, rename)
+    // with one line per object once most of its lines are superseded.
+    if (journal.lines > 2 * journal.entries.size + 1024) {
+      const lines = [...journal.entries.values()].map((e) => `${JSON.stringify(e)}\n`);
+      fs.writeFileSync(`${file}.compacting`, lines.join(''));
+      fs.renameSync(`${file}.compacting`, file);
+      journal.lines = lines.length;
+    }
   }
 
   /** The line for this version of the file, if there is one. */
   lookup(dir: string, name: string, stat: fs.Stats): JournalEntry | undefined {
-    let entries = this.cache.get(dir);
-    if (entries) this.cache.delete(dir);
-    else entries = this.read(dir);
-    this.cache.set(dir, entries);
-    if (this.cache.size > this.maxDirectories) this.cache.delete(this.cache.keys().next().value!);
-    const entry = entries.get(name);
+    const entry = this.journalOf(dir).entries.get(name);
     return entry && entry.ino === stat.ino && entry.size === stat.size && entry.mtimeMs === stat.mtimeMs
       ? entry
       : undefined;
@@ -206,21 +212,37 @@ class MetadataJournals {
     this.cache.delete(dir);
   }
 
-  private read(dir: string): Map<string, JournalEntry> {
+  private journalOf(dir: string): { entries: Map<string, JournalEntry>; lines: number } {
+    let journal = this.cache.get(dir);
+    if (journal) this.cache.delete(dir);
+    else journal = this.read(dir);
+    this.cache.set(dir, journal);
+    if (this.cache.size > this.maxDirectories) this.cache.delete(this.cache.keys().next().value!);
+    return journal;
+  }
+
+  private read(dir: string): { entries: Map<string, JournalEntry>; lines: number } {
     const entries = new Map<string, JournalEntry>();
     let text: string;
     try {
       text = fs.readFileSync(path.join(dir, JOURNAL_FILE), 'utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return entries;
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { entries, lines: 0 };
       throw e;
     }
+    let lines = 0;
     for (const line of text.split('\n')) {
       if (line === '') continue;
-      const entry = JSON.parse(line) as JournalEntry;
-      entries.set(entry.name, entry);
+      lines += 1;
+      try {
+        const entry = JSON.parse(line) as JournalEntry;
+        entries.set(entry.name, entry);
+      } catch {
+        // Not a line this module wrote whole (a disk's, not a process', failure): its object's own
+        // files, or s3rver's computed md5, stand in.
+      }
     }
-    return entries;
+    return { entries, lines };
   }
 }
 
