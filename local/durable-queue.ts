@@ -279,9 +279,9 @@ export class DurableQueue {
    * A new message is written to a temporary file and renamed into place. A received one (its
    * receive count and visibility changed) is rewritten in its own file when the file is as long as
    * before and within one page: one write() of one page is whole or absent after a kill -9, and
-   * rewriting costs no new file, which on this ext4 costs 0.03–1 ms of kernel CPU (an inode
-   * allocation, dearest in directories whose files churn, as this one's do). Its numbers are
-   * padded (JSON allows spaces) so their rewrites keep its length.
+   * rewriting creates no file: creating one (an inode allocation) costs 0.02–1 ms of kernel CPU on
+   * this machine's ext4, varying from minute to minute (bench/README.md, "the local stack's
+   * files"). Its numbers are padded (JSON allows spaces) so their rewrites keep its length.
    */
   private async write(dir: string, message: StoredMessage): Promise<void> {
     const file = path.join(dir, `${message.id}.json`);
@@ -339,11 +339,9 @@ export class DurableQueue {
   }
 
   /**
-   * A deleted message's file becomes a spare (up to MAX_SPARES) instead of being unlinked: on this
-   * ext4 (no journal) an inode freed in the last 1–6 minutes is passed over, one by one, by every
-   * file creation in its block group, so each message deleted made the next sends, and s3rver's
-   * PUTs, dearer (0.03 ms to 1 ms of kernel CPU per creation, measured); written over, the files
-   * of a steady flow of messages are never freed nor allocated.
+   * A deleted message's file becomes a spare (up to MAX_SPARES) instead of being unlinked, and a
+   * later send writes over it instead of creating a file (see `write`): the files of a steady flow
+   * of messages are neither allocated nor freed.
    */
   private async remove(dir: string, id: string): Promise<void> {
     const file = path.join(dir, `${id}.json`);

@@ -167,9 +167,9 @@ interface JournalEntry {
 
 /**
  * An object's md5 and metadata, without a file of their own: s3rver keeps two beside each object
- * (`.md5`, `metadata.json`), and creating a file costs 0.03–1 ms of kernel CPU on this ext4 (an
- * inode allocation, dearer in directories whose inodes churn), twice per PUT, on the stack's main
- * thread. Here each directory of a bucket has one append-only journal of its objects' metadata: a
+ * (`.md5`, `metadata.json`), and creating a file (an inode allocation) costs 0.02–1 ms of kernel
+ * CPU on this machine's ext4, varying from minute to minute, twice per PUT, on the stack's main
+ * thread (bench/README.md, "the local stack's files"). Here each directory of a bucket has one append-only journal of its objects' metadata: a
  * PUT appends a line (one write to an existing file). A line describes one version of the object's
  * file (its inode, size and mtime), so a line left behind by a later PUT that died between its
  * rename and its append, or a file replaced by other means, is never taken for the object's:
