@@ -148,6 +148,9 @@ describe('startS3rver', () => {
         (await client.send(new HeadObjectCommand({ Bucket: 'ingestion', Key: 'big' }))).ContentLength!,
       );
       expect([...seen]).toEqual([body.length]);
+      // Read back whole (streamed: larger than what a GET reads in one call).
+      const got = await client.send(new GetObjectCommand({ Bucket: 'ingestion', Key: 'big' }));
+      expect(Buffer.from(await got.Body!.transformToByteArray()).equals(body)).toBe(true);
     });
   });
 
