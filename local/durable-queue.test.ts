@@ -87,4 +87,94 @@ describe('DurableQueue (SQS semantics on disk)', () => {
     expect(await q.receive(1)).toEqual([]);
     expect(fs.readdirSync(q.messagesDir)).toEqual([]);
   });
+
+  it('keeps a receive on disk for a restart, and another instance sees it (a sender, or a depth reader)', async () => {
+    const consumer = queue();
+    const other = queue();
+    await other.send('from another process');
+    now += 1;
+    const own = await consumer.send('own');
+    const ownFile = path.join(consumer.messagesDir, `${own}.json`);
+    const sentInode = fs.statSync(ownFile).ino;
+    const received = await consumer.receive(10);
+    // Rewritten in its own file: no new file (each costs an inode allocation).
+    expect(fs.statSync(ownFile).ino).toBe(sentInode);
+    expect(received.map((m) => m.body)).toEqual(['from another process', 'own']);
+    expect(await other.depth()).toEqual({ visible: 0, inFlight: 2, deadLetters: 0 });
+    // Each file still holds its whole message, with the receive in it.
+    const files = fs.readdirSync(consumer.messagesDir).filter((f) => f.endsWith('.json'));
+    expect(files).toHaveLength(2);
+    for (const f of files)
+      expect(JSON.parse(fs.readFileSync(path.join(consumer.messagesDir, f), 'utf8'))).toMatchObject({
+        receiveCount: 1,
+        visibleAt: now + 1_000,
+      });
+    const receivedAt = now;
+    now += 1;
+    await other.send('later');
+    expect((await consumer.receive(10)).map((m) => m.body)).toEqual(['later']);
+    // A restarted consumer: invisible until the timeout, then handed out again with its count.
+    const restarted = queue();
+    expect(await restarted.receive(10)).toEqual([]);
+    now = receivedAt + 1_001;
+    expect((await restarted.receive(10)).map((m) => [m.body, m.receiveCount])).toEqual([
+      ['from another process', 2],
+      ['own', 2],
+      ['later', 2],
+    ]);
+    expect(await other.depth()).toEqual({ visible: 0, inFlight: 3, deadLetters: 0 });
+  });
+
+  it('reads the message files of earlier versions (compact JSON) and receives them as before', async () => {
+    const q = queue();
+    const messagesDir = q.messagesDir;
+    const write = (id: string, message: object) =>
+      fs.writeFileSync(path.join(messagesDir, `${id}.json`), JSON.stringify({ id, ...message }));
+    write('000000000999000-aaaaaaaaaaaa', {
+      body: 'waiting',
+      sentAt: 999_000,
+      receiveCount: 0,
+      visibleAt: 0,
+    });
+    write('000000000999001-bbbbbbbbbbbb', {
+      body: 'in flight',
+      sentAt: 999_001,
+      receiveCount: 2,
+      visibleAt: now + 500,
+    });
+    const [first] = await q.receive(10);
+    expect([first.body, first.receiveCount]).toEqual(['waiting', 1]);
+    now += 500;
+    const [second] = await q.receive(10);
+    expect([second.body, second.receiveCount]).toEqual(['in flight', 3]);
+    expect(await q.delete(first.receiptHandle)).toBe(true);
+    expect(await queue().depth()).toEqual({ visible: 0, inFlight: 1, deadLetters: 0 });
+  });
+
+  it("writes a later message over a deleted one's file, and a spare taken by another process is no loss", async () => {
+    const q = queue();
+    const fileOf = (id: string) => path.join(q.messagesDir, `${id}.json`);
+    const first = await q.send('a message whose file outlives it');
+    const { ino } = fs.statSync(fileOf(first));
+    const [received] = await q.receive(1);
+    expect(await q.delete(received.receiptHandle)).toBe(true);
+    expect(fs.readdirSync(q.messagesDir)).toEqual([]);
+    const second = await q.send('short');
+    expect(fs.statSync(fileOf(second)).ino).toBe(ino);
+    expect(JSON.parse(fs.readFileSync(fileOf(second), 'utf8'))).toMatchObject({
+      body: 'short',
+      receiveCount: 0,
+    });
+
+    // Two instances list the same spare; the one that comes second creates a file.
+    now += 1;
+    const [again] = await q.receive(1);
+    await q.delete(again.receiptHandle);
+    const other = queue();
+    await other.send('took the spare');
+    now += 1;
+    await q.send('found it gone');
+    expect((await q.receive(10)).map((m) => m.body)).toEqual(['took the spare', 'found it gone']);
+    expect(fs.readdirSync(q.spareDir)).toEqual([]);
+  });
 });

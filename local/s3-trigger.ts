@@ -62,6 +62,8 @@ export class S3Trigger {
   private stopped = false;
   private idle: (() => void)[] = [];
   private watermarkTimer: NodeJS.Timeout | null = null;
+  /** The watermark file's length as this trigger last read or wrote it. */
+  private watermarkBytes: number | undefined;
   readonly stats: S3TriggerStats = { invocations: 0, failures: 0, deadLettered: 0, inFlight: 0, queued: 0 };
 
   constructor(private readonly options: S3TriggerOptions) {}
@@ -214,14 +216,34 @@ export class S3Trigger {
       Date.parse(r.eventTime),
     );
     const at = pending.length > 0 ? Math.min(...pending) : Date.now();
+    const text = JSON.stringify({ handledBefore: new Date(at - 1000).toISOString() });
+    // Every second: rewritten in place when its length is unchanged (an ISO time's always is), as one
+    // write() within a page, whole after a kill -9; a new file renamed over it would create a file
+    // (an inode allocation: 0.02–1 ms of kernel CPU on this ext4) and free one each time.
+    if (this.watermarkBytes === text.length) {
+      try {
+        const fd = fs.openSync(this.watermarkFile, 'r+');
+        try {
+          fs.writeSync(fd, text, 0);
+        } finally {
+          fs.closeSync(fd);
+        }
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+    }
     const tmp = `${this.watermarkFile}.tmp`;
-    fs.writeFileSync(tmp, JSON.stringify({ handledBefore: new Date(at - 1000).toISOString() }));
+    fs.writeFileSync(tmp, text);
     fs.renameSync(tmp, this.watermarkFile);
+    this.watermarkBytes = text.length;
   }
 
   private readWatermark(): Date {
     try {
-      return new Date(JSON.parse(fs.readFileSync(this.watermarkFile, 'utf8')).handledBefore);
+      const text = fs.readFileSync(this.watermarkFile, 'utf8');
+      this.watermarkBytes = text.length;
+      return new Date(JSON.parse(text).handledBefore);
     } catch {
       return new Date(0);
     }

@@ -23,6 +23,10 @@ declare module 's3rver' {
     logger: { close(): void; exceptions: { unhandle(): void } };
     /** Its filesystem store (lib/stores/filesystem.js); local/s3rver.ts makes its PUTs atomic. */
     store: FilesystemStore;
+    /** Koa's middleware list (composed when `callback()` is called); the first is its request log. */
+    middleware: ((...args: never[]) => unknown)[];
+    /** Koa's prototype of each request's context; its `logger` is what controllers log to. */
+    context: { logger: Record<'info' | 'warn' | 'error' | 'debug', (...args: unknown[]) => void> };
   }
 
   interface StoredObject {
@@ -45,6 +49,23 @@ declare module 's3rver' {
     getMetadata(bucket: string, key: string): Promise<Record<string, string | number>>;
     putMetadata(bucket: string, key: string, metadata: Record<string, string>, md5: string): Promise<void>;
     putObject(object: StoredObject): Promise<{ size: number; md5: string }>;
+    /** The object's model with a content stream, or null when there is no such object. */
+    getObject(
+      bucket: string,
+      key: string,
+      options?: { start?: number; end?: number },
+    ): Promise<import('s3rver/lib/models/object') | null>;
+    /** The destination's metadata, as getMetadata gives it. */
+    copyObject(
+      srcBucket: string,
+      srcKey: string,
+      destBucket: string,
+      destKey: string,
+      replacementMetadata: Record<string, string> | null,
+    ): Promise<Record<string, string | number>>;
+    deleteObject(bucket: string, key: string): Promise<void>;
+    putSubresource(bucket: string, key: string | undefined, resource: { type: string }): Promise<void>;
+    deleteSubresource(bucket: string, key: string | undefined, resourceType: string): Promise<void>;
   }
   export = S3rver;
 }
@@ -73,6 +94,14 @@ declare module 's3rver/lib/models/bucket' {
 declare module 's3rver/lib/models/object' {
   class S3Object {
     static readonly ALLOWED_METADATA: readonly string[];
+    constructor(
+      bucket: string,
+      key: string,
+      content: NodeJS.ReadableStream | Buffer | null,
+      metadata: Record<string, string | number>,
+    );
+    /** Set for a ranged GET: the bytes it answers with. */
+    range?: { start: number; end: number };
   }
   export = S3Object;
 }

@@ -7,6 +7,7 @@ import {
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -147,6 +148,9 @@ describe('startS3rver', () => {
         (await client.send(new HeadObjectCommand({ Bucket: 'ingestion', Key: 'big' }))).ContentLength!,
       );
       expect([...seen]).toEqual([body.length]);
+      // Read back whole (streamed: larger than what a GET reads in one call).
+      const got = await client.send(new GetObjectCommand({ Bucket: 'ingestion', Key: 'big' }));
+      expect(Buffer.from(await got.Body!.transformToByteArray()).equals(body)).toBe(true);
     });
   });
 
@@ -183,6 +187,186 @@ describe('startS3rver', () => {
       // The losers left no partial files behind.
       const dir = path.join(s3.dataDir, 'processed', 'once');
       expect(fs.readdirSync(dir).filter((f) => f.includes('.partial-'))).toEqual([]);
+    });
+  });
+
+  it("keeps an object's md5 and metadata across a restart without a file of their own for each", async () => {
+    const dataDir = tempDir();
+    const key = 'star/2026/12/03/09/a.parquet';
+    const md5 = createHash('md5').update('parquet bytes').digest('hex');
+    await withS3(dataDir, async (client) => {
+      await client.send(
+        new PutObjectCommand({
+          Bucket: 'processed',
+          Key: key,
+          Body: 'parquet bytes',
+          ContentType: 'application/vnd.apache.parquet',
+          Metadata: { 'source-bucket': 'ingestion' },
+        }),
+      );
+    });
+    expect(fs.readdirSync(path.join(dataDir, 'processed', 'star/2026/12/03/09')).sort()).toEqual([
+      '.totes-object-metadata.jsonl',
+      'a.parquet._S3rver_object',
+    ]);
+    await withS3(dataDir, async (client) => {
+      const head = await client.send(new HeadObjectCommand({ Bucket: 'processed', Key: key }));
+      expect(head).toMatchObject({
+        ETag: `"${md5}"`,
+        ContentType: 'application/vnd.apache.parquet',
+        ContentLength: 13,
+        Metadata: { 'source-bucket': 'ingestion' },
+      });
+      const got = await client.send(new GetObjectCommand({ Bucket: 'processed', Key: key }));
+      expect(got.ETag).toBe(`"${md5}"`);
+      expect(await got.Body!.transformToString()).toBe('parquet bytes');
+      const ranged = await client.send(
+        new GetObjectCommand({ Bucket: 'processed', Key: key, Range: 'bytes=8-' }),
+      );
+      expect(await ranged.Body!.transformToString()).toBe('bytes');
+      expect(ranged.ContentRange).toBe('bytes 8-12/13');
+    });
+  });
+
+  it('keeps the journal of a key written over and over to about one line per object', async () => {
+    const dataDir = tempDir();
+    const journal = path.join(dataDir, 'ingestion', 'again', '.totes-object-metadata.jsonl');
+    await withS3(dataDir, async (client) => {
+      let next = 0;
+      const put = async () => {
+        for (let i = next++; i < 1100; i = next++)
+          await client.send(
+            new PutObjectCommand({ Bucket: 'ingestion', Key: 'again/k', Body: `version ${i}` }),
+          );
+      };
+      await Promise.all(Array.from({ length: 8 }, put));
+      await client.send(new PutObjectCommand({ Bucket: 'ingestion', Key: 'again/last', Body: 'last' }));
+    });
+    expect(fs.readFileSync(journal, 'utf8').split('\n').length).toBeLessThan(1100);
+    await withS3(dataDir, async (client) => {
+      const last = await client.send(new GetObjectCommand({ Bucket: 'ingestion', Key: 'again/last' }));
+      expect(last.ETag).toBe(`"${createHash('md5').update('last').digest('hex')}"`);
+      const k = await client.send(new GetObjectCommand({ Bucket: 'ingestion', Key: 'again/k' }));
+      expect(k.ETag).toBe(
+        `"${createHash('md5')
+          .update(await k.Body!.transformToString())
+          .digest('hex')}"`,
+      );
+    });
+  }, 60_000);
+
+  it('reads objects written with the md5 and metadata files of earlier versions, and replaces them', async () => {
+    const dataDir = tempDir();
+    await withS3(dataDir, async () => undefined);
+    // As s3rver 3.7's store (and this module before the journal) left an object.
+    const dir = path.join(dataDir, 'ingestion', 'old');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'a.csv._S3rver_object'), 'a,b\n');
+    fs.writeFileSync(
+      path.join(dir, 'a.csv._S3rver_object.md5'),
+      createHash('md5').update('a,b\n').digest('hex'),
+    );
+    fs.writeFileSync(
+      path.join(dir, 'a.csv._S3rver_metadata.json'),
+      JSON.stringify({ 'content-type': 'text/csv', 'x-amz-meta-table': 'staff' }, null, 2),
+    );
+    // Without its md5 file (s3rver computes one), and without either.
+    fs.writeFileSync(path.join(dir, 'b.csv._S3rver_object'), 'b\n');
+    fs.writeFileSync(
+      path.join(dir, 'b.csv._S3rver_metadata.json'),
+      JSON.stringify({ 'content-type': 'text/csv' }),
+    );
+    fs.writeFileSync(path.join(dir, 'c.csv._S3rver_object'), 'c\n');
+    const etag = (body: string) => `"${createHash('md5').update(body).digest('hex')}"`;
+    await withS3(dataDir, async (client) => {
+      const a = await client.send(new GetObjectCommand({ Bucket: 'ingestion', Key: 'old/a.csv' }));
+      expect(a).toMatchObject({ ETag: etag('a,b\n'), ContentType: 'text/csv', Metadata: { table: 'staff' } });
+      expect(await a.Body!.transformToString()).toBe('a,b\n');
+      const b = await client.send(new HeadObjectCommand({ Bucket: 'ingestion', Key: 'old/b.csv' }));
+      expect(b).toMatchObject({ ETag: etag('b\n'), ContentType: 'text/csv' });
+      const c = await client.send(new GetObjectCommand({ Bucket: 'ingestion', Key: 'old/c.csv' }));
+      expect(c.ETag).toBe(etag('c\n'));
+      expect(await c.Body!.transformToString()).toBe('c\n');
+      const listed = await listObjectsSince(client, 'ingestion', new Date(0), { prefix: 'old/' });
+      expect(listed.map((o) => [o.key, o.size])).toEqual(
+        expect.arrayContaining([
+          ['old/a.csv', 4],
+          ['old/b.csv', 2],
+          ['old/c.csv', 2],
+        ]),
+      );
+      // A new version of an old object: its metadata is the new PUT's, its old files are gone.
+      await client.send(new PutObjectCommand({ Bucket: 'ingestion', Key: 'old/a.csv', Body: 'new\n' }));
+      const replaced = await client.send(new HeadObjectCommand({ Bucket: 'ingestion', Key: 'old/a.csv' }));
+      expect(replaced).toMatchObject({
+        ETag: etag('new\n'),
+        ContentType: 'application/octet-stream',
+        Metadata: {},
+      });
+      expect(fs.existsSync(path.join(dir, 'a.csv._S3rver_object.md5'))).toBe(false);
+      expect(fs.existsSync(path.join(dir, 'a.csv._S3rver_metadata.json'))).toBe(false);
+    });
+  });
+
+  it('never takes a journal line for a later version of the file (a PUT killed before its line was written)', async () => {
+    const dataDir = tempDir();
+    await withS3(dataDir, async (client) => {
+      await client.send(
+        new PutObjectCommand({ Bucket: 'ingestion', Key: 'k.csv', Body: 'first', ContentType: 'text/csv' }),
+      );
+    });
+    // The file a later PUT renamed into place before the kill.
+    const file = path.join(dataDir, 'ingestion', 'k.csv._S3rver_object');
+    fs.writeFileSync(`${file}.next`, 'second!');
+    fs.renameSync(`${file}.next`, file);
+    await withS3(dataDir, async (client) => {
+      const got = await client.send(new GetObjectCommand({ Bucket: 'ingestion', Key: 'k.csv' }));
+      expect(got.ETag).toBe(`"${createHash('md5').update('second!').digest('hex')}"`);
+      expect(await got.Body!.transformToString()).toBe('second!');
+    });
+  });
+
+  it("copies an object with its metadata (or the request's, with REPLACE), and deletes it with its directories", async () => {
+    await withS3(tempDir(), async (client, s3) => {
+      await client.send(
+        new PutObjectCommand({
+          Bucket: 'ingestion',
+          Key: 'a/b/src.csv',
+          Body: 'x,y\n',
+          ContentType: 'text/csv',
+          Metadata: { table: 'staff' },
+        }),
+      );
+      await client.send(
+        new CopyObjectCommand({
+          Bucket: 'processed',
+          Key: 'c/copy.csv',
+          CopySource: 'ingestion/a/b/src.csv',
+        }),
+      );
+      await client.send(
+        new CopyObjectCommand({
+          Bucket: 'processed',
+          Key: 'c/replaced.csv',
+          CopySource: 'ingestion/a/b/src.csv',
+          MetadataDirective: 'REPLACE',
+          ContentType: 'text/plain',
+          Metadata: { other: 'yes' },
+        }),
+      );
+      const copy = await client.send(new GetObjectCommand({ Bucket: 'processed', Key: 'c/copy.csv' }));
+      expect(copy).toMatchObject({ ContentType: 'text/csv', Metadata: { table: 'staff' } });
+      expect(await copy.Body!.transformToString()).toBe('x,y\n');
+      const replaced = await client.send(
+        new HeadObjectCommand({ Bucket: 'processed', Key: 'c/replaced.csv' }),
+      );
+      expect(replaced).toMatchObject({ ContentType: 'text/plain', Metadata: { other: 'yes' } });
+
+      await client.send(new DeleteObjectCommand({ Bucket: 'ingestion', Key: 'a/b/src.csv' }));
+      await expect(
+        client.send(new HeadObjectCommand({ Bucket: 'ingestion', Key: 'a/b/src.csv' })),
+      ).rejects.toMatchObject({ name: 'NotFound' });
+      expect(fs.readdirSync(path.join(s3.dataDir, 'ingestion'))).toEqual([]);
     });
   });
 
