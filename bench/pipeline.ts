@@ -594,6 +594,12 @@ export async function runPipelineBench(bench: PipelineBench): Promise<PipelineRe
       notes.push(`stopped after ${step.name}: its backlog did not drain in ${options.drainTimeoutSeconds} s`);
       break;
     }
+    if (step.profiledRun?.drainSeconds === null) {
+      notes.push(
+        `stopped after ${step.name}: its profiled run's backlog did not drain in ${options.drainTimeoutSeconds} s`,
+      );
+      break;
+    }
     if (!step.held && rate > 0 && !options.keepGoing) {
       notes.push(`stopped after ${step.name}, the first step not held (--keep-going runs the rest)`);
       break;
@@ -601,7 +607,7 @@ export async function runPipelineBench(bench: PipelineBench): Promise<PipelineRe
   }
 
   let verify: PipelineResult['verify'] = null;
-  const drained = steps.every((s) => s.drainSeconds !== null);
+  const drained = steps.every((s) => s.drainSeconds !== null && s.profiledRun?.drainSeconds !== null);
   if (options.verify && drained) {
     progress('comparing the warehouse with the source');
     const report = await withClient(sourceUrl, (s) => withClient(warehouseUrl, (w) => verifyWarehouse(s, w)));

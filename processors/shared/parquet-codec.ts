@@ -423,7 +423,7 @@ export async function openParquetReader(buffer: Buffer): Promise<ParquetTableRea
     throw new ParquetCodecError('not a readable Parquet file', { cause: e });
   }
   const table = reader.getMetadata()[TABLE_METADATA_KEY] as WarehouseTableName | undefined;
-  if (!table || !(table in WAREHOUSE_TABLES)) {
+  if (!table || !Object.hasOwn(WAREHOUSE_TABLES, table)) {
     await reader.close();
     throw new ParquetCodecError(
       `Parquet file names no known warehouse table (${TABLE_METADATA_KEY}=${table})`,
