@@ -18,6 +18,18 @@ import { Writable } from 'node:stream';
 import * as thrift from '@dsnp/parquetjs/dist/gen-nodejs/parquet_types';
 import { decodeThrift, serializeThrift } from '@dsnp/parquetjs/dist/lib/util';
 
+/** A stream that keeps what is written to it, in `chunks`. */
+function collectingSink(): { chunks: Buffer[]; sink: Writable } {
+  const chunks: Buffer[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      chunks.push(Buffer.from(chunk));
+      done();
+    },
+  });
+  return { chunks, sink };
+}
+
 const row = (overrides: Partial<WarehouseRow> = {}): WarehouseRow => ({
   payment_id: 1,
   created_date: '2022-11-03',
@@ -148,13 +160,7 @@ describe('parquet codec', () => {
   });
 
   it('writes and reads a file a row group at a time', async () => {
-    const chunks: Buffer[] = [];
-    const sink = new Writable({
-      write(chunk, _enc, done) {
-        chunks.push(Buffer.from(chunk));
-        done();
-      },
-    });
+    const { chunks, sink } = collectingSink();
     const writer = await openParquetWriter('fact_payment', sink, { rowGroupRows: 3 });
     const rows = Array.from({ length: 8 }, (_, i) => row({ payment_id: i + 1, _seq: i }));
     for (const r of rows) await writer.append(r);
@@ -173,13 +179,7 @@ describe('parquet codec', () => {
   });
 
   it("reads column by column exactly what the library's record cursor reads, every type, NULLs, several row groups", async () => {
-    const chunks: Buffer[] = [];
-    const sink = new Writable({
-      write(chunk, _enc, done) {
-        chunks.push(Buffer.from(chunk));
-        done();
-      },
-    });
+    const { chunks, sink } = collectingSink();
     const writer = await openParquetWriter('fact_payment', sink, { rowGroupRows: 4 });
     const rows = Array.from({ length: 11 }, (_, i) =>
       row({
@@ -234,13 +234,7 @@ describe('parquet codec', () => {
                 optional: true,
                 ...('compression' in variant ? { compression: variant.compression as 'GZIP' } : {}),
               };
-      const chunks: Buffer[] = [];
-      const sink = new Writable({
-        write(chunk, _enc, done) {
-          chunks.push(Buffer.from(chunk));
-          done();
-        },
-      });
+      const { chunks, sink } = collectingSink();
       const writer = await ParquetWriter.openStream(
         new ParquetSchema(fields),
         sink as unknown as Parameters<typeof ParquetWriter.openStream>[1],
@@ -303,13 +297,7 @@ describe('parquet codec', () => {
 
   it('refuses, as a codec error, a file naming an object property rather than a warehouse table', async () => {
     for (const table of ['constructor', 'toString', '__proto__']) {
-      const chunks: Buffer[] = [];
-      const sink = new Writable({
-        write(chunk, _enc, done) {
-          chunks.push(Buffer.from(chunk));
-          done();
-        },
-      });
+      const { chunks, sink } = collectingSink();
       const writer = await ParquetWriter.openStream(
         new ParquetSchema({ id: { type: 'INT32' } }),
         sink as unknown as Parameters<typeof ParquetWriter.openStream>[1],
