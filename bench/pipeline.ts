@@ -615,7 +615,8 @@ export async function runPipelineBench(bench: PipelineBench): Promise<PipelineRe
   } else if (options.verify) notes.push('not verified: a step did not drain');
 
   const warehouseBytesAfter = await databaseBytes(warehouse);
-  const loaded = steps.reduce((sum, st) => sum + st.changes, 0);
+  // The profiled runs wrote to the warehouse too.
+  const loaded = steps.reduce((sum, st) => sum + st.changes + (st.profiledRun?.changes ?? 0), 0);
   // Capture writes its profile when it exits: stop the stack first.
   await probe.close();
   await generator.close();
