@@ -267,9 +267,9 @@ export class DurableQueue {
     if (known) return known.message;
     // Another instance (`totes reconcile` reading the depth) can read a file while the consumer
     // rewrites it in place, and a read is not atomic against a write of the same page: old and new
-    // bytes mixed (23 reads in 776,000 in a test of this on this
-    // machine). The rewrite is one write() of one page, so the
-    // next read finds it whole; only the consumer's own reads see no concurrent rewrite.
+    // bytes mixed (23 reads in 776,000 in a test of this on this machine). The rewrite is one
+    // write() of one page, so the next read finds it whole; only the consumer's own reads see no
+    // concurrent rewrite.
     for (let attempt = 1; ; attempt += 1) {
       let text: string;
       try {
@@ -306,13 +306,7 @@ export class DurableQueue {
     const known = dir === this.messagesDir ? this.known.get(message.id) : undefined;
     if (known && known.length === length && length <= PAGE_BYTES) {
       try {
-        // eslint-disable-next-line security/detect-non-literal-fs-filename -- the queue's own directory and ids
-        const fd = fs.openSync(file, 'r+');
-        try {
-          fs.writeSync(fd, text, 0);
-        } finally {
-          fs.closeSync(fd);
-        }
+        writeOver(file, text);
         this.known.set(message.id, { message, length });
         return;
       } catch (e) {
@@ -341,14 +335,7 @@ export class DurableQueue {
         if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
         throw e;
       }
-      // eslint-disable-next-line security/detect-non-literal-fs-filename -- the same
-      const fd = fs.openSync(tmp, 'r+');
-      try {
-        fs.writeSync(fd, text, 0);
-        fs.ftruncateSync(fd, Buffer.byteLength(text));
-      } finally {
-        fs.closeSync(fd);
-      }
+      writeOver(tmp, text, { truncate: true });
       return true;
     }
     return false;
@@ -374,6 +361,21 @@ export class DurableQueue {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
     if (dir === this.messagesDir) this.known.delete(id);
+  }
+}
+
+/**
+ * `text` written from the start of an existing file, in one write(); `truncate` cuts what a longer
+ * earlier content left after it (a spare's), where a rewrite of the same length needs no cut.
+ */
+function writeOver(file: string, text: string, options: { truncate?: boolean } = {}): void {
+  // eslint-disable-next-line security/detect-non-literal-fs-filename -- the queue's own directories and ids
+  const fd = fs.openSync(file, 'r+');
+  try {
+    fs.writeSync(fd, text, 0);
+    if (options.truncate) fs.ftruncateSync(fd, Buffer.byteLength(text));
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
