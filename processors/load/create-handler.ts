@@ -272,8 +272,16 @@ function unloadableFrom(e: unknown): Unloadable | null {
  */
 const READ_AHEAD_MAX_BYTES = 16 * 1024 * 1024;
 
+/** Why a record is not loaded, and what to log beside the debug line every ignored record gets. */
+interface IgnoredRecord {
+  bucket: string;
+  ignored: string;
+  reason: string;
+  say?: { level: 'error' | 'warn'; message: string };
+}
+
 /** The key of the object a record asks to load, or why the record is ignored. */
-function keyToLoad(record: S3EventRecord): string | { bucket: string; ignored: string; reason: string } {
+function keyToLoad(record: S3EventRecord): string | IgnoredRecord {
   const bucket = record.s3.bucket.name;
   const rawKey = record.s3.object.key;
   if (!record.eventName.startsWith('ObjectCreated:'))
@@ -282,11 +290,18 @@ function keyToLoad(record: S3EventRecord): string | { bucket: string; ignored: s
   try {
     key = decodeS3ObjectKey(rawKey);
   } catch {
-    return { bucket, ignored: rawKey, reason: 'object key is not URL-encoded' };
+    const say = { level: 'error', message: 'object key is not URL-encoded; S3 never sends that' } as const;
+    return { bucket, ignored: rawKey, reason: 'object key is not URL-encoded', say };
   }
   // Our own quarantine copies, and the transform's, land in this bucket too.
   if (key.startsWith('quarantine/')) return { bucket, ignored: key, reason: 'quarantine object' };
-  if (!key.endsWith('.parquet')) return { bucket, ignored: key, reason: 'not a .parquet object' };
+  if (!key.endsWith('.parquet'))
+    return {
+      bucket,
+      ignored: key,
+      reason: 'not a .parquet object',
+      say: { level: 'warn', message: 'not a Parquet object; ignored' },
+    };
   return key;
 }
 
@@ -542,12 +557,9 @@ export function createLoadHandler(
   async function processRecord(record: S3EventRecord, logger: Logger): Promise<LoadObjectOutcome> {
     const key = keyToLoad(record);
     if (typeof key === 'string') return loadObject(record, key, logger);
-    const { bucket, ignored, reason } = key;
-    if (reason === 'object key is not URL-encoded')
-      logger.error('object key is not URL-encoded; S3 never sends that', { bucket, key: ignored });
-    else if (reason === 'not a .parquet object')
-      logger.warn('not a Parquet object; ignored', { bucket, key: ignored });
-    else logger.debug('object ignored', { bucket, key: ignored, reason });
+    const { bucket, ignored, reason, say } = key;
+    if (say) logger[say.level](say.message, { bucket, key: ignored });
+    logger.debug('object ignored', { bucket, key: ignored, reason });
     return { bucket, key: ignored, status: 'ignored', reason };
   }
 
