@@ -109,6 +109,42 @@ function currencyAndTypes(salt: string) {
   return { currency, first, second };
 }
 
+type S3Command = Parameters<S3Client['send']>[0];
+
+/**
+ * A client holding the first command `held` picks until a later command `awaited` picks is sent (or
+ * 10 s pass, which code sending them one after the other would need); `sentBeforeAnswer()` says
+ * whether that one went out before the held one was answered; `sent` is every command, in order.
+ * `done()` clears the timer.
+ */
+function holdingClient(held: (command: S3Command) => boolean, awaited: (command: S3Command) => boolean) {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const timer = setTimeout(() => release(), 10_000);
+  let holding = false;
+  let answered = false;
+  let before = false;
+  const sent: S3Command[] = [];
+  const send = (command: S3Command) => {
+    sent.push(command);
+    if (!holding && held(command)) {
+      holding = true;
+      return released.then(() => client.send(command)).finally(() => (answered = true));
+    }
+    if (awaited(command)) {
+      before ||= !answered;
+      release();
+    }
+    return client.send(command);
+  };
+  return {
+    client: { send } as unknown as S3Client,
+    sent,
+    sentBeforeAnswer: () => before,
+    done: () => clearTimeout(timer),
+  };
+}
+
 it('transforms a mixed-table object straight into each table’s Parquet in one invocation, writing no per-table CSV', async () => {
   // Prepare: three records of two tables, interleaved, as a zero-buffer Firehose delivers them.
   const { currency, first, second } = currencyAndTypes('');
@@ -158,37 +194,19 @@ it('builds the next layout’s Parquet while the one before it is being written'
   // second one is sent (or 10 s pass, which a transform writing one layout at a time would need).
   const { currency, first, second } = currencyAndTypes('-overlap');
   const mixedKey = await deliverMixed([first, currency, second], 'totes-1-2025-02-28-09-15-00-overlap');
-  const parquetPuts: string[] = [];
-  let firstHeld = false;
-  let sentWhileFirstHeld = false;
-  let release!: () => void;
-  const released = new Promise<void>((resolve) => (release = resolve));
-  const timer = setTimeout(() => release(), 10_000);
-  const holding = {
-    send: (command: Parameters<S3Client['send']>[0]) => {
-      const input = command.input as { Key?: string };
-      if (command instanceof PutObjectCommand && input.Key?.endsWith('.parquet')) {
-        parquetPuts.push(input.Key);
-        if (parquetPuts.length === 1) {
-          firstHeld = true;
-          return released.then(() => ((firstHeld = false), client.send(command)));
-        }
-        sentWhileFirstHeld ||= firstHeld;
-        release();
-      }
-      return client.send(command);
-    },
-  } as unknown as S3Client;
-  const transform = createTransformHandler({ s3: holding, processedBucket: PROCESSED });
+  const isParquetPut = (command: S3Command) =>
+    command instanceof PutObjectCommand && String(command.input.Key).endsWith('.parquet');
+  const s3 = holdingClient(isParquetPut, isParquetPut);
+  const transform = createTransformHandler({ s3: s3.client, processedBucket: PROCESSED });
 
   // Act
   const report = await transform(s3EventFactory({ bucket: INGESTION, key: mixedKey }));
-  clearTimeout(timer);
+  s3.done();
 
   // Assess: both written, the second PUT sent while the first was held.
   expect(report.objects[0]!.parts!.map((p) => p.status)).toEqual(['written', 'written']);
-  expect(parquetPuts).toHaveLength(2);
-  expect(sentWhileFirstHeld).toBe(true);
+  expect(s3.sent.filter(isParquetPut)).toHaveLength(2);
+  expect(s3.sentBeforeAnswer()).toBe(true);
 });
 
 it('reads the mixed object while it looks for its manifest', async () => {
@@ -196,31 +214,19 @@ it('reads the mixed object while it looks for its manifest', async () => {
   // pass, which a transform reading only after the HEAD answered would need).
   const { currency, first, second } = currencyAndTypes('-read-early');
   const mixedKey = await deliverMixed([first, currency, second], 'totes-1-2025-02-28-09-15-00-early');
-  let getSent!: () => void;
-  const got = new Promise<void>((resolve) => (getSent = resolve));
-  const timer = setTimeout(() => getSent(), 10_000);
-  let headAnswered = false;
-  let readBeforeAnswer = false;
-  const holding = {
-    send: (command: Parameters<S3Client['send']>[0]) => {
-      if (command instanceof HeadObjectCommand && command.input.Key === mixedManifestKeyFor(mixedKey))
-        return got.then(() => client.send(command)).finally(() => (headAnswered = true));
-      if (command instanceof GetObjectCommand && command.input.Key === mixedKey) {
-        readBeforeAnswer ||= !headAnswered;
-        getSent();
-      }
-      return client.send(command);
-    },
-  } as unknown as S3Client;
-  const transform = createTransformHandler({ s3: holding, processedBucket: PROCESSED });
+  const s3 = holdingClient(
+    (command) => command instanceof HeadObjectCommand && command.input.Key === mixedManifestKeyFor(mixedKey),
+    (command) => command instanceof GetObjectCommand && command.input.Key === mixedKey,
+  );
+  const transform = createTransformHandler({ s3: s3.client, processedBucket: PROCESSED });
 
   // Act
   const report = await transform(s3EventFactory({ bucket: INGESTION, key: mixedKey }));
-  clearTimeout(timer);
+  s3.done();
 
   // Assess
   expect(report.objects[0]!.status).toBe('written');
-  expect(readBeforeAnswer).toBe(true);
+  expect(s3.sentBeforeAnswer()).toBe(true);
 });
 
 it('transforms a layout of several runs and many 64 KiB pieces, with characters cut at the pieces’ edges, to the same rows', async () => {
