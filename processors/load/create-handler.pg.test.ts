@@ -98,6 +98,16 @@ async function read(key: string): Promise<Buffer> {
   return Buffer.from(await response.Body!.transformToByteArray());
 }
 
+/** The test pool, with each connection checkout noted as 'connect' in `events`. */
+function checkoutsInto(events: string[]): Pool {
+  return {
+    connect: async () => {
+      events.push('connect');
+      return pool.connect();
+    },
+  } as unknown as Pool;
+}
+
 async function count(table: string): Promise<number> {
   return (await pool.query(`SELECT count(*)::int AS n FROM "${table}"`)).rows[0].n;
 }
@@ -204,12 +214,7 @@ describe('load handler (s3rver + real Postgres)', () => {
 
   it('looks an object in parts up before decoding it, and one of a single part only in its transaction', async () => {
     const checkouts: string[] = [];
-    const counted = {
-      connect: async () => {
-        checkouts.push('connect');
-        return pool.connect();
-      },
-    } as unknown as Pool;
+    const counted = checkoutsInto(checkouts);
     const { handler } = harness({ warehouse: counted, partRows: 2 });
     const small = objectOf('dim_design', [
       rowOf('dim_design', 41, {}, at(1)),
@@ -234,12 +239,7 @@ describe('load handler (s3rver + real Postgres)', () => {
 
   it('reads the next object of an invocation while the one before it loads, unless it is large', async () => {
     const events: string[] = [];
-    const counted = {
-      connect: async () => {
-        events.push('connect');
-        return pool.connect();
-      },
-    } as unknown as Pool;
+    const counted = checkoutsInto(events);
     const watched = {
       send: (command: Parameters<S3Client['send']>[0]) => {
         if (command instanceof GetObjectCommand) events.push(`get ${command.input.Key}`);
