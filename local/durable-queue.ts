@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { writeOver } from './write-over';
 
 /**
  * The local stand-in for an SQS standard queue with a redrive policy: one JSON file per message
@@ -361,21 +362,6 @@ export class DurableQueue {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
     if (dir === this.messagesDir) this.known.delete(id);
-  }
-}
-
-/**
- * `text` written from the start of an existing file, in one write(); `truncate` cuts what a longer
- * earlier content left after it (a spare's), where a rewrite of the same length needs no cut.
- */
-function writeOver(file: string, text: string, options: { truncate?: boolean } = {}): void {
-  // eslint-disable-next-line security/detect-non-literal-fs-filename -- the queue's own directories and ids
-  const fd = fs.openSync(file, 'r+');
-  try {
-    fs.writeSync(fd, text, 0);
-    if (options.truncate) fs.ftruncateSync(fd, Buffer.byteLength(text));
-  } finally {
-    fs.closeSync(fd);
   }
 }
 

@@ -7,6 +7,7 @@ import type { DurableQueue } from './durable-queue';
 import { decodeS3ObjectKey } from '../processors/shared/s3-event';
 import { isAbandoned } from './stage-workers';
 import { encodeS3EventKey, listObjectsSince, type LocalS3, type S3Event, type S3EventRecord } from './s3rver';
+import { writeOver } from './write-over';
 
 /**
  * An S3 bucket notification on the local stack, to one of the two destinations AWS offers:
@@ -222,12 +223,7 @@ export class S3Trigger {
     // (an inode allocation: 0.02–1 ms of kernel CPU on this ext4) and free one each time.
     if (this.watermarkBytes === text.length) {
       try {
-        const fd = fs.openSync(this.watermarkFile, 'r+');
-        try {
-          fs.writeSync(fd, text, 0);
-        } finally {
-          fs.closeSync(fd);
-        }
+        writeOver(this.watermarkFile, text);
         return;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
