@@ -1,4 +1,5 @@
 import { isLsn, normaliseLsn } from '../../core/lsn';
+import { numericCents } from '../../core/star-mapping';
 import {
   ROW_OPS,
   WAREHOUSE_TABLES,
@@ -194,21 +195,6 @@ function isTime3(text: string): boolean {
   );
 }
 
-/** A numeric(10,2) as text, at most 8 integer digits and 2 decimals: /^-?\d{1,8}(\.\d{1,2})?$/. */
-function isNumeric10x2(text: string): boolean {
-  const start = text.charCodeAt(0) === 45 ? 1 : 0; // -
-  let at = start;
-  while (at < text.length && digitAt(text, at) >= 0) at += 1;
-  const integers = at - start;
-  if (integers < 1 || integers > 8) return false;
-  if (at === text.length) return true;
-  if (text.charCodeAt(at) !== 46) return false; // .
-  const decimals = text.length - at - 1;
-  if (decimals < 1 || decimals > 2) return false;
-  for (at += 1; at < text.length; at += 1) if (digitAt(text, at) < 0) return false;
-  return true;
-}
-
 /** An upper-case hex digit: 0-9, A-F. */
 function isUpperHex(c: number): boolean {
   return (c >= ZERO && c <= NINE) || (c >= 65 && c <= 70);
@@ -232,7 +218,7 @@ function valueIssue(c: WarehouseColumn, value: unknown): string | null {
     case 'boolean':
       return typeof value === 'boolean' ? null : 'not a boolean';
     case 'numeric(10,2)':
-      return typeof value === 'string' && isNumeric10x2(value)
+      return typeof value === 'string' && numericCents(value) !== undefined
         ? null
         : 'not a numeric(10,2) (at most 8 integer digits and 2 decimals)';
     case 'date':
