@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { mapOverlapped } from '../core/map-overlapped';
 import { s3ClientFor } from '../local/s3rver';
 import { benchArgsOrExit, BenchUsageError, positiveInt } from './options';
 import { median } from './timing';
@@ -205,15 +206,6 @@ class Child {
   }
 }
 
-async function inBatches(n: number, concurrency: number, fn: (i: number) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < n) await fn(next++);
-    }),
-  );
-}
-
 /** One checkout's run: PUT, GET, HEAD per size, then the queue. */
 async function measure(root: string, o: Options): Promise<Sample> {
   const { child, endpoint } = await Child.start(root, o);
@@ -221,7 +213,12 @@ async function measure(root: string, o: Options): Promise<Sample> {
   const sample: Sample = {};
   const phase = async (name: string, ops: number, fn: (i: number) => Promise<unknown>) => {
     const before = await child.ask<Usage>({ kind: 'usage' });
-    await inBatches(ops, 4, fn);
+    // Four requests at once, as the stages' clients keep several in flight.
+    await mapOverlapped(
+      Array.from({ length: ops }, (_, i) => i),
+      4,
+      fn,
+    );
     sample[name] = perOp(before, await child.ask<Usage>({ kind: 'usage' }), ops);
   };
   try {
