@@ -24,9 +24,12 @@ import {
   loadLogInsert,
   loadLogLookup,
   pgType,
+  PLACEHOLDER_LSN,
   PLACEHOLDER_TEXT,
   keyClaim,
+  placeholderCopy,
   placeholderInsert,
+  keyRangeEmpty,
   progressUpsert,
   quoteIdent,
   textArrayLiteral,
@@ -173,6 +176,44 @@ describe('warehouse SQL builders', () => {
     expect(placeholderInsert('dim_transaction', [...edge.slice(0, -1), 8_000]).text).not.toContain(
       'NOT EXISTS',
     );
+  });
+
+  it("COPYs placeholders with placeholderInsert's columns and values, no ON CONFLICT", () => {
+    for (const name of ['dim_location', 'dim_transaction', 'dim_staff'] as const) {
+      const copy = placeholderCopy(name);
+      const insert = placeholderInsert(name, [7]);
+      const columns = /^INSERT INTO "\w+" AS t \(([^)]*)\)/.exec(insert.text)![1];
+      expect(copy.text).toBe(`COPY "${name}" (${columns}) FROM STDIN`);
+      // The insert's SELECT: the key, then each value column's $n::type or NULL::type, then 0/0, 0, true.
+      const select = /\nSELECT x\.\S+, (.*)\nFROM/.exec(insert.text)![1].split(', ');
+      expect(copy.tail).toHaveLength(select.length);
+      select.forEach((expression, i) => {
+        const param = /^\$(\d+)::/.exec(expression);
+        if (param) expect(copy.tail[i]).toBe(insert.values[Number(param[1]) - 1]);
+        else if (expression.startsWith('NULL::')) expect(copy.tail[i]).toBeNull();
+        else expect(String(copy.tail[i])).toBe(expression);
+      });
+      expect(copy.text).not.toContain('ON CONFLICT');
+    }
+    expect(placeholderCopy('dim_transaction').tail).toEqual([
+      PLACEHOLDER_TEXT,
+      null,
+      null,
+      PLACEHOLDER_LSN,
+      0,
+      true,
+    ]);
+    expect(() => placeholderCopy('stg_staff' as 'dim_staff')).toThrow(UnsupportedTableError);
+  });
+
+  it("asks whether a dimension has a row in its keys' range: lowest to highest, in any order", () => {
+    const statement = keyRangeEmpty('dim_transaction', [9, 3, 12, 5]);
+    expectQuotedIdentifiersOnly(statement);
+    expect(statement).toEqual({
+      text: 'SELECT NOT EXISTS (SELECT FROM "dim_transaction" WHERE "transaction_id" BETWEEN $1 AND $2) AS "empty"',
+      values: [3, 12],
+    });
+    expect(() => keyRangeEmpty('dim_transaction', [])).toThrow('no keys');
   });
 
   it('claims keys of a dimension or staging table in key order: a placeholder where no row is, else a lock', () => {

@@ -427,6 +427,41 @@ export function keyClaim(name: WarehouseTableName, keys: readonly number[]): Sql
   return placeholderRows(table, keys, `DO UPDATE SET "_inferred" = t."_inferred" WHERE false`);
 }
 
+/**
+ * placeholderInsert's rows by `COPY … FROM STDIN` (text format): the command, and the fields every
+ * row has after its key (the same values placeholderInsert writes), so that each row is its key
+ * and one shared tail. No ON CONFLICT: a key that has a row already fails the COPY with
+ * unique_violation (23505), and the caller inserts through placeholderInsert instead. For many
+ * keys whose range holds no row yet (`keyRangeEmpty`): bench:load, 200,000 placeholders of
+ * dim_transaction, 0.57 s against 1.2 s for placeholderInsert's speculative inserts.
+ */
+export function placeholderCopy(name: WarehouseTableName): { text: string; tail: unknown[] } {
+  const table = tableOf(name, ['dimension'], 'placeholderCopy');
+  const values = valueColumns(table);
+  const columns = [keyColumn(table).name, ...values.map((c) => c.name), '_lsn', '_seq', '_inferred'];
+  return {
+    text: `COPY ${quoteIdent(table.name)} (${columns.map(quoteIdent).join(', ')}) FROM STDIN`,
+    tail: [...values.map(unknownValue), PLACEHOLDER_LSN, 0, true],
+  };
+}
+
+/**
+ * Whether a dimension has no row with a key between the lowest and the highest of `keys` (one
+ * descent of its primary key): `"empty"`. Then none of the keys has a row, and their placeholders
+ * can be COPYed (placeholderCopy); a row committed meanwhile fails that COPY, not the data.
+ */
+export function keyRangeEmpty(name: WarehouseTableName, keys: readonly number[]): SqlStatement {
+  const table = tableOf(name, ['dimension'], 'keyRangeEmpty');
+  const k = quoteIdent(table.key);
+  if (!keys.length) throw new Error('keyRangeEmpty: no keys');
+  let [low, high] = [keys[0], keys[0]];
+  for (const key of keys) [low, high] = [Math.min(low, key), Math.max(high, key)];
+  return {
+    text: `SELECT NOT EXISTS (SELECT FROM ${quoteIdent(table.name)} WHERE ${k} BETWEEN $1 AND $2) AS "empty"`,
+    values: [low, high],
+  };
+}
+
 /** The keys of placeholderRows: a FROM giving them as `x.<key>` in key order, and a WHERE on them. */
 type PlaceholderKeys = (
   params: Params,

@@ -27,7 +27,9 @@ import {
   factTruncateDeletes,
   loadLogInsert,
   loadLogLookup,
+  placeholderCopy,
   placeholderInsert,
+  keyRangeEmpty,
   truncateExists,
   truncateInsert,
   progressUpsert,
@@ -42,7 +44,8 @@ import {
   type SnapshotId,
   type SqlStatement,
 } from '../../core/warehouse-sql';
-import { copyIn } from './copy-in';
+import { copyChunks, copyIn } from './copy-in';
+import { copyTextLine } from './copy-text';
 import { runStatements, type StatementResult } from './statement-batch';
 import {
   batchKeyClaims,
@@ -137,6 +140,8 @@ export interface ApplyOptions {
   maxAttempts?: number;
   /** Fact versions from which the insert goes through COPY; default FACT_COPY_MIN_ROWS. */
   factCopyMinRows?: number;
+  /** Placeholders of one dimension from which an object's claims may COPY them; default PLACEHOLDER_COPY_MIN_KEYS. */
+  placeholderCopyMinKeys?: number;
   /**
    * COPY a part's fact versions straight into the fact (default true); false = always through the
    * staging table and its INSERT … ON CONFLICT DO NOTHING (what the direct COPY falls back to).
@@ -466,24 +471,84 @@ interface FactInsertPath {
 }
 
 /**
- * Queues an object's claims (load-batch.ts `ObjectClaims`) in the global lock order: dates, the
- * dimensions' placeholders (base dimensions first), the object's own keys. Each is one statement
- * taking its rows in key order, as a one-part object's statements do.
+ * From this many placeholders of one dimension, an object's claims COPY them when no row of the
+ * dimension lies in their key range (`keyRangeEmpty`, asked with BEGIN): the object's own new rows
+ * (a backfill, a burst) usually do. Below it the COPY's own round trips cost more than it saves.
  */
-function claim(
+export const PLACEHOLDER_COPY_MIN_KEYS = 1_000;
+
+/**
+ * Takes an object's claims (load-batch.ts `ObjectClaims`) in the global lock order: dates, the
+ * dimensions' placeholders (base dimensions first), the object's own keys. Each is one statement
+ * taking its rows in key order, as a one-part object's statements do; many placeholders whose key
+ * range is empty go by COPY instead (`copyPlaceholders`), in the same order. Sends what it queued
+ * up to its last COPY; the rest goes with the first part.
+ */
+async function claim(
   tx: Transaction,
   table: WarehouseTableName,
   claims: ObjectClaims,
   outcome: ApplyOutcome,
-): void {
+  options: { logger: Logger; copyMinKeys: number },
+): Promise<void> {
   if (claims.dates.length) tx.count(dimDateInsert(claims.dates), (n) => (outcome.datesInserted += n));
+  const rangeEmpty = new Map<WarehouseTableName, () => Promise<StatementResult>>();
   for (const dimension of PLACEHOLDER_ORDER) {
     const keys = claims.references[dimension];
-    if (keys?.length)
-      tx.count(placeholderInsert(dimension, keys), (n) => (outcome.placeholdersInserted += n));
+    if (keys && keys.length >= options.copyMinKeys)
+      rangeEmpty.set(dimension, tx.later(keyRangeEmpty(dimension, keys)));
+  }
+  for (const dimension of PLACEHOLDER_ORDER) {
+    const keys = claims.references[dimension];
+    if (!keys?.length) continue;
+    const empty = rangeEmpty.get(dimension);
+    if (empty && (await empty()).rows[0]!.empty === true) {
+      const copied = await copyPlaceholders(tx, dimension, keys);
+      if (copied !== null) {
+        outcome.placeholdersInserted += copied;
+        continue;
+      }
+      options.logger.info(
+        'a placeholder key was taken meanwhile; inserting the placeholders through ON CONFLICT',
+        {
+          objectKey: outcome.objectKey,
+          dimension,
+        },
+      );
+    }
+    tx.count(placeholderInsert(dimension, keys), (n) => (outcome.placeholdersInserted += n));
   }
   // Placeholders only until the object's parts write these keys' rows: not counted.
   if (claims.keys.length) tx.add(keyClaim(table, claims.keys));
+}
+
+/**
+ * COPYs placeholder rows of `keys` (distinct, ascending: rows taken in key order, as
+ * placeholderInsert takes them) inside a savepoint; the rows copied, or null when a key had a row
+ * after all (a concurrent load committed it since `keyRangeEmpty`; 23505): the savepoint is rolled
+ * back, nothing of the COPY stays, and the caller inserts them through placeholderInsert.
+ */
+async function copyPlaceholders(
+  tx: Transaction,
+  dimension: WarehouseTableName,
+  keys: readonly number[],
+): Promise<number | null> {
+  const copy = placeholderCopy(dimension);
+  const tail = copyTextLine(copy.tail);
+  function* lines() {
+    for (const key of keys) yield `${key}\t${tail}`;
+  }
+  tx.add({ text: 'SAVEPOINT "placeholders"', values: [] });
+  await tx.flush();
+  try {
+    const copied = await copyIn(tx.client, copy.text, () => copyChunks(lines()));
+    tx.add({ text: 'RELEASE SAVEPOINT "placeholders"', values: [] });
+    return copied;
+  } catch (e) {
+    if (sqlStateOf(e) !== '23505') throw e;
+    tx.add({ text: 'ROLLBACK TO SAVEPOINT "placeholders"', values: [] });
+    return null;
+  }
 }
 
 /** Queues the recomputation of the derived dimensions `table` feeds for the given keys, each under its lock. */
@@ -761,14 +826,20 @@ export async function applyObject(
       // second, bench:load). A dimension's load lock comes before any row: an object in parts
       // knows its mode from its claims; a one-part object from its part, read first.
       let exclusive = options.claims?.dimensionExclusive;
-      if (options.claims) {
-        tx.add(dimensionLoadLockOf(table, exclusive));
-        claim(tx, table, options.claims, outcome);
-      }
+      const claimed = async () => {
+        if (options.claims) {
+          tx.add(dimensionLoadLockOf(table, exclusive));
+          await claim(tx, table, options.claims, outcome, {
+            logger,
+            copyMinKeys: options.placeholderCopyMinKeys ?? PLACEHOLDER_COPY_MIN_KEYS,
+          });
+        }
+        await tx.flush();
+      };
       // The lookup's answer is checked first: an object already loaded is rolled back before it
       // waits on any lock (its first batch holds none without claims) and before what its part
       // threw (a redelivery checked by stricter code must not be quarantined: review, session 12).
-      const [sent, first] = await Promise.allSettled([tx.flush(), source.next()]);
+      const [sent, first] = await Promise.allSettled([claimed(), source.next()]);
       if (sent.status === 'rejected') throw sent.reason;
       if (first.status === 'rejected') throw first.reason;
       let next = first.value;

@@ -88,6 +88,8 @@ export interface LoadHandlerDeps {
   now?: () => Date;
   /** Rows prepared and applied at a time inside an object's transaction; default LOAD_PART_ROWS. */
   partRows?: number;
+  /** An object in parts COPYs a dimension's placeholders from this many; default apply-batch.ts PLACEHOLDER_COPY_MIN_KEYS. */
+  placeholderCopyMinKeys?: number;
   /**
    * SQS's ChangeMessageVisibility on the load queue: a message whose load failed because the
    * warehouse was busy comes back after `loadRetryDelaySeconds`, not the queue's 30 minutes.
@@ -513,6 +515,7 @@ export function createLoadHandler(
             eTag,
             logger,
             claims,
+            placeholderCopyMinKeys: deps.placeholderCopyMinKeys,
           }),
         );
       } catch (e) {

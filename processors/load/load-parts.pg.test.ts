@@ -100,6 +100,25 @@ function failingOn(pool: Pool, pattern: RegExp, n: number, error: () => Error) {
   };
 }
 
+/** A pool whose clients note the text of every COPY they run into `copies`. */
+function copiesInto(pool: Pool, copies: string[]) {
+  const noting = new WeakSet<PoolClient>();
+  return {
+    async connect() {
+      const c = await pool.connect();
+      if (noting.has(c)) return c;
+      noting.add(c);
+      const query = c.query.bind(c) as (...args: unknown[]) => unknown;
+      (c as unknown as { query: unknown }).query = (...args: unknown[]) => {
+        const text = (args[0] as { text?: unknown } | undefined)?.text;
+        if (typeof text === 'string' && text.startsWith('COPY ')) copies.push(text);
+        return query(...args);
+      };
+      return c;
+    },
+  };
+}
+
 const fiveRowObject = async (name: string, edit = (rows: ReturnType<typeof rowOf>[]) => rows) =>
   put(
     objectOf('fact_payment', edit([1, 2, 3, 4, 5].map((id) => rowOf('fact_payment', id, {}, at(id)))), name),
@@ -348,6 +367,8 @@ interface Interleaving {
   held: SqlStatement;
   first: { object: TestObject; partRows: number };
   second: { object: TestObject; partRows: number };
+  /** The loads' LoadHandlerDeps.placeholderCopyMinKeys (1: every claimed placeholder of an empty range COPYed). */
+  placeholderCopyMinKeys?: number;
 }
 
 /**
@@ -362,6 +383,7 @@ async function interleave(pool: Pool, plan: Interleaving) {
       s3: client,
       warehouse: pool,
       partRows,
+      placeholderCopyMinKeys: plan.placeholderCopyMinKeys,
       logger: createLogger({
         service: 'load',
         level: 'warn',
@@ -417,37 +439,44 @@ const NO_CONFLICT = {
 };
 
 describe('lock order of objects loaded in parts', () => {
-  it('a fact object in parts and a dimension object sharing keys do not deadlock', async () => {
-    const pool = await warehouse('lock_order_fact_parts', 4);
-    // Part 1 refers to transaction 20, part 2 to transaction 10 and to a date only it has (held).
-    const facts = objectOf(
-      'fact_payment',
-      [
-        rowOf('fact_payment', 1, { transaction_id: 20 }, at(1)),
-        rowOf('fact_payment', 2, { transaction_id: 10, payment_date: '2022-12-25' }, at(2)),
-      ],
-      'lock-order-facts',
-    );
-    const transactions = objectOf(
-      'dim_transaction',
-      [rowOf('dim_transaction', 10, {}, at(3)), rowOf('dim_transaction', 20, {}, at(3, 1))],
-      'lock-order-transactions',
-    );
-    const result = await interleave(pool, {
-      held: dimDateInsert(['2022-12-25']),
-      first: { object: facts, partRows: 1 },
-      second: { object: transactions, partRows: 10_000 },
-    });
-    expect(result).toEqual(NO_CONFLICT);
-    const { rows } = await pool.query(
-      'SELECT "transaction_id", "_inferred" FROM "dim_transaction" ORDER BY 1',
-    );
-    expect(rows).toEqual([
-      { transaction_id: 10, _inferred: false },
-      { transaction_id: 20, _inferred: false },
-    ]);
-    expect((await pool.query('SELECT count(*)::int AS n FROM "fact_payment"')).rows[0].n).toBe(2);
-  });
+  it.each([
+    ['inserted', undefined],
+    ['COPYed', 1],
+  ])(
+    'a fact object in parts (placeholders %s) and a dimension object sharing keys do not deadlock',
+    async (how, placeholderCopyMinKeys) => {
+      const pool = await warehouse(`lock_order_fact_parts_${how.toLowerCase()}`, 4);
+      // Part 1 refers to transaction 20, part 2 to transaction 10 and to a date only it has (held).
+      const facts = objectOf(
+        'fact_payment',
+        [
+          rowOf('fact_payment', 1, { transaction_id: 20 }, at(1)),
+          rowOf('fact_payment', 2, { transaction_id: 10, payment_date: '2022-12-25' }, at(2)),
+        ],
+        'lock-order-facts',
+      );
+      const transactions = objectOf(
+        'dim_transaction',
+        [rowOf('dim_transaction', 10, {}, at(3)), rowOf('dim_transaction', 20, {}, at(3, 1))],
+        'lock-order-transactions',
+      );
+      const result = await interleave(pool, {
+        held: dimDateInsert(['2022-12-25']),
+        first: { object: facts, partRows: 1 },
+        second: { object: transactions, partRows: 10_000 },
+        placeholderCopyMinKeys,
+      });
+      expect(result).toEqual(NO_CONFLICT);
+      const { rows } = await pool.query(
+        'SELECT "transaction_id", "_inferred" FROM "dim_transaction" ORDER BY 1',
+      );
+      expect(rows).toEqual([
+        { transaction_id: 10, _inferred: false },
+        { transaction_id: 20, _inferred: false },
+      ]);
+      expect((await pool.query('SELECT count(*)::int AS n FROM "fact_payment"')).rows[0].n).toBe(2);
+    },
+  );
 
   it('a dimension object in parts and a fact object sharing keys do not deadlock', async () => {
     const pool = await warehouse('lock_order_dimension_parts', 4);
@@ -624,4 +653,130 @@ describe('lock order of objects loaded in parts', () => {
     });
     expect(result).toEqual(NO_CONFLICT);
   });
+});
+
+describe("an object in parts' placeholders by COPY", () => {
+  /** The dimensions' COPYs among `copies`. */
+  const placeholderCopies = (copies: string[]) =>
+    copies.filter((c) => c.startsWith('COPY "dim_')).map((c) => /^COPY "(\w+)"/.exec(c)![1]);
+
+  it('COPYs the placeholders of an empty key range: the same warehouse as inserting them', async () => {
+    const objects = [
+      objectOf(
+        'dim_transaction',
+        [1, 2, 3].map((id, i) => rowOf('dim_transaction', id, {}, at(1, i))),
+        'pc-tx',
+      ),
+      // New transactions above every row: COPYed. New designs, staff, locations, currencies too.
+      paymentsOf([10, 11, 12, 14], 'pc-new'),
+      objectOf(
+        'fact_sales_order',
+        [1, 2, 3].map((id, i) =>
+          rowOf(
+            'fact_sales_order',
+            id,
+            {
+              design_id: 20 + id,
+              sales_staff_id: 30 + id,
+              currency_id: 40 + id,
+              agreed_delivery_location_id: 50,
+            },
+            at(2, i),
+          ),
+        ),
+        'pc-sales',
+      ),
+      // Transactions 2 and 4 to 5: a row lies in the range (2, a loaded one; 3 too): inserted as before.
+      paymentsOf([2, 4, 5], 'pc-overlap'),
+    ];
+    const specs = [];
+    for (const object of objects) specs.push(await put(object));
+    const inserted = await warehouse('placeholder_copy_inserted');
+    const copied = await warehouse('placeholder_copy_copied');
+    const copies: string[] = [];
+    const noting = copiesInto(copied, copies);
+    const perObject: string[][] = [];
+    for (const spec of specs) {
+      await handlerOn(inserted, { partRows: 1, placeholderCopyMinKeys: Number.POSITIVE_INFINITY })(
+        s3EventFactory(spec),
+      );
+      const report = await handlerOn(copied, {
+        partRows: 1,
+        placeholderCopyMinKeys: 1,
+        warehouse: noting,
+      })(s3EventFactory(spec));
+      expect(report.objects[0].status).toBe('loaded');
+      perObject.push(placeholderCopies(copies.splice(0)));
+    }
+    // PLACEHOLDER_ORDER; a fresh warehouse: the payments' currency, type and counterparty too.
+    expect(perObject).toEqual([
+      [],
+      ['dim_currency', 'dim_payment_type', 'dim_transaction', 'dim_counterparty'],
+      // Their counterparty (1) has a row by now: its range is not empty.
+      ['dim_location', 'dim_currency', 'dim_design', 'dim_staff'],
+      [],
+    ]);
+    const [a, b] = [await dumpOf(inserted), await dumpOf(copied)];
+    delete a.load_log;
+    delete b.load_log;
+    expect(b).toEqual(a);
+    expect(
+      (b.dim_transaction as { transaction_id: number; _inferred: boolean }[]).map((r) => [
+        r.transaction_id,
+        r._inferred,
+      ]),
+    ).toEqual([
+      [1, false],
+      [2, false],
+      [3, false],
+      [4, true],
+      [5, true],
+      [10, true],
+      [11, true],
+      [12, true],
+      [14, true],
+    ]);
+  });
+
+  it.each([
+    // With the currency's, the payment type's and the counterparty's: 3 more.
+    ['commits', 'COMMIT', 6],
+    ['rolls back', 'ROLLBACK', 7],
+  ])(
+    'a placeholder a concurrent load inserted since the range was found empty: waited for, then (%s) the rest inserted',
+    async (_, end, inserted) => {
+      const pool = await warehouse(`placeholder_copy_race_${end.toLowerCase()}`, 3);
+      const spec = await put(paymentsOf([100, 101, 102, 103], `pc-race-${end}`));
+      const holder = await pool.connect();
+      try {
+        await holder.query('BEGIN');
+        const held = placeholderInsert('dim_transaction', [102]);
+        await holder.query(held.text, held.values);
+        const copies: string[] = [];
+        const loading = handlerOn(pool, {
+          partRows: 1,
+          placeholderCopyMinKeys: 1,
+          warehouse: copiesInto(pool, copies),
+        })(s3EventFactory(spec));
+        await waitFor('the COPY to wait on the uncommitted placeholder', async () =>
+          (await waitingSessions(pool)) >= 1 ? true : undefined,
+        );
+        // A fresh warehouse: the currencies' and payment types' ranges were empty too.
+        expect(placeholderCopies(copies)).toEqual(['dim_currency', 'dim_payment_type', 'dim_transaction']);
+        await holder.query(end);
+        const report = await loading;
+        expect(report.objects[0]).toMatchObject({
+          status: 'loaded',
+          load: { placeholdersInserted: inserted },
+        });
+      } finally {
+        holder.release();
+      }
+      const { rows } = await pool.query(
+        'SELECT "transaction_id" AS id, "_inferred" AS inferred FROM "dim_transaction" ORDER BY 1',
+      );
+      expect(rows).toEqual([100, 101, 102, 103].map((id) => ({ id, inferred: true })));
+      expect((await pool.query('SELECT count(*)::int AS n FROM "fact_payment"')).rows[0].n).toBe(4);
+    },
+  );
 });
