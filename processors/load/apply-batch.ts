@@ -803,6 +803,7 @@ export async function applyObject(
       factCopyFallback: fallback,
     });
     const tx = new Transaction(client);
+    let source: AsyncGenerator<PreparedBatch> | null = null;
     try {
       tx.begin(options.objectKey, eTag);
       const path: FactInsertPath = {
@@ -817,13 +818,13 @@ export async function applyObject(
         lateRowRead: null,
       };
       let sourceTable: string | null = null;
-      const source = guarded(parts());
-      // Part N+1 is prepared while part N's statements run (`parts` yields to the event loop
-      // between its slices); the transaction waits for both before going on, so at most two
-      // parts are held, and a failure on either side is handled only once nothing is in flight.
-      // BEGIN and the lookup are sent while the first part is prepared, with an object in parts'
-      // claims (a fact of 200,000 rows: its 200,000 placeholders are one statement of about a
-      // second, bench:load). A dimension's load lock comes before any row: an object in parts
+      source = guarded(parts());
+      // Part N+1 is taken while part N's statements run (`parts` yields to the event loop between
+      // its slices, and may prepare parts further ahead: create-handler.ts); the transaction waits
+      // for both before going on, and a failure on either side is handled only once nothing is in
+      // flight. BEGIN and the lookup are sent while the first part is prepared, with an object in
+      // parts' claims (a fact of 200,000 rows: its 200,000 placeholders take about half a second,
+      // bench:load). A dimension's load lock comes before any row: an object in parts
       // knows its mode from its claims; a one-part object from its part, read first.
       let exclusive = options.claims?.dimensionExclusive;
       const claimed = async () => {
@@ -859,7 +860,7 @@ export async function applyObject(
         outcome.maxPosition = laterPosition(outcome.maxPosition, batch.maxPosition);
         outcome.newestCommitTs = newerTimestamp(outcome.newestCommitTs, batch.newestCommitTs);
         // What a part queued is sent with its next read, or at the end; an object in parts sends
-        // each part's before the next, so that no more than two parts are held.
+        // each part's before the next, so that its statements' parameters are not held.
         const [applied, prepared] = await Promise.allSettled([
           applyPart(tx, batch, outcome, path).then(() => (path.claims ? tx.flush() : undefined)),
           source.next(),
@@ -887,6 +888,8 @@ export async function applyObject(
       return outcome;
     } catch (e) {
       await client.query('ROLLBACK').catch(() => undefined);
+      // Parts being prepared ahead stop: a retry reads them anew, and nothing works on behind it.
+      await source?.return(undefined).catch(() => undefined);
       if (e instanceof AlreadyLoaded)
         return {
           ...emptyOutcome(options.objectKey, table, 0, { attempts: attempt, factCopyFallback: fallback }),

@@ -284,6 +284,34 @@ describe('loading an object in parts', () => {
     expect(await dumpOf(parted)).toEqual(await dumpOf(whole));
   });
 
+  it("closes the object's parts when its transaction fails: nothing goes on preparing them behind it", async () => {
+    const pool = await warehouse('load_parts_closed');
+    const rows = [1, 2, 3].map((id) =>
+      rowOf('fact_payment', id, id === 2 ? { payment_date: '0000-01-01' } : {}, at(id)),
+    );
+    const events: string[] = [];
+    async function* parts() {
+      try {
+        for (const [i, row] of rows.entries()) {
+          events.push(`part ${i}`);
+          yield prepareBatch({ table: 'fact_payment', rows: [row] }, { firstRow: i });
+        }
+      } finally {
+        events.push('closed');
+      }
+    }
+    const c = await pool.connect();
+    try {
+      // Part 1's payment date is refused by Postgres (SQLSTATE 22008), while part 2 is taken.
+      await expect(applyObject(c, 'fact_payment', parts, { objectKey: 'closed' })).rejects.toThrow(
+        'SQLSTATE 22',
+      );
+    } finally {
+      c.release();
+    }
+    expect(events).toEqual(['part 0', 'part 1', 'part 2', 'closed']);
+  });
+
   it('COPYs parts whose text was built ahead straight into the fact: the same facts and record ids as the parameters', async () => {
     // 1,500 versions in parts of 500: parts 2 and 3 have their COPY text built while the part before
     // them is applied; unchanged marks and hostile text ride in it. Then an overlapping object.
