@@ -37,7 +37,7 @@ import {
   type ApplyOutcome,
 } from './apply-batch';
 import { findReferences } from './verify-references';
-import { MalformedObjectError, prepareBatch, type PreparedBatch } from './load-batch';
+import { ClaimsBuilder, MalformedObjectError, prepareBatch, type PreparedBatch } from './load-batch';
 import { migrateWarehouse } from './migrate';
 
 let url: string;
@@ -278,6 +278,45 @@ describe('applyBatch (real Postgres): round trips', () => {
       { payment_id: 1 },
       { payment_id: 2 },
     ]);
+  });
+});
+
+describe('applyObject (real Postgres): round trips of an object in parts', () => {
+  beforeEach(() => resetWarehouse(client));
+
+  it("sends a fact part's settling with the next part's COPY, a dimension part's rows before its next part", async () => {
+    const c = others[3]!;
+    const trips = roundTrips(c);
+    async function tripsOf(object: TestObject) {
+      const rows = (await decodeParquet(await parquetOf(object))).rows;
+      const claims = new ClaimsBuilder(object.table, 2);
+      claims.add(rows);
+      const parts = () =>
+        [0, 2, 4].map((at) =>
+          prepareBatch({ table: object.table, rows: rows.slice(at, at + 2) }, { firstRow: at }),
+        );
+      const before = trips();
+      await applyObject(c, object.table, parts, {
+        objectKey: object.key,
+        factCopyMinRows: 1,
+        claims: claims.finish(),
+      });
+      return trips() - before;
+    }
+    // BEGIN, the lookup and the claims; per part its reads with the part before's settling, and its
+    // COPY; the last part's settling, progress, load_log and COMMIT.
+    const payments = objectOf(
+      'fact_payment',
+      [1, 2, 3, 4, 5, 6].map((id) => rowOf('fact_payment', id, {}, at(id))),
+    );
+    expect(await tripsOf(payments)).toBe(1 + 3 * 2 + 1);
+    // A dimension part's upsert carries its rows: sent before the next part is taken (as before).
+    const designs = objectOf(
+      'dim_design',
+      [1, 2, 3, 4, 5, 6].map((id) => rowOf('dim_design', id, {}, at(10 + id))),
+    );
+    expect(await tripsOf(designs)).toBe(1 + 3 + 1);
+    expect((await rowsOf('SELECT count(*)::int AS n FROM "fact_payment"'))[0]).toEqual({ n: 6 });
   });
 });
 

@@ -570,19 +570,21 @@ function recomputeDerived(
 
 /**
  * Queues (and, where it must read or COPY, sends) one part of an object (or a whole object of one
- * part) inside the object's transaction; its counts add to the object's `outcome`.
+ * part) inside the object's transaction; its counts add to the object's `outcome`. Resolves to
+ * whether what it left queued carries the part's rows (parameters), not only its keys.
  */
 async function applyPart(
   tx: Transaction,
   batch: PreparedBatch,
   outcome: ApplyOutcome,
   path: FactInsertPath,
-): Promise<void> {
+): Promise<boolean> {
   // Claimed before the first part: the object's every date and placeholder.
   const claimed = path.claims !== null;
   if (!claimed && batch.dates.length)
     tx.count(dimDateInsert(batch.dates), (n) => (outcome.datesInserted += n));
   const truncates = batch.truncates.length > 0;
+  let carriesRows = false;
   if (batch.kind === 'fact') {
     for (const table of claimed ? [] : PLACEHOLDER_ORDER) {
       const keys = batch.references[table];
@@ -611,15 +613,21 @@ async function applyPart(
         const written = (n: number) => (outcome.written += n);
         if (batch.upserts.length >= path.copyMinRows)
           await factInsertByCopy(tx, batch, path.staged, path.direct, written);
-        else tx.count(factInsert(batch.table, batch.upserts), written);
+        else {
+          tx.count(factInsert(batch.table, batch.upserts), written);
+          carriesRows = true;
+        }
         tx.add(factInheritance(batch.table, batch.keys));
       }
-      if (batch.deletes.length)
+      if (batch.deletes.length) {
         tx.count(factDeleteInsert(batch.table, batch.deletes, 'delete'), (n) => (outcome.deletes += n));
+        carriesRows = true;
+      }
       if (truncates) tx.add(truncateInsert(batch.sourceTable!, batch.truncates));
       if (settles) await settleFacts(tx, batch, truncates ? null : batch.keys, reads, outcome);
     }
   } else if (batch.kind !== 'date') {
+    carriesRows = batch.upserts.length > 0 || batch.deletes.length > 0;
     // One part whose delete would lock keys below its upsert's: those first, in order.
     const outOfOrder = claimed ? [] : batchKeyClaims(batch);
     if (outOfOrder.length) tx.add(keyClaim(batch.table, outOfOrder));
@@ -657,6 +665,7 @@ async function applyPart(
   }
   // Recorded once per object, after its last part (an object of one part: the same place).
   path.snapshots.push(...batch.snapshots);
+  return carriesRows;
 }
 
 /**
@@ -859,10 +868,15 @@ export async function applyObject(
         outcome.rows += batch.rowCount;
         outcome.maxPosition = laterPosition(outcome.maxPosition, batch.maxPosition);
         outcome.newestCommitTs = newerTimestamp(outcome.newestCommitTs, batch.newestCommitTs);
-        // What a part queued is sent with its next read, or at the end; an object in parts sends
-        // each part's before the next, so that its statements' parameters are not held.
+        // What a part queued is sent with its next read, or at the end. A part of an object in
+        // parts whose statements carry its rows sends them before the next is taken, so that no
+        // more than two parts' rows are held; a fact part's settling (keys only) waits for the
+        // next part's reads, sent before its COPY: a round trip less a part, each waiting on this
+        // busy process's event loop (bench:load, bench/README.md "Session 14").
         const [applied, prepared] = await Promise.allSettled([
-          applyPart(tx, batch, outcome, path).then(() => (path.claims ? tx.flush() : undefined)),
+          applyPart(tx, batch, outcome, path).then((carriesRows) =>
+            path.claims && carriesRows ? tx.flush() : undefined,
+          ),
           source.next(),
         ]);
         if (applied.status === 'rejected') throw applied.reason;
