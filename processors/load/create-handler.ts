@@ -141,9 +141,11 @@ async function bodyBytes(body: AsyncIterable<Uint8Array>, length: number | undef
 
 /**
  * Rows checked (and, for facts, folded) between two turns of the event loop: a row group (4,096
- * rows) is decoded in one piece, then checked in slices of this many, so a reply of the warehouse
- * to the part being applied waits for a slice (a few ms), not a row group, before its next
- * statement is sent.
+ * rows) is decoded a column chunk at a time and checked in slices of this many, with a turn
+ * between each, so a reply of the warehouse to the part being applied waits for a slice (a
+ * millisecond or two), not a row group, before its next statement is sent. With parts prepared
+ * ahead the load process is rarely idle: a row group decoded in one piece (~20 ms) had delayed
+ * each of a part's round trips by up to that (bench:load, bench/README.md "Session 14").
  */
 const CHECK_SLICE_ROWS = 1024;
 
@@ -178,7 +180,7 @@ async function* preparedParts(reader: ParquetTableReader, partRows: number): Asy
   let firstRow = 0;
   let inPart = 0;
   let builder = new BatchBuilder(reader.table, firstRow);
-  for await (const rows of reader.batches(CHECK_SLICE_ROWS)) {
+  for await (const rows of reader.batches(CHECK_SLICE_ROWS, undefined, nextTurn)) {
     for (let at = 0; at < rows.length;) {
       const take = Math.min(rows.length - at, partRows - inPart);
       builder.add(take === rows.length ? rows : rows.slice(at, at + take));
@@ -217,7 +219,7 @@ const PARTS_AHEAD: AheadLimits<PreparedBatch> = {
  */
 async function objectClaims(reader: ParquetTableReader, partRows: number): Promise<ObjectClaims> {
   const builder = new ClaimsBuilder(reader.table, partRows);
-  for await (const rows of reader.batches(CHECK_SLICE_ROWS, claimColumns(reader.table))) {
+  for await (const rows of reader.batches(CHECK_SLICE_ROWS, claimColumns(reader.table), nextTurn)) {
     builder.add(rows);
     await nextTurn();
   }

@@ -178,6 +178,27 @@ describe('parquet codec', () => {
     expect(batches.flat()).toEqual(rows);
   });
 
+  it('paces a row group: awaits `pace` after each column chunk and every 1,024 rows made, the same rows', async () => {
+    const { chunks, sink } = collectingSink();
+    const writer = await openParquetWriter('fact_payment', sink, { rowGroupRows: 2_500 });
+    const rows = Array.from({ length: 3_000 }, (_, i) => row({ payment_id: i + 1, _seq: i }));
+    for (const r of rows) await writer.append(r);
+    await writer.close();
+    const reader = await openParquetReader(Buffer.concat(chunks));
+    const columns = ['payment_id', 'transaction_id', 'payment_date'];
+    const events: string[] = [];
+    const read: WarehouseRow[] = [];
+    for await (const batch of reader.batches(1_000, columns, async () => void events.push('pace'))) {
+      events.push(`batch ${batch.length}`);
+      read.push(...batch);
+    }
+    await reader.close();
+    // Row group 1 (2,500 rows): 3 chunks, 2 slices made; row group 2 (500 rows): 3 chunks.
+    const paces = (n: number) => Array<string>(n).fill('pace');
+    expect(events).toEqual([...paces(5), 'batch 1000', 'batch 1000', ...paces(3), 'batch 1000']);
+    expect(read).toEqual(rows.map((r) => Object.fromEntries(columns.map((c) => [c, r[c]]))));
+  });
+
   it("reads column by column exactly what the library's record cursor reads, every type, NULLs, several row groups", async () => {
     const { chunks, sink } = collectingSink();
     const writer = await openParquetWriter('fact_payment', sink, { rowGroupRows: 4 });

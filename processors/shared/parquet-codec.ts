@@ -409,9 +409,16 @@ export interface ParquetTableReader {
   /**
    * The rows in order, `size` (default ROW_GROUP_ROWS) at a time. With `columns`, only those
    * column chunks are read and decoded, and the rows carry only them (the load reads an object's
-   * keys and references before its rows: processors/load/create-handler.ts).
+   * keys and references before its rows: processors/load/create-handler.ts). With `pace`, it is
+   * awaited after each column chunk decoded and every ROW_GROUP_SLICE rows made: a caller that
+   * gives the event loop a turn there (setImmediate) keeps its other work (the warehouse's
+   * replies) waiting a millisecond or two, not a whole row group's decoding.
    */
-  batches(size?: number, columns?: readonly string[]): AsyncGenerator<WarehouseRow[]>;
+  batches(
+    size?: number,
+    columns?: readonly string[],
+    pace?: () => Promise<void>,
+  ): AsyncGenerator<WarehouseRow[]>;
   close(): Promise<void>;
 }
 
@@ -435,11 +442,11 @@ export async function openParquetReader(buffer: Buffer): Promise<ParquetTableRea
   return {
     table,
     rowCount: Number(opened.getRowCount()),
-    async *batches(size = ROW_GROUP_ROWS, columns?: readonly string[]) {
+    async *batches(size = ROW_GROUP_ROWS, columns?: readonly string[], pace?: () => Promise<void>) {
       const read = columns ? types.filter(([name]) => columns.includes(name)) : types;
       let batch: WarehouseRow[] = [];
       for (const rowGroup of envelopeOf(opened).metadata.row_groups) {
-        for (const row of await readRowGroupRows(opened, file, rowGroup, read)) {
+        for (const row of await readRowGroupRows(opened, file, rowGroup, read, pace)) {
           batch.push(row);
           if (batch.length >= size) {
             yield batch;
@@ -541,6 +548,7 @@ async function readRowGroupRows(
   file: Buffer,
   rowGroup: unknown,
   types: readonly [string, Physical][],
+  pace?: () => Promise<void>,
 ): Promise<WarehouseRow[]> {
   const access = envelopeOf(reader);
   const group = rowGroup as RowGroupMeta;
@@ -550,7 +558,7 @@ async function readRowGroupRows(
     const chunks = new Map<string, ColumnChunkMeta>();
     for (const chunk of group.columns) chunks.set(chunk.meta_data.path_in_schema.join(','), chunk);
     const slow: number[] = [];
-    types.forEach(([name, type], c) => {
+    for (const [c, [name, type]] of types.entries()) {
       const chunk = chunks.get(name);
       // A column missing from the file (an older writer) is NULL throughout, as the cursor gave it.
       const values = chunk
@@ -558,7 +566,8 @@ async function readRowGroupRows(
         : new Array<WarehouseValue>(rowCount).fill(null);
       if (values) columns[c] = values;
       else slow.push(c);
-    });
+      await pace?.();
+    }
     if (slow.length) {
       const list = slow.map((c) => [types[c][0]]);
       const buffer = await access.envelopeReader.readRowGroup(access.schema, rowGroup, list);
@@ -577,9 +586,15 @@ async function readRowGroupRows(
   }
   const make = rowMaker(types);
   const rows: WarehouseRow[] = new Array(rowCount);
-  for (let r = 0; r < rowCount; r += 1) rows[r] = make(columns, r);
+  for (let r = 0; r < rowCount; r += 1) {
+    rows[r] = make(columns, r);
+    if (pace && (r + 1) % ROW_GROUP_SLICE === 0) await pace();
+  }
   return rows;
 }
+
+/** Rows made between two `pace` calls of a row group being read. */
+const ROW_GROUP_SLICE = 1024;
 
 /** Row `r` of decoded columns (one array of values per column, in `types`' order) as a row object. */
 type RowMaker = (columns: readonly WarehouseValue[][], r: number) => WarehouseRow;
