@@ -91,6 +91,41 @@ describe('pullAhead', () => {
     expect(source.waiting()).toBe(0);
   });
 
+  it('pulls one at a time when `bytes` allows none ahead', async () => {
+    async function* numbers() {
+      for (let i = 0; i < 3; i += 1) yield i;
+    }
+    const seen: number[] = [];
+    for await (const n of pullAhead(numbers(), { items: 3, bytes: 0, bytesOf: () => 1 })) seen.push(n);
+    expect(seen).toEqual([0, 1, 2]);
+  });
+
+  it("passes on what `bytesOf` throws as the source's failure, and closes the source", async () => {
+    const unhandled: unknown[] = [];
+    const note = (e: unknown) => unhandled.push(e);
+    process.on('unhandledRejection', note);
+    try {
+      const source = heldSource(10);
+      const ahead = pullAhead(source.items(), {
+        items: 3,
+        bytes: 100,
+        bytesOf: (n) => {
+          if (n === 1) throw new Error('no size');
+          return 1;
+        },
+      });
+      const first = ahead.next();
+      for (let i = 0; i < 3; i += 1) await source.release();
+      expect(await first).toEqual({ value: 0, done: false });
+      await expect(ahead.next()).rejects.toThrow('no size');
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(source.events).toEqual(['pull 0', 'pull 1', 'source closed']);
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', note);
+    }
+  });
+
   it('refuses a limit of no items', async () => {
     async function* none() {}
     await expect(pullAhead(none(), { items: 0, ...one }).next()).rejects.toThrow(RangeError);

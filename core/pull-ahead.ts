@@ -20,27 +20,30 @@ export async function* pullAhead<T>(source: AsyncIterable<T>, limits: AheadLimit
   if (!(Number.isInteger(limits.items) && limits.items >= 1))
     throw new RangeError('limits.items must be an integer ≥ 1');
   const iterator = source[Symbol.asyncIterator]();
-  const ready: T[] = [];
+  const ready: { item: T; bytes: number }[] = [];
   let held = 0;
   let pulling: Promise<void> | null = null;
   let failure: { error: unknown } | null = null;
   let finished = false;
   let stopped = false;
   const pull = (): void => {
-    if (pulling || stopped || finished || failure || ready.length >= limits.items || held >= limits.bytes)
-      return;
-    pulling = iterator.next().then(
-      (result) => {
+    if (pulling || stopped || finished || failure) return;
+    // With nothing waiting the next item is pulled, whatever the limits: the consumer wants it.
+    if (ready.length && (ready.length >= limits.items || held >= limits.bytes)) return;
+    pulling = iterator
+      .next()
+      .then((result) => {
         if (result.done) finished = true;
         else {
-          ready.push(result.value);
-          held += limits.bytesOf(result.value);
+          const bytes = limits.bytesOf(result.value);
+          ready.push({ item: result.value, bytes });
+          held += bytes;
         }
-      },
-      (error: unknown) => {
+      })
+      // The source's failure, or its item's size's: passed on in order, never left unhandled.
+      .catch((error: unknown) => {
         failure = { error };
-      },
-    );
+      });
     void pulling.then(() => {
       pulling = null;
       pull();
@@ -48,11 +51,11 @@ export async function* pullAhead<T>(source: AsyncIterable<T>, limits: AheadLimit
   };
   try {
     for (;;) {
-      if (ready.length) {
-        const item = ready.shift()!;
-        held -= limits.bytesOf(item);
+      const next = ready.shift();
+      if (next) {
+        held -= next.bytes;
         pull();
-        yield item;
+        yield next.item;
         continue;
       }
       if (failure) throw (failure as { error: unknown }).error;
@@ -63,6 +66,6 @@ export async function* pullAhead<T>(source: AsyncIterable<T>, limits: AheadLimit
   } finally {
     stopped = true;
     await pulling;
-    if (!finished && !failure) await iterator.return?.();
+    if (!finished) await iterator.return?.();
   }
 }

@@ -432,8 +432,9 @@ export function keyClaim(name: WarehouseTableName, keys: readonly number[]): Sql
  * row has after its key (the same values placeholderInsert writes), so that each row is its key
  * and one shared tail. No ON CONFLICT: a key that has a row already fails the COPY with
  * unique_violation (23505), and the caller inserts through placeholderInsert instead. For many
- * keys whose range holds no row yet (`keyRangeEmpty`): bench:load, 200,000 placeholders of
- * dim_transaction, 0.57 s against 1.2 s for placeholderInsert's speculative inserts.
+ * keys whose range holds no row yet (`keyRangeEmpty`): 200,000 placeholders of dim_transaction
+ * took 0.46–0.51 s in the load against 0.98–1.3 s for placeholderInsert's speculative inserts
+ * (bench:load, bench/README.md "Session 14").
  */
 export function placeholderCopy(name: WarehouseTableName): { text: string; tail: unknown[] } {
   const table = tableOf(name, ['dimension'], 'placeholderCopy');

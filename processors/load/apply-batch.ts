@@ -482,7 +482,8 @@ export const PLACEHOLDER_COPY_MIN_KEYS = 1_000;
  * dimensions' placeholders (base dimensions first), the object's own keys. Each is one statement
  * taking its rows in key order, as a one-part object's statements do; many placeholders whose key
  * range is empty go by COPY instead (`copyPlaceholders`), in the same order. Sends what it queued
- * up to its last COPY; the rest goes with the first part.
+ * up to its last COPY; applyObject sends the rest (the claims after it, a savepoint's release)
+ * before the first part.
  */
 async function claim(
   tx: Transaction,
@@ -546,7 +547,10 @@ async function copyPlaceholders(
     return copied;
   } catch (e) {
     if (sqlStateOf(e) !== '23505') throw e;
+    // ROLLBACK TO keeps the savepoint (a subtransaction the rest of the object would be written in):
+    // released too.
     tx.add({ text: 'ROLLBACK TO SAVEPOINT "placeholders"', values: [] });
+    tx.add({ text: 'RELEASE SAVEPOINT "placeholders"', values: [] });
     return null;
   }
 }
@@ -869,10 +873,11 @@ export async function applyObject(
         outcome.maxPosition = laterPosition(outcome.maxPosition, batch.maxPosition);
         outcome.newestCommitTs = newerTimestamp(outcome.newestCommitTs, batch.newestCommitTs);
         // What a part queued is sent with its next read, or at the end. A part of an object in
-        // parts whose statements carry its rows sends them before the next is taken, so that no
-        // more than two parts' rows are held; a fact part's settling (keys only) waits for the
-        // next part's reads, sent before its COPY: a round trip less a part, each waiting on this
-        // busy process's event loop (bench:load, bench/README.md "Session 14").
+        // parts whose statements carry its rows (parameters) sends them before the next is taken,
+        // so that they are not held on top of the parts prepared ahead; a fact part's settling
+        // (keys, or the staged insert the server runs) waits for the next part's reads, sent before
+        // its COPY: a round trip less a part, each waiting on this busy process's event loop
+        // (bench:load, bench/README.md "Session 14").
         const [applied, prepared] = await Promise.allSettled([
           applyPart(tx, batch, outcome, path).then((carriesRows) =>
             path.claims && carriesRows ? tx.flush() : undefined,

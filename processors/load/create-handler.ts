@@ -201,10 +201,12 @@ async function* preparedParts(reader: ParquetTableReader, partRows: number): Asy
 
 /**
  * How far an object's parts are prepared ahead of the one being applied: while its claims'
- * placeholders are written (~0.6 s for a 200,000-row payments object) the load process had
- * nothing to do, and then kept the warehouse waiting part by part (bench:load, bench/README.md
- * "Session 14"). Memory: a 10,000-row payments part held ~1.9 MiB of COPY text and ~5.4 MiB of
- * rows (measured), so four parts ahead hold ~30 MiB; the COPY text caps wider parts.
+ * placeholders were written (1.2 s for a 200,000-row payments object, 0.46 s by COPY) the load
+ * process had nothing to do, and then kept the warehouse waiting part by part (bench:load,
+ * bench/README.md "Session 14"). Memory: a 10,000-row payments part held ~1.9 MiB of COPY text
+ * and ~5.4 MiB of rows (measured), so the four ahead, the one taken and the one applied hold ~44
+ * MiB. Only a fact part's COPY text is counted in `bytes`; other parts (a dimension's, a fact
+ * part under FACT_COPY_MIN_ROWS) are bounded by the count alone.
  */
 const PARTS_AHEAD: AheadLimits<PreparedBatch> = {
   items: 4,

@@ -197,6 +197,13 @@ describe('parquet codec', () => {
     const paces = (n: number) => Array<string>(n).fill('pace');
     expect(events).toEqual([...paces(5), 'batch 1000', 'batch 1000', ...paces(3), 'batch 1000']);
     expect(read).toEqual(rows.map((r) => Object.fromEntries(columns.map((c) => [c, r[c]]))));
+
+    // What `pace` throws is the caller's, not a damaged file's: passed on as it is.
+    const again = await openParquetReader(Buffer.concat(chunks));
+    const refused = new Error('no turn');
+    const batches = again.batches(1_000, columns, () => Promise.reject(refused));
+    await expect(batches.next()).rejects.toBe(refused);
+    await again.close();
   });
 
   it("reads column by column exactly what the library's record cursor reads, every type, NULLs, several row groups", async () => {

@@ -554,11 +554,15 @@ async function readRowGroupRows(
   const group = rowGroup as RowGroupMeta;
   const rowCount = Number(group.num_rows);
   const columns: WarehouseValue[][] = new Array(types.length);
+  const chunks = new Map<string, ColumnChunkMeta>();
+  const slow: number[] = [];
   try {
-    const chunks = new Map<string, ColumnChunkMeta>();
     for (const chunk of group.columns) chunks.set(chunk.meta_data.path_in_schema.join(','), chunk);
-    const slow: number[] = [];
-    for (const [c, [name, type]] of types.entries()) {
+  } catch (e) {
+    throw unreadableRowGroup(e);
+  }
+  for (const [c, [name, type]] of types.entries()) {
+    try {
       const chunk = chunks.get(name);
       // A column missing from the file (an older writer) is NULL throughout, as the cursor gave it.
       const values = chunk
@@ -566,24 +570,22 @@ async function readRowGroupRows(
         : new Array<WarehouseValue>(rowCount).fill(null);
       if (values) columns[c] = values;
       else slow.push(c);
-      await pace?.();
+    } catch (e) {
+      throw unreadableRowGroup(e);
     }
-    if (slow.length) {
+    // Outside the try: what the caller's pace throws is its own, not a damaged file's.
+    await pace?.();
+  }
+  if (slow.length)
+    try {
       const list = slow.map((c) => [types[c][0]]);
       const buffer = await access.envelopeReader.readRowGroup(access.schema, rowGroup, list);
       if (Number(buffer.rowCount) !== rowCount)
         throw new ParquetCodecError('not a readable Parquet file (a row group does not match its count)');
       for (const c of slow) columns[c] = columnValues(buffer.columnData[types[c][0]], types[c][1], rowCount);
+    } catch (e) {
+      throw unreadableRowGroup(e);
     }
-  } catch (e) {
-    if (e instanceof ParquetCodecError) throw e;
-    // The library throws its own errors (TProtocolException, TypeError, RangeError) from damaged
-    // pages, possibly quoting bytes: named, not passed on.
-    throw new ParquetCodecError(
-      `not a readable Parquet file (${(e as Error)?.name ?? 'error'} reading a row group)`,
-      { cause: e },
-    );
-  }
   const make = rowMaker(types);
   const rows: WarehouseRow[] = new Array(rowCount);
   for (let r = 0; r < rowCount; r += 1) {
@@ -591,6 +593,19 @@ async function readRowGroupRows(
     if (pace && (r + 1) % ROW_GROUP_SLICE === 0) await pace();
   }
   return rows;
+}
+
+/**
+ * What reading a row group threw, as the load reports it: the library throws its own errors
+ * (TProtocolException, TypeError, RangeError) from damaged pages, possibly quoting bytes — named,
+ * not passed on.
+ */
+function unreadableRowGroup(e: unknown): ParquetCodecError {
+  if (e instanceof ParquetCodecError) return e;
+  return new ParquetCodecError(
+    `not a readable Parquet file (${(e as Error)?.name ?? 'error'} reading a row group)`,
+    { cause: e },
+  );
 }
 
 /** Rows made between two `pace` calls of a row group being read. */
