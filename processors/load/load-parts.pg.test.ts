@@ -83,40 +83,45 @@ async function dumpOf(pool: Pool) {
   }
 }
 
-/** A pool whose clients fail the `n`-th statement matching `pattern` (counted over the pool's life). */
-function failingOn(pool: Pool, pattern: RegExp, n: number, error: () => Error) {
-  let seen = 0;
+type Query = (...args: unknown[]) => unknown;
+
+/**
+ * A pool whose clients' queries go through `wrap`; a client is wrapped once, however often it is
+ * checked out (wrapped again on each checkout, a query went through every layer).
+ */
+function wrappingQueries(pool: Pool, wrap: (query: Query) => Query) {
+  const wrapped = new WeakSet<PoolClient>();
   return {
     async connect() {
       const c = await pool.connect();
-      const query = c.query.bind(c) as (...args: unknown[]) => unknown;
-      (c as unknown as { query: unknown }).query = oneStatementAtATime((...args: unknown[]) => {
-        const text = typeof args[0] === 'string' ? args[0] : '';
-        if (pattern.test(text) && ++seen === n) return Promise.reject(error());
-        return query(...args);
-      });
+      if (!wrapped.has(c)) {
+        wrapped.add(c);
+        (c as unknown as { query: Query }).query = wrap(c.query.bind(c) as Query);
+      }
       return c;
     },
   };
 }
 
+/** A pool whose clients fail the `n`-th statement matching `pattern` (counted over the pool's life). */
+function failingOn(pool: Pool, pattern: RegExp, n: number, error: () => Error) {
+  let seen = 0;
+  return wrappingQueries(pool, (query) =>
+    oneStatementAtATime((...args: unknown[]) => {
+      const text = typeof args[0] === 'string' ? args[0] : '';
+      if (pattern.test(text) && ++seen === n) return Promise.reject(error());
+      return query(...args);
+    }),
+  );
+}
+
 /** A pool whose clients note the text of every COPY they run into `copies`. */
 function copiesInto(pool: Pool, copies: string[]) {
-  const noting = new WeakSet<PoolClient>();
-  return {
-    async connect() {
-      const c = await pool.connect();
-      if (noting.has(c)) return c;
-      noting.add(c);
-      const query = c.query.bind(c) as (...args: unknown[]) => unknown;
-      (c as unknown as { query: unknown }).query = (...args: unknown[]) => {
-        const text = (args[0] as { text?: unknown } | undefined)?.text;
-        if (typeof text === 'string' && text.startsWith('COPY ')) copies.push(text);
-        return query(...args);
-      };
-      return c;
-    },
-  };
+  return wrappingQueries(pool, (query) => (...args: unknown[]) => {
+    const text = (args[0] as { text?: unknown } | undefined)?.text;
+    if (typeof text === 'string' && text.startsWith('COPY ')) copies.push(text);
+    return query(...args);
+  });
 }
 
 const fiveRowObject = async (name: string, edit = (rows: ReturnType<typeof rowOf>[]) => rows) =>
